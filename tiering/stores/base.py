@@ -1,0 +1,153 @@
+"""The Store protocol: the one seam between tiering and a capacity tier.
+
+A store holds objects under a prefix. Keys are relative paths encoded by
+``stores.keys`` (``encode_key``); each store maps them to its own names.
+Every object carries the metadata of the file it came from (``FileMeta``), so
+a tier can be read and its catalog rebuilt without us.
+
+Contracts every implementation keeps (checked by ``tests/test_store_conformance.py``):
+
+- ``put_file`` publishes an object atomically: readers see the old object or
+  the complete new one, never a part. It checksums the bytes while sending them
+  and raises ``SourceChangedError`` (leaving nothing behind) if they differ
+  from ``meta.checksum`` when one was given.
+- ``get_file`` writes the object to exactly the given local path, checks size
+  and checksum against the object's metadata, and on any failure removes what
+  it wrote before raising.
+- ``delete`` of a missing key succeeds (deletes are idempotent).
+- Errors are the project's own (``tiering.errors``), never an SDK's.
+
+Optional abilities are separate small protocols (``SupportsStorageClass``,
+``SupportsRestore``), checked with ``isinstance`` before use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+#: Progress callback: called with the number of bytes just transferred.
+Progress = Callable[[int], None]
+
+META_PREFIX = "tiering-"
+
+
+@dataclass(frozen=True, slots=True)
+class FileMeta:
+    """What a capacity object records about the file it was copied from."""
+
+    size: int
+    mtime_ns: int
+    mode: int
+    uid: int
+    gid: int
+    path: str  # the encoded relative path (== key); survives moves of the prefix
+    checksum: str = ""
+
+    @classmethod
+    def from_stat(cls, st, key: str, checksum: str = "") -> FileMeta:
+        return cls(st.st_size, st.st_mtime_ns, st.st_mode, st.st_uid, st.st_gid, key, checksum)
+
+    def to_headers(self) -> dict[str, str]:
+        """User-metadata pairs (without the SDK's ``x-amz-meta-`` style prefix)."""
+        return {
+            f"{META_PREFIX}size": str(self.size),
+            f"{META_PREFIX}mtime-ns": str(self.mtime_ns),
+            f"{META_PREFIX}mode": f"{self.mode:o}",
+            f"{META_PREFIX}uid": str(self.uid),
+            f"{META_PREFIX}gid": str(self.gid),
+            f"{META_PREFIX}path": self.path,
+            f"{META_PREFIX}checksum": self.checksum,
+        }
+
+    @classmethod
+    def from_headers(cls, headers: dict[str, str]) -> FileMeta | None:
+        """Parse user metadata (keys case-insensitive); None if it is not ours."""
+        h = {k.lower(): v for k, v in headers.items()}
+        try:
+            return cls(
+                size=int(h[f"{META_PREFIX}size"]),
+                mtime_ns=int(h[f"{META_PREFIX}mtime-ns"]),
+                mode=int(h[f"{META_PREFIX}mode"], 8),
+                uid=int(h[f"{META_PREFIX}uid"]),
+                gid=int(h[f"{META_PREFIX}gid"]),
+                path=h[f"{META_PREFIX}path"],
+                checksum=h.get(f"{META_PREFIX}checksum", ""),
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One object as the store sees it."""
+
+    key: str
+    size: int
+    etag: str = ""
+    storage_class: str = ""
+    meta: FileMeta | None = None
+    #: For archive storage classes: True once a restored copy can be read.
+    readable: bool = True
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def checksum(self) -> str:
+        return self.meta.checksum if self.meta else ""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A capacity tier. Implementations: posix, s3, oss."""
+
+    #: The tier's URL, with no secrets in it.
+    url: str
+
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+        """Upload a local file as ``key``; returns the stored object's info (with checksum)."""
+
+    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+        """Download ``key`` into the local path, verified against its metadata."""
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``start`` (fewer only at the end of the object)."""
+
+    def open(self, key: str) -> BinaryIO:
+        """A streaming, read-only file object over the whole object."""
+
+    def head(self, key: str) -> ObjectInfo:
+        """Size, storage class and file metadata of one object; ``NotFoundError`` if absent."""
+
+    def delete(self, key: str) -> None:
+        """Remove one object; a missing key is not an error."""
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order, streamed.
+
+        Listings carry key, size and etag only: ``meta`` is None (``head`` has it).
+        """
+
+    def close(self) -> None:
+        """Release connections and threads."""
+
+
+@runtime_checkable
+class SupportsStorageClass(Protocol):
+    """A store whose objects have storage classes (OSS, S3)."""
+
+    storage_classes: tuple[str, ...]
+
+    def set_storage_class(self, key: str, storage_class: str) -> None: ...
+
+
+@runtime_checkable
+class SupportsRestore(Protocol):
+    """A store with archive classes whose objects must be restored before reading."""
+
+    def restore(self, key: str, *, tier: str = "Standard", days: int = 1) -> None:
+        """Ask for a readable copy of an archived object (idempotent)."""
+
+    def wait_restored(self, key: str, *, timeout: float, poll: float = 5.0) -> ObjectInfo:
+        """Poll until the object is readable; ``TransientError`` after ``timeout`` seconds."""

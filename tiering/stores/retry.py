@@ -1,0 +1,53 @@
+"""The one retry loop: capped exponential backoff with full jitter.
+
+Only ``TransientError`` is retried; everything else propagates at once. SDK
+clients are configured with their own retries switched off, so a failing
+request is retried here and nowhere else, and a dead server is reported
+within ``deadline`` seconds rather than after an SDK's minutes of patience.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tiering.errors import TransientError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try before giving up on a transient failure."""
+
+    attempts: int = 6  # total tries, the first included
+    base: float = 0.1  # seconds before the first retry (before jitter)
+    cap: float = 5.0  # longest single wait
+    deadline: float = 30.0  # no new attempt starts after this many seconds
+
+    def delay(self, attempt: int) -> float:
+        """The wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+    def call(self, fn: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+        """Run ``fn`` until it succeeds, fails for good, or the policy is spent."""
+        start = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except TransientError as exc:
+                wait = self.delay(attempt)
+                spent = time.monotonic() - start
+                if attempt >= self.attempts or spent + wait > self.deadline:
+                    raise type(exc)(
+                        f"{exc} (gave up after {attempt} attempts in {spent:.1f}s)", store=exc.store, key=exc.key
+                    ) from exc
+                sleep(wait)
+                attempt += 1
+
+
+DEFAULT_RETRY = RetryPolicy()
