@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import quote, unquote
 
 #: Progress callback: called with the number of bytes just transferred.
 Progress = Callable[[int], None]
@@ -58,7 +59,8 @@ class FileMeta:
             f"{META_PREFIX}mode": f"{self.mode:o}",
             f"{META_PREFIX}uid": str(self.uid),
             f"{META_PREFIX}gid": str(self.gid),
-            f"{META_PREFIX}path": self.path,
+            # Header values must be ASCII: the key is URL-quoted here.
+            f"{META_PREFIX}path": quote(self.path, safe="/"),
             f"{META_PREFIX}checksum": self.checksum,
         }
 
@@ -73,7 +75,7 @@ class FileMeta:
                 mode=int(h[f"{META_PREFIX}mode"], 8),
                 uid=int(h[f"{META_PREFIX}uid"]),
                 gid=int(h[f"{META_PREFIX}gid"]),
-                path=h[f"{META_PREFIX}path"],
+                path=unquote(h[f"{META_PREFIX}path"], errors="strict"),
                 checksum=h.get(f"{META_PREFIX}checksum", ""),
             )
         except (KeyError, ValueError):

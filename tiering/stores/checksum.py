@@ -13,10 +13,16 @@ later without ambiguity.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
+
+from tiering.errors import IntegrityError, SourceChangedError
+
+if TYPE_CHECKING:
+    from tiering.stores.base import FileMeta
 
 ALGORITHM = "blake3"
 CHUNK = 4 * 1024 * 1024
@@ -32,6 +38,15 @@ class Hasher:
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._h.update(data)
         self.size += len(data)
+
+    @classmethod
+    def of_file(cls, path: str | Path) -> Hasher:
+        """A hasher fed with a whole local file (memory-mapped, several threads)."""
+        hasher = cls()
+        hasher._h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        hasher._h.update_mmap(str(path))
+        hasher.size = Path(path).stat().st_size
+        return hasher
 
     @property
     def value(self) -> str:
@@ -56,3 +71,37 @@ def checksum_file(path: str | Path) -> tuple[str, int]:
     """Checksum and size of a local file."""
     with open(path, "rb") as f:
         return checksum_stream(f)
+
+
+def verify_source(hasher: Hasher, meta: FileMeta, key: str, url: str) -> FileMeta:
+    """Check bytes read from a local file against what the caller said it holds.
+
+    Returns ``meta`` with the checksum filled in. Raises ``SourceChangedError``
+    when the size differs, or the checksum differs from one the caller gave:
+    the file changed under us and the copy must not be kept.
+    """
+    if hasher.size != meta.size or (meta.checksum and hasher.value != meta.checksum):
+        raise SourceChangedError(
+            f"{url}: {key}: source changed while copying (expected {meta.size} bytes"
+            f"{' ' + meta.checksum if meta.checksum else ''}, read {hasher.size} bytes {hasher.value})",
+            store=url,
+            key=key,
+        )
+    return replace(meta, checksum=hasher.value)
+
+
+def verify_object(hasher: Hasher, meta: FileMeta | None, key: str, url: str) -> None:
+    """Check downloaded bytes against the object's recorded size and checksum.
+
+    An object without our metadata (written by another tool) has nothing to be
+    checked against and passes; ours must match exactly.
+    """
+    if meta is None:
+        return
+    if hasher.size != meta.size or (meta.checksum and hasher.value != meta.checksum):
+        raise IntegrityError(
+            f"{url}: {key}: object is corrupt (metadata says {meta.size} bytes {meta.checksum}, "
+            f"read {hasher.size} bytes {hasher.value})",
+            store=url,
+            key=key,
+        )

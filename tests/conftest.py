@@ -1,0 +1,172 @@
+"""Shared fixtures: real servers (SeaweedFS, the OSS test server) and store cases.
+
+``store_case`` is parametrized over every capacity store, so a test that takes
+it is a conformance test: it runs against posix, s3 (SeaweedFS) and oss (the
+OSS-protocol test server driven by the real ``oss2`` client).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bench.seaweed import SeaweedServer
+from tiering.stores import RetryPolicy, open_store
+from tiering.stores.base import Store
+
+S3_KEY, S3_SECRET, S3_BUCKET = "tiering-test-key", "tiering-test-secret", "tiering-test"
+OSS_KEY, OSS_SECRET, OSS_BUCKET = "oss-test-key", "oss-test-secret", "tiering-oss-test"
+KiB, MiB = 1024, 1024 * 1024
+
+#: Quick retries for tests that reach a dead endpoint on purpose.
+FAST_RETRY = RetryPolicy(attempts=4, base=0.05, cap=0.5, deadline=3.0)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory) -> Iterator[SeaweedServer]:
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"), S3_KEY, S3_SECRET, (S3_BUCKET,))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def oss_server(tmp_path_factory):
+    from servers.oss import OssServer
+
+    server = OssServer(tmp_path_factory.mktemp("oss"), OSS_KEY, OSS_SECRET, restore_delay=1.0)
+    server.start()
+    server.create_bucket(OSS_BUCKET)
+    yield server
+    server.stop()
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class StoreCase:
+    """One store under test plus the store-specific ways to break it."""
+
+    name: str
+    store: Store
+    part_size: int
+    threshold: int
+    #: Replace an object's bytes behind the store's back, keeping its metadata.
+    corrupt: Callable[[str, bytes], None]
+    #: A store on the same place that the server will refuse (None: see refusal_reason).
+    refused: Callable[[], Store] | None
+    #: Open a store on a tier that is down; the expected error class is ``down_error``.
+    down: Callable[[], Store]
+    down_error: type[Exception]
+    refusal_reason: str = ""
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _posix_case(tmp_path: Path) -> StoreCase:
+    from tiering.errors import UserError
+
+    root = tmp_path / "tier"
+    root.mkdir()
+    store = open_store(str(root))
+
+    def corrupt(key: str, data: bytes) -> None:
+        from tiering.stores.keys import decode_key
+
+        path = root / os.fsdecode(decode_key(key))
+        xattr = os.getxattr(path, "user.tiering.meta") if store._use_xattr else None
+        path.write_bytes(data)
+        if xattr is not None:
+            os.setxattr(path, "user.tiering.meta", xattr)
+
+    case = StoreCase("posix", store, 1 * MiB, 1 * MiB, corrupt, None, lambda: open_store(str(tmp_path / "gone")), UserError)
+    if is_root():
+        ro = tmp_path / "ro"
+        ro.mkdir()
+
+        def refused() -> Store:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ro)], check=True)
+            subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+            case.cleanup.append(lambda: subprocess.run(["umount", str(ro)], check=False))
+            return open_store(str(ro))
+
+        case.refused = refused
+    else:
+        case.refusal_reason = "posix refusal is a read-only mount, which needs root"
+    return case
+
+
+def _s3_case(server: SeaweedServer, prefix: str) -> StoreCase:
+    options = {"endpoint": server.endpoint, "access_key_id": S3_KEY, "secret_access_key": S3_SECRET,
+               "part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "jobs": 4}
+    url = f"s3://{S3_BUCKET}/{prefix}"
+    store = open_store(url, options)
+
+    def corrupt(key: str, data: bytes) -> None:
+        import obstore
+
+        attrs = dict(obstore.get(store._obs, store._name(key), options={"head": True}).attributes)
+        obstore.put(store._obs, store._name(key), data, attributes=attrs, use_multipart=False)
+
+    return StoreCase(
+        "s3", store, 5 * MiB, 5 * MiB, corrupt,
+        refused=lambda: open_store(url, {**options, "secret_access_key": "wrong-secret"}),
+        down=lambda: open_store(url, {**options, "endpoint": f"http://127.0.0.1:{closed_port()}"}, retry=FAST_RETRY),
+        down_error=__import__("tiering.errors", fromlist=["TransientError"]).TransientError,
+    )
+
+
+def _oss_case(server, prefix: str, tmp_path: Path) -> StoreCase:
+    from tiering.errors import TransientError
+
+    options = {"endpoint": server.endpoint, "access_key_id": OSS_KEY, "access_key_secret": OSS_SECRET,
+               "part_size": 100 * KiB, "multipart_threshold": 256 * KiB, "jobs": 4,
+               "checkpoint_dir": str(tmp_path / "oss-checkpoints")}
+    url = f"oss://{OSS_BUCKET}/{prefix}"
+    store = open_store(url, options)
+
+    def corrupt(key: str, data: bytes) -> None:
+        import oss2
+
+        bucket = oss2.Bucket(oss2.Auth(OSS_KEY, OSS_SECRET), server.endpoint, OSS_BUCKET)
+        name = f"{prefix}/{key}"
+        headers = {k: v for k, v in bucket.head_object(name).headers.items() if k.lower().startswith("x-oss-meta-")}
+        bucket.put_object(name, data, headers=headers)
+
+    return StoreCase(
+        "oss", store, 100 * KiB, 256 * KiB, corrupt,
+        refused=lambda: open_store(url, {**options, "access_key_secret": "wrong-secret"}),
+        down=lambda: open_store(url, {**options, "endpoint": f"http://127.0.0.1:{closed_port()}"}, retry=FAST_RETRY),
+        down_error=TransientError,
+    )
+
+
+@pytest.fixture(params=["posix", "s3", "oss"])
+def store_case(request, tmp_path) -> Iterator[StoreCase]:
+    prefix = f"t-{uuid.uuid4().hex[:12]}"
+    if request.param == "posix":
+        case = _posix_case(tmp_path)
+    elif request.param == "s3":
+        case = _s3_case(request.getfixturevalue("seaweed"), prefix)
+    else:
+        case = _oss_case(request.getfixturevalue("oss_server"), prefix, tmp_path)
+    yield case
+    for undo in case.cleanup:
+        undo()
+    case.store.close()

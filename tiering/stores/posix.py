@@ -1,0 +1,257 @@
+"""A capacity tier on a local or network filesystem (an HDD array, a NAS mount).
+
+Objects are plain files at ``<root>/<relative path>``: the tier mirrors the hot
+tier's names byte for byte and is browsable with ``ls``. Each object's
+``FileMeta`` is kept in the ``user.tiering.meta`` extended attribute, or in a
+sidecar file under ``<root>/.tiering/meta/`` where the filesystem has no user
+xattrs. The top-level name ``.tiering`` is reserved for the store's own use.
+
+Writes go to ``<root>/.tiering/tmp/`` (same filesystem), are checksummed while
+copied, fsynced, then renamed into place and the directory fsynced: a reader
+sees the old object or the whole new one.
+
+Options: ``fsync`` (bool, default true; false only for benchmarks on scratch space).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from tiering.errors import (
+    FatalError,
+    InvalidKeyError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoreError,
+    TransientError,
+    UserError,
+)
+from tiering.stores.base import FileMeta, ObjectInfo, Progress
+from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
+from tiering.stores.keys import decode_key, encode_key
+from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
+
+RESERVED = ".tiering"
+XATTR = "user.tiering.meta"
+
+_TRANSIENT = {errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errno.EINTR, errno.EBUSY}
+_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+_FATAL = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EIO}
+
+
+def translate_oserror(exc: OSError, url: str, key: str) -> StoreError:
+    """The project error for an ``OSError`` met at this store's boundary."""
+    what = f"{url}: {key or '(root)'}: {exc.strerror or exc}"
+    if exc.errno == errno.ENOENT:
+        return NotFoundError(f"{what} (no such object)", store=url, key=key)
+    if exc.errno in _PERMISSION:
+        return PermissionDeniedError(what, store=url, key=key)
+    if exc.errno in _TRANSIENT:
+        return TransientError(what, store=url, key=key)
+    return FatalError(what, store=url, key=key)
+
+
+class PosixStore:
+    """Store protocol over a directory tree."""
+
+    def __init__(self, url: str, options: dict, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        path = url[len("file://") :] if url.startswith("file://") else url
+        self.root = Path(path)
+        self.url = str(self.root)
+        self.retry = retry
+        self.fsync = bool(options.get("fsync", True))
+        if not self.root.is_dir():
+            raise UserError(f"capacity tier {self.url} does not exist or is not a directory (is it mounted?)")
+        self._tmp = self.root / RESERVED / "tmp"
+        self._sidecar = self.root / RESERVED / "meta"
+        self._use_xattr = self._xattrs_supported()
+
+    # -- paths ---------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        rel = decode_key(key)
+        if rel.split(b"/", 1)[0] == RESERVED.encode():
+            raise InvalidKeyError(f"key {key!r} uses the reserved top-level name {RESERVED!r}")
+        return self.root / os.fsdecode(rel)
+
+    def _xattrs_supported(self) -> bool:
+        # Asking for an absent attribute tells ENODATA (supported) from ENOTSUP
+        # without writing anything, so a read-only tier opens fine.
+        try:
+            os.getxattr(self.root, XATTR)
+        except OSError as exc:
+            return exc.errno != errno.ENOTSUP
+        return True
+
+    # -- metadata ------------------------------------------------------------
+
+    def _write_meta(self, path: Path, key: str, meta: FileMeta) -> None:
+        blob = json.dumps(meta.to_headers(), sort_keys=True).encode()
+        if self._use_xattr:
+            os.setxattr(path, XATTR, blob)
+            return
+        side = self._sidecar / os.fsdecode(decode_key(key))
+        side.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / f"meta-{secrets.token_hex(8)}"  # _tmp exists: _put made it
+        tmp.write_bytes(blob)
+        os.replace(tmp, side)
+
+    def _read_meta(self, path: Path, key: str) -> FileMeta | None:
+        try:
+            if self._use_xattr:
+                blob = os.getxattr(path, XATTR)
+            else:
+                blob = (self._sidecar / os.fsdecode(decode_key(key))).read_bytes()
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOENT):
+                return None
+            raise
+        return FileMeta.from_headers(json.loads(blob))
+
+    # -- the protocol ----------------------------------------------------------
+
+    def _call(self, key: str, fn):
+        def attempt():
+            try:
+                return fn()
+            except OSError as exc:
+                raise translate_oserror(exc, self.url, key) from exc
+
+        return self.retry.call(attempt)
+
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+        target = self._path(key)
+        return self._call(key, lambda: self._put(Path(local), target, key, meta, progress))
+
+    def _put(self, local: Path, target: Path, key: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        tmp = self._tmp / f"put-{secrets.token_hex(8)}"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            hasher = self._copy(local, tmp, progress)
+            stored = verify_source(hasher, meta, key, self.url)
+            self._write_meta(tmp, key, stored)
+            os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+            if self.fsync:
+                _fsync_dir(target.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return ObjectInfo(key, hasher.size, etag=_etag(target.stat()), meta=stored)
+
+    def _copy(self, src: Path, dst: Path, progress: Progress | None) -> Hasher:
+        hasher = Hasher()
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+            while n := fin.readinto(buf):
+                hasher.update(view[:n])
+                fout.write(view[:n])
+                if progress:
+                    progress(n)
+            if self.fsync:
+                os.fsync(fout.fileno())
+        return hasher
+
+    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+        source = self._path(key)
+        return self._call(key, lambda: self._get(source, Path(local), key, progress))
+
+    def _get(self, source: Path, local: Path, key: str, progress: Progress | None) -> ObjectInfo:
+        meta = self._read_meta(source, key)
+        try:
+            hasher = self._copy(source, local, progress)
+            verify_object(hasher, meta, key, self.url)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            raise
+        return ObjectInfo(key, hasher.size, etag=_etag(source.stat()), meta=meta)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+
+        def read() -> bytes:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(length)
+
+        return self._call(key, read)
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        return self._call(key, lambda: open(path, "rb"))
+
+    def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+
+        def head() -> ObjectInfo:
+            st = path.stat()
+            if not path.is_file():
+                raise FileNotFoundError(errno.ENOENT, "not a file")
+            return ObjectInfo(key, st.st_size, etag=_etag(st), meta=self._read_meta(path, key))
+
+        return self._call(key, head)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+
+        def delete() -> None:
+            path.unlink(missing_ok=True)
+            if not self._use_xattr:
+                (self._sidecar / os.fsdecode(decode_key(key))).unlink(missing_ok=True)
+
+        self._call(key, delete)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        yield from self._walk(self.root, "", prefix)
+
+    def _walk(self, directory: Path, dir_key: str, prefix: str) -> Iterator[ObjectInfo]:
+        # Children sorted by encoded name, directories as "name/": this yields
+        # keys in global lexicographic order without holding the whole tree.
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as exc:
+            raise translate_oserror(exc, self.url, dir_key) from exc
+        children = []
+        for entry in entries:
+            if not dir_key and entry.name == RESERVED:
+                continue
+            name = encode_key(os.fsencode(entry.name))
+            if entry.is_dir(follow_symlinks=False):
+                children.append((name + "/", entry))
+            elif entry.is_file(follow_symlinks=False):
+                children.append((name, entry))
+        for name, entry in sorted(children, key=lambda c: c[0]):
+            key = dir_key + name
+            if name.endswith("/"):
+                if key.startswith(prefix) or prefix.startswith(key):
+                    yield from self._walk(Path(entry.path), key, prefix)
+            elif key.startswith(prefix):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted while we listed
+                yield ObjectInfo(key, st.st_size, etag=_etag(st))
+
+    def close(self) -> None:
+        pass
+
+
+def _etag(st: os.stat_result) -> str:
+    return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,317 @@
+"""A capacity tier on any S3-compatible object store, through obstore.
+
+Client choice, measured on the target machine kind (2 cores, loopback
+SeaweedFS, 10,000 x 64 KiB PUTs): obstore (Rust ``object_store``) ran at
+~1,460-1,515 files/s against s5cmd's ~1,240, where s3fs manages ~500 and
+boto3 ~330. fsspec stays for URL handling and the ``tiered://`` layer.
+
+Objects live at ``<prefix>/<key>``; file metadata rides in user metadata
+(``x-amz-meta-tiering-*``). Uploads up to ``multipart_threshold`` are one PUT
+whose ETag (the MD5 of the body on S3 and its peers) is checked against the
+MD5 of what we sent; larger files go as a multipart upload of ``part_size``
+parts, ``jobs`` at a time, with the BLAKE3 checksum taken in a first pass (it
+must be in the metadata, which is fixed when the upload starts) and checked
+again over the bytes actually sent. Large downloads are parallel ranged GETs.
+
+Options: ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
+``session_token`` (default to ``AWS_*`` environment variables),
+``allow_http`` (default: true when the endpoint is http://),
+``virtual_hosted_style`` (default false), ``connect_timeout`` and
+``request_timeout`` (seconds), ``storage_class``, ``part_size``,
+``multipart_threshold`` (bytes), ``jobs`` (parallel parts per file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import obstore
+import obstore.exceptions as oe
+from obstore.store import S3Store as _ObStore
+
+from tiering.errors import (
+    FatalError,
+    IntegrityError,
+    NeedsRestoreError,
+    NotFoundError,
+    PermissionDeniedError,
+    SourceChangedError,
+    StoreError,
+    TransientError,
+)
+from tiering.stores.base import FileMeta, ObjectInfo, Progress
+from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
+from tiering.stores.keys import join_key, split_key
+from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
+
+MiB = 1024 * 1024
+_STATUS = re.compile(r"status code: (\d{3})")
+_CODE = re.compile(r"<Code>([^<]+)</Code>")
+_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
+_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket"}
+
+
+def translate(exc: Exception, url: str, key: str) -> StoreError:
+    """The project error for an obstore exception: the one table for this store."""
+    text = str(exc)
+    status = int(m.group(1)) if (m := _STATUS.search(text)) else 0
+    code = m.group(1) if (m := _CODE.search(text)) else ""
+    detail = code or (f"HTTP {status}" if status else text.splitlines()[0][:160])
+    what = f"{url}: {key or '(bucket)'}: {detail}"
+    if code == "InvalidObjectState":
+        return NeedsRestoreError(f"{what} (object is archived; restore it first)", store=url, key=key)
+    if isinstance(exc, (oe.NotFoundError, FileNotFoundError)) or code in _NOT_FOUND_CODES or status == 404:
+        noun = "bucket" if code == "NoSuchBucket" else "object"
+        return NotFoundError(f"{what} (no such {noun})", store=url, key=key)
+    if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError)) or status in (401, 403):
+        return PermissionDeniedError(f"{what} (check the tier's credentials)", store=url, key=key)
+    if code in _TRANSIENT_CODES or status in (429, 500, 502, 503, 504) or (not status and _looks_like_network(text)):
+        return TransientError(what if status else f"{url}: {key or '(bucket)'}: cannot reach the server", store=url, key=key)
+    return FatalError(what, store=url, key=key)
+
+
+def _looks_like_network(text: str) -> bool:
+    lowered = text.lower()
+    return any(s in lowered for s in ("error sending request", "timed out", "connection", "broken pipe", "reset"))
+
+
+class S3Store:
+    """Store protocol over an S3-compatible bucket."""
+
+    storage_classes = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE", "REDUCED_REDUNDANCY")
+
+    def __init__(self, url: str, options: dict, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        parts = urlsplit(url)
+        self.bucket, self.prefix = parts.netloc, parts.path.strip("/")
+        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.retry = retry
+        self.storage_class = options.get("storage_class") or ""
+        self.part_size = int(options.get("part_size") or 64 * MiB)
+        self.threshold = int(options.get("multipart_threshold") or 64 * MiB)
+        self.jobs = int(options.get("jobs") or 4)
+        self._obs = _ObStore(self.bucket, **self._client_config(options))
+
+    def _client_config(self, options: dict) -> dict:
+        env = os.environ
+        key_id = options.get("access_key_id") or env.get("AWS_ACCESS_KEY_ID")
+        secret = options.get("secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY")
+        if not key_id or not secret:
+            raise PermissionDeniedError(
+                f"{self.url}: no credentials: set access_key_id/secret_access_key for the tier "
+                "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment",
+                store=self.url,
+            )
+        endpoint = options.get("endpoint") or env.get("AWS_ENDPOINT_URL") or ""
+        config = {
+            "access_key_id": key_id,
+            "secret_access_key": secret,
+            "region": options.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            "virtual_hosted_style_request": bool(options.get("virtual_hosted_style", False)),
+        }
+        if token := options.get("session_token") or env.get("AWS_SESSION_TOKEN"):
+            config["session_token"] = token
+        if endpoint:
+            config["endpoint"] = endpoint
+        client = {
+            "allow_http": bool(options.get("allow_http", endpoint.startswith("http://"))),
+            "connect_timeout": timedelta(seconds=float(options.get("connect_timeout", 5))),
+            "timeout": timedelta(seconds=float(options.get("request_timeout", 300))),
+            "pool_max_idle_per_host": "256",
+        }
+        # Retries happen in RetryPolicy, once; the SDK's own are off.
+        retry = {"max_retries": 0, "retry_timeout": timedelta(seconds=1)}
+        return {"config": config, "client_options": client, "retry_config": retry}
+
+    def _name(self, key: str) -> str:
+        return join_key(self.prefix, key)
+
+    def _call(self, key: str, fn):
+        def attempt():
+            try:
+                return fn()
+            except (oe.BaseError, OSError, ValueError) as exc:
+                if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.errno:
+                    raise  # a local file error, not the store's
+                raise translate(exc, self.url, key) from exc
+
+        return self.retry.call(attempt)
+
+    # -- put -------------------------------------------------------------------
+
+    def _attributes(self, meta: FileMeta) -> dict[str, str]:
+        attrs = {"Content-Type": "application/octet-stream", **meta.to_headers()}
+        if self.storage_class:
+            attrs["Storage-Class"] = self.storage_class
+        return attrs
+
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+        name = self._name(key)
+        if meta.size <= self.threshold:
+            return self._put_single(Path(local), key, name, meta, progress)
+        return self._put_multipart(Path(local), key, name, meta, progress)
+
+    def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        data = local.read_bytes()
+        hasher = Hasher()
+        hasher.update(data)
+        stored = verify_source(hasher, meta, key, self.url)
+        result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
+        etag = (result.get("e_tag") or "").strip('"')
+        if re.fullmatch(r"[0-9a-f]{32}", etag) and etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
+            self.delete(key)
+            raise IntegrityError(f"{self.url}: {key}: server stored different bytes (ETag {etag})", store=self.url, key=key)
+        if progress:
+            progress(len(data))
+        return ObjectInfo(key, len(data), etag=etag, storage_class=self.storage_class, meta=stored)
+
+    def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        first = Hasher.of_file(local)
+        stored = verify_source(first, meta, key, self.url)
+        second = Hasher()
+
+        def chunks() -> Iterator[bytes]:
+            with open(local, "rb") as f:
+                while data := f.read(self.part_size):
+                    second.update(data)
+                    if progress:
+                        progress(len(data))
+                    yield data
+
+        put = lambda: obstore.put(  # noqa: E731
+            self._obs, name, chunks(), attributes=self._attributes(stored),
+            use_multipart=True, chunk_size=self.part_size, max_concurrency=self.jobs,
+        )
+        # A multipart upload re-reads the file, so a retry restarts it whole.
+        result = self._call(key, put)
+        if second.value != first.value or second.size != first.size:
+            self.delete(key)
+            raise SourceChangedError(f"{self.url}: {key}: source changed during the upload", store=self.url, key=key)
+        return ObjectInfo(key, first.size, etag=(result.get("e_tag") or "").strip('"'), storage_class=self.storage_class, meta=stored)
+
+    # -- get -------------------------------------------------------------------
+
+    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+        local = Path(local)
+        try:
+            info = self.head(key)
+            if info.size > self.threshold:
+                self._get_parallel(key, info.size, local, progress)
+            else:
+                self._get_single(key, local, progress)
+            verify_object(Hasher.of_file(local), info.meta, key, self.url)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            raise
+        return info
+
+    def _get_single(self, key: str, local: Path, progress: Progress | None) -> None:
+        def fetch() -> None:
+            result = obstore.get(self._obs, self._name(key))
+            with open(local, "wb") as f:
+                for chunk in result.stream(min_chunk_size=CHUNK):
+                    f.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+
+        self._call(key, fetch)
+
+    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None) -> None:
+        name = self._name(key)
+        with open(local, "wb") as f:
+            f.truncate(size)
+            fd = f.fileno()
+
+            def part(start: int) -> None:
+                length = min(self.part_size, size - start)
+                data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
+                os.pwrite(fd, memoryview(data), start)
+                if progress:
+                    progress(length)
+
+            with ThreadPoolExecutor(self.jobs, thread_name_prefix="s3-get") as pool:
+                for future in [pool.submit(part, s) for s in range(0, size, self.part_size)]:
+                    future.result()
+
+    # -- reads, head, delete, list ----------------------------------------------
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        name = self._name(key)
+        try:
+            return bytes(self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length)))
+        except FatalError as exc:
+            if "InvalidRange" in str(exc) or "HTTP 416" in str(exc):
+                self.head(key)  # NotFoundError if the object itself is missing
+                return b""  # the range starts at or past the end
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        name = self._name(key)
+        return self._call(key, lambda: _Reader(obstore.open_reader(self._obs, name, buffer_size=CHUNK)))
+
+    def head(self, key: str) -> ObjectInfo:
+        name = self._name(key)
+        result = self._call(key, lambda: obstore.get(self._obs, name, options={"head": True}))
+        attrs = dict(result.attributes)
+        return ObjectInfo(
+            key, result.meta["size"], etag=(result.meta.get("e_tag") or "").strip('"'),
+            storage_class=attrs.get("Storage-Class", ""), meta=FileMeta.from_headers(attrs),
+        )
+
+    def delete(self, key: str) -> None:
+        name = self._name(key)
+        self._call(key, lambda: obstore.delete(self._obs, name))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # object_store lists whole "directories"; narrow to the string prefix here.
+        directory = join_key(self.prefix, prefix.rsplit("/", 1)[0]) if "/" in prefix else self.prefix
+        stream = self._call(prefix, lambda: obstore.list(self._obs, directory or None, chunk_size=1000))
+        while True:
+            batch = self._call(prefix, lambda: next(stream, None))
+            if batch is None:
+                return
+            for item in batch:
+                key = split_key(self.prefix, item["path"])
+                if key.startswith(prefix):
+                    yield ObjectInfo(key, item["size"], etag=(item.get("e_tag") or "").strip('"'))
+
+    def close(self) -> None:
+        pass
+
+
+class _Reader:
+    """A read-only binary file over obstore's ReadableFile."""
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self._raw.read(size) if size is not None and size >= 0 else self._raw.read())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
