@@ -201,27 +201,30 @@ class S3Store:
     def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
         local = Path(local)
         try:
-            info = self.head(key)
-            if info.size > self.threshold:
+            info, hasher = self._call(key, lambda: self._get_streamed(key, local, progress))
+            if hasher is None:  # too big for one stream: parallel ranged GETs, then hash
                 self._get_parallel(key, info.size, local, progress)
-            else:
-                self._get_single(key, local, progress)
-            verify_object(Hasher.of_file(local), info.meta, key, self.url)
+                hasher = Hasher.of_file(local)
+            verify_object(hasher, info.meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
             raise
         return info
 
-    def _get_single(self, key: str, local: Path, progress: Progress | None) -> None:
-        def fetch() -> None:
-            result = obstore.get(self._obs, self._name(key))
-            with open(local, "wb") as f:
-                for chunk in result.stream(min_chunk_size=CHUNK):
-                    f.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-
-        self._call(key, fetch)
+    def _get_streamed(self, key: str, local: Path, progress: Progress | None) -> tuple[ObjectInfo, Hasher | None]:
+        """One GET: metadata and, for objects up to the threshold, the bytes (hashed on the way)."""
+        result = obstore.get(self._obs, self._name(key))
+        info = self._info(key, result.meta, dict(result.attributes))
+        if info.size > self.threshold:
+            return info, None
+        hasher = Hasher()
+        with open(local, "wb") as f:
+            for chunk in result.stream(min_chunk_size=CHUNK):
+                hasher.update(chunk)
+                f.write(chunk)
+                if progress:
+                    progress(len(chunk))
+        return info, hasher
 
     def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None) -> None:
         name = self._name(key)
@@ -261,9 +264,11 @@ class S3Store:
     def head(self, key: str) -> ObjectInfo:
         name = self._name(key)
         result = self._call(key, lambda: obstore.get(self._obs, name, options={"head": True}))
-        attrs = dict(result.attributes)
+        return self._info(key, result.meta, dict(result.attributes))
+
+    def _info(self, key: str, meta: dict, attrs: dict[str, str]) -> ObjectInfo:
         return ObjectInfo(
-            key, result.meta["size"], etag=(result.meta.get("e_tag") or "").strip('"'),
+            key, meta["size"], etag=(meta.get("e_tag") or "").strip('"'),
             storage_class=attrs.get("Storage-Class", ""), meta=FileMeta.from_headers(attrs),
         )
 

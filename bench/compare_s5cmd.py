@@ -1,0 +1,130 @@
+"""Store throughput beside s5cmd, on the same data, against the same SeaweedFS.
+
+    python -m bench.compare_s5cmd [--files 10000] [--size 64KiB] [--large 4x256MiB] [--rounds 3]
+
+Starts its own SeaweedFS on loopback, writes the data set once, then per round
+uploads and downloads it with tiering's S3 store (checksums and verification
+on) and with ``s5cmd cp``, and prints median files/s and MB/s with the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.objects import _timed_map
+from bench.seaweed import SeaweedServer
+from tiering.stores import open_store
+from tiering.stores.base import FileMeta
+from tiering.stores.keys import encode_key
+from tiering.units import parse_size
+
+KEY, SECRET, BUCKET = "bench-key", "bench-secret", "bench"
+
+
+def make_dataset(root: Path, count: int, size: int) -> list[Path]:
+    root.mkdir(parents=True)
+    paths = []
+    for i in range(count):
+        p = root / f"f{i:06d}"
+        p.write_bytes(os.urandom(size))
+        paths.append(p)
+    return paths
+
+
+def s5cmd(endpoint: str, *args: str) -> float:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1"}
+    binary = shutil.which("s5cmd") or str(Path(sys.executable).parent / "s5cmd")
+    start = time.perf_counter()
+    subprocess.run([binary, "--endpoint-url", endpoint, *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def tiering_put(store, files: list[Path], prefix: str, jobs: int) -> float:
+    def put(i: int) -> None:
+        key = encode_key(f"{prefix}/{files[i].name}")
+        store.put_file(files[i], key, FileMeta.from_stat(files[i].stat(), key))
+
+    return _timed_map(put, len(files), jobs)[0]
+
+
+def tiering_get(store, files: list[Path], prefix: str, out: Path, jobs: int) -> float:
+    out.mkdir(parents=True, exist_ok=True)
+
+    def get(i: int) -> None:
+        store.get_file(encode_key(f"{prefix}/{files[i].name}"), out / files[i].name)
+
+    return _timed_map(get, len(files), jobs)[0]
+
+
+def run_set(server, store, files: list[Path], label: str, rounds: int, jobs: int, work: Path) -> list[tuple]:
+    nbytes = sum(p.stat().st_size for p in files)
+    src = files[0].parent
+    timings: dict[tuple[str, str], list[float]] = {}
+    for r in range(rounds):
+        for op in ("put", "get"):
+            out = work / f"out-{label}-{r}-{op}"
+            if op == "put":
+                t_ours = tiering_put(store, files, f"tiering/{label}/{r}", jobs)
+                t_peer = s5cmd(server.endpoint, "--numworkers", str(jobs), "cp", f"{src}/*", f"s3://{BUCKET}/s5cmd/{label}/{r}/")
+            else:
+                t_ours = tiering_get(store, files, f"tiering/{label}/{r}", out / "ours", jobs)
+                t_peer = s5cmd(server.endpoint, "--numworkers", str(jobs), "cp", f"s3://{BUCKET}/s5cmd/{label}/{r}/*", f"{out}/peer/")
+            shutil.rmtree(out, ignore_errors=True)
+            timings.setdefault(("tiering", op), []).append(t_ours)
+            timings.setdefault(("s5cmd", op), []).append(t_peer)
+    rows = []
+    for (tool, op), ts in sorted(timings.items(), key=lambda kv: (kv[0][1], kv[0][0] != "tiering")):
+        med = statistics.median(ts)
+        rows.append((label, op, tool, len(files) / med, nbytes / med / 1e6, med))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--size", default="64KiB")
+    ap.add_argument("--large", default="4x256MiB", help="COUNTxSIZE of large files ('' to skip)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=32)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="tiering-cmp-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
+        server.start()
+        try:
+            store = open_store(f"s3://{BUCKET}", {"endpoint": server.endpoint, "access_key_id": KEY,
+                                                  "secret_access_key": SECRET, "jobs": 8})
+            sets = [(f"{args.files}x{args.size}", make_dataset(work / "small", args.files, parse_size(args.size)))]
+            if args.large:
+                count, size = args.large.lower().split("x")
+                sets.append((args.large, make_dataset(work / "large", int(count), parse_size(size))))
+            rows = []
+            for label, files in sets:
+                jobs = args.jobs if len(files) > 100 else len(files)
+                rows += run_set(server, store, files, label, args.rounds, jobs, work)
+            print_table(rows, args.rounds)
+        finally:
+            server.stop()
+
+
+def print_table(rows: list[tuple], rounds: int) -> None:
+    print(f"median of {rounds} rounds; tiering verifies every transfer (BLAKE3 + size, MD5 ETag on single PUTs)")
+    print(f"{'data':<14} {'op':<4} {'tool':<8} {'files/s':>9} {'MB/s':>9} {'seconds':>8} {'vs s5cmd':>9}")
+    peer = {(r[0], r[1]): r for r in rows if r[2] == "s5cmd"}
+    for label, op, tool, fps, mbs, sec in rows:
+        ratio = fps / peer[(label, op)][3]
+        print(f"{label:<14} {op:<4} {tool:<8} {fps:>9.0f} {mbs:>9.1f} {sec:>8.2f} {ratio:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
