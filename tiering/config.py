@@ -1,0 +1,231 @@
+"""The configuration file: load, validate and resolve it.
+
+A configuration is one TOML file (see ``configs/example.toml``)::
+
+    default_tier = "hdd"           # optional; defaults to the first tier
+
+    [hot]
+    path = "${TIERING_HOME:-../var/demo}/hot"     # the hot tier (a POSIX path)
+
+    [catalog]
+    path = "${TIERING_HOME:-../var/demo}/state/catalog.db"
+
+    [concurrency]                  # all optional, these are the defaults
+    jobs = 16                      # files in flight
+    part_size = "64MiB"            # large files move in parts of this size
+    multipart_threshold = "64MiB"
+    part_jobs = 4                  # parallel parts per large file
+
+    [retry]                        # all optional, these are the defaults
+    attempts = 6
+    max_backoff = "5s"
+    deadline = "30s"
+
+    [tiers.hdd]                    # one table per capacity tier
+    url = "${TIERING_HOME:-../var/demo}/capacity"
+
+    [tiers.s3]
+    url = "s3://bucket/prefix"
+    endpoint = "http://127.0.0.1:8333"
+    access_key_id = "${AWS_ACCESS_KEY_ID}"
+    secret_access_key = "${AWS_SECRET_ACCESS_KEY}"
+
+Rules:
+
+- Every string may use ``${VAR}`` or ``${VAR:-default}``; an unset (or empty)
+  ``VAR`` without a default is an error.
+- Relative paths (``hot.path``, ``catalog.path``, local tier URLs,
+  ``checkpoint_dir``) are taken from the config file's folder, not the cwd.
+- Secrets (``secret_access_key``, ``access_key_secret``, ``session_token``,
+  ``security_token``) must be ``"${VAR}"`` references; ``describe`` masks them.
+- Sizes are bytes or strings like ``"64MiB"``; durations are seconds or strings
+  like ``"500ms"``, ``"30d"`` (``tiering.units``). Booleans are TOML booleans.
+- The keys a tier takes depend on its URL (``tiering.config_tiers``); unknown
+  keys anywhere are errors that suggest the closest valid key.
+
+Every mistake is one ``ConfigError`` line:
+``<file>: [section] key: <what was wrong>; <what was expected>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tiering.config_tiers import PartDefaults, TierConfig, parse_tier
+from tiering.config_values import SECRET_KEYS, Table
+from tiering.errors import ConfigError, UserError
+from tiering.stores import Store, open_store
+from tiering.stores.retry import RetryPolicy
+from tiering.units import format_duration, format_size
+
+__all__ = ["Config", "TierConfig", "load_config", "find_config", "open_tier", "describe", "CONFIG_ENV"]
+
+CONFIG_ENV = "TIERING_CONFIG"
+#: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
+DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
+
+_TOP_KEYS = ("default_tier", "hot", "catalog", "concurrency", "retry", "tiers")
+_CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
+_RETRY_KEYS = ("attempts", "max_backoff", "deadline")
+_SIZE_KEYS = frozenset({"part_size", "multipart_threshold"})
+_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline"})
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, validated configuration; paths absolute, units resolved."""
+
+    path: Path  # the config file (absolute)
+    hot_path: Path
+    catalog_path: Path
+    tiers: dict[str, TierConfig] = field(hash=False)
+    default_tier: str
+    jobs: int
+    part_size: int
+    multipart_threshold: int
+    part_jobs: int
+    retry: RetryPolicy
+
+    def tier(self, name: str | None = None) -> TierConfig:
+        """The named tier (the default tier when ``name`` is None)."""
+        name = self.default_tier if name is None else name
+        try:
+            return self.tiers[name]
+        except KeyError:
+            known = ", ".join(self.tiers)
+            raise UserError(f"{self.path}: unknown tier {name!r}; known tiers: {known}") from None
+
+
+def find_config(given: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The config file to use: ``given``, else ``$TIERING_CONFIG``, else the first default that exists."""
+    env = os.environ if env is None else env
+    if given:
+        return Path(given)
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    for candidate in DEFAULT_LOCATIONS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise UserError(f"no configuration file: pass one, set ${CONFIG_ENV}, or create {' or '.join(DEFAULT_LOCATIONS)}")
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and check the TOML file at ``path``; ``env`` (default ``os.environ``) feeds ``${VAR}``."""
+    shown = str(path)
+    top = Table(shown, "", _read_toml(Path(path), shown), env)
+    top.check_keys(_TOP_KEYS)
+    base = Path(os.path.abspath(path)).parent
+    hot, catalog = top.sub("hot"), top.sub("catalog")
+    hot.check_keys(("path",))
+    catalog.check_keys(("path",))
+    conc = top.sub("concurrency")
+    conc.check_keys(_CONCURRENCY_KEYS)
+    parts = PartDefaults(
+        part_size=conc.size("part_size", 64 << 20, minimum=1),
+        multipart_threshold=conc.size("multipart_threshold", 64 << 20),
+        part_jobs=conc.integer("part_jobs", 4, minimum=1),
+    )
+    tiers = _tiers(top, base, parts)
+    return Config(
+        path=Path(os.path.abspath(path)),
+        hot_path=hot.path("path", base),
+        catalog_path=catalog.path("path", base),
+        tiers=tiers,
+        default_tier=_default_tier(top, tiers),
+        jobs=conc.integer("jobs", 16, minimum=1),
+        part_size=parts.part_size,
+        multipart_threshold=parts.multipart_threshold,
+        part_jobs=parts.part_jobs,
+        retry=_retry(top.sub("retry")),
+    )
+
+
+def _read_toml(path: Path, shown: str) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read the file ({exc.strerror}); expected a readable TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.start}); expected a TOML file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{shown}: invalid TOML: {exc}; expected TOML syntax (https://toml.io)") from None
+
+
+def _tiers(top: Table, base: Path, parts: PartDefaults) -> dict[str, TierConfig]:
+    tiers = top.sub("tiers")
+    if not tiers.data:
+        raise top.error("tiers", "no capacity tier is configured", "expected at least one [tiers.NAME] table")
+    return {name: parse_tier(tiers.sub(name), name, base, parts) for name in tiers.data}
+
+
+def _default_tier(top: Table, tiers: dict[str, TierConfig]) -> str:
+    first = next(iter(tiers))
+    name = top.string("default_tier", first)
+    if name not in tiers:
+        raise top.error("default_tier", f"{name!r} is not a configured tier", "expected one of: " + ", ".join(tiers))
+    return name
+
+
+def _retry(table: Table) -> RetryPolicy:
+    table.check_keys(_RETRY_KEYS)
+    default = RetryPolicy()
+    return RetryPolicy(
+        attempts=table.integer("attempts", default.attempts, minimum=1),
+        base=default.base,
+        cap=table.duration("max_backoff", default.cap),
+        deadline=table.duration("deadline", default.deadline),
+    )
+
+
+def open_tier(config: Config, name: str | None = None) -> Store:
+    """Open a configured capacity tier (the default one when ``name`` is None)."""
+    tier = config.tier(name)
+    return open_store(tier.url, tier.options, retry=config.retry)
+
+
+# -- describe ------------------------------------------------------------------
+
+
+def describe(config: Config) -> str:
+    """The resolved configuration as TOML text, every secret shown as ``****``."""
+    lines = [f"# resolved from {config.path}", f"default_tier = {_value('', config.default_tier)}"]
+    sections: list[tuple[str, dict[str, Any]]] = [
+        ("hot", {"path": config.hot_path}),
+        ("catalog", {"path": config.catalog_path}),
+        ("concurrency", {k: getattr(config, k) for k in _CONCURRENCY_KEYS}),
+        ("retry", {"attempts": config.retry.attempts, "max_backoff": config.retry.cap,
+                   "deadline": config.retry.deadline}),
+    ]
+    for tier in config.tiers.values():
+        options = {("part_jobs" if k == "jobs" else k): v for k, v in tier.options.items()}
+        sections.append((f"tiers.{tier.name}", {"url": tier.url, **options}))
+    for name, values in sections:
+        lines += ["", f"[{name}]"] + [f"{key} = {_value(key, value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _value(key: str, value: Any) -> str:
+    if key in SECRET_KEYS:
+        return '"****"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if key in _SIZE_KEYS:
+        return _quote(format_size(value))
+    if key in _DURATION_KEYS:
+        return _quote(format_duration(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return _quote(str(value))
+
+
+def _quote(text: str) -> str:
+    # A JSON string is a TOML basic string, except that TOML wants DEL escaped too.
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")

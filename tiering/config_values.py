@@ -1,0 +1,213 @@
+"""Typed, located reads from one table of a configuration file.
+
+``Table`` wraps a TOML table with its file and section, so every check can fail
+with the one-line message the CLI prints::
+
+    configs/x.toml: [tiers.s3] endpoint: 'ftp://h' is not an http(s) URL; expected http(s)://host[:port]
+
+Strings go through ``${VAR}`` / ``${VAR:-default}`` substitution first. Secret
+values are never echoed in a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from tiering import units
+from tiering.errors import ConfigError
+
+T = TypeVar("T")
+
+#: Keys whose values are credentials: only ``${VAR}`` references, never shown.
+SECRET_KEYS = frozenset({"secret_access_key", "access_key_secret", "session_token", "security_token"})
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ONLY_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_MISSING = object()
+
+
+def type_name(value: object) -> str:
+    """How a TOML value's type reads in a message: 'a string', 'an integer'."""
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array", dict: "a table"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def closest_hint(key: str, allowed: Iterable[str]) -> str:
+    """``did you mean 'x'?``, or the list of valid keys when nothing is close."""
+    allowed = sorted(allowed)
+    match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if match:
+        return f"did you mean {match[0]!r}?"
+    return "expected one of: " + ", ".join(allowed)
+
+
+class Table:
+    """One TOML table, located in its file, with typed getters that explain failures."""
+
+    def __init__(self, file: str, section: str, data: Mapping[str, Any], env: Mapping[str, str] | None = None):
+        self.file = file
+        self.section = section
+        self.data = data
+        self.env = os.environ if env is None else env
+
+    # -- errors ----------------------------------------------------------
+
+    def where(self, key: str | None = None) -> str:
+        label = f"[{self.section}]" if self.section else ""
+        return " ".join(p for p in (label, key) if p)
+
+    def error(self, key: str | None, problem: str, expected: str) -> ConfigError:
+        """``<file>: <[section] key>: <problem>; <expected>`` as a ConfigError."""
+        return ConfigError(f"{self.file}: {self.where(key)}: {problem}; {expected}")
+
+    def check_keys(self, allowed: Iterable[str], elsewhere: Mapping[str, str] | None = None) -> None:
+        """Refuse keys not in ``allowed``; ``elsewhere`` maps keys valid in other contexts to a hint."""
+        allowed = set(allowed)
+        for key in self.data:
+            if key in allowed:
+                continue
+            hint = (elsewhere or {}).get(key) or closest_hint(key, allowed)
+            raise ConfigError(f"{self.file}: {self.where('unknown key')} {key!r}; {hint}")
+
+    def sub(self, name: str) -> Table:
+        """The sub-table ``name`` (an empty one when absent)."""
+        value = self.data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.error(name, f"found {type_name(value)}", f"expected a table [{self._join(name)}]")
+        return Table(self.file, self._join(name), value, self.env)
+
+    def _join(self, name: str) -> str:
+        return f"{self.section}.{name}" if self.section else name
+
+    # -- raw values --------------------------------------------------------
+
+    def _raw(self, key: str, default: Any, expected: str) -> Any:
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            raise self.error(key, "missing", f"expected {expected}")
+        return default
+
+    def expand(self, key: str, text: str) -> str:
+        """``text`` with ``${VAR}`` and ``${VAR:-default}`` substituted from the environment."""
+        fix = "export it" if key in SECRET_KEYS else "export it or write ${{{}:-default}}"
+
+        def one(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = self.env.get(name, "")
+            if value:
+                return value
+            if default is not None:
+                return default
+            raise self.error(key, f"environment variable {name} is not set", fix.format(name))
+
+        return _REF.sub(one, text)
+
+    # -- typed getters -------------------------------------------------------
+
+    def string(self, key: str, default: Any = _MISSING, expected: str = "a string") -> Any:
+        value = self._raw(key, default, expected)
+        if value is default:
+            return value
+        if not isinstance(value, str):
+            raise self.error(key, f"found {type_name(value)} ({value!r})", f"expected {expected}")
+        return self.expand(key, value)
+
+    def secret(self, key: str) -> str | None:
+        """A credential: must be written as exactly one ``${VAR}`` reference."""
+        if key not in self.data:
+            return None
+        value = self.data[key]
+        if not isinstance(value, str) or not _ONLY_REF.match(value):
+            found = type_name(value) if not isinstance(value, str) else "a literal value (not shown)"
+            raise self.error(key, f"secrets may not be written in the file, found {found}",
+                             "expected a reference to an environment variable like \"${MY_SECRET}\"")
+        return self.expand(key, value)
+
+    def path(self, key: str, base: Path, default: Any = _MISSING) -> Any:
+        """A filesystem path; relative ones are taken from ``base`` (the config file's folder)."""
+        value = self.string(key, default, "a path")
+        if value is default:
+            return value
+        if not value:
+            raise self.error(key, "empty path", "expected a path")
+        # normpath, not resolve(): a hot tier reached through a symlink keeps its name.
+        return Path(os.path.normpath(os.path.join(base, os.path.expanduser(value))))
+
+    def _converted(self, key: str, default: Any, convert: Callable[[Any], T], expected: str) -> T:
+        value = self._raw(key, default, expected)
+        if value is default:
+            return value
+        if isinstance(value, str):
+            value = self.expand(key, value)
+        try:
+            return convert(value)
+        except ValueError as exc:
+            problem, _, hint = str(exc).partition("; ")
+            raise self.error(key, problem, hint or f"expected {expected}") from None
+
+    def size(self, key: str, default: Any = _MISSING, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self._converted(key, default, units.parse_size, units.SIZE_EXPECTED)
+        return value if value is default else self._bounded(key, value, minimum, maximum, units.format_size)
+
+    def duration(self, key: str, default: Any = _MISSING) -> float:
+        return self._converted(key, default, units.parse_duration, units.DURATION_EXPECTED)
+
+    def integer(self, key: str, default: Any = _MISSING, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self._raw(key, default, "an integer")
+        if value is default:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"found {type_name(value)} ({value!r})", "expected an integer")
+        return self._bounded(key, value, minimum, maximum, str)
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        value = self._raw(key, default, "true or false")
+        if value is not default and not isinstance(value, bool):
+            raise self.error(key, f"found {type_name(value)} ({value!r})", "expected true or false (unquoted)")
+        return value
+
+    def choice(self, key: str, choices: Iterable[str], default: Any = _MISSING) -> Any:
+        """One of ``choices`` (matched case-insensitively, returned as spelled in ``choices``)."""
+        choices = list(choices)
+        value = self.string(key, default, "one of " + ", ".join(choices))
+        if value is default:
+            return value
+        for option in choices:
+            if value.lower() == option.lower():
+                return option
+        raise self.error(key, f"{value!r} is not a valid {key}", "expected one of " + ", ".join(choices))
+
+    def _bounded(self, key: str, value: int, lo: int, hi: int | None, show: Callable[[int], str]) -> int:
+        if value < lo or (hi is not None and value > hi):
+            span = f"at least {show(lo)}" if hi is None else f"between {show(lo)} and {show(hi)}"
+            raise self.error(key, f"{show(value)} is out of range", f"expected {span}")
+        return value
+
+    # -- URLs --------------------------------------------------------------
+
+    def endpoint(self, key: str, default: Any = _MISSING) -> Any:
+        """An ``http(s)://host[:port]`` service address."""
+        value = self.string(key, default, "an http(s)://host[:port] URL")
+        if value is default:
+            return value
+        expected = "expected http(s)://host[:port]"
+        parts = urlsplit(value)
+        if "@" in parts.netloc:
+            raise self.error(key, "the URL contains credentials (not shown)", "expected http(s)://host[:port]; "
+                             "put credentials in their own keys")
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise self.error(key, f"{value!r} is not an http(s) URL with a host", expected)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise self.error(key, f"{value!r} has a path or query", expected)
+        return f"{parts.scheme}://{parts.netloc}"
