@@ -1,0 +1,152 @@
+"""The catalog on a real SQLite file: schema, states, journal, heat, the writer lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tiering.catalog import Catalog, CatalogBusyError, FileRecord
+from tiering.catalog.lock import read_holder
+from tiering.catalog.schema import SCHEMA_VERSION
+from tiering.errors import UserError
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "state" / "catalog.db"
+
+
+def test_new_catalog_is_created_at_the_current_schema_in_wal_mode(db):
+    with Catalog.open(db, writer=True) as cat:
+        assert cat.schema_version == SCHEMA_VERSION
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"files", "journal", "runs"} <= tables
+    conn.close()
+
+
+def test_catalog_from_a_newer_tiering_is_refused(db):
+    Catalog.open(db, writer=True).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(UserError, match="newer than this tiering"):
+        Catalog.open(db, writer=True)
+    with pytest.raises(UserError, match="newer"):
+        Catalog.open(db)
+
+
+def test_reader_needs_an_existing_catalog_and_garbage_is_one_clear_error(db, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        Catalog.open(db)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="cannot be opened") as err:
+        Catalog.open(junk, writer=True)
+    assert "\n" not in str(err.value)
+
+
+def test_records_round_trip_with_exact_path_bytes(db):
+    odd = b"dir/new\nline-\xff\xfe.bin"
+    with Catalog.open(db, writer=True) as cat:
+        rec = FileRecord(odd, "archived", tier="hdd", object_key="dir/new%0Aline-%FF%FE.bin", checksum="blake3:ab",
+                         size=123, mtime_ns=5, ctime_ns=6, ino=7, archived_at=1.5)
+        cat.put(rec)
+        cat.put(FileRecord(b"a", "released", size=10))
+        cat.put(FileRecord(b"b", "released", size=20))
+        got = cat.get(odd)
+        assert got.path == odd and got.object_key == rec.object_key and got.size == 123 and got.ino == 7
+        assert [r.path for r in cat.records()] == sorted([odd, b"a", b"b"])
+        assert [r.path for r in cat.records("released")] == [b"a", b"b"]
+        assert cat.counts() == {"archived": (1, 123), "released": (2, 30)}
+        cat.forget(b"a")
+        assert cat.get(b"a") is None
+
+
+def test_invalid_state_is_rejected_by_the_schema(db):
+    with Catalog.open(db, writer=True) as cat, pytest.raises(sqlite3.IntegrityError):
+        cat.put(FileRecord(b"x", "half-archived"))
+
+
+def test_journal_tracks_open_actions_until_they_end(db):
+    with Catalog.open(db, writer=True) as cat:
+        first = cat.begin("archive", b"f1", "copying", tier="hdd", object_key="f1", tmp="t1")
+        second = cat.begin("restore", b"f2", "fetching", tier="hdd", tmp="t2")
+        cat.step(first, "copied", checksum="blake3:00")
+        entries = cat.open_entries()
+        assert [(e.id, e.step, e.status) for e in entries] == [(first, "copied", "open"), (second, "fetching", "open")]
+        assert entries[0].detail == {"tmp": "t1", "checksum": "blake3:00"}
+        cat.end(first, record=FileRecord(b"f1", "archived", tier="hdd"))
+        cat.end(second, "rolled_back", reason="crash")
+        assert cat.open_entries() == []
+        assert cat.get(b"f1").state == "archived"
+        assert [e.status for e in cat.history(b"f2")] == ["rolled_back"]
+        assert cat.history(b"f2")[0].ended_at is not None
+
+
+def test_heat_decays_with_the_half_life(db):
+    with Catalog.open(db, writer=True) as cat:
+        cat.add_heat([b"hot", b"warm"], now=0.0, half_life=100.0)
+        cat.add_heat([b"hot"], now=100.0, half_life=100.0)
+        table = {r["path"]: r for r in cat.state_table(now=200.0, half_life=100.0).to_pylist()}
+    assert table[b"hot"]["heat"] == pytest.approx(0.75)  # (1 * 0.5 + 1) * 0.5
+    assert table[b"warm"]["heat"] == pytest.approx(0.25)
+    assert table[b"hot"]["state"] == "resident" and table[b"hot"]["pinned"] is False
+
+
+def test_pins_are_kept_and_listed(db):
+    with Catalog.open(db, writer=True) as cat:
+        cat.put(FileRecord(b"ckpt", "archived", tier="hdd"))
+        cat.set_pinned([b"ckpt", b"new"], True)
+        assert cat.get(b"ckpt").pinned and cat.get(b"ckpt").state == "archived"
+        assert cat.get(b"new").pinned and cat.get(b"new").state == "resident"
+
+
+def test_runs_are_recorded(db):
+    with Catalog.open(db, writer=True) as cat:
+        run = cat.start_run("apply")
+        cat.finish_run({"archived": 3})
+        last = cat.last_run()
+    assert last["id"] == run and last["summary"] == {"archived": 3} and last["pid"] == os.getpid()
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from tiering.catalog import Catalog
+    cat = Catalog.open(sys.argv[1], writer=True, purpose="test holder")
+    print("held", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_second_writer_gets_a_clear_error_and_the_lock_dies_with_its_holder(db):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(CatalogBusyError) as err:
+            Catalog.open(db, writer=True)
+        assert f"pid {proc.pid}" in str(err.value) and "test holder" in str(err.value)
+        assert read_holder(db.with_name(db.name + ".lock"))["pid"] == proc.pid
+        with Catalog.open(db) as reader:  # readers are never blocked
+            assert reader.counts() == {}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            Catalog.open(db, writer=True).close()
+            break
+        except CatalogBusyError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert read_holder(db.with_name(db.name + ".lock")) is None

@@ -1,0 +1,305 @@
+"""``Catalog``: typed access to the SQLite catalog (see ``tiering.catalog``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pyarrow as pa
+
+from tiering.catalog.lock import WriterLock
+from tiering.catalog.schema import MIGRATIONS, SCHEMA_VERSION
+from tiering.errors import UserError
+
+RESIDENT, ARCHIVED, RELEASED, DIRTY = "resident", "archived", "released", "dirty"
+STATES = (RESIDENT, ARCHIVED, RELEASED, DIRTY)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One managed file, as the catalog knows it."""
+
+    path: bytes
+    state: str
+    tier: str | None = None
+    object_key: str | None = None
+    storage_class: str | None = None
+    checksum: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
+    ino: int | None = None
+    archived_at: float | None = None
+    released_at: float | None = None
+    heat: float = 0.0
+    heat_at: float | None = None
+    pinned: bool = False
+    updated_at: float = 0.0
+
+
+_FILE_COLUMNS = [f.name for f in fields(FileRecord)]
+_UPSERT = f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('?' for _ in _FILE_COLUMNS)})"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journaled mover action and the last step it reached."""
+
+    id: int
+    run_id: str
+    action: str
+    path: bytes
+    tier: str | None
+    object_key: str | None
+    step: str
+    status: str
+    detail: dict
+    started_at: float
+    ended_at: float | None
+
+
+class Catalog:
+    """The catalog database. Open with ``Catalog.open(path, writer=...)``; use as a context manager."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: WriterLock | None) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock = lock
+        self.run_id = uuid.uuid4().hex[:12]
+
+    # -- opening -----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, writer: bool = False, purpose: str = "") -> Catalog:
+        """Open (and, for a writer, create or migrate) the catalog at ``path``.
+
+        A writer takes the writer lock first: a second writer gets
+        ``CatalogBusyError`` naming the holder. Readers never block writers.
+        """
+        path = Path(path)
+        lock = None
+        if writer:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = WriterLock(path.with_name(path.name + ".lock"), purpose)
+            lock.acquire()
+        elif not path.exists():
+            raise UserError(f"catalog {path} does not exist yet (run a scan or an archive first)")
+        try:
+            conn = _connect(path, writer)
+            if writer:
+                _migrate(conn, path)
+            else:
+                _check_version(conn, path)
+        except BaseException:
+            if lock:
+                lock.release()
+            raise
+        return cls(path, conn, lock)
+
+    def close(self) -> None:
+        self._conn.close()
+        if self._lock:
+            self._lock.release()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- files -------------------------------------------------------------------
+
+    def get(self, path: bytes) -> FileRecord | None:
+        row = self._conn.execute(f"SELECT {', '.join(_FILE_COLUMNS)} FROM files WHERE path = ?", (path,)).fetchone()
+        return _record(row) if row else None
+
+    def put(self, record: FileRecord) -> None:
+        """Insert or replace one file's record (``updated_at`` is set now)."""
+        with self._conn:
+            self._write(record)
+
+    def _write(self, record: FileRecord) -> None:
+        values = {**asdict(record), "updated_at": time.time(), "pinned": int(record.pinned)}
+        self._conn.execute(_UPSERT, [values[c] for c in _FILE_COLUMNS])
+
+    def forget(self, path: bytes) -> None:
+        with self._conn:
+            self._conn.execute("DELETE FROM files WHERE path = ?", (path,))
+
+    def records(self, state: str | None = None) -> Iterator[FileRecord]:
+        """Every record (optionally of one state), streamed in path order."""
+        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
+        cur = self._conn.execute(f"SELECT {', '.join(_FILE_COLUMNS)} FROM files {where} ORDER BY path", args)
+        while rows := cur.fetchmany(1000):
+            yield from (_record(r) for r in rows)
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Files and bytes by state."""
+        rows = self._conn.execute("SELECT state, count(*), coalesce(sum(size), 0) FROM files GROUP BY state")
+        return {state: (n, b) for state, n, b in rows}
+
+    def set_pinned(self, paths: Iterable[bytes], pinned: bool) -> None:
+        now = time.time()
+        with self._conn:
+            for p in paths:
+                self._conn.execute(
+                    "INSERT INTO files (path, state, pinned, updated_at) VALUES (?, 'resident', ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET pinned = excluded.pinned, updated_at = excluded.updated_at",
+                    (p, int(pinned), now))
+
+    def add_heat(self, paths: Iterable[bytes], now: float, half_life: float) -> None:
+        """Count one access for each path: decay the stored heat to ``now``, add 1."""
+        with self._conn:
+            for p in paths:
+                self._conn.execute(
+                    "INSERT INTO files (path, state, heat, heat_at, updated_at) VALUES (?, 'resident', 1, ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET "
+                    "heat = heat * pow(0.5, (? - coalesce(heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?",
+                    (p, now, now, now, now, half_life, now, now))
+
+    def state_table(self, now: float, half_life: float) -> pa.Table:
+        """The columns the policy engine joins onto the inventory, heat decayed to ``now``."""
+        cur = self._conn.execute("SELECT path, state, tier, heat, heat_at, pinned FROM files")
+        paths, states, tiers, heats, pinned = [], [], [], [], []
+        while rows := cur.fetchmany(10_000):
+            for path, state, tier, heat, heat_at, pin in rows:
+                paths.append(path)
+                states.append(state)
+                tiers.append(tier)
+                heats.append(heat * math.pow(0.5, (now - heat_at) / half_life) if heat_at is not None else heat)
+                pinned.append(bool(pin))
+        return pa.table({"path": pa.array(paths, pa.binary()), "state": pa.array(states, pa.string()),
+                         "tier": pa.array(tiers, pa.string()), "heat": pa.array(heats, pa.float64()),
+                         "pinned": pa.array(pinned, pa.bool_())})
+
+    # -- journal -----------------------------------------------------------------
+
+    def begin(self, action: str, path: bytes, step: str, *, tier: str | None = None,
+              object_key: str | None = None, **detail) -> int:
+        """Journal the start of an action, durably, before anything is touched."""
+        with self._conn:
+            cur = self._conn.execute(
+                "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)",
+                (self.run_id, action, path, tier, object_key, step, json.dumps(detail), time.time()))
+        return cur.lastrowid
+
+    def step(self, entry_id: int, step: str, **detail) -> None:
+        """Journal that an open action reached ``step`` (``detail`` is merged in)."""
+        with self._conn:
+            self._merge(entry_id, step, None, detail)
+
+    def end(self, entry_id: int, status: str = "done", record: FileRecord | None = None, **detail) -> None:
+        """Close an action; with ``record``, the file's new state commits in the same transaction."""
+        with self._conn:
+            self._merge(entry_id, None, status, detail)
+            if record is not None:
+                self._write(record)
+
+    def _merge(self, entry_id: int, step: str | None, status: str | None, detail: dict) -> None:
+        row = self._conn.execute("SELECT detail FROM journal WHERE id = ?", (entry_id,)).fetchone()
+        merged = {**json.loads(row[0]), **detail} if detail else None
+        self._conn.execute(
+            "UPDATE journal SET step = coalesce(?, step), status = coalesce(?, status), "
+            "detail = coalesce(?, detail), ended_at = CASE WHEN ? IS NULL THEN ended_at ELSE ? END WHERE id = ?",
+            (step, status, json.dumps(merged) if merged is not None else None, status, time.time(), entry_id))
+
+    def open_entries(self) -> list[JournalEntry]:
+        """Actions a crash interrupted (status still 'open'), oldest first."""
+        rows = self._conn.execute(
+            "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
+            "FROM journal WHERE status = 'open' ORDER BY id")
+        return [JournalEntry(*r[:8], json.loads(r[8]), r[9], r[10]) for r in rows]
+
+    def history(self, path: bytes, limit: int = 20) -> list[JournalEntry]:
+        rows = self._conn.execute(
+            "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
+            "FROM journal WHERE path = ? ORDER BY id DESC LIMIT ?", (path, limit))
+        return [JournalEntry(*r[:8], json.loads(r[8]), r[9], r[10]) for r in rows]
+
+    # -- runs --------------------------------------------------------------------
+
+    def start_run(self, command: str) -> str:
+        with self._conn:
+            self._conn.execute("INSERT INTO runs (id, command, pid, host, started_at) VALUES (?, ?, ?, ?, ?)",
+                               (self.run_id, command, os.getpid(), socket.gethostname(), time.time()))
+        return self.run_id
+
+    def finish_run(self, summary: dict) -> None:
+        with self._conn:
+            self._conn.execute("UPDATE runs SET ended_at = ?, summary = ? WHERE id = ?",
+                               (time.time(), json.dumps(summary), self.run_id))
+
+    def last_run(self) -> dict | None:
+        row = self._conn.execute(
+            "SELECT id, command, pid, host, started_at, ended_at, summary FROM runs ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        if not row:
+            return None
+        keys = ("id", "command", "pid", "host", "started_at", "ended_at", "summary")
+        return {**dict(zip(keys, row)), "summary": json.loads(row[6]) if row[6] else None}
+
+
+def _record(row: tuple) -> FileRecord:
+    values = dict(zip(_FILE_COLUMNS, row))
+    values["pinned"] = bool(values["pinned"])
+    return FileRecord(**values)
+
+
+def _connect(path: Path, writer: bool) -> sqlite3.Connection:
+    uri = f"file:{path}?mode={'rwc' if writer else 'ro'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        if writer:
+            conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit that returned is on disk; the mover releases files on the strength of it.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 30000")
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"catalog {path} cannot be opened: {exc}") from exc
+    return conn
+
+
+def _check_version(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise UserError(f"catalog {path} has schema version {version}, newer than this tiering ({SCHEMA_VERSION}); upgrade tiering")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    _check_version(conn, path)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        script = MIGRATIONS[target - 1]
+        # executescript would COMMIT first; run statements inside one explicit transaction instead.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line.split("--", 1)[0] + ("\n" if "--" in line else "")
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
