@@ -1,0 +1,521 @@
+"""A capacity tier on Alibaba Cloud OSS, through ``oss2``.
+
+Objects live at ``<prefix>/<key>`` in the bucket of ``oss://bucket/prefix``;
+file metadata rides in user metadata (``x-oss-meta-tiering-*``, values
+percent-encoded so any path survives an HTTP header). Every transfer is checked
+with CRC-64 end to end (oss2 ``enable_crc``). Files below
+``multipart_threshold`` are read once, hashed (BLAKE3) and sent in one PUT;
+larger ones are hashed first (the checksum must be in the metadata, which is
+fixed when the upload starts) and sent as a resumable multipart upload whose
+checkpoints live in ``checkpoint_dir``. The server's CRC-64 of the finished
+object must equal the CRC-64 of the first pass: if it does not, the file
+changed under us, the object is deleted and ``SourceChangedError`` raised.
+
+Requests are signed with V4 (OSS4-HMAC-SHA256, what Alibaba recommends) when
+the region is known, and with V1 otherwise (custom endpoints without a region).
+
+Options (from the tier's configuration; sizes are ints of bytes):
+
+- ``endpoint`` (required): e.g. ``https://oss-cn-hangzhou.aliyuncs.com``.
+- ``region``: e.g. ``cn-hangzhou``; derived from ``oss-<region>.aliyuncs.com``.
+- ``access_key_id`` / ``access_key_secret`` / ``security_token``: default to
+  ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` / ``OSS_SESSION_TOKEN``.
+- ``storage_class``: Standard (default), IA, Archive, ColdArchive, DeepColdArchive.
+- ``part_size`` / ``multipart_threshold``: default 64 MiB each.
+- ``jobs``: parallel parts per file (default 4).
+- ``restore_tier`` (Expedited, Standard, Bulk; default Standard) and
+  ``restore_days`` (default 1): what ``restore`` asks for by default.
+- ``connect_timeout`` (default 5) and ``read_timeout`` (default 60), seconds.
+- ``checkpoint_dir``: default ``$XDG_CACHE_HOME/tiering/oss-checkpoints``
+  (``~/.cache/tiering/oss-checkpoints``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import oss2
+import requests
+from oss2.credentials import StaticCredentialsProvider
+from oss2.models import RestoreConfiguration, RestoreJobParameters
+
+from tiering.errors import (
+    ConfigError,
+    FatalError,
+    IntegrityError,
+    NeedsRestoreError,
+    NotFoundError,
+    PermissionDeniedError,
+    SourceChangedError,
+    StoreError,
+    TransientError,
+    UserError,
+)
+from tiering.stores.base import FileMeta, ObjectInfo, Progress
+from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
+from tiering.stores.keys import join_key, split_key
+from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
+
+T = TypeVar("T")
+KiB, MiB = 1024, 1024 * 1024
+STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
+ARCHIVE_CLASSES = frozenset(STORAGE_CLASSES[2:])
+RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
+META_HEADER = "x-oss-meta-"
+# Everything printable in ASCII but "%" and " " passes through a header as itself.
+_META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+_ALIYUN_HOST = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
+_PERMISSION_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidSecurityToken",
+                     "SecurityTokenExpired"}
+_TRANSIENT_CODES = {"RequestTimeout", "InternalError", "ServiceUnavailable", "SlowDown", "ServerBusy",
+                    "TooManyRequests", "PreconditionFailed"}
+
+# Retries happen in RetryPolicy, once. oss2's only own retry loop is in its list
+# iterators (used by resumable uploads to list parts); make it a single try.
+oss2.defaults.request_retries = 1
+
+
+class _NoDebug(logging.Filter):
+    """oss2 logs request headers and strings-to-sign (tokens, signatures) at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+for _name in ("oss2.http", "oss2.auth"):
+    logging.getLogger(_name).addFilter(_NoDebug())
+
+
+def translate(exc: Exception, url: str, key: str) -> StoreError:
+    """The project error for an oss2 (or requests) exception: the one table for this store."""
+    where = f"{url}: {key or '(bucket)'}"
+    if isinstance(exc, oss2.exceptions.RequestError):
+        return TransientError(f"{where}: cannot reach the server ({type(exc.exception).__name__})", store=url, key=key)
+    if isinstance(exc, requests.RequestException):
+        return TransientError(f"{where}: connection failed mid-transfer ({type(exc).__name__})", store=url, key=key)
+    if isinstance(exc, oss2.exceptions.InconsistentError):
+        if "IncompleteRead" in exc.body:
+            return TransientError(f"{where}: the server sent fewer bytes than announced", store=url, key=key)
+        return IntegrityError(f"{where}: CRC-64 mismatch, data corrupt in transit", store=url, key=key)
+    if not isinstance(exc, oss2.exceptions.ServerError):
+        detail = exc.body if isinstance(exc, oss2.exceptions.OssError) else type(exc).__name__
+        return FatalError(f"{where}: {detail}", store=url, key=key)
+    code = exc.code or f"HTTP {exc.status}"
+    if code == "InvalidObjectState":
+        return NeedsRestoreError(f"{where}: object is archived and not restored; run restore first", store=url, key=key)
+    if exc.status == 404:
+        noun = "bucket" if code == "NoSuchBucket" else "upload" if code == "NoSuchUpload" else "object"
+        return NotFoundError(f"{where}: no such {noun}", store=url, key=key)
+    if code == "RequestTimeTooSkewed":
+        return FatalError(f"{where}: this machine's clock is more than 15 minutes off the server's", store=url, key=key)
+    if code in _PERMISSION_CODES or exc.status in (401, 403):
+        return PermissionDeniedError(f"{where}: {code}; check the tier's credentials", store=url, key=key)
+    if code in _TRANSIENT_CODES or exc.status >= 500 or exc.status == 429:
+        return TransientError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
+    return FatalError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
+
+
+def _progress_adapter(progress: Progress | None) -> Callable[[int, int | None], None] | None:
+    """oss2 reports bytes done so far; our callers want the bytes just transferred.
+
+    Only growth is reported, so bytes sent again by a retry are not counted twice.
+    """
+    if progress is None:
+        return None
+    done = 0
+
+    def report(consumed: int, total: int | None) -> None:
+        nonlocal done
+        if consumed > done:
+            progress(consumed - done)
+            done = consumed
+
+    return report
+
+
+def _hash_file(path: Path) -> tuple[Hasher, int]:
+    """BLAKE3 and CRC-64 (as OSS computes it) of a local file, in one pass."""
+    hasher, crc = Hasher(), oss2.utils.Crc64()
+    with open(path, "rb") as f:
+        while data := f.read(CHUNK):
+            hasher.update(data)
+            crc.update(data)
+    return hasher, crc.crc
+
+
+def _drain(result: oss2.models.RequestResult) -> None:
+    """Read what oss2 left unread, so the connection goes back to the pool."""
+    result.resp.read()
+
+
+class _Salted:
+    """oss2 checkpoints keyed also by what is sent or fetched: a stale one is never resumed."""
+
+    salt = ""
+
+    def make_store_key(self, *args: str) -> str:
+        return f"{super().make_store_key(*args)}-{self.salt}"  # type: ignore[misc]
+
+
+class _UploadCheckpoints(_Salted, oss2.ResumableStore):
+    pass
+
+
+class _DownloadCheckpoints(_Salted, oss2.ResumableDownloadStore):
+    pass
+
+
+class OssStore:
+    """Store, SupportsStorageClass and SupportsRestore over an OSS bucket."""
+
+    storage_classes = STORAGE_CLASSES
+
+    def __init__(self, url: str, options: dict, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+        parts = urlsplit(url)
+        bucket = parts.netloc.rpartition("@")[2]
+        if parts.scheme != "oss" or not bucket:
+            raise ConfigError(f"{url!r} is not an OSS tier URL; expected oss://bucket/prefix")
+        self.prefix = parts.path.strip("/")
+        self.url = f"oss://{bucket}/{self.prefix}".rstrip("/")
+        self.retry = retry
+        endpoint = str(options.get("endpoint") or "")
+        if not endpoint:
+            raise ConfigError(f"{self.url}: option 'endpoint' is required (e.g. https://oss-cn-hangzhou.aliyuncs.com)")
+        self.storage_class = self._choice(options, "storage_class", "Standard", STORAGE_CLASSES)
+        self.part_size = self._number(options, "part_size", 64 * MiB, 100 * KiB)
+        self.threshold = self._number(options, "multipart_threshold", 64 * MiB, 1)
+        self.jobs = self._number(options, "jobs", 4, 1)
+        self.restore_tier = self._choice(options, "restore_tier", "Standard", RESTORE_TIERS)
+        self.restore_days = self._number(options, "restore_days", 1, 1)
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        self.checkpoint_dir = Path(options.get("checkpoint_dir") or cache / "tiering" / "oss-checkpoints")
+        self._bucket = self._connect(endpoint, bucket, options)
+
+    def _number(self, options: dict, name: str, default: float, minimum: float, kind: type = int):
+        value = options.get(name, default)
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            number = minimum - 1
+        if number < minimum:
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError(f"{self.url}: option {name!r} is {value!r}; expected {what} >= {minimum}")
+        return number
+
+    def _choice(self, options: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = str(options.get(name) or default)
+        for choice in choices:
+            if value.lower() == choice.lower():
+                return choice
+        raise ConfigError(f"{self.url}: option {name!r} is {value!r}; expected one of {', '.join(choices)}")
+
+    def _connect(self, endpoint: str, bucket: str, options: dict) -> oss2.Bucket:
+        env = os.environ
+        key_id = options.get("access_key_id") or env.get("OSS_ACCESS_KEY_ID")
+        secret = options.get("access_key_secret") or env.get("OSS_ACCESS_KEY_SECRET")
+        token = options.get("security_token") or env.get("OSS_SESSION_TOKEN") or ""
+        if not key_id or not secret:
+            raise PermissionDeniedError(
+                f"{self.url}: no OSS credentials: set access_key_id/access_key_secret for the tier "
+                "or OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET in the environment", store=self.url)
+        host = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}").hostname or ""
+        region = options.get("region") or (m.group(1) if (m := _ALIYUN_HOST.match(host)) else None)
+        credentials = StaticCredentialsProvider(str(key_id), str(secret), str(token))
+        auth = oss2.ProviderAuthV4(credentials) if region else oss2.ProviderAuth(credentials)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=self.jobs + 4, max_retries=0)
+        timeout = (self._number(options, "connect_timeout", 5, 0.1, float),
+                   self._number(options, "read_timeout", 60, 1, float))
+        try:
+            return oss2.Bucket(auth, endpoint, bucket, session=oss2.Session(adapter=adapter), connect_timeout=timeout,
+                               app_name="tiering", enable_crc=True, region=region)
+        except oss2.exceptions.ClientError as exc:  # a malformed endpoint or bucket name
+            raise ConfigError(f"{self.url}: {exc.body.removeprefix('ClientError: ')}") from exc
+
+    def _name(self, key: str) -> str:
+        return join_key(self.prefix, key)
+
+    def _call(self, key: str, fn: Callable[[], T]) -> T:
+        """Run one SDK call under the retry policy, with its errors translated."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except (oss2.exceptions.OssError, requests.RequestException) as exc:
+                raise translate(exc, self.url, key) from exc
+
+        return self.retry.call(attempt)
+
+    def _headers(self, meta: FileMeta) -> dict[str, str]:
+        headers = {META_HEADER + k: quote(v, safe=_META_SAFE) for k, v in meta.to_headers().items()}
+        headers["x-oss-storage-class"] = self.storage_class
+        headers["Content-Type"] = "application/octet-stream"
+        return headers
+
+    def _info(self, key: str, result: oss2.models.HeadObjectResult) -> ObjectInfo:
+        headers = result.headers
+        storage_class = headers.get("x-oss-storage-class", "Standard")
+        user = {k[len(META_HEADER):]: unquote(v) for k, v in headers.items() if k.lower().startswith(META_HEADER)}
+        restored = 'ongoing-request="false"' in headers.get("x-oss-restore", "")
+        extra = {k: headers[k] for k in ("x-oss-hash-crc64ecma", "x-oss-restore", "x-oss-object-type") if k in headers}
+        return ObjectInfo(key, result.content_length, etag=result.etag, storage_class=storage_class,
+                          meta=FileMeta.from_headers(user), readable=storage_class not in ARCHIVE_CLASSES or restored,
+                          extra=extra)
+
+    # -- put ---------------------------------------------------------------------------
+
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+        """Upload ``local`` as ``key`` with ``meta``; the checksum is filled in and checked."""
+        local, name = Path(local), self._name(key)
+        if local.stat().st_size < self.threshold:
+            return self._put_single(local, key, name, meta, progress)
+        return self._put_multipart(local, key, name, meta, progress)
+
+    def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        data = local.read_bytes()
+        hasher = Hasher()
+        hasher.update(data)
+        stored = verify_source(hasher, meta, key, self.url)
+        headers = self._headers(stored)
+        report = _progress_adapter(progress)  # one for all attempts: a retry does not count bytes twice
+        send = lambda: self._bucket.put_object(name, data, headers=headers, progress_callback=report)
+        try:
+            result = self._call(key, send)
+        except IntegrityError:
+            self._discard(key, name)  # the server kept bytes that failed the CRC check
+            raise
+        return ObjectInfo(key, len(data), etag=result.etag, storage_class=self.storage_class, meta=stored)
+
+    def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        before = local.stat()
+        hasher, crc = _hash_file(local)
+        stored = verify_source(hasher, meta, key, self.url)
+        headers = self._headers(stored)
+        checkpoints = _UploadCheckpoints(root=str(self.checkpoint_dir), dir="upload")
+        checkpoints.salt = hashlib.sha256(repr(sorted(headers.items())).encode()).hexdigest()[:16]
+        report = _progress_adapter(progress)  # oss2 counts resumed parts as done, so one adapter spans retries
+        send = lambda: oss2.resumable_upload(
+            self._bucket, name, str(local), store=checkpoints, headers=headers, multipart_threshold=self.threshold,
+            part_size=self.part_size, progress_callback=report, num_threads=self.jobs)
+        try:
+            result = self._call(key, send)
+        except BaseException:
+            self._abandon_upload(checkpoints, name, local)
+            raise
+        _drain(result)
+        after = local.stat()
+        # The server's CRC covers the bytes oss2 actually read; ours, the bytes we hashed.
+        if (result.crc is not None and result.crc != crc) or (after.st_size, after.st_mtime_ns) != (
+            before.st_size, before.st_mtime_ns):
+            self._discard(key, name)
+            raise SourceChangedError(f"{self.url}: {key}: source changed during the upload", store=self.url, key=key)
+        return ObjectInfo(key, hasher.size, etag=result.etag, storage_class=self.storage_class, meta=stored)
+
+    def _abandon_upload(self, checkpoints: _UploadCheckpoints, name: str, local: Path) -> None:
+        """After a failure for good: abort the server-side upload and drop its checkpoint."""
+        record_key = checkpoints.make_store_key(self._bucket.bucket_name, name, os.path.abspath(local))
+        record = checkpoints.get(record_key)
+        if not record:
+            return
+        try:
+            self._bucket.abort_multipart_upload(name, record["upload_id"])
+        except (oss2.exceptions.OssError, requests.RequestException):
+            pass  # best effort: the server may be the reason we failed
+        checkpoints.delete(record_key)
+
+    def _discard(self, key: str, name: str) -> None:
+        try:
+            self._bucket.delete_object(name)
+        except (oss2.exceptions.OssError, requests.RequestException):
+            pass  # best effort; the caller raises the original problem
+
+    # -- get ---------------------------------------------------------------------------
+
+    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+        """Download ``key`` into exactly ``local``, verified; nothing is left behind on failure."""
+        local, name = Path(local), self._name(key)
+        info = self.head(key)
+        if not info.readable:
+            raise self._needs_restore(key, info)
+        checkpoints = _DownloadCheckpoints(root=str(self.checkpoint_dir), dir="download")
+        checkpoints.salt = hashlib.sha256(f"{info.etag}:{info.size}".encode()).hexdigest()[:16]
+        report = _progress_adapter(progress)
+        fetch = lambda: oss2.resumable_download(
+            self._bucket, name, str(local), multiget_threshold=self.threshold, part_size=self.part_size,
+            progress_callback=report, num_threads=self.jobs, store=checkpoints)
+        try:
+            self._call(key, fetch)
+            if local.stat().st_size != info.size:
+                raise IntegrityError(f"{self.url}: {key}: object is corrupt (size changed in transit)",
+                                     store=self.url, key=key)
+            verify_object(Hasher.of_file(local), info.meta, key, self.url)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            self._abandon_download(checkpoints, name, local)
+            raise
+        return info
+
+    def _abandon_download(self, checkpoints: _DownloadCheckpoints, name: str, local: Path) -> None:
+        record_key = checkpoints.make_store_key(self._bucket.bucket_name, name, os.path.abspath(local))
+        record = checkpoints.get(record_key)
+        if record:
+            Path(f"{local}{record.get('tmp_suffix', '')}").unlink(missing_ok=True)
+            checkpoints.delete(record_key)
+
+    def _needs_restore(self, key: str, info: ObjectInfo) -> NeedsRestoreError:
+        if "ongoing-request" in info.extra.get("x-oss-restore", ""):
+            why = "its restore is still under way; wait for it"
+        else:
+            why = "run restore first"
+        return NeedsRestoreError(f"{self.url}: object {key} is in storage class {info.storage_class}; {why}",
+                                 store=self.url, key=key)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``start``; empty at or past the end."""
+        if length <= 0:
+            return b""
+        name = self._name(key)
+        # "standard" makes OSS clip a range running past the end (its default sends the whole object).
+        headers = {"x-oss-range-behavior": "standard"}
+
+        def fetch() -> bytes:
+            try:
+                result = self._bucket.get_object(name, byte_range=(start, start + length - 1), headers=headers)
+            except oss2.exceptions.ServerError as exc:
+                if exc.status == 416:  # the range starts at or past the end
+                    return b""
+                raise
+            with result:
+                return result.read()
+
+        return self._call(key, fetch)
+
+    def open(self, key: str) -> BinaryIO:
+        """A streaming read-only file over the whole object, CRC-checked when read to the end."""
+        name = self._name(key)
+        result = self._call(key, lambda: self._bucket.get_object(name))
+        return io.BufferedReader(_ObjectStream(result, self.url, key), buffer_size=CHUNK)  # type: ignore[return-value]
+
+    # -- head, delete, list ----------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo:
+        """Size, storage class, restore state and file metadata of ``key``."""
+        name = self._name(key)
+        return self._info(key, self._call(key, lambda: self._bucket.head_object(name)))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; OSS answers a missing key with success too."""
+        name = self._name(key)
+        self._call(key, lambda: self._bucket.delete_object(name))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix``, in key order, a page of 1000 at a time."""
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        token = ""
+        while True:
+            page = self._call(prefix, lambda t=token: self._bucket.list_objects_v2(full, continuation_token=t,
+                                                                                   max_keys=1000))
+            for o in page.object_list:
+                yield ObjectInfo(split_key(self.prefix, o.key), o.size, etag=o.etag, storage_class=o.storage_class)
+            if not page.is_truncated:
+                return
+            token = page.next_continuation_token
+
+    def close(self) -> None:
+        self._bucket.session.session.close()
+
+    # -- storage classes and restore ----------------------------------------------------------
+
+    def set_storage_class(self, key: str, storage_class: str) -> None:
+        """Move ``key`` to another class by copying it onto itself (archived ones need a restore first)."""
+        wanted = next((c for c in STORAGE_CLASSES if c.lower() == storage_class.lower()), None)
+        if wanted is None:
+            raise UserError(f"{self.url}: unknown storage class {storage_class!r}; "
+                            f"expected one of {', '.join(STORAGE_CLASSES)}")
+        name = self._name(key)
+        headers = {"x-oss-storage-class": wanted, "x-oss-metadata-directive": "COPY"}
+        _drain(self._call(key, lambda: self._bucket.copy_object(self._bucket.bucket_name, name, name, headers=headers)))
+
+    def restore(self, key: str, *, tier: str | None = None, days: int | None = None) -> None:
+        """Ask for a readable copy of an archived object; a restore already under way is fine.
+
+        ``tier`` and ``days`` default to the ``restore_tier`` and ``restore_days`` options.
+        """
+        tier = self._choice({"restore_tier": tier}, "restore_tier", self.restore_tier, RESTORE_TIERS)
+        days = self._number({"restore_days": days or self.restore_days}, "restore_days", 1, 1)
+        info = self.head(key)
+        if info.storage_class not in ARCHIVE_CLASSES:
+            return  # readable as it is
+        if info.storage_class == "DeepColdArchive" and tier == "Bulk":
+            raise UserError(f"{self.url}: {key}: DeepColdArchive cannot be restored with tier Bulk; "
+                            "use Standard or Expedited")
+        # Only (Deep)ColdArchive takes a priority; for Archive OSS ignores or refuses it.
+        job = RestoreJobParameters(tier) if info.storage_class != "Archive" else None
+        config = RestoreConfiguration(days, job_parameters=job)
+        name = self._name(key)
+
+        def ask() -> None:
+            try:
+                self._bucket.restore_object(name, input=config)
+            except oss2.exceptions.RestoreAlreadyInProgress:
+                pass  # idempotent: somebody (maybe us) already asked
+
+        self._call(key, ask)
+
+    def wait_restored(self, key: str, *, timeout: float, poll: float = 5.0) -> ObjectInfo:
+        """Poll ``head`` until ``key`` is readable; ``TransientError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.head(key)
+            if info.readable:
+                return info
+            if "ongoing-request" not in info.extra.get("x-oss-restore", ""):
+                raise self._needs_restore(key, info)  # nothing is under way: waiting cannot help
+            if time.monotonic() + poll > deadline:
+                raise TransientError(f"{self.url}: {key}: still being restored after {timeout:g}s",
+                                     store=self.url, key=key)
+            time.sleep(poll)
+
+
+class _ObjectStream(io.RawIOBase):
+    """The body of a GetObject response as a raw stream; CRC-64 checked at its end."""
+
+    def __init__(self, result: oss2.models.GetObjectResult, url: str, key: str) -> None:
+        self._result, self._url, self._key = result, url, key
+        self._checked = False
+        self._left = b""  # what a read returned beyond the caller's buffer
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self._left or self._result.read(len(buffer))
+        except (oss2.exceptions.OssError, requests.RequestException) as exc:
+            raise translate(exc, self._url, self._key) from exc
+        if not data:
+            self._check()
+            return 0
+        n = min(len(data), len(buffer))
+        buffer[:n], self._left = data[:n], data[n:]
+        return n
+
+    def _check(self) -> None:
+        client, server = self._result.client_crc, self._result.server_crc
+        if not self._checked and client is not None and server is not None and client != server:
+            raise IntegrityError(f"{self._url}: {self._key}: object is corrupt (CRC-64 mismatch while reading)",
+                                 store=self._url, key=self._key)
+        self._checked = True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._result.close()
+        super().close()
