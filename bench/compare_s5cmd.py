@@ -19,24 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.objects import _timed_map
+from bench.objects import make_files, measure_get, measure_put
 from bench.seaweed import SeaweedServer
 from tiering.stores import open_store
-from tiering.stores.base import FileMeta
 from tiering.stores.keys import encode_key
 from tiering.units import parse_size
 
 KEY, SECRET, BUCKET = "bench-key", "bench-secret", "bench"
-
-
-def make_dataset(root: Path, count: int, size: int) -> list[Path]:
-    root.mkdir(parents=True)
-    paths = []
-    for i in range(count):
-        p = root / f"f{i:06d}"
-        p.write_bytes(os.urandom(size))
-        paths.append(p)
-    return paths
 
 
 def s5cmd(endpoint: str, *args: str) -> float:
@@ -47,23 +36,6 @@ def s5cmd(endpoint: str, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def tiering_put(store, files: list[Path], prefix: str, jobs: int) -> float:
-    def put(i: int) -> None:
-        key = encode_key(f"{prefix}/{files[i].name}")
-        store.put_file(files[i], key, FileMeta.from_stat(files[i].stat(), key))
-
-    return _timed_map(put, len(files), jobs)[0]
-
-
-def tiering_get(store, files: list[Path], prefix: str, out: Path, jobs: int) -> float:
-    out.mkdir(parents=True, exist_ok=True)
-
-    def get(i: int) -> None:
-        store.get_file(encode_key(f"{prefix}/{files[i].name}"), out / files[i].name)
-
-    return _timed_map(get, len(files), jobs)[0]
-
-
 def run_set(server, store, files: list[Path], label: str, rounds: int, jobs: int, work: Path) -> list[tuple]:
     nbytes = sum(p.stat().st_size for p in files)
     src = files[0].parent
@@ -71,11 +43,12 @@ def run_set(server, store, files: list[Path], label: str, rounds: int, jobs: int
     for r in range(rounds):
         for op in ("put", "get"):
             out = work / f"out-{label}-{r}-{op}"
+            keys = [encode_key(f"tiering/{label}/{r}/{p.name}") for p in files]
             if op == "put":
-                t_ours = tiering_put(store, files, f"tiering/{label}/{r}", jobs)
+                t_ours = measure_put(store, files, keys, jobs).seconds
                 t_peer = s5cmd(server.endpoint, "--numworkers", str(jobs), "cp", f"{src}/*", f"s3://{BUCKET}/s5cmd/{label}/{r}/")
             else:
-                t_ours = tiering_get(store, files, f"tiering/{label}/{r}", out / "ours", jobs)
+                t_ours = measure_get(store, keys, out / "ours", jobs, files[0].stat().st_size).seconds
                 t_peer = s5cmd(server.endpoint, "--numworkers", str(jobs), "cp", f"s3://{BUCKET}/s5cmd/{label}/{r}/*", f"{out}/peer/")
             shutil.rmtree(out, ignore_errors=True)
             timings.setdefault(("tiering", op), []).append(t_ours)
@@ -104,10 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             store = open_store(f"s3://{BUCKET}", {"endpoint": server.endpoint, "access_key_id": KEY,
                                                   "secret_access_key": SECRET, "jobs": 8})
-            sets = [(f"{args.files}x{args.size}", make_dataset(work / "small", args.files, parse_size(args.size)))]
+            sets = [(f"{args.files}x{args.size}", make_files(work / "small", parse_size(args.size), args.files))]
             if args.large:
                 count, size = args.large.lower().split("x")
-                sets.append((args.large, make_dataset(work / "large", int(count), parse_size(size))))
+                sets.append((args.large, make_files(work / "large", parse_size(size), int(count))))
             rows = []
             for label, files in sets:
                 jobs = args.jobs if len(files) > 100 else len(files)

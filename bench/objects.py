@@ -10,14 +10,14 @@ latencies so percentiles can be reported, not just means.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from tiering.stores.base import FileMeta, Store
@@ -75,8 +75,9 @@ def _timed_map(fn: Callable[[int], None], n: int, concurrency: int) -> tuple[flo
     return time.perf_counter() - start, latencies
 
 
-def _make_files(directory: Path, size: int, n: int) -> list[Path]:
-    # Distinct random contents, so no layer can deduplicate or compress them.
+def make_files(directory: Path, size: int, n: int) -> list[Path]:
+    """``n`` files of ``size`` random bytes (distinct, so nothing can dedupe or compress them)."""
+    directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         path = directory / f"obj-{i:06d}"
@@ -100,38 +101,45 @@ def sweep(
         for size in sizes:
             n = objects_for(size, total_bytes)
             src_dir = Path(tmp) / f"src-{size}"
-            src_dir.mkdir()
-            files = _make_files(src_dir, size, n)
-            metas = [FileMeta.from_stat(p.stat(), "") for p in files]
+            files = make_files(src_dir, size, n)
             for conc in concurrencies:
                 keys = [encode_key(f"{run}/{size}/c{conc}/{i:06d}") for i in range(n)]
-                yield from _point_pair(store, files, metas, keys, size, conc, Path(tmp), on_point)
+                yield from _point_pair(store, files, keys, size, conc, Path(tmp), on_point)
             for path in files:
                 path.unlink()
 
 
-def _point_pair(store, files, metas, keys, size, conc, tmp: Path, on_point) -> Iterator[SweepPoint]:
-    out_dir = tmp / f"get-{size}-{conc}"
-    out_dir.mkdir()
+def measure_put(store: Store, files: Sequence[Path], keys: Sequence[str], concurrency: int) -> SweepPoint:
+    """Upload ``files[i]`` as ``keys[i]`` with ``concurrency`` workers; one point."""
 
     def put(i: int) -> None:
-        store.put_file(files[i], keys[i], replace(metas[i], path=keys[i]))
+        store.put_file(files[i], keys[i], FileMeta.from_stat(files[i].stat(), keys[i]))
+
+    return _point("put", files[0].stat().st_size, concurrency, len(keys), *_timed_map(put, len(keys), concurrency))
+
+
+def measure_get(store: Store, keys: Sequence[str], out_dir: Path, concurrency: int, size: int) -> SweepPoint:
+    """Download every key into its own file under ``out_dir`` (verified); one point."""
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     def get(i: int) -> None:
-        # One output file per worker thread keeps disk use at concurrency x size.
-        store.get_file(keys[i], out_dir / f"out-{threading.get_ident()}")
+        store.get_file(keys[i], out_dir / f"{i:06d}")
 
+    return _point("get", size, concurrency, len(keys), *_timed_map(get, len(keys), concurrency))
+
+
+def _point(op: str, size: int, concurrency: int, n: int, seconds: float, latencies: list[float]) -> SweepPoint:
+    return SweepPoint(op, size, concurrency, n, seconds, _percentile(latencies, 0.5), _percentile(latencies, 0.99))
+
+
+def _point_pair(store, files, keys, size, conc, tmp: Path, on_point) -> Iterator[SweepPoint]:
+    out_dir = tmp / f"get-{size}-{conc}"
     try:
-        for op, fn in (("put", put), ("get", get)):
-            seconds, lat = _timed_map(fn, len(keys), conc)
-            point = SweepPoint(op, size, conc, len(keys), seconds, _percentile(lat, 0.5), _percentile(lat, 0.99))
+        for point in (measure_put(store, files, keys, conc), measure_get(store, keys, out_dir, conc, size)):
             if on_point:
                 on_point(point)
             yield point
     finally:
         with ThreadPoolExecutor(max(conc, 8)) as pool:
             list(pool.map(store.delete, keys))
-        for leftover in out_dir.iterdir():
-            leftover.unlink()
-        out_dir.rmdir()
-
+        shutil.rmtree(out_dir, ignore_errors=True)
