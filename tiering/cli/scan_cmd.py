@@ -1,0 +1,84 @@
+"""``tiering scan``: inventory the hot tier into a Parquet snapshot."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from tiering.cli import EXIT_FAILED
+from tiering.cli.config_cmd import FILE_HELP
+
+if TYPE_CHECKING:
+    from tiering.scan import ScanProgress, ScanSummary
+
+OUT_HELP = "Snapshot file (default: <catalog dir>/inventory/scan-<UTC time>.parquet, then latest.parquet points at it)."
+
+
+def scan(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=OUT_HELP)] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: CPUs, at most 8).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+) -> None:
+    """Walk the hot tier and write its inventory snapshot. Exit 1 if entries could not be read
+    (entries deleted while scanning are counted, not failures)."""
+    from tiering.config import find_config, load_config
+    from tiering.scan import (
+        mark_latest,
+        new_snapshot_path,
+        snapshot_dir,
+        write_snapshot,
+    )
+
+    cfg = load_config(find_config(config))
+    target = out or new_snapshot_path(snapshot_dir(cfg.catalog_path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    progress = _Progress() if sys.stderr.isatty() else None
+    try:
+        summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress)
+    finally:
+        if progress is not None:
+            progress.end()
+    if out is None:
+        mark_latest(target)
+    typer.echo(json.dumps(summary.to_json()) if as_json else _line(summary))
+    if set(summary.errors) - {"vanished"}:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _line(summary: ScanSummary) -> str:
+    from tiering.scan.results import show_path
+    from tiering.units import format_size
+
+    errors = ", ".join(f"{kind} {n} (e.g. {show_path(summary.error_examples[kind][0])})"
+                       for kind, n in sorted(summary.errors.items()))
+    return (f"scanned {summary.files:,} files, {summary.dirs:,} dirs, {summary.symlinks:,} symlinks, "
+            f"{format_size(summary.bytes)}, {summary.error_count:,} errors{' [' + errors + ']' if errors else ''}, "
+            f"{summary.specials:,} special files skipped in {summary.seconds:.1f}s "
+            f"({summary.files_per_s:,.0f} files/s) -> {summary.snapshot}")
+
+
+class _Progress:
+    """A one-line progress display on stderr, redrawn at most 10 times a second."""
+
+    def __init__(self) -> None:
+        self.shown = 0.0
+
+    def __call__(self, p: ScanProgress) -> None:
+        now = time.monotonic()
+        if now - self.shown < 0.1:
+            return
+        self.shown = now
+        rate = p.files / p.elapsed if p.elapsed > 0 else 0
+        sys.stderr.write(f"\rscanning: {p.files:,} files, {p.dirs:,} dirs, {p.bytes / 2**30:.2f} GiB, "
+                         f"{p.errors:,} errors, {rate:,.0f} files/s ")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")

@@ -1,0 +1,58 @@
+"""The scanner: the hot tier's inventory as Arrow record batches and Parquet snapshots.
+
+Public API::
+
+    Scan(root, jobs=None, batch_rows=65536, progress=None)   # iterate pa.RecordBatch; .summary
+    write_snapshot(root, out_path, ...) -> ScanSummary        # stream a scan into Parquet
+    iter_snapshot(path) -> Iterator[pa.RecordBatch]           # read one back
+    ScanProgress, ScanSummary                                 # frozen values
+
+Rows follow ``tiering.inventory.SCHEMA``. Names are imported lazily so that
+scan worker processes, which import ``tiering.scan.walker`` and
+``tiering.scan.pool`` only, start without loading pyarrow.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Scan": "scanner",
+    "DEFAULT_BATCH_ROWS": "scanner",
+    "default_jobs": "scanner",
+    "ScanProgress": "results",
+    "ScanSummary": "results",
+    "write_snapshot": "snapshot",
+    "iter_snapshot": "snapshot",
+    "snapshot_summary": "snapshot",
+    "snapshot_dir": "snapshot",
+    "new_snapshot_path": "snapshot",
+    "mark_latest": "snapshot",
+    "STATE_DIR": "walker",
+}
+__all__ = [
+    "DEFAULT_BATCH_ROWS", "STATE_DIR", "Scan", "ScanProgress", "ScanSummary", "default_jobs", "iter_snapshot",
+    "mark_latest", "new_snapshot_path", "snapshot_dir", "snapshot_summary", "write_snapshot",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tiering.scan.results import ScanProgress, ScanSummary
+    from tiering.scan.scanner import DEFAULT_BATCH_ROWS, Scan, default_jobs
+    from tiering.scan.snapshot import (
+        iter_snapshot,
+        mark_latest,
+        new_snapshot_path,
+        snapshot_dir,
+        snapshot_summary,
+        write_snapshot,
+    )
+    from tiering.scan.walker import STATE_DIR
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'tiering.scan' has no attribute {name!r}") from None
+    return getattr(import_module(f"tiering.scan.{module}"), name)
