@@ -150,3 +150,32 @@ def test_second_writer_gets_a_clear_error_and_the_lock_dies_with_its_holder(db):
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert read_holder(db.with_name(db.name + ".lock")) is None
+
+
+def test_concurrent_writers_are_group_committed_and_fail_alone(db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with Catalog.open(db, writer=True) as cat:
+        def work(i: int) -> str:
+            entry = cat.begin("archive", f"f{i}".encode(), "copying")
+            if i % 10 == 0:
+                try:
+                    cat.put(FileRecord(f"f{i}".encode(), "bogus-state"))
+                except sqlite3.IntegrityError:
+                    return "rejected"
+            cat.end(entry, record=FileRecord(f"f{i}".encode(), "archived"))
+            return "ok"
+
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(work, range(200)))
+        assert outcomes.count("rejected") == 20
+        assert cat.open_entries() == [e for e in cat.open_entries() if e.path.endswith(b"0")]
+        assert cat.counts()["archived"][0] == 180
+    with Catalog.open(db) as reader:  # what the committer acknowledged is on disk
+        assert reader.counts()["archived"][0] == 180
+
+
+def test_read_only_catalog_refuses_writes(db):
+    Catalog.open(db, writer=True).close()
+    with Catalog.open(db) as reader, pytest.raises(UserError, match="read-only"):
+        reader.put(FileRecord(b"x", "resident"))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from tiering.catalog.commit import GroupCommitter
 from tiering.catalog.lock import WriterLock
 from tiering.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from tiering.errors import UserError
@@ -69,9 +71,13 @@ class JournalEntry:
 class Catalog:
     """The catalog database. Open with ``Catalog.open(path, writer=...)``; use as a context manager."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock: WriterLock | None) -> None:
+    def __init__(self, path: Path, reader: sqlite3.Connection, writer: sqlite3.Connection | None,
+                 lock: WriterLock | None) -> None:
         self.path = path
-        self._conn = conn
+        self._conn = reader  # reads only; serialised by _read_lock
+        self._read_lock = threading.Lock()
+        self._writer_conn = writer
+        self._committer = GroupCommitter(writer) if writer is not None else None
         self._lock = lock
         self.run_id = uuid.uuid4().hex[:12]
 
@@ -93,18 +99,21 @@ class Catalog:
         elif not path.exists():
             raise UserError(f"catalog {path} does not exist yet (run a scan or an archive first)")
         try:
-            conn = _connect(path, writer)
-            if writer:
-                _migrate(conn, path)
-            else:
-                _check_version(conn, path)
+            write_conn = _connect(path, writer=True) if writer else None
+            if write_conn is not None:
+                _migrate(write_conn, path)
+            read_conn = _connect(path, writer=False)
+            _check_version(read_conn, path)
         except BaseException:
             if lock:
                 lock.release()
             raise
-        return cls(path, conn, lock)
+        return cls(path, read_conn, write_conn, lock)
 
     def close(self) -> None:
+        if self._committer:
+            self._committer.close()
+            self._writer_conn.close()
         self._conn.close()
         if self._lock:
             self._lock.release()
@@ -117,114 +126,109 @@ class Catalog:
 
     @property
     def schema_version(self) -> int:
-        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+        return self._read("PRAGMA user_version")[0][0]
+
+    def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._read_lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _write(self, work):
+        """Run ``work(conn)`` in a durable transaction (group-committed with other threads')."""
+        if self._committer is None:
+            raise UserError(f"catalog {self.path} was opened read-only")
+        return self._committer.submit(work)
 
     # -- files -------------------------------------------------------------------
 
     def get(self, path: bytes) -> FileRecord | None:
-        row = self._conn.execute(f"SELECT {', '.join(_FILE_COLUMNS)} FROM files WHERE path = ?", (path,)).fetchone()
-        return _record(row) if row else None
+        rows = self._read(f"SELECT {', '.join(_FILE_COLUMNS)} FROM files WHERE path = ?", (path,))
+        return _record(rows[0]) if rows else None
 
     def put(self, record: FileRecord) -> None:
         """Insert or replace one file's record (``updated_at`` is set now)."""
-        with self._conn:
-            self._write(record)
-
-    def _write(self, record: FileRecord) -> None:
-        values = {**asdict(record), "updated_at": time.time(), "pinned": int(record.pinned)}
-        self._conn.execute(_UPSERT, [values[c] for c in _FILE_COLUMNS])
+        self._write(lambda conn: _upsert(conn, record))
 
     def forget(self, path: bytes) -> None:
-        with self._conn:
-            self._conn.execute("DELETE FROM files WHERE path = ?", (path,))
+        self._write(lambda conn: conn.execute("DELETE FROM files WHERE path = ?", (path,)))
 
     def records(self, state: str | None = None) -> Iterator[FileRecord]:
         """Every record (optionally of one state), streamed in path order."""
-        where, args = ("WHERE state = ?", (state,)) if state else ("", ())
-        cur = self._conn.execute(f"SELECT {', '.join(_FILE_COLUMNS)} FROM files {where} ORDER BY path", args)
-        while rows := cur.fetchmany(1000):
+        where, args = ("AND state = ?", (state,)) if state else ("", ())
+        after = b""
+        while True:  # keyset pages: no cursor is held open between yields
+            rows = self._read(f"SELECT {', '.join(_FILE_COLUMNS)} FROM files WHERE path > ? {where} "
+                              "ORDER BY path LIMIT 1000", (after, *args))
+            if not rows:
+                return
             yield from (_record(r) for r in rows)
+            after = rows[-1][0]
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Files and bytes by state."""
-        rows = self._conn.execute("SELECT state, count(*), coalesce(sum(size), 0) FROM files GROUP BY state")
+        rows = self._read("SELECT state, count(*), coalesce(sum(size), 0) FROM files GROUP BY state")
         return {state: (n, b) for state, n, b in rows}
 
     def set_pinned(self, paths: Iterable[bytes], pinned: bool) -> None:
         now = time.time()
-        with self._conn:
-            for p in paths:
-                self._conn.execute(
-                    "INSERT INTO files (path, state, pinned, updated_at) VALUES (?, 'resident', ?, ?) "
-                    "ON CONFLICT (path) DO UPDATE SET pinned = excluded.pinned, updated_at = excluded.updated_at",
-                    (p, int(pinned), now))
+        rows = [(p, int(pinned), now) for p in paths]
+        self._write(lambda conn: conn.executemany(
+            "INSERT INTO files (path, state, pinned, updated_at) VALUES (?, 'resident', ?, ?) "
+            "ON CONFLICT (path) DO UPDATE SET pinned = excluded.pinned, updated_at = excluded.updated_at", rows))
 
     def add_heat(self, paths: Iterable[bytes], now: float, half_life: float) -> None:
         """Count one access for each path: decay the stored heat to ``now``, add 1."""
-        with self._conn:
-            for p in paths:
-                self._conn.execute(
-                    "INSERT INTO files (path, state, heat, heat_at, updated_at) VALUES (?, 'resident', 1, ?, ?) "
-                    "ON CONFLICT (path) DO UPDATE SET "
-                    "heat = heat * pow(0.5, (? - coalesce(heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?",
-                    (p, now, now, now, now, half_life, now, now))
+        rows = [(p, now, now, now, now, half_life, now, now) for p in paths]
+        self._write(lambda conn: conn.executemany(
+            "INSERT INTO files (path, state, heat, heat_at, updated_at) VALUES (?, 'resident', 1, ?, ?) "
+            "ON CONFLICT (path) DO UPDATE SET "
+            "heat = heat * pow(0.5, (? - coalesce(heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?", rows))
 
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """The columns the policy engine joins onto the inventory, heat decayed to ``now``."""
-        cur = self._conn.execute("SELECT path, state, tier, heat, heat_at, pinned FROM files")
-        paths, states, tiers, heats, pinned = [], [], [], [], []
-        while rows := cur.fetchmany(10_000):
-            for path, state, tier, heat, heat_at, pin in rows:
-                paths.append(path)
-                states.append(state)
-                tiers.append(tier)
-                heats.append(heat * math.pow(0.5, (now - heat_at) / half_life) if heat_at is not None else heat)
-                pinned.append(bool(pin))
-        return pa.table({"path": pa.array(paths, pa.binary()), "state": pa.array(states, pa.string()),
-                         "tier": pa.array(tiers, pa.string()), "heat": pa.array(heats, pa.float64()),
-                         "pinned": pa.array(pinned, pa.bool_())})
+        rows = self._read("SELECT path, state, tier, heat, coalesce(heat_at, ?), pinned FROM files", (now,))
+        cols = list(zip(*rows)) or [()] * 6
+        age = pc.subtract(pa.scalar(now), pa.array(cols[4], pa.float64()))
+        decay = pc.power(0.5, pc.divide(age, half_life))
+        return pa.table({
+            "path": pa.array(cols[0], pa.binary()),
+            "state": pa.array(cols[1], pa.string()),
+            "tier": pa.array(cols[2], pa.string()),
+            "heat": pc.multiply(pa.array(cols[3], pa.float64()), decay),
+            "pinned": pa.array([bool(p) for p in cols[5]], pa.bool_()),
+        })
 
     # -- journal -----------------------------------------------------------------
 
     def begin(self, action: str, path: bytes, step: str, *, tier: str | None = None,
               object_key: str | None = None, **detail) -> int:
         """Journal the start of an action, durably, before anything is touched."""
-        with self._conn:
-            cur = self._conn.execute(
-                "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)",
-                (self.run_id, action, path, tier, object_key, step, json.dumps(detail), time.time()))
-        return cur.lastrowid
+        args = (self.run_id, action, path, tier, object_key, step, json.dumps(detail), time.time())
+        return self._write(lambda conn: conn.execute(
+            "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)", args).lastrowid)
 
     def step(self, entry_id: int, step: str, **detail) -> None:
         """Journal that an open action reached ``step`` (``detail`` is merged in)."""
-        with self._conn:
-            self._merge(entry_id, step, None, detail)
+        self._write(lambda conn: _merge(conn, entry_id, step, None, detail))
 
     def end(self, entry_id: int, status: str = "done", record: FileRecord | None = None, **detail) -> None:
         """Close an action; with ``record``, the file's new state commits in the same transaction."""
-        with self._conn:
-            self._merge(entry_id, None, status, detail)
+        def work(conn: sqlite3.Connection) -> None:
+            _merge(conn, entry_id, None, status, detail)
             if record is not None:
-                self._write(record)
+                _upsert(conn, record)
 
-    def _merge(self, entry_id: int, step: str | None, status: str | None, detail: dict) -> None:
-        row = self._conn.execute("SELECT detail FROM journal WHERE id = ?", (entry_id,)).fetchone()
-        merged = {**json.loads(row[0]), **detail} if detail else None
-        self._conn.execute(
-            "UPDATE journal SET step = coalesce(?, step), status = coalesce(?, status), "
-            "detail = coalesce(?, detail), ended_at = CASE WHEN ? IS NULL THEN ended_at ELSE ? END WHERE id = ?",
-            (step, status, json.dumps(merged) if merged is not None else None, status, time.time(), entry_id))
+        self._write(work)
 
     def open_entries(self) -> list[JournalEntry]:
         """Actions a crash interrupted (status still 'open'), oldest first."""
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
             "FROM journal WHERE status = 'open' ORDER BY id")
         return [JournalEntry(*r[:8], json.loads(r[8]), r[9], r[10]) for r in rows]
 
     def history(self, path: bytes, limit: int = 20) -> list[JournalEntry]:
-        rows = self._conn.execute(
+        rows = self._read(
             "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
             "FROM journal WHERE path = ? ORDER BY id DESC LIMIT ?", (path, limit))
         return [JournalEntry(*r[:8], json.loads(r[8]), r[9], r[10]) for r in rows]
@@ -232,24 +236,37 @@ class Catalog:
     # -- runs --------------------------------------------------------------------
 
     def start_run(self, command: str) -> str:
-        with self._conn:
-            self._conn.execute("INSERT INTO runs (id, command, pid, host, started_at) VALUES (?, ?, ?, ?, ?)",
-                               (self.run_id, command, os.getpid(), socket.gethostname(), time.time()))
+        args = (self.run_id, command, os.getpid(), socket.gethostname(), time.time())
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO runs (id, command, pid, host, started_at) VALUES (?, ?, ?, ?, ?)", args))
         return self.run_id
 
     def finish_run(self, summary: dict) -> None:
-        with self._conn:
-            self._conn.execute("UPDATE runs SET ended_at = ?, summary = ? WHERE id = ?",
-                               (time.time(), json.dumps(summary), self.run_id))
+        args = (time.time(), json.dumps(summary), self.run_id)
+        self._write(lambda conn: conn.execute("UPDATE runs SET ended_at = ?, summary = ? WHERE id = ?", args))
 
     def last_run(self) -> dict | None:
-        row = self._conn.execute(
-            "SELECT id, command, pid, host, started_at, ended_at, summary FROM runs ORDER BY started_at DESC LIMIT 1"
-        ).fetchone()
-        if not row:
+        rows = self._read(
+            "SELECT id, command, pid, host, started_at, ended_at, summary FROM runs ORDER BY started_at DESC LIMIT 1")
+        if not rows:
             return None
+        row = rows[0]
         keys = ("id", "command", "pid", "host", "started_at", "ended_at", "summary")
         return {**dict(zip(keys, row)), "summary": json.loads(row[6]) if row[6] else None}
+
+
+def _upsert(conn: sqlite3.Connection, record: FileRecord) -> None:
+    values = {**asdict(record), "updated_at": time.time(), "pinned": int(record.pinned)}
+    conn.execute(_UPSERT, [values[c] for c in _FILE_COLUMNS])
+
+
+def _merge(conn: sqlite3.Connection, entry_id: int, step: str | None, status: str | None, detail: dict) -> None:
+    row = conn.execute("SELECT detail FROM journal WHERE id = ?", (entry_id,)).fetchone()
+    merged = {**json.loads(row[0]), **detail} if detail else None
+    conn.execute(
+        "UPDATE journal SET step = coalesce(?, step), status = coalesce(?, status), "
+        "detail = coalesce(?, detail), ended_at = CASE WHEN ? IS NULL THEN ended_at ELSE ? END WHERE id = ?",
+        (step, status, json.dumps(merged) if merged is not None else None, status, time.time(), entry_id))
 
 
 def _record(row: tuple) -> FileRecord:
@@ -261,7 +278,9 @@ def _record(row: tuple) -> FileRecord:
 def _connect(path: Path, writer: bool) -> sqlite3.Connection:
     uri = f"file:{path}?mode={'rwc' if writer else 'ro'}"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        # The writer runs in autocommit mode: GroupCommitter issues BEGIN/COMMIT itself.
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False,
+                               isolation_level=None if writer else "")
         if writer:
             conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit that returned is on disk; the mover releases files on the strength of it.
@@ -283,7 +302,6 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     for target in range(version + 1, SCHEMA_VERSION + 1):
         script = MIGRATIONS[target - 1]
-        # executescript would COMMIT first; run statements inside one explicit transaction instead.
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(script):
