@@ -6,7 +6,7 @@ caller should do about them (STYLE.md, "Errors"):
 - ``TransientError``: try again later; the one retry loop (``stores.retry``) does.
 - ``NotFoundError`` / ``PermissionDeniedError`` / ``IntegrityError``: this item
   failed; record it and carry on with the others.
-- ``FatalError`` (and ``ConfigError``): stop the run; nothing else will work.
+- ``FatalError`` (and ``ConfigError``, ``PolicyError``): stop the run; nothing else will work.
 
 ``UserError`` marks mistakes a person can fix (bad config, bad key); the CLI
 prints its message as one line, without a traceback.
@@ -25,6 +25,10 @@ class UserError(TieringError):
 
 class ConfigError(UserError):
     """A configuration file is malformed; the message names the file and key."""
+
+
+class PolicyError(UserError):
+    """A policy file or expression is malformed; the message names the file, rule and column."""
 
 
 class StoreError(TieringError):
