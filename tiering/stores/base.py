@@ -153,3 +153,11 @@ class SupportsRestore(Protocol):
 
     def wait_restored(self, key: str, *, timeout: float, poll: float = 5.0) -> ObjectInfo:
         """Poll until the object is readable; ``TransientError`` after ``timeout`` seconds."""
+
+
+@runtime_checkable
+class SupportsCleanup(Protocol):
+    """A store whose interrupted writes can leave hidden leftovers (temp files, unfinished uploads)."""
+
+    def cleanup_incomplete(self, key: str | None = None) -> int:
+        """Remove leftovers of interrupted writes (of ``key``, or all of dead writers); returns how many."""

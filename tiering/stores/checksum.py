@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import blake3
 
 from tiering.errors import IntegrityError, SourceChangedError
+from tiering.stores.localfile import open_source
 
 if TYPE_CHECKING:
     from tiering.stores.base import FileMeta
@@ -41,11 +42,14 @@ class Hasher:
 
     @classmethod
     def of_file(cls, path: str | Path) -> Hasher:
-        """A hasher fed with a whole local file (memory-mapped, several threads)."""
+        """A hasher fed with a whole local file (large chunks hashed on several threads)."""
         hasher = cls()
         hasher._h = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        hasher._h.update_mmap(str(path))
-        hasher.size = Path(path).stat().st_size
+        with open_source(path) as f:
+            buf = bytearray(4 * CHUNK)
+            view = memoryview(buf)
+            while n := f.readinto(buf):
+                hasher.update(view[:n])
         return hasher
 
     @property
@@ -69,7 +73,7 @@ def checksum_stream(stream: BinaryIO, chunk: int = CHUNK) -> tuple[str, int]:
 
 def checksum_file(path: str | Path) -> tuple[str, int]:
     """Checksum and size of a local file."""
-    with open(path, "rb") as f:
+    with open_source(path) as f:
         return checksum_stream(f)
 
 

@@ -63,6 +63,7 @@ from tiering.errors import (
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.keys import join_key, split_key
+from tiering.stores.localfile import open_source, read_source
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
@@ -145,7 +146,7 @@ def _progress_adapter(progress: Progress | None) -> Callable[[int, int | None], 
 def _hash_file(path: Path) -> tuple[Hasher, int]:
     """BLAKE3 and CRC-64 (as OSS computes it) of a local file, in one pass."""
     hasher, crc = Hasher(), oss2.utils.Crc64()
-    with open(path, "rb") as f:
+    with open_source(path) as f:
         while data := f.read(CHUNK):
             hasher.update(data)
             crc.update(data)
@@ -280,7 +281,7 @@ class OssStore:
         return self._put_multipart(local, key, name, meta, progress)
 
     def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
-        data = local.read_bytes()
+        data = read_source(local)
         hasher = Hasher()
         hasher.update(data)
         stored = verify_source(hasher, meta, key, self.url)

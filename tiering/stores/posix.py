@@ -19,6 +19,8 @@ import errno
 import json
 import os
 import secrets
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +37,7 @@ from tiering.errors import (
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.keys import decode_key, encode_key
+from tiering.stores.localfile import open_source, write_all
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 RESERVED = ".tiering"
@@ -98,7 +101,7 @@ class PosixStore:
             return
         side = self._sidecar / os.fsdecode(decode_key(key))
         side.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"meta-{secrets.token_hex(8)}"  # _tmp exists: _put made it
+        tmp = self._tmp / f"meta~{_WRITER}~{secrets.token_hex(8)}"  # _tmp exists: _put made it
         tmp.write_bytes(blob)
         os.replace(tmp, side)
 
@@ -121,6 +124,8 @@ class PosixStore:
             try:
                 return fn()
             except OSError as exc:
+                if exc.filename and not _inside(exc.filename, self.root):
+                    raise  # the caller's own file (a full hot tier, say), not the store's
                 raise translate_oserror(exc, self.url, key) from exc
 
         return self.retry.call(attempt)
@@ -130,7 +135,7 @@ class PosixStore:
         return self._call(key, lambda: self._put(Path(local), target, key, meta, progress))
 
     def _put(self, local: Path, target: Path, key: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
-        tmp = self._tmp / f"put-{secrets.token_hex(8)}"
+        tmp = self._tmp / f"put~{_WRITER}~{secrets.token_hex(8)}"
         self._tmp.mkdir(parents=True, exist_ok=True)
         try:
             hasher = self._copy(local, tmp, progress)
@@ -150,10 +155,14 @@ class PosixStore:
         hasher = Hasher()
         buf = bytearray(CHUNK)
         view = memoryview(buf)
-        with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+        with open_source(src) as fin, open(dst, "wb", buffering=0) as fout:
             while n := fin.readinto(buf):
                 hasher.update(view[:n])
-                fout.write(view[:n])
+                try:
+                    write_all(fout.fileno(), view[:n])
+                except OSError as exc:
+                    exc.filename = str(dst)  # say which side failed
+                    raise
                 if progress:
                     progress(n)
             if self.fsync:
@@ -240,8 +249,51 @@ class PosixStore:
                     continue  # deleted while we listed
                 yield ObjectInfo(key, st.st_size, etag=_etag(st))
 
+    def cleanup_incomplete(self, key: str | None = None) -> int:
+        """Remove temp files of writers that are gone (this host: dead pid; other hosts: a day old)."""
+        removed = 0
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if _abandoned(entry):
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def close(self) -> None:
         pass
+
+
+#: Temp names carry host and pid, so leftovers of a dead writer can be told apart.
+_WRITER = f"{socket.gethostname()}~{os.getpid()}"
+_STALE_SECONDS = 86400
+
+
+def _abandoned(entry: os.DirEntry) -> bool:
+    parts = entry.name.split("~")  # kind~host~pid~token; "~" is never part of a hostname
+    host, pid = (parts[1], parts[2]) if len(parts) == 4 else ("", "")
+    if host == socket.gethostname() and pid.isdigit():
+        return not _alive(int(pid))
+    try:
+        return time.time() - entry.stat().st_mtime > _STALE_SECONDS
+    except FileNotFoundError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _inside(filename: str | bytes, root: Path) -> bool:
+    return Path(os.fsdecode(filename)).is_relative_to(root)
 
 
 def _etag(st: os.stat_result) -> str:

@@ -50,6 +50,7 @@ from tiering.errors import (
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.keys import join_key, split_key
+from tiering.stores.localfile import open_source, read_source, write_all
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 MiB = 1024 * 1024
@@ -159,7 +160,7 @@ class S3Store:
         return self._put_multipart(Path(local), key, name, meta, progress)
 
     def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
-        data = local.read_bytes()
+        data = read_source(local)
         hasher = Hasher()
         hasher.update(data)
         stored = verify_source(hasher, meta, key, self.url)
@@ -178,7 +179,7 @@ class S3Store:
         second = Hasher()
 
         def chunks() -> Iterator[bytes]:
-            with open(local, "rb") as f:
+            with open_source(local) as f:
                 while data := f.read(self.part_size):
                     second.update(data)
                     if progress:
@@ -235,7 +236,7 @@ class S3Store:
             def part(start: int) -> None:
                 length = min(self.part_size, size - start)
                 data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
-                os.pwrite(fd, memoryview(data), start)
+                write_all(fd, memoryview(data), start)
                 if progress:
                     progress(length)
 

@@ -1,0 +1,38 @@
+"""Crash injection for the crash-safety tests: ``TIERING_CRASH_AT=step[:n]``.
+
+Every journaled step of the mover calls ``crash_point(step)``. When the
+environment names that step, the process SIGKILLs itself on the n-th time it
+gets there (default the first): no cleanup, no flush, exactly like the OOM
+killer or a node losing power halfway through. ``TIERING_CRASH_AT=any:n``
+dies at the n-th step of any kind. Unset, it costs one comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_SPEC = os.environ.get("TIERING_CRASH_AT", "")
+_STEP, _, _NTH = _SPEC.partition(":")
+_TARGET = int(_NTH or 1)
+_seen = 0
+_lock = threading.Lock()
+
+
+def crash_point(step: str) -> None:
+    """Die here if the environment asks for it (see module docstring)."""
+    global _seen
+    if not _SPEC or (_STEP != "any" and _STEP != step):
+        return
+    with _lock:
+        _seen += 1
+        if _seen == _TARGET:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+STEPS = (
+    "archive:begin", "archive:copied", "archive:verified", "archive:end",
+    "release:begin", "release:stubbed", "release:end",
+    "restore:begin", "restore:fetched", "restore:renamed", "restore:end",
+)

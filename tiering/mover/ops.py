@@ -1,0 +1,297 @@
+"""Archive, release and restore one file: the state machine of DESIGN.md, journaled.
+
+    archive: resident/dirty -> archived   (copy, verify, record)
+    release: archived -> released         (archives first when needed)
+    restore: released -> archived         (fetch to a temp file, verify, rename over the stub)
+
+Every action is journaled before it touches anything and closed in the same
+transaction that records the file's new state, so ``recover`` can always tell
+how far an interrupted action got. The invariants, never traded for speed:
+
+- nothing is released unless its capacity copy was verified (size and
+  checksum) and the file is still exactly the version that was copied;
+- a file that changed while it was copied becomes dirty, not released;
+- restore never replaces a stub that was written to, and never leaves a
+  temp file behind on failure.
+
+Methods are safe to call from many threads at once (the catalog group-commits
+their journal writes); library code never prints.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from tiering.catalog import Catalog, FileRecord
+from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
+from tiering.config import Config, open_tier
+from tiering.errors import (
+    FatalError,
+    IntegrityError,
+    NeedsRestoreError,
+    NotFoundError,
+    PermissionDeniedError,
+    SourceChangedError,
+    StoreError,
+    TieringError,
+)
+from tiering.mover.faults import crash_point
+from tiering.mover.identity import Identity, open_for_writing
+from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
+from tiering.mover.stub import (
+    StubError,
+    copy_user_xattrs,
+    ignore_lease_breaks,
+    release_to_stub,
+    replace_stub,
+    stub_attributes,
+)
+from tiering.stores.base import FileMeta, Store
+from tiering.stores.keys import encode_key
+
+RESTORE_TMP_PREFIX = ".tiering-restore-"
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EROFS}
+
+
+class Mover:
+    """Moves files between the hot tier and the capacity tiers of one configuration."""
+
+    def __init__(self, config: Config, catalog: Catalog, *, check_writers: bool = True) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.hot = Path(config.hot_path)
+        self._stores: dict[str, Store] = {}
+        self._stores_lock = threading.Lock()
+        self._writers = open_for_writing() if check_writers else frozenset()
+        self._use_lease = ignore_lease_breaks()
+
+    # -- plumbing --------------------------------------------------------------
+
+    def store(self, tier: str) -> Store:
+        with self._stores_lock:
+            if tier not in self._stores:
+                self._stores[tier] = open_tier(self.config, tier)
+            return self._stores[tier]
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+
+    def hot_path(self, rel: bytes) -> Path:
+        return self.hot / os.fsdecode(rel)
+
+    def _open_for_writing(self, st: os.stat_result) -> bool:
+        return (st.st_dev, st.st_ino) in self._writers
+
+    # -- archive -----------------------------------------------------------------
+
+    def archive(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        """Copy a resident or dirty file to a capacity tier and verify the copy."""
+        try:
+            return self._archive(rel, tier, storage_class)
+        except (TieringError, OSError) as exc:
+            return _failure(rel, "archive", exc, tier)
+
+    def _archive(self, rel: bytes, tier: str | None, storage_class: str | None) -> Outcome:
+        path = self.hot_path(rel)
+        st = os.lstat(path)
+        if skip := self._unmovable(st):
+            return Outcome(rel, "archive", SKIPPED, skip)
+        rec = self.catalog.get(rel)
+        ident = Identity.of(st)
+        if rec and rec.state == RELEASED:
+            return Outcome(rel, "archive", NOOP, "already released", tier=rec.tier)
+        if rec and rec.state == ARCHIVED and Identity.of_record(rec) == ident:
+            return Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier)
+        tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
+        key = encode_key(rel)
+        store = self.store(tier)
+        entry = self.catalog.begin("archive", rel, "copying", tier=tier, object_key=key, identity=ident.as_dict())
+        crash_point("archive:begin")
+        try:
+            info = store.put_file(path, key, FileMeta.from_stat(st, key))
+            crash_point("archive:copied")
+            after = Identity.of(os.lstat(path))
+            if after != ident:
+                raise SourceChangedError(f"{_show(rel)}: changed while it was copied")
+            copy = store.head(key)
+            if copy.size != ident.size or copy.checksum != info.checksum:
+                raise IntegrityError(f"{_show(rel)}: capacity copy does not verify "
+                                     f"(size {copy.size} vs {ident.size}, checksum {copy.checksum} vs {info.checksum})")
+        except BaseException as exc:
+            self._abandon_archive(entry, rec, rel, store, key, exc)
+            raise
+        crash_point("archive:verified")
+        base = rec or FileRecord(rel, RESIDENT)
+        record = replace(base, state=ARCHIVED, tier=tier, object_key=key, storage_class=storage_class or None,
+                         checksum=info.checksum, size=ident.size, mtime_ns=ident.mtime_ns, ctime_ns=ident.ctime_ns,
+                         ino=ident.ino, archived_at=time.time(), released_at=None)
+        self.catalog.end(entry, record=record, checksum=info.checksum)
+        crash_point("archive:end")
+        return Outcome(rel, "archive", DONE, f"copied to {tier} and verified", bytes=ident.size, tier=tier)
+
+    def _abandon_archive(self, entry: int, rec: FileRecord | None, rel: bytes, store: Store, key: str,
+                         exc: BaseException) -> None:
+        """Undo a failed archive: drop the unverified copy; a changed file becomes dirty."""
+        try:
+            store.delete(key)
+        except StoreError:
+            pass  # recover retries the delete from the open journal entry
+        else:
+            changed = isinstance(exc, SourceChangedError)
+            new_state = DIRTY if changed and rec and rec.state in (ARCHIVED, DIRTY) else (rec.state if rec else None)
+            record = replace(rec, state=new_state) if rec and new_state else None
+            self.catalog.end(entry, "failed", record=record, error=str(exc)[:500])
+
+    def _unmovable(self, st: os.stat_result) -> str:
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_nlink > 1:
+            return f"hard-linked (nlink {st.st_nlink})"
+        if self._open_for_writing(st):
+            return "open for writing"
+        return ""
+
+    # -- release -----------------------------------------------------------------
+
+    def release(self, rel: bytes, tier: str | None = None) -> Outcome:
+        """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed."""
+        try:
+            return self._release(rel, tier)
+        except (TieringError, OSError) as exc:
+            return _failure(rel, "release", exc, tier)
+
+    def _release(self, rel: bytes, tier: str | None) -> Outcome:
+        rec = self.catalog.get(rel)
+        if rec and rec.state == RELEASED:
+            return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
+        path = self.hot_path(rel)
+        st = os.lstat(path)
+        if rec is None or rec.state != ARCHIVED or Identity.of_record(rec) != Identity.of(st):
+            archived = self._archive(rel, tier, None)
+            if archived.status not in (DONE, NOOP):
+                return replace(archived, action="release")
+            rec = self.catalog.get(rel)
+        if skip := self._unmovable(st):
+            return Outcome(rel, "release", SKIPPED, skip)
+        if rec.size == 0:
+            return Outcome(rel, "release", NOOP, "empty file: no blocks to free", tier=rec.tier)
+        copy = self.store(rec.tier).head(rec.object_key)
+        if copy.size != rec.size or copy.checksum != rec.checksum:
+            raise IntegrityError(f"{_show(rel)}: capacity copy in {rec.tier} no longer matches the catalog; not releasing")
+        entry = self.catalog.begin("release", rel, "stubbing", tier=rec.tier, object_key=rec.object_key)
+        crash_point("release:begin")
+        try:
+            attrs = stub_attributes(rec.size, rec.checksum, rec.tier, rec.object_key)
+            release_to_stub(path, Identity.of_record(rec), attrs, self._use_lease)
+        except StubError as exc:
+            self.catalog.end(entry, "rolled_back", error=exc.reason)
+            return Outcome(rel, "release", SKIPPED, exc.reason, tier=rec.tier)
+        except BaseException as exc:
+            self.catalog.end(entry, "failed", error=str(exc)[:500])
+            raise
+        crash_point("release:stubbed")
+        self.catalog.end(entry, record=replace(rec, state=RELEASED, released_at=time.time()))
+        crash_point("release:end")
+        return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
+
+    # -- restore -----------------------------------------------------------------
+
+    def restore(self, rel: bytes) -> Outcome:
+        """Bring a released file's bytes back from its capacity tier, verified."""
+        try:
+            return self._restore(rel)
+        except (TieringError, OSError) as exc:
+            return _failure(rel, "restore", exc, None)
+
+    def _restore(self, rel: bytes) -> Outcome:
+        rec = self.catalog.get(rel)
+        if rec is None or rec.state != RELEASED:
+            return Outcome(rel, "restore", NOOP, f"not released ({rec.state if rec else 'unmanaged'})")
+        path = self.hot_path(rel)
+        stub = os.lstat(path)
+        if stub.st_size != 0:
+            self.catalog.put(replace(rec, state=DIRTY))
+            return Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty", tier=rec.tier)
+        tmp = path.parent / f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}"
+        entry = self.catalog.begin("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
+                                   tmp=tmp.name, stub_ino=stub.st_ino)
+        crash_point("restore:begin")
+        try:
+            self._fetch(rec, tmp, stub)
+            crash_point("restore:fetched")
+            replace_stub(tmp, path, Identity.of(stub), self._use_lease)
+            _fsync_dir(path.parent)
+        except StubError as exc:
+            _unlink_quietly(tmp)
+            self.catalog.end(entry, "rolled_back", error=exc.reason)
+            return Outcome(rel, "restore", SKIPPED, f"the stub is in use or changed ({exc.reason}); left as it is")
+        except BaseException as exc:
+            _unlink_quietly(tmp)
+            self.catalog.end(entry, "failed", error=str(exc)[:500])
+            raise
+        crash_point("restore:renamed")
+        new = os.lstat(path)
+        self.catalog.end(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
+                                              ino=new.st_ino, released_at=None))
+        crash_point("restore:end")
+        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size, tier=rec.tier)
+
+    def _fetch(self, rec: FileRecord, tmp: Path, stub: os.stat_result) -> None:
+        """Download into ``tmp``, check it against the catalog, give it the stub's owner/mode/times."""
+        info = self.store(rec.tier).get_file(rec.object_key, tmp)
+        if os.lstat(tmp).st_size != rec.size:  # belt and braces: the bytes must be on our disk
+            raise IntegrityError(f"{_show(rec.path)}: restored copy has {os.lstat(tmp).st_size} bytes, expected {rec.size}")
+        if info.checksum != rec.checksum or info.size != rec.size:
+            raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
+                                 f"(checksum {info.checksum or 'missing'}, expected {rec.checksum})")
+        fd = os.open(tmp, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            copy_user_xattrs(self.hot_path(rec.path), fd)
+            if os.geteuid() == 0:
+                os.fchown(fd, stub.st_uid, stub.st_gid)
+            os.fchmod(fd, stat.S_IMODE(stub.st_mode))
+            os.utime(fd, ns=(stub.st_atime_ns, stub.st_mtime_ns))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:
+    """A failed action as an Outcome; says whether the run should stop."""
+    if isinstance(exc, FileNotFoundError):
+        return Outcome(rel, action, FAILED, "no such file on the hot tier", tier=tier)
+    if isinstance(exc, OSError):
+        fatal = exc.errno in _FATAL_ERRNOS
+        reason = f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (hot tier)" if fatal else "")
+        return Outcome(rel, action, FAILED, reason, tier=tier, fatal=fatal)
+    fatal = isinstance(exc, (FatalError, PermissionDeniedError)) and not isinstance(exc, (NotFoundError, IntegrityError))
+    if isinstance(exc, NeedsRestoreError):
+        fatal = False
+    return Outcome(rel, action, FAILED, str(exc), tier=tier, fatal=fatal)
+
+
+def _show(rel: bytes) -> str:
+    return repr(os.fsdecode(rel))[1:-1]
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

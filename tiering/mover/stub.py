@@ -1,0 +1,148 @@
+"""Releasing a file to a stub, and what a stub says about itself.
+
+A released file is a zero-length stub that keeps the file's name, inode,
+owner, mode, atime and mtime (ctime moves: the kernel sets it on truncate). A
+plain read returns no bytes rather than wrong ones. The stub also carries
+``user.tiering.*`` extended attributes (state, true size, checksum, tier,
+object key), so ``getfattr -d`` tells an operator where the bytes went even
+without the catalog.
+
+The truncate happens under a write lease (``F_SETLEASE``): the kernel grants
+it only while no other process has the file open, and holds back any new
+open until we let go. So between "the file is still the version we archived"
+and "its blocks are freed" no writer can slip in. Filesystems without leases
+(NFS and most parallel filesystems) fall back to check-then-truncate with
+the window kept as small as we can make it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tiering.mover.identity import Identity
+
+XATTR_PREFIX = "user.tiering."
+
+
+class StubError(Exception):
+    """The file could not be released; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def ignore_lease_breaks() -> bool:
+    """Ignore SIGIO, which the kernel sends a lease holder when another process opens the file.
+
+    Its default action would kill us; ignored, the opener simply waits the few
+    microseconds until we release the lease. Only the main thread may change
+    signal dispositions: returns False (no leases) elsewhere.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return signal.getsignal(signal.SIGIO) == signal.SIG_IGN
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
+    return True
+
+
+def stub_attributes(size: int, checksum: str, tier: str, key: str) -> dict[str, bytes]:
+    return {
+        f"{XATTR_PREFIX}state": b"released",
+        f"{XATTR_PREFIX}size": str(size).encode(),
+        f"{XATTR_PREFIX}checksum": checksum.encode(),
+        f"{XATTR_PREFIX}tier": tier.encode(),
+        f"{XATTR_PREFIX}key": key.encode(),
+    }
+
+
+@contextmanager
+def exclusive(path: Path, expected: Identity, use_lease: bool, flags: int = os.O_RDONLY) -> Iterator[int]:
+    """An fd on ``path``, held under a write lease, after checking it is still ``expected``.
+
+    Raises ``StubError`` if another process has the file open (lease refused)
+    or its identity changed. Without lease support, only the identity check.
+    """
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    leased = False
+    try:
+        if use_lease:
+            leased = _take_lease(fd)
+        if Identity.of(os.fstat(fd)) != expected:
+            raise StubError("changed since it was archived")
+        yield fd
+    finally:
+        if leased:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        os.close(fd)
+
+
+def release_to_stub(path: Path, expected: Identity, attributes: dict[str, bytes], use_lease: bool) -> os.stat_result:
+    """Truncate ``path`` to a stub if it is still exactly ``expected``; returns the stub's stat.
+
+    Raises ``StubError`` (nothing changed) if the file is open elsewhere or has changed.
+    """
+    with exclusive(path, expected, use_lease, os.O_WRONLY) as fd:
+        st = os.fstat(fd)
+        _set_xattrs(fd, attributes)
+        os.ftruncate(fd, 0)
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.fsync(fd)
+        return os.fstat(fd)
+
+
+def replace_stub(tmp: Path, path: Path, stub: Identity, use_lease: bool) -> None:
+    """Rename the restored ``tmp`` over the stub at ``path``, if the stub is untouched.
+
+    Under the lease nobody can open the stub (and so write into it) between
+    the check and the rename.
+    """
+    with exclusive(path, stub, use_lease):
+        os.rename(tmp, path)
+
+
+def _take_lease(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        return True
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN:
+            raise StubError("open in another process") from None
+        return False  # EINVAL/ENOTSUP: this filesystem has no leases
+
+
+def _set_xattrs(fd: int, attributes: dict[str, bytes]) -> None:
+    for name, value in attributes.items():
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                return  # no user xattrs here: the catalog alone describes the stub
+            raise
+
+
+def copy_user_xattrs(src: Path | int, dst: int) -> None:
+    """Copy the user's own extended attributes (not ours) from ``src`` to fd ``dst``."""
+    try:
+        names = os.listxattr(src, follow_symlinks=False) if not isinstance(src, int) else os.listxattr(src)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(XATTR_PREFIX):
+            continue
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name))
+        except OSError:
+            continue  # e.g. security.* we may not set; the file's bytes matter more
+
+
+def clear_stub_xattrs(fd: int) -> None:
+    for name in os.listxattr(fd):
+        if name.startswith(XATTR_PREFIX):
+            os.removexattr(fd, name)
