@@ -70,11 +70,11 @@ CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
 DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 
-_TOP_KEYS = ("default_tier", "hot", "catalog", "concurrency", "retry", "tiers")
+_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "concurrency", "retry", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
 _SIZE_KEYS = frozenset({"part_size", "multipart_threshold"})
-_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline"})
+_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline", "half_life"})
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,8 @@ class Config:
     multipart_threshold: int
     part_jobs: int
     retry: RetryPolicy
+    policy_path: Path | None = None  # the policy `plan`/`apply`/`run` use unless told otherwise
+    heat_half_life: float = 7 * 86400.0  # seconds; heat halves over this long without access
 
     def tier(self, name: str | None = None) -> TierConfig:
         """The named tier (the default tier when ``name`` is None)."""
@@ -143,7 +145,14 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         multipart_threshold=parts.multipart_threshold,
         part_jobs=parts.part_jobs,
         retry=_retry(top.sub("retry")),
+        policy_path=top.path("policy", base, None),
+        heat_half_life=_heat(top.sub("heat")),
     )
+
+
+def _heat(table: Table) -> float:
+    table.check_keys(("half_life",))
+    return table.duration("half_life", 7 * 86400.0)
 
 
 def _read_toml(path: Path, shown: str) -> dict[str, Any]:
@@ -197,9 +206,12 @@ def open_tier(config: Config, name: str | None = None) -> Store:
 def describe(config: Config) -> str:
     """The resolved configuration as TOML text, every secret shown as ``****``."""
     lines = [f"# resolved from {config.path}", f"default_tier = {_value('', config.default_tier)}"]
+    if config.policy_path:
+        lines.append(f"policy = {_value('', config.policy_path)}")
     sections: list[tuple[str, dict[str, Any]]] = [
         ("hot", {"path": config.hot_path}),
         ("catalog", {"path": config.catalog_path}),
+        ("heat", {"half_life": config.heat_half_life}),
         ("concurrency", {k: getattr(config, k) for k in _CONCURRENCY_KEYS}),
         ("retry", {"attempts": config.retry.attempts, "max_backoff": config.retry.cap,
                    "deadline": config.retry.deadline}),

@@ -184,9 +184,11 @@ class Catalog:
             "heat = heat * pow(0.5, (? - coalesce(heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?", rows))
 
     def state_table(self, now: float, half_life: float) -> pa.Table:
-        """The columns the policy engine joins onto the inventory, heat decayed to ``now``."""
-        rows = self._read("SELECT path, state, tier, heat, coalesce(heat_at, ?), pinned FROM files", (now,))
-        cols = list(zip(*rows)) or [()] * 6
+        """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
+        pin, and the identity (size, mtime, inode) of the archived version."""
+        rows = self._read("SELECT path, state, tier, heat, coalesce(heat_at, ?), pinned, size, mtime_ns, ino "
+                          "FROM files", (now,))
+        cols = list(zip(*rows)) or [()] * 9
         age = pc.subtract(pa.scalar(now), pa.array(cols[4], pa.float64()))
         decay = pc.power(0.5, pc.divide(age, half_life))
         return pa.table({
@@ -195,6 +197,9 @@ class Catalog:
             "tier": pa.array(cols[2], pa.string()),
             "heat": pc.multiply(pa.array(cols[3], pa.float64()), decay),
             "pinned": pa.array([bool(p) for p in cols[5]], pa.bool_()),
+            "size": pa.array(cols[6], pa.int64()),
+            "mtime_ns": pa.array(cols[7], pa.int64()),
+            "ino": pa.array(cols[8], pa.int64()),
         })
 
     # -- journal -----------------------------------------------------------------

@@ -30,12 +30,13 @@ EXIT_STORE = 3  # a capacity tier could not be reached or refused us
 
 def _register() -> None:
     # Sub-command modules import their own heavy dependencies lazily.
-    from tiering.cli import bench_cmd, config_cmd, demo_cmd, scan_cmd
+    from tiering.cli import bench_cmd, config_cmd, demo_cmd, plan_cmd, scan_cmd
 
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(bench_cmd.app, name="bench")
     app.command("demo")(demo_cmd.demo)
     app.command("scan")(scan_cmd.scan)
+    app.command("plan")(plan_cmd.plan)
 
 
 def main(argv: list[str] | None = None) -> None:

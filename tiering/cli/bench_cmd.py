@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(help="Benchmarks: object-tier sweeps (fio sweeps and dataloader emulation to come).", no_args_is_help=True)
+app = typer.Typer(help="Benchmarks: fio sweeps, object-tier sweeps, dataloader emulation, and reports over them.", no_args_is_help=True)
 
 
 def _csv(text: str, parse) -> list:
@@ -22,24 +22,149 @@ def objects(
     sizes: Annotated[str, typer.Option(help="Object sizes, comma-separated.")] = "64KiB,1MiB,16MiB",
     concurrency: Annotated[str, typer.Option(help="Concurrent requests, comma-separated.")] = "1,4,16,32",
     total: Annotated[str, typer.Option(help="About this much data per point.")] = "64MiB",
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per point.")] = False,
+    epoch_objects: Annotated[int, typer.Option(help="Small objects in the list+GET epoch pass (0: skip it).")] = 1000,
+    epoch_size: Annotated[str, typer.Option(help="Size of each epoch-pass object.")] = "16KiB",
+    out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
 ) -> None:
-    """PUT/GET sweep over concurrency x object size against a capacity tier."""
-    from bench.objects import sweep
+    """PUT/GET sweep over concurrency x object size, then a list+GET epoch, against a capacity tier."""
+    from bench.campaign import new_campaign, write_results
+    from bench.objects import point_row, sweep
     from tiering.config import find_config, load_config, open_tier
-    from tiering.units import format_size, parse_size
+    from tiering.units import parse_size
 
     store = open_tier(load_config(find_config(config)), tier)
+    campaign, rows = new_campaign("objects"), []
     if not as_json:
-        typer.echo(f"{'op':<4} {'size':>8} {'conc':>5} {'objects':>8} {'files/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        typer.echo(_header(OBJECT_COLUMNS))
     try:
-        for p in sweep(store, _csv(sizes, parse_size), _csv(concurrency, int), total_bytes=parse_size(total)):
-            if as_json:
-                typer.echo(json.dumps({"op": p.op, "object_size": p.object_size, "concurrency": p.concurrency,
-                                       "objects": p.objects, "seconds": round(p.seconds, 4), "ops_per_s": round(p.ops_per_s, 1),
-                                       "mb_per_s": round(p.mb_per_s, 2), "lat_p50_s": p.lat_p50, "lat_p99_s": p.lat_p99}))
-            else:
-                typer.echo(f"{p.op:<4} {format_size(p.object_size):>8} {p.concurrency:>5} {p.objects:>8} "
-                           f"{p.ops_per_s:>9.0f} {p.mb_per_s:>8.1f} {p.lat_p50 * 1e3:>8.1f} {p.lat_p99 * 1e3:>8.1f}")
+        for p in sweep(store, _csv(sizes, parse_size), _csv(concurrency, int), total_bytes=parse_size(total),
+                       epoch_objects=epoch_objects, epoch_size=parse_size(epoch_size)):
+            rows.append(point_row(p, campaign=campaign, tier=tier, target=store.url))
+            typer.echo(json.dumps(rows[-1]) if as_json else _line(OBJECT_COLUMNS, rows[-1]))
     finally:
         store.close()
+    if out:
+        typer.echo(f"results: {write_results(rows, out)}", err=as_json)
+
+
+@app.command("fio")
+def fio(
+    target: Annotated[Path, typer.Option(help="Directory to measure, on the tier's filesystem.")],
+    profile: Annotated[str, typer.Option(help="small-files, large-shards, randread-4k, checkpoint, or a file in --profile-dir.")],
+    numjobs: Annotated[Optional[str], typer.Option(help="fio numjobs, comma-separated (default: the profile's).")] = None,
+    iodepth: Annotated[Optional[str], typer.Option(help="fio iodepth, comma-separated (default: the profile's).")] = None,
+    bs: Annotated[Optional[str], typer.Option(help="Block sizes, comma-separated (default: the profile's).")] = None,
+    runtime: Annotated[float, typer.Option(help="Seconds measured per point.")] = 30.0,
+    ramp: Annotated[float, typer.Option(help="Seconds run unmeasured before each point.")] = 5.0,
+    size: Annotated[Optional[str], typer.Option(help="Data per job (default: the profile's).")] = None,
+    direct: Annotated[bool, typer.Option("--direct", help="O_DIRECT: bypass the page cache.")] = False,
+    drop_caches: Annotated[bool, typer.Option(help="Drop the page cache before each point (root).")] = True,
+    profile_dir: Annotated[Optional[Path], typer.Option(help="Extra profiles (NAME.toml), searched first.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Results folder (default: bench-results/<campaign>).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result row, then one with the paths.")] = False,
+) -> None:
+    """fio sweep of a profile over numjobs x iodepth x block size on a directory."""
+    from bench.fio import HEADER, open_campaign, point_line, run_campaign
+
+    campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
+                             out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches)
+    warned: set[str] = set()
+
+    def show(point) -> None:
+        for row in point.rows:
+            typer.echo(json.dumps(row) if as_json else point_line(row))
+        if point.warning and point.warning not in warned and not as_json:
+            warned.add(point.warning)
+            typer.echo(f"warning: {point.warning}", err=True)
+
+    if not as_json:
+        typer.echo(HEADER)
+    result = run_campaign(campaign, on_point=show)
+    paths = {"results": str(result.results_path), "manifest": str(result.manifest_path), "warning": result.warning}
+    typer.echo(json.dumps(paths) if as_json else f"results: {paths['results']}\nmanifest: {paths['manifest']}")
+
+
+@app.command("dataloader")
+def dataloader(
+    tier: Annotated[str, typer.Option(help="'hot' (files on the hot tier) or a capacity tier name.")],
+    workers: Annotated[str, typer.Option(help="Reader workers per accelerator, comma-separated.")] = "1,2,4,8",
+    sample_size: Annotated[str, typer.Option(help="Bytes per sample.")] = "128KiB",
+    batch: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 32,
+    compute_ms: Annotated[float, typer.Option(min=0, help="Emulated accelerator time per step.")] = 50.0,
+    samples: Annotated[int, typer.Option(min=1, help="Samples in the dataset (created if missing).")] = 4096,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the dataset per point.")] = 1,
+    read_delay_ms: Annotated[float, typer.Option(min=0, help="Extra sleep per sample read: throttles the tier.")] = 0.0,
+    max_accelerators: Annotated[int, typer.Option(min=1, help="Stop the accelerator search here.")] = 64,
+    keep_dataset: Annotated[bool, typer.Option(help="Keep a dataset this run created (for the next run).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Config file (default: $TIERING_CONFIG, ./tiering.toml, configs/local.toml).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
+) -> None:
+    """Emulate a training input pipeline: samples/s, MB/s, AU, and accelerators fed at >= 90% AU."""
+    from bench import dataloader as dl
+    from bench.campaign import new_campaign, write_results
+    from bench.samples import open_dataset
+    from tiering.config import find_config, load_config
+    from tiering.units import parse_size
+
+    pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3)
+    dataset = open_dataset(load_config(find_config(config)), tier, samples, parse_size(sample_size))
+    if not as_json:
+        typer.echo(_header(LOADER_COLUMNS))
+    try:
+        rows = dl.run(dataset, pipeline, _csv(workers, int), campaign=new_campaign("dataloader"), tier=tier,
+                      max_accelerators=max_accelerators, keep_dataset=keep_dataset,
+                      on_point=None if as_json else lambda p: typer.echo(_line(LOADER_COLUMNS, _loader_cells(p))))
+    finally:
+        dataset.close()
+    for row in rows if as_json else ():
+        typer.echo(json.dumps(row))
+    for w, k in sorted(dl.fed_by_workers(rows).items()):
+        typer.echo(f"{w} reader worker(s) per accelerator: {k} accelerator(s) fed at AU >= 90%", err=as_json)
+    if out:
+        typer.echo(f"results: {write_results(rows, out)}", err=as_json)
+
+
+@app.command("report")
+def report(
+    directory: Annotated[Path, typer.Argument(help="Folder holding results.parquet files (searched recursively).")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the report and plots (default: DIRECTORY).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md (images beside it) or html (self-contained).")] = "md",
+) -> None:
+    """Plots and a Markdown/HTML report over every campaign under DIRECTORY."""
+    from bench.report import build
+
+    typer.echo(build(directory, out, fmt))
+
+
+#: (header, width, row key, format) for the objects and dataloader tables.
+OBJECT_COLUMNS = [("op", 8, "op", "{}"), ("size", 8, "block_size", "size"), ("conc", 5, "numjobs", "{}"),
+                  ("ops/s", 9, "iops", "{:.0f}"), ("MB/s", 8, "bw_bytes_s", "mb"), ("p50 ms", 8, "lat_p50_s", "ms"),
+                  ("p99 ms", 8, "lat_p99_s", "ms"), ("ttfb p50", 9, "ttfb_p50_s", "ms"), ("ttfb p99", 9, "ttfb_p99_s", "ms")]
+LOADER_COLUMNS = [("workers", 7, "numjobs", "{}"), ("accel", 5, "accelerators", "{}"), ("steps", 6, "steps", "{}"),
+                  ("samples/s", 10, "samples_s", "{:.0f}"), ("MB/s", 8, "bw_bytes_s", "mb"), ("AU", 6, "au", "{:.3f}"),
+                  ("read p99 ms", 11, "lat_p99_s", "ms")]
+
+
+def _header(columns) -> str:
+    return " ".join(f"{h:>{w}}" for h, w, _, _ in columns)
+
+
+def _line(columns, row: dict) -> str:
+    from tiering.units import format_size
+
+    def cell(key: str, fmt: str) -> str:
+        value = row.get(key)
+        if value is None:
+            return "-"
+        return {"size": format_size, "mb": lambda v: f"{v / 1e6:.1f}", "ms": lambda v: f"{v * 1e3:.2f}"}.get(
+            fmt, fmt.format)(value)
+
+    return " ".join(f"{cell(key, fmt):>{w}}" for _, w, key, fmt in columns)
+
+
+def _loader_cells(p) -> dict:
+    return {"numjobs": p.workers, "accelerators": p.accelerators, "steps": p.steps, "samples_s": p.samples_s,
+            "bw_bytes_s": p.bw_bytes_s, "au": p.au, "lat_p99_s": p.lat_p99}
+

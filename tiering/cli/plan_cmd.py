@@ -1,0 +1,60 @@
+"""``tiering plan``: what apply would do, and why."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tiering.cli.config_cmd import FILE_HELP
+
+POLICY_HELP = "Policy file (default: the config's `policy`)."
+
+
+def plan(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help=POLICY_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per action.")] = False,
+    explain: Annotated[str | None, typer.Option("--explain", help="Say rule by rule why PATH is or is not selected.")] = None,
+    inventory: Annotated[Path | None, typer.Option(help="Inventory snapshot (default: the latest scan).")] = None,
+    rescan: Annotated[bool, typer.Option("--rescan", help="Scan the hot tier first.")] = False,
+    top: Annotated[int, typer.Option(help="Entries to list in the table view.")] = 10,
+) -> None:
+    """Decide which files are cold and what to do with them. Changes nothing."""
+    import time
+
+    from tiering.cli.render import plan_json_line, plan_table
+    from tiering.config import find_config, load_config
+    from tiering.plan.explain import explain_path, find_row
+    from tiering.workflow import catalog_state, inventory as read_inventory, latest_snapshot, plan_now, policy_for
+
+    cfg = load_config(find_config(config))
+    pol = policy_for(cfg, policy)
+    if explain is not None:
+        rel = _relative(cfg.hot_path, explain)
+        now = time.time_ns()
+        snap = inventory or latest_snapshot(cfg) or None
+        row = find_row(read_inventory(snap), catalog_state(cfg), rel) if snap else None
+        typer.echo("\n".join(explain_path(row, rel, pol, now)))
+        return
+    result = plan_now(cfg, pol, snapshot=inventory, rescan=rescan)
+    if as_json:
+        for row in result.rows():
+            typer.echo(plan_json_line(row))
+    else:
+        typer.echo(plan_table(result, top))
+
+
+def _relative(hot: Path, given: str) -> bytes:
+    """A path given on the command line, relative to the hot tier (absolute paths must lie inside it)."""
+    from tiering.errors import UserError
+
+    raw = os.fsencode(given)
+    if raw.startswith(b"/"):
+        root = os.fsencode(str(hot)).rstrip(b"/") + b"/"
+        if not raw.startswith(root):
+            raise UserError(f"{given}: not inside the hot tier {hot}")
+        raw = raw[len(root):]
+    return os.path.normpath(raw).lstrip(b"/") if raw else raw

@@ -1,0 +1,10 @@
+"""Plan first, apply second: ``make_plan`` decides, the mover acts.
+
+``make_plan(inventory_batches, catalog_table, policy, now_ns, usage=...)`` is
+a pure function; ``Plan.rows()`` gives each action with its rule and reason.
+"""
+
+from tiering.plan.model import ACTION_ORDER, Plan, Usage, show_path
+from tiering.plan.planner import make_plan
+
+__all__ = ["ACTION_ORDER", "Plan", "Usage", "make_plan", "show_path"]

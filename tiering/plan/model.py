@@ -1,0 +1,93 @@
+"""The plan: actions with the rule that chose each one, and why."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from tiering.policy import Policy
+from tiering.units import format_size
+
+#: The order the mover works in: restores first (a job may be waiting for them).
+ACTION_ORDER = ("restore", "pin", "archive", "release")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The hot tier's capacity and used bytes (from ``statvfs``)."""
+
+    total: int
+    used: int
+
+    @property
+    def fraction(self) -> float:
+        return self.used / self.total if self.total else 0.0
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> Usage:
+        st = os.statvfs(path)
+        return cls(st.f_blocks * st.f_frsize, (st.f_blocks - st.f_bfree) * st.f_frsize)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``apply`` would do, in order. ``actions`` is an Arrow table, one row per action."""
+
+    policy: Policy
+    now_ns: int
+    actions: pa.Table
+    counts: dict[str, int] = field(default_factory=dict)  # files seen, skipped by kind, per-rule "already"/capped
+    usage: Usage | None = None
+    freed: int = 0  # hot-tier bytes the plan's releases would free
+
+    @staticmethod
+    def empty_actions() -> pa.Table:
+        return pa.table({"action": pa.array([], pa.string()), "target_tier": pa.array([], pa.string()),
+                         "rule": pa.array([], pa.string()), "path": pa.array([], pa.binary()),
+                         "size": pa.array([], pa.int64())})
+
+    def __len__(self) -> int:
+        return self.actions.num_rows
+
+    def rows(self, limit: int | None = None) -> Iterator[dict]:
+        """Actions as dicts with a readable ``reason``, in plan order (reasons are made lazily)."""
+        table = self.actions if limit is None else self.actions.slice(0, limit)
+        for batch in table.to_batches(max_chunksize=4096):
+            for row in batch.to_pylist():
+                row["reason"] = self.reason(row)
+                yield row
+
+    def reason(self, row: dict) -> str:
+        """Why this action: the rule's conditions with the file's values, or its watermark rank."""
+        if row["rule"] == "watermark":
+            wm = self.policy.watermark
+            used = self.usage.fraction if self.usage else 0.0
+            order = {"lru": "LRU", "heat": "coldest", "expression": "weight"}[wm.order]
+            return f"watermark {used:.0%} > {wm.high:.0%}, {order} rank {row['rank']:,}"
+        rule = self.policy.rule(row["rule"])
+        facts = [fact for fact in rule.match.explain(row, self.now_ns)]
+        return f"{'; '.join(facts) or rule.match.text} (rule {rule.name})"
+
+    def summary(self) -> dict:
+        """Counts and bytes per (rule, action), plus the skip counters: what the table view prints."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        if self.actions.num_rows:
+            agg = self.actions.group_by(["rule", "action"]).aggregate([("size", "sum"), ("size", "count")])
+            for row in agg.to_pylist():
+                groups[(row["rule"], row["action"])] = [row["size_count"], row["size_sum"] or 0]
+        return {"actions": [{"rule": r, "action": a, "files": n, "bytes": b} for (r, a), (n, b) in groups.items()],
+                "counts": dict(self.counts), "freed": self.freed,
+                "usage": None if self.usage is None else {"total": self.usage.total, "used": self.usage.used}}
+
+
+def show_path(path: bytes) -> str:
+    """A path for humans: exact where printable, escapes where not."""
+    text = os.fsdecode(path)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def describe_bytes(n: int) -> str:
+    return format_size(n)
