@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -38,7 +39,7 @@ NS = 1_000_000_000
 #: Columns kept for every chosen action: enough to act on it and to explain it.
 _KEEP = ("path", "type", "size", "blocks", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "ino", "nlink",
          "state", "tier", "heat", "pinned")
-_WATERMARK_KEEP = ("path", "size", "blocks", "atime_ns", "mtime_ns", "ctime_ns", "heat", "state", "tier")
+_WATERMARK_KEEP = ("path", "size", "blocks", "atime_ns", "mtime_ns", "ctime_ns", "ino", "heat", "state", "tier")
 _EFFECTIVE = {  # action -> states where it changes something
     "archive": ("resident", "dirty"),
     "release": ("resident", "dirty", "archived"),
@@ -48,7 +49,7 @@ _EFFECTIVE = {  # action -> states where it changes something
 
 @dataclass
 class _Accumulator:
-    chosen: list[list[pa.RecordBatch]]
+    chosen: list[pa.RecordBatch] = field(default_factory=list)  # with a rule_index column
     candidates: list[pa.RecordBatch] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -60,15 +61,12 @@ class _Accumulator:
 def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | None, policy: Policy, now_ns: int, *,
               usage: Usage | None = None, default_tier: str | None = None) -> Plan:
     """Decide what to do with every file; changes nothing."""
-    acc = _Accumulator([[] for _ in policy.rules])
+    acc = _Accumulator()
     exprs = _expressions(policy)
     columns = needed_columns(*[r.match for r in policy.rules], *_watermark_exprs(policy)) | {"mtime_age", "ctime_age"}
     for raw in joined(batches, catalog_frame(catalog)):
-        batch = normalize(raw)
-        batch = batch.filter(pc.equal(batch["type"].cast(pa.string()), "file"))
-        acc.count("files", batch.num_rows)
-        if batch.num_rows:
-            _plan_batch(augment(batch, columns, now_ns), policy, exprs, now_ns, acc)
+        if raw.num_rows:
+            _plan_batch(augment(normalize(raw), columns, now_ns), policy, exprs, now_ns, acc)
     return _finish(policy, acc, now_ns, usage, default_tier)
 
 
@@ -89,144 +87,174 @@ def _watermark_exprs(policy: Policy) -> list:
 
 def _plan_batch(batch: pa.RecordBatch, policy: Policy, exprs: dict, now_ns: int, acc: _Accumulator) -> None:
     safety = policy.safety
+    is_file = pc.equal(batch["type"].cast(pa.string()), "file")
     not_stub = pc.not_equal(batch["state"], "released")
     young = pc.or_(pc.less(batch["mtime_age"], safety.min_age), pc.less(batch["ctime_age"], safety.min_age))
-    recent = pc.and_(young, not_stub)
-    linked = pc.and_(pc.greater(batch["nlink"], 1), not_stub) if safety.skip_hardlinks else pc.and_(recent, False)
+    recent = pc.and_(pc.and_(young, not_stub), is_file)
+    linked = pc.and_(pc.and_(pc.greater(batch["nlink"], 1), not_stub), pc.and_(is_file, pc.invert(recent))) \
+        if safety.skip_hardlinks else pc.and_(recent, False)
+    acc.count("files", pc.sum(is_file).as_py() or 0)
     acc.count("skipped: modified within the safety window", pc.sum(recent).as_py() or 0)
-    acc.count("skipped: hard-linked", pc.sum(pc.and_(linked, pc.invert(recent))).as_py() or 0)
-    batch = batch.filter(pc.invert(pc.or_(recent, linked)))
-    if not batch.num_rows:
-        return
-    values = ds.dataset(pa.Table.from_batches([batch])).to_table(columns=exprs) if exprs else None
+    acc.count("skipped: hard-linked", pc.sum(linked).as_py() or 0)
+    # No filtering here: rows are only ever copied once, when chosen.
+    eligible = pc.and_(is_file, pc.invert(pc.or_(recent, linked)))
+    values = _project(batch, exprs)
     assigned = pa.nulls(batch.num_rows, pa.int32())
-    for i in range(len(policy.rules)):
-        hit = pc.and_(pc.fill_null(values[f"r{i}"], False), pc.is_null(assigned))
+    for i in reversed(range(len(policy.rules))):  # the first matching rule is the last one written
+        hit = pc.and_(pc.fill_null(values[f"r{i}"], False), eligible)
         assigned = pc.if_else(hit, pa.scalar(i, pa.int32()), assigned)
-    for i, rule in enumerate(policy.rules):
-        mine = pc.fill_null(pc.equal(assigned, i), False)
-        _collect_rule(batch.filter(mine), i, rule, acc)
-    _collect_candidates(batch, assigned, values, policy, acc)
+    if policy.rules:
+        _collect_rules(batch, assigned, policy, acc)
+    _collect_candidates(batch, pc.and_(eligible, pc.is_null(assigned)), values, policy, acc)
 
 
-def _collect_rule(rows: pa.RecordBatch, index: int, rule, acc: _Accumulator) -> None:
-    action = rule.action
-    if not rows.num_rows or action == "exclude":
-        acc.count(f"{rule.name}: excluded", rows.num_rows)
-        return
-    if action == "pin":
-        useful = pc.invert(rows["pinned"])
-    else:
-        useful = pc.is_in(rows["state"], pa.array(_EFFECTIVE[action]))
-    acc.count(f"{rule.name}: already done", rows.num_rows - (pc.sum(useful).as_py() or 0))
-    chosen = rows.filter(useful)
+def _project(batch: pa.RecordBatch, exprs: dict[str, pc.Expression]) -> dict[str, pa.Array]:
+    """Every rule's (and the watermark's) expression over the batch, in one vectorized pass."""
+    if not exprs:
+        return {}
+    table = ds.dataset(pa.Table.from_batches([batch])).to_table(columns=exprs)
+    return {name: table[name].combine_chunks() for name in table.column_names}
+
+
+def _collect_rules(batch: pa.RecordBatch, assigned: pa.Array, policy: Policy, acc: _Accumulator) -> None:
+    """Keep, in one filter, the claimed rows whose rule's action changes something."""
+    action = pc.take(pa.array([rule.action for rule in policy.rules]), assigned)
+    state = batch["state"]
+    useful = pc.fill_null(pc.or_(
+        pc.or_(pc.and_(pc.equal(action, "archive"), pc.is_in(state, pa.array(_EFFECTIVE["archive"]))),
+               pc.and_(pc.equal(action, "release"), pc.is_in(state, pa.array(_EFFECTIVE["release"])))),
+        pc.or_(pc.and_(pc.equal(action, "restore"), pc.is_in(state, pa.array(_EFFECTIVE["restore"]))),
+               pc.and_(pc.equal(action, "pin"), pc.invert(batch["pinned"])))), False)
+    kept = {c["values"]: c["counts"] for c in pc.value_counts(pc.filter(assigned, useful)).to_pylist()}
+    for c in pc.value_counts(assigned.drop_null()).to_pylist():
+        rule = policy.rules[c["values"]]
+        label = "excluded" if rule.action == "exclude" else "already done"
+        acc.count(f"{rule.name}: {label}", c["counts"] - kept.get(c["values"], 0))
+    chosen = batch.select(_KEEP).append_column("rule_index", assigned).filter(useful)
     if chosen.num_rows:
-        acc.chosen[index].append(chosen.select(_KEEP))
+        acc.chosen.append(chosen)
 
 
-def _collect_candidates(batch: pa.RecordBatch, assigned, values, policy: Policy, acc: _Accumulator) -> None:
+def _collect_candidates(batch: pa.RecordBatch, free: pa.Array, values: dict, policy: Policy,
+                        acc: _Accumulator) -> None:
+    """Rows no rule claimed that the watermark may take: unpinned, holding bytes, matching its ``match``."""
     wm = policy.watermark
-    if wm is None or not batch.num_rows:
+    if wm is None:
         return
-    free = pc.is_null(assigned) if assigned is not None else pa.array([True] * batch.num_rows)
     holding = pc.is_in(batch["state"], pa.array(["resident", "archived", "dirty"]))
     ok = pc.and_(pc.and_(free, holding), pc.invert(batch["pinned"]))
-    names = values.column_names if isinstance(values, pa.Table) else ()
-    if "wm_match" in names:
+    if "wm_match" in values:
         ok = pc.and_(ok, pc.fill_null(values["wm_match"], False))
     rows = batch.select(_WATERMARK_KEEP)
-    if "wm_weight" in names:
-        rows = rows.append_column("weight", values["wm_weight"].combine_chunks().cast(pa.float64()))
+    if "wm_weight" in values:
+        rows = rows.append_column("weight", values["wm_weight"].cast(pa.float64()))
     acc.candidates.append(rows.filter(ok))
 
 
 def _finish(policy: Policy, acc: _Accumulator, now_ns: int, usage: Usage | None, default_tier: str | None) -> Plan:
-    parts, counts = [], dict(acc.counts)
-    for i, rule in enumerate(policy.rules):
-        if not acc.chosen[i]:
-            continue
-        table = _ordered(pa.Table.from_batches(acc.chosen[i]), policy)
-        table, capped = _cap(table, rule.max_files, rule.max_bytes)
-        if capped:
-            counts[f"{rule.name}: over the cap, left for the next run"] = capped
-        parts.append(_label(table, rule.action, rule.tier or default_tier, rule.storage_class, rule.name, i))
-    freed = sum(pc.sum(p["blocks"]).as_py() or 0 for p in parts if p["action"][0].as_py() == "release") * 512
+    counts = dict(acc.counts)
+    rules = _rule_actions(policy, acc, counts, default_tier)
+    release_rows = pc.equal(rules["action"], "release") if rules.num_rows else pa.array([], pa.bool_())
+    freed = (pc.sum(pc.filter(rules["blocks"], release_rows)).as_py() or 0) * 512 if rules.num_rows else 0
     watermark = _watermark(policy, acc, usage, freed, default_tier)
-    if watermark is not None:
-        parts.append(watermark)
-    actions = _sort_actions(pa.concat_tables(parts) if parts else None)
-    return Plan(policy=policy, now_ns=now_ns, actions=actions, counts=counts, usage=usage, freed=freed + (
-        (pc.sum(watermark["blocks"]).as_py() or 0) * 512 if watermark is not None and
-        policy.watermark.action == "release" else 0))
+    actions = rules
+    if watermark is not None and watermark.num_rows:
+        wm_freed = (pc.sum(watermark["blocks"]).as_py() or 0) * 512
+        freed += wm_freed if policy.watermark.action == "release" else 0
+        # Watermark actions go after the rules' actions of the same kind.
+        cut = len(rules) if policy.watermark.action == "release" else \
+            (pc.sum(pc.not_equal(rules["action"], "release")).as_py() or 0)
+        actions = pa.concat_tables([rules.slice(0, cut), watermark.select(rules.column_names), rules.slice(cut)])
+    return Plan(policy=policy, now_ns=now_ns, actions=actions, counts=counts, usage=usage, freed=freed)
 
 
-def _ordered(table: pa.Table, policy: Policy) -> pa.Table:
-    """Oldest access first (then path, for a stable order): what caps keep and the mover does first."""
-    return table.sort_by([("atime_ns", "ascending"), ("path", "ascending")])
+def _rule_actions(policy: Policy, acc: _Accumulator, counts: dict, default_tier: str | None) -> pa.Table:
+    """Every rule's chosen rows in plan order, capped, labelled: one sort, one filter.
+
+    Order: by action (restores first, see ``ACTION_ORDER``), then rule, then
+    oldest access first (inode breaks ties): the order caps keep and the mover works in.
+    """
+    if not acc.chosen:
+        empty = pa.Table.from_batches([], schema=_chosen_schema())
+        return _label(empty.append_column("rank", pa.array([], pa.int64())), policy, default_tier)
+    table = pa.Table.from_batches(acc.chosen)
+    kinds = pa.array([ACTION_ORDER.index(r.action) if r.action in ACTION_ORDER else 0 for r in policy.rules], pa.int32())
+    table = table.append_column("_order", pc.take(kinds, table["rule_index"]))
+    table = table.sort_by([("_order", "ascending"), ("rule_index", "ascending"), ("atime_ns", "ascending"),
+                           ("ino", "ascending")]).drop(["_order"])
+    index = table["rule_index"].to_numpy()
+    keep, rank = np.ones(len(index), bool), np.zeros(len(index), np.int64)
+    sizes = table["size"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]]) if len(index) else []
+    for start, end in zip(starts, [*starts[1:], len(index)]):
+        rule = policy.rules[index[start]]
+        rank[start:end] = np.arange(1, end - start + 1)
+        allowed = _cap(sizes[start:end], rule.max_files, rule.max_bytes)
+        keep[start + allowed:end] = False
+        if end - start - allowed:
+            counts[f"{rule.name}: over the cap, left for the next run"] = end - start - allowed
+    table = table.append_column("rank", pa.array(rank)).filter(pa.array(keep))
+    return _label(table, policy, default_tier)
 
 
-def _cap(table: pa.Table, max_files: int | None, max_bytes: int | None) -> tuple[pa.Table, int]:
-    keep = table.num_rows if max_files is None else min(max_files, table.num_rows)
+def _chosen_schema() -> pa.Schema:
+    from tiering.inventory import SCHEMA
+
+    types = {**{f.name: f.type for f in SCHEMA}, "state": pa.string(), "tier": pa.string(), "heat": pa.float64(),
+             "pinned": pa.bool_()}
+    return pa.schema([(name, types[name]) for name in _KEEP] + [("rule_index", pa.int32())])
+
+
+def _cap(sizes: np.ndarray, max_files: int | None, max_bytes: int | None) -> int:
+    """How many of a rule's rows (already in order) fit under its caps."""
+    keep = len(sizes) if max_files is None else min(max_files, len(sizes))
     if max_bytes is not None and keep:
-        within = pc.less_equal(pc.cumulative_sum(table["size"].slice(0, keep)), max_bytes)
-        keep = pc.sum(within).as_py() or 0
-    return table.slice(0, keep), table.num_rows - keep
+        keep = int(np.searchsorted(np.cumsum(sizes[:keep]), max_bytes, side="right"))
+    return keep
 
 
-def _label(table: pa.Table, action: str, tier: str | None, storage_class: str | None, rule: str, index: int,
-           ranks: pa.Array | None = None) -> pa.Table:
-    n = table.num_rows
-    # A restore comes from wherever the file is; everything else goes to the rule's tier.
-    tier_col = pc.coalesce(table["tier"], pa.scalar(tier, pa.string())) if action == "restore" \
-        else pa.repeat(pa.scalar(tier, pa.string()), n)
-    return pa.table({
-        "action": pa.repeat(pa.scalar(action, pa.string()), n),
-        "target_tier": tier_col,
-        "storage_class": pa.repeat(pa.scalar(storage_class, pa.string()), n),
-        "rule": pa.repeat(pa.scalar(rule, pa.string()), n),
-        "rule_index": pa.repeat(pa.scalar(index, pa.int32()), n),
-        "rank": ranks if ranks is not None else pa.array(range(1, n + 1), pa.int64()),
-        **{name: table[name] for name in table.column_names},
-    })
+def _label(table: pa.Table, policy: Policy, default_tier: str | None) -> pa.Table:
+    """Add action, target tier, storage class and rule name, looked up by rule index."""
+    rules = [*policy.rules]
+    names = pa.array([r.name for r in rules] + ["watermark"], pa.string())
+    wm = policy.watermark
+    actions = pa.array([r.action for r in rules] + [wm.action if wm else "release"], pa.string())
+    tiers = pa.array([r.tier or default_tier for r in rules] + [(wm.tier if wm else None) or default_tier], pa.string())
+    classes = pa.array([r.storage_class for r in rules] + [wm.storage_class if wm else None], pa.string())
+    index = table["rule_index"]
+    action = pc.take(actions, index)
+    # A restore comes from wherever the file's copy is; everything else goes to the rule's tier.
+    target = pc.if_else(pc.equal(action, "restore"), pc.coalesce(table["tier"], pc.take(tiers, index)),
+                        pc.take(tiers, index))
+    front = {"action": action, "target_tier": target, "storage_class": pc.take(classes, index),
+             "rule": pc.take(names, index)}
+    return pa.table({**front, **{n: table[n] for n in table.column_names}})
 
 
 def _watermark(policy: Policy, acc: _Accumulator, usage: Usage | None, freed: int,
                default_tier: str | None) -> pa.Table | None:
+    """Candidates in watermark order until projected usage reaches the low mark (None: not needed)."""
     wm = policy.watermark
     if wm is None or usage is None or usage.total <= 0 or usage.fraction <= wm.high or not acc.candidates:
         return None
     need = usage.used - freed - int(wm.low * usage.total)
-    if need <= 0:
-        return None
-    table = pa.concat_tables([pa.Table.from_batches([b]) for b in acc.candidates if b.num_rows])
-    if not table.num_rows:
+    table = pa.concat_tables([pa.Table.from_batches([b]) for b in acc.candidates])
+    if need <= 0 or not table.num_rows:
         return None
     keys = {"lru": [("atime_ns", "ascending")], "heat": [("heat", "ascending"), ("atime_ns", "ascending")],
             "expression": [("weight", "descending")]}[wm.order]
-    table = table.sort_by(keys + [("path", "ascending")])
+    table = table.sort_by(keys + [("ino", "ascending")])
     allocated = pc.multiply(table["blocks"], 512)
     before = pc.subtract(pc.cumulative_sum(allocated), allocated)  # bytes freed before each row
     table = table.filter(pc.less(before, need))
-    missing = [c for c in _KEEP if c not in table.column_names]
-    for name in missing:
-        table = table.append_column(name, pa.nulls(table.num_rows, _type_of(name)))
-    labeled = _label(table.select(list(_KEEP)), wm.action, wm.tier or default_tier, wm.storage_class, "watermark",
-                     len(policy.rules))
-    return labeled
-
-
-def _type_of(name: str) -> pa.DataType:
-    from tiering.inventory import SCHEMA
-
-    return SCHEMA.field(name).type if name in SCHEMA.names else {"pinned": pa.bool_()}.get(name, pa.string())
-
-
-def _sort_actions(table: pa.Table | None) -> pa.Table:
-    """Restores first (a waiting job needs them), then pins, archives, releases; rule order within."""
-    if table is None:
-        return Plan.empty_actions()
-    table = table.append_column("_order", pc.index_in(table["action"], value_set=pa.array(ACTION_ORDER)))
-    return table.sort_by([("_order", "ascending"), ("rule_index", "ascending"), ("rank", "ascending")]).drop(["_order"])
+    n = table.num_rows
+    for name in _KEEP:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(n, _chosen_schema().field(name).type))
+    table = table.select(list(_KEEP))
+    table = table.append_column("rule_index", pa.repeat(pa.scalar(len(policy.rules), pa.int32()), n))
+    table = table.append_column("rank", pa.array(np.arange(1, n + 1)))
+    return _label(table, policy, default_tier)
 
 
 __all__ = ["make_plan", "NS"]
