@@ -1,0 +1,279 @@
+"""fio sweeps on a directory: one profile over block size x iodepth x numjobs.
+
+Each point is one fio run, laid out as fio-plot's bench-fio lays it out, so
+``fio-plot -i <out>/<label>/<bs>`` charts a campaign directly::
+
+    <out>/manifest.json                     environment, sweep, warnings
+    <out>/results.parquet                   every point, in bench.results.SCHEMA
+    <out>/<label>/<bs>/<mode>-<iodepth>-<numjobs>.fio    the job file that ran
+    <out>/<label>/<bs>/<mode>-<iodepth>-<numjobs>.json   fio's json+ output
+
+``label`` is the target directory's name, ``bs`` is written as fio writes it
+(``4k``, ``128k``, ``1m``). A point runs in three steps: lay the data files
+out (read workloads only, with ``create_only``), drop the page cache (root),
+then the timed run with ``--output-format=json+``. The data files live in
+``<target>/tiering-bench-fio`` and are removed when the campaign ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import fio_parse
+from bench.fio_env import Environment, cache_warning, drop_caches, environment
+from bench.fio_profiles import Profile, job_file, load_profile
+from bench.results import table
+from tiering.errors import UserError
+from tiering.units import format_size, parse_size
+
+DATA_DIR = "tiering-bench-fio"
+Values = int | str | Sequence[int | str] | None
+DEFAULT_SWEEP = {"bs": (128 * 1024,), "numjobs": (1, 2, 4, 8), "iodepth": (1, 16)}
+
+
+class FioError(UserError):
+    """fio is missing or refused a job; the message carries fio's own last words."""
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One sweep of one profile on one target directory."""
+
+    target: Path
+    profile: Profile
+    bs: tuple[int, ...]
+    numjobs: tuple[int, ...]
+    iodepth: tuple[int, ...]
+    out: Path | None = None  # None: bench-results/<id>
+    runtime: float = 30.0
+    ramp: float = 5.0
+    size: int | None = None  # --size: the data set per job; None keeps the profile's
+    direct: bool = False
+    drop_caches: bool = True
+    fio: str = "fio"
+    id: str = field(default_factory=lambda: f"fio-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}")
+
+    @property
+    def out_dir(self) -> Path:
+        return (self.out or Path("bench-results") / self.id).resolve()
+
+    @property
+    def label(self) -> str:
+        """The target's name, as bench-fio names a target's result directory."""
+        return self.target.name or "root"
+
+    def points(self) -> list[tuple[int, int, int]]:
+        """(bs, iodepth, numjobs) in run order."""
+        return [(bs, qd, nj) for bs in self.bs for qd in self.iodepth for nj in self.numjobs]
+
+    def dataset_bytes(self, numjobs: int) -> int:
+        """Bytes the point's jobs work on together: each job has its own files unless the profile names one."""
+        per_job = self.profile.per_job_bytes(self.size)
+        return per_job if self.profile.shares_files() else per_job * numjobs
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured point: its rows (one per data direction) and where its files are."""
+
+    bs: int
+    iodepth: int
+    numjobs: int
+    rows: tuple[dict, ...]
+    job_path: Path
+    result_path: Path
+    dataset_bytes: int
+    cache_dropped: bool
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class CampaignResult:
+    campaign: Campaign
+    points: tuple[Point, ...]
+    results_path: Path
+    manifest_path: Path
+
+    @property
+    def warning(self) -> str | None:
+        return _joined(p.warning for p in self.points)
+
+
+def open_campaign(target: str | os.PathLike[str], profile: str, *, profile_dir: Path | None = None,
+                  bs: Values = None, numjobs: Values = None, iodepth: Values = None, size: int | str | None = None,
+                  out: Path | None = None, fio: str = "fio", **options) -> Campaign:
+    """Check the target, fio and the profile, and fill the sweep from the profile's defaults.
+
+    Sweep values may be sequences or comma-separated text (``"4KiB,1MiB"``).
+    Raises ``UserError`` (one line) for a missing target, a missing fio, an
+    unknown profile (naming the closest one) or a malformed value.
+    """
+    path = Path(target).resolve()
+    if not path.is_dir():
+        raise UserError(f"fio target {target} is not an existing directory")
+    fio_path = shutil.which(fio)
+    if fio_path is None:
+        raise FioError(f"{fio} not found on PATH; install fio (Debian/Ubuntu: apt-get install fio)")
+    prof = load_profile(profile, profile_dir)
+    given = {"bs": _values(bs, "bs", parse_size), "numjobs": _values(numjobs, "numjobs", int),
+             "iodepth": _values(iodepth, "iodepth", int)}
+    sweep = {key: values or prof.sweep.get(key) or DEFAULT_SWEEP[key] for key, values in given.items()}
+    per_job = None if size is None else _values(size, "size", parse_size)[0]
+    prof.sized(per_job)  # a profile without a size fails here, before anything runs
+    return Campaign(path, prof, out=Path(out) if out else None, fio=fio_path, size=per_job, **sweep, **options)
+
+
+def _values(given: Values, option: str, parse: Callable) -> tuple[int, ...]:
+    """A sweep option as a tuple of positive ints; a ``UserError`` naming the option."""
+    if given is None:
+        return ()
+    parts = given.split(",") if isinstance(given, str) else [given] if isinstance(given, int) else given
+    try:
+        values = tuple(parse(part.strip() if isinstance(part, str) else part) for part in parts if part != "")
+    except ValueError as exc:
+        raise UserError(f"--{option}: {exc}") from None
+    if not values or min(values) <= 0:
+        raise UserError(f"--{option}: expected positive values, comma-separated; got {given!r}")
+    return values
+
+
+def bs_label(bs: int) -> str:
+    """A block size as fio and bench-fio spell it in directory names: ``4k``, ``128k``, ``1m``."""
+    for unit, scale in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if bs % scale == 0:
+            return f"{bs // scale}{unit}"
+    return str(bs)
+
+
+def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = None) -> CampaignResult:
+    """Run every point, keeping job files, json+ output, the manifest and the Parquet table under ``out``."""
+    out = campaign.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(campaign.target, campaign.fio)
+    data = campaign.target / DATA_DIR
+    data.mkdir(exist_ok=True)
+    points: list[Point] = []
+    try:
+        for bs, iodepth, numjobs in campaign.points():
+            point = run_point(campaign, env, out, data, bs=bs, iodepth=iodepth, numjobs=numjobs)
+            points.append(point)
+            _save(campaign, env, out, points)  # after every point, so a stopped campaign keeps what it measured
+            if on_point:
+                on_point(point)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    return _save(campaign, env, out, points)
+
+
+def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs: int, iodepth: int, numjobs: int) -> Point:
+    """Lay out, drop caches, run fio once, and parse its json+ into rows."""
+    directory = out / campaign.label / bs_label(bs)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{campaign.profile.mode}-{iodepth}-{numjobs}"
+    job_path, result_path = directory / f"{stem}.fio", directory / f"{stem}.json"
+    job_path.write_text(job_file(campaign.profile, data, bs=bs, numjobs=numjobs, iodepth=iodepth, runtime=campaign.runtime,
+                                 ramp=campaign.ramp, direct=campaign.direct, size=campaign.size))
+    if campaign.profile.reads:
+        # Lay the files out first: writing them fills the page cache, which the drop then empties.
+        _fio(campaign.fio, "--create_only=1", "--output-format=json", str(job_path))
+    dropped = drop_caches() if campaign.drop_caches else False
+    text = _fio(campaign.fio, "--output-format=json+", str(job_path))
+    result_path.write_text(text)
+    context = {"campaign": campaign.id, "tier": campaign.label, "target": str(campaign.target),
+               "profile": campaign.profile.name, "block_size": bs, "numjobs": numjobs, "iodepth": iodepth,
+               "result_path": str(result_path.relative_to(out))}
+    rows = fio_parse.rows(json.loads(text), campaign.profile.mode, **context)
+    dataset = campaign.dataset_bytes(numjobs)
+    warning = cache_warning(env, dataset_bytes=dataset, moved_bytes=sum(r["bytes"] for r in rows),
+                            reads=campaign.profile.reads, direct=campaign.direct, dropped=dropped)
+    rows = [{**row, "warning": warning} for row in rows]
+    return Point(bs, iodepth, numjobs, tuple(rows), job_path, result_path, dataset, dropped, warning)
+
+
+def _fio(fio: str, *args: str) -> str:
+    """Run fio; its JSON document from stdout (fio may print notes before it)."""
+    done = subprocess.run([fio, *args], capture_output=True, text=True, check=False)
+    start = done.stdout.find("{")
+    if done.returncode != 0 or start < 0:
+        said = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
+        raise FioError(f"fio failed on {args[-1]}: {said}")
+    return done.stdout[start:]
+
+
+def _save(campaign: Campaign, env: Environment, out: Path, points: list[Point]) -> CampaignResult:
+    results, manifest = out / "results.parquet", out / "manifest.json"
+    _write_rows(results, campaign.id, [row for p in points for row in p.rows])
+    _replace(manifest, json.dumps(_manifest(campaign, env, out, points), indent=2) + "\n")
+    return CampaignResult(campaign, tuple(points), results, manifest)
+
+
+def _write_rows(path: Path, campaign_id: str, rows: list[dict]) -> None:
+    """This campaign's rows into ``path``, keeping other campaigns' rows (other commands may share ``--out``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    data = table(rows)
+    if path.exists():
+        old = pq.read_table(path)
+        old = old.filter(pc.not_equal(old["campaign"], campaign_id))
+        data = pa.concat_tables([table(old.to_pylist()), data])
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _manifest(campaign: Campaign, env: Environment, out: Path, points: list[Point]) -> dict:
+    largest = max((campaign.dataset_bytes(nj) for nj in campaign.numjobs), default=0)
+    prof = campaign.profile
+    return {
+        "campaign": campaign.id, "engine": "fio", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "target": str(campaign.target), "label": campaign.label,
+        "profile": {"name": prof.name, "path": str(prof.path), "description": prof.description, "options": dict(prof.options)},
+        "sweep": {"bs": list(campaign.bs), "numjobs": list(campaign.numjobs), "iodepth": list(campaign.iodepth)},
+        "runtime_s": campaign.runtime, "ramp_s": campaign.ramp, "direct": campaign.direct,
+        "cache_drop": {"requested": campaign.drop_caches, "root": os.geteuid() == 0,
+                       "succeeded": bool(points) and all(p.cache_dropped for p in points)},
+        **env.to_json(),
+        "dataset_bytes": largest, "dataset_to_ram": largest / env.ram_bytes,
+        "warning": _joined(p.warning for p in points), "results": "results.parquet",
+        "points": [_point_json(p, out, env) for p in points],
+    }
+
+
+def _point_json(p: Point, out: Path, env: Environment) -> dict:
+    return {"bs": p.bs, "iodepth": p.iodepth, "numjobs": p.numjobs, "job_file": str(p.job_path.relative_to(out)),
+            "result": str(p.result_path.relative_to(out)), "dataset_bytes": p.dataset_bytes,
+            "dataset_to_ram": p.dataset_bytes / env.ram_bytes, "cache_dropped": p.cache_dropped, "warning": p.warning}
+
+
+def _joined(warnings) -> str | None:
+    distinct = list(dict.fromkeys(w for w in warnings if w))
+    return "; ".join(distinct) or None
+
+
+HEADER = f"{'bs':>6} {'jobs':>4} {'qd':>4} {'op':<10} {'MB/s':>9} {'IOPS':>10} {'p99 ms':>8}"
+
+
+def point_line(row: dict) -> str:
+    """One result row as a line under ``HEADER``."""
+    p99 = "-" if row["lat_p99_s"] is None else f"{row['lat_p99_s'] * 1e3:.4g}"
+    return (f"{format_size(row['block_size']):>6} {row['numjobs']:>4} {row['iodepth']:>4} {row['op']:<10} "
+            f"{row['bw_bytes_s'] / 1e6:>9.1f} {row['iops']:>10.0f} {p99:>8}")
