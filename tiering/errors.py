@@ -31,6 +31,14 @@ class PolicyError(UserError):
     """A policy file or expression is malformed; the message names the file, rule and column."""
 
 
+class CatalogBusyError(TieringError):
+    """Another process holds the catalog's writer lock; ``holder`` says who."""
+
+    def __init__(self, message: str, holder: dict | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
 class StoreError(TieringError):
     """Something went wrong talking to a capacity tier."""
 

@@ -16,15 +16,9 @@ import socket
 import time
 from pathlib import Path
 
-from tiering.errors import TieringError
+from tiering.errors import CatalogBusyError
 
-
-class CatalogBusyError(TieringError):
-    """Another process holds the catalog's writer lock."""
-
-    def __init__(self, message: str, holder: dict) -> None:
-        super().__init__(message)
-        self.holder = holder
+__all__ = ["CatalogBusyError", "WriterLock", "describe_holder", "read_holder"]
 
 
 class WriterLock:

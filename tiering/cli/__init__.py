@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from tiering.errors import TieringError, UserError
+from tiering.errors import CatalogBusyError, TieringError, UserError
 
 app = typer.Typer(
     name="tiering",
@@ -26,17 +26,21 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the command ran and some items failed
 EXIT_USAGE = 2  # a user mistake: bad config, bad arguments, missing credentials
 EXIT_STORE = 3  # a capacity tier could not be reached or refused us
+EXIT_BUSY = 4  # another tiering process holds the catalog (the message names it)
 
 
 def _register() -> None:
     # Sub-command modules import their own heavy dependencies lazily.
-    from tiering.cli import bench_cmd, config_cmd, demo_cmd, plan_cmd, scan_cmd
+    from tiering.cli import bench_cmd, config_cmd, demo_cmd, move_cmd, plan_cmd, scan_cmd, status_cmd
 
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(bench_cmd.app, name="bench")
     app.command("demo")(demo_cmd.demo)
     app.command("scan")(scan_cmd.scan)
     app.command("plan")(plan_cmd.plan)
+    for name in ("apply", "archive", "release", "restore", "recover"):
+        app.command(name)(getattr(move_cmd, name))
+    app.command("status")(status_cmd.status)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"tiering: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    except CatalogBusyError as exc:
+        print(f"tiering: error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_BUSY)
     except TieringError as exc:
         print(f"tiering: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_STORE)

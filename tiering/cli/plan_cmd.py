@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -27,13 +26,14 @@ def plan(
 
     from tiering.cli.render import plan_json_line, plan_table
     from tiering.config import find_config, load_config
+    from tiering.manifest import from_command_line
     from tiering.plan.explain import explain_path, find_row
     from tiering.workflow import catalog_state, inventory as read_inventory, latest_snapshot, plan_now, policy_for
 
     cfg = load_config(find_config(config))
     pol = policy_for(cfg, policy)
     if explain is not None:
-        rel = _relative(cfg.hot_path, explain)
+        rel = from_command_line(explain, cfg.hot_path)
         now = time.time_ns()
         snap = inventory or latest_snapshot(cfg) or None
         row = find_row(read_inventory(snap), catalog_state(cfg), rel) if snap else None
@@ -45,16 +45,3 @@ def plan(
             typer.echo(plan_json_line(row))
     else:
         typer.echo(plan_table(result, top))
-
-
-def _relative(hot: Path, given: str) -> bytes:
-    """A path given on the command line, relative to the hot tier (absolute paths must lie inside it)."""
-    from tiering.errors import UserError
-
-    raw = os.fsencode(given)
-    if raw.startswith(b"/"):
-        root = os.fsencode(str(hot)).rstrip(b"/") + b"/"
-        if not raw.startswith(root):
-            raise UserError(f"{given}: not inside the hot tier {hot}")
-        raw = raw[len(root):]
-    return os.path.normpath(raw).lstrip(b"/") if raw else raw

@@ -33,3 +33,33 @@ def plan_table(plan: Plan, top: int) -> str:
         for row in plan.rows(limit=top):
             lines.append(f"  {row['action']:<8} {show_path(row['path'])} -> {row['target_tier'] or '-'}: {row['reason']}")
     return "\n".join(lines)
+
+
+def status_lines(results) -> list[str]:
+    lines = []
+    for r in results:
+        where = f" in {r.tier} as {r.object_key}" if r.tier else ""
+        check = f" [verify: {r.verified}]" if r.verified else ""
+        size = format_size(r.size) if r.size is not None else "?"
+        lines.append(f"{show_path(r.path)}: {r.state}{' (pinned)' if r.pinned else ''}, {size}{where}"
+                     f"{', ' + r.checksum if r.checksum else ''}{check}")
+    return lines
+
+
+def summary_lines(summary: dict, config) -> list[str]:
+    lines = [f"hot tier {summary['hot_tier']}: {format_size(summary['used'])} of {format_size(summary['total'])} used "
+             f"({summary['used_fraction']:.0%})"]
+    for state, v in sorted(summary["by_state"].items()):
+        lines.append(f"  {state:<9} {v['files']:>10,} files {format_size(v['bytes']):>10}")
+    if not summary["by_state"]:
+        lines.append("  no managed files yet")
+    if summary.get("interrupted"):
+        lines.append(f"  {summary['interrupted']} interrupted actions: the next command (or `tiering recover`) settles them")
+    run = summary["last_run"]
+    if run:
+        lines.append(f"last run: {run['command']} (pid {run['pid']}) {'finished' if run['ended_at'] else 'did not finish'}"
+                     + (f": {json.dumps(run['summary'])}" if run["summary"] else ""))
+    w = summary["writer"]
+    lines.append(f"writer: pid {w.get('pid')} ({w.get('purpose') or 'unknown'}) holds the catalog" if w
+                 else "writer: none running")
+    return lines

@@ -202,6 +202,16 @@ class Mover:
         crash_point("release:end")
         return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
 
+    # -- pin ---------------------------------------------------------------------
+
+    def pin(self, rel: bytes) -> Outcome:
+        """Keep a file on the hot tier: set its pin (no policy moves it), restoring it if released."""
+        rec = self.catalog.get(rel)
+        self.catalog.set_pinned([rel], True)
+        if rec and rec.state == RELEASED:
+            return replace(self.restore(rel), action="pin")
+        return Outcome(rel, "pin", DONE if not (rec and rec.pinned) else NOOP, "pinned to the hot tier")
+
     # -- restore -----------------------------------------------------------------
 
     def restore(self, rel: bytes) -> Outcome:

@@ -1,0 +1,131 @@
+"""``tiering apply | archive | release | restore | recover``: the commands that move data.
+
+Each one opens the catalog for writing (recovering first), runs its tasks on
+one bounded pool, prints per-file problems, and always ends with one JSON
+summary line on stdout. Exit status 1 when any file failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tiering.cli import EXIT_FAILED
+from tiering.cli.config_cmd import FILE_HELP
+from tiering.cli.plan_cmd import POLICY_HELP
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Files in flight (default: the config's jobs).")]
+
+
+def apply(
+    config: ConfigOpt = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help=POLICY_HELP)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    rescan: Annotated[bool, typer.Option("--rescan/--no-rescan", help="Scan the hot tier first.")] = True,
+    jobs: JobsOpt = None,
+) -> None:
+    """Plan with the policy, then carry the plan out."""
+    from tiering.cli.render import plan_table
+    from tiering.session import mover_session, plan_tasks, plan_totals
+    from tiering.workflow import plan_now, policy_for
+
+    cfg = _config(config)
+    pol = policy_for(cfg, policy)
+    if dry_run:
+        typer.echo(plan_table(plan_now(cfg, pol, rescan=rescan), 20))
+        return
+    with mover_session(cfg, "apply") as (mover, recovered):
+        _report_recovery(recovered)
+        plan = plan_now(cfg, pol, catalog=mover.catalog, rescan=rescan)
+        _run(mover, plan_tasks(plan), jobs or cfg.jobs, plan_totals(plan))
+
+
+def archive(paths: Annotated[list[str], typer.Argument(help="Files on the hot tier.")],
+            config: ConfigOpt = None, tier: Annotated[str | None, typer.Option(help="Capacity tier.")] = None,
+            jobs: JobsOpt = None) -> None:
+    """Copy files to a capacity tier and verify them; they stay on the hot tier."""
+    _named("archive", paths, config, tier, jobs)
+
+
+def release(paths: Annotated[list[str], typer.Argument(help="Files on the hot tier.")],
+            config: ConfigOpt = None, tier: Annotated[str | None, typer.Option(help="Capacity tier.")] = None,
+            jobs: JobsOpt = None) -> None:
+    """Free files' blocks on the hot tier, leaving stubs (archiving first when needed)."""
+    _named("release", paths, config, tier, jobs)
+
+
+def restore(paths: Annotated[list[str] | None, typer.Argument(help="Released files.")] = None,
+            manifest: Annotated[Path | None, typer.Option(help="Stage in every file a manifest names "
+                                                                 "(text, JSON or Parquet).")] = None,
+            config: ConfigOpt = None, jobs: JobsOpt = None) -> None:
+    """Bring released files back, verified: by name, or a whole dataset from a manifest."""
+    _named("restore", paths or [], config, None, jobs, manifest)
+
+
+def recover(config: ConfigOpt = None) -> None:
+    """Finish or roll back whatever an interrupted run left open."""
+    from tiering.session import mover_session
+
+    with mover_session(_config(config), "recover") as (_, recovered):
+        _report_recovery(recovered)
+        typer.echo(json.dumps({"recovered": len(recovered), "failed": sum(not o.ok for o in recovered)}))
+        if any(not o.ok for o in recovered):
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _config(config: Path | None):
+    from tiering.config import find_config, load_config
+
+    return load_config(find_config(config))
+
+
+def _named(action: str, paths: list[str], config: Path | None, tier: str | None, jobs: int | None,
+           manifest: Path | None = None) -> None:
+    from tiering.errors import UserError
+    from tiering.manifest import from_command_line, read_manifest
+    from tiering.mover.executor import Task
+    from tiering.session import mover_session
+
+    cfg = _config(config)
+    if tier is not None:
+        cfg.tier(tier)  # unknown tier: one clear line before anything starts
+    rels = [from_command_line(p, cfg.hot_path) for p in paths]
+    if manifest is not None:
+        rels += list(read_manifest(manifest, cfg.hot_path))
+    if not rels:
+        raise UserError(f"{action}: name at least one file" + (" or --manifest" if action == "restore" else ""))
+    with mover_session(cfg, action) as (mover, recovered):
+        _report_recovery(recovered)
+        _run(mover, (Task(rel, action, tier) for rel in rels), jobs or cfg.jobs, (len(rels), 0))
+
+
+def _run(mover, tasks, jobs: int, totals: tuple[int, int]) -> None:
+    from tiering.cli.progress import ProgressBar
+    from tiering.mover.executor import execute
+    from tiering.plan import show_path
+
+    bar = ProgressBar() if sys.stderr.isatty() else None
+    try:
+        result = execute(mover, tasks, jobs=jobs, total=totals, progress=bar)
+    finally:
+        if bar:
+            bar.end()
+    for outcome in result.skipped[:50] + result.failures[:200]:
+        typer.echo(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}", err=True)
+    if result.stopped:
+        typer.echo(f"tiering: {result.stopped}", err=True)
+    typer.echo(json.dumps(result.summary()))
+    if result.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _report_recovery(recovered) -> None:
+    from tiering.plan import show_path
+
+    for outcome in recovered:
+        typer.echo(f"recovered: {outcome.action} {show_path(outcome.path)}: {outcome.reason}", err=True)

@@ -1,0 +1,41 @@
+"""``tiering status [PATH...] [--json] [--verify]``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tiering.cli import EXIT_FAILED
+from tiering.cli.config_cmd import FILE_HELP
+
+
+def status(
+    paths: Annotated[list[str] | None, typer.Argument(help="Files to report on (default: a summary).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Read each capacity copy back and check it.")] = False,
+) -> None:
+    """State, true size, tier, object key and checksum of files; or the hot tier's summary."""
+    from tiering.catalog import Catalog
+    from tiering.cli.render import status_lines, summary_lines
+    from tiering.config import find_config, load_config
+    from tiering.manifest import from_command_line
+    from tiering.status import file_status, tier_summary
+
+    cfg = load_config(find_config(config))
+    if not paths:
+        summary = tier_summary(cfg)
+        typer.echo(json.dumps(summary) if as_json else "\n".join(summary_lines(summary, cfg)))
+        return
+    catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
+    try:
+        results = [file_status(cfg, catalog, from_command_line(p, cfg.hot_path), verify) for p in paths]
+    finally:
+        if catalog:
+            catalog.close()
+    typer.echo("\n".join(json.dumps(r.as_json()) for r in results) if as_json else "\n".join(status_lines(results)))
+    if any(r.verified.startswith("FAILED") for r in results):
+        raise typer.Exit(EXIT_FAILED)

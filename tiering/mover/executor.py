@@ -1,0 +1,134 @@
+"""Run many mover actions on one bounded pool.
+
+One ``jobs`` knob sets the worker threads; at most ``4 x jobs`` tasks are in
+flight, so a plan of millions of files never becomes millions of futures.
+Small files go many at a time; a large file's parts run in parallel inside the
+store (its ``part_jobs``). Tasks start in the order given (a plan puts
+restores first, so a waiting job gets its data before archives run).
+
+Per-file failures are recorded, not raised. The run stops *starting* new work
+when a failure says the whole run is doomed (hot tier full, a tier refusing
+our credentials) or when the error rate passes ``max_error_rate`` after at
+least ``min_sample`` results; work already started finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from tiering.mover.ops import Mover
+from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One action to run: what ``apply`` takes from a plan row, or a CLI argument."""
+
+    path: bytes
+    action: str  # archive | release | restore | pin
+    tier: str | None = None
+    storage_class: str | None = None
+    size: int = 0  # expected bytes, for progress
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a run is; handed to the progress callback after each result."""
+
+    files_done: int
+    files_total: int | None
+    bytes_done: int
+    bytes_total: int | None
+    failed: int
+    elapsed: float
+
+
+@dataclass
+class RunResult:
+    """What a run did: counts per action and status, bytes moved, the failures."""
+
+    counts: Counter = field(default_factory=Counter)  # (action, status) -> files
+    bytes_moved: int = 0
+    failures: list[Outcome] = field(default_factory=list)
+    skipped: list[Outcome] = field(default_factory=list)
+    stopped: str = ""  # why the run stopped starting new work, if it did
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(n for (_, status), n in self.counts.items() if status == FAILED)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, outcome: Outcome) -> None:
+        self.counts[(outcome.action, outcome.status)] += 1
+        if outcome.status == DONE:
+            self.bytes_moved += outcome.bytes
+        elif outcome.status == FAILED:
+            self.failures.append(outcome)
+        elif outcome.status == SKIPPED:
+            self.skipped.append(outcome)
+
+    def summary(self) -> dict:
+        """The JSON summary line: counts by action and status, bytes, rate, failures."""
+        by_action: dict[str, dict[str, int]] = {}
+        for (action, status), n in sorted(self.counts.items()):
+            by_action.setdefault(action, {})[status] = n
+        return {"actions": by_action, "files": self.total, "failed": self.failed, "bytes_moved": self.bytes_moved,
+                "seconds": round(self.seconds, 3),
+                "mb_per_s": round(self.bytes_moved / self.seconds / 1e6, 2) if self.seconds else 0.0,
+                "stopped": self.stopped or None}
+
+
+def run_action(mover: Mover, task: Task) -> Outcome:
+    if task.action == "archive":
+        return mover.archive(task.path, task.tier, task.storage_class)
+    if task.action == "release":
+        return mover.release(task.path, task.tier)
+    if task.action == "restore":
+        return mover.restore(task.path)
+    if task.action == "pin":
+        return mover.pin(task.path)
+    return Outcome(task.path, task.action, FAILED, f"unknown action {task.action!r}")
+
+
+def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: float = 0.5, min_sample: int = 20,
+            total: tuple[int, int] | None = None, progress: Callable[[Progress], None] | None = None) -> RunResult:
+    """Run ``tasks`` with ``jobs`` workers; returns what happened. ``total`` = (files, bytes), for progress."""
+    result = RunResult()
+    start = time.monotonic()
+    pending: set[Future] = set()
+    it = iter(tasks)
+    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="mover") as pool:
+        while True:
+            while not result.stopped and len(pending) < 4 * jobs and (task := next(it, None)) is not None:
+                pending.add(pool.submit(run_action, mover, task))
+            if not pending:
+                break
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                result.add(outcome)
+                result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
+            if progress:
+                progress(Progress(result.total, total[0] if total else None, result.bytes_moved,
+                                  total[1] if total else None, result.failed, time.monotonic() - start))
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _should_stop(outcome: Outcome, result: RunResult, max_error_rate: float, min_sample: int) -> str:
+    if outcome.fatal:
+        return f"stopped after a fatal error: {outcome.reason}"
+    if result.total >= min_sample and result.failed / result.total > max_error_rate:
+        return f"stopped: {result.failed} of {result.total} actions failed (more than {max_error_rate:.0%})"
+    return ""
+
+
+__all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Progress", "RunResult", "Task", "execute", "run_action"]

@@ -1,0 +1,77 @@
+"""What ``tiering status`` reports: per file, or for the whole hot tier."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tiering.catalog import Catalog, FileRecord
+from tiering.catalog.lock import read_holder
+from tiering.config import Config, open_tier
+from tiering.errors import StoreError
+from tiering.plan import Usage
+from tiering.stores.checksum import CHUNK, Hasher
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    path: bytes
+    state: str  # resident (unmanaged) | archived | released | dirty
+    size: int | None
+    tier: str | None
+    object_key: str | None
+    checksum: str | None
+    pinned: bool
+    verified: str = ""  # with --verify: "ok" or what is wrong with the capacity copy
+
+    def as_json(self) -> dict:
+        import os
+
+        return {"path": os.fsdecode(self.path), "state": self.state, "size": self.size, "tier": self.tier,
+                "object_key": self.object_key, "checksum": self.checksum, "pinned": self.pinned,
+                **({"verified": self.verified} if self.verified else {})}
+
+
+def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: bool = False) -> FileStatus:
+    rec = catalog.get(rel) if catalog else None
+    if rec is None:
+        size = (config.hot_path / rel.decode("utf-8", "surrogateescape")).lstat().st_size
+        return FileStatus(rel, "resident", size, None, None, None, False, "no capacity copy" if verify else "")
+    checked = verify_copy(config, rec) if verify and rec.tier else ""
+    return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked)
+
+
+def verify_copy(config: Config, rec: FileRecord) -> str:
+    """Read the capacity copy back and check it against the catalog: "ok" or the problem."""
+    store = open_tier(config, rec.tier)
+    try:
+        hasher = Hasher()
+        with store.open(rec.object_key) as stream:
+            while data := stream.read(CHUNK):
+                hasher.update(data)
+    except StoreError as exc:
+        return f"FAILED: {exc}"
+    finally:
+        store.close()
+    if hasher.size != rec.size:
+        return f"FAILED: capacity copy has {hasher.size} bytes, catalog says {rec.size}"
+    if hasher.value != rec.checksum:
+        return f"FAILED: capacity copy checksum {hasher.value} != catalog {rec.checksum}"
+    return "ok"
+
+
+def tier_summary(config: Config) -> dict:
+    """Hot-tier usage, files and bytes by state, the last run, whether a writer (daemon) holds the catalog."""
+    usage = Usage.of(config.hot_path)
+    out = {"hot_tier": str(config.hot_path), "used": usage.used, "total": usage.total,
+           "used_fraction": round(usage.fraction, 4), "by_state": {}, "last_run": None, "writer": None}
+    holder = read_holder(config.catalog_path.with_name(config.catalog_path.name + ".lock"))
+    if holder:
+        out["writer"] = holder
+    if config.catalog_path.exists():
+        with Catalog.open(config.catalog_path) as cat:
+            out["by_state"] = {s: {"files": n, "bytes": b} for s, (n, b) in cat.counts().items()}
+            out["last_run"] = cat.last_run()
+            out["interrupted"] = len(cat.open_entries())
+    out["checked_at"] = time.time()
+    return out
