@@ -1,0 +1,53 @@
+"""Campaign ids and the results file every ``tiering bench`` command writes.
+
+A campaign is one ``bench`` invocation; its rows (``bench.results.SCHEMA``)
+go to ``<out>/results.parquet``. When that file already exists, the new rows
+are appended to it (read, concatenated, written to a temp name and renamed),
+so several commands may share one output folder without losing each other's
+rows; ``campaign`` tells them apart.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.results import SCHEMA, table
+
+RESULTS = "results.parquet"
+
+
+def new_campaign(engine: str) -> str:
+    """A campaign id that sorts by time: ``<engine>-<UTC yyyymmddThhmmss>-<random>``."""
+    return f"{engine}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def write_results(rows: list[dict], out: str | os.PathLike[str]) -> Path:
+    """Append ``rows`` to ``<out>/results.parquet`` (created with its folder); returns its path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RESULTS
+    new = table(rows)
+    if path.exists():
+        new = pa.concat_tables([conform(pq.read_table(path)), new])
+    tmp = path.with_name(f".{RESULTS}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(new, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def conform(data: pa.Table) -> pa.Table:
+    """``data`` with exactly SCHEMA's columns, in order (missing ones null, extra ones dropped)."""
+    columns = [
+        data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(len(data), f.type)
+        for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)

@@ -1,0 +1,217 @@
+"""The report's PNG plots (matplotlib, no display) and fio-plot's native charts.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, never through
+``pyplot``: no global state, no GUI backend, safe from any thread; saving a
+PNG uses the Agg renderer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from bench.dataloader import AU_TARGET
+
+Image = tuple[Path, str]  # (png path, caption)
+
+#: A fio result in bench-fio's layout: ``<label>/<bs>/<mode>-<iodepth>-<numjobs>.json``.
+FIO_JSON = re.compile(r"^(?P<mode>[a-z]+)-(?P<iodepth>\d+)-(?P<numjobs>\d+)\.json$")
+
+
+def draw_all(all_series, heads, rows: list[dict], out: Path) -> list[Image]:
+    """Every plot the report shows, written under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[Image] = []
+    groups: dict[tuple, list] = defaultdict(list)
+    for s in all_series:
+        groups[s.group].append(s)
+    for group, members in groups.items():
+        name, title = _slug(*group), " · ".join(str(g) for g in (group[1], group[0], group[2], group[3]))
+        images.append(_save(scaling(members, title), out / f"scaling-{name}.png", f"throughput and IOPS, {title}"))
+        images.append(_save(efficiency_map(members, title), out / f"efficiency-{name}.png",
+                            f"scaling efficiency, {title}"))
+        if any(p is not None for s in members for p in s.p99):
+            images.append(_save(latency(members, title), out / f"latency-{name}.png",
+                                f"throughput against p99, {title}"))
+    if heads:
+        images.append(_save(tiers(heads), out / "tiers.png", "peak throughput, tiers side by side"))
+    loads = [r for r in rows if r["engine"] == "dataloader" and r["au"] is not None]
+    if loads:
+        images.append(_save(accelerators(loads), out / "accelerators.png", "accelerators fed per tier and profile"))
+    return images
+
+
+def scaling(members, title: str) -> Figure:
+    """Throughput and IOPS against concurrency, one line per block size / iodepth."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    bw_ax, iops_ax = fig.subplots(1, 2)
+    for s in members:
+        bw_ax.plot(s.n, [b / 1e6 for b in s.bw], marker="o", label=s.label)
+        iops_ax.plot(s.n, s.iops, marker="o", label=s.label)
+    for ax, ylabel in ((bw_ax, "throughput (MB/s)"), (iops_ax, "IOPS (ops/s)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrency (numjobs / requests / workers)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def efficiency_map(members, title: str) -> Figure:
+    """Heatmap of E(n) = T(n) / (n T(1)): rows are series, columns concurrency."""
+    cols = sorted({n for s in members for n in s.n})
+    grid = np.full((len(members), len(cols)), np.nan)
+    for i, s in enumerate(members):
+        for n, e in zip(s.n, s.efficiency):
+            grid[i, cols.index(n)] = e
+    fig = Figure(figsize=(1.2 + 0.9 * len(cols), 1.4 + 0.45 * len(members)), layout="constrained")
+    ax = fig.subplots()
+    finite = grid[np.isfinite(grid)]
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=max(1.0, float(finite.max()) if finite.size else 1.0),
+                      aspect="auto")
+    for (i, j), e in np.ndenumerate(grid):
+        if math.isfinite(e):
+            ax.text(j, i, f"{e:.2f}", ha="center", va="center", fontsize="small")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_yticks(range(len(members)), [s.label for s in members])
+    ax.set_xlabel("concurrency n")
+    fig.colorbar(image, ax=ax, label="E(n)")
+    ax.set_title(f"scaling efficiency, {title}", fontsize="medium")
+    return fig
+
+
+def latency(members, title: str) -> Figure:
+    """Throughput against p99 latency along each series, its knee marked."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for s in members:
+        pts = [(p * 1e3, b / 1e6, n) for p, b, n in zip(s.p99, s.bw, s.n) if p is not None]
+        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s.label)
+        for x, y, n in pts:
+            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+        knee = next((p for p in pts if s.knee is not None and p[2] == s.knee), None)
+        if knee:
+            ax.plot([knee[0]], [knee[1]], marker="*", markersize=16, color=line.get_color(), linestyle="none",
+                    label=f"knee {s.label} (n={knee[2]})")
+    if all(p is not None and p > 0 for s in members for p in s.p99):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short decades
+    ax.set_xlabel("p99 latency (ms)")
+    ax.set_ylabel("throughput (MB/s)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(f"{title} (points labelled with concurrency)", fontsize="medium")
+    return fig
+
+
+def tiers(heads) -> Figure:
+    """Peak throughput of each workload, one bar per tier."""
+    workloads = sorted({(h.engine, h.profile, h.op) for h in heads})
+    names = sorted({h.tier for h in heads})
+    peak = {(h.tier, h.engine, h.profile, h.op): h.peak_bw / 1e6 for h in heads}
+    fig = Figure(figsize=(max(6.0, 1.1 * len(workloads) * max(1, len(names)) ** 0.5 + 3), 4.8), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(names)
+    for i, tier in enumerate(names):
+        xs = [j + i * width for j in range(len(workloads))]
+        ax.bar(xs, [peak.get((tier, *w), 0.0) for w in workloads], width, label=tier)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))],
+                  ["\n".join(dict.fromkeys((e, p, o))) for e, p, o in workloads], fontsize="x-small")
+    values = [v for v in peak.values() if v > 0]
+    if values and max(values) / min(values) > 100:
+        ax.set_yscale("log")
+    ax.set_ylabel("peak throughput (MB/s)")
+    ax.legend(title="tier")
+    ax.set_title("tiers side by side", fontsize="medium")
+    return fig
+
+
+def accelerators(loads: list[dict]) -> Figure:
+    """Left: accelerators fed at >= 90 % AU per tier and profile; right: AU against accelerators."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    bars, curves = fig.subplots(1, 2)
+    fed: dict[str, int] = defaultdict(int)
+    lines: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in loads:
+        label = f"{r['tier']}\n{r['profile']}"
+        fed[label] = max(fed[label], r["accelerators"] if r["au"] >= AU_TARGET else 0)
+        lines[f"{r['tier']} {r['profile']} w={r['numjobs']}"][r["accelerators"]] = r["au"]
+    bars.bar(range(len(fed)), list(fed.values()))
+    bars.set_xticks(range(len(fed)), list(fed), fontsize="x-small")
+    bars.set_ylabel(f"accelerators fed (AU >= {AU_TARGET:.0%})")
+    for label, points in sorted(lines.items()):
+        ks = sorted(points)
+        curves.plot(ks, [points[k] for k in ks], marker="o", label=label)
+    curves.axhline(AU_TARGET, color="grey", linestyle="--", linewidth=1)
+    curves.set_xscale("log", base=2)
+    curves.set_xlabel("emulated accelerators")
+    curves.set_ylabel("accelerator utilisation (AU)")
+    curves.set_ylim(0, 1.05)
+    curves.legend(fontsize="x-small")
+    fig.suptitle("dataloader emulation")
+    return fig
+
+
+def fio_plot(directory: Path, out: Path, timeout: float = 120.0) -> tuple[list[Image], list[str]]:
+    """fio-plot's charts for every bench-fio-layout folder under ``directory``: images and notes."""
+    found: dict[tuple[Path, str], set[int]] = defaultdict(set)
+    for path in directory.rglob("*.json"):
+        match = FIO_JSON.match(path.name)
+        if match:
+            found[(path.parent, match["mode"])].add(int(match["iodepth"]))
+    if not found:
+        return [], []
+    binary = Path(sys.executable).parent / "fio-plot"
+    binary = str(binary) if binary.exists() else shutil.which("fio-plot")
+    if not binary:
+        return [], ["fio-plot is not installed (pip install 'tiering[bench]'): its charts were skipped."]
+    out.mkdir(parents=True, exist_ok=True)
+    images, notes = [], []
+    for (folder, mode), depths in sorted(found.items()):
+        title = str(folder.relative_to(directory)) or folder.name
+        name = _slug(title, mode)
+        # The 3D chart covers the whole numjobs x iodepth grid; the 2D one is numjobs scaling at the deepest queue.
+        deepest = str(max(depths))
+        for kind, args in (("3d-iops", ["-L", "-t", "iops"]), (f"numjobs-qd{deepest}", ["-N", "-d", deepest])):
+            png = out / f"{name}-{kind}.png"
+            error = _run([binary, "-i", str(folder), "-T", f"{title} {mode}", "-r", mode, *args, "-o", str(png)],
+                         png, timeout)
+            if error:
+                notes.append(f"fio-plot {kind} for {title} ({mode}) failed: {error}")
+            else:
+                images.append((png, f"fio-plot {kind}: {title} {mode}"))
+    return images, notes
+
+
+def _run(argv: list[str], png: Path, timeout: float) -> str | None:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=png.parent,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return f"no answer within {timeout:g}s"
+    if done.returncode != 0 or not png.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        return tail[0]
+    return None
+
+
+def _save(fig: Figure, path: Path, caption: str) -> Image:
+    fig.savefig(path, dpi=100)
+    return path, caption
+
+
+def _slug(*parts: object) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(str(p) for p in parts if p not in (None, ""))).strip("-")

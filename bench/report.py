@@ -1,0 +1,245 @@
+"""``tiering bench report``: every campaign under a folder, side by side.
+
+Reads each ``results.parquet`` below the folder (fio, objects and dataloader
+campaigns alike), groups the rows into *series* (one tier, profile, operation,
+block size and iodepth, measured at several concurrencies), and writes:
+
+- PNG plots (``plots/``; see ``bench.plots``), plus fio-plot's own charts
+  (``fio-plot/``) where bench-fio-layout JSON files are present;
+- ``report.md`` (images linked) or ``report.html`` (images embedded), with a
+  headline table per tier, engine, profile and operation: peak throughput,
+  peak IOPS, p99 latency at the throughput peak, the knee concurrency
+  (Kneedle on the peak's series), the USL-predicted peak concurrency, and for
+  dataloader campaigns the accelerators fed at >= 90 % AU.
+
+For dataloader campaigns the concurrency of a series is the number of
+emulated accelerators (one series per reader-worker count): aggregate samples/s
+against accelerators is where a tier's limit shows (below it, each added
+accelerator adds its full demand).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.campaign import RESULTS, conform
+from bench.dataloader import AU_TARGET
+from bench.report_doc import Doc, render
+from bench.scaling import efficiency, kneedle, usl_fit
+from tiering.errors import UserError
+from tiering.units import format_size
+
+SeriesKey = tuple  # (engine, tier, profile, op, block_size, iodepth, workers)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One curve: a fixed workload measured at several concurrencies (sorted by ``n``)."""
+
+    engine: str
+    tier: str
+    profile: str
+    op: str
+    block_size: int | None
+    iodepth: int | None
+    workers: int | None  # dataloader: reader workers per accelerator (n counts accelerators)
+    n: tuple[int, ...]
+    bw: tuple[float, ...]  # bytes/s
+    iops: tuple[float, ...]
+    p99: tuple[float | None, ...]  # seconds
+
+    @property
+    def group(self) -> tuple[str, str, str, str]:
+        return (self.engine, self.tier, self.profile, self.op)
+
+    @property
+    def label(self) -> str:
+        parts = [format_size(self.block_size)] if self.block_size else []
+        parts += [f"qd{self.iodepth}"] if self.iodepth else []
+        return " ".join(parts + ([f"w{self.workers}"] if self.workers else [])) or self.op
+
+    @property
+    def knee(self) -> float | None:
+        return kneedle(self.n, self.bw)
+
+    @property
+    def efficiency(self) -> list[float]:
+        return efficiency(self.n, self.bw)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One line of the headline table."""
+
+    tier: str
+    engine: str
+    profile: str
+    op: str
+    peak_bw: float
+    peak_at: str  # where the peak was measured, e.g. "1MiB x16"
+    peak_iops: float
+    p99_at_peak: float | None
+    knee: float | None
+    usl_peak: str
+    accelerators: int | None  # dataloader groups only
+
+
+def load(directory: str | os.PathLike[str]) -> tuple[pa.Table, list[Path]]:
+    """Every ``results.parquet`` under ``directory``, conformed to SCHEMA and concatenated."""
+    files = sorted(Path(directory).rglob(RESULTS))
+    if not files:
+        raise UserError(f"{directory}: no {RESULTS} below it; "
+                        "run `tiering bench fio|objects|dataloader --out DIR` first")
+    return pa.concat_tables([conform(pq.read_table(f)) for f in files]), files
+
+
+def series(rows: list[dict]) -> list[Series]:
+    """The scaling series in ``rows``: fio numjobs, object concurrency, dataloader accelerators."""
+    points: dict[SeriesKey, dict[int, dict]] = defaultdict(dict)
+    for r in rows:
+        key, n = _series_key(r)
+        if n is not None and r["bw_bytes_s"] is not None:
+            points[key][n] = r  # a point measured by two campaigns: the last one read wins
+    out = []
+    for key, by_n in sorted(points.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        ns = sorted(by_n)
+        out.append(Series(*key, tuple(ns), tuple(by_n[n]["bw_bytes_s"] for n in ns),
+                          tuple(by_n[n]["iops"] or 0.0 for n in ns), tuple(by_n[n]["lat_p99_s"] for n in ns)))
+    return out
+
+
+def _series_key(r: dict) -> tuple[SeriesKey, int | None]:
+    loader = r["engine"] == "dataloader"
+    workers = r["numjobs"] if loader else None
+    key = (r["engine"], r["tier"], r["profile"], r["op"], r["block_size"], r["iodepth"], workers)
+    return key, r["accelerators"] if loader else r["numjobs"]
+
+
+def headlines(rows: list[dict], all_series: list[Series]) -> list[Headline]:
+    """One headline per (tier, engine, profile, op), in tier order."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["tier"], r["engine"], r["profile"], r["op"])].append(r)
+    return [_headline(key, group, all_series) for key, group in sorted(groups.items())]
+
+
+def _headline(key: tuple, group: list[dict], all_series: list[Series]) -> Headline:
+    tier, engine, profile, op = key
+    peak = max(group, key=lambda r: r["bw_bytes_s"] or 0.0)
+    home_key = _series_key(peak)[0]
+    home = next((s for s in all_series if (s.engine, s.tier, s.profile, s.op, s.block_size, s.iodepth, s.workers)
+                 == home_key), None)
+    fit = usl_fit(home.n, home.bw) if home else None
+    fed = None
+    if engine == "dataloader":
+        fed = max((r["accelerators"] for r in group if (r["au"] or 0) >= AU_TARGET), default=0)
+    return Headline(
+        tier, engine, profile, op, peak["bw_bytes_s"] or 0.0, _where(peak),
+        max(r["iops"] or 0.0 for r in group), peak["lat_p99_s"], home.knee if home else None,
+        fit.peak_label(max(home.n)) if fit and home else "n/a (< 3 points)", fed,
+    )
+
+
+def _where(r: dict) -> str:
+    """Where a point was measured: "1MiB x16 qd4", or "128KiB w4 x8 accelerators"."""
+    at = [format_size(r["block_size"])] if r["block_size"] else []
+    if r["engine"] == "dataloader":
+        return " ".join(at + [f"w{r['numjobs']}", f"x{r['accelerators']} accelerators"])
+    at += [f"x{r['numjobs']}"] if r["numjobs"] else []
+    return " ".join(at + ([f"qd{r['iodepth']}"] if r["iodepth"] else []))
+
+
+def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, fmt: str = "md") -> Path:
+    """Write the plots and the report for every campaign under ``directory``; returns the report's path."""
+    try:
+        from bench import plots  # matplotlib is an optional dependency: imported only here
+    except ImportError as exc:
+        raise UserError(f"bench report needs matplotlib ({exc.name} is missing): pip install 'tiering[bench]'") from exc
+    if fmt not in ("md", "html"):
+        raise UserError(f"unknown report format {fmt!r}; expected md or html")
+    data, files = load(directory)
+    rows = data.to_pylist()
+    out_dir = Path(out) if out else Path(directory)
+    all_series = series(rows)
+    heads = headlines(rows, all_series)
+    images = plots.draw_all(all_series, heads, rows, out_dir / "plots")
+    fio_images, fio_notes = plots.fio_plot(Path(directory), out_dir / "fio-plot")
+    doc = _document(directory, files, rows, all_series, heads)
+    doc.section("Plots")
+    for path, caption in images:
+        doc.image(path, caption)
+    if fio_images or fio_notes:
+        doc.section("fio-plot charts")
+        for note in fio_notes:
+            doc.para(note)
+        for path, caption in fio_images:
+            doc.image(path, caption)
+    report = out_dir / f"report.{fmt}"
+    report.write_text(render(doc, fmt, base=out_dir), encoding="utf-8")
+    return report
+
+
+def _document(directory, files, rows, all_series: list[Series], heads: list[Headline]) -> Doc:
+    doc = Doc("Storage benchmark report")
+    campaigns = sorted({(r["campaign"], r["engine"], r["tier"]) for r in rows})
+    doc.para(f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {len(files)} results file(s) under "
+             f"`{directory}`: {len(campaigns)} campaign/tier pair(s), {len(rows)} points.")
+    doc.section("Headline")
+    doc.table(["tier", "engine", "profile", "op", "peak throughput", "at", "peak IOPS", "p99 at peak",
+               "knee (concurrency)", "USL peak concurrency", "accelerators fed (AU >= 90%)"],
+              [_headline_cells(h) for h in heads])
+    doc.para(METHODS)
+    doc.section("Scaling analysis")
+    doc.table(["tier", "engine", "profile", "op", "series", "n", "efficiency E(n)", "knee",
+               "USL λ", "σ", "κ", "R²", "N*"],
+              [_series_cells(s) for s in all_series])
+    warnings = sorted({(r["tier"], r["warning"]) for r in rows if r["warning"]})
+    if warnings:
+        doc.section("Warnings")
+        doc.bullets([f"{tier}: {text}" for tier, text in warnings])
+    return doc
+
+
+METHODS = (
+    "Throughput is bytes/s in MB/s (10^6). Concurrency n: fio numjobs, concurrent object requests, or "
+    "emulated accelerators (dataloader, series per reader-worker count w). Knee: Kneedle on throughput against "
+    "concurrency of the series holding the peak. USL: least-squares fit of X(N) = λN / (1 + σ(N−1) + κN(N−1)); "
+    "peak concurrency N* = sqrt((1−σ)/κ), or 'beyond measured range' when κ ≈ 0 (no retrograde). Accelerators fed: measured, "
+    "not derived: k emulated accelerators (each with its own reader workers, all sharing the tier) were run "
+    "for k = 1, 2, 4, ... until AU = compute / (compute + wait) fell below 0.9, then bisected; the largest k "
+    "measured at AU >= 0.9 is shown."
+)
+
+
+def _headline_cells(h: Headline) -> list[str]:
+    return [h.tier, h.engine, h.profile, h.op, _mbs(h.peak_bw), h.peak_at, f"{h.peak_iops:,.0f}",
+            _ms(h.p99_at_peak), _num(h.knee), h.usl_peak, "—" if h.accelerators is None else str(h.accelerators)]
+
+
+def _series_cells(s: Series) -> list[str]:
+    fit = usl_fit(s.n, s.bw)
+    usl = [f"{fit.lam / 1e6:.1f} MB/s", f"{fit.sigma:.4f}", f"{fit.kappa:.2e}", f"{fit.r2:.3f}",
+           fit.peak_label(max(s.n))] if fit else ["—"] * 5
+    eff = " ".join(f"{e:.2f}" for e in s.efficiency)
+    return [s.tier, s.engine, s.profile, s.op, s.label, " ".join(map(str, s.n)), eff, _num(s.knee), *usl]
+
+
+def _mbs(bw: float) -> str:
+    return f"{bw / 1e6:,.1f} MB/s"
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def _num(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
