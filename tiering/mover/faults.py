@@ -14,8 +14,8 @@ import signal
 import threading
 
 _SPEC = os.environ.get("TIERING_CRASH_AT", "")
-_STEP, _, _NTH = _SPEC.partition(":")
-_TARGET = int(_NTH or 1)
+_HEAD, _, _TAIL = _SPEC.rpartition(":")
+_STEP, _TARGET = (_HEAD, int(_TAIL)) if _TAIL.isdigit() else (_SPEC, 1)
 _seen = 0
 _lock = threading.Lock()
 
