@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tiering.mover.faults import STEPS
+from tiering.faults import STEPS
 
 SIZES = (0, 1, 4096, 65536, 300_000, 2_500_000)
 
@@ -49,22 +49,29 @@ class TrialResult:
         return not (self.lost or self.corrupt or self.problems)
 
 
-def make_lab(root: Path, files: int, seed: int) -> Path:
-    """A config, a hot tier of ``files`` files and their pristine copies under ``root``."""
+def make_lab(root: Path, files: int, seed: int, tier_toml: str = 'url = "capacity"', big: int = 2_500_000) -> Path:
+    """A config, a hot tier of ``files`` files and their pristine copies under ``root``.
+
+    ``tier_toml`` is the body of the capacity tier's table (a local folder by
+    default); ``big`` the size of the largest files (above the part size, so
+    large files go as multipart uploads).
+    """
+    sizes = (*SIZES[:-1], big)
     rng = random.Random(seed)
     for d in ("hot", "capacity", "pristine"):
         (root / d).mkdir(parents=True, exist_ok=True)
     for i in range(files):
         rel = f"set{i % 4}/file-{i:04d}" + (" odd\nname" if i % 7 == 0 else "") + ".bin"
-        data = rng.randbytes(SIZES[i % len(SIZES)])
+        data = rng.randbytes(sizes[i % len(sizes)])
         for base in ("hot", "pristine"):
             path = root / base / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
     config = root / "tiering.toml"
+    part = "5MiB" if "s3://" in tier_toml else "1MiB"
     config.write_text('default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
-                      '[concurrency]\njobs = 8\npart_size = "1MiB"\nmultipart_threshold = "1MiB"\n'
-                      '[tiers.cap]\nurl = "capacity"\n')
+                      f'[concurrency]\njobs = 8\npart_size = "{part}"\nmultipart_threshold = "{part}"\n'
+                      f'[tiers.cap]\n{tier_toml}\n')
     return config
 
 
@@ -82,10 +89,11 @@ def drive(config: Path) -> None:
             execute(mover, [Task(r, action) for r in chosen], jobs=4)
 
 
-def run_trial(root: Path, point: str, *, files: int = 24, seed: int = 0, kill_after: float | None = None) -> TrialResult:
+def run_trial(root: Path, point: str, *, files: int = 24, seed: int = 0, kill_after: float | None = None,
+              tier_toml: str = 'url = "capacity"', big: int = 2_500_000) -> TrialResult:
     """One trial in a fresh ``root``. ``point`` is ``step:n``, ``any:n``, or ``random`` (use ``kill_after``)."""
     shutil.rmtree(root, ignore_errors=True)
-    config = make_lab(root, files, seed)
+    config = make_lab(root, files, seed, tier_toml, big)
     env = {**os.environ, "TIERING_CRASH_AT": point if point != "random" else ""}
     proc = subprocess.Popen([sys.executable, "-m", "bench.crashlab", "--drive", str(config)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -118,6 +126,7 @@ def check(root: Path, config: Path, result: TrialResult) -> None:
     temps = [str(p) for p in cfg.hot_path.rglob(".tiering-restore-*")] + \
         [str(p) for p in (root / "capacity" / ".tiering" / "tmp").glob("*")]
     result.problems += [f"temp file left: {t}" for t in temps]
+    result.problems += [f"unfinished upload left: {u}" for u in _unfinished_uploads(cfg)]
     pristine = {os.fsencode(p.relative_to(root / "pristine")): p for p in (root / "pristine").rglob("*") if p.is_file()}
     if not cfg.catalog_path.exists():
         _compare(cfg, pristine, result)
@@ -135,6 +144,17 @@ def check(root: Path, config: Path, result: TrialResult) -> None:
     _compare(cfg, pristine, result)
 
 
+def _unfinished_uploads(cfg) -> list[str]:
+    from tiering.config import open_tier
+    from tiering.stores.s3 import S3Store
+    from tiering.stores.s3_uploads import list_uploads
+
+    store = open_tier(cfg, "cap")
+    if not isinstance(store, S3Store):
+        return []
+    return [name for name, _ in list_uploads(store._endpoint, store._creds, store.bucket, store.prefix + "/")]
+
+
 def _compare(cfg, pristine: dict[bytes, Path], result: TrialResult) -> None:
     for rel, original in pristine.items():
         hot = cfg.hot_path / os.fsdecode(rel)
@@ -149,7 +169,8 @@ def _compare(cfg, pristine: dict[bytes, Path], result: TrialResult) -> None:
 def points(count: int, seed: int = 0) -> list[tuple[str, float | None]]:
     """``count`` kill points: every step at several hit counts, then random steps and random instants."""
     rng = random.Random(seed)
-    fixed = [(f"{step}:{n}", None) for n in (1, 3, 9) for step in STEPS]
+    # "upload:part" only happens inside an object store's multipart upload; the lab's tier is a folder.
+    fixed = [(f"{step}:{n}", None) for n in (1, 3, 9) for step in STEPS if step != "upload:part"]
     extra = []
     while len(fixed) + len(extra) < count:
         if rng.random() < 0.5:

@@ -76,6 +76,8 @@ class StoreCase:
     down: Callable[[], Store]
     down_error: type[Exception]
     refusal_reason: str = ""
+    #: Leave an unfinished upload of ``key`` behind, as a writer killed mid-upload would.
+    start_incomplete: Callable[[str], None] | None = None
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -95,7 +97,16 @@ def _posix_case(tmp_path: Path) -> StoreCase:
         if xattr is not None:
             os.setxattr(path, "user.tiering.meta", xattr)
 
-    case = StoreCase("posix", store, 1 * MiB, 1 * MiB, corrupt, None, lambda: open_store(str(tmp_path / "gone")), UserError)
+    def start_incomplete(key: str) -> None:
+        import socket
+
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        (root / ".tiering" / "tmp").mkdir(parents=True, exist_ok=True)
+        (root / ".tiering" / "tmp" / f"put~{socket.gethostname()}~{dead.pid}~abcd").write_bytes(b"partial")
+
+    case = StoreCase("posix", store, 1 * MiB, 1 * MiB, corrupt, None, lambda: open_store(str(tmp_path / "gone")), UserError,
+                     start_incomplete=start_incomplete)
     if is_root():
         ro = tmp_path / "ro"
         ro.mkdir()
@@ -124,8 +135,15 @@ def _s3_case(server: SeaweedServer, prefix: str) -> StoreCase:
         attrs = dict(obstore.get(store._obs, store._name(key), options={"head": True}).attributes)
         obstore.put(store._obs, store._name(key), data, attributes=attrs, use_multipart=False)
 
+    def start_incomplete(key: str) -> None:
+        from tiering.stores.s3_uploads import _object_path, _request
+
+        status, _ = _request(server.endpoint, store._creds, "POST", _object_path(S3_BUCKET, store._name(key)),
+                             {"uploads": ""}, 5)
+        assert status == 200
+
     return StoreCase(
-        "s3", store, 5 * MiB, 5 * MiB, corrupt,
+        "s3", store, 5 * MiB, 5 * MiB, corrupt, start_incomplete=start_incomplete,
         refused=lambda: open_store(url, {**options, "secret_access_key": "wrong-secret"}),
         down=lambda: open_store(url, {**options, "endpoint": f"http://127.0.0.1:{closed_port()}"}, retry=FAST_RETRY),
         down_error=__import__("tiering.errors", fromlist=["TransientError"]).TransientError,
@@ -149,8 +167,11 @@ def _oss_case(server, prefix: str, tmp_path: Path) -> StoreCase:
         headers = {k: v for k, v in bucket.head_object(name).headers.items() if k.lower().startswith("x-oss-meta-")}
         bucket.put_object(name, data, headers=headers)
 
+    def start_incomplete(key: str) -> None:
+        store._bucket.init_multipart_upload(f"{prefix}/{key}")
+
     return StoreCase(
-        "oss", store, 100 * KiB, 256 * KiB, corrupt,
+        "oss", store, 100 * KiB, 256 * KiB, corrupt, start_incomplete=start_incomplete,
         refused=lambda: open_store(url, {**options, "access_key_secret": "wrong-secret"}),
         down=lambda: open_store(url, {**options, "endpoint": f"http://127.0.0.1:{closed_port()}"}, retry=FAST_RETRY),
         down_error=TransientError,

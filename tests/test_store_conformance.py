@@ -219,3 +219,14 @@ def test_tier_that_is_down_fails_clearly_within_seconds(store_case, tmp_path):
     message = str(err.value)
     assert "\n" not in message and len(message) < 300
     assert not isinstance(err.value, StoreError) or err.value.store
+
+
+def test_unfinished_uploads_of_a_dead_writer_are_cleaned_up(store_case):
+    from tiering.stores.base import SupportsCleanup
+
+    assert isinstance(store_case.store, SupportsCleanup)
+    key = encode_key("big/unfinished.bin")
+    store_case.start_incomplete(key)
+    assert store_case.store.cleanup_incomplete(key if store_case.name != "posix" else None) == 1
+    assert store_case.store.cleanup_incomplete(key if store_case.name != "posix" else None) == 0
+    assert list(store_case.store.list()) == []

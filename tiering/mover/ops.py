@@ -42,7 +42,7 @@ from tiering.errors import (
     StoreError,
     TieringError,
 )
-from tiering.mover.faults import crash_point
+from tiering.faults import crash_point
 from tiering.mover.identity import Identity, open_for_writing
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
 from tiering.mover.stub import (

@@ -332,6 +332,19 @@ class OssStore:
             pass  # best effort: the server may be the reason we failed
         checkpoints.delete(record_key)
 
+    def cleanup_incomplete(self, key: str | None = None) -> int:
+        """Abort unfinished multipart uploads of ``key`` (or under the whole prefix)."""
+        prefix = self._name(key) if key else (self.prefix + "/" if self.prefix else "")
+
+        def uploads() -> list[tuple[str, str]]:
+            result = self._bucket.list_multipart_uploads(prefix=prefix, max_uploads=1000)
+            return [(u.key, u.upload_id) for u in result.upload_list]
+
+        mine = [(n, u) for n, u in self._call(key or "", uploads) if key is None or n == prefix]
+        for name, upload_id in mine:
+            self._call(key or "", lambda: self._bucket.abort_multipart_upload(name, upload_id))
+        return len(mine)
+
     def _discard(self, key: str, name: str) -> None:
         try:
             self._bucket.delete_object(name)

@@ -47,11 +47,13 @@ from tiering.errors import (
     StoreError,
     TransientError,
 )
+from tiering.faults import crash_point
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.keys import join_key, split_key
 from tiering.stores.localfile import open_source, read_source, write_all
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
+from tiering.stores.s3_uploads import S3Credentials, abort_upload, list_uploads
 
 MiB = 1024 * 1024
 _STATUS = re.compile(r"status code: (\d{3})")
@@ -111,6 +113,10 @@ class S3Store:
                 store=self.url,
             )
         endpoint = options.get("endpoint") or env.get("AWS_ENDPOINT_URL") or ""
+        self._endpoint = endpoint or f"https://s3.{options.get('region') or env.get('AWS_REGION') or 'us-east-1'}.amazonaws.com"
+        self._creds = S3Credentials(key_id, secret, options.get("session_token") or env.get("AWS_SESSION_TOKEN"),
+                                    options.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+                                    or "us-east-1")
         config = {
             "access_key_id": key_id,
             "secret_access_key": secret,
@@ -185,6 +191,7 @@ class S3Store:
                     if progress:
                         progress(len(data))
                     yield data
+                    crash_point("upload:part")
 
         put = lambda: obstore.put(  # noqa: E731
             self._obs, name, chunks(), attributes=self._attributes(stored),
@@ -289,6 +296,15 @@ class S3Store:
                 key = split_key(self.prefix, item["path"])
                 if key.startswith(prefix):
                     yield ObjectInfo(key, item["size"], etag=(item.get("e_tag") or "").strip('"'))
+
+    def cleanup_incomplete(self, key: str | None = None) -> int:
+        """Abort unfinished multipart uploads of ``key`` (or under the whole prefix)."""
+        prefix = self._name(key) if key else (self.prefix + "/" if self.prefix else "")
+        uploads = self.retry.call(lambda: list_uploads(self._endpoint, self._creds, self.bucket, prefix))
+        mine = [(name, upload) for name, upload in uploads if key is None or name == prefix]
+        for name, upload_id in mine:
+            self.retry.call(lambda: abort_upload(self._endpoint, self._creds, self.bucket, name, upload_id))
+        return len(mine)
 
     def close(self) -> None:
         pass

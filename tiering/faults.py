@@ -35,4 +35,5 @@ STEPS = (
     "archive:begin", "archive:copied", "archive:verified", "archive:end",
     "release:begin", "release:stubbed", "release:end",
     "restore:begin", "restore:fetched", "restore:renamed", "restore:end",
+    "upload:part",  # inside a store's multipart upload, after a part was handed over
 )
