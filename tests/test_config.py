@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import subprocess
 import sys
@@ -343,10 +345,16 @@ def test_cli_probe_lists_one_key(tmp_path):
     assert "probe hdd: reachable, first key 'dir/file'" in result.stdout
 
 
-def test_cli_demo_round_trips_through_the_local_tier(tmp_path):
+def test_cli_demo_runs_a_full_cycle_on_the_local_default(tmp_path):
     result = tiering("demo", "--config", "configs/local.toml", env={"TIERING_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
-    assert "round trip ok: tiering-demo/sample.bin (1MiB, blake3:" in result.stdout
-    assert "MB/s" in result.stdout
-    assert (tmp_path / "hot/tiering-demo/sample.bin").stat().st_size == MiB
-    assert not (tmp_path / "capacity/tiering-demo/sample.bin").exists()
+    assert "generated a demo workspace" in result.stdout
+    assert "old-shards                   release          12" in result.stdout
+    shard = tmp_path / "hot/datasets/old-corpus/shards/shard-00000.tar"
+    assert shard.stat().st_size == 0  # released: a stub on the hot tier...
+    assert (tmp_path / "capacity/datasets/old-corpus/shards/shard-00000.tar").stat().st_size == 2_000_000
+    assert (tmp_path / "hot/runs/exp-1/checkpoints/step-5000.pt").stat().st_size == 4_000_000  # recent: kept
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["demo"] == "ok"
+    again = tiering("demo", "--config", "configs/local.toml", env={"TIERING_HOME": str(tmp_path)})
+    assert again.returncode == 0 and "(nothing to do)" in again.stdout

@@ -66,6 +66,10 @@ class GroupCommitter:
                 conn.execute("SAVEPOINT item")
                 try:
                     value = work(conn)
+                    if isinstance(value, sqlite3.Cursor):
+                        # A cursor must not outlive this thread's use of the connection.
+                        value.close()
+                        value = None
                     conn.execute("RELEASE item")
                     results.append((future, value, None))
                 except Exception as exc:  # this item fails alone

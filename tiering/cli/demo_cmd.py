@@ -1,29 +1,47 @@
-"""``tiering demo``: check the configuration, then round-trip a sample file through the default tier."""
+"""``tiering demo`` (what ``make run`` runs): one full policy cycle on the embedded default."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tiering import selftest
 from tiering.cli.config_cmd import FILE_HELP
-from tiering.config import describe, find_config, load_config
-from tiering.errors import UserError
-from tiering.units import parse_size
 
 
-def demo(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)] = None,
-    size: Annotated[str, typer.Option(help="Size of the sample file, e.g. 1MiB or 256MiB.")] = "1MiB",
-) -> None:
-    """Show the resolved configuration and prove the default capacity tier works."""
-    try:
-        nbytes = parse_size(size)
-    except ValueError as exc:
-        raise UserError(f"--size: {exc}") from None
+def demo(config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)] = None) -> None:
+    """Generate a demo workspace if the hot tier is empty, then scan, plan, apply and report."""
+    from tiering.cli.move_cmd import _run
+    from tiering.cli.render import plan_table, summary_lines
+    from tiering.config import describe, find_config, load_config
+    from tiering.demo import is_empty, make_dataset
+    from tiering.session import mover_session, plan_tasks, plan_totals
+    from tiering.status import tier_summary
+    from tiering.units import format_size
+    from tiering.workflow import plan_now, policy_for
+
     cfg = load_config(find_config(config))
     typer.echo(describe(cfg))
-    typer.echo(f"hot tier {cfg.hot_path}; default tier {cfg.default_tier!r} at {cfg.tier().url}")
-    typer.echo(selftest.demo(cfg, nbytes).summary())
+    for path in (cfg.hot_path, *(Path(t.url) for t in cfg.tiers.values() if t.scheme == "file")):
+        path.mkdir(parents=True, exist_ok=True)
+    if is_empty(cfg.hot_path):
+        made = make_dataset(cfg.hot_path)
+        typer.echo(f"== generated a demo workspace: {made.files} files, {format_size(made.bytes)} in {cfg.hot_path}")
+    policy = policy_for(cfg)
+    typer.echo(f"\n== plan ({policy.path})")
+    with mover_session(cfg, "demo") as (mover, _):
+        plan = plan_now(cfg, policy, catalog=mover.catalog, rescan=True)
+        typer.echo(plan_table(plan, top=4))
+        typer.echo("\n== apply")
+        try:
+            _run(mover, plan_tasks(plan), cfg.jobs, plan_totals(plan))
+        except typer.Exit as done:
+            if done.exit_code:
+                raise
+    typer.echo("\n== status")
+    typer.echo("\n".join(summary_lines(tier_summary(cfg), cfg)))
+    typer.echo("\nTry: tiering status -c configs/local.toml var/demo/hot/datasets/old-corpus/shards/shard-00000.tar"
+               " --verify\n     tiering restore -c configs/local.toml --manifest <list of paths>")
+    typer.echo(json.dumps({"demo": "ok", "hot_tier": str(cfg.hot_path)}))

@@ -29,9 +29,14 @@ def plan_table(plan: Plan, top: int) -> str:
     for key, n in sorted(summary["counts"].items()):
         lines.append(f"  {key}: {n:,}")
     if len(plan):
-        lines.append(f"first {min(top, len(plan))} of {len(plan):,} actions:")
-        for row in plan.rows(limit=top):
-            lines.append(f"  {row['action']:<8} {show_path(row['path'])} -> {row['target_tier'] or '-'}: {row['reason']}")
+        lines.append(f"{len(plan):,} actions in the order they will run; the first {top} of each rule:")
+        shown: dict[str, int] = {}
+        for row in plan.rows():
+            shown[row["rule"]] = shown.get(row["rule"], 0) + 1
+            if shown[row["rule"]] <= top:
+                lines.append(f"  {row['action']:<8} {show_path(row['path'])} -> {row['target_tier'] or '-'}: {row['reason']}")
+            elif shown[row["rule"]] == top + 1:
+                lines.append(f"  ... more from rule {row['rule']}")
     return "\n".join(lines)
 
 
@@ -47,19 +52,48 @@ def status_lines(results) -> list[str]:
 
 
 def summary_lines(summary: dict, config) -> list[str]:
+    """``tiering status`` with no paths: usage against the watermarks, states, last cycle, daemon."""
     lines = [f"hot tier {summary['hot_tier']}: {format_size(summary['used'])} of {format_size(summary['total'])} used "
-             f"({summary['used_fraction']:.0%})"]
+             f"({summary['used_fraction']:.0%})" + _watermark_text(summary)]
     for state, v in sorted(summary["by_state"].items()):
         lines.append(f"  {state:<9} {v['files']:>10,} files {format_size(v['bytes']):>10}")
     if not summary["by_state"]:
         lines.append("  no managed files yet")
-    if summary.get("interrupted"):
+    if summary.get("interrupted") and summary["writer"]:
+        lines.append(f"  {summary['interrupted']} actions in progress")
+    elif summary.get("interrupted"):
         lines.append(f"  {summary['interrupted']} interrupted actions: the next command (or `tiering recover`) settles them")
     run = summary["last_run"]
     if run:
-        lines.append(f"last run: {run['command']} (pid {run['pid']}) {'finished' if run['ended_at'] else 'did not finish'}"
+        ended = f"ended {_when(run['ended_at'])}" if run["ended_at"] else "did not finish (or is running)"
+        lines.append(f"last cycle: {run['command']} (pid {run['pid']}) started {_when(run['started_at'])}, {ended}"
                      + (f": {json.dumps(run['summary'])}" if run["summary"] else ""))
-    w = summary["writer"]
-    lines.append(f"writer: pid {w.get('pid')} ({w.get('purpose') or 'unknown'}) holds the catalog" if w
-                 else "writer: none running")
+    lines.append(_daemon_text(summary))
     return lines
+
+
+def _watermark_text(summary: dict) -> str:
+    wm = summary.get("watermark")
+    if not wm:
+        return "; no watermark in the policy"
+    if "error" in wm:
+        return f"; watermarks unknown: {wm['error']}"
+    where = "above high" if summary["used_fraction"] > wm["high"] else \
+        "between low and high" if summary["used_fraction"] > wm["low"] else "below low"
+    return f"; watermarks high {wm['high']:.0%}, low {wm['low']:.0%}: {where}"
+
+
+def _daemon_text(summary: dict) -> str:
+    d, w = summary.get("daemon"), summary["writer"]
+    if d:
+        metrics = f", metrics {d['metrics']}" if d.get("metrics") else ""
+        return f"daemon: running, pid {d.get('pid')} on {d.get('host')} since {_when(d.get('started'))}{metrics}"
+    if w:
+        return f"daemon: not running; pid {w.get('pid')} ({w.get('purpose') or 'unknown'}) holds the catalog"
+    return "daemon: not running"
+
+
+def _when(ts: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "?"
