@@ -62,15 +62,19 @@ class SeaweedServer:
         self.buckets = buckets
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.ports: dict[str, int] = {}
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start (or, after ``kill``/``stop``, restart on the same ports and data)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        base = _pick_base()
-        ports = dict(zip(_COMPONENTS, range(base, base + len(_COMPONENTS))))
+        if not self.ports:
+            base = _pick_base()
+            self.ports = dict(zip(_COMPONENTS, range(base, base + len(_COMPONENTS))))
+        ports = self.ports
         self.port = ports["s3"]
         args = [weed_binary(), "mini", f"-dir={self.root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
@@ -78,7 +82,7 @@ class SeaweedServer:
         if self.buckets:
             args.append("-bucket=" + ",".join(self.buckets))
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
-        self._log = open(self.root / "weed.log", "wb")
+        self._log = open(self.root / "weed.log", "ab")
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=self.root, start_new_session=True)
         self._wait_ready(timeout)
@@ -108,6 +112,15 @@ class SeaweedServer:
             except Exception:  # not up yet, or the bucket is still being made
                 return False
         return bool(self.buckets) or _listening(self.port)
+
+    def kill(self) -> None:
+        """SIGKILL every component at once: the server dies mid-request, as in a crash."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc:
+            self._log.close()
+        self.proc = None
 
     def stop(self) -> None:
         """Stop the whole process group (weed mini forks its components)."""

@@ -1,0 +1,87 @@
+"""Faults with real parts: the S3 server dies mid-run, then comes back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench.seaweed import SeaweedServer
+from tiering.catalog import Catalog
+from tiering.config import load_config, open_tier
+
+KEY, SECRET, BUCKET = "fault-key", "fault-secret", "faults"
+
+
+def tiering(*args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def states(config) -> dict[bytes, str]:
+    if not config.catalog_path.exists():
+        return {}
+    with Catalog.open(config.catalog_path) as cat:
+        return {r.path: r.state for r in cat.records()}
+
+
+def test_s3_server_killed_mid_run_fails_cleanly_and_the_next_run_completes(tmp_path):
+    server = SeaweedServer(tmp_path / "weed", KEY, SECRET, (BUCKET,))
+    server.start()
+    try:
+        hot = tmp_path / "hot"
+        originals = {}
+        for i in range(240):
+            rel = f"shards/part-{i:04d}.bin"
+            (hot / rel).parent.mkdir(parents=True, exist_ok=True)
+            originals[rel] = os.urandom(512 * 1024)
+            (hot / rel).write_bytes(originals[rel])
+        cfg_path = tmp_path / "tiering.toml"
+        cfg_path.write_text(f'default_tier = "s3"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
+                            f'[concurrency]\njobs = 2\n[retry]\nattempts = 3\nmax_backoff = "200ms"\ndeadline = "2s"\n'
+                            f'[tiers.s3]\nurl = "s3://{BUCKET}/run"\nendpoint = "{server.endpoint}"\n'
+                            f'access_key_id = "{KEY}"\nsecret_access_key = "${{FAULT_SECRET}}"\n')
+        env = {**os.environ, "FAULT_SECRET": SECRET}
+        config = load_config(cfg_path, env)
+
+        run = tiering("release", "-c", str(cfg_path), *[str(hot / r) for r in originals], env=env)
+        deadline = time.monotonic() + 60
+        while sum(s == "released" for s in states(config).values()) < 10:
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended before the server was killed"
+            time.sleep(0.02)
+        server.kill()
+        killed_at = time.monotonic()
+        out, err = run.communicate(timeout=120)
+        assert time.monotonic() - killed_at < 60  # bounded retries, not minutes of patience
+        assert run.returncode == 1, err
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["failed"] > 0
+        assert "cannot reach the server" in err and "Traceback" not in err
+        after_kill = states(config)
+        # Nothing released without a verified copy: every stub's bytes are on the (restarted) server.
+        server.start()
+        store = open_tier(config, "s3")
+        with Catalog.open(config.catalog_path) as cat:
+            for rec in cat.records():
+                if rec.state == "released":
+                    assert (hot / os.fsdecode(rec.path)).stat().st_size == 0
+                    head = store.head(rec.object_key)
+                    assert (head.size, head.checksum) == (rec.size, rec.checksum)
+                else:
+                    assert (hot / os.fsdecode(rec.path)).read_bytes() == originals[os.fsdecode(rec.path)]
+        assert any(s != "released" for s in after_kill.values()) or len(after_kill) < len(originals)
+
+        again = tiering("release", "-c", str(cfg_path), *[str(hot / r) for r in originals], env=env)
+        out, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+        assert set(states(config).values()) == {"released"} and len(states(config)) == len(originals)
+        back = tiering("restore", "-c", str(cfg_path), *[str(hot / r) for r in originals], env=env)
+        out, err = back.communicate(timeout=120)
+        assert back.returncode == 0, err
+        for rel, data in originals.items():
+            assert (hot / rel).read_bytes() == data
+        store.close()
+    finally:
+        server.stop()
