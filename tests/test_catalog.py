@@ -179,3 +179,17 @@ def test_read_only_catalog_refuses_writes(db):
     Catalog.open(db, writer=True).close()
     with Catalog.open(db) as reader, pytest.raises(UserError, match="read-only"):
         reader.put(FileRecord(b"x", "resident"))
+
+
+def test_a_state_change_never_rolls_back_heat_or_pin(db):
+    with Catalog.open(db, writer=True) as cat:
+        cat.put(FileRecord(b"f", "resident"))
+        stale = cat.get(b"f")  # the mover reads the record, then works for a while...
+        cat.add_heat([b"f"], now=100.0, half_life=1e9)  # ...while the daemon counts reads
+        cat.set_pinned([b"f"], True)
+        from dataclasses import replace
+
+        cat.put(replace(stale, state="archived", tier="hdd"))
+        rec = cat.get(b"f")
+    assert (rec.state, rec.tier, rec.pinned) == ("archived", "hdd", True)
+    assert rec.heat == pytest.approx(1.0)

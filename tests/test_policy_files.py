@@ -60,8 +60,8 @@ def inventory(*rows: tuple[bytes, int, float]) -> pa.RecordBatch:
 # -- the shipped policies ---------------------------------------------------------
 
 
-def test_three_policies_are_shipped():
-    assert [p.name for p in SHIPPED] == ["default.toml", "ml-training.toml", "watermark.toml"]
+def test_the_policies_are_shipped():
+    assert [p.name for p in SHIPPED] == ["default.toml", "demo.toml", "ml-training.toml", "watermark.toml"]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

@@ -21,6 +21,9 @@ A configuration is one TOML file (see ``configs/example.toml``)::
     max_backoff = "5s"
     deadline = "30s"
 
+    [daemon]                       # all optional: `tiering run` / `tiering daemon`
+    interval = "1h"                # (every key: tiering.config_daemon)
+
     [tiers.hdd]                    # one table per capacity tier
     url = "${TIERING_HOME:-../var/demo}/capacity"
 
@@ -57,6 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tiering.config_daemon import DURATION_KEYS as _DAEMON_DURATIONS
+from tiering.config_daemon import DaemonConfig, daemon_values, parse_daemon
 from tiering.config_tiers import PartDefaults, TierConfig, parse_tier
 from tiering.config_values import SECRET_KEYS, Table
 from tiering.errors import ConfigError, UserError
@@ -70,11 +75,11 @@ CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
 DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 
-_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "concurrency", "retry", "tiers")
+_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "concurrency", "retry", "daemon", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
 _SIZE_KEYS = frozenset({"part_size", "multipart_threshold"})
-_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline", "half_life"})
+_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline", "half_life"}) | _DAEMON_DURATIONS
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Config:
     retry: RetryPolicy
     policy_path: Path | None = None  # the policy `plan`/`apply`/`run` use unless told otherwise
     heat_half_life: float = 7 * 86400.0  # seconds; heat halves over this long without access
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)  # `run` and `daemon` settings
 
     def tier(self, name: str | None = None) -> TierConfig:
         """The named tier (the default tier when ``name`` is None)."""
@@ -147,6 +153,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         retry=_retry(top.sub("retry")),
         policy_path=top.path("policy", base, None),
         heat_half_life=_heat(top.sub("heat")),
+        daemon=parse_daemon(top.sub("daemon"), base, tiers),
     )
 
 
@@ -212,6 +219,7 @@ def describe(config: Config) -> str:
         ("hot", {"path": config.hot_path}),
         ("catalog", {"path": config.catalog_path}),
         ("heat", {"half_life": config.heat_half_life}),
+        ("daemon", daemon_values(config.daemon)),
         ("concurrency", {k: getattr(config, k) for k in _CONCURRENCY_KEYS}),
         ("retry", {"attempts": config.retry.attempts, "max_backoff": config.retry.cap,
                    "deadline": config.retry.deadline}),

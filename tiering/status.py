@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.lock import read_holder
 from tiering.config import Config, open_tier
-from tiering.errors import StoreError
+from tiering.errors import StoreError, UserError
 from tiering.plan import Usage
+from tiering.policy import load_policy
 from tiering.stores.checksum import CHUNK, Hasher
 
 
@@ -61,13 +62,19 @@ def verify_copy(config: Config, rec: FileRecord) -> str:
 
 
 def tier_summary(config: Config) -> dict:
-    """Hot-tier usage, files and bytes by state, the last run, whether a writer (daemon) holds the catalog."""
+    """Hot-tier usage against the policy's watermarks, files and bytes by state, the last cycle,
+    whether a daemon (or another writer) holds the catalog."""
     usage = Usage.of(config.hot_path)
     out = {"hot_tier": str(config.hot_path), "used": usage.used, "total": usage.total,
-           "used_fraction": round(usage.fraction, 4), "by_state": {}, "last_run": None, "writer": None}
+           "used_fraction": round(usage.fraction, 4), "watermark": _watermark(config), "by_state": {},
+           "last_run": None, "writer": None, "daemon": None}
     holder = read_holder(config.catalog_path.with_name(config.catalog_path.name + ".lock"))
     if holder:
         out["writer"] = holder
+        if holder.get("purpose") == "daemon":  # the lock is held, so its holder is alive
+            d = config.daemon
+            out["daemon"] = {**holder, "metrics": f"http://{d.metrics_address}:{d.metrics_port}/metrics"
+                             if d.metrics_port else None}
     if config.catalog_path.exists():
         with Catalog.open(config.catalog_path) as cat:
             out["by_state"] = {s: {"files": n, "bytes": b} for s, (n, b) in cat.counts().items()}
@@ -75,3 +82,14 @@ def tier_summary(config: Config) -> dict:
             out["interrupted"] = len(cat.open_entries())
     out["checked_at"] = time.time()
     return out
+
+
+def _watermark(config: Config) -> dict | None:
+    """The configured policy's watermarks (None: no policy or no [watermark]; an error: what is wrong)."""
+    if config.policy_path is None:
+        return None
+    try:
+        wm = load_policy(config.policy_path, config).watermark
+    except UserError as exc:
+        return {"error": str(exc)}
+    return None if wm is None else {"high": wm.high, "low": wm.low, "policy": str(config.policy_path)}

@@ -48,7 +48,12 @@ class FileRecord:
 
 
 _FILE_COLUMNS = [f.name for f in fields(FileRecord)]
-_UPSERT = f"INSERT OR REPLACE INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('?' for _ in _FILE_COLUMNS)})"
+#: Heat and pin have writers of their own (add_heat, set_pinned): a state change
+#: computed from an older read of the record must not roll them back.
+_KEPT_ON_UPDATE = ("path", "heat", "heat_at", "pinned")
+_UPSERT = (f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('?' for _ in _FILE_COLUMNS)}) "
+           "ON CONFLICT (path) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in _FILE_COLUMNS if c not in _KEPT_ON_UPDATE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +246,11 @@ class Catalog:
     # -- runs --------------------------------------------------------------------
 
     def start_run(self, command: str) -> str:
+        """Record the start of a run and return its id; journal entries that follow carry it.
+
+        Each call starts a new run (a daemon records one per cycle), so the id is fresh each time.
+        """
+        self.run_id = uuid.uuid4().hex[:12]
         args = (self.run_id, command, os.getpid(), socket.gethostname(), time.time())
         self._write(lambda conn: conn.execute(
             "INSERT INTO runs (id, command, pid, host, started_at) VALUES (?, ?, ?, ?, ?)", args))

@@ -31,7 +31,7 @@ EXIT_BUSY = 4  # another tiering process holds the catalog (the message names it
 
 def _register() -> None:
     # Sub-command modules import their own heavy dependencies lazily.
-    from tiering.cli import bench_cmd, config_cmd, demo_cmd, move_cmd, plan_cmd, scan_cmd, status_cmd
+    from tiering.cli import bench_cmd, config_cmd, demo_cmd, move_cmd, plan_cmd, run_cmd, scan_cmd, status_cmd
 
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(bench_cmd.app, name="bench")
@@ -41,6 +41,11 @@ def _register() -> None:
     for name in ("apply", "archive", "release", "restore", "recover"):
         app.command(name)(getattr(move_cmd, name))
     app.command("status")(status_cmd.status)
+    app.command("run")(run_cmd.run)
+    app.command("daemon")(run_cmd.daemon)
+    from tiering.cli import migrate_cmd
+    app.command("migrate")(migrate_cmd.migrate)
+    app.command("sync")(migrate_cmd.sync)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,8 @@ def apply(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     rescan: Annotated[bool, typer.Option("--rescan/--no-rescan", help="Scan the hot tier first.")] = True,
     jobs: JobsOpt = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="dask://HOST:PORT: transfer on a Dask "
+                                                                    "cluster (the catalog stays here).")] = None,
 ) -> None:
     """Plan with the policy, then carry the plan out."""
     from tiering.cli.render import plan_table
@@ -42,7 +44,7 @@ def apply(
     with mover_session(cfg, "apply") as (mover, recovered):
         _report_recovery(recovered)
         plan = plan_now(cfg, pol, catalog=mover.catalog, rescan=rescan)
-        _run(mover, plan_tasks(plan), jobs or cfg.jobs, plan_totals(plan))
+        _run(mover, plan_tasks(plan), jobs or cfg.jobs, plan_totals(plan), executor)
 
 
 def archive(paths: Annotated[list[str], typer.Argument(help="Files on the hot tier.")],
@@ -104,15 +106,18 @@ def _named(action: str, paths: list[str], config: Path | None, tier: str | None,
         _run(mover, (Task(rel, action, tier) for rel in rels), jobs or cfg.jobs, (len(rels), 0))
 
 
-def _run(mover, tasks, jobs: int, totals: tuple[int, int]) -> None:
+def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None) -> None:
     from tiering.cli.progress import ProgressBar
+    from tiering.mover.distributed import open_executor
     from tiering.mover.executor import execute
     from tiering.plan import show_path
 
     bar = ProgressBar() if sys.stderr.isatty() else None
+    ex = open_executor(executor)
     try:
-        result = execute(mover, tasks, jobs=jobs, total=totals, progress=bar)
+        result = execute(mover, tasks, jobs=jobs, total=totals, progress=bar, executor=ex)
     finally:
+        ex.close()
         if bar:
             bar.end()
     for outcome in result.skipped[:50] + result.failures[:200]:

@@ -67,9 +67,21 @@ def summary_lines(summary: dict, config) -> list[str]:
     if run:
         ended = f"ended {_when(run['ended_at'])}" if run["ended_at"] else "did not finish (or is running)"
         lines.append(f"last cycle: {run['command']} (pid {run['pid']}) started {_when(run['started_at'])}, {ended}"
-                     + (f": {json.dumps(run['summary'])}" if run["summary"] else ""))
+                     + _run_text(run["summary"]))
     lines.append(_daemon_text(summary))
     return lines
+
+
+def _run_text(summary: dict | None) -> str:
+    if not summary:
+        return ""
+    if "error" in summary:
+        return f": failed: {summary['error']}"
+    if "files" not in summary:  # a summary of another shape: show it as it is
+        return f": {json.dumps(summary)}"
+    stopped = f"; {summary['stopped']}" if summary.get("stopped") else ""
+    return (f": {summary['files']:,} actions, {summary['failed']:,} failed, "
+            f"{format_size(summary.get('bytes_moved', 0))} moved{stopped}")
 
 
 def _watermark_text(summary: dict) -> str:

@@ -10,17 +10,26 @@ Per-file failures are recorded, not raised. The run stops *starting* new work
 when a failure says the whole run is doomed (hot tier full, a tier refusing
 our credentials) or when the error rate passes ``max_error_rate`` after at
 least ``min_sample`` results; work already started finishes.
+
+``bounded_map`` is that pool for any callable (``tiering.migrate`` shares it);
+an ``Executor`` decides where work runs: ``ThreadExecutor`` here, or a Dask
+cluster (``tiering.mover.distributed``).
 """
 
 from __future__ import annotations
 
+import queue
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from tiering.mover.ops import Mover
+if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, not for migrate
+    from tiering.mover.ops import Mover
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
 
 
@@ -98,24 +107,81 @@ def run_action(mover: Mover, task: Task) -> Outcome:
     return Outcome(task.path, task.action, FAILED, f"unknown action {task.action!r}")
 
 
-def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: float = 0.5, min_sample: int = 20,
-            total: tuple[int, int] | None = None, progress: Callable[[Progress], None] | None = None) -> RunResult:
-    """Run ``tasks`` with ``jobs`` workers; returns what happened. ``total`` = (files, bytes), for progress."""
-    result = RunResult()
-    start = time.monotonic()
-    pending: set[Future] = set()
-    it = iter(tasks)
+T = TypeVar("T")
+R = TypeVar("R")
+_END = object()
+
+
+def bounded_map(fn: Callable[[T], R], items: Iterable[T], *, jobs: int, stop: Callable[[], bool] | None = None,
+                in_flight: int | None = None) -> Iterator[R]:
+    """``fn`` over ``items`` on ``jobs`` threads; results in completion order.
+
+    The one bounded pool: ``items`` is consumed lazily and at most ``in_flight``
+    (default ``4 x jobs``) are submitted at a time. Once ``stop()`` is true no
+    new item starts; started ones finish and are yielded. ``fn`` should record
+    per-item failures in its result: an exception it raises ends the map.
+    """
+    limit = in_flight or 4 * max(1, jobs)
+    finished: queue.SimpleQueue[Future] = queue.SimpleQueue()  # O(1) per result, unlike wait() over all pending
+    running = 0
+    it = iter(items)
     with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="mover") as pool:
         while True:
-            while not result.stopped and len(pending) < 4 * jobs and (task := next(it, None)) is not None:
-                pending.add(pool.submit(run_action, mover, task))
-            if not pending:
-                break
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                outcome = future.result()
-                result.add(outcome)
-                result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
+            while running < limit and not (stop and stop()) and (item := next(it, _END)) is not _END:
+                pool.submit(fn, item).add_done_callback(finished.put)
+                running += 1
+            if not running:
+                return
+            future = finished.get()
+            running -= 1
+            yield future.result()
+
+
+class Executor(Protocol):
+    """Where a run's work happens: this process's threads, or a cluster (``mover.distributed``)."""
+
+    #: Worker processes the work is spread over (1 for threads): shared limits are divided by it.
+    processes: int
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T], *, jobs: int,
+            stop: Callable[[], bool] | None = None) -> Iterator[R]:
+        """Like ``bounded_map``; ``fn`` and items must pickle for a cluster. Results in completion order."""
+
+    def offloading(self, mover: Mover) -> AbstractContextManager:
+        """While entered, the mover's byte transfers run where this executor runs work."""
+
+    def close(self) -> None: ...
+
+
+class ThreadExecutor:
+    """The default executor: one bounded pool of threads in this process."""
+
+    processes = 1
+
+    def map(self, fn, items, *, jobs, stop=None):
+        return bounded_map(fn, items, jobs=jobs, stop=stop)
+
+    def offloading(self, mover: Mover) -> AbstractContextManager:
+        return nullcontext()
+
+    def close(self) -> None:
+        pass
+
+
+def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: float = 0.5, min_sample: int = 20,
+            total: tuple[int, int] | None = None, progress: Callable[[Progress], None] | None = None,
+            executor: Executor | None = None) -> RunResult:
+    """Run ``tasks`` with ``jobs`` workers; returns what happened. ``total`` = (files, bytes), for progress.
+
+    Actions journal to the catalog, which only this process writes, so they
+    always run here; a distributed ``executor`` takes their byte transfers.
+    """
+    result = RunResult()
+    start = time.monotonic()
+    with (executor or ThreadExecutor()).offloading(mover):
+        for outcome in bounded_map(partial(run_action, mover), tasks, jobs=jobs, stop=lambda: bool(result.stopped)):
+            result.add(outcome)
+            result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
             if progress:
                 progress(Progress(result.total, total[0] if total else None, result.bytes_moved,
                                   total[1] if total else None, result.failed, time.monotonic() - start))
@@ -131,4 +197,5 @@ def _should_stop(outcome: Outcome, result: RunResult, max_error_rate: float, min
     return ""
 
 
-__all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Progress", "RunResult", "Task", "execute", "run_action"]
+__all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Executor", "Progress", "RunResult", "Task", "ThreadExecutor",
+           "bounded_map", "execute", "run_action"]

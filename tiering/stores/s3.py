@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -211,8 +212,7 @@ class S3Store:
         try:
             info, hasher = self._call(key, lambda: self._get_streamed(key, local, progress))
             if hasher is None:  # too big for one stream: parallel ranged GETs, then hash
-                self._get_parallel(key, info.size, local, progress)
-                hasher = Hasher.of_file(local)
+                hasher = self._get_parallel(key, info.size, local, progress)
             verify_object(hasher, info.meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
@@ -234,22 +234,26 @@ class S3Store:
                     progress(len(chunk))
         return info, hasher
 
-    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None) -> None:
+    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None) -> Hasher:
+        """Ranged GETs into ``local``, ``jobs`` at a time; the hash of the file as written, read back in order."""
         name = self._name(key)
-        with open(local, "wb") as f:
+        with open(local, "w+b") as f:
             f.truncate(size)
             fd = f.fileno()
+            in_order = _InOrder(fd)
 
             def part(start: int) -> None:
                 length = min(self.part_size, size - start)
                 data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
                 write_all(fd, memoryview(data), start)
+                in_order.landed(start, length)
                 if progress:
                     progress(length)
 
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="s3-get") as pool:
                 for future in [pool.submit(part, s) for s in range(0, size, self.part_size)]:
                     future.result()
+        return in_order.hasher
 
     # -- reads, head, delete, list ----------------------------------------------
 
@@ -308,6 +312,35 @@ class S3Store:
 
     def close(self) -> None:
         pass
+
+
+class _InOrder:
+    """Hashes a file's parts in offset order as they land, while later parts still download.
+
+    Each part is read back from the file (the page cache) once every part
+    before it has landed, so the checksum covers exactly the bytes written and
+    only the last part's hashing is left when the download ends.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.hasher = Hasher()
+        self._fd = fd
+        self._next = 0
+        self._landed: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def landed(self, start: int, length: int) -> None:
+        with self._lock:
+            self._landed[start] = length
+            while self._next in self._landed:
+                left = self._landed.pop(self._next)
+                while left:
+                    data = os.pread(self._fd, min(left, CHUNK), self._next)
+                    if not data:
+                        raise OSError(f"short read at {self._next} of a file being downloaded")
+                    self.hasher.update(data)
+                    self._next += len(data)
+                    left -= len(data)
 
 
 class _Reader:

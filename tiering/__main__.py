@@ -1,0 +1,5 @@
+"""``python -m tiering``: the same as the ``tiering`` command."""
+
+from tiering.cli import main
+
+main()

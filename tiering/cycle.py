@@ -1,0 +1,175 @@
+"""One policy cycle, unattended: recover, scan, plan, apply, report.
+
+``tiering run`` (cron) calls ``run_once``; the daemon calls ``run_cycle`` on
+the catalog it keeps open. Each cycle is one row in the catalog's ``runs``
+table (its JSON summary included), which is what ``tiering status`` shows as
+the last cycle. Library code: it logs, it never prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from tiering.catalog import Catalog
+from tiering.config import Config
+from tiering.mover.executor import RunResult, Task, execute
+from tiering.mover.ops import Mover
+from tiering.mover.outcome import Outcome
+from tiering.mover.recover import recover
+from tiering.plan import Usage, show_path
+from tiering.policy import Policy
+from tiering.session import plan_tasks, plan_totals
+from tiering.workflow import fresh_snapshot, plan_now
+
+log = logging.getLogger("tiering.cycle")
+#: Per-file problems logged per cycle (the rest are counted in the summary).
+MAX_LOGGED = 200
+
+
+class ActionHooks(Protocol):
+    """Told about every mover action as it runs (the daemon: metrics, and not counting its own I/O as heat)."""
+
+    def started(self, task: Task) -> None: ...
+
+    def finished(self, task: Task, outcome: Outcome | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one cycle did; ``summary()`` is the JSON line ``tiering run`` prints."""
+
+    command: str
+    run_id: str
+    recovered: list[Outcome]
+    planned: tuple[int, int]  # (files, bytes) the plan asked for
+    result: RunResult
+    usage_before: Usage
+    usage_after: Usage
+    seconds: float
+    snapshot: Path  # the inventory this cycle planned on
+    stopped_by_signal: bool = False
+
+    @property
+    def failed(self) -> int:
+        return self.result.failed + sum(not o.ok for o in self.recovered)
+
+    def summary(self) -> dict:
+        return {"command": self.command, "run_id": self.run_id, "recovered": len(self.recovered),
+                "planned": {"files": self.planned[0], "bytes": self.planned[1]}, **self.result.summary(),
+                "failed": self.failed, "cycle_seconds": round(self.seconds, 3),
+                "hot_used": {"before": self.usage_before.used, "after": self.usage_after.used,
+                             "total": self.usage_after.total},
+                "stopped": ("stopped by signal" if self.stopped_by_signal else self.result.stopped) or None}
+
+
+def run_once(config: Config, policy: Policy, *, stop: threading.Event | None = None,
+             jobs: int | None = None) -> CycleReport:
+    """One cycle for cron: takes the catalog's writer lock (``CatalogBusyError`` names the holder)."""
+    with Catalog.open(config.catalog_path, writer=True, purpose="run") as catalog:
+        return run_cycle(config, policy, catalog, command="run", stop=stop, jobs=jobs)
+
+
+def run_cycle(config: Config, policy: Policy, catalog: Catalog, *, command: str = "run",
+              stop: threading.Event | None = None, jobs: int | None = None,
+              hooks: ActionHooks | None = None) -> CycleReport:
+    """Recover, scan, plan and apply on an open writer ``catalog``; recorded as one run.
+
+    ``stop``, once set, stops new actions from starting; those in flight finish.
+    An exception is recorded in the run's summary and raised.
+    """
+    start = time.monotonic()
+    run_id = catalog.start_run(command)
+    mover = Mover(config, catalog)  # a fresh one per cycle: it snapshots who has files open for writing
+    try:
+        report = _cycle(config, policy, mover, command, run_id, stop, jobs or config.jobs, hooks, start)
+    except BaseException as exc:
+        catalog.finish_run({"command": command, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
+    finally:
+        mover.close()
+    catalog.finish_run(report.summary())
+    _log_report(report)
+    return report
+
+
+def _cycle(config: Config, policy: Policy, mover: Mover, command: str, run_id: str, stop: threading.Event | None,
+           jobs: int, hooks: ActionHooks | None, start: float) -> CycleReport:
+    recovered = recover(mover)
+    for outcome in recovered:
+        log.info("recovered: %s %s: %s", outcome.action, show_path(outcome.path), outcome.reason)
+    snapshot = fresh_snapshot(config)
+    prune_snapshots(snapshot, config.daemon.keep_snapshots)
+    before = Usage.of(config.hot_path)
+    plan = plan_now(config, policy, snapshot=snapshot, catalog=mover.catalog)
+    totals = plan_totals(plan)
+    log.info("%s: plan has %d actions (%d bytes); hot tier %.1f%% used", command, totals[0], totals[1],
+             100 * before.fraction)
+    actor = mover if hooks is None else HookedMover(mover, hooks)
+    result = execute(actor, until_stopped(plan_tasks(plan), stop), jobs=jobs, total=totals)
+    return CycleReport(command, run_id, recovered, totals, result, before, Usage.of(config.hot_path),
+                       time.monotonic() - start, snapshot, bool(stop and stop.is_set()))
+
+
+def until_stopped(tasks: Iterable[Task], stop: threading.Event | None) -> Iterator[Task]:
+    """``tasks`` until ``stop`` is set: the executor pulls lazily, so intake stops at once."""
+    for task in tasks:
+        if stop is not None and stop.is_set():
+            return
+        yield task
+
+
+def prune_snapshots(latest: Path, keep: int) -> int:
+    """Delete all but the newest ``keep`` scan snapshots beside ``latest`` (never ``latest``)."""
+    snapshots = sorted(latest.parent.glob("scan-*.parquet"))  # names sort by their UTC stamp
+    removed = 0
+    for old in snapshots[:-keep]:
+        if old != latest:
+            old.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+class HookedMover:
+    """A mover that tells ``hooks`` when each action starts and how it ended (None: it raised)."""
+
+    def __init__(self, mover: Mover, hooks: ActionHooks) -> None:
+        self.mover = mover
+        self.hooks = hooks
+
+    def archive(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        return self._run(Task(rel, "archive", tier, storage_class), lambda: self.mover.archive(rel, tier, storage_class))
+
+    def release(self, rel: bytes, tier: str | None = None) -> Outcome:
+        return self._run(Task(rel, "release", tier), lambda: self.mover.release(rel, tier))
+
+    def restore(self, rel: bytes) -> Outcome:
+        return self._run(Task(rel, "restore"), lambda: self.mover.restore(rel))
+
+    def pin(self, rel: bytes) -> Outcome:
+        return self._run(Task(rel, "pin"), lambda: self.mover.pin(rel))
+
+    def _run(self, task: Task, action: Callable[[], Outcome]) -> Outcome:
+        self.hooks.started(task)
+        outcome = None
+        try:
+            outcome = action()
+            return outcome
+        finally:
+            self.hooks.finished(task, outcome)
+
+
+def _log_report(report: CycleReport) -> None:
+    result = report.result
+    for outcome in (result.skipped + result.failures)[:MAX_LOGGED]:
+        level = logging.WARNING if outcome.status == "failed" else logging.INFO
+        log.log(level, "%s: %s %s: %s", outcome.status, outcome.action, show_path(outcome.path), outcome.reason)
+    if result.stopped:
+        log.warning("%s: %s", report.command, result.stopped)
+    log.info("%s: done in %.1fs: %d actions, %d failed, %d bytes moved; hot tier %.1f%% used", report.command,
+             report.seconds, result.total, report.failed, result.bytes_moved, 100 * report.usage_after.fraction)

@@ -1,0 +1,304 @@
+"""``tiering daemon``: keep the hot tier under its watermark, with heat from file events.
+
+One process, holding the catalog's writer lock for its whole life (``tiering
+status`` reads the lock's holder record to say a daemon is alive). Threads:
+
+- main: the loop below, and every mover action it starts (cycles and
+  auto-archive batches run one at a time, on the executor's bounded pool);
+- watchdog's observer: file events, enqueued only (``events.EventIntake``);
+- the debouncer: batches of accesses into the catalog as heat;
+- the metrics endpoint.
+
+The loop, every tick: reload on SIGHUP; run a cycle when none ran yet, when
+``interval`` has passed, or when used space is above the policy's high
+watermark (looked at every ``watermark_check``; retried with backoff while a
+cycle cannot get below it); else an incremental rescan when one is due; else
+auto-archive the files that have been quiet long enough.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from watchdog.observers import Observer
+
+from tiering.catalog import Catalog
+from tiering.catalog.db import STATES
+from tiering.config import Config, load_config
+from tiering.config_daemon import check_reloadable
+from tiering.cycle import CycleReport, prune_snapshots, run_cycle
+from tiering.daemon.autoarchive import archive_quiet
+from tiering.daemon.events import (
+    WATCHED,
+    Debouncer,
+    EventIntake,
+    OwnActions,
+    PendingWrites,
+)
+from tiering.daemon.metrics import Metrics, MetricsServer
+from tiering.daemon.rescan import changes
+from tiering.daemon.signals import Signals
+from tiering.errors import UserError
+from tiering.mover.executor import Task
+from tiering.mover.outcome import DONE, FAILED, Outcome
+from tiering.plan import Usage
+from tiering.policy import Policy
+from tiering.workflow import fresh_snapshot, policy_for
+
+log = logging.getLogger("tiering.daemon")
+
+
+class Daemon:
+    """The long-running service; ``run()`` returns when a signal stopped it."""
+
+    def __init__(self, config: Config, policy: Policy, policy_arg: str | Path | None = None) -> None:
+        self.config, self.policy, self.policy_arg = config, policy, policy_arg
+        self.metrics = Metrics()
+        self.own = OwnActions()
+        self.intake = EventIntake()
+        self.writes = PendingWrites()
+        self.signals = Signals(config.daemon.stop_timeout, reload=True)
+        self.catalog: Catalog | None = None
+        self.server: MetricsServer | None = None
+        self.observer = None
+        self.debouncer: Debouncer | None = None
+        self._last_cycle: float | None = None  # monotonic end of the last cycle
+        self._next_check = self._backoff_until = 0.0
+        self._misses = 0  # watermark cycles in a row that left usage above high
+        self._next_rescan = time.monotonic() + config.daemon.rescan
+        self._baseline: Path | None = None  # the snapshot rescans compare against
+
+    # -- life --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until SIGTERM/SIGINT; raises ``CatalogBusyError`` when another writer holds the catalog."""
+        with self.signals, Catalog.open(self.config.catalog_path, writer=True, purpose="daemon") as catalog:
+            self.catalog = catalog
+            try:
+                self._start()
+                self._loop()
+            finally:
+                self._shutdown()
+
+    def _start(self) -> None:
+        d = self.config.daemon
+        if d.metrics_port:
+            try:
+                self.server = MetricsServer(self.metrics, d.metrics_address, d.metrics_port)
+            except OSError as exc:
+                raise UserError(f"{self.config.path}: [daemon] metrics_port: cannot listen on "
+                                f"{d.metrics_address}:{d.metrics_port} ({exc.strerror}); "
+                                "expected a free port, or 0 for no metrics") from None
+            self.server.start()
+        self._live_metrics()
+        self.observer = self._watch()
+        self.writes.enabled = d.auto_archive > 0
+        self.debouncer = Debouncer(str(self.config.hot_path), self.intake, self.own, self._record_heat, self.writes,
+                                   d.debounce)
+        self.debouncer.start()
+        self.metrics.set("tiering_up", 1)
+        where = f"; metrics on http://{d.metrics_address}:{self.server.address[1]}/metrics" if self.server else ""
+        log.info("daemon started: pid %d, hot tier %s, policy %s%s", os.getpid(), self.config.hot_path,
+                 self.policy.path, where)
+
+    def _loop(self) -> None:
+        tick = min(1.0, self.config.daemon.watermark_check)
+        while not self.signals.stop.is_set():
+            if self.signals.reload.is_set():
+                self.signals.reload.clear()
+                self.reload()
+            if trigger := self._cycle_due():
+                self._cycle(trigger)
+            elif time.monotonic() >= self._next_rescan:
+                self._rescan()
+            elif self.config.daemon.auto_archive:
+                self._auto_archive()
+            self._check_observer()
+            self.signals.stop.wait(tick)
+
+    def _shutdown(self) -> None:
+        if self.signals.stop.is_set():
+            log.info("stopping: no new actions; flushing file events")
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=5)
+        if self.debouncer is not None:
+            self.debouncer.stop()
+        if self.server is not None:
+            self.server.stop()
+        log.info("daemon stopped")
+
+    # -- file events ---------------------------------------------------------------
+
+    def _watch(self):
+        observer = Observer()
+        try:
+            observer.schedule(self.intake, str(self.config.hot_path), recursive=True, event_filter=WATCHED)
+            observer.start()
+        except OSError as exc:
+            log.error("file events unavailable on %s (%s; see fs.inotify.max_user_watches): heat and auto-archive "
+                      "rely on the rescan every %gs", self.config.hot_path, exc, self.config.daemon.rescan)
+            self.metrics.inc("tiering_errors_total", kind="events")
+            if observer.is_alive():
+                observer.stop()
+                observer.join(timeout=5)
+            return None
+        return observer
+
+    def _check_observer(self) -> None:
+        if self.observer is not None and not (self.observer.is_alive()
+                                              and all(e.is_alive() for e in self.observer.emitters)):
+            log.error("file events stopped on %s: heat and auto-archive rely on the rescan every %gs",
+                      self.config.hot_path, self.config.daemon.rescan)
+            self.metrics.inc("tiering_errors_total", kind="events")
+            self.observer.stop()
+            self.observer.join(timeout=5)
+            self.observer = None
+
+    def _record_heat(self, paths: list[bytes]) -> None:
+        try:
+            self.catalog.add_heat(paths, time.time(), self.config.heat_half_life)
+        except Exception:
+            self.metrics.inc("tiering_errors_total", kind="heat")
+            raise
+        self.metrics.inc("tiering_heat_events_total", len(paths))
+
+    # -- ActionHooks: every mover action the daemon runs -------------------------------
+
+    def started(self, task: Task) -> None:
+        self.own.started(task)
+
+    def finished(self, task: Task, outcome: Outcome | None) -> None:
+        self.own.finished(task, outcome)
+        status = outcome.status if outcome else FAILED
+        self.metrics.inc("tiering_actions_total", action=task.action, status=status)
+        if outcome is not None and outcome.status == DONE:
+            self.metrics.inc("tiering_moved_bytes_total", outcome.bytes, action=task.action)
+        if status == FAILED:
+            self.metrics.inc("tiering_errors_total", kind="action")
+
+    # -- work ----------------------------------------------------------------------
+
+    def _cycle_due(self) -> str | None:
+        now, d = time.monotonic(), self.config.daemon
+        if self._last_cycle is None:
+            return "start"
+        if now - self._last_cycle >= d.interval:
+            return "interval"
+        if now < self._next_check:
+            return None
+        self._next_check = now + d.watermark_check
+        wm = self.policy.watermark
+        if wm is None or now < self._backoff_until:
+            return None
+        used = Usage.of(self.config.hot_path).fraction
+        if used <= wm.high:
+            return None
+        log.info("hot tier %.1f%% used, above the high watermark (%.0f%%): cycle now", 100 * used, 100 * wm.high)
+        return "watermark"
+
+    def _cycle(self, trigger: str) -> None:
+        report = None
+        try:
+            report = run_cycle(self.config, self.policy, self.catalog, command=f"daemon:{trigger}",
+                               stop=self.signals.stop, hooks=self)
+        except Exception:  # the daemon outlives a failed cycle; the next one tries again
+            log.exception("cycle (%s) failed", trigger)
+            self.metrics.inc("tiering_errors_total", kind="cycle")
+        self._last_cycle = time.monotonic()
+        self.metrics.inc("tiering_cycles_total", trigger=trigger)
+        if report is not None:
+            self._after_cycle(trigger, report)
+        self._refresh_counts()
+
+    def _after_cycle(self, trigger: str, report: CycleReport) -> None:
+        self.metrics.set("tiering_cycle_duration_seconds", report.seconds)
+        self.metrics.set("tiering_last_cycle_timestamp_seconds", time.time())
+        self._absorb(report.snapshot)
+        wm = self.policy.watermark
+        if trigger == "watermark" and wm is not None and report.usage_after.fraction > wm.high:
+            self._misses += 1
+            wait = min(self.config.daemon.interval, self.config.daemon.watermark_check * 2 ** self._misses)
+            self._backoff_until = time.monotonic() + wait
+            log.warning("hot tier still %.1f%% used after a watermark cycle (high %.0f%%): nothing more the policy "
+                        "may move; next watermark cycle in %gs at the earliest", 100 * report.usage_after.fraction,
+                        100 * wm.high, wait)
+        else:
+            self._misses = 0
+
+    def _rescan(self) -> None:
+        self._next_rescan = time.monotonic() + self.config.daemon.rescan
+        try:
+            snapshot = fresh_snapshot(self.config)
+            prune_snapshots(snapshot, self.config.daemon.keep_snapshots)
+            self._absorb(snapshot)
+        except Exception:
+            log.exception("rescan failed")
+            self.metrics.inc("tiering_errors_total", kind="rescan")
+
+    def _absorb(self, snapshot: Path) -> None:
+        """Count what file events missed since the previous snapshot; ``snapshot`` becomes the baseline."""
+        seen = self.debouncer.take_seen() if self.debouncer else set()
+        baseline, self._baseline = self._baseline, snapshot
+        if baseline is None or not baseline.exists():
+            return
+        found = changes(baseline, snapshot, seen)
+        if found.accessed:
+            self._record_heat(found.accessed)
+        at = time.monotonic()
+        for rel in found.written:
+            self.writes.note(rel, at, closed=True)
+        log.debug("rescan: %d accesses and %d writes the file events missed", len(found.accessed), len(found.written))
+
+    def _auto_archive(self) -> None:
+        if archive_quiet(self.config, self.catalog, self.writes, self, self.signals.stop) is not None:
+            self._refresh_counts()
+
+    # -- reload and metrics ----------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config and policy (SIGHUP); on any error keep both and log one line."""
+        try:
+            config = load_config(self.config.path)
+            check_reloadable(self.config, config)
+            policy = policy_for(config, self.policy_arg)
+        except UserError as exc:
+            log.error("reload rejected, still running the previous configuration and policy: %s", exc)
+            self.metrics.inc("tiering_reloads_total", result="rejected")
+            self.metrics.inc("tiering_errors_total", kind="reload")
+            return False
+        self.config, self.policy = config, policy
+        self.signals.stop_timeout = config.daemon.stop_timeout
+        self.writes.enabled = config.daemon.auto_archive > 0
+        self.metrics.inc("tiering_reloads_total", result="ok")
+        log.info("reloaded %s and policy %s", config.path, policy.path)
+        return True
+
+    def _refresh_counts(self) -> None:
+        counts = self.catalog.counts()
+        for state in STATES:
+            files, size = counts.get(state, (0, 0))
+            self.metrics.set("tiering_files", files, state=state)
+            self.metrics.set("tiering_bytes", size, state=state)
+
+    def _live_metrics(self) -> None:
+        m, hot = self.metrics, self.config.hot_path
+        m.live("tiering_hot_size_bytes", lambda: Usage.of(hot).total)
+        m.live("tiering_hot_used_bytes", lambda: Usage.of(hot).used)
+        m.live("tiering_hot_used_ratio", lambda: round(Usage.of(hot).fraction, 6))
+        m.live("tiering_watermark_ratio", self._watermarks)
+        m.live("tiering_event_queue_depth", lambda: len(self.intake.queue))
+        m.live("tiering_events_dropped_total", lambda: self.intake.dropped)
+        m.live("tiering_events_watching", lambda: int(self.observer is not None))
+        m.live("tiering_auto_archive_pending", lambda: len(self.writes))
+        self._refresh_counts()
+
+    def _watermarks(self) -> dict:
+        wm = self.policy.watermark
+        return {} if wm is None else {(("level", "high"),): wm.high, (("level", "low"),): wm.low}
+
+
+__all__ = ["Daemon"]

@@ -1,0 +1,151 @@
+"""The two sides of a migration: what the user named, resolved, checked and opened.
+
+A side is a local folder (``/data/set``, ``file:///data/set``), a bucket URL
+(``s3://bucket/prefix``, ``oss://bucket/prefix``; endpoint and credentials from
+``--src-option``/``--dst-option`` KEY=VALUE or the environment), or the name of
+a tier in the configuration file. ``EndpointSpec`` is the frozen, picklable
+description a worker gets; ``open`` turns it into a ``LocalTree`` or a
+``StoreEndpoint`` (both list in key order, ``head``, ``checksum``, ``delete``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from tiering.errors import NotFoundError, PermissionDeniedError, UserError
+from tiering.migrate.listing import Entry
+from tiering.migrate.localtree import LocalTree
+from tiering.stores import open_store, scheme_of
+from tiering.stores.base import Store
+from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
+from tiering.units import parse_size
+
+EXPECTED = "a local path, s3://BUCKET[/PREFIX], oss://BUCKET[/PREFIX] or a configured tier name"
+_SIZE_OPTIONS = frozenset({"part_size", "multipart_threshold"})
+_BOOL_OPTIONS = frozenset({"allow_http", "virtual_hosted_style", "fsync"})
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One side, as it travels to workers: a local tree, or a store URL with its options."""
+
+    kind: str  # "local" or "store"
+    url: str  # an absolute path for local trees
+    options: tuple[tuple[str, Any], ...] = ()
+    retry: RetryPolicy = DEFAULT_RETRY
+    name: str = ""  # as the user wrote it
+
+    def open(self, *, fsync: bool = False) -> LocalTree | StoreEndpoint:
+        """The live side. Missing credentials are the user's to fix: ``UserError``."""
+        if self.kind == "local":
+            return LocalTree(self.url, fsync=fsync)
+        try:
+            return StoreEndpoint(open_store(self.url, dict(self.options), retry=self.retry))
+        except PermissionDeniedError as exc:  # raised before any request: credentials are missing
+            raise UserError(str(exc)) from None
+
+
+def resolve(arg: str, options: Mapping[str, str], config=None, *, side: str = "source") -> EndpointSpec:
+    """The ``EndpointSpec`` for a command-line SRC or DST."""
+    opts = {k: _option(k, v) for k, v in options.items()}
+    if "://" in arg:
+        scheme = scheme_of(arg)
+        if scheme == "file":
+            return _local(arg[len("file://"):], opts, arg, side)
+        if scheme not in ("s3", "oss"):
+            raise UserError(f"{side} {arg!r}: unknown URL scheme {scheme!r}; expected {EXPECTED}")
+        if not urlsplit(arg).netloc:
+            raise UserError(f"{side} {arg!r}: no bucket; expected {scheme}://BUCKET[/PREFIX]")
+        return EndpointSpec("store", arg.rstrip("/"), tuple(sorted(opts.items())), name=arg)
+    if config is not None and arg in config.tiers:
+        tier = config.tier(arg)
+        merged = {**tier.options, **opts}
+        return EndpointSpec("store", tier.url, tuple(sorted(merged.items())), config.retry, name=arg)
+    return _local(arg, opts, arg, side)
+
+
+def _local(path: str, opts: dict, arg: str, side: str) -> EndpointSpec:
+    if opts:
+        raise UserError(f"{side} {arg!r} is a local path; --{side[:3]}-option applies to s3:// and oss:// only")
+    if not path:
+        raise UserError(f"{side} {arg!r}: empty path; expected {EXPECTED}")
+    return EndpointSpec("local", os.path.abspath(path), name=arg)
+
+
+def _option(key: str, value: str) -> Any:
+    if key in _SIZE_OPTIONS:
+        return parse_size(value)
+    if key in _BOOL_OPTIONS:
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise UserError(f"option {key}={value!r}: expected true or false")
+        return value.lower() in ("true", "1", "yes")
+    if key == "jobs":
+        return int(value)
+    return value
+
+
+def check_apart(src: EndpointSpec, dst: EndpointSpec) -> None:
+    """Refuse a source and destination that are the same place or overlap (one inside the other)."""
+    (s_where, s_path), (d_where, d_path) = _place(src), _place(dst)
+    if s_where != d_where:
+        return
+    if s_path == d_path:
+        raise UserError(f"source and destination are the same: {src.name} and {dst.name}")
+    if _inside(d_path, s_path):
+        raise UserError(f"destination {dst.name} is inside the source {src.name}; choose a destination outside it")
+    if _inside(s_path, d_path):
+        raise UserError(f"source {src.name} is inside the destination {dst.name}; choose a destination outside it")
+
+
+def _place(spec: EndpointSpec) -> tuple[tuple, str]:
+    if spec.kind == "local" or scheme_of(spec.url) == "file":
+        path = spec.url[len("file://"):] if spec.url.startswith("file://") else spec.url
+        return ("fs",), os.path.realpath(path)
+    parts = urlsplit(spec.url)
+    env = os.environ.get("AWS_ENDPOINT_URL", "") if parts.scheme == "s3" else ""
+    endpoint = str(dict(spec.options).get("endpoint") or env).rstrip("/")
+    return (parts.scheme, endpoint, parts.netloc), "/" + parts.path.strip("/")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip("/") + "/")
+
+
+class StoreEndpoint:
+    """A store as one side of a migration."""
+
+    kind = "store"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.url = store.url
+
+    def list(self) -> Iterator[Entry]:
+        for info in self.store.list():
+            if not info.key.endswith("/"):  # folder markers made by consoles are not files
+                yield Entry(info.key, info.size)
+
+    def head(self, key: str) -> Entry | None:
+        try:
+            info = self.store.head(key)
+        except NotFoundError:
+            return None
+        return Entry(key, info.size, info.meta.mtime_ns if info.meta else None, info.checksum)
+
+    def mtime(self, key: str) -> int | None:
+        entry = self.head(key)
+        return entry.mtime_ns if entry else None
+
+    def checksum(self, key: str) -> str:
+        entry = self.head(key)
+        return entry.checksum if entry else ""
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+    def close(self) -> None:
+        self.store.close()

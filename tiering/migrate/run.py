@@ -1,0 +1,152 @@
+"""The coordinator of a migration: list, join, hand out, count; delete last, and only if clean.
+
+Plan then apply, streamed: the two listings are joined in key order into
+small ``Candidate`` values that the executor's workers decide on and copy; the
+destination-only files are spooled to a temp file. When every copy has
+finished without a failure, ``delete`` removes the spooled files; a run that
+had any error deletes nothing (rclone's "not deleting files as there were IO
+errors"). Library code never prints: results go to ``on_item`` and
+``progress`` callbacks, and come back as a ``MigrateResult``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from tiering.errors import UserError
+from tiering.migrate.endpoints import check_apart
+from tiering.migrate.listing import Candidate, Filter, RemovalSpool, join
+from tiering.migrate.result import ItemResult, MigrateResult
+from tiering.migrate.transfer import Job, Transfer, close_sides, sides_for
+from tiering.mover.executor import Executor, Progress, ThreadExecutor
+
+
+def migrate(job: Job, *, jobs: int = 16, delete: bool = False, executor: Executor | None = None,
+            progress: Callable[[Progress], None] | None = None,
+            on_item: Callable[[ItemResult], None] | None = None) -> MigrateResult:
+    """Make ``job.dst`` hold every file of ``job.src`` that passes ``job.filter``, verified.
+
+    With ``delete``, then remove destination files the source does not have
+    (filters protect what they leave out). Bad input raises ``UserError``
+    before anything is written.
+    """
+    check_apart(job.src, job.dst)
+    executor = executor or ThreadExecutor()
+    job = replace(job, bwlimit=job.bwlimit / executor.processes)
+    sides = sides_for(job)
+    try:
+        _check_source(sides.src, job)
+        if sides.dst.kind == "local" and not job.dry_run:
+            _prepare(sides.dst, job)
+        result = _run(job, sides, jobs, delete, executor, progress, on_item)
+        if sides.dst.kind == "local" and not job.dry_run:
+            sides.dst.finish()
+        return result
+    finally:
+        close_sides(job)
+
+
+def _check_source(src, job: Job) -> None:
+    if src.kind == "local" and not src.root.is_dir():
+        raise UserError(f"source {job.src.name}: no such folder")
+
+
+def _prepare(dst, job: Job) -> None:
+    try:
+        dst.prepare()
+    except OSError as exc:
+        raise UserError(f"destination {job.dst.name}: cannot write there: {exc.strerror or exc}") from None
+
+
+def _run(job: Job, sides, jobs: int, delete: bool, executor: Executor, progress, on_item) -> MigrateResult:
+    result = MigrateResult(dry_run=job.dry_run)
+    start = time.monotonic()
+    spool = RemovalSpool() if delete else None
+    totals = _Totals(sides.src, job.filter) if progress else None
+    try:
+        report = _reporter(result, start, totals, progress, on_item)
+        items = plan_items(sides.src.list(), sides.dst.list(), job.filter, spool, result)
+        transfer = Transfer(job)
+        for item in executor.map(transfer, items, jobs=jobs, stop=lambda: bool(result.stopped)):
+            report(item)
+        if spool is not None and spool.count:
+            _delete(result, spool, executor, transfer, jobs, report)
+    finally:
+        if spool is not None:
+            spool.close()
+        if totals is not None:
+            totals.stop()
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _delete(result: MigrateResult, spool: RemovalSpool, executor, transfer, jobs: int, report) -> None:
+    if result.failed or result.stopped:
+        result.not_deleted = f"not deleting {spool.count} files at the destination: the run had errors"
+    elif result.copied + result.skipped + result.excluded == 0:
+        result.not_deleted = (f"not deleting {spool.count} files at the destination: the source has no files "
+                              "(a mistyped SRC?)")
+    else:
+        for item in executor.map(transfer, iter(spool), jobs=jobs, stop=lambda: bool(result.stopped)):
+            report(item)
+
+
+def plan_items(src: Iterator, dst: Iterator, filt: Filter, spool: RemovalSpool | None,
+               result: MigrateResult) -> Iterator[Candidate | ItemResult]:
+    """What the workers get: a ``Candidate`` per source file that passes the filters, listing failures as-is."""
+    for s, d in join(src, dst):
+        if isinstance(s, ItemResult):
+            yield s
+        elif s is None:
+            if spool is not None and filt.by_name_size(d.key, d.size):
+                spool.add(d)
+        elif not filt.by_name_size(s.key, s.size) or (
+                s.mtime_ns is not None and filt.needs_age and not filt.age_ok(s.mtime_ns)):
+            result.excluded += 1
+        else:
+            yield Candidate(s.key, s.size, s.mtime_ns, d.size if d else None, d.mtime_ns if d else None)
+
+
+def _reporter(result: MigrateResult, start: float, totals, progress, on_item) -> Callable[[ItemResult], None]:
+    def report(item: ItemResult) -> None:
+        result.add(item)
+        if on_item:
+            on_item(item)
+        if progress:
+            files = totals.files() if totals else None
+            progress(Progress(result.files, files, result.bytes, None, result.failed, time.monotonic() - start))
+
+    return report
+
+
+class _Totals:
+    """Counts the source's files and bytes on a side thread, so a progress bar can show an ETA."""
+
+    def __init__(self, src, filt: Filter) -> None:
+        self._stopping = threading.Event()
+        self._files = 0
+        self._finished = False
+        self._thread = threading.Thread(target=self._count, args=(src, filt), name="migrate-count", daemon=True)
+        self._thread.start()
+
+    def _count(self, src, filt: Filter) -> None:
+        try:
+            for entry in src.list():
+                if self._stopping.is_set():
+                    return
+                if not isinstance(entry, ItemResult) and filt.by_name_size(entry.key, entry.size):
+                    self._files += 1
+            self._finished = True
+        except Exception:  # noqa: BLE001 - only the ETA is lost; the run itself reports listing errors
+            return
+
+    def files(self) -> int | None:
+        """The source's file count once it is known (bytes are not: skipped files move none)."""
+        return self._files if self._finished else None
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()

@@ -1,0 +1,188 @@
+"""Running transfers on an existing Dask distributed cluster.
+
+``open_executor("dask://HOST:PORT")`` connects to a running scheduler. Workers
+are stateless: each task carries what it needs (a store's URL and options, a
+partition of small frozen items) and returns small frozen values. They must
+see the same paths as the coordinator (a worker on each node that mounts the
+hot tier). Only the coordinator writes the catalog and journal:
+
+- ``map`` splits a stream of items into partitions (by count and by bytes);
+  each partition runs on a worker with its own bounded thread pool, and at
+  most ``2 x workers`` partitions are in flight, so the listing is never held
+  whole.
+- ``offloading(mover)``: mover actions stay on the coordinator (they journal),
+  and only their ``put_file`` / ``get_file`` run on a worker.
+
+Dask is an optional extra: ``pip install 'tiering[dask]'``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tiering.errors import UserError
+from tiering.mover.executor import Executor, ThreadExecutor, bounded_map
+from tiering.stores import open_store
+from tiering.stores.base import FileMeta, ObjectInfo, Progress, Store
+from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
+
+#: A partition closes at this many items or this many bytes, whichever comes first.
+PARTITION_ITEMS = 512
+PARTITION_BYTES = 1 << 30
+
+
+def open_executor(address: str | None, **kwargs: Any) -> Executor:
+    """``ThreadExecutor`` for None/"threads", a ``DaskExecutor`` for ``dask://HOST:PORT``."""
+    if not address or address == "threads":
+        return ThreadExecutor()
+    parts = urlsplit(address)
+    if parts.scheme != "dask" or not parts.hostname or not parts.port:
+        raise UserError(f"--executor {address!r}: expected dask://HOST:PORT (a Dask scheduler) or 'threads'")
+    return DaskExecutor(f"tcp://{parts.hostname}:{parts.port}", **kwargs)
+
+
+class DaskExecutor:
+    """An ``Executor`` over a Dask distributed scheduler (see the module docstring)."""
+
+    def __init__(self, address: str, *, partition_items: int = PARTITION_ITEMS,
+                 partition_bytes: int = PARTITION_BYTES, timeout: float = 10.0) -> None:
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise UserError("--executor dask:// needs Dask: pip install 'tiering[dask]'") from exc
+        try:
+            self.client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self.address = address
+        self.partition_items = partition_items
+        self.partition_bytes = partition_bytes
+
+    @property
+    def processes(self) -> int:
+        return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+
+    def map(self, fn: Callable, items: Iterable, *, jobs: int, stop: Callable[[], bool] | None = None) -> Iterator:
+        """``fn`` over ``items``, a partition per task; each worker runs ``jobs`` threads per partition."""
+        from distributed import as_completed
+
+        parts = partitions(items, self.partition_items, self.partition_bytes)
+        limit = 2 * self.processes
+        finished = as_completed(loop=self.client.loop)
+        running = 0
+        while True:
+            while running < limit and not (stop and stop()) and (part := next(parts, None)) is not None:
+                finished.add(self.client.submit(run_partition, fn, part, jobs, pure=False))
+                running += 1
+            if not running:
+                return
+            future = next(finished)
+            running -= 1
+            results = future.result()
+            future.release()
+            yield from results
+
+    @contextmanager
+    def offloading(self, mover) -> Iterator[None]:
+        """Route the mover's stores through ``OffloadedStore`` while entered."""
+        original, cache, lock = mover.store, {}, threading.Lock()
+
+        def store(tier: str) -> Store:
+            with lock:
+                if tier not in cache:
+                    tc = mover.config.tier(tier)
+                    spec = StoreSpec(tc.url, tuple(sorted(tc.options.items())), mover.config.retry)
+                    cache[tier] = OffloadedStore(original(tier), self.client, spec)
+                return cache[tier]
+
+        mover.store = store
+        try:
+            yield
+        finally:
+            del mover.store
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def partitions(items: Iterable, max_items: int, max_bytes: int) -> Iterator[tuple]:
+    """Consecutive tuples of ``items``, cut at ``max_items`` or ``max_bytes`` (an item's ``size``)."""
+    part: list = []
+    nbytes = 0
+    for item in items:
+        part.append(item)
+        nbytes += getattr(item, "size", 0) or 0
+        if len(part) >= max_items or nbytes >= max_bytes:
+            yield tuple(part)
+            part, nbytes = [], 0
+    if part:
+        yield tuple(part)
+
+
+def run_partition(fn: Callable, part: tuple, jobs: int) -> list:
+    """On a worker: one partition through a local bounded pool."""
+    return list(bounded_map(fn, part, jobs=min(jobs, len(part))))
+
+
+# -- offloaded stores (for mover actions) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a worker needs to open a store: its URL, options and retry policy."""
+
+    url: str
+    options: tuple[tuple[str, Any], ...]
+    retry: RetryPolicy = DEFAULT_RETRY
+
+
+_worker_stores: dict[StoreSpec, Store] = {}
+_worker_lock = threading.Lock()
+
+
+def worker_store(spec: StoreSpec) -> Store:
+    """The store for ``spec`` in this process, opened once."""
+    with _worker_lock:
+        if spec not in _worker_stores:
+            _worker_stores[spec] = open_store(spec.url, dict(spec.options), retry=spec.retry)
+        return _worker_stores[spec]
+
+
+def _put(spec: StoreSpec, local: str, key: str, meta: FileMeta) -> ObjectInfo:
+    return worker_store(spec).put_file(local, key, meta)
+
+
+def _get(spec: StoreSpec, key: str, local: str) -> ObjectInfo:
+    return worker_store(spec).get_file(key, local)
+
+
+class OffloadedStore:
+    """A store whose ``put_file``/``get_file`` run on a cluster worker; everything else runs here."""
+
+    def __init__(self, store: Store, client, spec: StoreSpec) -> None:
+        self._store = store
+        self._client = client
+        self._spec = spec
+        self.url = store.url
+
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+        info = self._client.submit(_put, self._spec, str(local), key, meta, pure=False).result()
+        if progress:
+            progress(info.size)
+        return info
+
+    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+        info = self._client.submit(_get, self._spec, key, str(local), pure=False).result()
+        if progress:
+            progress(info.size)
+        return info
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
