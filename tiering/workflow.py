@@ -44,10 +44,14 @@ def fresh_snapshot(config: Config, jobs: int | None = None) -> Path:
     return target
 
 
+#: Rows per batch when planning: large batches amortise per-batch work; a few are in flight at once.
+PLAN_BATCH_ROWS = 1 << 20
+
+
 def inventory(path: Path) -> Iterator[pa.RecordBatch]:
     from tiering.scan import iter_snapshot
 
-    return iter_snapshot(path)
+    return iter_snapshot(path, batch_rows=PLAN_BATCH_ROWS)
 
 
 def catalog_state(config: Config, catalog: Catalog | None = None) -> pa.Table | None:
