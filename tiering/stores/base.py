@@ -93,6 +93,10 @@ class ObjectInfo:
     meta: FileMeta | None = None
     #: For archive storage classes: True once a restored copy can be read.
     readable: bool = True
+    #: Set by ``put_file`` when the server itself confirmed it stored exactly the
+    #: bytes we hashed (an MD5 ETag, a CRC-64 match, or our own fsynced write),
+    #: so a separate ``head`` to verify the copy adds nothing.
+    verified: bool = False
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -293,7 +293,8 @@ class OssStore:
         except IntegrityError:
             self._discard(key, name)  # the server kept bytes that failed the CRC check
             raise
-        return ObjectInfo(key, len(data), etag=result.etag, storage_class=self.storage_class, meta=stored)
+        # oss2 compared the server's CRC-64 of what it stored with ours of what it sent.
+        return ObjectInfo(key, len(data), etag=result.etag, storage_class=self.storage_class, meta=stored, verified=True)
 
     def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
         before = local.stat()
@@ -318,7 +319,8 @@ class OssStore:
             before.st_size, before.st_mtime_ns):
             self._discard(key, name)
             raise SourceChangedError(f"{self.url}: {key}: source changed during the upload", store=self.url, key=key)
-        return ObjectInfo(key, hasher.size, etag=result.etag, storage_class=self.storage_class, meta=stored)
+        return ObjectInfo(key, hasher.size, etag=result.etag, storage_class=self.storage_class, meta=stored,
+                          verified=result.crc is not None)
 
     def _abandon_upload(self, checkpoints: _UploadCheckpoints, name: str, local: Path) -> None:
         """After a failure for good: abort the server-side upload and drop its checkpoint."""

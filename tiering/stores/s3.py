@@ -173,12 +173,13 @@ class S3Store:
         stored = verify_source(hasher, meta, key, self.url)
         result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
         etag = (result.get("e_tag") or "").strip('"')
-        if re.fullmatch(r"[0-9a-f]{32}", etag) and etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
+        md5_etag = re.fullmatch(r"[0-9a-f]{32}", etag) is not None
+        if md5_etag and etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
             self.delete(key)
             raise IntegrityError(f"{self.url}: {key}: server stored different bytes (ETag {etag})", store=self.url, key=key)
         if progress:
             progress(len(data))
-        return ObjectInfo(key, len(data), etag=etag, storage_class=self.storage_class, meta=stored)
+        return ObjectInfo(key, len(data), etag=etag, storage_class=self.storage_class, meta=stored, verified=md5_etag)
 
     def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
         first = Hasher.of_file(local)

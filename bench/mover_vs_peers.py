@@ -1,0 +1,108 @@
+"""The mover beside ``s5cmd cp`` and ``rclone copy``: same data, same SeaweedFS, same run.
+
+    python -m bench.mover_vs_peers [--files 10000] [--size 64KiB] [--large 4x1GiB] [--rounds 3] [--jobs 32]
+
+tiering's side is the real thing: ``tiering release`` on the files of a hot
+tier (archive: copy + verify size and BLAKE3 against the bytes after the copy,
+journal every step, then release: stub under a lease), then ``tiering restore
+--manifest`` (download to a temp file, verify, restore owner/mode/times,
+rename over the stub). The peers copy the same folder up (``put``) and back
+into a new folder (``get``) with their defaults. Every tool runs as a
+subprocess timed from start to exit; CPU seconds are the process tree's
+user + system time. Each round starts from a fresh catalog and tier prefix,
+so every round archives everything again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.peers import BUCKET, KEY, PEERS, SECRET, Run, binary, drop_prefix, environment, make_files, peer_command, \
+    ratio_table, timed
+from bench.seaweed import SeaweedServer
+from tiering.units import parse_size
+
+
+def tiering_config(work: Path, hot: Path, endpoint: str, prefix: str, jobs: int) -> Path:
+    cfg = work / f"{prefix.replace('/', '-')}.toml"
+    cfg.write_text(f'default_tier = "s3"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{work}/state-{prefix.replace("/", "-")}/catalog.db"\n'
+                   f'[concurrency]\njobs = {jobs}\n[tiers.s3]\nurl = "s3://{BUCKET}/{prefix}"\nendpoint = "{endpoint}"\n'
+                   f'access_key_id = "{KEY}"\nsecret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"\n')
+    return cfg
+
+
+def tiering_round(work: Path, hot: Path, files: list[Path], endpoint: str, prefix: str, jobs: int) -> tuple[Run, Run]:
+    cfg = tiering_config(work, hot, endpoint, prefix, jobs)
+    manifest = work / f"{prefix.replace('/', '-')}.txt"
+    manifest.write_text("".join(f"{p.relative_to(hot)}\n" for p in files))
+    env = environment(endpoint)
+    release = timed([binary("tiering"), "release", "-c", str(cfg), *map(str, files)], env)
+    restore = timed([binary("tiering"), "restore", "-c", str(cfg), "--manifest", str(manifest)], env)
+    return release, restore
+
+
+def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: SeaweedServer, work: Path) -> list[dict]:
+    files = sorted(src.iterdir())
+    nbytes = sum(p.stat().st_size for p in files)
+    runs: dict[tuple[str, str], list[Run]] = {}
+    env = environment(server.endpoint)
+    for r in range(rounds):
+        release, restore = tiering_round(work, hot, files, server.endpoint, f"tiering/{label}/{r}", jobs)
+        runs.setdefault(("archive+release", "tiering"), []).append(release)
+        runs.setdefault(("restore", "tiering"), []).append(restore)
+        for tool in PEERS:
+            prefix = f"{tool}/{label}/{r}"
+            runs.setdefault(("archive+release", tool), []).append(
+                timed(peer_command(tool, "put", src, prefix, server.endpoint, jobs), env))
+            out = work / f"out-{tool}-{r}"
+            runs.setdefault(("restore", tool), []).append(
+                timed(peer_command(tool, "get", out, prefix, server.endpoint, jobs), env))
+            shutil.rmtree(out)
+        for tool in ("tiering", *PEERS):
+            drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
+        print(f"  {label} round {r} done", file=sys.stderr)
+    return [_row(label, op, tool, len(files), nbytes, rs) for (op, tool), rs in runs.items()]
+
+
+def _row(label: str, op: str, tool: str, files: int, nbytes: int, runs: list[Run]) -> dict:
+    sec = statistics.median(r.seconds for r in runs)
+    return {"data": label, "op": op, "tool": tool, "seconds": sec, "files_per_s": files / sec,
+            "mb_per_s": nbytes / sec / 1e6, "cpu_s": statistics.median(r.cpu for r in runs)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--size", default="64KiB")
+    ap.add_argument("--large", default="4x1GiB", help="COUNTxSIZE of large files ('' to skip)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=32)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET
+    with tempfile.TemporaryDirectory(prefix="tiering-mover-", dir=args.workdir) as tmp:
+        work = Path(tmp)
+        hot = work / "hot"
+        server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
+        server.start()
+        try:
+            sets = [(f"{args.files}x{args.size}", make_files(hot / "small", parse_size(args.size), args.files))]
+            if args.large:
+                count, size = args.large.lower().split("x")
+                sets.append((args.large, make_files(hot / "large", parse_size(size), int(count))))
+            rows = []
+            for label, src in sets:
+                rows += run_set(label, hot, src, args.rounds, args.jobs if label == sets[0][0] else 4, server, work)
+        finally:
+            server.stop()
+    print(ratio_table(rows, args.rounds, "tiering verifies every copy and journals every step"))
+
+
+if __name__ == "__main__":
+    main()

