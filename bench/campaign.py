@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.results import SCHEMA, table
@@ -27,14 +28,21 @@ def new_campaign(engine: str) -> str:
     return f"{engine}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def write_results(rows: list[dict], out: str | os.PathLike[str]) -> Path:
-    """Append ``rows`` to ``<out>/results.parquet`` (created with its folder); returns its path."""
+def write_results(rows: list[dict], out: str | os.PathLike[str], *, replace_campaign: str | None = None) -> Path:
+    """Append ``rows`` to ``<out>/results.parquet`` (created with its folder); returns its path.
+
+    With ``replace_campaign``, rows already there from that campaign are dropped
+    first, so writing a campaign again never duplicates it.
+    """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / RESULTS
     new = table(rows)
     if path.exists():
-        new = pa.concat_tables([conform(pq.read_table(path)), new])
+        old = conform(pq.read_table(path))
+        if replace_campaign is not None:
+            old = old.filter(pc.not_equal(old["campaign"], replace_campaign))
+        new = pa.concat_tables([old, new])
     tmp = path.with_name(f".{RESULTS}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         pq.write_table(new, tmp)

@@ -22,15 +22,14 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import fio_parse
+from bench.campaign import new_campaign, write_results
 from bench.fio_env import Environment, cache_warning, drop_caches, environment
 from bench.fio_profiles import Profile, job_file, load_profile
-from bench.results import table
 from tiering.errors import UserError
 from tiering.units import format_size, parse_size
 
@@ -59,7 +58,7 @@ class Campaign:
     direct: bool = False
     drop_caches: bool = True
     fio: str = "fio"
-    id: str = field(default_factory=lambda: f"fio-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}")
+    id: str = field(default_factory=lambda: new_campaign("fio"))
 
     @property
     def out_dir(self) -> Path:
@@ -209,29 +208,10 @@ def _fio(fio: str, *args: str) -> str:
 
 
 def _save(campaign: Campaign, env: Environment, out: Path, points: list[Point]) -> CampaignResult:
-    results, manifest = out / "results.parquet", out / "manifest.json"
-    _write_rows(results, campaign.id, [row for p in points for row in p.rows])
+    manifest = out / "manifest.json"
+    results = write_results([row for p in points for row in p.rows], out, replace_campaign=campaign.id)
     _replace(manifest, json.dumps(_manifest(campaign, env, out, points), indent=2) + "\n")
     return CampaignResult(campaign, tuple(points), results, manifest)
-
-
-def _write_rows(path: Path, campaign_id: str, rows: list[dict]) -> None:
-    """This campaign's rows into ``path``, keeping other campaigns' rows (other commands may share ``--out``)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    data = table(rows)
-    if path.exists():
-        old = pq.read_table(path)
-        old = old.filter(pc.not_equal(old["campaign"], campaign_id))
-        data = pa.concat_tables([table(old.to_pylist()), data])
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        pq.write_table(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _replace(path: Path, text: str) -> None:

@@ -14,6 +14,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import tier_config
 
 from tiering.catalog import Catalog
 from tiering.config import Config, load_config
@@ -23,14 +24,6 @@ from tiering.mover.ops import Mover
 from tiering.stores.keys import encode_key
 
 BLOCK = 64 * 1024
-
-
-def write_config(tmp_path: Path, tier_toml: str) -> Path:
-    (tmp_path / "hot").mkdir(exist_ok=True)
-    cfg = tmp_path / "tiering.toml"
-    cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
-                   f'[concurrency]\npart_size = "5MiB"\nmultipart_threshold = "5MiB"\n[tiers.cap]\n{tier_toml}\n')
-    return cfg
 
 
 def parquet_bytes() -> tuple[pa.Table, bytes]:
@@ -99,16 +92,7 @@ class Dataset:
 
 
 def build(tmp_path: Path, kind: str, request, monkeypatch) -> Dataset:
-    if kind == "posix":
-        (tmp_path / "capacity").mkdir()
-        cfg = write_config(tmp_path, 'url = "capacity"')
-    else:
-        from conftest import S3_BUCKET, S3_KEY, S3_SECRET
-
-        server = request.getfixturevalue("seaweed")
-        monkeypatch.setenv("TEST_S3_SECRET", S3_SECRET)
-        cfg = write_config(tmp_path, f'url = "s3://{S3_BUCKET}/fs-{tmp_path.name}"\nendpoint = "{server.endpoint}"\n'
-                                     f'access_key_id = "{S3_KEY}"\nsecret_access_key = "${{TEST_S3_SECRET}}"')
+    cfg = tier_config(kind, tmp_path, request, monkeypatch)
     config = load_config(cfg)
     for rel, data in ALL.items():
         path = config.hot_path / rel

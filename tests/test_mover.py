@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
+from conftest import tier_config, write_config
 
 from tiering.catalog import Catalog
 from tiering.config import load_config
@@ -18,27 +18,9 @@ from tiering.stores.checksum import checksum_bytes
 from tiering.stores.keys import encode_key
 
 
-def write_config(tmp_path: Path, tier_toml: str) -> Path:
-    (tmp_path / "hot").mkdir(exist_ok=True)
-    cfg = tmp_path / "tiering.toml"
-    cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
-                   f'[concurrency]\npart_size = "5MiB"\nmultipart_threshold = "5MiB"\n[tiers.cap]\n{tier_toml}\n')
-    return cfg
-
-
 @pytest.fixture(params=["posix", "s3"])
 def mover(request, tmp_path, monkeypatch):
-    if request.param == "posix":
-        (tmp_path / "capacity").mkdir()
-        cfg = write_config(tmp_path, 'url = "capacity"')
-    else:
-        from conftest import S3_BUCKET, S3_KEY, S3_SECRET
-
-        server = request.getfixturevalue("seaweed")
-        monkeypatch.setenv("TEST_S3_SECRET", S3_SECRET)
-        cfg = write_config(tmp_path, f'url = "s3://{S3_BUCKET}/{tmp_path.name}"\nendpoint = "{server.endpoint}"\n'
-                                     f'access_key_id = "{S3_KEY}"\nsecret_access_key = "${{TEST_S3_SECRET}}"')
-    config = load_config(cfg)
+    config = load_config(tier_config(request.param, tmp_path, request, monkeypatch))
     catalog = Catalog.open(config.catalog_path, writer=True)
     m = Mover(config, catalog)
     yield m

@@ -25,7 +25,7 @@ from tiering.migrate.result import FAILED, ItemResult
 from tiering.stores.base import FileMeta, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_source
 from tiering.stores.keys import decode_key, encode_key
-from tiering.stores.localfile import open_source, write_all
+from tiering.stores.localfile import fsync_path, open_source, write_all
 
 RESERVED = ".tiering"
 _WRITER = f"{socket.gethostname()}~{os.getpid()}"
@@ -139,7 +139,7 @@ class LocalTree:
         os.chmod(tmp, stat.S_IMODE(meta.mode) or 0o644)
         os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns))
         if self.fsync:
-            _fsync(tmp)
+            fsync_path(tmp)
         target = self.path(key)
         try:
             os.makedirs(target.parent, exist_ok=True)
@@ -194,14 +194,6 @@ def hash_file(path: Path, size: int) -> str:
         while n := f.readinto(buf):
             hasher.update(view[:n])
     return hasher.value
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _abandoned(name: str) -> bool:

@@ -55,6 +55,7 @@ from tiering.mover.stub import (
 )
 from tiering.stores.base import FileMeta, Store
 from tiering.stores.keys import encode_key
+from tiering.stores.localfile import fsync_path
 
 RESTORE_TMP_PREFIX = ".tiering-restore-"
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EROFS}
@@ -242,7 +243,7 @@ class Mover:
             self._fetch(rec, tmp, stub)
             crash_point("restore:fetched")
             replace_stub(tmp, path, Identity.of(stub), self._use_lease)
-            _fsync_dir(path.parent)
+            fsync_path(path.parent)
         except StubError as exc:
             _unlink_quietly(tmp)
             self.catalog.end(entry, "rolled_back", error=exc.reason)
@@ -301,11 +302,3 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tiering.inventory import SCHEMA
+from tiering.stores.localfile import fsync_path
 from tiering.scan.results import ProgressCallback, ScanSummary
 from tiering.scan.scanner import DEFAULT_BATCH_ROWS, Scan
 
@@ -49,12 +50,12 @@ def write_snapshot(root: str | os.PathLike[str], out_path: str | os.PathLike[str
                 writer.write_batch(batch)
             summary = replace(scan.summary, snapshot=out)
             writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary.to_json())})
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync(out.parent)
+    fsync_path(out.parent)
     return summary
 
 
@@ -90,11 +91,3 @@ def mark_latest(snapshot: Path) -> Path:
     os.symlink(snapshot.name, tmp)
     os.replace(tmp, link)
     return link
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

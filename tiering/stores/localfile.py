@@ -42,6 +42,15 @@ def write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None 
             offset += n
 
 
+def fsync_path(path: str | Path) -> None:
+    """fsync a file or a directory by name (a directory: to make a rename in it durable)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_source(path: str | Path) -> bytes:
     with open_source(path) as f:
         return f.read()

@@ -37,7 +37,7 @@ from tiering.errors import (
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.keys import decode_key, encode_key
-from tiering.stores.localfile import open_source, write_all
+from tiering.stores.localfile import fsync_path, open_source, write_all
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 RESERVED = ".tiering"
@@ -145,7 +145,7 @@ class PosixStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
             if self.fsync:
-                _fsync_dir(target.parent)
+                fsync_path(target.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -299,12 +299,3 @@ def _inside(filename: str | bytes, root: Path) -> bool:
 
 def _etag(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns:x}-{st.st_size:x}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
