@@ -211,21 +211,25 @@ class S3Store:
     def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
         local = Path(local)
         try:
-            info, hasher = self._call(key, lambda: self._get_streamed(key, local, progress))
-            if hasher is None:  # too big for one stream: parallel ranged GETs, then hash
-                hasher = self._get_parallel(key, info.size, local, progress)
+            info, hasher, first = self._call(key, lambda: self._get_streamed(key, local, progress))
+            if hasher is None:  # too big for one stream: the rest in parallel ranged GETs
+                hasher = self._get_parallel(key, info.size, local, progress, first)
             verify_object(hasher, info.meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
             raise
         return info
 
-    def _get_streamed(self, key: str, local: Path, progress: Progress | None) -> tuple[ObjectInfo, Hasher | None]:
-        """One GET: metadata and, for objects up to the threshold, the bytes (hashed on the way)."""
+    def _get_streamed(self, key: str, local: Path, progress: Progress | None):
+        """One GET: metadata and, for objects up to the threshold, the bytes (hashed on the way).
+
+        For a larger object the response is handed back unread: its first part
+        is consumed by ``_get_parallel`` rather than fetched a second time.
+        """
         result = obstore.get(self._obs, self._name(key))
         info = self._info(key, result.meta, dict(result.attributes))
         if info.size > self.threshold:
-            return info, None
+            return info, None, result
         hasher = Hasher()
         with open(local, "wb") as f:
             for chunk in result.stream(min_chunk_size=CHUNK):
@@ -233,15 +237,31 @@ class S3Store:
                 f.write(chunk)
                 if progress:
                     progress(len(chunk))
-        return info, hasher
+        return info, hasher, None
 
-    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None) -> Hasher:
-        """Ranged GETs into ``local``, ``jobs`` at a time; the hash of the file as written, read back in order."""
+    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first) -> Hasher:
+        """The first part from the open response ``first``, the others as ranged GETs ``jobs`` at a time;
+        hashed in order as parts land (the bytes as written, read back from the page cache)."""
         name = self._name(key)
         with open(local, "w+b") as f:
             f.truncate(size)
             fd = f.fileno()
             in_order = _InOrder(fd)
+
+            def head_part() -> None:
+                offset = 0
+                try:
+                    for chunk in first.stream(min_chunk_size=CHUNK):
+                        chunk = memoryview(chunk)[: self.part_size - offset]
+                        write_all(fd, chunk, offset)
+                        offset += len(chunk)
+                        if offset >= self.part_size:
+                            break  # the rest comes in ranged GETs; this connection is dropped
+                except oe.BaseError:
+                    return part(0)  # the open response failed: fetch the part again, with retries
+                in_order.landed(0, offset)
+                if progress:
+                    progress(offset)
 
             def part(start: int) -> None:
                 length = min(self.part_size, size - start)
@@ -252,7 +272,8 @@ class S3Store:
                     progress(length)
 
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="s3-get") as pool:
-                for future in [pool.submit(part, s) for s in range(0, size, self.part_size)]:
+                futures = [pool.submit(head_part)] + [pool.submit(part, s) for s in range(self.part_size, size, self.part_size)]
+                for future in futures:
                     future.result()
         return in_order.hasher
 
