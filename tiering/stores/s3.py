@@ -345,7 +345,7 @@ class _InOrder:
     """
 
     def __init__(self, fd: int) -> None:
-        self.hasher = Hasher()
+        self.hasher = Hasher(threaded=True)
         self._fd = fd
         self._next = 0
         self._landed: dict[int, int] = {}
@@ -357,7 +357,7 @@ class _InOrder:
             while self._next in self._landed:
                 left = self._landed.pop(self._next)
                 while left:
-                    data = os.pread(self._fd, min(left, CHUNK), self._next)
+                    data = os.pread(self._fd, min(left, 4 * CHUNK), self._next)
                     if not data:
                         raise OSError(f"short read at {self._next} of a file being downloaded")
                     self.hasher.update(data)
