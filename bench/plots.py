@@ -186,7 +186,8 @@ def fio_plot(directory: Path, out: Path, timeout: float = 120.0) -> tuple[list[I
         deepest = str(max(depths))
         for kind, args in (("3d-iops", ["-L", "-t", "iops"]), (f"numjobs-qd{deepest}", ["-N", "-d", deepest])):
             png = out / f"{name}-{kind}.png"
-            error = _run([binary, "-i", str(folder), "-T", f"{title} {mode}", "-r", mode, *args, "-o", str(png)],
+            error = _run([binary, "-i", str(folder.absolute()), "-T", f"{title} {mode}", "-r", mode, *args,
+                          "-o", str(png.absolute())],
                          png, timeout)
             if error:
                 notes.append(f"fio-plot {kind} for {title} ({mode}) failed: {error}")

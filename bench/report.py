@@ -171,7 +171,9 @@ def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None 
     heads = headlines(rows, all_series)
     images = plots.draw_all(all_series, heads, rows, out_dir / "plots")
     fio_images, fio_notes = plots.fio_plot(Path(directory), out_dir / "fio-plot")
-    doc = _document(directory, files, rows, all_series, heads)
+    # Name the results folder relative to the report, so a report moved with its data stays true.
+    shown = os.path.relpath(Path(directory).absolute(), out_dir.absolute())
+    doc = _document(shown, files, rows, all_series, heads)
     doc.section("Plots")
     for path, caption in images:
         doc.image(path, caption)
