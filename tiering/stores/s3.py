@@ -99,6 +99,10 @@ class S3Store:
         self.retry = retry
         self.storage_class = options.get("storage_class") or ""
         self.part_size = int(options.get("part_size") or 64 * MiB)
+        # Ranged GETs have no 5 MiB floor or 10,000-part ceiling: smaller parts keep
+        # more streams busy and let writing and hashing overlap (64 MiB: ~370 MB/s,
+        # 16 MiB: ~650 MB/s for one 256 MiB object from a loopback SeaweedFS).
+        self.get_part_size = min(self.part_size, 16 * MiB)
         self.threshold = int(options.get("multipart_threshold") or 64 * MiB)
         self.jobs = int(options.get("jobs") or 4)
         self._obs = _ObStore(self.bucket, **self._client_config(options))
@@ -252,10 +256,10 @@ class S3Store:
                 offset = 0
                 try:
                     for chunk in first.stream(min_chunk_size=CHUNK):
-                        chunk = memoryview(chunk)[: self.part_size - offset]
+                        chunk = memoryview(chunk)[: self.get_part_size - offset]
                         write_all(fd, chunk, offset)
                         offset += len(chunk)
-                        if offset >= self.part_size:
+                        if offset >= self.get_part_size:
                             break  # the rest comes in ranged GETs; this connection is dropped
                 except oe.BaseError:
                     return part(0)  # the open response failed: fetch the part again, with retries
@@ -264,7 +268,7 @@ class S3Store:
                     progress(offset)
 
             def part(start: int) -> None:
-                length = min(self.part_size, size - start)
+                length = min(self.get_part_size, size - start)
                 data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
                 write_all(fd, memoryview(data), start)
                 in_order.landed(start, length)
@@ -272,7 +276,8 @@ class S3Store:
                     progress(length)
 
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="s3-get") as pool:
-                futures = [pool.submit(head_part)] + [pool.submit(part, s) for s in range(self.part_size, size, self.part_size)]
+                step = self.get_part_size
+                futures = [pool.submit(head_part)] + [pool.submit(part, s) for s in range(step, size, step)]
                 for future in futures:
                     future.result()
         return in_order.hasher
