@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.peers import (
-    BUCKET, KEY, PEERS, SECRET, Run, binary, drop_prefix, environment, make_files, peer_command, ratio_table, timed,
+    BUCKET, KEY, PEERS, SECRET, Run, binary, drop_prefix, environment, make_files, peer_command, ratio_table, summary_row, timed,
 )
 from bench.seaweed import SeaweedServer
 from tiering.units import parse_size
@@ -57,18 +56,12 @@ def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer
                     shutil.rmtree(local)
                 print(f"  {label} round {r} {op} {tool}: {runs[(op, tool)][-1].seconds:.2f}s", file=sys.stderr)
         _drop_round(server, label, r, env)
-    return [_row(label, op, tool, files, nbytes, rs) for (op, tool), rs in runs.items()]
+    return [summary_row(label, op, tool, files, nbytes, rs) for (op, tool), rs in runs.items()]
 
 
 def _drop_round(server: SeaweedServer, label: str, r: int, env: dict[str, str]) -> None:
     for tool in ("tiering", *PEERS):
         drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
-
-
-def _row(label: str, op: str, tool: str, files: int, nbytes: int, runs: list[Run]) -> dict:
-    sec = statistics.median(r.seconds for r in runs)
-    return {"data": label, "op": op, "tool": tool, "seconds": sec, "files_per_s": files / sec,
-            "mb_per_s": nbytes / sec / 1e6, "cpu_s": statistics.median(r.cpu for r in runs)}
 
 
 def rss_point(n: int, work: Path, jobs: int) -> dict:

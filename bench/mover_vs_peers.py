@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.peers import BUCKET, KEY, PEERS, SECRET, Run, binary, drop_prefix, environment, make_files, peer_command, \
-    ratio_table, timed
+    ratio_table, summary_row, timed
 from bench.seaweed import SeaweedServer
 from tiering.units import parse_size
 
@@ -67,13 +66,7 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
         for tool in ("tiering", *PEERS):
             drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
         print(f"  {label} round {r} done", file=sys.stderr)
-    return [_row(label, op, tool, len(files), nbytes, rs) for (op, tool), rs in runs.items()]
-
-
-def _row(label: str, op: str, tool: str, files: int, nbytes: int, runs: list[Run]) -> dict:
-    sec = statistics.median(r.seconds for r in runs)
-    return {"data": label, "op": op, "tool": tool, "seconds": sec, "files_per_s": files / sec,
-            "mb_per_s": nbytes / sec / 1e6, "cpu_s": statistics.median(r.cpu for r in runs)}
+    return [summary_row(label, op, tool, len(files), nbytes, rs) for (op, tool), rs in runs.items()]
 
 
 def main(argv: list[str] | None = None) -> None:

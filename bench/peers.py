@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -83,6 +84,13 @@ def drop_prefix(endpoint: str, prefix: str) -> None:
     """Delete everything under ``prefix`` (keeps the server's disk from filling up between rounds)."""
     argv = [binary("s5cmd"), "--endpoint-url", endpoint, "rm", f"s3://{BUCKET}/{prefix}/*"]
     subprocess.run(argv, env=environment(endpoint), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def summary_row(label: str, op: str, tool: str, files: int, nbytes: int, runs: list[Run]) -> dict:
+    """One table row: median seconds, files/s, MB/s and CPU seconds over the rounds."""
+    sec = statistics.median(r.seconds for r in runs)
+    return {"data": label, "op": op, "tool": tool, "seconds": sec, "files_per_s": files / sec,
+            "mb_per_s": nbytes / sec / 1e6, "cpu_s": statistics.median(r.cpu for r in runs)}
 
 
 def ratio_table(rows: list[dict], rounds: int, note: str) -> str:
