@@ -10,35 +10,21 @@ on) and with ``s5cmd cp``, and prints median files/s and MB/s with the ratio.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.objects import make_files, measure_get, measure_put
+from bench.objects import measure_get, measure_put
+from bench.peers import BUCKET, KEY, SECRET, add_data_args, data_sets, environment, peer_command, timed
 from bench.seaweed import SeaweedServer
 from tiering.stores import open_store
 from tiering.stores.keys import encode_key
-from tiering.units import parse_size
 
-KEY, SECRET, BUCKET = "bench-key", "bench-secret", "bench"
-
-
-def s5cmd(endpoint: str, *args: str) -> float:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1"}
-    binary = shutil.which("s5cmd") or str(Path(sys.executable).parent / "s5cmd")
-    start = time.perf_counter()
-    subprocess.run([binary, "--endpoint-url", endpoint, *args], env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def run_set(server, store, files: list[Path], label: str, rounds: int, jobs: int, work: Path) -> list[tuple]:
+def run_set(server, store, src: Path, label: str, rounds: int, jobs: int, work: Path) -> list[tuple]:
+    files = sorted(src.iterdir())
     nbytes = sum(p.stat().st_size for p in files)
-    src = files[0].parent
+    env = environment(server.endpoint)
     timings: dict[tuple[str, str], list[float]] = {}
     for r in range(rounds):
         for op in ("put", "get"):
@@ -46,10 +32,11 @@ def run_set(server, store, files: list[Path], label: str, rounds: int, jobs: int
             keys = [encode_key(f"tiering/{label}/{r}/{p.name}") for p in files]
             if op == "put":
                 t_ours = measure_put(store, files, keys, jobs).seconds
-                t_peer = s5cmd(server.endpoint, "--numworkers", str(jobs), "cp", f"{src}/*", f"s3://{BUCKET}/s5cmd/{label}/{r}/")
+                t_peer = timed(peer_command("s5cmd", "put", src, f"s5cmd/{label}/{r}", server.endpoint, jobs), env).seconds
             else:
                 t_ours = measure_get(store, keys, out / "ours", jobs, files[0].stat().st_size).seconds
-                t_peer = s5cmd(server.endpoint, "--numworkers", str(jobs), "cp", f"s3://{BUCKET}/s5cmd/{label}/{r}/*", f"{out}/peer/")
+                t_peer = timed(peer_command("s5cmd", "get", out / "peer", f"s5cmd/{label}/{r}", server.endpoint, jobs),
+                               env).seconds
             shutil.rmtree(out, ignore_errors=True)
             timings.setdefault(("tiering", op), []).append(t_ours)
             timings.setdefault(("s5cmd", op), []).append(t_peer)
@@ -62,12 +49,7 @@ def run_set(server, store, files: list[Path], label: str, rounds: int, jobs: int
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=10_000)
-    ap.add_argument("--size", default="64KiB")
-    ap.add_argument("--large", default="4x256MiB", help="COUNTxSIZE of large files ('' to skip)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=32)
-    ap.add_argument("--workdir", default=None)
+    add_data_args(ap, large="4x256MiB")
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="tiering-cmp-", dir=args.workdir) as tmp:
@@ -77,14 +59,11 @@ def main(argv: list[str] | None = None) -> None:
         try:
             store = open_store(f"s3://{BUCKET}", {"endpoint": server.endpoint, "access_key_id": KEY,
                                                   "secret_access_key": SECRET, "jobs": 8})
-            sets = [(f"{args.files}x{args.size}", make_files(work / "small", parse_size(args.size), args.files))]
-            if args.large:
-                count, size = args.large.lower().split("x")
-                sets.append((args.large, make_files(work / "large", parse_size(size), int(count))))
             rows = []
-            for label, files in sets:
-                jobs = args.jobs if len(files) > 100 else len(files)
-                rows += run_set(server, store, files, label, args.rounds, jobs, work)
+            for label, src in data_sets(work, args.files, args.size, args.large):
+                count = sum(1 for _ in src.iterdir())
+                jobs = args.jobs if count > 100 else count
+                rows += run_set(server, store, src, label, args.rounds, jobs, work)
             print_table(rows, args.rounds)
         finally:
             server.stop()

@@ -27,10 +27,24 @@ import time
 from pathlib import Path
 
 from bench.peers import (
-    BUCKET, KEY, PEERS, SECRET, Run, binary, drop_prefix, environment, make_files, peer_command, ratio_table, summary_row, timed,
+    BUCKET,
+    KEY,
+    PEERS,
+    SECRET,
+    Run,
+    add_data_args,
+    binary,
+    data_sets,
+    drop_prefix,
+    environment,
+    peer_command,
+    ratio_table,
+    summary_row,
+    timed,
 )
 from bench.seaweed import SeaweedServer
-from tiering.units import parse_size
+
+
 def commands(tool: str, op: str, local: Path, prefix: str, endpoint: str, jobs: int) -> list[str]:
     """The command line of ``tool`` for ``op`` (put: local -> s3, get: s3 -> local)."""
     if tool == "tiering":
@@ -90,13 +104,8 @@ def print_table(rows: list[dict], rounds: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=10_000)
-    ap.add_argument("--size", default="64KiB")
-    ap.add_argument("--large", default="4x1GiB", help="COUNTxSIZE of large files ('' to skip)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=32)
+    add_data_args(ap, large="4x1GiB")
     ap.add_argument("--tree", type=int, default=1_000_000, help="files in the RSS tree (0 to skip)")
-    ap.add_argument("--workdir", default=None)
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="tiering-peers-", dir=args.workdir) as tmp:
@@ -104,10 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
         server.start()
         try:
-            sets = [(f"{args.files}x{args.size}", make_files(work / "small", parse_size(args.size), args.files))]
-            if args.large:
-                count, size = args.large.lower().split("x")
-                sets.append((args.large, make_files(work / "large", parse_size(size), int(count))))
+            sets = data_sets(work, args.files, args.size, args.large)
             rows = []
             for label, src in sets:
                 rows += run_set(label, src, args.rounds, args.jobs if label == sets[0][0] else 4, server, work)

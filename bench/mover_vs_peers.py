@@ -22,10 +22,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.peers import BUCKET, KEY, PEERS, SECRET, Run, binary, drop_prefix, environment, make_files, peer_command, \
-    ratio_table, summary_row, timed
+from bench.peers import (
+    BUCKET,
+    KEY,
+    PEERS,
+    SECRET,
+    Run,
+    add_data_args,
+    binary,
+    data_sets,
+    drop_prefix,
+    environment,
+    peer_command,
+    ratio_table,
+    summary_row,
+    timed,
+)
 from bench.seaweed import SeaweedServer
-from tiering.units import parse_size
 
 
 def tiering_config(work: Path, hot: Path, endpoint: str, prefix: str, jobs: int) -> Path:
@@ -71,12 +84,7 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=10_000)
-    ap.add_argument("--size", default="64KiB")
-    ap.add_argument("--large", default="4x1GiB", help="COUNTxSIZE of large files ('' to skip)")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--jobs", type=int, default=32)
-    ap.add_argument("--workdir", default=None)
+    add_data_args(ap, large="4x1GiB")
     args = ap.parse_args(argv)
     os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET
     with tempfile.TemporaryDirectory(prefix="tiering-mover-", dir=args.workdir) as tmp:
@@ -85,10 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
         server.start()
         try:
-            sets = [(f"{args.files}x{args.size}", make_files(hot / "small", parse_size(args.size), args.files))]
-            if args.large:
-                count, size = args.large.lower().split("x")
-                sets.append((args.large, make_files(hot / "large", parse_size(size), int(count))))
+            sets = data_sets(hot, args.files, args.size, args.large)
             rows = []
             for label, src in sets:
                 rows += run_set(label, hot, src, args.rounds, args.jobs if label == sets[0][0] else 4, server, work)

@@ -80,6 +80,27 @@ def make_files(folder: Path, size: int, count: int) -> Path:
     return folder
 
 
+def add_data_args(ap, large: str) -> None:
+    """The data-set options every comparison script takes."""
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--size", default="64KiB")
+    ap.add_argument("--large", default=large, help="COUNTxSIZE of large files ('' to skip)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=32)
+    ap.add_argument("--workdir", default=None)
+
+
+def data_sets(root: Path, files: int, size: str, large: str) -> list[tuple[str, Path]]:
+    """(label, folder) of the small-file set and, unless ``large`` is empty, the large-file set."""
+    from tiering.units import parse_size
+
+    sets = [(f"{files}x{size}", make_files(root / "small", parse_size(size), files))]
+    if large:
+        count, each = large.lower().split("x")
+        sets.append((large, make_files(root / "large", parse_size(each), int(count))))
+    return sets
+
+
 def drop_prefix(endpoint: str, prefix: str) -> None:
     """Delete everything under ``prefix`` (keeps the server's disk from filling up between rounds)."""
     argv = [binary("s5cmd"), "--endpoint-url", endpoint, "rm", f"s3://{BUCKET}/{prefix}/*"]
