@@ -54,19 +54,19 @@ def _pairs(words: Sequence[str], option: str) -> dict[str, str]:
     return pairs
 
 
-def _size(value: str | None, option: str) -> int | None:
+def _parsed(value: str | None, option: str, parse):
+    """``parse(value)``, None for None; a bad value is one line naming the option."""
     if value is None:
         return None
     try:
-        return parse_size(value)
+        return parse(value)
     except ValueError as exc:
         raise UserError(f"{option} {value!r}: {exc}") from None
+
+
+def _size(value: str | None, option: str) -> int | None:
+    return _parsed(value, option, parse_size)
 
 
 def _age(value: str | None, option: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise UserError(f"{option} {value!r}: {exc}") from None
+    return _parsed(value, option, parse_duration)
