@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from tiering.policy import Policy
-from tiering.units import format_size
 
 #: The order the mover works in: restores first (a job may be waiting for them).
 ACTION_ORDER = ("restore", "pin", "archive", "release")
@@ -42,12 +41,6 @@ class Plan:
     counts: dict[str, int] = field(default_factory=dict)  # files seen, skipped by kind, per-rule "already"/capped
     usage: Usage | None = None
     freed: int = 0  # hot-tier bytes the plan's releases would free
-
-    @staticmethod
-    def empty_actions() -> pa.Table:
-        return pa.table({"action": pa.array([], pa.string()), "target_tier": pa.array([], pa.string()),
-                         "rule": pa.array([], pa.string()), "path": pa.array([], pa.binary()),
-                         "size": pa.array([], pa.int64())})
 
     def __len__(self) -> int:
         return self.actions.num_rows
@@ -87,7 +80,3 @@ def show_path(path: bytes) -> str:
     """A path for humans: exact where printable, escapes where not."""
     text = os.fsdecode(path)
     return text if text.isprintable() else repr(text)[1:-1]
-
-
-def describe_bytes(n: int) -> str:
-    return format_size(n)

@@ -38,7 +38,6 @@ from tiering.plan.join import catalog_frame, joined, normalize
 from tiering.plan.model import ACTION_ORDER, Plan, Usage
 from tiering.policy import Policy, augment, needed_columns
 
-NS = 1_000_000_000
 #: Columns kept for every chosen action: enough to act on it and to explain it.
 _KEEP = ("path", "type", "size", "blocks", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "ino", "nlink",
          "state", "tier", "heat", "pinned")
@@ -290,4 +289,4 @@ def _watermark(policy: Policy, acc: _Accumulator, usage: Usage | None, freed: in
     return _label(table, policy, default_tier)
 
 
-__all__ = ["make_plan", "NS"]
+__all__ = ["make_plan"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import blake3
 
@@ -61,20 +61,6 @@ def checksum_bytes(data: bytes | bytearray | memoryview) -> str:
     h = Hasher()
     h.update(data)
     return h.value
-
-
-def checksum_stream(stream: BinaryIO, chunk: int = CHUNK) -> tuple[str, int]:
-    """Checksum and size of everything left in a binary stream."""
-    h = Hasher()
-    while data := stream.read(chunk):
-        h.update(data)
-    return h.value, h.size
-
-
-def checksum_file(path: str | Path) -> tuple[str, int]:
-    """Checksum and size of a local file."""
-    with open_source(path) as f:
-        return checksum_stream(f)
 
 
 def verify_source(hasher: Hasher, meta: FileMeta, key: str, url: str) -> FileMeta:
