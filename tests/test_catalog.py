@@ -54,6 +54,16 @@ def test_reader_needs_an_existing_catalog_and_garbage_is_one_clear_error(db, tmp
     assert "\n" not in str(err.value)
 
 
+def test_a_reader_racing_the_writer_that_creates_the_catalog_gets_a_clear_error(db):
+    db.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(db).close()  # the instant after a writer created the file, before its tables
+    with pytest.raises(UserError, match="still being created"):
+        Catalog.open(db)
+    Catalog.open(db, writer=True).close()
+    with Catalog.open(db) as cat:
+        assert list(cat.records()) == []
+
+
 def test_records_round_trip_with_exact_path_bytes(db):
     odd = b"dir/new\nline-\xff\xfe.bin"
     with Catalog.open(db, writer=True) as cat:
@@ -193,3 +203,33 @@ def test_a_state_change_never_rolls_back_heat_or_pin(db):
         rec = cat.get(b"f")
     assert (rec.state, rec.tier, rec.pinned) == ("archived", "hdd", True)
     assert rec.heat == pytest.approx(1.0)
+
+
+def test_writers_on_an_event_loop_commit_together_and_fail_alone(db):
+    import asyncio
+
+    with Catalog.open(db, writer=True) as cat:
+        async def work(i: int) -> str:
+            entry = await cat.begin_async("archive", f"f{i}".encode(), "copying")
+            if i % 10 == 0:
+                try:
+                    await cat.put_async(FileRecord(f"f{i}".encode(), "bogus-state"))
+                except sqlite3.IntegrityError:
+                    return "rejected"
+            await cat.end_async(entry, record=FileRecord(f"f{i}".encode(), "archived"))
+            return "ok"
+
+        async def main() -> list[str]:
+            return await asyncio.gather(*(work(i) for i in range(200)))
+
+        outcomes = asyncio.run(main())
+        assert outcomes.count("rejected") == 20
+        assert {e.path for e in cat.open_entries()} == {f"f{i}".encode() for i in range(0, 200, 10)}
+        entry = cat.open_entries()[0].id
+        # end + begin in one transaction: both or neither
+        new = asyncio.run(cat.end_then_begin_async(entry, FileRecord(b"f0", "archived"), {"checksum": "c"},
+                                                   "release", "stubbing"))
+        assert [e.id for e in cat.open_entries() if e.path == b"f0"] == [new]
+    with Catalog.open(db) as reader:  # what the loop's commits acknowledged is on disk
+        assert reader.counts()["archived"][0] == 181
+        assert reader.history(b"f0")[1].detail == {"checksum": "c"}

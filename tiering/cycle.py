@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -142,23 +142,23 @@ class HookedMover:
         self.mover = mover
         self.hooks = hooks
 
-    def archive(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
-        return self._run(Task(rel, "archive", tier, storage_class), lambda: self.mover.archive(rel, tier, storage_class))
+    async def archive_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        return await self._run(Task(rel, "archive", tier, storage_class), self.mover.archive_async(rel, tier, storage_class))
 
-    def release(self, rel: bytes, tier: str | None = None) -> Outcome:
-        return self._run(Task(rel, "release", tier), lambda: self.mover.release(rel, tier))
+    async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
+        return await self._run(Task(rel, "release", tier), self.mover.release_async(rel, tier))
 
-    def restore(self, rel: bytes) -> Outcome:
-        return self._run(Task(rel, "restore"), lambda: self.mover.restore(rel))
+    async def restore_async(self, rel: bytes) -> Outcome:
+        return await self._run(Task(rel, "restore"), self.mover.restore_async(rel))
 
-    def pin(self, rel: bytes) -> Outcome:
-        return self._run(Task(rel, "pin"), lambda: self.mover.pin(rel))
+    async def pin_async(self, rel: bytes) -> Outcome:
+        return await self._run(Task(rel, "pin"), self.mover.pin_async(rel))
 
-    def _run(self, task: Task, action: Callable[[], Outcome]) -> Outcome:
+    async def _run(self, task: Task, action: Coroutine[object, object, Outcome]) -> Outcome:
         self.hooks.started(task)
         outcome = None
         try:
-            outcome = action()
+            outcome = await action
             return outcome
         finally:
             self.hooks.finished(task, outcome)

@@ -109,6 +109,9 @@ class Catalog:
                 _migrate(write_conn, path)
             read_conn = _connect(path, writer=False)
             _check_version(read_conn, path)
+            if not writer and read_conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                read_conn.close()  # a writer has just created the file and not yet its tables
+                raise UserError(f"catalog {path} is still being created; try again in a moment")
         except BaseException:
             if lock:
                 lock.release()
@@ -142,6 +145,11 @@ class Catalog:
         if self._committer is None:
             raise UserError(f"catalog {self.path} was opened read-only")
         return self._committer.submit(work)
+
+    async def _write_async(self, work):
+        if self._committer is None:
+            raise UserError(f"catalog {self.path} was opened read-only")
+        return await self._committer.submit_async(work)
 
     # -- files -------------------------------------------------------------------
 
@@ -212,10 +220,19 @@ class Catalog:
     def begin(self, action: str, path: bytes, step: str, *, tier: str | None = None,
               object_key: str | None = None, **detail) -> int:
         """Journal the start of an action, durably, before anything is touched."""
+        return self._write(self._begin_work(action, path, step, tier, object_key, detail))
+
+    async def begin_async(self, action: str, path: bytes, step: str, *, tier: str | None = None,
+                          object_key: str | None = None, **detail) -> int:
+        """``begin`` from an event loop."""
+        return await self._write_async(self._begin_work(action, path, step, tier, object_key, detail))
+
+    def _begin_work(self, action: str, path: bytes, step: str, tier: str | None, object_key: str | None,
+                    detail: dict):
         args = (self.run_id, action, path, tier, object_key, step, json.dumps(detail), time.time())
-        return self._write(lambda conn: conn.execute(
+        return lambda conn: conn.execute(
             "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)", args).lastrowid)
+            "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)", args).lastrowid
 
     def step(self, entry_id: int, step: str, **detail) -> None:
         """Journal that an open action reached ``step`` (``detail`` is merged in)."""
@@ -223,12 +240,29 @@ class Catalog:
 
     def end(self, entry_id: int, status: str = "done", record: FileRecord | None = None, **detail) -> None:
         """Close an action; with ``record``, the file's new state commits in the same transaction."""
-        def work(conn: sqlite3.Connection) -> None:
-            _merge(conn, entry_id, None, status, detail)
-            if record is not None:
-                _upsert(conn, record)
+        self._write(_end_work(entry_id, status, record, detail))
 
-        self._write(work)
+    async def end_async(self, entry_id: int, status: str = "done", record: FileRecord | None = None,
+                        **detail) -> None:
+        """``end`` from an event loop."""
+        await self._write_async(_end_work(entry_id, status, record, detail))
+
+    async def end_then_begin_async(self, entry_id: int, record: FileRecord, detail: dict, action: str, step: str, *,
+                                   tier: str | None = None, object_key: str | None = None, **begin_detail) -> int:
+        """Close one action and journal the next on the same file, in one transaction (one commit to
+        wait for instead of two); returns the new entry's id."""
+        end = _end_work(entry_id, "done", record, detail)
+        begin = self._begin_work(action, record.path, step, tier, object_key, begin_detail)
+
+        def work(conn: sqlite3.Connection) -> int:
+            end(conn)
+            return begin(conn)
+
+        return await self._write_async(work)
+
+    async def put_async(self, record: FileRecord) -> None:
+        """``put`` from an event loop."""
+        await self._write_async(lambda conn: _upsert(conn, record))
 
     def open_entries(self) -> list[JournalEntry]:
         """Actions a crash interrupted (status still 'open'), oldest first."""
@@ -275,9 +309,20 @@ def _upsert(conn: sqlite3.Connection, record: FileRecord) -> None:
     conn.execute(_UPSERT, [values[c] for c in _FILE_COLUMNS])
 
 
+def _end_work(entry_id: int, status: str, record: FileRecord | None, detail: dict):
+    def work(conn: sqlite3.Connection) -> None:
+        _merge(conn, entry_id, None, status, detail)
+        if record is not None:
+            _upsert(conn, record)
+
+    return work
+
+
 def _merge(conn: sqlite3.Connection, entry_id: int, step: str | None, status: str | None, detail: dict) -> None:
-    row = conn.execute("SELECT detail FROM journal WHERE id = ?", (entry_id,)).fetchone()
-    merged = {**json.loads(row[0]), **detail} if detail else None
+    merged = None
+    if detail:
+        row = conn.execute("SELECT detail FROM journal WHERE id = ?", (entry_id,)).fetchone()
+        merged = {**json.loads(row[0]), **detail}
     conn.execute(
         "UPDATE journal SET step = coalesce(?, step), status = coalesce(?, status), "
         "detail = coalesce(?, detail), ended_at = CASE WHEN ? IS NULL THEN ended_at ELSE ? END WHERE id = ?",

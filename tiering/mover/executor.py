@@ -1,31 +1,34 @@
 """Run many mover actions on one bounded pool.
 
-One ``jobs`` knob sets the worker threads; at most ``4 x jobs`` tasks are in
-flight, so a plan of millions of files never becomes millions of futures.
-Small files go many at a time; a large file's parts run in parallel inside the
-store (its ``part_jobs``). Tasks start in the order given (a plan puts
-restores first, so a waiting job gets its data before archives run).
+``execute`` runs mover actions as coroutines on one event loop: one ``jobs``
+knob sets how many are in flight, and tasks are pulled lazily, so a plan of
+millions of files never becomes millions of futures. Small files go many at a
+time through the store's async client; blocking work (a large file, whose
+parts run in parallel inside the store, or an fsync) goes to the loop's
+``jobs`` worker threads. Tasks start in the order given (a plan puts restores
+first, so a waiting job gets its data before archives run).
 
 Per-file failures are recorded, not raised. The run stops *starting* new work
 when a failure says the whole run is doomed (hot tier full, a tier refusing
 our credentials) or when the error rate passes ``max_error_rate`` after at
 least ``min_sample`` results; work already started finishes.
 
-``bounded_map`` is that pool for any callable (``tiering.migrate`` shares it);
-an ``Executor`` decides where work runs: ``ThreadExecutor`` here, or a Dask
-cluster (``tiering.mover.distributed``).
+``bounded_map`` is the same bounded intake over threads, for any blocking
+callable (``tiering.migrate`` uses it); an ``Executor`` decides where byte
+transfers run: here (``ThreadExecutor``), or a Dask cluster
+(``tiering.mover.distributed``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, not for migrate
@@ -95,15 +98,16 @@ class RunResult:
                 "stopped": self.stopped or None}
 
 
-def run_action(mover: Mover, task: Task) -> Outcome:
+async def run_action(mover: Mover, task: Task) -> Outcome:
+    """One task on ``mover`` (anything with the mover's ``*_async`` actions)."""
     if task.action == "archive":
-        return mover.archive(task.path, task.tier, task.storage_class)
+        return await mover.archive_async(task.path, task.tier, task.storage_class)
     if task.action == "release":
-        return mover.release(task.path, task.tier)
+        return await mover.release_async(task.path, task.tier)
     if task.action == "restore":
-        return mover.restore(task.path)
+        return await mover.restore_async(task.path)
     if task.action == "pin":
-        return mover.pin(task.path)
+        return await mover.pin_async(task.path)
     return Outcome(task.path, task.action, FAILED, f"unknown action {task.action!r}")
 
 
@@ -171,22 +175,65 @@ class ThreadExecutor:
 def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: float = 0.5, min_sample: int = 20,
             total: tuple[int, int] | None = None, progress: Callable[[Progress], None] | None = None,
             executor: Executor | None = None) -> RunResult:
-    """Run ``tasks`` with ``jobs`` workers; returns what happened. ``total`` = (files, bytes), for progress.
+    """Run ``tasks`` with ``jobs`` in flight; returns what happened. ``total`` = (files, bytes), for progress.
 
     Actions journal to the catalog, which only this process writes, so they
     always run here; a distributed ``executor`` takes their byte transfers.
     """
+    from tiering.mover.ops import run_blocking
+
     result = RunResult()
     start = time.monotonic()
+
+    def tick() -> None:
+        if progress:
+            progress(Progress(result.total, total[0] if total else None, result.bytes_moved,
+                              total[1] if total else None, result.failed, time.monotonic() - start))
+
     with (executor or ThreadExecutor()).offloading(mover):
-        for outcome in bounded_map(partial(run_action, mover), tasks, jobs=jobs, stop=lambda: bool(result.stopped)):
-            result.add(outcome)
-            result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
-            if progress:
-                progress(Progress(result.total, total[0] if total else None, result.bytes_moved,
-                                  total[1] if total else None, result.failed, time.monotonic() - start))
+        run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick))
     result.seconds = time.monotonic() - start
     return result
+
+
+async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunResult, max_error_rate: float,
+                   min_sample: int, tick: Callable[[], None]) -> None:
+    """Keep ``jobs`` actions in flight until ``tasks`` runs out or the run must stop."""
+    jobs = max(1, jobs)
+    loop = asyncio.get_running_loop()
+    workers = ThreadPoolExecutor(jobs, thread_name_prefix="mover")  # large transfers, fsyncs, non-async stores
+    loop.set_default_executor(workers)
+    finished: deque[asyncio.Future] = deque()
+    landed = asyncio.Event()
+
+    def on_done(future: asyncio.Future) -> None:
+        finished.append(future)
+        landed.set()
+
+    running = 0
+    it = iter(tasks)
+    try:
+        while True:
+            while running < jobs and not result.stopped and (task := next(it, _END)) is not _END:
+                asyncio.ensure_future(run_action(mover, task)).add_done_callback(on_done)
+                running += 1
+            if not running:
+                return
+            while not finished:
+                landed.clear()
+                await landed.wait()
+            outcome = finished.popleft().result()
+            running -= 1
+            result.add(outcome)
+            result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
+            tick()
+    finally:
+        while running:  # an action raised: let the others finish their journal entries
+            while not finished:
+                landed.clear()
+                await landed.wait()
+            finished.popleft().exception()  # retrieved, so asyncio does not log it again
+            running -= 1
 
 
 def _should_stop(outcome: Outcome, result: RunResult, max_error_rate: float, min_sample: int) -> str:

@@ -14,20 +14,31 @@ how far an interrupted action got. The invariants, never traded for speed:
 - restore never replaces a stub that was written to, and never leaves a
   temp file behind on failure.
 
-Methods are safe to call from many threads at once (the catalog group-commits
-their journal writes); library code never prints.
+The actions are coroutines (``archive_async`` ...), so one event loop keeps
+many files in flight: their journal writes group-commit, small objects move
+through the store's async client, and blocking work (large transfers, fsync)
+runs on the loop's worker threads. One thread with many actions in flight
+costs far less CPU than a thread per action, whose GIL hand-offs cost more
+than the work itself for small files. The plain methods (``archive`` ...)
+run one action to completion for callers without a loop; they are safe to call
+from many threads at once. Library code never prints.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import secrets
 import stat
 import threading
 import time
-from dataclasses import replace
+import weakref
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
@@ -53,9 +64,9 @@ from tiering.mover.stub import (
     replace_stub,
     stub_attributes,
 )
-from tiering.stores.base import FileMeta, Store
+from tiering.mover.fsyncs import SyncBatcher
+from tiering.stores.base import FileMeta, Store, call_async
 from tiering.stores.keys import encode_key
-from tiering.stores.localfile import fsync_path
 
 RESTORE_TMP_PREFIX = ".tiering-restore-"
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EROFS}
@@ -72,6 +83,7 @@ class Mover:
         self._stores_lock = threading.Lock()
         self._writers = open_for_writing() if check_writers else frozenset()
         self._use_lease = ignore_lease_breaks()
+        self._syncers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one per event loop
 
     # -- plumbing --------------------------------------------------------------
 
@@ -91,66 +103,85 @@ class Mover:
     def _open_for_writing(self, st: os.stat_result) -> bool:
         return (st.st_dev, st.st_ino) in self._writers
 
+    def _syncer(self) -> SyncBatcher:
+        loop = asyncio.get_running_loop()
+        with self._stores_lock:
+            return self._syncers.setdefault(loop, SyncBatcher())
+
     # -- archive -----------------------------------------------------------------
 
     def archive(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         """Copy a resident or dirty file to a capacity tier and verify the copy."""
+        return run_blocking(self.archive_async(rel, tier, storage_class))
+
+    async def archive_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        """``archive`` as a coroutine."""
         try:
-            return self._archive(rel, tier, storage_class)
+            return (await self._archive(rel, tier, storage_class)).outcome
         except (TieringError, OSError) as exc:
             return _failure(rel, "archive", exc, tier)
 
-    def _archive(self, rel: bytes, tier: str | None, storage_class: str | None) -> Outcome:
+    async def _archive(self, rel: bytes, tier: str | None, storage_class: str | None, *,
+                       known: tuple[FileRecord | None, os.stat_result] | None = None,
+                       then_release: bool = False) -> _Archived:
+        """Archive ``rel``. ``known``: its catalog record and lstat, when the caller has them already.
+        ``then_release``: journal the release in the same commit that records the verified copy."""
         path = self.hot_path(rel)
-        st = os.lstat(path)
+        rec, st = known if known else (self.catalog.get(rel), os.lstat(path))
         if skip := self._unmovable(st):
-            return Outcome(rel, "archive", SKIPPED, skip)
-        rec = self.catalog.get(rel)
+            return _Archived(Outcome(rel, "archive", SKIPPED, skip))
         ident = Identity.of(st)
         if rec and rec.state == RELEASED:
-            return Outcome(rel, "archive", NOOP, "already released", tier=rec.tier)
+            return _Archived(Outcome(rel, "archive", NOOP, "already released", tier=rec.tier), rec)
         if rec and rec.state == ARCHIVED and Identity.of_record(rec) == ident:
-            return Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier)
+            return _Archived(Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier), rec)
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
         store = self.store(tier)
-        entry = self.catalog.begin("archive", rel, "copying", tier=tier, object_key=key, identity=ident.as_dict())
+        entry = await self.catalog.begin_async("archive", rel, "copying", tier=tier, object_key=key,
+                                               identity=ident.as_dict())
         crash_point("archive:begin")
         try:
-            info = store.put_file(path, key, FileMeta.from_stat(st, key))
+            info = await call_async(store, "put_file", path, key, FileMeta.from_stat(st, key))
             crash_point("archive:copied")
             after = Identity.of(os.lstat(path))
             if after != ident:
                 raise SourceChangedError(f"{_show(rel)}: changed while it was copied")
             if not info.verified:  # the store could not confirm the stored bytes itself: read its record back
-                copy = store.head(key)
+                copy = await call_async(store, "head", key)
                 if copy.size != ident.size or copy.checksum != info.checksum:
                     raise IntegrityError(f"{_show(rel)}: capacity copy does not verify "
                                          f"(size {copy.size} vs {ident.size}, checksum {copy.checksum} vs {info.checksum})")
         except BaseException as exc:
-            self._abandon_archive(entry, rec, rel, store, key, exc)
+            await self._abandon_archive(entry, rec, rel, store, key, exc)
             raise
         crash_point("archive:verified")
         base = rec or FileRecord(rel, RESIDENT)
         record = replace(base, state=ARCHIVED, tier=tier, object_key=key, storage_class=storage_class or None,
                          checksum=info.checksum, size=ident.size, mtime_ns=ident.mtime_ns, ctime_ns=ident.ctime_ns,
                          ino=ident.ino, archived_at=time.time(), released_at=None)
-        self.catalog.end(entry, record=record, checksum=info.checksum)
+        release_entry = None
+        if then_release:
+            release_entry = await self.catalog.end_then_begin_async(
+                entry, record, {"checksum": info.checksum}, "release", "stubbing", tier=tier, object_key=key)
+        else:
+            await self.catalog.end_async(entry, record=record, checksum=info.checksum)
         crash_point("archive:end")
-        return Outcome(rel, "archive", DONE, f"copied to {tier} and verified", bytes=ident.size, tier=tier)
+        outcome = Outcome(rel, "archive", DONE, f"copied to {tier} and verified", bytes=ident.size, tier=tier)
+        return _Archived(outcome, record, release_entry)
 
-    def _abandon_archive(self, entry: int, rec: FileRecord | None, rel: bytes, store: Store, key: str,
-                         exc: BaseException) -> None:
+    async def _abandon_archive(self, entry: int, rec: FileRecord | None, rel: bytes, store: Store, key: str,
+                               exc: BaseException) -> None:
         """Undo a failed archive: drop the unverified copy; a changed file becomes dirty."""
         try:
-            store.delete(key)
+            await call_async(store, "delete", key)
         except StoreError:
             pass  # recover retries the delete from the open journal entry
         else:
             changed = isinstance(exc, SourceChangedError)
             new_state = DIRTY if changed and rec and rec.state in (ARCHIVED, DIRTY) else (rec.state if rec else None)
             record = replace(rec, state=new_state) if rec and new_state else None
-            self.catalog.end(entry, "failed", record=record, error=str(exc)[:500])
+            await self.catalog.end_async(entry, "failed", record=record, error=str(exc)[:500])
 
     def _unmovable(self, st: os.stat_result) -> str:
         if not stat.S_ISREG(st.st_mode):
@@ -165,45 +196,53 @@ class Mover:
 
     def release(self, rel: bytes, tier: str | None = None) -> Outcome:
         """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed."""
+        return run_blocking(self.release_async(rel, tier))
+
+    async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
+        """``release`` as a coroutine."""
         try:
-            return self._release(rel, tier)
+            return await self._release(rel, tier)
         except (TieringError, OSError) as exc:
             return _failure(rel, "release", exc, tier)
 
-    def _release(self, rel: bytes, tier: str | None) -> Outcome:
+    async def _release(self, rel: bytes, tier: str | None) -> Outcome:
         rec = self.catalog.get(rel)
         if rec and rec.state == RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
         path = self.hot_path(rel)
         st = os.lstat(path)
-        just_archived = False
+        just_archived, entry = False, None
         if rec is None or rec.state != ARCHIVED or Identity.of_record(rec) != Identity.of(st):
-            archived = self._archive(rel, tier, None)
-            if archived.status not in (DONE, NOOP):
-                return replace(archived, action="release")
-            rec, just_archived = self.catalog.get(rel), archived.status == DONE
+            # Archive first; its closing commit also opens the release entry (one commit, not two).
+            archived = await self._archive(rel, tier, None, known=(rec, st), then_release=st.st_size > 0)
+            if archived.outcome.status not in (DONE, NOOP):
+                return replace(archived.outcome, action="release")
+            rec, entry = archived.record, archived.release_entry
+            just_archived = archived.outcome.status == DONE
         if skip := self._unmovable(st):
             return Outcome(rel, "release", SKIPPED, skip)
         if rec.size == 0:
             return Outcome(rel, "release", NOOP, "empty file: no blocks to free", tier=rec.tier)
         if not just_archived:  # a copy made earlier may have been deleted or replaced since: check it
-            copy = self.store(rec.tier).head(rec.object_key)
+            copy = await call_async(self.store(rec.tier), "head", rec.object_key)
             if copy.size != rec.size or copy.checksum != rec.checksum:
                 raise IntegrityError(f"{_show(rel)}: capacity copy in {rec.tier} no longer matches the catalog; "
                                      "not releasing")
-        entry = self.catalog.begin("release", rel, "stubbing", tier=rec.tier, object_key=rec.object_key)
+        if entry is None:
+            entry = await self.catalog.begin_async("release", rel, "stubbing", tier=rec.tier,
+                                                   object_key=rec.object_key)
         crash_point("release:begin")
         try:
             attrs = stub_attributes(rec.size, rec.checksum, rec.tier, rec.object_key)
             release_to_stub(path, Identity.of_record(rec), attrs, self._use_lease)
         except StubError as exc:
-            self.catalog.end(entry, "rolled_back", error=exc.reason)
+            await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
             return Outcome(rel, "release", SKIPPED, exc.reason, tier=rec.tier)
         except BaseException as exc:
-            self.catalog.end(entry, "failed", error=str(exc)[:500])
+            await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
         crash_point("release:stubbed")
-        self.catalog.end(entry, record=replace(rec, state=RELEASED, released_at=time.time()))
+        await self.catalog.end_async(entry, record=replace(rec, state=RELEASED, released_at=time.time()))
         crash_point("release:end")
         return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
 
@@ -211,57 +250,67 @@ class Mover:
 
     def pin(self, rel: bytes) -> Outcome:
         """Keep a file on the hot tier: set its pin (no policy moves it), restoring it if released."""
+        return run_blocking(self.pin_async(rel))
+
+    async def pin_async(self, rel: bytes) -> Outcome:
+        """``pin`` as a coroutine."""
         rec = self.catalog.get(rel)
-        self.catalog.set_pinned([rel], True)
+        await asyncio.to_thread(self.catalog.set_pinned, [rel], True)
         if rec and rec.state == RELEASED:
-            return replace(self.restore(rel), action="pin")
+            return replace(await self.restore_async(rel), action="pin")
         return Outcome(rel, "pin", DONE if not (rec and rec.pinned) else NOOP, "pinned to the hot tier")
 
     # -- restore -----------------------------------------------------------------
 
     def restore(self, rel: bytes) -> Outcome:
         """Bring a released file's bytes back from its capacity tier, verified."""
+        return run_blocking(self.restore_async(rel))
+
+    async def restore_async(self, rel: bytes) -> Outcome:
+        """``restore`` as a coroutine."""
         try:
-            return self._restore(rel)
+            return await self._restore(rel)
         except (TieringError, OSError) as exc:
             return _failure(rel, "restore", exc, None)
 
-    def _restore(self, rel: bytes) -> Outcome:
+    async def _restore(self, rel: bytes) -> Outcome:
         rec = self.catalog.get(rel)
         if rec is None or rec.state != RELEASED:
             return Outcome(rel, "restore", NOOP, f"not released ({rec.state if rec else 'unmanaged'})")
         path = self.hot_path(rel)
         stub = os.lstat(path)
         if stub.st_size != 0:
-            self.catalog.put(replace(rec, state=DIRTY))
+            await self.catalog.put_async(replace(rec, state=DIRTY))
             return Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty", tier=rec.tier)
         tmp = path.parent / f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}"
-        entry = self.catalog.begin("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
-                                   tmp=tmp.name, stub_ino=stub.st_ino)
+        entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
+                                               tmp=tmp.name, stub_ino=stub.st_ino)
         crash_point("restore:begin")
         try:
-            self._fetch(rec, tmp, stub)
+            await self._fetch(rec, tmp, stub)
             crash_point("restore:fetched")
             replace_stub(tmp, path, Identity.of(stub), self._use_lease)
-            fsync_path(path.parent)
+            # The rename must be on disk before the journal says "restored";
+            # renames in one directory share one fsync of it.
+            await self._syncer().sync_dir(path.parent)
         except StubError as exc:
             _unlink_quietly(tmp)
-            self.catalog.end(entry, "rolled_back", error=exc.reason)
+            await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
             return Outcome(rel, "restore", SKIPPED, f"the stub is in use or changed ({exc.reason}); left as it is")
         except BaseException as exc:
             _unlink_quietly(tmp)
-            self.catalog.end(entry, "failed", error=str(exc)[:500])
+            await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
         crash_point("restore:renamed")
         new = os.lstat(path)
-        self.catalog.end(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
+        await self.catalog.end_async(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
                                               ino=new.st_ino, released_at=None))
         crash_point("restore:end")
         return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size, tier=rec.tier)
 
-    def _fetch(self, rec: FileRecord, tmp: Path, stub: os.stat_result) -> None:
+    async def _fetch(self, rec: FileRecord, tmp: Path, stub: os.stat_result) -> None:
         """Download into ``tmp``, check it against the catalog, give it the stub's owner/mode/times."""
-        info = self.store(rec.tier).get_file(rec.object_key, tmp)
+        info = await call_async(self.store(rec.tier), "get_file", rec.object_key, tmp)
         if os.lstat(tmp).st_size != rec.size:  # belt and braces: the bytes must be on our disk
             raise IntegrityError(f"{_show(rec.path)}: restored copy has {os.lstat(tmp).st_size} bytes, expected {rec.size}")
         if info.checksum != rec.checksum or info.size != rec.size:
@@ -274,9 +323,32 @@ class Mover:
                 os.fchown(fd, stub.st_uid, stub.st_gid)
             os.fchmod(fd, stat.S_IMODE(stub.st_mode))
             os.utime(fd, ns=(stub.st_atime_ns, stub.st_mtime_ns))
-            os.fsync(fd)
+            await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Archived:
+    """What ``_archive`` did, for ``_release`` to go on from."""
+
+    outcome: Outcome
+    record: FileRecord | None = None  # the file's record once archived (or as found, for a no-op)
+    release_entry: int | None = None  # the release journal entry opened with the archive's commit
+
+
+T = TypeVar("T")
+
+
+def run_blocking(coro: Coroutine[object, object, T]) -> T:
+    """Run ``coro`` to completion from plain code: on a fresh event loop, or on a
+    helper thread when this thread already runs one (a loop cannot be re-entered)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1, thread_name_prefix="mover-blocking") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:

@@ -17,12 +17,18 @@ Contracts every implementation keeps (checked by ``tests/test_store_conformance.
 - ``delete`` of a missing key succeeds (deletes are idempotent).
 - Errors are the project's own (``tiering.errors``), never an SDK's.
 
+``call_async(store, "put_file", ...)`` runs a store method from an event loop:
+the store's own coroutine (``put_file_async``) when it has one, else the
+blocking method on a worker thread. Only stores with a native async client
+(S3, through obstore) need to write any.
+
 Optional abilities are separate small protocols (``SupportsStorageClass``,
 ``SupportsRestore``), checked with ``isinstance`` before use.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,3 +171,16 @@ class SupportsCleanup(Protocol):
 
     def cleanup_incomplete(self, key: str | None = None) -> int:
         """Remove leftovers of interrupted writes (of ``key``, or all of dead writers); returns how many."""
+
+
+async def call_async(store: Store, method: str, *args):
+    """``store.<method>(*args)`` without blocking the event loop.
+
+    The class's own ``<method>_async`` coroutine when it defines one (looked up
+    on the type, so a wrapper that forwards attributes does not skip itself),
+    else the blocking method on the loop's worker threads.
+    """
+    native = getattr(type(store), f"{method}_async", None)
+    if native is not None:
+        return await native(store, *args)
+    return await asyncio.to_thread(getattr(store, method), *args)

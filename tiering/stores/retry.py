@@ -8,9 +8,10 @@ within ``deadline`` seconds rather than after an SDK's minutes of patience.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,14 +41,29 @@ class RetryPolicy:
             try:
                 return fn()
             except TransientError as exc:
-                wait = self.delay(attempt)
-                spent = time.monotonic() - start
-                if attempt >= self.attempts or spent + wait > self.deadline:
-                    raise type(exc)(
-                        f"{exc} (gave up after {attempt} attempts in {spent:.1f}s)", store=exc.store, key=exc.key
-                    ) from exc
-                sleep(wait)
+                sleep(self._wait_or_give_up(exc, attempt, start))
                 attempt += 1
+
+    async def call_async(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``call`` for a coroutine function: the same tries and waits, without blocking the event loop."""
+        start = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return await fn()
+            except TransientError as exc:
+                await asyncio.sleep(self._wait_or_give_up(exc, attempt, start))
+                attempt += 1
+
+    def _wait_or_give_up(self, exc: TransientError, attempt: int, start: float) -> float:
+        """Seconds to wait before the next try; raises (saying how hard we tried) once the policy is spent."""
+        wait = self.delay(attempt)
+        spent = time.monotonic() - start
+        if attempt >= self.attempts or spent + wait > self.deadline:
+            raise type(exc)(
+                f"{exc} (gave up after {attempt} attempts in {spent:.1f}s)", store=exc.store, key=exc.key
+            ) from exc
+        return wait
 
 
 DEFAULT_RETRY = RetryPolicy()

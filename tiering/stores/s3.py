@@ -23,6 +23,7 @@ Options: ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -57,6 +58,10 @@ from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 from tiering.stores.s3_uploads import S3Credentials, abort_upload, list_uploads
 
 MiB = 1024 * 1024
+#: Objects up to this size move inside the event loop in the ``*_async`` methods
+#: (reading and hashing them takes well under a millisecond); larger ones run the
+#: blocking path on a worker thread so one big file never stalls the others.
+INLINE_MAX = 1 * MiB
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
@@ -145,16 +150,34 @@ class S3Store:
     def _name(self, key: str) -> str:
         return join_key(self.prefix, key)
 
-    def _call(self, key: str, fn):
+    def _call(self, key: str, fn, *, retry: bool = True):
+        """``fn()`` with SDK errors translated, and transient ones retried unless ``retry`` is off."""
         def attempt():
             try:
                 return fn()
             except (oe.BaseError, OSError, ValueError) as exc:
-                if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.errno:
-                    raise  # a local file error, not the store's
-                raise translate(exc, self.url, key) from exc
+                if (error := self._error(exc, key)) is exc:
+                    raise
+                raise error from exc
 
-        return self.retry.call(attempt)
+        return self.retry.call(attempt) if retry else attempt()
+
+    async def _call_async(self, key: str, fn):
+        async def attempt():
+            try:
+                return await fn()
+            except (oe.BaseError, OSError, ValueError) as exc:
+                if (error := self._error(exc, key)) is exc:
+                    raise
+                raise error from exc
+
+        return await self.retry.call_async(attempt)
+
+    def _error(self, exc: Exception, key: str) -> Exception:
+        """A local file error as it is (it is not the store's); anything else as the project's error."""
+        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.errno:
+            return exc
+        return translate(exc, self.url, key)
 
     # -- put -------------------------------------------------------------------
 
@@ -171,18 +194,43 @@ class S3Store:
         return self._put_multipart(Path(local), key, name, meta, progress)
 
     def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        data, stored = self._single_body(local, key, meta)
+        result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
+        info = self._stored(key, data, stored, result)
+        if info is None:
+            self.delete(key)
+            raise _etag_mismatch(self.url, key, result)
+        if progress:
+            progress(len(data))
+        return info
+
+    async def put_file_async(self, local: str | Path, key: str, meta: FileMeta) -> ObjectInfo:
+        """``put_file`` as a coroutine: small files go up from the event loop, large ones on a thread."""
+        if meta.size > INLINE_MAX:
+            return await asyncio.to_thread(self.put_file, local, key, meta)
+        data, stored = self._single_body(Path(local), key, meta)
+        name = self._name(key)
+        result = await self._call_async(key, lambda: obstore.put_async(
+            self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
+        info = self._stored(key, data, stored, result)
+        if info is None:
+            await self.delete_async(key)
+            raise _etag_mismatch(self.url, key, result)
+        return info
+
+    def _single_body(self, local: Path, key: str, meta: FileMeta) -> tuple[bytes, FileMeta]:
+        """The whole file, and the metadata to store with it (checksum taken over exactly these bytes)."""
         data = read_source(local)
         hasher = Hasher()
         hasher.update(data)
-        stored = verify_source(hasher, meta, key, self.url)
-        result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
+        return data, verify_source(hasher, meta, key, self.url)
+
+    def _stored(self, key: str, data: bytes, stored: FileMeta, result) -> ObjectInfo | None:
+        """What a single PUT stored; None if its MD5 ETag says the server has other bytes than ``data``."""
         etag = (result.get("e_tag") or "").strip('"')
         md5_etag = re.fullmatch(r"[0-9a-f]{32}", etag) is not None
         if md5_etag and etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
-            self.delete(key)
-            raise IntegrityError(f"{self.url}: {key}: server stored different bytes (ETag {etag})", store=self.url, key=key)
-        if progress:
-            progress(len(data))
+            return None
         return ObjectInfo(key, len(data), etag=etag, storage_class=self.storage_class, meta=stored, verified=md5_etag)
 
     def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
@@ -224,6 +272,49 @@ class S3Store:
             raise
         return info
 
+    async def get_file_async(self, key: str, local: str | Path) -> ObjectInfo:
+        """``get_file`` as a coroutine: small objects come down in the event loop, large ones on a thread."""
+        local = Path(local)
+        name = self._name(key)
+
+        async def fetch():
+            result = await obstore.get_async(self._obs, name)
+            info = self._info(key, result.meta, dict(result.attributes))
+            if info.size > INLINE_MAX:
+                return info, None, result
+            data = await result.bytes_async()
+            return info, data, None
+
+        try:
+            info, data, large = await self._call_async(key, fetch)
+            if large is not None:  # the open response goes on to a thread, which streams or splits it
+                return await asyncio.to_thread(self._finish_get, key, local, None, info, large)
+            hasher = Hasher()
+            hasher.update(data)
+            with open(local, "wb") as f:
+                write_all(f.fileno(), memoryview(data), 0)
+            verify_object(hasher, info.meta, key, self.url)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            raise
+        return info
+
+    def _finish_get(self, key: str, local: Path, progress: Progress | None, info: ObjectInfo, result) -> ObjectInfo:
+        """Read an open GET response ``result`` of a large object into ``local``, verified."""
+        try:
+            if info.size > self.threshold:
+                hasher = self._get_parallel(key, info.size, local, progress, result)
+            else:
+                try:
+                    hasher = self._call(key, lambda: self._stream_into(result, local, progress), retry=False)
+                except TransientError:  # this response broke off: start again, with the retry policy
+                    return self.get_file(key, local, progress)
+            verify_object(hasher, info.meta, key, self.url)
+        except BaseException:
+            local.unlink(missing_ok=True)
+            raise
+        return info
+
     def _get_streamed(self, key: str, local: Path, progress: Progress | None):
         """One GET: metadata and, for objects up to the threshold, the bytes (hashed on the way).
 
@@ -234,6 +325,10 @@ class S3Store:
         info = self._info(key, result.meta, dict(result.attributes))
         if info.size > self.threshold:
             return info, None, result
+        return info, self._stream_into(result, local, progress), None
+
+    @staticmethod
+    def _stream_into(result, local: Path, progress: Progress | None) -> Hasher:
         hasher = Hasher()
         with open(local, "wb") as f:
             for chunk in result.stream(min_chunk_size=CHUNK):
@@ -241,7 +336,7 @@ class S3Store:
                 f.write(chunk)
                 if progress:
                     progress(len(chunk))
-        return info, hasher, None
+        return hasher
 
     def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first) -> Hasher:
         """The first part from the open response ``first``, the others as ranged GETs ``jobs`` at a time;
@@ -311,9 +406,18 @@ class S3Store:
             storage_class=attrs.get("Storage-Class", ""), meta=FileMeta.from_headers(attrs),
         )
 
+    async def head_async(self, key: str) -> ObjectInfo:
+        name = self._name(key)
+        result = await self._call_async(key, lambda: obstore.get_async(self._obs, name, options={"head": True}))
+        return self._info(key, result.meta, dict(result.attributes))
+
     def delete(self, key: str) -> None:
         name = self._name(key)
         self._call(key, lambda: obstore.delete(self._obs, name))
+
+    async def delete_async(self, key: str) -> None:
+        name = self._name(key)
+        await self._call_async(key, lambda: obstore.delete_async(self._obs, name))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # object_store lists whole "directories"; narrow to the string prefix here.
@@ -339,6 +443,11 @@ class S3Store:
 
     def close(self) -> None:
         pass
+
+
+def _etag_mismatch(url: str, key: str, result) -> IntegrityError:
+    etag = (result.get("e_tag") or "").strip('"')
+    return IntegrityError(f"{url}: {key}: server stored different bytes (ETag {etag})", store=url, key=key)
 
 
 class _InOrder:
