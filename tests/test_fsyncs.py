@@ -37,7 +37,7 @@ def test_many_concurrent_requests_all_complete_and_failures_stay_their_own(tmp_p
 
 def test_a_directory_named_twice_in_a_batch_is_synced_once_and_shares_its_error(tmp_path):
     missing = tmp_path / "gone"
-    errors = _sync_all([tmp_path, missing, tmp_path, missing])
+    errors = [error for _, error in _sync_all([tmp_path, missing, tmp_path, missing])]
     assert errors[0] is None and errors[2] is None
     assert isinstance(errors[1], FileNotFoundError) and errors[3] is errors[1]
 
@@ -46,13 +46,15 @@ def test_requests_made_while_a_batch_runs_wait_for_the_next_batch(tmp_path):
     """A request arriving mid-batch must not be answered by the fsync already under way."""
     async def main():
         syncer = SyncBatcher()
+        batches = syncer._batches
         first = asyncio.ensure_future(syncer.sync_dir(tmp_path))
-        await asyncio.sleep(0)  # the first batch is now running on its thread
-        assert syncer._running
+        for _ in range(3):  # the first batch is taken and now runs on its thread
+            await asyncio.sleep(0)
+        assert batches.running and not batches.waiting
         second = asyncio.ensure_future(syncer.sync_dir(tmp_path))
         await asyncio.sleep(0)
-        assert syncer._waiting and syncer._waiting[0][1] is not None  # queued for the next batch
+        assert batches.waiting == 1 and not first.done()  # queued for the next batch
         await asyncio.gather(first, second)
-        assert not syncer._running and not syncer._waiting
+        assert not batches.running and not batches.waiting
 
     asyncio.run(main())

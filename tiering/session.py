@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from tiering.catalog import Catalog
 from tiering.config import Config
@@ -18,7 +17,9 @@ from tiering.mover.executor import Task
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
 from tiering.mover.recover import recover
-from tiering.plan import Plan
+
+if TYPE_CHECKING:  # pyarrow and the planner load only for commands that plan, not for release/restore
+    from tiering.plan import Plan
 
 
 @contextmanager
@@ -45,5 +46,8 @@ def plan_tasks(plan: Plan) -> Iterator[Task]:
 
 
 def plan_totals(plan: Plan) -> tuple[int, int]:
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401  (pa.compute)
+
     sizes = plan.actions["size"] if plan.actions.num_rows else pa.array([], pa.int64())
     return plan.actions.num_rows, int(pa.compute.sum(sizes).as_py() or 0)

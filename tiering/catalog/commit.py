@@ -9,11 +9,10 @@ an item fails, the batch is redone with each item in its own SAVEPOINT, so the
 failing item fails alone and the others still commit.
 Latency per write stays one commit; throughput grows with concurrency.
 
-Writers on an event loop (the mover's actions) skip the thread: their items
-collect while the loop runs other actions, and one commit of all of them runs
-in the loop itself when the loop next gets to it. That costs the loop one
-fsync's pause per batch, and saves two thread hand-offs per item, which for
-small files cost more than the fsync.
+Writers on an event loop (the mover's actions) batch on the loop side
+(``tiering.batching``): their items collect while the loop runs other
+actions and go to a worker thread as one transaction, so a thread hand-off
+is paid per batch, not per item, and the loop never waits on the fsync.
 """
 
 from __future__ import annotations
@@ -22,9 +21,12 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
+
+from tiering.batching import LoopBatcher, Outcomes, settle
 
 Work = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -38,7 +40,10 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._conn_lock = threading.Lock()  # one transaction at a time: the thread's, or a loop's
-        self._loop_items: dict[asyncio.AbstractEventLoop, list] = {}  # per loop: items for its next commit
+        # One batcher per event loop (each ``asyncio.run`` is a new loop, dropped with it).
+        self._loop_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBatcher[Work]] = (
+            weakref.WeakKeyDictionary())
+        self._batches_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="catalog-commit", daemon=True)
         self._thread.start()
 
@@ -49,18 +54,13 @@ class GroupCommitter:
         return future.result()
 
     async def submit_async(self, work: Work) -> Any:
-        """``submit`` from an event loop: committed in the loop with the other items it has queued."""
+        """``submit`` from an event loop: committed with the other items that loop has queued."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        items = self._loop_items.get(loop)
-        if items is None:  # the first item since the last commit: commit once the loop gets round to it
-            items = self._loop_items[loop] = []
-            loop.call_soon(self._commit_loop_items, loop)
-        items.append((work, future))
-        return await future
-
-    def _commit_loop_items(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._commit(self._loop_items.pop(loop))
+        with self._batches_lock:
+            batches = self._loop_batches.get(loop)
+            if batches is None:
+                batches = self._loop_batches[loop] = LoopBatcher(self._transaction)
+        return await batches.submit(work)
 
     def close(self) -> None:
         self._queue.put(_STOP)
@@ -82,30 +82,29 @@ class GroupCommitter:
                 return
 
     def _commit(self, items: list[tuple[Work, Future]]) -> None:
+        for (_, future), (value, error) in zip(items, self._transaction([work for work, _ in items]), strict=True):
+            settle(future, value, error)
+
+    def _transaction(self, works: list[Work]) -> Outcomes:
+        """Run ``works`` in one durable transaction; a (result, error) for each."""
         with self._conn_lock:
-            self._commit_locked(items)
-
-    def _commit_locked(self, items: list[tuple[Work, Future]]) -> None:
-        conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn = self._conn
             try:
-                results = [(future, _no_cursor(work(conn)), None) for work, future in items]
-            except Exception:  # some item failed: redo them one by one, so it fails alone
-                conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
-                results = [self._isolated(work, future) for work, future in items]
-            conn.execute("COMMIT")
-        except BaseException as exc:  # the commit itself failed: nothing is durable
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for _, future in items:
-                _resolve(future, None, exc)
-            return
-        for future, value, error in results:
-            _resolve(future, value, error)
+                try:
+                    outcomes: Outcomes = [(_no_cursor(work(conn)), None) for work in works]
+                except Exception:  # some item failed: redo them one by one, so it fails alone
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    outcomes = [self._isolated(work) for work in works]
+                conn.execute("COMMIT")
+            except BaseException as exc:  # the commit itself failed: nothing is durable
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return [(None, exc)] * len(works)
+            return outcomes
 
-    def _isolated(self, work: Work, future: Future) -> tuple[Future, Any, BaseException | None]:
+    def _isolated(self, work: Work) -> tuple[Any, BaseException | None]:
         """Run one item inside its own SAVEPOINT: if it fails, only its own statements are undone."""
         conn = self._conn
         conn.execute("SAVEPOINT item")
@@ -114,19 +113,9 @@ class GroupCommitter:
         except Exception as exc:
             conn.execute("ROLLBACK TO item")
             conn.execute("RELEASE item")
-            return future, None, exc
+            return None, exc
         conn.execute("RELEASE item")
-        return future, value, None
-
-
-def _resolve(future, value: Any, error: BaseException | None) -> None:
-    """Hand a result to its writer (a thread's or a loop's future), unless it stopped waiting."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(value)
-    else:
-        future.set_exception(error)
+        return value, None
 
 
 def _no_cursor(value: Any) -> Any:

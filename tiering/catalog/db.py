@@ -10,11 +10,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from tiering.catalog.commit import GroupCommitter
 from tiering.catalog.lock import WriterLock
@@ -48,6 +49,7 @@ class FileRecord:
 
 
 _FILE_COLUMNS = [f.name for f in fields(FileRecord)]
+_PINNED, _UPDATED_AT = _FILE_COLUMNS.index("pinned"), _FILE_COLUMNS.index("updated_at")
 #: Heat and pin have writers of their own (add_heat, set_pinned): a state change
 #: computed from an older read of the record must not roll them back.
 _KEPT_ON_UPDATE = ("path", "heat", "heat_at", "pinned")
@@ -199,6 +201,9 @@ class Catalog:
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
         pin, and the identity (size, mtime, inode) of the archived version."""
+        import pyarrow as pa  # only planning needs Arrow; movers start faster without it
+        import pyarrow.compute as pc
+
         rows = self._read("SELECT path, state, tier, heat, coalesce(heat_at, ?), pinned, size, mtime_ns, ino "
                           "FROM files", (now,))
         cols = list(zip(*rows)) or [()] * 9
@@ -305,8 +310,10 @@ class Catalog:
 
 
 def _upsert(conn: sqlite3.Connection, record: FileRecord) -> None:
-    values = {**asdict(record), "updated_at": time.time(), "pinned": int(record.pinned)}
-    conn.execute(_UPSERT, [values[c] for c in _FILE_COLUMNS])
+    # Plain attribute reads: dataclasses.asdict deep-copies, and this runs for every journal step.
+    values = [getattr(record, c) for c in _FILE_COLUMNS]
+    values[_PINNED], values[_UPDATED_AT] = int(record.pinned), time.time()
+    conn.execute(_UPSERT, values)
 
 
 def _end_work(entry_id: int, status: str, record: FileRecord | None, detail: dict):

@@ -110,7 +110,7 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
     from tiering.cli.progress import ProgressBar
     from tiering.mover.distributed import open_executor
     from tiering.mover.executor import execute
-    from tiering.plan import show_path
+    from tiering.display import show_path
 
     bar = ProgressBar() if sys.stderr.isatty() else None
     ex = open_executor(executor)
@@ -130,7 +130,7 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
 
 
 def _report_recovery(recovered) -> None:
-    from tiering.plan import show_path
+    from tiering.display import show_path
 
     for outcome in recovered:
         typer.echo(f"recovered: {outcome.action} {show_path(outcome.path)}: {outcome.reason}", err=True)

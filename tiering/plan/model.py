@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from tiering.display import show_path  # noqa: F401  (re-exported: tiering.plan.show_path)
 from tiering.policy import Policy
 
 #: The order the mover works in: restores first (a job may be waiting for them).
@@ -74,9 +75,3 @@ class Plan:
         return {"actions": [{"rule": r, "action": a, "files": n, "bytes": b} for (r, a), (n, b) in groups.items()],
                 "counts": dict(self.counts), "freed": self.freed,
                 "usage": None if self.usage is None else {"total": self.usage.total, "used": self.usage.used}}
-
-
-def show_path(path: bytes) -> str:
-    """A path for humans: exact where printable, escapes where not."""
-    text = os.fsdecode(path)
-    return text if text.isprintable() else repr(text)[1:-1]
