@@ -142,6 +142,14 @@ class HookedMover:
         self.mover = mover
         self.hooks = hooks
 
+    @property
+    def transfer_jobs(self) -> int:
+        return self.mover.transfer_jobs
+
+    @transfer_jobs.setter
+    def transfer_jobs(self, jobs: int) -> None:
+        self.mover.transfer_jobs = jobs
+
     async def archive_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         return await self._run(Task(rel, "archive", tier, storage_class), self.mover.archive_async(rel, tier, storage_class))
 

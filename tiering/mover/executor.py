@@ -1,8 +1,10 @@
 """Run many mover actions on one bounded pool.
 
 ``execute`` runs mover actions as coroutines on one event loop: one ``jobs``
-knob sets how many are in flight, and tasks are pulled lazily, so a plan of
-millions of files never becomes millions of futures. Small files go many at a
+knob sets how many byte transfers run at once, and ``4 x jobs`` actions are in
+flight (an action spends much of its time waiting on a commit or an fsync, not
+the network). Tasks are pulled lazily, so a plan of millions of files never
+becomes millions of futures. Small files go many at a
 time through the store's async client; blocking work (a large file, whose
 parts run in parallel inside the store, or an fsync) goes to the loop's
 ``jobs`` worker threads. Tasks start in the order given (a plan puts restores
@@ -190,6 +192,7 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
             progress(Progress(result.total, total[0] if total else None, result.bytes_moved,
                               total[1] if total else None, result.failed, time.monotonic() - start))
 
+    mover.transfer_jobs = jobs
     with (executor or ThreadExecutor()).offloading(mover):
         run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick))
     result.seconds = time.monotonic() - start
@@ -198,8 +201,9 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
 
 async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunResult, max_error_rate: float,
                    min_sample: int, tick: Callable[[], None]) -> None:
-    """Keep ``jobs`` actions in flight until ``tasks`` runs out or the run must stop."""
+    """Keep ``4 x jobs`` actions in flight until ``tasks`` runs out or the run must stop."""
     jobs = max(1, jobs)
+    in_flight = 4 * jobs
     loop = asyncio.get_running_loop()
     workers = ThreadPoolExecutor(jobs, thread_name_prefix="mover")  # large transfers, fsyncs, non-async stores
     loop.set_default_executor(workers)
@@ -214,7 +218,7 @@ async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunRe
     it = iter(tasks)
     try:
         while True:
-            while running < jobs and not result.stopped and (task := next(it, _END)) is not _END:
+            while running < in_flight and not result.stopped and (task := next(it, _END)) is not _END:
                 asyncio.ensure_future(run_action(mover, task)).add_done_callback(on_done)
                 running += 1
             if not running:

@@ -83,7 +83,9 @@ class Mover:
         self._stores_lock = threading.Lock()
         self._writers = open_for_writing() if check_writers else frozenset()
         self._use_lease = ignore_lease_breaks()
-        self._syncers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # one per event loop
+        #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
+        self.transfer_jobs = config.jobs
+        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> _LoopState
 
     # -- plumbing --------------------------------------------------------------
 
@@ -103,10 +105,21 @@ class Mover:
     def _open_for_writing(self, st: os.stat_result) -> bool:
         return (st.st_dev, st.st_ino) in self._writers
 
-    def _syncer(self) -> SyncBatcher:
+    def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         with self._stores_lock:
-            return self._syncers.setdefault(loop, SyncBatcher())
+            state = self._per_loop.get(loop)
+            if state is None:
+                state = self._per_loop[loop] = _LoopState(SyncBatcher(), asyncio.Semaphore(max(1, self.transfer_jobs)))
+            return state
+
+    def _syncer(self) -> SyncBatcher:
+        return self._loop_state().syncer
+
+    async def _transfer(self, store: Store, method: str, *args):
+        """A store call that moves bytes: at most ``transfer_jobs`` at once, however many actions wait."""
+        async with self._loop_state().transfers:
+            return await call_async(store, method, *args)
 
     # -- archive -----------------------------------------------------------------
 
@@ -142,7 +155,7 @@ class Mover:
                                                identity=ident.as_dict())
         crash_point("archive:begin")
         try:
-            info = await call_async(store, "put_file", path, key, FileMeta.from_stat(st, key))
+            info = await self._transfer(store, "put_file", path, key, FileMeta.from_stat(st, key))
             crash_point("archive:copied")
             after = Identity.of(os.lstat(path))
             if after != ident:
@@ -310,7 +323,7 @@ class Mover:
 
     async def _fetch(self, rec: FileRecord, tmp: Path, stub: os.stat_result) -> None:
         """Download into ``tmp``, check it against the catalog, give it the stub's owner/mode/times."""
-        info = await call_async(self.store(rec.tier), "get_file", rec.object_key, tmp)
+        info = await self._transfer(self.store(rec.tier), "get_file", rec.object_key, tmp)
         if os.lstat(tmp).st_size != rec.size:  # belt and braces: the bytes must be on our disk
             raise IntegrityError(f"{_show(rec.path)}: restored copy has {os.lstat(tmp).st_size} bytes, expected {rec.size}")
         if info.checksum != rec.checksum or info.size != rec.size:
@@ -326,6 +339,14 @@ class Mover:
             await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _LoopState:
+    """What the mover's actions on one event loop share."""
+
+    syncer: SyncBatcher
+    transfers: asyncio.Semaphore
 
 
 @dataclass(frozen=True, slots=True)
