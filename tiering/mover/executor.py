@@ -205,7 +205,9 @@ async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunRe
     jobs = max(1, jobs)
     in_flight = 4 * jobs
     loop = asyncio.get_running_loop()
-    workers = ThreadPoolExecutor(jobs, thread_name_prefix="mover")  # large transfers, fsyncs, non-async stores
+    # Large transfers, non-async stores, and the commit and fsync batches: headroom beyond
+    # the jobs transfers, so a batch never waits behind a long download for a thread.
+    workers = ThreadPoolExecutor(jobs + 4, thread_name_prefix="mover")
     loop.set_default_executor(workers)
     finished: deque[asyncio.Future] = deque()
     landed = asyncio.Event()
