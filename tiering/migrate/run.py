@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+from tiering.aio import run_blocking
 from tiering.errors import UserError
 from tiering.migrate.endpoints import check_apart
 from tiering.migrate.listing import Candidate, Filter, RemovalSpool, join
 from tiering.migrate.result import ItemResult, MigrateResult
 from tiering.migrate.transfer import Job, Transfer, close_sides, sides_for
-from tiering.mover.executor import Executor, Progress, ThreadExecutor
+from tiering.mover.executor import Executor, Progress, ThreadExecutor, drive
 
 
 def migrate(job: Job, *, jobs: int = 16, delete: bool = False, executor: Executor | None = None,
@@ -70,8 +71,13 @@ def _run(job: Job, sides, jobs: int, delete: bool, executor: Executor, progress,
         report = _reporter(result, start, totals, progress, on_item)
         items = plan_items(sides.src.list(), sides.dst.list(), job.filter, spool, result)
         transfer = Transfer(job)
-        for item in executor.map(transfer, items, jobs=jobs, stop=lambda: bool(result.stopped)):
-            report(item)
+        stop = lambda: bool(result.stopped)  # noqa: E731
+        if isinstance(executor, ThreadExecutor) and not job.bwlimit:
+            # Here, without a bandwidth limit (its token bucket sleeps): many files in flight on one event loop.
+            run_blocking(drive(transfer.call_async, items, jobs=jobs, on_result=report, stop=stop))
+        else:
+            for item in executor.map(transfer, items, jobs=jobs, stop=stop):
+                report(item)
         if spool is not None and spool.count:
             _delete(result, spool, executor, transfer, jobs, report)
     finally:

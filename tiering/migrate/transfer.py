@@ -6,6 +6,12 @@ copies it if not, verified; given a ``Removal`` it deletes. It never raises for
 a file: the answer is an ``ItemResult``. Each process opens the two sides once
 (per ``Job``) and shares one bandwidth bucket among its threads.
 
+``call_async`` is the same work for an event loop (the local executor without
+a bandwidth limit): uploads and downloads of small files go through the
+store's async client, with many files in flight on one thread; whatever
+would block (a large file, a local-to-local copy, an fsync) runs on a worker
+thread.
+
 Every copy is verified by size and BLAKE3: uploads by the store (checksummed
 as sent, object published atomically), downloads against the object's
 recorded checksum before the rename into place, local copies by re-reading
@@ -14,6 +20,7 @@ the written file. Store-to-store copies go through a verified local temp file.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import secrets
@@ -35,7 +42,7 @@ from tiering.migrate.endpoints import EndpointSpec
 from tiering.migrate.listing import Candidate, Filter, Removal
 from tiering.migrate.localtree import check_unchanged
 from tiering.migrate.result import DONE, FAILED, NOOP, SKIPPED, ItemResult
-from tiering.stores.base import FileMeta, ObjectInfo
+from tiering.stores.base import FileMeta, ObjectInfo, call_async
 
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EROFS}
 
@@ -123,6 +130,17 @@ class Transfer:
         except (TieringError, OSError) as exc:
             return failure(item.key, action, exc)
 
+    async def call_async(self, item) -> ItemResult:
+        """``self(item)`` from an event loop."""
+        if isinstance(item, ItemResult):
+            return item
+        if isinstance(item, Removal):
+            return await asyncio.to_thread(self, item)
+        try:
+            return await copy_one_async(self._sides or self._open(), self.job, item)
+        except (TieringError, OSError) as exc:
+            return failure(item.key, "copy", exc)
+
     def _open(self) -> Sides:
         self._sides = sides_for(self.job)
         return self._sides
@@ -140,6 +158,33 @@ def copy_one(sides: Sides, job: Job, c: Candidate) -> ItemResult:
     if not job.dry_run:
         _copy(sides, c.key, job.scratch)
     return ItemResult(c.key, "copy", DONE, c.size, why)
+
+
+async def copy_one_async(sides: Sides, job: Job, c: Candidate) -> ItemResult:
+    """``copy_one`` for an event loop (``Transfer.call_async``)."""
+    if job.filter.needs_age or c.dst_size is not None:  # may need a HEAD or a checksum: decide on a thread
+        return await asyncio.to_thread(copy_one, sides, job, c)
+    if not job.dry_run:
+        await _copy_async(sides, c.key, job.scratch)
+    return ItemResult(c.key, "copy", DONE, c.size, "new")
+
+
+async def _copy_async(sides: Sides, key: str, scratch: str) -> None:
+    src, dst = sides.src, sides.dst
+    if src.kind == "local" and dst.kind == "store":
+        path = src.path(key)
+        st = os.lstat(path)
+        await call_async(dst.store, "put_file", path, key, FileMeta.from_stat(st, key))
+        check_unchanged(path, st, key)
+    elif src.kind == "store" and dst.kind == "local" and not dst.fsync:
+        tmp = dst.temp_path()
+        try:
+            info = await call_async(src.store, "get_file", key, tmp)
+            dst.commit(tmp, key, _meta_of(info, key, tmp))
+        finally:
+            tmp.unlink(missing_ok=True)
+    else:  # local to local, store to store, or fsyncs to wait for: the blocking path, on a thread
+        await asyncio.to_thread(_copy, sides, key, scratch)
 
 
 def differs(sides: Sides, c: Candidate, checksum: bool) -> str:

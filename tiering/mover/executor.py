@@ -27,14 +27,16 @@ import asyncio
 import queue
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, not for migrate
     from tiering.mover.ops import Mover
+from tiering.aio import run_blocking
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
 
 
@@ -182,8 +184,6 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
     Actions journal to the catalog, which only this process writes, so they
     always run here; a distributed ``executor`` takes their byte transfers.
     """
-    from tiering.mover.ops import run_blocking
-
     result = RunResult()
     start = time.monotonic()
 
@@ -201,14 +201,27 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
 
 async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunResult, max_error_rate: float,
                    min_sample: int, tick: Callable[[], None]) -> None:
-    """Keep ``4 x jobs`` actions in flight until ``tasks`` runs out or the run must stop."""
+    def landed(outcome: Outcome) -> None:
+        result.add(outcome)
+        result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
+        tick()
+
+    await drive(partial(run_action, mover), tasks, jobs=jobs, on_result=landed, stop=lambda: bool(result.stopped))
+
+
+async def drive(fn: Callable[[T], Awaitable[R]], items: Iterable[T], *, jobs: int, on_result: Callable[[R], None],
+                stop: Callable[[], bool]) -> None:
+    """Await ``fn`` over ``items`` with ``4 x jobs`` in flight, handing each result to ``on_result``.
+
+    The event-loop twin of ``bounded_map``: ``items`` is pulled lazily and
+    nothing new starts once ``stop()`` is true. The loop's worker threads
+    (for blocking steps) number ``jobs`` plus headroom, so a commit or fsync
+    batch never waits behind a long transfer for a thread. If ``fn`` raises,
+    the items already started finish before the error propagates.
+    """
     jobs = max(1, jobs)
     in_flight = 4 * jobs
-    loop = asyncio.get_running_loop()
-    # Large transfers, non-async stores, and the commit and fsync batches: headroom beyond
-    # the jobs transfers, so a batch never waits behind a long download for a thread.
-    workers = ThreadPoolExecutor(jobs + 4, thread_name_prefix="mover")
-    loop.set_default_executor(workers)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(jobs + 4, thread_name_prefix="mover"))
     finished: deque[asyncio.Future] = deque()
     landed = asyncio.Event()
 
@@ -216,29 +229,27 @@ async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunRe
         finished.append(future)
         landed.set()
 
+    async def next_finished() -> asyncio.Future:
+        while not finished:
+            landed.clear()
+            await landed.wait()
+        return finished.popleft()
+
     running = 0
-    it = iter(tasks)
+    it = iter(items)
     try:
         while True:
-            while running < in_flight and not result.stopped and (task := next(it, _END)) is not _END:
-                asyncio.ensure_future(run_action(mover, task)).add_done_callback(on_done)
+            while running < in_flight and not stop() and (item := next(it, _END)) is not _END:
+                asyncio.ensure_future(fn(item)).add_done_callback(on_done)
                 running += 1
             if not running:
                 return
-            while not finished:
-                landed.clear()
-                await landed.wait()
-            outcome = finished.popleft().result()
+            value = (await next_finished()).result()
             running -= 1
-            result.add(outcome)
-            result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
-            tick()
+            on_result(value)
     finally:
-        while running:  # an action raised: let the others finish their journal entries
-            while not finished:
-                landed.clear()
-                await landed.wait()
-            finished.popleft().exception()  # retrieved, so asyncio does not log it again
+        while running:  # something raised: let the others finish (their journal entries, their temp files)
+            (await next_finished()).exception()  # retrieved, so asyncio does not log it again
             running -= 1
 
 
@@ -251,4 +262,4 @@ def _should_stop(outcome: Outcome, result: RunResult, max_error_rate: float, min
 
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Executor", "Progress", "RunResult", "Task", "ThreadExecutor",
-           "bounded_map", "execute", "run_action"]
+           "bounded_map", "drive", "execute", "run_action"]

@@ -34,12 +34,10 @@ import stat
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
 
+from tiering.aio import run_blocking
 from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
@@ -54,6 +52,7 @@ from tiering.errors import (
     TieringError,
 )
 from tiering.faults import crash_point
+from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.identity import Identity, open_for_writing
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
 from tiering.mover.stub import (
@@ -64,7 +63,6 @@ from tiering.mover.stub import (
     replace_stub,
     stub_attributes,
 )
-from tiering.mover.fsyncs import SyncBatcher
 from tiering.stores.base import FileMeta, Store, call_async
 from tiering.stores.keys import encode_key
 
@@ -356,20 +354,6 @@ class _Archived:
     outcome: Outcome
     record: FileRecord | None = None  # the file's record once archived (or as found, for a no-op)
     release_entry: int | None = None  # the release journal entry opened with the archive's commit
-
-
-T = TypeVar("T")
-
-
-def run_blocking(coro: Coroutine[object, object, T]) -> T:
-    """Run ``coro`` to completion from plain code: on a fresh event loop, or on a
-    helper thread when this thread already runs one (a loop cannot be re-entered)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(1, thread_name_prefix="mover-blocking") as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def _failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:

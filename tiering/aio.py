@@ -1,4 +1,9 @@
-"""Blocking work asked for on an event loop, done a batch at a time on a worker thread.
+"""Event-loop helpers: running a coroutine from plain code, and batching blocking work.
+
+``run_blocking`` runs a coroutine to completion from code without a loop.
+
+``LoopBatcher``: blocking work asked for on an event loop, done a batch at a
+time on a worker thread.
 
 The mover keeps many actions in flight on one loop. Some of their steps block
 (a catalog commit waits for an fsync; so does a restore), and a thread trip
@@ -12,7 +17,8 @@ the number of requests in flight; latency stays about one batch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,6 +26,17 @@ R = TypeVar("R")
 
 #: A batch runner gets the requests in order and returns one (result, error) per request.
 Outcomes = list[tuple[object, BaseException | None]]
+
+
+def run_blocking(coro: Coroutine[object, object, R]) -> R:
+    """Run ``coro`` to completion from plain code: on a fresh event loop, or on a
+    helper thread when this thread already runs one (a loop cannot be re-entered)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1, thread_name_prefix="run-blocking") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 class LoopBatcher(Generic[T]):
