@@ -76,6 +76,7 @@ def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer
 def _drop_round(server: SeaweedServer, label: str, r: int, env: dict[str, str]) -> None:
     for tool in ("tiering", *PEERS):
         drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
+    server.reclaim()
 
 
 def rss_point(n: int, work: Path, jobs: int) -> dict:

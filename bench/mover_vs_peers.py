@@ -78,6 +78,7 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
             shutil.rmtree(out)
         for tool in ("tiering", *PEERS):
             drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
+        server.reclaim()
         print(f"  {label} round {r} done", file=sys.stderr)
     return [summary_row(label, op, tool, len(files), nbytes, rs) for (op, tool), rs in runs.items()]
 

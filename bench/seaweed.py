@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 #: Components whose ports we choose; each also opens a gRPC port at +10000.
@@ -112,6 +113,18 @@ class SeaweedServer:
             except Exception:  # not up yet, or the bucket is still being made
                 return False
         return bool(self.buckets) or _listening(self.port)
+
+    def reclaim(self) -> None:
+        """Compact volumes now, so deleted objects give their disk space back.
+
+        SeaweedFS frees a deleted object's bytes only when its volume is
+        vacuumed; benchmarks that upload gigabytes per round and delete them
+        after call this between rounds, or the disk fills up and uploads
+        start failing with InternalError.
+        """
+        url = f"http://127.0.0.1:{self.ports['master']}/vol/vacuum?garbageThreshold=0.0001"
+        with urllib.request.urlopen(url, timeout=600) as response:
+            response.read()
 
     def kill(self) -> None:
         """SIGKILL every component at once: the server dies mid-request, as in a crash."""
