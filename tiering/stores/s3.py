@@ -365,8 +365,9 @@ class S3Store:
             def part(start: int) -> None:
                 length = min(self.get_part_size, size - start)
                 data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
-                write_all(fd, memoryview(data), start)
-                in_order.landed(start, length)
+                view = memoryview(data)
+                write_all(fd, view, start)
+                in_order.landed(start, length, view)
                 if progress:
                     progress(length)
 
@@ -453,30 +454,47 @@ def _etag_mismatch(url: str, key: str, result) -> IntegrityError:
 class _InOrder:
     """Hashes a file's parts in offset order as they land, while later parts still download.
 
-    Each part is read back from the file (the page cache) once every part
-    before it has landed, so the checksum covers exactly the bytes written and
-    only the last part's hashing is left when the download ends.
+    A part is hashed once every part before it has landed: from the buffer it
+    was written from when it came with one (parts that arrive early are held
+    for their turn, up to ``max_held`` bytes), else read back from the file
+    (the page cache). Either way the checksum covers exactly the bytes written,
+    and only the last part's hashing is left when the download ends.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, max_held: int = 256 * MiB) -> None:
         self.hasher = Hasher(threaded=True)
         self._fd = fd
         self._next = 0
-        self._landed: dict[int, int] = {}
+        self._landed: dict[int, tuple[int, memoryview | None, bool]] = {}  # start -> (length, data, held)
+        self._held = 0
+        self._max_held = max_held
         self._lock = threading.Lock()
 
-    def landed(self, start: int, length: int) -> None:
+    def landed(self, start: int, length: int, data: memoryview | None = None) -> None:
         with self._lock:
-            self._landed[start] = length
+            early = data is not None and start != self._next
+            if early and self._held + length > self._max_held:
+                data, early = None, False  # too far ahead: read it back from the file when its turn comes
+            self._held += length if early else 0
+            self._landed[start] = (length, data, early)
             while self._next in self._landed:
-                left = self._landed.pop(self._next)
-                while left:
-                    data = os.pread(self._fd, min(left, 4 * CHUNK), self._next)
-                    if not data:
-                        raise OSError(f"short read at {self._next} of a file being downloaded")
+                length, data, early = self._landed.pop(self._next)
+                if data is not None:
                     self.hasher.update(data)
-                    self._next += len(data)
-                    left -= len(data)
+                else:
+                    self._read_back(length)
+                self._held -= length if early else 0
+                self._next += length
+
+    def _read_back(self, length: int) -> None:
+        offset = self._next
+        while length:
+            data = os.pread(self._fd, min(length, 4 * CHUNK), offset)
+            if not data:
+                raise OSError(f"short read at {offset} of a file being downloaded")
+            self.hasher.update(data)
+            offset += len(data)
+            length -= len(data)
 
 
 class _Reader:
