@@ -90,7 +90,9 @@ class Mover:
     def store(self, tier: str) -> Store:
         with self._stores_lock:
             if tier not in self._stores:
-                self._stores[tier] = open_tier(self.config, tier)
+                store = self._stores[tier] = open_tier(self.config, tier)
+                if hasattr(store, "write_back_early"):
+                    store.write_back_early = True  # every restore is fsynced: start its disk writes early
             return self._stores[tier]
 
     def close(self) -> None:

@@ -53,7 +53,12 @@ from tiering.faults import crash_point
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.keys import join_key, split_key
-from tiering.stores.localfile import open_source, read_source, write_all
+from tiering.stores.localfile import (
+    open_source,
+    read_source,
+    start_writeback,
+    write_all,
+)
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 from tiering.stores.s3_uploads import S3Credentials, abort_upload, list_uploads
 
@@ -110,6 +115,10 @@ class S3Store:
         self.get_part_size = min(self.part_size, 16 * MiB)
         self.threshold = int(options.get("multipart_threshold") or 64 * MiB)
         self.jobs = int(options.get("jobs") or 4)
+        #: Start each downloaded part's disk write as it lands: for callers that fsync what they
+        #: download (the mover's restores), so the disk write overlaps the download instead of
+        #: following it. Off by default: without an fsync it only moves the kernel's work earlier.
+        self.write_back_early = False
         self._obs = _ObStore(self.bucket, **self._client_config(options))
 
     def _client_config(self, options: dict) -> dict:
@@ -367,6 +376,8 @@ class S3Store:
                 data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
                 view = memoryview(data)
                 write_all(fd, view, start)
+                if self.write_back_early:
+                    start_writeback(fd, start, length)
                 in_order.landed(start, length, view)
                 if progress:
                     progress(length)
