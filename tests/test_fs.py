@@ -308,7 +308,10 @@ def test_paths_escaping_the_hot_tier_are_refused(local_dataset, tmp_path):
 def test_a_stub_the_catalog_does_not_describe_is_refused(local_dataset):
     stub = local_dataset.hot("data/orphan")
     stub.write_bytes(b"")
-    os.setxattr(stub, "user.tiering.state", b"released")
+    os.setxattr(stub, "user.tiering.stub", b'{"state":"released","size":5}')
+    assert local_dataset.fs.info("data/orphan")["tiering_state"] == "unrecorded-stub"
+    os.removexattr(stub, "user.tiering.stub")
+    os.setxattr(stub, "user.tiering.state", b"released")  # a stub from before the one-attribute mark
     assert local_dataset.fs.info("data/orphan")["tiering_state"] == "unrecorded-stub"
     with pytest.raises(IntegrityError, match="tiering recover"):
         local_dataset.fs.open("data/orphan")

@@ -57,7 +57,7 @@ from tiering.config import Config, find_config, load_config, open_tier
 from tiering.errors import IntegrityError, InvalidKeyError, StoreError, UserError
 from tiering.fs_released import ReleasedFile, check_copy
 from tiering.mover.ops import RESTORE_TMP_PREFIX
-from tiering.mover.stub import XATTR_PREFIX
+from tiering.mover.stub import is_stub
 from tiering.stores.base import Store
 
 __all__ = ["TieredFileSystem"]
@@ -65,7 +65,6 @@ __all__ = ["TieredFileSystem"]
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
-STUB_MARK = XATTR_PREFIX + "state"  # set on every stub by release_to_stub
 UNRECORDED_STUB = "unrecorded-stub"
 
 
@@ -154,7 +153,7 @@ class TieredFileSystem(AbstractFileSystem):
             return {**entry, "type": "other"}
         rec = self._record(rel)
         state = rec.state if rec else RESIDENT
-        if st.st_size == 0 and _is_stub(local) and not _released(rec):
+        if st.st_size == 0 and is_stub(local) and not _released(rec):
             state = UNRECORDED_STUB
         elif state == RELEASED and not (st.st_size == 0 and rec.size):
             state = "dirty"  # written to since it was released: the local bytes are the file
@@ -201,7 +200,7 @@ class TieredFileSystem(AbstractFileSystem):
                 if not rec.object_key or not rec.tier:
                     raise IntegrityError(f"tiered://{rel}: released, but the catalog names no capacity copy")
                 return None, rec
-            if _is_stub(local):
+            if is_stub(local):
                 raise IntegrityError(f"tiered://{rel}: a released stub the catalog does not describe; "
                                      "run `tiering recover` (or check the catalog path) before reading it")
             return f, None
@@ -212,7 +211,9 @@ class TieredFileSystem(AbstractFileSystem):
     def _restore(self, rel: str) -> bool:
         """Restore a released file through the mover; False when it must be streamed instead."""
         from tiering.mover.outcome import FAILED, SKIPPED
-        from tiering.session import mover_session  # the mover is heavy; only restore-on-read needs it
+        from tiering.session import (
+            mover_session,  # the mover is heavy; only restore-on-read needs it
+        )
 
         with self._handles.restore_lock:
             try:
@@ -303,10 +304,3 @@ def _basic(name: str, st: os.stat_result) -> dict:
 
 def _released(rec: FileRecord | None) -> bool:
     return rec is not None and rec.state == RELEASED and bool(rec.size)
-
-
-def _is_stub(local: str) -> bool:
-    try:
-        return os.getxattr(local, STUB_MARK) == b"released"
-    except OSError:
-        return False

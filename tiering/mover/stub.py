@@ -2,10 +2,12 @@
 
 A released file is a zero-length stub that keeps the file's name, inode,
 owner, mode, atime and mtime (ctime moves: the kernel sets it on truncate). A
-plain read returns no bytes rather than wrong ones. The stub also carries
-``user.tiering.*`` extended attributes (state, true size, checksum, tier,
-object key), so ``getfattr -d`` tells an operator where the bytes went even
-without the catalog.
+plain read returns no bytes rather than wrong ones. The stub also carries one
+extended attribute, ``user.tiering.stub``: a small JSON object (state, true
+size, checksum, tier, object key), so ``getfattr -d`` tells an operator where
+the bytes went even without the catalog. (One attribute, not five: a release
+is a handful of syscalls, and each one counts when a run moves many small
+files.)
 
 The truncate happens under a write lease (``F_SETLEASE``): the kernel grants
 it only while no other process has the file open, and holds back any new
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import signal
 import threading
@@ -29,6 +32,8 @@ from pathlib import Path
 from tiering.mover.identity import Identity
 
 XATTR_PREFIX = "user.tiering."
+STUB_XATTR = XATTR_PREFIX + "stub"
+_LEGACY_STATE_XATTR = XATTR_PREFIX + "state"  # stubs released before STUB_XATTR carried one per field
 
 
 class StubError(Exception):
@@ -53,18 +58,27 @@ def ignore_lease_breaks() -> bool:
 
 
 def stub_attributes(size: int, checksum: str, tier: str, key: str) -> dict[str, bytes]:
-    return {
-        f"{XATTR_PREFIX}state": b"released",
-        f"{XATTR_PREFIX}size": str(size).encode(),
-        f"{XATTR_PREFIX}checksum": checksum.encode(),
-        f"{XATTR_PREFIX}tier": tier.encode(),
-        f"{XATTR_PREFIX}key": key.encode(),
-    }
+    """The extended attributes a released stub carries."""
+    record = {"state": "released", "size": size, "checksum": checksum, "tier": tier, "key": key}
+    return {STUB_XATTR: json.dumps(record, separators=(",", ":")).encode()}
+
+
+def is_stub(path: str | Path) -> bool:
+    """True if ``path`` carries our released-stub mark (this version's, or an older one's)."""
+    try:
+        return json.loads(os.getxattr(path, STUB_XATTR)).get("state") == "released"
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        return os.getxattr(path, _LEGACY_STATE_XATTR) == b"released"
+    except OSError:
+        return False
 
 
 @contextmanager
-def exclusive(path: Path, expected: Identity, use_lease: bool, flags: int = os.O_RDONLY) -> Iterator[int]:
-    """An fd on ``path``, held under a write lease, after checking it is still ``expected``.
+def exclusive(path: Path, expected: Identity, use_lease: bool,
+              flags: int = os.O_RDONLY) -> Iterator[tuple[int, os.stat_result]]:
+    """(fd, its stat) on ``path``, held under a write lease, after checking it is still ``expected``.
 
     Raises ``StubError`` if another process has the file open (lease refused)
     or its identity changed. Without lease support, only the identity check.
@@ -74,28 +88,27 @@ def exclusive(path: Path, expected: Identity, use_lease: bool, flags: int = os.O
     try:
         if use_lease:
             leased = _take_lease(fd)
-        if Identity.of(os.fstat(fd)) != expected:
+        st = os.fstat(fd)
+        if Identity.of(st) != expected:
             raise StubError("changed since it was archived")
-        yield fd
+        yield fd, st
     finally:
         if leased:
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         os.close(fd)
 
 
-def release_to_stub(path: Path, expected: Identity, attributes: dict[str, bytes], use_lease: bool) -> os.stat_result:
-    """Truncate ``path`` to a stub if it is still exactly ``expected``; returns the stub's stat.
+def release_to_stub(path: Path, expected: Identity, attributes: dict[str, bytes], use_lease: bool) -> None:
+    """Truncate ``path`` to a stub if it is still exactly ``expected``.
 
     Raises ``StubError`` (nothing changed) if the file is open elsewhere or has changed.
     """
-    with exclusive(path, expected, use_lease, os.O_WRONLY) as fd:
-        st = os.fstat(fd)
+    with exclusive(path, expected, use_lease, os.O_WRONLY) as (fd, st):
         _set_xattrs(fd, attributes)
         os.ftruncate(fd, 0)
         os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
         # No fsync: the journal entry is durable before this truncate, and
         # recovery reads which way the file went after a crash either way.
-        return os.fstat(fd)
 
 
 def replace_stub(tmp: Path, path: Path, stub: Identity, use_lease: bool) -> None:
