@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from tiering.errors import (
     SourceChangedError,
     StoreError,
 )
-from tiering.stores.base import FileMeta
+from tiering.stores.base import FileMeta, call_async
 from tiering.stores.checksum import checksum_bytes
 from tiering.stores.keys import decode_key, encode_key
 
@@ -230,3 +231,47 @@ def test_unfinished_uploads_of_a_dead_writer_are_cleaned_up(store_case):
     assert store_case.store.cleanup_incomplete(key if store_case.name != "posix" else None) == 1
     assert store_case.store.cleanup_incomplete(key if store_case.name != "posix" else None) == 0
     assert list(store_case.store.list()) == []
+
+
+# -- the same contract from an event loop (call_async: the store's coroutines, or its blocking methods on threads)
+
+@pytest.mark.parametrize("size_kind", ["empty", "small", "multi_part"])
+def test_async_round_trip(store_case, tmp_path, size_kind):
+    size = {"empty": 0, "small": 70_000, "multi_part": store_case.threshold + store_case.part_size + 99}[size_kind]
+    data = os.urandom(size)
+    src = make_file(tmp_path, data)
+    key = encode_key(f"async/{size_kind}.bin")
+    out = tmp_path / "out.bin"
+
+    async def main():
+        info = await call_async(store_case.store, "put_file", src, key, FileMeta.from_stat(src.stat(), key))
+        head = await call_async(store_case.store, "head", key)
+        got = await call_async(store_case.store, "get_file", key, out)
+        await call_async(store_case.store, "delete", key)
+        return info, head, got
+
+    info, head, got = asyncio.run(main())
+    assert info.size == head.size == got.size == size
+    assert info.checksum == head.checksum == got.checksum == checksum_bytes(data)
+    assert out.read_bytes() == data
+    with pytest.raises(NotFoundError):
+        store_case.store.head(key)
+
+
+def test_async_get_of_a_corrupt_object_is_refused_and_nothing_left(store_case, tmp_path):
+    key, _ = put(store_case, tmp_path, "async-victim.bin", b"A" * 5000)
+    store_case.corrupt(key, b"B" * 5000)
+    out = tmp_path / "restored.bin"
+    with pytest.raises(IntegrityError, match="corrupt"):
+        asyncio.run(call_async(store_case.store, "get_file", key, out))
+    assert not out.exists()
+
+
+def test_async_put_of_a_source_that_differs_from_its_checksum_stores_nothing(store_case, tmp_path):
+    src = make_file(tmp_path, b"what is really on disk")
+    key = encode_key("async-changed.bin")
+    meta = FileMeta.from_stat(src.stat(), key, checksum=checksum_bytes(b"what the caller thought"[:22]))
+    with pytest.raises(SourceChangedError):
+        asyncio.run(call_async(store_case.store, "put_file", src, key, meta))
+    with pytest.raises(NotFoundError):
+        store_case.store.head(key)
