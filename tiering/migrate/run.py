@@ -72,8 +72,9 @@ def _run(job: Job, sides, jobs: int, delete: bool, executor: Executor, progress,
         items = plan_items(sides.src.list(), sides.dst.list(), job.filter, spool, result)
         transfer = Transfer(job)
         stop = lambda: bool(result.stopped)  # noqa: E731
-        if isinstance(executor, ThreadExecutor) and not job.bwlimit:
-            # Here, without a bandwidth limit (its token bucket sleeps): many files in flight on one event loop.
+        if isinstance(executor, ThreadExecutor) and not job.bwlimit and "store" in (sides.src.kind, sides.dst.kind):
+            # Here, to or from a store, without a bandwidth limit (its token bucket sleeps): many files in
+            # flight on one event loop. Local-to-local copies block anyway, so they stay on plain threads.
             run_blocking(drive(transfer.call_async, items, jobs=jobs, on_result=report, stop=stop))
         else:
             for item in executor.map(transfer, items, jobs=jobs, stop=stop):
