@@ -27,6 +27,7 @@ EXIT_FAILED = 1  # the command ran and some items failed
 EXIT_USAGE = 2  # a user mistake: bad config, bad arguments, missing credentials
 EXIT_STORE = 3  # a capacity tier could not be reached or refused us
 EXIT_BUSY = 4  # another tiering process holds the catalog (the message names it)
+EXIT_INTERRUPTED = 130  # Ctrl-C: what was in flight finished, nothing new started (the shell convention)
 
 
 def _register() -> None:

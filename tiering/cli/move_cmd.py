@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tiering.cli import EXIT_FAILED
+from tiering.cli import EXIT_FAILED, EXIT_INTERRUPTED
 from tiering.cli.config_cmd import FILE_HELP
 from tiering.cli.plan_cmd import POLICY_HELP
 
@@ -108,9 +108,9 @@ def _named(action: str, paths: list[str], config: Path | None, tier: str | None,
 
 def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None) -> None:
     from tiering.cli.progress import ProgressBar
+    from tiering.display import show_path
     from tiering.mover.distributed import open_executor
     from tiering.mover.executor import execute
-    from tiering.display import show_path
 
     bar = ProgressBar() if sys.stderr.isatty() else None
     ex = open_executor(executor)
@@ -125,6 +125,8 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
     if result.stopped:
         typer.echo(f"tiering: {result.stopped}", err=True)
     typer.echo(json.dumps(result.summary()))
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
     if result.failed:
         raise typer.Exit(EXIT_FAILED)
 

@@ -72,6 +72,7 @@ class RunResult:
     failures: list[Outcome] = field(default_factory=list)
     skipped: list[Outcome] = field(default_factory=list)
     stopped: str = ""  # why the run stopped starting new work, if it did
+    interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
 
     @property
@@ -194,7 +195,11 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
 
     mover.transfer_jobs = jobs
     with (executor or ThreadExecutor()).offloading(mover):
-        run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick))
+        try:
+            run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick))
+        except KeyboardInterrupt:  # Ctrl-C: drive() let the actions in flight finish first
+            result.stopped = "interrupted: the actions already started finished; no new ones were started"
+            result.interrupted = True
     result.seconds = time.monotonic() - start
     return result
 
@@ -248,9 +253,11 @@ async def drive(fn: Callable[[T], Awaitable[R]], items: Iterable[T], *, jobs: in
             running -= 1
             on_result(value)
     finally:
-        while running:  # something raised: let the others finish (their journal entries, their temp files)
-            (await next_finished()).exception()  # retrieved, so asyncio does not log it again
+        while running:  # interrupted, or something raised: let the others finish (journal entries, temp files)
+            future = await next_finished()
             running -= 1
+            if not future.cancelled() and future.exception() is None:  # (retrieved: asyncio logs nothing)
+                on_result(future.result())  # finished work is counted, whatever stopped the run
 
 
 def _should_stop(outcome: Outcome, result: RunResult, max_error_rate: float, min_sample: int) -> str:
