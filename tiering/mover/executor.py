@@ -4,10 +4,10 @@
 knob sets how many byte transfers run at once, and ``4 x jobs`` actions are in
 flight (an action spends much of its time waiting on a commit or an fsync, not
 the network). Tasks are pulled lazily, so a plan of millions of files never
-becomes millions of futures. Small files go many at a
-time through the store's async client; blocking work (a large file, whose
-parts run in parallel inside the store, or an fsync) goes to the loop's
-``jobs`` worker threads. Tasks start in the order given (a plan puts restores
+becomes millions of futures. Small files go many at a time through the
+store's async client; blocking work (a large file, whose parts run in
+parallel inside the store; a store without an async client; batched commits
+and fsyncs) goes to the loop's ``jobs + 4`` worker threads. Tasks start in the order given (a plan puts restores
 first, so a waiting job gets its data before archives run).
 
 Per-file failures are recorded, not raised. The run stops *starting* new work
