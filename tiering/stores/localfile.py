@@ -8,9 +8,8 @@ root; anyone else falls back to a plain open.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
+import functools
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -47,18 +46,19 @@ def write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None 
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range():
+@functools.cache
+def _sync_file_range():
+    """libc's sync_file_range, looked up on first use (not at import: every command imports this
+    module, and only large restores need it); None where there is no such call."""
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):  # not Linux, or no such libc symbol: nothing to start early
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range  # this process's own libc: no search
+    except (OSError, AttributeError):  # not Linux/glibc: nothing to start early
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     fn.restype = ctypes.c_int
     return fn
-
-
-_sync_file_range = _load_sync_file_range()
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -69,8 +69,8 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     overlaps the download and the final fsync has little left to do. Only a
     hint: durability still comes from that fsync.
     """
-    if _sync_file_range is not None and length > 0:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # errors only mean "no head start"
+    if length > 0 and (sync_file_range := _sync_file_range()) is not None:
+        sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # errors only mean "no head start"
 
 
 def fsync_path(path: str | Path) -> None:
