@@ -177,21 +177,30 @@ def test_delete_is_idempotent_and_missing_is_not_found(store_case, tmp_path):
     assert not out.exists()
 
 
-def test_corrupt_object_is_refused_and_nothing_left(store_case, tmp_path):
+def call(store, method: str, *args, via: str):
+    """``store.<method>(*args)``: called directly, or from an event loop (``call_async``)."""
+    if via == "loop":
+        return asyncio.run(call_async(store, method, *args))
+    return getattr(store, method)(*args)
+
+
+@pytest.mark.parametrize("via", ["direct", "loop"])
+def test_corrupt_object_is_refused_and_nothing_left(store_case, tmp_path, via):
     key, _ = put(store_case, tmp_path, "victim.bin", b"A" * 5000)
     store_case.corrupt(key, b"B" * 5000)
     out = tmp_path / "restored.bin"
     with pytest.raises(IntegrityError, match="corrupt"):
-        store_case.store.get_file(key, out)
+        call(store_case.store, "get_file", key, out, via=via)
     assert not out.exists()
 
 
-def test_source_that_differs_from_its_checksum_is_not_stored(store_case, tmp_path):
+@pytest.mark.parametrize("via", ["direct", "loop"])
+def test_source_that_differs_from_its_checksum_is_not_stored(store_case, tmp_path, via):
     src = make_file(tmp_path, b"what is really on disk")
     key = encode_key("changed.bin")
     meta = FileMeta.from_stat(src.stat(), key, checksum=checksum_bytes(b"what the caller thought"[:22]))
     with pytest.raises(SourceChangedError):
-        store_case.store.put_file(src, key, meta)
+        call(store_case.store, "put_file", src, key, meta, via=via)
     with pytest.raises(NotFoundError):
         store_case.store.head(key)
 
@@ -254,24 +263,5 @@ def test_async_round_trip(store_case, tmp_path, size_kind):
     assert info.size == head.size == got.size == size
     assert info.checksum == head.checksum == got.checksum == checksum_bytes(data)
     assert out.read_bytes() == data
-    with pytest.raises(NotFoundError):
-        store_case.store.head(key)
-
-
-def test_async_get_of_a_corrupt_object_is_refused_and_nothing_left(store_case, tmp_path):
-    key, _ = put(store_case, tmp_path, "async-victim.bin", b"A" * 5000)
-    store_case.corrupt(key, b"B" * 5000)
-    out = tmp_path / "restored.bin"
-    with pytest.raises(IntegrityError, match="corrupt"):
-        asyncio.run(call_async(store_case.store, "get_file", key, out))
-    assert not out.exists()
-
-
-def test_async_put_of_a_source_that_differs_from_its_checksum_stores_nothing(store_case, tmp_path):
-    src = make_file(tmp_path, b"what is really on disk")
-    key = encode_key("async-changed.bin")
-    meta = FileMeta.from_stat(src.stat(), key, checksum=checksum_bytes(b"what the caller thought"[:22]))
-    with pytest.raises(SourceChangedError):
-        asyncio.run(call_async(store_case.store, "put_file", src, key, meta))
     with pytest.raises(NotFoundError):
         store_case.store.head(key)
