@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="tiering-cmp-", dir=args.workdir) as tmp:
         work = Path(tmp)
-        server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
-        server.start()
-        try:
+        with SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,)) as server:
             store = open_store(f"s3://{BUCKET}", {"endpoint": server.endpoint, "access_key_id": KEY,
                                                   "secret_access_key": SECRET, "jobs": 8})
             rows = []
@@ -65,8 +63,6 @@ def main(argv: list[str] | None = None) -> None:
                 jobs = args.jobs if count > 100 else count
                 rows += run_set(server, store, src, label, args.rounds, jobs, work)
             print_table(rows, args.rounds)
-        finally:
-            server.stop()
 
 
 def print_table(rows: list[tuple], rounds: int) -> None:

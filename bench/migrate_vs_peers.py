@@ -111,16 +111,12 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="tiering-peers-", dir=args.workdir) as tmp:
         work = Path(tmp)
-        server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
-        server.start()
-        try:
+        with SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,)) as server:
             sets = data_sets(work, args.files, args.size, args.large)
             rows = []
             for label, src in sets:
                 rows += run_set(label, src, args.rounds, args.jobs if label == sets[0][0] else 4, server, work)
                 shutil.rmtree(src)
-        finally:
-            server.stop()
         print_table(rows, args.rounds)
         if args.tree:
             rss = rss_point(args.tree, work, 16)

@@ -91,15 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="tiering-mover-", dir=args.workdir) as tmp:
         work = Path(tmp)
         hot = work / "hot"
-        server = SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,))
-        server.start()
-        try:
+        with SeaweedServer(work / "weed", KEY, SECRET, (BUCKET,)) as server:
             sets = data_sets(hot, args.files, args.size, args.large)
             rows = []
             for label, src in sets:
                 rows += run_set(label, hot, src, args.rounds, args.jobs if label == sets[0][0] else 4, server, work)
-        finally:
-            server.stop()
     print(ratio_table(rows, args.rounds, "tiering verifies every copy and journals every step"))
 
 

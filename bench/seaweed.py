@@ -114,6 +114,13 @@ class SeaweedServer:
                 return False
         return bool(self.buckets) or _listening(self.port)
 
+    def __enter__(self) -> SeaweedServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def reclaim(self) -> None:
         """Compact volumes now, so deleted objects give their disk space back.
 
