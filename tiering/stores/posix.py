@@ -36,6 +36,7 @@ from tiering.errors import (
 )
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
+from tiering.stores.directio import DIRECT_MIN, BufferPool, PartWriter
 from tiering.stores.keys import decode_key, encode_key
 from tiering.stores.localfile import fsync_path, open_source, write_all
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
@@ -64,7 +65,7 @@ class PosixStore:
     """Store protocol over a directory tree."""
 
     def __init__(self, url: str, options: dict, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
-        path = url[len("file://") :] if url.startswith("file://") else url
+        path = url.removeprefix("file://")
         self.root = Path(path)
         self.url = str(self.root)
         self.retry = retry
@@ -74,6 +75,7 @@ class PosixStore:
         self._tmp = self.root / RESERVED / "tmp"
         self._sidecar = self.root / RESERVED / "meta"
         self._use_xattr = self._xattrs_supported()
+        self._buffers = BufferPool(CHUNK, keep=8)
 
     # -- paths ---------------------------------------------------------------
 
@@ -153,19 +155,33 @@ class PosixStore:
         return ObjectInfo(key, hasher.size, etag=_etag(target.stat()), meta=stored, verified=self.fsync)
 
     def _copy(self, src: Path, dst: Path, progress: Progress | None) -> Hasher:
+        """Copy ``src`` to a new ``dst``, hashing the bytes as they pass; large files are written direct."""
         hasher = Hasher()
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
         with open_source(src) as fin, open(dst, "wb", buffering=0) as fout:
-            while n := fin.readinto(buf):
-                hasher.update(view[:n])
-                try:
-                    write_all(fout.fileno(), view[:n])
-                except OSError as exc:
-                    exc.filename = str(dst)  # say which side failed
-                    raise
-                if progress:
-                    progress(n)
+            if os.fstat(fin.fileno()).st_size < DIRECT_MIN:
+                write = lambda buf, n, pos: write_all(fout.fileno(), memoryview(buf)[:n], pos)
+                writer = None
+            else:  # read straight into an aligned buffer, write it from there: no copy in between
+                writer = PartWriter(dst, fout.fileno(), self._buffers)
+                write = writer.write_buffer
+            buf = self._buffers.take()
+            try:
+                pos = 0
+                while n := _fill(fin, buf):
+                    with memoryview(buf) as view:
+                        hasher.update(view[:n])
+                    try:
+                        write(buf, n, pos)
+                    except OSError as exc:
+                        exc.filename = str(dst)  # say which side failed
+                        raise
+                    pos += n
+                    if progress:
+                        progress(n)
+            finally:
+                self._buffers.give(buf)
+                if writer:
+                    writer.close()
             if self.fsync:
                 os.fsync(fout.fileno())
         return hasher
@@ -264,7 +280,17 @@ class PosixStore:
         return removed
 
     def close(self) -> None:
-        pass
+        self._buffers.close()
+
+
+def _fill(f, buf) -> int:
+    """Read into ``buf`` until it is full or the file ends (a short read mid-file would misalign
+    every direct write after it); the bytes read."""
+    got = 0
+    with memoryview(buf) as view:
+        while got < len(view) and (n := f.readinto(view[got:])):
+            got += n
+    return got
 
 
 #: Temp names carry host and pid, so leftovers of a dead writer can be told apart.

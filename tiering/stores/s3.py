@@ -52,6 +52,7 @@ from tiering.errors import (
 from tiering.faults import crash_point
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
+from tiering.stores.directio import DIRECT_MIN, BufferPool, PartWriter
 from tiering.stores.keys import join_key, split_key
 from tiering.stores.localfile import (
     open_source,
@@ -119,6 +120,7 @@ class S3Store:
         #: download (the mover's restores), so the disk write overlaps the download instead of
         #: following it. Off by default: without an fsync it only moves the kernel's work earlier.
         self.write_back_early = False
+        self._buffers = BufferPool(self.get_part_size, keep=2 * self.jobs)  # aligned buffers for direct writes
         self._obs = _ObStore(self.bucket, **self._client_config(options))
 
     def _client_config(self, options: dict) -> dict:
@@ -336,38 +338,55 @@ class S3Store:
             return info, None, result
         return info, self._stream_into(result, local, progress), None
 
-    @staticmethod
-    def _stream_into(result, local: Path, progress: Progress | None) -> Hasher:
+    def _stream_into(self, result, local: Path, progress: Progress | None) -> Hasher:
+        """Read GET response ``result`` into ``local``, hashing each chunk as it passes."""
         hasher = Hasher()
-        with open(local, "wb") as f:
+
+        def chunks() -> Iterator[bytes]:
             for chunk in result.stream(min_chunk_size=CHUNK):
                 hasher.update(chunk)
-                f.write(chunk)
                 if progress:
                     progress(len(chunk))
+                yield chunk
+
+        with open(local, "wb") as f:
+            if int(result.meta["size"]) < DIRECT_MIN:  # small: one buffered write is cheapest
+                for chunk in chunks():
+                    write_all(f.fileno(), chunk)
+            else:
+                with PartWriter(local, f.fileno(), self._buffers) as writer:
+                    writer.write_stream(chunks())
         return hasher
 
     def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first) -> Hasher:
-        """The first part from the open response ``first``, the others as ranged GETs ``jobs`` at a time;
-        hashed in order as parts land (the bytes as written, read back from the page cache)."""
+        """The first part from the open response ``first``, the others as ranged GETs ``jobs`` at a time,
+        written with direct I/O where the filesystem allows it (``PartWriter``) and hashed in order
+        as they land, from the very buffers written."""
         name = self._name(key)
-        with open(local, "w+b") as f:
+        with open(local, "w+b") as f, PartWriter(local, f.fileno(), self._buffers) as writer:
             f.truncate(size)
             fd = f.fileno()
             in_order = _InOrder(fd)
 
             def head_part() -> None:
+                buf = self._buffers.take()
                 offset = 0
                 try:
-                    for chunk in first.stream(min_chunk_size=CHUNK):
-                        chunk = memoryview(chunk)[: self.get_part_size - offset]
-                        write_all(fd, chunk, offset)
-                        offset += len(chunk)
-                        if offset >= self.get_part_size:
-                            break  # the rest comes in ranged GETs; this connection is dropped
-                except oe.BaseError:
-                    return part(0)  # the open response failed: fetch the part again, with retries
-                in_order.landed(0, offset)
+                    with memoryview(buf) as view:
+                        try:
+                            for chunk in first.stream(min_chunk_size=CHUNK):
+                                chunk = memoryview(chunk)[: self.get_part_size - offset]
+                                view[offset:offset + len(chunk)] = chunk
+                                offset += len(chunk)
+                                if offset >= self.get_part_size:
+                                    break  # the rest comes in ranged GETs; this connection is dropped
+                        except oe.BaseError:
+                            return part(0)  # the open response failed: fetch the part again, with retries
+                        writer.write_buffer(buf, offset, 0)
+                        self._written(fd, 0, offset, writer)
+                        in_order.landed(0, offset, view[:offset])  # first in order: hashed before the buffer goes back
+                finally:
+                    self._buffers.give(buf)
                 if progress:
                     progress(offset)
 
@@ -375,9 +394,8 @@ class S3Store:
                 length = min(self.get_part_size, size - start)
                 data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
                 view = memoryview(data)
-                write_all(fd, view, start)
-                if self.write_back_early:
-                    start_writeback(fd, start, length)
+                writer.write(view, start)
+                self._written(fd, start, length, writer)
                 in_order.landed(start, length, view)
                 if progress:
                     progress(length)
@@ -388,6 +406,11 @@ class S3Store:
                 for future in futures:
                     future.result()
         return in_order.hasher
+
+    def _written(self, fd: int, start: int, length: int, writer: PartWriter) -> None:
+        """A part is written: start its disk write now if the caller will fsync (direct writes are on their way already)."""
+        if self.write_back_early and not writer.direct:
+            start_writeback(fd, start, length)
 
     # -- reads, head, delete, list ----------------------------------------------
 
@@ -454,7 +477,7 @@ class S3Store:
         return len(mine)
 
     def close(self) -> None:
-        pass
+        self._buffers.close()
 
 
 def _etag_mismatch(url: str, key: str, result) -> IntegrityError:

@@ -1,0 +1,88 @@
+"""Direct-I/O part writes: the file ends up byte for byte what was given, direct or not, full disk or not."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tiering.stores.directio import ALIGN, BufferPool, PartWriter
+
+KiB = 1024
+PART = 256 * KiB
+
+
+def _write_parts(path, content: bytes, pool: BufferPool, part: int = PART) -> bool:
+    """Write ``content`` as parts in a shuffled order from 4 threads; whether writes still went direct."""
+    starts = list(range(0, len(content), part))
+    random.Random(len(content)).shuffle(starts)
+    with open(path, "w+b") as f, PartWriter(path, f.fileno(), pool) as writer:
+        f.truncate(len(content))
+        with ThreadPoolExecutor(4) as threads:
+            list(threads.map(lambda s: writer.write(memoryview(content)[s:s + part], s), starts))
+        return writer.direct
+
+
+@pytest.mark.parametrize("size", [PART * 6, PART * 6 + 777, ALIGN - 1, 3 * ALIGN + 1])
+def test_parts_written_in_any_order_make_the_file(tmp_path, size):
+    content = os.urandom(size)
+    path = tmp_path / "download"
+    direct = _write_parts(path, content, BufferPool(PART))
+    assert path.read_bytes() == content
+    assert direct  # the test filesystem (ext4 or tmpfs on Linux) takes O_DIRECT: the direct path really ran
+
+
+def test_a_stream_of_odd_chunks_is_gathered_and_written_in_order(tmp_path):
+    content = os.urandom(5 * PART + 4321)
+    rng = random.Random(7)
+    cuts = sorted(rng.sample(range(1, len(content)), 40))
+    chunks = [content[a:b] for a, b in zip([0, *cuts], [*cuts, len(content)])]
+    path = tmp_path / "stream"
+    with open(path, "wb") as f, PartWriter(path, f.fileno(), BufferPool(PART)) as writer:
+        assert writer.write_stream(iter(chunks)) == len(content)
+    assert path.read_bytes() == content
+
+
+class _UnalignedPool(BufferPool):
+    """Buffers at an address the kernel refuses for direct I/O (a bytearray this big sits 16 bytes into a page)."""
+
+    def take(self):
+        return bytearray(self.size)
+
+    def give(self, buf) -> None:
+        pass
+
+
+def test_a_refused_direct_write_falls_back_to_the_page_cache(tmp_path):
+    content = os.urandom(PART * 3 + 100)
+    path = tmp_path / "refused"
+    direct = _write_parts(path, content, _UnalignedPool(PART))
+    assert not direct  # the kernel said EINVAL, so the writer stopped trying
+    assert path.read_bytes() == content
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_is_an_error_not_a_short_file(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        with pytest.raises(OSError) as err:
+            _write_parts(mnt / "big", os.urandom(PART * 8), BufferPool(PART))
+        assert err.value.errno == errno.ENOSPC
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_pool_reuses_its_buffers_and_keeps_only_so_many():
+    pool = BufferPool(PART, keep=1)
+    a, b = pool.take(), pool.take()
+    assert len(a) == PART and a is not b
+    pool.give(a)
+    pool.give(b)  # beyond ``keep``: unmapped
+    assert pool.take() is a and b.closed
+    pool.close()
