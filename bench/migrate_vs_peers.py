@@ -5,7 +5,8 @@
 
 Starts its own SeaweedFS on loopback, writes each data set once, then per
 round uploads it (local -> s3) and downloads it again (s3 -> local) with each
-tool, in turn, each into its own prefix and folder. Every tool runs as a
+tool in turn (a different one first each round), each into its own prefix and
+folder. Every tool runs as a
 subprocess, timed from start to exit (listing, checks and start-up included),
 with the same concurrency. tiering verifies every file (size + BLAKE3; MD5
 ETags on single PUTs); s5cmd and rclone run with their defaults. Prints median
@@ -39,6 +40,7 @@ from bench.peers import (
     environment,
     peer_command,
     ratio_table,
+    rotation,
     summary_row,
     timed,
 )
@@ -61,7 +63,7 @@ def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer
     runs: dict[tuple[str, str], list[Run]] = {}
     for r in range(rounds):
         for op in ("put", "get"):
-            for tool in ("tiering", *PEERS):
+            for tool in rotation(("tiering", *PEERS), r):
                 prefix = f"{tool}/{label}/{r}"
                 local = src if op == "put" else work / f"out-{tool}-{r}"
                 argv = commands(tool, op, local, prefix, server.endpoint, jobs)

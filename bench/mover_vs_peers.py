@@ -10,7 +10,7 @@ rename over the stub). The peers copy the same folder up (``put``) and back
 into a new folder (``get``) with their defaults. Every tool runs as a
 subprocess timed from start to exit; CPU seconds are the process tree's
 user + system time. Each round starts from a fresh catalog and tier prefix,
-so every round archives everything again.
+so every round archives everything again. The tools take turns going first.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from bench.peers import (
     environment,
     peer_command,
     ratio_table,
+    rotation,
     summary_row,
     timed,
 )
@@ -65,10 +66,12 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
     runs: dict[tuple[str, str], list[Run]] = {}
     env = environment(server.endpoint)
     for r in range(rounds):
-        release, restore = tiering_round(work, hot, files, server.endpoint, f"tiering/{label}/{r}", jobs)
-        runs.setdefault(("archive+release", "tiering"), []).append(release)
-        runs.setdefault(("restore", "tiering"), []).append(restore)
-        for tool in PEERS:
+        for tool in rotation(("tiering", *PEERS), r):
+            if tool == "tiering":
+                release, restore = tiering_round(work, hot, files, server.endpoint, f"tiering/{label}/{r}", jobs)
+                runs.setdefault(("archive+release", "tiering"), []).append(release)
+                runs.setdefault(("restore", "tiering"), []).append(restore)
+                continue
             prefix = f"{tool}/{label}/{r}"
             runs.setdefault(("archive+release", tool), []).append(
                 timed(peer_command(tool, "put", src, prefix, server.endpoint, jobs), env))

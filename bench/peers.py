@@ -27,6 +27,17 @@ class Run:
     max_rss_kb: int
 
 
+def rotation(tools: tuple[str, ...], r: int) -> tuple[str, ...]:
+    """The order the tools run in round ``r``: each goes first in turn.
+
+    On a shared VM a run pays for what the run before it left behind (dirty
+    pages still being written back, freed memory the host has reclaimed and
+    must fault in again), so a fixed order would tax the same tool every round.
+    """
+    k = r % len(tools)
+    return tools[k:] + tools[:k]
+
+
 def binary(name: str) -> str:
     found = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not Path(found).exists():
