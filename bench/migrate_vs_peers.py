@@ -3,16 +3,16 @@
     python -m bench.migrate_vs_peers [--files 10000] [--size 64KiB] [--large 4x1GiB] [--rounds 3]
                                      [--jobs 32] [--tree 1000000]
 
-Starts its own SeaweedFS on loopback, writes each data set once, then per
-round uploads it (local -> s3) and downloads it again (s3 -> local) with each
-tool in turn (a different one first each round), each into its own prefix and
-folder. Every tool runs as a
-subprocess, timed from start to exit (listing, checks and start-up included),
-with the same concurrency. tiering verifies every file (size + BLAKE3; MD5
-ETags on single PUTs); s5cmd and rclone run with their defaults. Prints median
-files/s and MB/s per (data, direction, tool), the ratio to the faster peer,
-and CPU seconds per tool. Then peak RSS of ``tiering migrate`` copying a tree
-of ``--tree`` tiny files to a local folder (``ru_maxrss`` of the process).
+Starts its own SeaweedFS on loopback, writes each data set once, then per round
+uploads it (local -> s3) and downloads it again (s3 -> local) with each tool in
+turn (a different one first each round), each into its own prefix and folder.
+Every tool runs as a subprocess, timed from start to exit (listing, checks and
+start-up included), with the same concurrency. tiering verifies every file
+(size + BLAKE3; MD5 ETags on single PUTs); s5cmd and rclone run with their
+defaults. Prints median files/s and MB/s per (data, direction, tool), the ratio
+to the faster peer, and CPU seconds per tool. Then peak RSS of ``tiering
+migrate`` copying a tree of ``--tree`` tiny files to a local folder
+(``ru_maxrss`` of the process).
 
 rclone is configured through environment variables only (``RCLONE_CONFIG_SW_*``).
 """
