@@ -19,11 +19,14 @@ _NOATIME = getattr(os, "O_NOATIME", 0)
 
 def open_source(path: str | Path) -> BinaryIO:
     """Open a local file for reading without updating its atime where permitted."""
+    return os.fdopen(_open_source_fd(path), "rb", buffering=0)
+
+
+def _open_source_fd(path: str | Path) -> int:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOATIME)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOATIME)
     except PermissionError:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    return os.fdopen(fd, "rb", buffering=0)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None = None) -> None:
@@ -82,6 +85,24 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
-def read_source(path: str | Path) -> bytes:
-    with open_source(path) as f:
-        return f.read()
+def read_source(path: str | Path, expect: int | None = None) -> bytes:
+    """The whole of a small local file (see ``open_source``).
+
+    ``expect``: its size as the caller last saw it. Then one read asks for a
+    byte more than that, so a file that grew since comes back longer (and
+    fails the caller's size check) without a second read to find the end.
+    """
+    if expect is None:
+        with open_source(path) as f:
+            return f.read()
+    fd = _open_source_fd(path)
+    try:
+        data = os.read(fd, expect + 1)
+        if len(data) >= expect:
+            return data  # all of it, or more than expected (a short read of a regular file is its end)
+        parts = [data]
+        while (got := sum(map(len, parts))) <= expect and (more := os.read(fd, expect + 1 - got)):
+            parts.append(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)

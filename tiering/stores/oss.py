@@ -281,7 +281,7 @@ class OssStore:
         return self._put_multipart(local, key, name, meta, progress)
 
     def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
-        data = read_source(local)
+        data = read_source(local, meta.size)
         hasher = Hasher()
         hasher.update(data)
         stored = verify_source(hasher, meta, key, self.url)

@@ -231,7 +231,7 @@ class S3Store:
 
     def _single_body(self, local: Path, key: str, meta: FileMeta) -> tuple[bytes, FileMeta]:
         """The whole file, and the metadata to store with it (checksum taken over exactly these bytes)."""
-        data = read_source(local)
+        data = read_source(local, meta.size)
         hasher = Hasher()
         hasher.update(data)
         return data, verify_source(hasher, meta, key, self.url)

@@ -1,4 +1,4 @@
-"""Direct-I/O part writes: the file ends up byte for byte what was given, direct or not, full disk or not."""
+"""Local file I/O: direct-I/O part writes (byte for byte what was given, direct or not, full disk or not), small-source reads."""
 
 from __future__ import annotations
 
@@ -86,3 +86,15 @@ def test_a_pool_reuses_its_buffers_and_keeps_only_so_many():
     pool.give(b)  # beyond ``keep``: unmapped
     assert pool.take() is a and b.closed
     pool.close()
+
+
+@pytest.mark.parametrize(("actual", "expect"), [(0, 0), (5000, 5000), (5001, 5000), (9000, 5000), (4000, 5000)])
+def test_reading_a_small_source_returns_it_whole_or_shows_it_changed(tmp_path, actual, expect):
+    """A file that grew comes back longer than expected, one that shrank shorter: never silently cut to size."""
+    from tiering.stores.localfile import read_source
+
+    content = os.urandom(actual)
+    (tmp_path / "src").write_bytes(content)
+    data = read_source(tmp_path / "src", expect)
+    assert data == content[: expect + 1]
+    assert (len(data) == expect) == (actual == expect)
