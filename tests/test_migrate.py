@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -358,3 +359,21 @@ def test_dask_offloads_mover_transfers(tmp_path, dask_address):
         mover.close()
         catalog.close()
     assert set(files_under(tmp_path / "cap")) >= {"a", "b/c"}
+
+
+def test_a_destination_folder_removed_mid_run_is_made_again(tmp_path):
+    """Folders are made once per run and remembered; one deleted behind our back comes back on the next file."""
+    from tiering.migrate.localtree import LocalTree
+    from tiering.stores.base import FileMeta
+
+    tree = LocalTree(tmp_path / "dst")
+    tree.prepare()
+    for name in ("a/b/one", "a/b/two"):
+        tmp = tree.temp_path()
+        tmp.write_bytes(name.encode())
+        tree.commit(tmp, name, FileMeta(len(name), time.time_ns(), 0o100640, os.getuid(), os.getgid(), name))
+        if name.endswith("one"):
+            shutil.rmtree(tmp_path / "dst" / "a")
+    assert (tmp_path / "dst" / "a" / "b" / "two").read_bytes() == b"a/b/two"
+    assert not (tmp_path / "dst" / "a" / "b" / "one").exists()
+    assert oct((tmp_path / "dst" / "a" / "b" / "two").stat().st_mode & 0o777) == "0o640"

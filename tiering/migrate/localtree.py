@@ -30,6 +30,7 @@ from tiering.stores.localfile import fsync_path, open_source, write_all
 RESERVED = ".tiering"
 _WRITER = f"{socket.gethostname()}~{os.getpid()}"
 _IS_ROOT = os.geteuid() == 0
+_FOLDERS_REMEMBERED = 4096
 
 
 class LocalTree:
@@ -42,6 +43,10 @@ class LocalTree:
         self.url = str(self.root)
         self.fsync = fsync
         self._tmp = self.root / RESERVED / "tmp"
+        #: Folders this run has made or found (one makedirs per folder, not per file: most of a
+        #: tree's files share their folder with hundreds of others). A folder removed under us
+        #: is made again on the rename's ENOENT.
+        self._folders: set[Path] = set()
 
     def path(self, key: str) -> Path:
         rel = decode_key(key)
@@ -142,8 +147,18 @@ class LocalTree:
             fsync_path(tmp)
         target = self.path(key)
         try:
-            os.makedirs(target.parent, exist_ok=True)
-            os.replace(tmp, target)
+            if target.parent not in self._folders:
+                os.makedirs(target.parent, exist_ok=True)
+                if len(self._folders) >= _FOLDERS_REMEMBERED:
+                    self._folders.clear()  # a tree of a million folders must not cost a million entries
+                self._folders.add(target.parent)
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:  # the folder went away since we made it
+                if not os.path.exists(tmp):
+                    raise
+                os.makedirs(target.parent, exist_ok=True)
+                os.replace(tmp, target)
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(target)) from None  # name the file, not our temp
 

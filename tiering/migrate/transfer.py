@@ -181,8 +181,9 @@ async def _copy_async(sides: Sides, key: str, scratch: str) -> None:
         try:
             info = await call_async(src.store, "get_file", key, tmp)
             dst.commit(tmp, key, _meta_of(info, key, tmp))
-        finally:
-            tmp.unlink(missing_ok=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # (once committed, the temp name is gone: nothing to clean)
+            raise
     else:  # local to local, store to store, or fsyncs to wait for: the blocking path, on a thread
         await asyncio.to_thread(_copy, sides, key, scratch)
 
