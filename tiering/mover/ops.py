@@ -324,13 +324,13 @@ class Mover:
     async def _fetch(self, rec: FileRecord, tmp: Path, stub: os.stat_result) -> None:
         """Download into ``tmp``, check it against the catalog, give it the stub's owner/mode/times."""
         info = await self._transfer(self.store(rec.tier), "get_file", rec.object_key, tmp)
-        if os.lstat(tmp).st_size != rec.size:  # belt and braces: the bytes must be on our disk
-            raise IntegrityError(f"{_show(rec.path)}: restored copy has {os.lstat(tmp).st_size} bytes, expected {rec.size}")
         if info.checksum != rec.checksum or info.size != rec.size:
             raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
                                  f"(checksum {info.checksum or 'missing'}, expected {rec.checksum})")
         fd = os.open(tmp, os.O_RDWR | os.O_CLOEXEC)
         try:
+            if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
+                raise IntegrityError(f"{_show(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
             copy_user_xattrs(self.hot_path(rec.path), fd)
             if os.geteuid() == 0:
                 os.fchown(fd, stub.st_uid, stub.st_gid)

@@ -302,8 +302,11 @@ class S3Store:
                 return await asyncio.to_thread(self._finish_get, key, local, None, info, large)
             hasher = Hasher()
             hasher.update(data)
-            with open(local, "wb") as f:
-                write_all(f.fileno(), memoryview(data), 0)
+            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                write_all(fd, memoryview(data), 0)
+            finally:
+                os.close(fd)
             verify_object(hasher, info.meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
