@@ -46,7 +46,12 @@ def binary(name: str) -> str:
 
 
 def timed(argv: list[str], env: dict[str, str]) -> Run:
-    """Run a command to completion; wall seconds, CPU seconds and peak RSS from wait4."""
+    """Run a command to completion; wall seconds, CPU seconds and peak RSS from wait4.
+
+    Dirty data from the run before is written out first (untimed), so no run
+    competes with its predecessor's writeback for the disk.
+    """
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read()
