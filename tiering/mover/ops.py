@@ -246,7 +246,7 @@ class Mover:
                                                    object_key=rec.object_key)
         crash_point("release:begin")
         try:
-            attrs = stub_attributes(rec.size, rec.checksum, rec.tier, rec.object_key)
+            attrs = stub_attributes(rec.size, rec.checksum, rec.tier)
             release_to_stub(path, Identity.of_record(rec), attrs, self._use_lease)
         except StubError as exc:
             await self.catalog.end_async(entry, "rolled_back", error=exc.reason)

@@ -3,11 +3,19 @@
 A released file is a zero-length stub that keeps the file's name, inode,
 owner, mode, atime and mtime (ctime moves: the kernel sets it on truncate). A
 plain read returns no bytes rather than wrong ones. The stub also carries one
-extended attribute, ``user.tiering.stub``: a small JSON object (state, true
-size, checksum, tier, object key), so ``getfattr -d`` tells an operator where
-the bytes went even without the catalog. (One attribute, not five: a release
-is a handful of syscalls, and each one counts when a run moves many small
-files.)
+extended attribute, ``user.tiering.stub``, one line of text::
+
+    released 65536 s3 blake3:3f2a9c0d1e2b4a5c
+
+(state, true size, tier, and the first 16 hex digits of the checksum), so
+``getfattr -d`` tells an operator what the file was and where its bytes went
+even without the catalog; the object key is the file's path as it was at
+release (``stores.keys.encode_key``), and the full checksum is in the catalog
+and in the object's own metadata. It is kept this short on purpose: ext4's
+default 256-byte inodes hold about 60 bytes of attribute value, and a longer
+one costs every stub a 4 KiB attribute block, allocated at release and freed
+at restore. Stubs released by earlier versions (a JSON object, or one
+``user.tiering.state`` attribute) are still recognised.
 
 The truncate happens under a write lease (``F_SETLEASE``): the kernel grants
 it only while no other process has the file open, and holds back any new
@@ -34,6 +42,7 @@ from tiering.mover.identity import Identity
 XATTR_PREFIX = "user.tiering."
 STUB_XATTR = XATTR_PREFIX + "stub"
 _LEGACY_STATE_XATTR = XATTR_PREFIX + "state"  # stubs released before STUB_XATTR carried one per field
+_RELEASED = "released"
 
 
 class StubError(Exception):
@@ -57,18 +66,25 @@ def ignore_lease_breaks() -> bool:
     return True
 
 
-def stub_attributes(size: int, checksum: str, tier: str, key: str) -> dict[str, bytes]:
-    """The extended attributes a released stub carries."""
-    record = {"state": "released", "size": size, "checksum": checksum, "tier": tier, "key": key}
-    return {STUB_XATTR: json.dumps(record, separators=(",", ":")).encode()}
+def stub_attributes(size: int, checksum: str, tier: str) -> dict[str, bytes]:
+    """The extended attributes a released stub carries (see the module docstring)."""
+    algorithm, _, digest = checksum.partition(":")
+    return {STUB_XATTR: f"{_RELEASED} {size} {tier} {algorithm}:{digest[:16]}".encode()}
 
 
 def is_stub(path: str | Path) -> bool:
     """True if ``path`` carries our released-stub mark (this version's, or an older one's)."""
     try:
-        return json.loads(os.getxattr(path, STUB_XATTR)).get("state") == "released"
-    except (OSError, ValueError, AttributeError):
-        pass
+        mark = os.getxattr(path, STUB_XATTR)
+    except (OSError, AttributeError):
+        mark = b""
+    if mark.startswith(_RELEASED.encode() + b" "):
+        return True
+    if mark:
+        try:
+            return json.loads(mark).get("state") == "released"  # stubs released before the one-line mark
+        except (ValueError, AttributeError):
+            return False
     try:
         return os.getxattr(path, _LEGACY_STATE_XATTR) == b"released"
     except OSError:
