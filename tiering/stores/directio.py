@@ -1,4 +1,4 @@
-"""Writing a large download's parts with direct I/O where the filesystem allows it.
+"""Writing large files with direct I/O where the filesystem allows it (S3 downloads, posix-tier copies).
 
 A large restore or migrate writes gigabytes the training job has not asked
 for yet. Through the page cache, every byte is copied into freshly allocated
@@ -11,9 +11,10 @@ Direct I/O needs the buffer, the offset and the length aligned (``ALIGN``
 covers 512-byte and 4 KiB devices), so each part is copied into a reused,
 page-aligned buffer first (a copy within warm memory, far cheaper than the
 kernel's into new cache pages); a tail that is not a multiple of ``ALIGN`` goes
-through the page cache. Where ``O_DIRECT`` is refused (tmpfs, some FUSE and
-network filesystems) every write is a plain buffered one. Either way the
-bytes written are exactly the bytes given: callers hash what they pass in.
+through the page cache. Where ``O_DIRECT`` is refused (some FUSE and network
+filesystems, older kernels' tmpfs) every write is a plain buffered one. Either
+way the bytes written are exactly the bytes given: callers hash what they pass
+in.
 """
 
 from __future__ import annotations
