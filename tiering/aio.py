@@ -5,6 +5,10 @@
 ``LoopBatcher``: blocking work asked for on an event loop, done a batch at a
 time on a worker thread.
 
+``PerLoop``: one object per event loop (a batcher, a semaphore), made on first
+use on that loop and dropped with it: asyncio objects belong to the loop that
+made them, and each ``asyncio.run`` is a new loop.
+
 The mover keeps many actions in flight on one loop. Some of their steps block
 (a catalog commit waits for an fsync; so does a restore), and a thread trip
 per request costs about as much CPU as a small file's whole transfer. A
@@ -17,6 +21,8 @@ the number of requests in flight; latency stays about one batch.
 from __future__ import annotations
 
 import asyncio
+import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -37,6 +43,23 @@ def run_blocking(coro: Coroutine[object, object, R]) -> R:
         return asyncio.run(coro)
     with ThreadPoolExecutor(1, thread_name_prefix="run-blocking") as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+class PerLoop(Generic[T]):
+    """``get()`` returns the running loop's own instance from ``make()``; safe from any thread."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            value = self._by_loop.get(loop)
+            if value is None:
+                value = self._by_loop[loop] = self._make()
+            return value
 
 
 class LoopBatcher(Generic[T]):

@@ -17,16 +17,14 @@ is paid per batch, not per item, and the loop never waits on the fsync.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import sqlite3
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from tiering.aio import LoopBatcher, Outcomes, settle
+from tiering.aio import LoopBatcher, Outcomes, PerLoop, settle
 
 Work = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -40,10 +38,7 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._conn_lock = threading.Lock()  # one transaction at a time: the thread's, or a loop's
-        # One batcher per event loop (each ``asyncio.run`` is a new loop, dropped with it).
-        self._loop_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBatcher[Work]] = (
-            weakref.WeakKeyDictionary())
-        self._batches_lock = threading.Lock()
+        self._loop_batches: PerLoop[LoopBatcher[Work]] = PerLoop(lambda: LoopBatcher(self._transaction))
         self._thread = threading.Thread(target=self._run, name="catalog-commit", daemon=True)
         self._thread.start()
 
@@ -55,12 +50,7 @@ class GroupCommitter:
 
     async def submit_async(self, work: Work) -> Any:
         """``submit`` from an event loop: committed with the other items that loop has queued."""
-        loop = asyncio.get_running_loop()
-        with self._batches_lock:
-            batches = self._loop_batches.get(loop)
-            if batches is None:
-                batches = self._loop_batches[loop] = LoopBatcher(self._transaction)
-        return await batches.submit(work)
+        return await self._loop_batches.get().submit(work)
 
     def close(self) -> None:
         self._queue.put(_STOP)

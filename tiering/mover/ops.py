@@ -33,11 +33,10 @@ import secrets
 import stat
 import threading
 import time
-import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tiering.aio import run_blocking
+from tiering.aio import PerLoop, run_blocking
 from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
@@ -83,7 +82,8 @@ class Mover:
         self._use_lease = ignore_lease_breaks()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
         self.transfer_jobs = config.jobs
-        self._per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> _LoopState
+        self._per_loop: PerLoop[_LoopState] = PerLoop(
+            lambda: _LoopState(SyncBatcher(), asyncio.Semaphore(max(1, self.transfer_jobs))))
 
     # -- plumbing --------------------------------------------------------------
 
@@ -105,20 +105,12 @@ class Mover:
     def _open_for_writing(self, st: os.stat_result) -> bool:
         return (st.st_dev, st.st_ino) in self._writers
 
-    def _loop_state(self) -> _LoopState:
-        loop = asyncio.get_running_loop()
-        with self._stores_lock:
-            state = self._per_loop.get(loop)
-            if state is None:
-                state = self._per_loop[loop] = _LoopState(SyncBatcher(), asyncio.Semaphore(max(1, self.transfer_jobs)))
-            return state
-
     def _syncer(self) -> SyncBatcher:
-        return self._loop_state().syncer
+        return self._per_loop.get().syncer
 
     async def _transfer(self, store: Store, method: str, *args):
         """A store call that moves bytes: at most ``transfer_jobs`` at once, however many actions wait."""
-        async with self._loop_state().transfers:
+        async with self._per_loop.get().transfers:
             return await call_async(store, method, *args)
 
     # -- archive -----------------------------------------------------------------
