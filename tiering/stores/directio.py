@@ -75,15 +75,16 @@ class PartWriter:
     """Writes parts of one file at their offsets; safe to call from several threads at once.
 
     ``fd`` is the file opened for buffered writing (it receives unaligned
-    tails, and everything when direct I/O is unavailable); the direct
-    descriptor is opened here on ``path`` and closed by ``close``.
+    tails, and everything when direct I/O is unavailable or the file, of
+    ``size`` bytes, is under ``DIRECT_MIN``); the direct descriptor is opened
+    here on ``path`` and closed by ``close``.
     """
 
-    def __init__(self, path: str | os.PathLike, fd: int, pool: BufferPool) -> None:
+    def __init__(self, path: str | os.PathLike, fd: int, pool: BufferPool, size: int) -> None:
         self._fd = fd
         self._pool = pool
         self._direct: int | None = None
-        if _O_DIRECT:
+        if _O_DIRECT and size >= DIRECT_MIN:
             try:
                 self._direct = os.open(path, os.O_WRONLY | os.O_CLOEXEC | _O_DIRECT)
             except OSError as exc:
@@ -139,9 +140,15 @@ class PartWriter:
         return done
 
     def write_stream(self, chunks: Iterable[bytes | memoryview], offset: int = 0) -> int:
-        """Write ``chunks`` one after another from ``offset`` (gathered into aligned buffers); bytes written."""
-        buf = self._pool.take()
+        """Write ``chunks`` one after another from ``offset`` (gathered into aligned buffers when
+        writing direct); bytes written."""
         pos = offset
+        if not self._use_direct:  # nothing to align for: each chunk as it comes
+            for chunk in chunks:
+                write_all(self._fd, chunk, pos)
+                pos += len(chunk)
+            return pos - offset
+        buf = self._pool.take()
         try:
             with memoryview(buf) as view:
                 filled = 0

@@ -36,9 +36,9 @@ from tiering.errors import (
 )
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
-from tiering.stores.directio import DIRECT_MIN, BufferPool, PartWriter
+from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import decode_key, encode_key
-from tiering.stores.localfile import fsync_path, open_source, write_all
+from tiering.stores.localfile import fsync_path, open_source
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 RESERVED = ".tiering"
@@ -157,21 +157,16 @@ class PosixStore:
     def _copy(self, src: Path, dst: Path, progress: Progress | None) -> Hasher:
         """Copy ``src`` to a new ``dst``, hashing the bytes as they pass; large files are written direct."""
         hasher = Hasher()
-        with open_source(src) as fin, open(dst, "wb", buffering=0) as fout:
-            if os.fstat(fin.fileno()).st_size < DIRECT_MIN:
-                write = lambda buf, n, pos: write_all(fout.fileno(), memoryview(buf)[:n], pos)
-                writer = None
-            else:  # read straight into an aligned buffer, write it from there: no copy in between
-                writer = PartWriter(dst, fout.fileno(), self._buffers)
-                write = writer.write_buffer
-            buf = self._buffers.take()
+        with open_source(src) as fin, open(dst, "wb", buffering=0) as fout, \
+                PartWriter(dst, fout.fileno(), self._buffers, os.fstat(fin.fileno()).st_size) as writer:
+            buf = self._buffers.take()  # read straight into an aligned buffer, write from there: no copy between
             try:
                 pos = 0
                 while n := _fill(fin, buf):
                     with memoryview(buf) as view:
                         hasher.update(view[:n])
                     try:
-                        write(buf, n, pos)
+                        writer.write_buffer(buf, n, pos)
                     except OSError as exc:
                         exc.filename = str(dst)  # say which side failed
                         raise
@@ -180,8 +175,6 @@ class PosixStore:
                         progress(n)
             finally:
                 self._buffers.give(buf)
-                if writer:
-                    writer.close()
             if self.fsync:
                 os.fsync(fout.fileno())
         return hasher

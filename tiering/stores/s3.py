@@ -52,7 +52,7 @@ from tiering.errors import (
 from tiering.faults import crash_point
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
-from tiering.stores.directio import DIRECT_MIN, BufferPool, PartWriter
+from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import join_key, split_key
 from tiering.stores.localfile import (
     open_source,
@@ -352,13 +352,8 @@ class S3Store:
                     progress(len(chunk))
                 yield chunk
 
-        with open(local, "wb") as f:
-            if int(result.meta["size"]) < DIRECT_MIN:  # small: one buffered write is cheapest
-                for chunk in chunks():
-                    write_all(f.fileno(), chunk)
-            else:
-                with PartWriter(local, f.fileno(), self._buffers) as writer:
-                    writer.write_stream(chunks())
+        with open(local, "wb") as f, PartWriter(local, f.fileno(), self._buffers, int(result.meta["size"])) as writer:
+            writer.write_stream(chunks())
         return hasher
 
     def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first) -> Hasher:
@@ -366,7 +361,7 @@ class S3Store:
         written with direct I/O where the filesystem allows it (``PartWriter``) and hashed in order
         as they land, from the very buffers written."""
         name = self._name(key)
-        with open(local, "w+b") as f, PartWriter(local, f.fileno(), self._buffers) as writer:
+        with open(local, "w+b") as f, PartWriter(local, f.fileno(), self._buffers, size) as writer:
             f.truncate(size)
             fd = f.fileno()
             in_order = _InOrder(fd)
