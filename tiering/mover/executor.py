@@ -7,8 +7,9 @@ the network). Tasks are pulled lazily, so a plan of millions of files never
 becomes millions of futures. Small files go many at a time through the
 store's async client; blocking work (a large file, whose parts run in
 parallel inside the store; a store without an async client; batched commits
-and fsyncs) goes to the loop's ``jobs + 4`` worker threads. Tasks start in the order given (a plan puts restores
-first, so a waiting job gets its data before archives run).
+and fsyncs) goes to the loop's ``jobs + 4`` worker threads. Tasks start in
+the order given (a plan puts restores first, so a waiting job gets its data
+before archives run).
 
 Per-file failures are recorded, not raised. The run stops *starting* new work
 when a failure says the whole run is doomed (hot tier full, a tier refusing

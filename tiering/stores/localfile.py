@@ -85,24 +85,22 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
-def read_source(path: str | Path, expect: int | None = None) -> bytes:
-    """The whole of a small local file (see ``open_source``).
+def read_source(path: str | Path, expect: int) -> bytes:
+    """The whole of a small local file (see ``open_source``), whose size was last seen as ``expect``.
 
-    ``expect``: its size as the caller last saw it. Then one read asks for a
-    byte more than that, so a file that grew since comes back longer (and
-    fails the caller's size check) without a second read to find the end.
+    One read asks for a byte more than that, so a file that grew since comes
+    back longer (and fails the caller's size check) without a second read to
+    find the end.
     """
-    if expect is None:
-        with open_source(path) as f:
-            return f.read()
     fd = _open_source_fd(path)
     try:
         data = os.read(fd, expect + 1)
         if len(data) >= expect:
             return data  # all of it, or more than expected (a short read of a regular file is its end)
-        parts = [data]
-        while (got := sum(map(len, parts))) <= expect and (more := os.read(fd, expect + 1 - got)):
+        parts, got = [data], len(data)
+        while got <= expect and (more := os.read(fd, expect + 1 - got)):
             parts.append(more)
+            got += len(more)
         return b"".join(parts)
     finally:
         os.close(fd)

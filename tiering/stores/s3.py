@@ -488,8 +488,8 @@ class _InOrder:
 
     A part is hashed once every part before it has landed: from the buffer it
     was written from when it came with one (parts that arrive early are held
-    for their turn, up to ``max_held`` bytes), else read back from the file
-    (the page cache). Either way the checksum covers exactly the bytes written,
+    for their turn, up to ``max_held`` bytes), else read back from the file.
+    Either way the checksum covers exactly the bytes written,
     and only the last part's hashing is left when the download ends.
     """
 
