@@ -210,8 +210,8 @@ class TieredFileSystem(AbstractFileSystem):
 
     def _restore(self, rel: str) -> bool:
         """Restore a released file through the mover; False when it must be streamed instead."""
-        from tiering.mover.outcome import FAILED, SKIPPED
         # The mover is heavy; only restore-on-read needs it.
+        from tiering.mover.outcome import FAILED, SKIPPED
         from tiering.session import mover_session
 
         with self._handles.restore_lock:
