@@ -36,7 +36,7 @@ from bench.peers import (
     add_data_args,
     binary,
     data_sets,
-    drop_prefix,
+    drop_round,
     environment,
     peer_command,
     ratio_table,
@@ -71,14 +71,8 @@ def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer
                 if op == "get":
                     shutil.rmtree(local)
                 print(f"  {label} round {r} {op} {tool}: {runs[(op, tool)][-1].seconds:.2f}s", file=sys.stderr)
-        _drop_round(server, label, r, env)
+        drop_round(server, label, r)
     return [summary_row(label, op, tool, files, nbytes, rs) for (op, tool), rs in runs.items()]
-
-
-def _drop_round(server: SeaweedServer, label: str, r: int, env: dict[str, str]) -> None:
-    for tool in ("tiering", *PEERS):
-        drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
-    server.reclaim()
 
 
 def rss_point(n: int, work: Path, jobs: int) -> dict:

@@ -31,7 +31,7 @@ from bench.peers import (
     add_data_args,
     binary,
     data_sets,
-    drop_prefix,
+    drop_round,
     environment,
     peer_command,
     ratio_table,
@@ -79,9 +79,7 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
             runs.setdefault(("restore", tool), []).append(
                 timed(peer_command(tool, "get", out, prefix, server.endpoint, jobs), env))
             shutil.rmtree(out)
-        for tool in ("tiering", *PEERS):
-            drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
-        server.reclaim()
+        drop_round(server, label, r)
         print(f"  {label} round {r} done", file=sys.stderr)
     return [summary_row(label, op, tool, len(files), nbytes, rs) for (op, tool), rs in runs.items()]
 

@@ -123,6 +123,13 @@ def drop_prefix(endpoint: str, prefix: str) -> None:
     subprocess.run(argv, env=environment(endpoint), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
+def drop_round(server, label: str, r: int) -> None:
+    """Delete every tool's objects of round ``r`` and have the server free their space (a SeaweedServer)."""
+    for tool in ("tiering", *PEERS):
+        drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
+    server.reclaim()
+
+
 def summary_row(label: str, op: str, tool: str, files: int, nbytes: int, runs: list[Run]) -> dict:
     """One table row: median seconds, files/s, MB/s and CPU seconds over the rounds."""
     sec = statistics.median(r.seconds for r in runs)
