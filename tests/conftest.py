@@ -136,9 +136,10 @@ def _s3_case(server: SeaweedServer, prefix: str) -> StoreCase:
         obstore.put(store._obs, store._name(key), data, attributes=attrs, use_multipart=False)
 
     def start_incomplete(key: str) -> None:
-        from tiering.stores.s3_uploads import _object_path, _request
+        from tiering.stores.s3_uploads import _request
+        from tiering.stores.sigv4 import quote_path
 
-        status, _ = _request(server.endpoint, store._creds, "POST", _object_path(S3_BUCKET, store._name(key)),
+        status, _ = _request(server.endpoint, store._creds, "POST", quote_path(S3_BUCKET, store._name(key)),
                              {"uploads": ""}, 5)
         assert status == 200
 

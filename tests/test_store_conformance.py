@@ -54,9 +54,16 @@ def put(case, tmp_path: Path, relpath: bytes | str, data: bytes) -> tuple[str, F
     return key, info.meta
 
 
-def read_back(case, tmp_path: Path, key: str) -> bytes:
+def call(store, method: str, *args, via: str):
+    """``store.<method>(*args)``: called directly, or from an event loop (``call_async``)."""
+    if via == "loop":
+        return asyncio.run(call_async(store, method, *args))
+    return getattr(store, method)(*args)
+
+
+def read_back(case, tmp_path: Path, key: str, via: str = "direct") -> bytes:
     out = tmp_path / "back.bin"
-    case.store.get_file(key, out)
+    call(case.store, "get_file", key, out, via=via)
     data = out.read_bytes()
     out.unlink()
     return data
@@ -81,18 +88,21 @@ def test_round_trip_sizes(store_case, tmp_path, size_kind):
     assert store_case.store.head(key).size == size
 
 
-def test_odd_filenames_round_trip_exactly(store_case, tmp_path):
+@pytest.mark.parametrize("via", ["direct", "loop"])
+def test_odd_filenames_round_trip_exactly(store_case, tmp_path, via):
     keys = {}
     for i, name in enumerate(ODD_NAMES):
         data = f"payload {i}".encode()
-        key, _ = put(store_case, tmp_path, name, data)
+        src = make_file(tmp_path, data)
+        key = encode_key(name)
+        call(store_case.store, "put_file", src, key, FileMeta.from_stat(src.stat(), key), via=via)
         keys[key] = (name, data)
     listed = [o.key for o in store_case.store.list()]
     assert sorted(listed) == sorted(keys) and listed == sorted(listed)
     for key, (name, data) in keys.items():
         assert decode_key(key) == name
-        assert store_case.store.head(key).meta.path == key
-        assert read_back(store_case, tmp_path, key) == data
+        assert call(store_case.store, "head", key, via=via).meta.path == key
+        assert read_back(store_case, tmp_path, key, via) == data
 
 
 @pytest.mark.parametrize("bad", ["../escape", "a/../../escape", "/etc/passwd", "a//b", "./x", "a/%2E%2E/b", "pct%4a"])
@@ -164,24 +174,18 @@ def test_overwrite_replaces_bytes_and_metadata(store_case, tmp_path):
     assert [o.key for o in store_case.store.list()] == [key]
 
 
-def test_delete_is_idempotent_and_missing_is_not_found(store_case, tmp_path):
-    store_case.store.delete(encode_key("never/existed"))
+@pytest.mark.parametrize("via", ["direct", "loop"])
+def test_delete_is_idempotent_and_missing_is_not_found(store_case, tmp_path, via):
+    call(store_case.store, "delete", encode_key("never/existed"), via=via)
     key, _ = put(store_case, tmp_path, "to/delete", b"bye")
-    store_case.store.delete(key)
-    store_case.store.delete(key)
+    call(store_case.store, "delete", key, via=via)
+    call(store_case.store, "delete", key, via=via)
     with pytest.raises(NotFoundError):
-        store_case.store.head(key)
+        call(store_case.store, "head", key, via=via)
     out = tmp_path / "out.bin"
     with pytest.raises(NotFoundError):
-        store_case.store.get_file(key, out)
+        call(store_case.store, "get_file", key, out, via=via)
     assert not out.exists()
-
-
-def call(store, method: str, *args, via: str):
-    """``store.<method>(*args)``: called directly, or from an event loop (``call_async``)."""
-    if via == "loop":
-        return asyncio.run(call_async(store, method, *args))
-    return getattr(store, method)(*args)
 
 
 @pytest.mark.parametrize("via", ["direct", "loop"])
@@ -205,26 +209,38 @@ def test_source_that_differs_from_its_checksum_is_not_stored(store_case, tmp_pat
         store_case.store.head(key)
 
 
-def test_refused_credentials_write_nothing(store_case, tmp_path):
+@pytest.mark.parametrize("via", ["direct", "loop"])
+def test_refused_credentials_write_nothing(store_case, tmp_path, via):
     if store_case.refused is None:
         pytest.skip(store_case.refusal_reason)
     bad = store_case.refused()
     src = make_file(tmp_path, b"secret data")
     key = encode_key("refused.bin")
     with pytest.raises(PermissionDeniedError) as err:
-        bad.put_file(src, key, FileMeta.from_stat(src.stat(), key))
+        call(bad, "put_file", src, key, FileMeta.from_stat(src.stat(), key), via=via)
     assert "\n" not in str(err.value) and "wrong-secret" not in str(err.value)
+    if store_case.name != "posix":  # (the refused posix store is another folder: nothing of ours to read)
+        existing, _ = put(store_case, tmp_path, "readable.bin", b"only with the right key")
+        out = tmp_path / "out.bin"
+        for method, args in (("head", (existing,)), ("get_file", (existing, out)), ("delete", (existing,))):
+            with pytest.raises(PermissionDeniedError) as err:
+                call(bad, method, *args, via=via)
+            assert "\n" not in str(err.value) and "wrong-secret" not in str(err.value)
+        assert not out.exists()
+        assert read_back(store_case, tmp_path, existing) == b"only with the right key"
+        store_case.store.delete(existing)
     bad.close()
     names = [o.key for o in store_case.store.list()] if store_case.name != "posix" else [o.key for o in bad.list()]
     assert key not in names
 
 
-def test_tier_that_is_down_fails_clearly_within_seconds(store_case, tmp_path):
+@pytest.mark.parametrize("via", ["direct", "loop"])
+def test_tier_that_is_down_fails_clearly_within_seconds(store_case, tmp_path, via):
     start = time.monotonic()
     with pytest.raises(store_case.down_error) as err:
         store = store_case.down()
         src = make_file(tmp_path, b"x")
-        store.put_file(src, "k", FileMeta.from_stat(src.stat(), "k"))
+        call(store, "put_file", src, "k", FileMeta.from_stat(src.stat(), "k"), via=via)
     assert time.monotonic() - start < 10
     message = str(err.value)
     assert "\n" not in message and len(message) < 300

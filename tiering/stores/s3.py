@@ -13,6 +13,10 @@ parts, ``jobs`` at a time, with the BLAKE3 checksum taken in a first pass (it
 must be in the metadata, which is fixed when the upload starts) and checked
 again over the bytes actually sent. Large downloads are parallel ranged GETs.
 
+From an event loop (``*_async``), objects up to ``INLINE_MAX`` travel through
+``s3_http`` instead: the same requests, signed and sent on the loop's own
+thread, which costs a quarter of the CPU of obstore's thread hand-offs.
+
 Options: ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
 ``session_token`` (default to ``AWS_*`` environment variables),
 ``allow_http`` (default: true when the endpoint is http://),
@@ -24,6 +28,7 @@ Options: ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import re
@@ -61,34 +66,46 @@ from tiering.stores.localfile import (
     write_all,
 )
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
-from tiering.stores.s3_uploads import S3Credentials, abort_upload, list_uploads
+from tiering.stores.s3_http import NetworkError, Response, S3Http
+from tiering.stores.s3_uploads import abort_upload, list_uploads
+from tiering.stores.sigv4 import S3Credentials
 
 MiB = 1024 * 1024
-#: Objects up to this size move inside the event loop in the ``*_async`` methods
-#: (reading and hashing them takes well under a millisecond); larger ones run the
-#: blocking path on a worker thread so one big file never stalls the others.
+#: Objects up to this size move inside the event loop in the ``*_async`` methods,
+#: through ``s3_http`` (reading and hashing them takes well under a millisecond);
+#: larger ones run the blocking path on a worker thread so one big file never
+#: stalls the others.
 INLINE_MAX = 1 * MiB
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
-_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
+_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed",
+                    "BadDigest"}  # (the body was damaged on the way: send it again)
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket"}
 
 
 def translate(exc: Exception, url: str, key: str) -> StoreError:
-    """The project error for an obstore exception: the one table for this store."""
+    """The project error for an obstore exception or a ``NetworkError``: the one table for this store."""
     text = str(exc)
     status = int(m.group(1)) if (m := _STATUS.search(text)) else 0
     code = m.group(1) if (m := _CODE.search(text)) else ""
-    detail = code or (f"HTTP {status}" if status else text.splitlines()[0][:160])
-    what = f"{url}: {key or '(bucket)'}: {detail}"
+    return classify(url, key, status, code, text.splitlines()[0][:160] if text else type(exc).__name__,
+                    not_found=isinstance(exc, (oe.NotFoundError, FileNotFoundError)),
+                    denied=isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError)),
+                    network=isinstance(exc, NetworkError) or (not status and _looks_like_network(text)))
+
+
+def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_found: bool = False,
+             denied: bool = False, network: bool = False) -> StoreError:
+    """The project error for an S3 failure: HTTP ``status``, S3 error ``code`` and a fallback ``text``."""
+    what = f"{url}: {key or '(bucket)'}: {code or (f'HTTP {status}' if status else text)}"
     if code == "InvalidObjectState":
         return NeedsRestoreError(f"{what} (object is archived; restore it first)", store=url, key=key)
-    if isinstance(exc, (oe.NotFoundError, FileNotFoundError)) or code in _NOT_FOUND_CODES or status == 404:
+    if not_found or code in _NOT_FOUND_CODES or status == 404:
         noun = "bucket" if code == "NoSuchBucket" else "object"
         return NotFoundError(f"{what} (no such {noun})", store=url, key=key)
-    if isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError)) or status in (401, 403):
+    if denied or status in (401, 403):
         return PermissionDeniedError(f"{what} (check the tier's credentials)", store=url, key=key)
-    if code in _TRANSIENT_CODES or status in (429, 500, 502, 503, 504) or (not status and _looks_like_network(text)):
+    if code in _TRANSIENT_CODES or status in (429, 500, 502, 503, 504) or (not status and network):
         return TransientError(what if status else f"{url}: {key or '(bucket)'}: cannot reach the server", store=url, key=key)
     return FatalError(what, store=url, key=key)
 
@@ -148,12 +165,21 @@ class S3Store:
             config["session_token"] = token
         if endpoint:
             config["endpoint"] = endpoint
+        allow_http = bool(options.get("allow_http", endpoint.startswith("http://")))
+        connect_timeout = float(options.get("connect_timeout", 5))
+        request_timeout = float(options.get("request_timeout", 300))
         client = {
-            "allow_http": bool(options.get("allow_http", endpoint.startswith("http://"))),
-            "connect_timeout": timedelta(seconds=float(options.get("connect_timeout", 5))),
-            "timeout": timedelta(seconds=float(options.get("request_timeout", 300))),
+            "allow_http": allow_http,
+            "connect_timeout": timedelta(seconds=connect_timeout),
+            "timeout": timedelta(seconds=request_timeout),
             "pool_max_idle_per_host": "256",
         }
+        #: Small-object requests from an event loop (see ``s3_http`` for why); None where a
+        #: proxy is configured for the endpoint, which only obstore honours.
+        self._http = S3Http(
+            self._endpoint, self.bucket, self._creds, virtual_hosted=config["virtual_hosted_style_request"],
+            connect_timeout=connect_timeout, request_timeout=request_timeout,
+        ) if S3Http.usable(self._endpoint, allow_http) else None
         # Retries happen in RetryPolicy, once; the SDK's own are off.
         retry = {"max_retries": 0, "retry_timeout": timedelta(seconds=1)}
         return {"config": config, "client_options": client, "retry_config": retry}
@@ -177,12 +203,22 @@ class S3Store:
         async def attempt():
             try:
                 return await fn()
-            except (oe.BaseError, OSError, ValueError) as exc:
+            except (oe.BaseError, OSError, ValueError, NetworkError) as exc:
                 if (error := self._error(exc, key)) is exc:
                     raise
                 raise error from exc
 
         return await self.retry.call_async(attempt)
+
+    async def _request(self, key: str, method: str, **kwargs) -> Response:
+        """One ``S3Http`` request for ``key``, retried by the policy; a status of 300 or more raises."""
+        async def send() -> Response:
+            response = await self._http.request(method, self._name(key), **kwargs)
+            if response.status >= 300:
+                raise classify(self.url, key, response.status, response.error_code())
+            return response
+
+        return await self._call_async(key, send)
 
     def _error(self, exc: Exception, key: str) -> Exception:
         """A local file error as it is (it is not the store's); anything else as the project's error."""
@@ -207,26 +243,35 @@ class S3Store:
     def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
         data, stored = self._single_body(local, key, meta)
         result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
-        info = self._stored(key, data, stored, result)
+        etag = (result.get("e_tag") or "").strip('"')
+        info = self._stored(key, data, stored, etag)
         if info is None:
             self.delete(key)
-            raise _etag_mismatch(self.url, key, result)
+            raise _etag_mismatch(self.url, key, etag)
         if progress:
             progress(len(data))
         return info
 
     async def put_file_async(self, local: str | Path, key: str, meta: FileMeta) -> ObjectInfo:
-        """``put_file`` as a coroutine: small files go up from the event loop, large ones on a thread."""
-        if meta.size > INLINE_MAX:
+        """``put_file`` as a coroutine: small files go up from the event loop (``S3Http``), large ones on a thread.
+
+        The body's MD5 travels as ``Content-MD5``, so a server that checks it
+        refuses bytes damaged on the way; the ETag is checked against it as well.
+        """
+        if meta.size > INLINE_MAX or self._http is None:
             return await asyncio.to_thread(self.put_file, local, key, meta)
         data, stored = self._single_body(Path(local), key, meta)
-        name = self._name(key)
-        result = await self._call_async(key, lambda: obstore.put_async(
-            self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
-        info = self._stored(key, data, stored, result)
+        md5 = hashlib.md5(data, usedforsecurity=False)
+        headers = {"content-type": "application/octet-stream", "content-md5": base64.b64encode(md5.digest()).decode()}
+        headers |= {f"x-amz-meta-{name}": value for name, value in stored.to_headers().items()}
+        if self.storage_class:
+            headers["x-amz-storage-class"] = self.storage_class
+        response = await self._request(key, "PUT", headers=headers, body=data)
+        etag = response.headers.get("etag", "").strip('"')
+        info = self._stored(key, data, stored, etag, md5.hexdigest())
         if info is None:
             await self.delete_async(key)
-            raise _etag_mismatch(self.url, key, result)
+            raise _etag_mismatch(self.url, key, etag)
         return info
 
     def _single_body(self, local: Path, key: str, meta: FileMeta) -> tuple[bytes, FileMeta]:
@@ -236,11 +281,10 @@ class S3Store:
         hasher.update(data)
         return data, verify_source(hasher, meta, key, self.url)
 
-    def _stored(self, key: str, data: bytes, stored: FileMeta, result) -> ObjectInfo | None:
+    def _stored(self, key: str, data: bytes, stored: FileMeta, etag: str, md5: str = "") -> ObjectInfo | None:
         """What a single PUT stored; None if its MD5 ETag says the server has other bytes than ``data``."""
-        etag = (result.get("e_tag") or "").strip('"')
         md5_etag = re.fullmatch(r"[0-9a-f]{32}", etag) is not None
-        if md5_etag and etag != hashlib.md5(data, usedforsecurity=False).hexdigest():
+        if md5_etag and etag != (md5 or hashlib.md5(data, usedforsecurity=False).hexdigest()):
             return None
         return ObjectInfo(key, len(data), etag=etag, storage_class=self.storage_class, meta=stored, verified=md5_etag)
 
@@ -284,45 +328,27 @@ class S3Store:
         return info
 
     async def get_file_async(self, key: str, local: str | Path) -> ObjectInfo:
-        """``get_file`` as a coroutine: small objects come down in the event loop, large ones on a thread."""
+        """``get_file`` as a coroutine: small objects come down on the event loop, large ones on a thread.
+
+        The GET goes out through ``S3Http``; when its response announces more
+        than ``INLINE_MAX`` bytes, the body is left unread and the object is
+        fetched again by ``get_file`` (parallel ranged GETs) on a worker thread.
+        """
+        if self._http is None:
+            return await asyncio.to_thread(self.get_file, key, local)
         local = Path(local)
-        name = self._name(key)
-
-        async def fetch():
-            result = await obstore.get_async(self._obs, name)
-            info = self._info(key, result.meta, dict(result.attributes))
-            if info.size > INLINE_MAX:
-                return info, None, result
-            data = await result.bytes_async()
-            return info, data, None
-
         try:
-            info, data, large = await self._call_async(key, fetch)
-            if large is not None:  # the open response goes on to a thread, which streams or splits it
-                return await asyncio.to_thread(self._finish_get, key, local, None, info, large)
+            response = await self._request(key, "GET", max_body=INLINE_MAX)
+            if response.body is None:
+                return await asyncio.to_thread(self.get_file, key, local)
+            info = self._info_of(key, response, len(response.body))
             hasher = Hasher()
-            hasher.update(data)
+            hasher.update(response.body)
             fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             try:
-                write_all(fd, memoryview(data), 0)
+                write_all(fd, memoryview(response.body), 0)
             finally:
                 os.close(fd)
-            verify_object(hasher, info.meta, key, self.url)
-        except BaseException:
-            local.unlink(missing_ok=True)
-            raise
-        return info
-
-    def _finish_get(self, key: str, local: Path, progress: Progress | None, info: ObjectInfo, result) -> ObjectInfo:
-        """Read an open GET response ``result`` of a large object into ``local``, verified."""
-        try:
-            if info.size > self.threshold:
-                hasher = self._get_parallel(key, info.size, local, progress, result)
-            else:
-                try:
-                    hasher = self._call(key, lambda: self._stream_into(result, local, progress), retry=False)
-                except TransientError:  # this response broke off: start again, with the retry policy
-                    return self.get_file(key, local, progress)
             verify_object(hasher, info.meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
@@ -439,18 +465,32 @@ class S3Store:
             storage_class=attrs.get("Storage-Class", ""), meta=FileMeta.from_headers(attrs),
         )
 
+    def _info_of(self, key: str, response: Response, size: int) -> ObjectInfo:
+        """An ``ObjectInfo`` from the headers of an ``S3Http`` GET or HEAD of a ``size``-byte object."""
+        h = response.headers
+        attrs = {name[11:]: value for name, value in h.items() if name.startswith("x-amz-meta-")}
+        return ObjectInfo(key, size, etag=h.get("etag", "").strip('"'), storage_class=h.get("x-amz-storage-class", ""),
+                          meta=FileMeta.from_headers(attrs))
+
     async def head_async(self, key: str) -> ObjectInfo:
-        name = self._name(key)
-        result = await self._call_async(key, lambda: obstore.get_async(self._obs, name, options={"head": True}))
-        return self._info(key, result.meta, dict(result.attributes))
+        if self._http is None:
+            return await asyncio.to_thread(self.head, key)
+        response = await self._request(key, "HEAD")
+        try:
+            size = int(response.headers["content-length"])
+        except (KeyError, ValueError):
+            raise FatalError(f"{self.url}: {key}: HEAD answered without a usable Content-Length",
+                             store=self.url, key=key) from None
+        return self._info_of(key, response, size)
 
     def delete(self, key: str) -> None:
         name = self._name(key)
         self._call(key, lambda: obstore.delete(self._obs, name))
 
     async def delete_async(self, key: str) -> None:
-        name = self._name(key)
-        await self._call_async(key, lambda: obstore.delete_async(self._obs, name))
+        if self._http is None:
+            return await asyncio.to_thread(self.delete, key)
+        await self._request(key, "DELETE")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # object_store lists whole "directories"; narrow to the string prefix here.
@@ -478,8 +518,7 @@ class S3Store:
         self._buffers.close()
 
 
-def _etag_mismatch(url: str, key: str, result) -> IntegrityError:
-    etag = (result.get("e_tag") or "").strip('"')
+def _etag_mismatch(url: str, key: str, etag: str) -> IntegrityError:
     return IntegrityError(f"{url}: {key}: server stored different bytes (ETag {etag})", store=url, key=key)
 
 
