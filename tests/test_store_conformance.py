@@ -260,18 +260,20 @@ def test_unfinished_uploads_of_a_dead_writer_are_cleaned_up(store_case):
 
 # -- the same contract from an event loop (call_async: the store's coroutines, or its blocking methods on threads)
 
+@pytest.mark.parametrize("told", [False, True], ids=["size-unknown", "size-told"])
 @pytest.mark.parametrize("size_kind", ["empty", "small", "multi_part"])
-def test_async_round_trip(store_case, tmp_path, size_kind):
+def test_async_round_trip(store_case, tmp_path, size_kind, told):
     size = {"empty": 0, "small": 70_000, "multi_part": store_case.threshold + store_case.part_size + 99}[size_kind]
     data = os.urandom(size)
     src = make_file(tmp_path, data)
     key = encode_key(f"async/{size_kind}.bin")
     out = tmp_path / "out.bin"
+    hint = size if told else None  # told: a large object goes straight to a thread; else the store finds out
 
     async def main():
-        info = await call_async(store_case.store, "put_file", src, key, FileMeta.from_stat(src.stat(), key))
+        info = await call_async(store_case.store, "put_file", src, key, FileMeta.from_stat(src.stat(), key), size=hint)
         head = await call_async(store_case.store, "head", key)
-        got = await call_async(store_case.store, "get_file", key, out)
+        got = await call_async(store_case.store, "get_file", key, out, size=hint)
         await call_async(store_case.store, "delete", key)
         return info, head, got
 

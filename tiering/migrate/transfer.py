@@ -165,21 +165,21 @@ async def copy_one_async(sides: Sides, job: Job, c: Candidate) -> ItemResult:
     if job.filter.needs_age or c.dst_size is not None:  # may need a HEAD or a checksum: decide on a thread
         return await asyncio.to_thread(copy_one, sides, job, c)
     if not job.dry_run:
-        await _copy_async(sides, c.key, job.scratch)
+        await _copy_async(sides, c.key, c.size, job.scratch)
     return ItemResult(c.key, "copy", DONE, c.size, "new")
 
 
-async def _copy_async(sides: Sides, key: str, scratch: str) -> None:
+async def _copy_async(sides: Sides, key: str, size: int, scratch: str) -> None:
     src, dst = sides.src, sides.dst
     if src.kind == "local" and dst.kind == "store":
         path = src.path(key)
         st = os.lstat(path)
-        await call_async(dst.store, "put_file", path, key, FileMeta.from_stat(st, key))
+        await call_async(dst.store, "put_file", path, key, FileMeta.from_stat(st, key), size=st.st_size)
         check_unchanged(path, st, key)
     elif src.kind == "store" and dst.kind == "local" and not dst.fsync:
         tmp = dst.temp_path()
         try:
-            info = await call_async(src.store, "get_file", key, tmp)
+            info = await call_async(src.store, "get_file", key, tmp, size=size)
             dst.commit(tmp, key, _meta_of(info, key, tmp))
         except BaseException:
             tmp.unlink(missing_ok=True)  # (once committed, the temp name is gone: nothing to clean)

@@ -108,10 +108,10 @@ class Mover:
     def _syncer(self) -> SyncBatcher:
         return self._per_loop.get().syncer
 
-    async def _transfer(self, store: Store, method: str, *args):
-        """A store call that moves bytes: at most ``transfer_jobs`` at once, however many actions wait."""
+    async def _transfer(self, store: Store, method: str, *args, size: int):
+        """A store call that moves ``size`` bytes: at most ``transfer_jobs`` at once, however many actions wait."""
         async with self._per_loop.get().transfers:
-            return await call_async(store, method, *args)
+            return await call_async(store, method, *args, size=size)
 
     # -- archive -----------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class Mover:
                                                identity=ident.as_dict())
         crash_point("archive:begin")
         try:
-            info = await self._transfer(store, "put_file", path, key, FileMeta.from_stat(st, key))
+            info = await self._transfer(store, "put_file", path, key, FileMeta.from_stat(st, key), size=st.st_size)
             crash_point("archive:copied")
             after = Identity.of(os.lstat(path))
             if after != ident:
@@ -315,7 +315,7 @@ class Mover:
 
     async def _fetch(self, rec: FileRecord, tmp: Path, stub: os.stat_result) -> None:
         """Download into ``tmp``, check it against the catalog, give it the stub's owner/mode/times."""
-        info = await self._transfer(self.store(rec.tier), "get_file", rec.object_key, tmp)
+        info = await self._transfer(self.store(rec.tier), "get_file", rec.object_key, tmp, size=rec.size)
         if info.checksum != rec.checksum or info.size != rec.size:
             raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
                                  f"(checksum {info.checksum or 'missing'}, expected {rec.checksum})")

@@ -20,7 +20,9 @@ Contracts every implementation keeps (checked by ``tests/test_store_conformance.
 ``call_async(store, "put_file", ...)`` runs a store method from an event loop:
 the store's own coroutine (``put_file_async``) when it has one, else the
 blocking method on a worker thread. Only stores with a native async client
-(S3, through obstore) need to write any.
+(S3) need to write any. A store's coroutines are for small objects (up to
+``INLINE_MAX``); a caller that knows the object's size passes it, and a
+larger one goes straight to the blocking method on a thread.
 
 Optional abilities are separate small protocols (``SupportsStorageClass``,
 ``SupportsRestore``), checked with ``isinstance`` before use.
@@ -37,6 +39,11 @@ from urllib.parse import quote, unquote
 
 #: Progress callback: called with the number of bytes just transferred.
 Progress = Callable[[int], None]
+
+#: The largest object a store's ``*_async`` coroutines move on the event loop itself
+#: (reading and hashing it takes well under a millisecond); larger ones run the
+#: blocking path on a worker thread, so one big file never stalls the others.
+INLINE_MAX = 1 << 20
 
 META_PREFIX = "tiering-"
 
@@ -173,14 +180,16 @@ class SupportsCleanup(Protocol):
         """Remove leftovers of interrupted writes (of ``key``, or all of dead writers); returns how many."""
 
 
-async def call_async(store: Store, method: str, *args):
+async def call_async(store: Store, method: str, *args, size: int | None = None):
     """``store.<method>(*args)`` without blocking the event loop.
 
     The class's own ``<method>_async`` coroutine when it defines one (looked up
-    on the type, so a wrapper that forwards attributes does not skip itself),
-    else the blocking method on the loop's worker threads.
+    on the type, so a wrapper that forwards attributes does not skip itself)
+    and the object is not known to be larger than ``INLINE_MAX`` (``size``:
+    what a listing or the catalog says), else the blocking method on the
+    loop's worker threads.
     """
     native = getattr(type(store), f"{method}_async", None)
-    if native is not None:
+    if native is not None and (size is None or size <= INLINE_MAX):
         return await native(store, *args)
     return await asyncio.to_thread(getattr(store, method), *args)

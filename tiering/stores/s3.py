@@ -55,7 +55,7 @@ from tiering.errors import (
     TransientError,
 )
 from tiering.faults import crash_point
-from tiering.stores.base import FileMeta, ObjectInfo, Progress
+from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import join_key, split_key
@@ -71,11 +71,6 @@ from tiering.stores.s3_uploads import abort_upload, list_uploads
 from tiering.stores.sigv4 import S3Credentials
 
 MiB = 1024 * 1024
-#: Objects up to this size move inside the event loop in the ``*_async`` methods,
-#: through ``s3_http`` (reading and hashing them takes well under a millisecond);
-#: larger ones run the blocking path on a worker thread so one big file never
-#: stalls the others.
-INLINE_MAX = 1 * MiB
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed",
@@ -330,9 +325,10 @@ class S3Store:
     async def get_file_async(self, key: str, local: str | Path) -> ObjectInfo:
         """``get_file`` as a coroutine: small objects come down on the event loop, large ones on a thread.
 
-        The GET goes out through ``S3Http``; when its response announces more
-        than ``INLINE_MAX`` bytes, the body is left unread and the object is
-        fetched again by ``get_file`` (parallel ranged GETs) on a worker thread.
+        The GET goes out through ``S3Http``. Callers that know the size send
+        large objects to ``get_file`` themselves (``call_async(..., size=)``);
+        should a response still announce more than ``INLINE_MAX`` bytes, its
+        body is left unread and ``get_file`` fetches the object on a thread.
         """
         if self._http is None:
             return await asyncio.to_thread(self.get_file, key, local)
