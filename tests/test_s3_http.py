@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
+import ipaddress
+import ssl
 import time
 import warnings
 
@@ -60,14 +62,15 @@ class Peer:
     answer; ``"stall"`` never answers.
     """
 
-    def __init__(self, *replies) -> None:
+    def __init__(self, *replies, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.replies = list(replies)
         self.requests: list[bytes] = []
         self.connections = 0
         self.closed_by_client = 0
 
     async def __aenter__(self) -> Peer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -76,7 +79,8 @@ class Peer:
 
     def client(self, **kwargs) -> S3Http:
         options = {"virtual_hosted": False, "connect_timeout": 2.0, "request_timeout": 5.0} | kwargs
-        return S3Http(f"http://127.0.0.1:{self.port}", "bkt", EXAMPLE, **options)
+        scheme = "https" if self.tls else "http"
+        return S3Http(f"{scheme}://127.0.0.1:{self.port}", "bkt", EXAMPLE, **options)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -231,6 +235,52 @@ def test_connections_close_when_idle_and_when_the_loop_ends(monkeypatch):
         gc.collect()
     assert closed_while_idle == 1 and peer.connections == 2
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def self_signed(folder) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``folder``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tiering test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_tls_endpoints_are_verified_against_the_trust_store(tmp_path, monkeypatch):
+    cert, key = self_signed(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+
+    async def main(trusted: bool):
+        if trusted:
+            monkeypatch.setenv("SSL_CERT_FILE", cert)  # as an administrator would point at a private CA
+        else:
+            monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        async with Peer(ok(b"over tls"), tls=server_side) as peer:
+            http = peer.client()
+            if not trusted:
+                with pytest.raises(NetworkError, match="cannot connect.*(?i:certificate)"):
+                    await http.request("GET", "k")
+                return None
+            return await http.request("GET", "k")
+
+    assert run(main(trusted=False)) is None
+    assert bytes(run(main(trusted=True)).body) == b"over tls"
 
 
 def test_a_proxy_for_the_endpoint_keeps_requests_on_obstore(monkeypatch):

@@ -48,16 +48,16 @@ class Signer:
     def __init__(self, creds: S3Credentials, service: str = "s3") -> None:
         self.creds = creds
         self._service = service
-        self._day = ""
-        self._key = b""
+        self._day_key = ("", b"")  # (day, its signing key): one tuple, so threads never see a torn pair
 
     def _signing_key(self, day: str) -> bytes:
-        if day != self._day:
+        cached_day, key = self._day_key
+        if day != cached_day:
             key = f"AWS4{self.creds.secret_access_key}".encode()
             for part in (day, self.creds.region, self._service, "aws4_request"):
                 key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._day, self._key = day, key
-        return self._key
+            self._day_key = (day, key)
+        return key
 
     def sign(self, method: str, host: str, path: str, query: str = "", headers: dict[str, str] | None = None,
              payload_sha256: str = EMPTY_SHA256, now: dt.datetime | None = None) -> dict[str, str]:
