@@ -6,7 +6,7 @@
 Starts its own SeaweedFS on loopback, writes each data set once, then per round
 uploads it (local -> s3) and downloads it again (s3 -> local) with each tool in
 turn (a different one first each round), each into its own prefix and folder
-(downloaded copies are kept until the data set is done, see ``run_set``).
+(downloaded copies are kept until the data set is done: ``peers.Outputs``).
 Every tool runs as a subprocess, timed from start to exit (listing, checks and
 start-up included), with the same concurrency. tiering verifies every file
 (size + BLAKE3; MD5 ETags on single PUTs); s5cmd and rclone run with their
@@ -33,6 +33,7 @@ from bench.peers import (
     KEY,
     PEERS,
     SECRET,
+    Outputs,
     Run,
     add_data_args,
     binary,
@@ -57,26 +58,13 @@ def commands(tool: str, op: str, local: Path, prefix: str, endpoint: str, jobs: 
     return peer_command(tool, op, local, prefix, endpoint, jobs)
 
 
-#: Downloaded copies are kept until their data set is done when all of them fit in this
-#: much disk, and deleted right after their run otherwise.
-KEEP_OUTPUTS_BYTES = 16 << 30
-
-
 def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer, work: Path) -> list[dict]:
-    """Every tool's upload and download of ``src``, ``rounds`` times; one summary row per (op, tool).
-
-    Downloaded copies are deleted only once the whole set is done (when they
-    fit on disk): on a filesystem without a journal (this VM's root ext4), a
-    file created within a minute of a mass delete costs hundreds of µs of
-    kernel CPU (ext4 steps over recently freed inodes), so deleting one tool's
-    10,000 files would tax whichever tool ran next.
-    """
+    """Every tool's upload and download of ``src``, ``rounds`` times; one summary row per (op, tool)."""
     files = sum(1 for _ in src.iterdir())
     nbytes = sum(p.stat().st_size for p in src.iterdir())
-    keep = nbytes * rounds * (1 + len(PEERS)) <= KEEP_OUTPUTS_BYTES
     env = environment(server.endpoint)
     runs: dict[tuple[str, str], list[Run]] = {}
-    outputs: list[Path] = []
+    outputs = Outputs(nbytes, rounds * (1 + len(PEERS)))
     for r in range(rounds):
         for op in ("put", "get"):
             for tool in rotation(("tiering", *PEERS), r):
@@ -84,14 +72,11 @@ def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer
                 local = src if op == "put" else work / f"out-{tool}-{r}"
                 argv = commands(tool, op, local, prefix, server.endpoint, jobs)
                 runs.setdefault((op, tool), []).append(timed(argv, env))
-                if op == "get" and keep:
-                    outputs.append(local)
-                elif op == "get":
-                    shutil.rmtree(local)
+                if op == "get":
+                    outputs.done_with(local)
                 print(f"  {label} round {r} {op} {tool}: {runs[(op, tool)][-1].seconds:.2f}s", file=sys.stderr)
         drop_round(server, label, r)
-    for local in outputs:
-        shutil.rmtree(local)
+    outputs.clear()
     return [summary_row(label, op, tool, files, nbytes, rs) for (op, tool), rs in runs.items()]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from bench.peers import (
     KEY,
     PEERS,
     SECRET,
+    Outputs,
     Run,
     add_data_args,
     binary,
@@ -65,6 +65,7 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
     nbytes = sum(p.stat().st_size for p in files)
     runs: dict[tuple[str, str], list[Run]] = {}
     env = environment(server.endpoint)
+    outputs = Outputs(nbytes, rounds * len(PEERS))
     for r in range(rounds):
         for tool in rotation(("tiering", *PEERS), r):
             if tool == "tiering":
@@ -78,9 +79,10 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
             out = work / f"out-{tool}-{r}"
             runs.setdefault(("restore", tool), []).append(
                 timed(peer_command(tool, "get", out, prefix, server.endpoint, jobs), env))
-            shutil.rmtree(out)
+            outputs.done_with(out)
         drop_round(server, label, r)
         print(f"  {label} round {r} done", file=sys.stderr)
+    outputs.clear()
     return [summary_row(label, op, tool, len(files), nbytes, rs) for (op, tool), rs in runs.items()]
 
 
