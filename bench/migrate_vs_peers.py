@@ -71,7 +71,7 @@ def run_set(label: str, src: Path, rounds: int, jobs: int, server: SeaweedServer
                 prefix = f"{tool}/{label}/{r}"
                 local = src if op == "put" else work / f"out-{tool}-{r}"
                 argv = commands(tool, op, local, prefix, server.endpoint, jobs)
-                runs.setdefault((op, tool), []).append(timed(argv, env))
+                runs.setdefault((op, tool), []).append(timed(argv, env, settle=server.wait_idle))
                 if op == "get":
                     outputs.done_with(local)
                 print(f"  {label} round {r} {op} {tool}: {runs[(op, tool)][-1].seconds:.2f}s", file=sys.stderr)

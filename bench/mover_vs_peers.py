@@ -50,13 +50,14 @@ def tiering_config(work: Path, hot: Path, endpoint: str, prefix: str, jobs: int)
     return cfg
 
 
-def tiering_round(work: Path, hot: Path, files: list[Path], endpoint: str, prefix: str, jobs: int) -> tuple[Run, Run]:
-    cfg = tiering_config(work, hot, endpoint, prefix, jobs)
+def tiering_round(work: Path, hot: Path, files: list[Path], server: SeaweedServer, prefix: str, jobs: int) -> tuple[Run, Run]:
+    cfg = tiering_config(work, hot, server.endpoint, prefix, jobs)
     manifest = work / f"{prefix.replace('/', '-')}.txt"
     manifest.write_text("".join(f"{p.relative_to(hot)}\n" for p in files))
-    env = environment(endpoint)
-    release = timed([binary("tiering"), "release", "-c", str(cfg), *map(str, files)], env)
-    restore = timed([binary("tiering"), "restore", "-c", str(cfg), "--manifest", str(manifest)], env)
+    env = environment(server.endpoint)
+    release = timed([binary("tiering"), "release", "-c", str(cfg), *map(str, files)], env, settle=server.wait_idle)
+    restore = timed([binary("tiering"), "restore", "-c", str(cfg), "--manifest", str(manifest)], env,
+                    settle=server.wait_idle)
     return release, restore
 
 
@@ -69,16 +70,16 @@ def run_set(label: str, hot: Path, src: Path, rounds: int, jobs: int, server: Se
     for r in range(rounds):
         for tool in rotation(("tiering", *PEERS), r):
             if tool == "tiering":
-                release, restore = tiering_round(work, hot, files, server.endpoint, f"tiering/{label}/{r}", jobs)
+                release, restore = tiering_round(work, hot, files, server, f"tiering/{label}/{r}", jobs)
                 runs.setdefault(("archive+release", "tiering"), []).append(release)
                 runs.setdefault(("restore", "tiering"), []).append(restore)
                 continue
             prefix = f"{tool}/{label}/{r}"
             runs.setdefault(("archive+release", tool), []).append(
-                timed(peer_command(tool, "put", src, prefix, server.endpoint, jobs), env))
+                timed(peer_command(tool, "put", src, prefix, server.endpoint, jobs), env, settle=server.wait_idle))
             out = work / f"out-{tool}-{r}"
             runs.setdefault(("restore", tool), []).append(
-                timed(peer_command(tool, "get", out, prefix, server.endpoint, jobs), env))
+                timed(peer_command(tool, "get", out, prefix, server.endpoint, jobs), env, settle=server.wait_idle))
             outputs.done_with(out)
         drop_round(server, label, r)
         print(f"  {label} round {r} done", file=sys.stderr)

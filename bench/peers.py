@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +46,16 @@ def binary(name: str) -> str:
     return found
 
 
-def timed(argv: list[str], env: dict[str, str]) -> Run:
+def timed(argv: list[str], env: dict[str, str], settle: Callable[[], object] | None = None) -> Run:
     """Run a command to completion; wall seconds, CPU seconds and peak RSS from wait4.
 
-    Dirty data from the run before is written out first (untimed), so no run
-    competes with its predecessor's writeback for the disk.
+    Dirty data from the run before is written out first, and ``settle`` (say,
+    waiting for the server to go idle) is called, both untimed: no run pays
+    for its predecessor's writeback or the server's work after it.
     """
     os.sync()
+    if settle:
+        settle()
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read()

@@ -133,6 +133,39 @@ class SeaweedServer:
         with urllib.request.urlopen(url, timeout=600) as response:
             response.read()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds used so far by the server's processes (``weed mini`` and what it forked)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if self.proc and int(fields[2]) == self.proc.pid:  # process group
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+    def wait_idle(self, busy: float = 0.05, timeout: float = 20.0) -> float:
+        """Wait until the server uses under ``busy`` of a core (sampled over 0.5 s); seconds waited.
+
+        After a burst of writes SeaweedFS keeps working for seconds (its
+        filer's store compacts, volumes grow): a benchmark that timed the next
+        run at once would charge that work to whichever tool ran next.
+        """
+        start = time.monotonic()
+        before = self.cpu_seconds()
+        while time.monotonic() - start < timeout:
+            time.sleep(0.5)
+            now = self.cpu_seconds()
+            if now - before < busy * 0.5:
+                break
+            before = now
+        return time.monotonic() - start
+
     def kill(self) -> None:
         """SIGKILL every component at once: the server dies mid-request, as in a crash."""
         if self.proc and self.proc.poll() is None:
