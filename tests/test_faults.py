@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,8 +18,11 @@ KEY, SECRET, BUCKET = "fault-key", "fault-secret", "faults"
 
 
 def tiering(*args: str, env: dict) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a suite started in the background (`cmd &` from a
+    # script) inherits it ignored, and Python then never turns it into a KeyboardInterrupt.
     return subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def states(config) -> dict[bytes, str]:
