@@ -9,10 +9,12 @@ store conformance suite (``via="loop"``) and the cases here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import ipaddress
 import ssl
+import threading
 import time
 import warnings
 
@@ -22,7 +24,7 @@ from conftest import S3_BUCKET, S3_KEY, S3_SECRET, closed_port
 from tiering.errors import NotFoundError
 from tiering.stores import open_store
 from tiering.stores.base import call_async
-from tiering.stores.s3_http import NetworkError, S3Http
+from tiering.stores.s3_http import BlockingRanges, NetworkError, S3Http
 from tiering.stores.sigv4 import S3Credentials, Signer
 
 EXAMPLE = S3Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None, "us-east-1")
@@ -326,3 +328,90 @@ def test_a_body_that_does_not_match_its_content_md5_is_refused_and_not_stored(se
     put, head = asyncio.run(main())
     assert (put.status, put.error_code()) == (400, "BadDigest") and head.status == 404
     assert isinstance(classify("s3://b", "k", put.status, put.error_code()), TransientError)  # sent again
+
+
+# -- ranged GETs into the caller's buffer (BlockingRanges, on plain threads) -----
+
+@contextlib.contextmanager
+def peer_on_a_thread(*replies):
+    """A ``Peer`` served by an event loop on its own thread, for the blocking client."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    peer = Peer(*replies)
+    asyncio.run_coroutine_threadsafe(peer.__aenter__(), loop).result()
+
+    async def shutdown():
+        await peer.__aexit__()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    try:
+        yield peer
+    finally:
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def partial(body: bytes, first: int, total: int, *extra: str) -> bytes:
+    last = first + len(body) - 1
+    lines = ["HTTP/1.1 206 Partial Content", f"Content-Length: {len(body)}",
+             f"Content-Range: bytes {first}-{last}/{total}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def ranges_for(peer: Peer) -> BlockingRanges:
+    return BlockingRanges(f"http://127.0.0.1:{peer.port}", "bkt", EXAMPLE, virtual_hosted=False, request_timeout=5)
+
+
+def test_ranges_land_in_the_callers_buffer_over_one_connection():
+    buf = bytearray(10)
+    with peer_on_a_thread(partial(b"hello", 0, 10), partial(b"world", 5, 10)) as peer:
+        ranges = ranges_for(peer)
+        conn = ranges.connection()
+        first = ranges.read_into(conn, "obj", 0, memoryview(buf)[:5])
+        second = ranges.read_into(conn, "obj", 5, memoryview(buf)[5:])
+        conn.close()
+    assert (first.status, first.body, second.status) == (206, None, 206)
+    assert bytes(buf) == b"helloworld" and peer.connections == 1
+    assert b"range: bytes=0-4\r\n" in peer.requests[0] and b"range: bytes=5-9\r\n" in peer.requests[1]
+
+
+def test_a_range_on_a_connection_closed_while_idle_is_sent_again():
+    buf = bytearray(4)
+    with peer_on_a_thread(("then-close", partial(b"ab", 0, 4)), partial(b"cd", 2, 4)) as peer:
+        ranges = ranges_for(peer)
+        conn = ranges.connection()
+        ranges.read_into(conn, "obj", 0, memoryview(buf)[:2])
+        time.sleep(0.05)
+        ranges.read_into(conn, "obj", 2, memoryview(buf)[2:])
+        conn.close()
+    assert bytes(buf) == b"abcd" and peer.connections == 2
+
+
+def test_an_error_status_comes_back_with_its_code():
+    missing = (b"HTTP/1.1 404 Not Found\r\nContent-Length: 40\r\n\r\n"
+               b"<Error><Code>NoSuchKey</Code></Error>   ")
+    with peer_on_a_thread(missing) as peer:
+        ranges = ranges_for(peer)
+        conn = ranges.connection()
+        response = ranges.read_into(conn, "obj", 0, memoryview(bytearray(8)))
+        conn.close()
+    assert (response.status, response.error_code()) == (404, "NoSuchKey")
+
+
+@pytest.mark.parametrize("reply, message", [
+    (partial(b"xxxx", 4, 8), "asked for bytes 0-3"),  # another range than asked for
+    (b"HTTP/1.1 206 Partial Content\r\nContent-Length: 4\r\nContent-Range: bytes 0-3/8\r\n\r\nab", "ended"),
+])
+def test_a_range_that_is_not_the_one_asked_for_fails(reply, message):
+    with peer_on_a_thread(("then-close", reply)) as peer:
+        ranges = ranges_for(peer)
+        conn = ranges.connection()
+        with pytest.raises(NetworkError, match=message):
+            ranges.read_into(conn, "obj", 0, memoryview(bytearray(4)))
+        conn.close()

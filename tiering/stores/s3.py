@@ -11,7 +11,9 @@ whose ETag (the MD5 of the body on S3 and its peers) is checked against the
 MD5 of what we sent; larger files go as a multipart upload of ``part_size``
 parts, ``jobs`` at a time, with the BLAKE3 checksum taken in a first pass (it
 must be in the metadata, which is fixed when the upload starts) and checked
-again over the bytes actually sent. Large downloads are parallel ranged GETs.
+again over the bytes actually sent. Large downloads are parallel ranged GETs,
+read straight into the aligned buffers they are written from
+(``s3_http.BlockingRanges``).
 
 From an event loop (``*_async``), objects up to ``INLINE_MAX`` travel through
 ``s3_http`` instead: the same requests, signed and sent on the loop's own
@@ -33,7 +35,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +68,7 @@ from tiering.stores.localfile import (
     write_all,
 )
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
-from tiering.stores.s3_http import NetworkError, Response, S3Http
+from tiering.stores.s3_http import BlockingRanges, NetworkError, Response, S3Http
 from tiering.stores.s3_uploads import abort_upload, list_uploads
 from tiering.stores.sigv4 import S3Credentials
 
@@ -132,7 +134,8 @@ class S3Store:
         #: download (the mover's restores), so the disk write overlaps the download instead of
         #: following it. Off by default: without an fsync it only moves the kernel's work earlier.
         self.write_back_early = False
-        self._buffers = BufferPool(self.get_part_size, keep=2 * self.jobs)  # aligned buffers for direct writes
+        # Aligned buffers for direct writes: one per part in flight, for a few files at once.
+        self._buffers = BufferPool(self.get_part_size, keep=4 * self.jobs)
         self._obs = _ObStore(self.bucket, **self._client_config(options))
 
     def _client_config(self, options: dict) -> dict:
@@ -175,6 +178,11 @@ class S3Store:
             self._endpoint, self.bucket, self._creds, virtual_hosted=config["virtual_hosted_style_request"],
             connect_timeout=connect_timeout, request_timeout=request_timeout,
         ) if S3Http.usable(self._endpoint, allow_http) else None
+        #: The parts of large downloads, read straight into aligned buffers (same condition).
+        self._ranges = BlockingRanges(
+            self._endpoint, self.bucket, self._creds, virtual_hosted=config["virtual_hosted_style_request"],
+            request_timeout=request_timeout,
+        ) if self._http is not None else None
         # Retries happen in RetryPolicy, once; the SDK's own are off.
         retry = {"max_retries": 0, "retry_timeout": timedelta(seconds=1)}
         return {"config": config, "client_options": client, "retry_config": retry}
@@ -187,7 +195,7 @@ class S3Store:
         def attempt():
             try:
                 return fn()
-            except (oe.BaseError, OSError, ValueError) as exc:
+            except (oe.BaseError, OSError, ValueError, NetworkError) as exc:
                 if (error := self._error(exc, key)) is exc:
                     raise
                 raise error from exc
@@ -410,22 +418,49 @@ class S3Store:
                 if progress:
                     progress(offset)
 
+            connections: dict[int, object] = {}  # thread -> its BlockingRanges connection, for this file
+
             def part(start: int) -> None:
                 length = min(self.get_part_size, size - start)
-                data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
-                view = memoryview(data)
-                writer.write(view, start)
-                self._written(fd, start, length, writer)
-                in_order.landed(start, length, view)
+                if self._ranges is None:
+                    data = self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length))
+                    view = memoryview(data)
+                    writer.write(view, start)
+                    self._written(fd, start, length, writer)
+                    in_order.landed(start, length, view)
+                else:
+                    conn = connections.get(threading.get_ident())
+                    if conn is None:
+                        conn = connections[threading.get_ident()] = self._ranges.connection()
+                    buf = self._buffers.take()
+                    try:
+                        view = memoryview(buf)[:length]
+                        self._call(key, lambda: self._read_range_into(key, conn, name, start, view))
+                        writer.write_buffer(buf, length, start)
+                        self._written(fd, start, length, writer)
+                    except BaseException:
+                        self._buffers.give(buf)
+                        raise
+                    # The buffer goes back to the pool once the part is hashed (now, or in its turn).
+                    in_order.landed(start, length, view, done=lambda: self._buffers.give(buf))
                 if progress:
                     progress(length)
 
-            with ThreadPoolExecutor(self.jobs, thread_name_prefix="s3-get") as pool:
-                step = self.get_part_size
-                futures = [pool.submit(head_part)] + [pool.submit(part, s) for s in range(step, size, step)]
-                for future in futures:
-                    future.result()
+            try:
+                with ThreadPoolExecutor(self.jobs, thread_name_prefix="s3-get") as pool:
+                    step = self.get_part_size
+                    futures = [pool.submit(head_part)] + [pool.submit(part, s) for s in range(step, size, step)]
+                    for future in futures:
+                        future.result()
+            finally:
+                for conn in connections.values():
+                    conn.close()
         return in_order.hasher
+
+    def _read_range_into(self, key: str, conn, name: str, start: int, view: memoryview) -> None:
+        response = self._ranges.read_into(conn, name, start, view)
+        if response.status != 206:
+            raise classify(self.url, key, response.status, response.error_code())
 
     def _written(self, fd: int, start: int, length: int, writer: PartWriter) -> None:
         """A part is written: start its disk write now if the caller will fsync (direct writes are on their way already)."""
@@ -532,24 +567,34 @@ class _InOrder:
         self.hasher = Hasher(threaded=True)
         self._fd = fd
         self._next = 0
-        self._landed: dict[int, tuple[int, memoryview | None, bool]] = {}  # start -> (length, data, held)
+        self._landed: dict[int, tuple] = {}  # start -> (length, data, held, done)
         self._held = 0
         self._max_held = max_held
         self._lock = threading.Lock()
 
-    def landed(self, start: int, length: int, data: memoryview | None = None) -> None:
+    def landed(self, start: int, length: int, data: memoryview | None = None,
+               done: Callable[[], None] | None = None) -> None:
+        """Part ``start`` is written; ``data`` is its bytes, if at hand, and ``done`` is called once they are no
+        longer needed (hashed, or left to be read back from the file)."""
         with self._lock:
             early = data is not None and start != self._next
             if early and self._held + length > self._max_held:
                 data, early = None, False  # too far ahead: read it back from the file when its turn comes
+                if done:
+                    done()
+                    done = None
             self._held += length if early else 0
-            self._landed[start] = (length, data, early)
+            self._landed[start] = (length, data, early, done)
             while self._next in self._landed:
-                length, data, early = self._landed.pop(self._next)
-                if data is not None:
-                    self.hasher.update(data)
-                else:
-                    self._read_back(length)
+                length, data, early, release = self._landed.pop(self._next)
+                try:
+                    if data is not None:
+                        self.hasher.update(data)
+                    else:
+                        self._read_back(length)
+                finally:
+                    if release:
+                        release()
                 self._held -= length if early else 0
                 self._next += length
 
