@@ -24,7 +24,7 @@ from conftest import S3_BUCKET, S3_KEY, S3_SECRET, closed_port
 from tiering.errors import NotFoundError
 from tiering.stores import open_store
 from tiering.stores.base import call_async
-from tiering.stores.s3_http import BlockingRanges, NetworkError, S3Http
+from tiering.stores.s3_http import BlockingRanges, NetworkError, S3Endpoint, S3Http
 from tiering.stores.sigv4 import S3Credentials, Signer
 
 EXAMPLE = S3Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None, "us-east-1")
@@ -79,10 +79,12 @@ class Peer:
     async def __aexit__(self, *exc) -> None:
         self.server.close()
 
-    def client(self, **kwargs) -> S3Http:
-        options = {"virtual_hosted": False, "connect_timeout": 2.0, "request_timeout": 5.0} | kwargs
+    def endpoint(self) -> S3Endpoint:
         scheme = "https" if self.tls else "http"
-        return S3Http(f"{scheme}://127.0.0.1:{self.port}", "bkt", EXAMPLE, **options)
+        return S3Endpoint(f"{scheme}://127.0.0.1:{self.port}", "bkt", EXAMPLE, virtual_hosted=False)
+
+    def client(self, **kwargs) -> S3Http:
+        return S3Http(self.endpoint(), **({"connect_timeout": 2.0, "request_timeout": 5.0} | kwargs))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -208,7 +210,7 @@ def test_responses_that_are_not_usable_http_fail_clearly(reply, message):
 
 def test_nothing_listening_is_a_network_error():
     async def main():
-        http = S3Http(f"http://127.0.0.1:{closed_port()}", "b", EXAMPLE, virtual_hosted=False,
+        http = S3Http(S3Endpoint(f"http://127.0.0.1:{closed_port()}", "b", EXAMPLE, virtual_hosted=False),
                       connect_timeout=2, request_timeout=2)
         with pytest.raises(NetworkError, match="cannot connect"):
             await http.request("GET", "k")
@@ -289,13 +291,13 @@ def test_a_proxy_for_the_endpoint_keeps_requests_on_obstore(monkeypatch):
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
                  "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    assert S3Http.usable("http://127.0.0.1:8333", allow_http=True)
-    assert not S3Http.usable("http://127.0.0.1:8333", allow_http=False)
-    assert S3Http.usable("https://s3.example.com", allow_http=False)
+    assert S3Endpoint.usable("http://127.0.0.1:8333", allow_http=True)
+    assert not S3Endpoint.usable("http://127.0.0.1:8333", allow_http=False)
+    assert S3Endpoint.usable("https://s3.example.com", allow_http=False)
     monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
-    assert not S3Http.usable("https://s3.example.com", allow_http=False)
+    assert not S3Endpoint.usable("https://s3.example.com", allow_http=False)
     monkeypatch.setenv("no_proxy", "s3.example.com")
-    assert S3Http.usable("https://s3.example.com", allow_http=False)
+    assert S3Endpoint.usable("https://s3.example.com", allow_http=False)
 
 
 # -- against SeaweedFS ----------------------------------------------------------
@@ -318,7 +320,8 @@ def test_a_body_that_does_not_match_its_content_md5_is_refused_and_not_stored(se
     from tiering.stores.s3 import classify
 
     creds = S3Credentials(S3_KEY, S3_SECRET, None, "us-east-1")
-    http = S3Http(seaweed.endpoint, S3_BUCKET, creds, virtual_hosted=False, connect_timeout=2, request_timeout=10)
+    http = S3Http(S3Endpoint(seaweed.endpoint, S3_BUCKET, creds, virtual_hosted=False),
+                  connect_timeout=2, request_timeout=10)
     wrong = base64.b64encode(hashlib.md5(b"what we meant to send").digest()).decode()
 
     async def main():
@@ -365,7 +368,7 @@ def partial(body: bytes, first: int, total: int, *extra: str) -> bytes:
 
 
 def ranges_for(peer: Peer) -> BlockingRanges:
-    return BlockingRanges(f"http://127.0.0.1:{peer.port}", "bkt", EXAMPLE, virtual_hosted=False, request_timeout=5)
+    return BlockingRanges(peer.endpoint(), request_timeout=5)
 
 
 def test_ranges_land_in_the_callers_buffer_over_one_connection():

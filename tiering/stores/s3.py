@@ -68,7 +68,13 @@ from tiering.stores.localfile import (
     write_all,
 )
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
-from tiering.stores.s3_http import BlockingRanges, NetworkError, Response, S3Http
+from tiering.stores.s3_http import (
+    BlockingRanges,
+    NetworkError,
+    Response,
+    S3Endpoint,
+    S3Http,
+)
 from tiering.stores.s3_uploads import abort_upload, list_uploads
 from tiering.stores.sigv4 import S3Credentials
 
@@ -172,17 +178,15 @@ class S3Store:
             "timeout": timedelta(seconds=request_timeout),
             "pool_max_idle_per_host": "256",
         }
-        #: Small-object requests from an event loop (see ``s3_http`` for why); None where a
-        #: proxy is configured for the endpoint, which only obstore honours.
-        self._http = S3Http(
-            self._endpoint, self.bucket, self._creds, virtual_hosted=config["virtual_hosted_style_request"],
-            connect_timeout=connect_timeout, request_timeout=request_timeout,
-        ) if S3Http.usable(self._endpoint, allow_http) else None
-        #: The parts of large downloads, read straight into aligned buffers (same condition).
-        self._ranges = BlockingRanges(
-            self._endpoint, self.bucket, self._creds, virtual_hosted=config["virtual_hosted_style_request"],
-            request_timeout=request_timeout,
-        ) if self._http is not None else None
+        #: Small-object requests from an event loop, and the parts of large downloads read straight
+        #: into aligned buffers (see ``s3_http`` for why); None where a proxy is configured for the
+        #: endpoint, which only obstore honours.
+        self._http = self._ranges = None
+        if S3Endpoint.usable(self._endpoint, allow_http):
+            where = S3Endpoint(self._endpoint, self.bucket, self._creds,
+                               virtual_hosted=config["virtual_hosted_style_request"])
+            self._http = S3Http(where, connect_timeout=connect_timeout, request_timeout=request_timeout)
+            self._ranges = BlockingRanges(where, request_timeout=request_timeout)
         # Retries happen in RetryPolicy, once; the SDK's own are off.
         retry = {"max_retries": 0, "retry_timeout": timedelta(seconds=1)}
         return {"config": config, "client_options": client, "retry_config": retry}

@@ -303,47 +303,62 @@ class _Pool:
             self._idle.clear()
 
 
-class S3Http:
-    """Signed S3 object requests over pooled connections, from any event loop."""
+class S3Endpoint:
+    """Where and as whom: host, port, TLS context, request paths and signing, for one bucket.
 
-    def __init__(self, endpoint: str, bucket: str, creds: S3Credentials, *, virtual_hosted: bool,
-                 connect_timeout: float, request_timeout: float) -> None:
+    Built once per store and shared by ``S3Http`` and ``BlockingRanges`` (one
+    TLS context, one signer and its cached day key).
+    """
+
+    def __init__(self, endpoint: str, bucket: str, creds: S3Credentials, *, virtual_hosted: bool) -> None:
         url = urlsplit(endpoint)
-        self._tls = ssl.create_default_context() if url.scheme == "https" else None
-        host = url.hostname or ""
+        self.tls = ssl.create_default_context() if url.scheme == "https" else None
+        self.host = f"{bucket}.{url.hostname or ''}" if virtual_hosted else (url.hostname or "")
+        self.port = url.port or (443 if self.tls else 80)
+        self._host_header = self.host if self.port == (443 if self.tls else 80) else f"{self.host}:{self.port}"
         self._bucket_in_path = None if virtual_hosted else bucket
-        self._host = f"{bucket}.{host}" if virtual_hosted else host
-        port = url.port or (443 if self._tls else 80)
-        default_port = port == (443 if self._tls else 80)
-        self._host_header = self._host if default_port else f"{self._host}:{port}"
         self._signer = Signer(creds)
-        self._pools: PerLoop[_Pool] = PerLoop(
-            lambda: _Pool(self._host, port, self._tls, connect_timeout, request_timeout))
 
     @staticmethod
     def usable(endpoint: str, allow_http: bool) -> bool:
-        """Whether this client can reach ``endpoint`` as obstore would: no proxy in the way, http only if allowed."""
+        """Whether our clients can reach ``endpoint`` as obstore would: no proxy in the way, http only if allowed."""
         url = urlsplit(endpoint)
         if url.scheme not in ("http", "https") or (url.scheme == "http" and not allow_http):
             return False
         proxies = urllib.request.getproxies()
         return not (proxies.get(url.scheme) or proxies.get("all")) or urllib.request.proxy_bypass(url.hostname or "")
 
+    def signed(self, method: str, name: str, headers: dict[str, str], *, body: bool = False) -> tuple[str, dict[str, str]]:
+        """The request path of object ``name`` and every header to send (``headers`` signed with the rest).
+
+        A body is sent as ``UNSIGNED-PAYLOAD``: callers protect it with ``content-md5``.
+        """
+        path = quote_path(self._bucket_in_path, name)
+        signed = self._signer.sign(method, self._host_header, path, "", headers,
+                                   payload_sha256=UNSIGNED_PAYLOAD if body else EMPTY_SHA256)
+        return path, {"user-agent": _USER_AGENT, **signed}
+
+
+class S3Http:
+    """Signed S3 object requests over pooled connections, from any event loop."""
+
+    def __init__(self, endpoint: S3Endpoint, *, connect_timeout: float, request_timeout: float) -> None:
+        self._endpoint = endpoint
+        self._pools: PerLoop[_Pool] = PerLoop(
+            lambda: _Pool(endpoint.host, endpoint.port, endpoint.tls, connect_timeout, request_timeout))
+
     async def request(self, method: str, name: str, *, headers: dict[str, str] | None = None,
                       body: bytes | memoryview | None = None, max_body: int = 1 << 20) -> Response:
         """Send one request for object ``name``; the response, whatever its status.
 
-        ``headers`` (lower-case names) are signed with the rest. A body is sent
-        as ``UNSIGNED-PAYLOAD``: callers protect it with ``content-md5``.
+        ``headers`` (lower-case names) are signed with the rest; a body is
+        sent unsigned (``S3Endpoint.signed``).
         """
-        path = quote_path(self._bucket_in_path, name)
         extra = dict(headers or {})
         if body is not None:
             extra["content-length"] = str(len(body))
-        signed = self._signer.sign(method, self._host_header, path, "", extra,
-                                   payload_sha256=EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD)
-        lines = [f"{method} {path} HTTP/1.1", f"user-agent: {_USER_AGENT}",
-                 *(f"{k}: {v}" for k, v in signed.items()), "", ""]
+        path, signed = self._endpoint.signed(method, name, extra, body=body is not None)
+        lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in signed.items()), "", ""]
         head = "\r\n".join(lines).encode("ascii")
         return await self._pools.get().request(head, body, max_body, method == "HEAD")
 
@@ -360,24 +375,17 @@ class BlockingRanges:
     idle is sent once more.
     """
 
-    def __init__(self, endpoint: str, bucket: str, creds: S3Credentials, *, virtual_hosted: bool,
-                 request_timeout: float) -> None:
-        url = urlsplit(endpoint)
-        self._tls = ssl.create_default_context() if url.scheme == "https" else None
-        host = url.hostname or ""
-        self._bucket_in_path = None if virtual_hosted else bucket
-        self._host = f"{bucket}.{host}" if virtual_hosted else host
-        self._port = url.port or (443 if self._tls else 80)
-        default_port = self._port == (443 if self._tls else 80)
-        self._host_header = self._host if default_port else f"{self._host}:{self._port}"
+    def __init__(self, endpoint: S3Endpoint, *, request_timeout: float) -> None:
+        self._endpoint = endpoint
+        self._where = f"{endpoint.host}:{endpoint.port}"
         self._timeout = request_timeout
-        self._signer = Signer(creds)
 
     def connection(self) -> http.client.HTTPConnection:
         """A connection for ``read_into`` (it connects on first use); the caller closes it."""
-        if self._tls:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
-        return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        e = self._endpoint
+        if e.tls:
+            return http.client.HTTPSConnection(e.host, e.port, timeout=self._timeout, context=e.tls)
+        return http.client.HTTPConnection(e.host, e.port, timeout=self._timeout)
 
     def read_into(self, conn: http.client.HTTPConnection, name: str, start: int, view: memoryview) -> Response:
         """Fill ``view`` with the object's bytes from ``start``; the response (``body`` None when it went to ``view``).
@@ -386,9 +394,7 @@ class BlockingRanges:
         written to ``view`` that counts.
         """
         end = start + len(view) - 1
-        path = quote_path(self._bucket_in_path, name)
-        headers = self._signer.sign("GET", self._host_header, path, "", {"range": f"bytes={start}-{end}"})
-        headers["user-agent"] = _USER_AGENT
+        path, headers = self._endpoint.signed("GET", name, {"range": f"bytes={start}-{end}"})
         for attempt in (1, 2):
             reused = conn.sock is not None
             try:
@@ -399,7 +405,7 @@ class BlockingRanges:
                 conn.close()
                 if reused and attempt == 1 and isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)):
                     continue  # the server had closed this idle connection: once more on a new one
-                raise NetworkError(f"cannot reach {self._host}:{self._port} ({exc})") from None
+                raise NetworkError(f"cannot reach {self._where} ({exc})") from None
         found = {header.lower(): value for header, value in response.getheaders()}
         try:
             if response.status != 206:
@@ -422,6 +428,6 @@ class BlockingRanges:
             raise
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise NetworkError(f"{self._host}:{self._port}: {exc}") from None
+            raise NetworkError(f"{self._where}: {exc}") from None
         return Response(206, found, None)
 
