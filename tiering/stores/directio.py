@@ -8,9 +8,10 @@ the fsync that makes a restore durable pays for the whole disk write at the
 end. ``O_DIRECT`` writes go from our buffer to the device instead.
 
 Direct I/O needs the buffer, the offset and the length aligned (``ALIGN``
-covers 512-byte and 4 KiB devices), so each part is copied into a reused,
-page-aligned buffer first (a copy within warm memory, far cheaper than the
-kernel's into new cache pages); a tail that is not a multiple of ``ALIGN`` goes
+covers 512-byte and 4 KiB devices), so each part is read straight into a
+reused, page-aligned buffer (S3 ranged GETs, posix-tier reads) or copied into
+one (a copy within warm memory, far cheaper than the kernel's into new cache
+pages); a tail that is not a multiple of ``ALIGN`` goes
 through the page cache. Where ``O_DIRECT`` is refused (some FUSE and network
 filesystems, older kernels' tmpfs) every write is a plain buffered one. Either
 way the bytes written are exactly the bytes given: callers hash what they pass
