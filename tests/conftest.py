@@ -147,12 +147,12 @@ def _s3_case(server: SeaweedServer, prefix: str) -> StoreCase:
         "s3", store, 5 * MiB, 5 * MiB, corrupt, start_incomplete=start_incomplete,
         refused=lambda: open_store(url, {**options, "secret_access_key": "wrong-secret"}),
         down=lambda: open_store(url, {**options, "endpoint": f"http://127.0.0.1:{closed_port()}"}, retry=FAST_RETRY),
-        down_error=__import__("tiering.errors", fromlist=["TransientError"]).TransientError,
+        down_error=__import__("tiering.errors", fromlist=["TierUnavailableError"]).TierUnavailableError,
     )
 
 
 def _oss_case(server, prefix: str, tmp_path: Path) -> StoreCase:
-    from tiering.errors import TransientError
+    from tiering.errors import TierUnavailableError
 
     options = {"endpoint": server.endpoint, "access_key_id": OSS_KEY, "access_key_secret": OSS_SECRET,
                "part_size": 100 * KiB, "multipart_threshold": 256 * KiB, "jobs": 4,
@@ -175,7 +175,7 @@ def _oss_case(server, prefix: str, tmp_path: Path) -> StoreCase:
         "oss", store, 100 * KiB, 256 * KiB, corrupt, start_incomplete=start_incomplete,
         refused=lambda: open_store(url, {**options, "access_key_secret": "wrong-secret"}),
         down=lambda: open_store(url, {**options, "endpoint": f"http://127.0.0.1:{closed_port()}"}, retry=FAST_RETRY),
-        down_error=TransientError,
+        down_error=TierUnavailableError,
     )
 
 

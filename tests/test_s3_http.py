@@ -303,10 +303,14 @@ def test_a_proxy_for_the_endpoint_keeps_requests_on_obstore(monkeypatch):
 # -- against SeaweedFS ----------------------------------------------------------
 
 def test_missing_bucket_and_object_are_not_found_from_the_loop(seaweed, tmp_path):
+    from tiering.errors import FatalError
+
     options = {"endpoint": seaweed.endpoint, "access_key_id": S3_KEY, "secret_access_key": S3_SECRET}
-    for url, what in ((f"s3://{S3_BUCKET}/http-test", "no such object"), ("s3://no-such-bucket-here/p", "no such bucket")):
+    # A missing object fails its item; a missing bucket fails the run (no other key will fare better).
+    for url, what, error in ((f"s3://{S3_BUCKET}/http-test", "no such object", NotFoundError),
+                             ("s3://no-such-bucket-here/p", "no such bucket", FatalError)):
         store = open_store(url, options)
-        with pytest.raises(NotFoundError, match=what):
+        with pytest.raises(error, match=what):
             asyncio.run(call_async(store, "get_file", "missing.bin", tmp_path / "out"))
         assert not (tmp_path / "out").exists()
         store.close()

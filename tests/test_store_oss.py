@@ -20,11 +20,13 @@ from servers.oss import OssServer, crc64
 
 from tiering.errors import (
     ConfigError,
+    CredentialsError,
     IntegrityError,
     NeedsRestoreError,
     NotFoundError,
     PermissionDeniedError,
     SourceChangedError,
+    TierUnavailableError,
     TransientError,
     UserError,
 )
@@ -245,7 +247,7 @@ def test_source_changed_during_multipart_upload(make_store, tmp_path):
 def test_wrong_credentials_are_refused_and_write_nothing(make_store, tmp_path):
     for options in ({"access_key_id": "nobody"}, {"access_key_secret": "wrong-" + SECRET}):
         bad = make_store(**options)
-        with pytest.raises(PermissionDeniedError) as err:
+        with pytest.raises(CredentialsError) as err:
             put(bad, tmp_path, "nope.bin", os.urandom(300 * KiB))
         assert SECRET not in str(err.value) and "\n" not in str(err.value)
     assert list(make_store().list()) == [] and checkpoint_files(tmp_path) == []
@@ -254,7 +256,7 @@ def test_wrong_credentials_are_refused_and_write_nothing(make_store, tmp_path):
 def test_missing_credentials_fail_at_construction(monkeypatch, server):
     for name in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(PermissionDeniedError, match="OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET"):
+    with pytest.raises(CredentialsError, match="OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET"):
         OssStore(f"oss://{BUCKET}/x", {"endpoint": server.endpoint})
     monkeypatch.setenv("OSS_ACCESS_KEY_ID", KEY_ID)
     monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", SECRET)
@@ -288,7 +290,7 @@ def test_server_down_is_transient_within_seconds(make_store, tmp_path):
         port = s.getsockname()[1]
     store = make_store(retry=RetryPolicy(deadline=2), endpoint=f"http://127.0.0.1:{port}")
     start = time.monotonic()
-    with pytest.raises(TransientError, match="cannot reach the server"):
+    with pytest.raises(TierUnavailableError, match="cannot reach the server"):
         put(store, tmp_path, "k", b"x")
     assert time.monotonic() - start < 5
 

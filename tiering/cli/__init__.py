@@ -1,7 +1,9 @@
 """The ``tiering`` command line: thin typer adapters over library calls.
 
-Only this package prints or exits. A ``UserError`` (bad config, bad path, a
-store that refuses us) becomes one line on stderr and exit status 2; anything
+Only this package prints or exits. A ``TieringError`` becomes one line on
+stderr and the exit status its class calls for (``tiering.errors.exit_status``:
+2 for a user's mistake, 3 for a tier that cannot be used, 4 for a held
+catalog); an ``OSError`` from a bad environment is one line and 1. Anything
 else is a bug and keeps its traceback.
 """
 
@@ -11,7 +13,7 @@ import sys
 
 import typer
 
-from tiering.errors import CatalogBusyError, TieringError, UserError
+from tiering.errors import TieringError, exit_status
 
 app = typer.Typer(
     name="tiering",
@@ -21,13 +23,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: Exit statuses (documented in the README).
-EXIT_OK = 0
-EXIT_FAILED = 1  # the command ran and some items failed
-EXIT_USAGE = 2  # a user mistake: bad config, bad arguments, missing credentials
-EXIT_STORE = 3  # a capacity tier could not be reached or refused us
-EXIT_BUSY = 4  # another tiering process holds the catalog (the message names it)
-EXIT_INTERRUPTED = 130  # Ctrl-C: what was in flight finished, nothing new started (the shell convention)
+# Exit statuses: one contract for every verb (the README's table; ``tiering.errors``).
+from tiering.errors import (  # noqa: E402  (re-exported for the command modules)
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STORE,
+    EXIT_USAGE,
+)
 
 
 def _register() -> None:
@@ -50,16 +54,14 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: a ``TieringError`` or a bad environment is one line and its exit status."""
     _register()
     try:
         app(args=argv, standalone_mode=True)
-    except UserError as exc:
-        print(f"tiering: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
-    except CatalogBusyError as exc:
-        print(f"tiering: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_BUSY)
     except TieringError as exc:
         print(f"tiering: error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_STORE)
+        sys.exit(exit_status(exc))
+    except OSError as exc:  # a bad environment (unreadable file, full disk), not a bug: say what and where
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"tiering: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)

@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 
-from tiering.cli import EXIT_FAILED
 from tiering.cli.config_cmd import FILE_HELP
 
 Src = Annotated[str, typer.Argument(help="A local folder, s3://BUCKET/PREFIX, oss://BUCKET/PREFIX or a tier name.")]
@@ -101,5 +100,5 @@ def _summary(result, json_out: bool) -> None:
         typer.echo(f"{copied} {s['copied']:,} files ({format_size(s['bytes'])}), skipped {s['skipped']:,}, "
                    f"excluded {s['excluded']:,}, failed {s['failed']:,}, {deleted} {s['deleted']:,} "
                    f"in {s['seconds']:.1f}s ({s['files_per_s']:,.0f} files/s, {s['mb_per_s']:,.1f} MB/s)")
-    if result.failed:
-        raise typer.Exit(EXIT_FAILED)
+    if result.exit_status:
+        raise typer.Exit(result.exit_status)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tiering.cli import EXIT_FAILED, EXIT_INTERRUPTED
+from tiering.cli import EXIT_FAILED
 from tiering.cli.config_cmd import FILE_HELP
 from tiering.cli.plan_cmd import POLICY_HELP
 
@@ -125,10 +125,8 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
     if result.stopped:
         typer.echo(f"tiering: {result.stopped}", err=True)
     typer.echo(json.dumps(result.summary()))
-    if result.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if result.failed:
-        raise typer.Exit(EXIT_FAILED)
+    if result.exit_status:
+        raise typer.Exit(result.exit_status)
 
 
 def _report_recovery(recovered) -> None:

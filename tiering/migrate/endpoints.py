@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.errors import NotFoundError, PermissionDeniedError, UserError
+from tiering.errors import NotFoundError, UserError
 from tiering.migrate.listing import Entry
 from tiering.migrate.localtree import LocalTree
 from tiering.stores import open_store, scheme_of
@@ -40,13 +40,10 @@ class EndpointSpec:
     name: str = ""  # as the user wrote it
 
     def open(self, *, fsync: bool = False) -> LocalTree | StoreEndpoint:
-        """The live side. Missing credentials are the user's to fix: ``UserError``."""
+        """The live side. Missing credentials are the user's to fix (``CredentialsError``, a ``UserError``)."""
         if self.kind == "local":
             return LocalTree(self.url, fsync=fsync)
-        try:
-            return StoreEndpoint(open_store(self.url, dict(self.options), retry=self.retry))
-        except PermissionDeniedError as exc:  # raised before any request: credentials are missing
-            raise UserError(str(exc)) from None
+        return StoreEndpoint(open_store(self.url, dict(self.options), retry=self.retry))
 
 
 def resolve(arg: str, options: Mapping[str, str], config=None, *, side: str = "source") -> EndpointSpec:

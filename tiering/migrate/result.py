@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tiering.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "ItemResult", "MigrateResult"]
@@ -26,8 +27,13 @@ class ItemResult:
     status: str
     bytes: int = 0
     reason: str = ""
-    #: For failures: the whole run should stop (disk full, a store refusing us).
-    fatal: bool = False
+    #: For failures that say the whole run should stop (disk full, a tier unreachable, credentials
+    #: refused): the exit status the run ends with (``tiering.errors.exit_status``); 0 for one file's failure.
+    stop: int = 0
+
+    @property
+    def fatal(self) -> bool:
+        return self.stop != 0
 
 
 @dataclass
@@ -45,6 +51,15 @@ class MigrateResult:
     failures: list[ItemResult] = field(default_factory=list)
     stopped: str = ""  # why the run stopped starting new work, if it did
     not_deleted: str = ""  # why --delete deleted nothing, if it did not
+    stop_status: int = 0  # the exit status of the failure that stopped the run, if one did
+    interrupted: bool = False  # by SIGINT/SIGTERM
+
+    @property
+    def exit_status(self) -> int:
+        """The command's exit status (``tiering.errors``): interrupted, stopped, some failed, or done."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return self.stop_status or (EXIT_FAILED if self.failed else EXIT_OK)
 
     @property
     def files(self) -> int:
@@ -57,6 +72,7 @@ class MigrateResult:
                 self.failures.append(item)
             if item.fatal and not self.stopped:
                 self.stopped = f"stopped after a fatal error: {item.reason}"
+                self.stop_status = item.stop
         elif item.status == SKIPPED:
             self.excluded += 1
         elif item.status == NOOP:

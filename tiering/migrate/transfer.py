@@ -21,7 +21,6 @@ the written file. Store-to-store copies go through a verified local temp file.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import secrets
 import tempfile
@@ -31,12 +30,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tiering.errors import (
-    FatalError,
+    CONFIG,
+    RUN,
     IntegrityError,
-    NeedsRestoreError,
-    NotFoundError,
-    PermissionDeniedError,
     TieringError,
+    exit_status,
+    scope_of,
 )
 from tiering.migrate.endpoints import EndpointSpec
 from tiering.migrate.listing import Candidate, Filter, Removal
@@ -44,7 +43,6 @@ from tiering.migrate.localtree import check_unchanged
 from tiering.migrate.result import DONE, FAILED, NOOP, SKIPPED, ItemResult
 from tiering.stores.base import FileMeta, ObjectInfo, call_async
 
-_FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EROFS}
 
 
 @dataclass(frozen=True)
@@ -255,12 +253,11 @@ def remove_one(sides: Sides, job: Job, r: Removal) -> ItemResult:
 
 
 def failure(key: str, action: str, exc: BaseException) -> ItemResult:
-    """A failed file; ``fatal`` when the failure says the whole run is doomed."""
+    """A failed file; ``stop`` when the failure says the whole run is doomed (``tiering.errors.scope_of``)."""
     if isinstance(exc, FileNotFoundError):
         return ItemResult(key, action, FAILED, reason=f"{exc.filename or key}: no such file (deleted during the run?)")
+    stop = exit_status(exc) if scope_of(exc) in (RUN, CONFIG) else 0
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
-        return ItemResult(key, action, FAILED, reason=f"{where}{exc.strerror or exc}", fatal=exc.errno in _FATAL_ERRNOS)
-    fatal = isinstance(exc, (FatalError, PermissionDeniedError)) and not isinstance(
-        exc, (NotFoundError, IntegrityError, NeedsRestoreError))
-    return ItemResult(key, action, FAILED, reason=str(exc), fatal=fatal)
+        return ItemResult(key, action, FAILED, reason=f"{where}{exc.strerror or exc}", stop=stop)
+    return ItemResult(key, action, FAILED, reason=str(exc), stop=stop)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, not for migrate
     from tiering.mover.ops import Mover
 from tiering.aio import run_blocking
+from tiering.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
 
 
@@ -75,6 +76,14 @@ class RunResult:
     stopped: str = ""  # why the run stopped starting new work, if it did
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
+    stop_status: int = 0  # the exit status of the failure that stopped the run, if one did
+
+    @property
+    def exit_status(self) -> int:
+        """The command's exit status (``tiering.errors``): interrupted, stopped, some failed, or done."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return self.stop_status or (EXIT_FAILED if self.failed else EXIT_OK)
 
     @property
     def failed(self) -> int:
@@ -209,7 +218,9 @@ async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunRe
                    min_sample: int, tick: Callable[[], None]) -> None:
     def landed(outcome: Outcome) -> None:
         result.add(outcome)
-        result.stopped = result.stopped or _should_stop(outcome, result, max_error_rate, min_sample)
+        if not result.stopped:
+            result.stopped = _should_stop(outcome, result, max_error_rate, min_sample)
+            result.stop_status = outcome.stop if result.stopped else 0
         tick()
 
     await drive(partial(run_action, mover), tasks, jobs=jobs, on_result=landed, stop=lambda: bool(result.stopped))

@@ -27,7 +27,6 @@ from many threads at once. Library code never prints.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import secrets
 import stat
@@ -41,14 +40,14 @@ from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
 from tiering.errors import (
-    FatalError,
+    CONFIG,
+    RUN,
     IntegrityError,
-    NeedsRestoreError,
-    NotFoundError,
-    PermissionDeniedError,
     SourceChangedError,
     StoreError,
     TieringError,
+    exit_status,
+    scope_of,
 )
 from tiering.faults import crash_point
 from tiering.mover.fsyncs import SyncBatcher
@@ -66,7 +65,6 @@ from tiering.stores.base import FileMeta, Store, call_async
 from tiering.stores.keys import encode_key
 
 RESTORE_TMP_PREFIX = ".tiering-restore-"
-_FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EROFS}
 
 
 class Mover:
@@ -351,17 +349,14 @@ class _Archived:
 
 
 def _failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:
-    """A failed action as an Outcome; says whether the run should stop."""
+    """A failed action as an Outcome; ``stop`` says whether (and with which exit status) the run should stop."""
     if isinstance(exc, FileNotFoundError):
         return Outcome(rel, action, FAILED, "no such file on the hot tier", tier=tier)
+    stop = exit_status(exc) if scope_of(exc) in (RUN, CONFIG) else 0
     if isinstance(exc, OSError):
-        fatal = exc.errno in _FATAL_ERRNOS
-        reason = f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (hot tier)" if fatal else "")
-        return Outcome(rel, action, FAILED, reason, tier=tier, fatal=fatal)
-    fatal = isinstance(exc, (FatalError, PermissionDeniedError)) and not isinstance(exc, (NotFoundError, IntegrityError))
-    if isinstance(exc, NeedsRestoreError):
-        fatal = False
-    return Outcome(rel, action, FAILED, str(exc), tier=tier, fatal=fatal)
+        reason = f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (hot tier)" if stop else "")
+        return Outcome(rel, action, FAILED, reason, tier=tier, stop=stop)
+    return Outcome(rel, action, FAILED, str(exc), tier=tier, stop=stop)
 
 
 def _show(rel: bytes) -> str:

@@ -17,9 +17,14 @@ class Outcome:
     reason: str = ""
     bytes: int = 0  # bytes moved to or from the capacity tier
     tier: str | None = None
-    #: For failures: True when the failure says the whole run should stop (disk full, store refused us).
-    fatal: bool = False
+    #: For failures that say the whole run should stop (hot tier full, tier unreachable, credentials
+    #: refused): the exit status the run ends with (``tiering.errors.exit_status``); 0 for one item's failure.
+    stop: int = 0
 
     @property
     def ok(self) -> bool:
         return self.status in (DONE, NOOP)
+
+    @property
+    def fatal(self) -> bool:
+        return self.stop != 0

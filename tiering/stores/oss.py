@@ -50,11 +50,14 @@ from oss2.models import RestoreConfiguration, RestoreJobParameters
 
 from tiering.errors import (
     ConfigError,
+    CredentialsError,
     FatalError,
     IntegrityError,
     NeedsRestoreError,
     NotFoundError,
+    KeyRejectedError,
     PermissionDeniedError,
+    RefusedError,
     SourceChangedError,
     StoreError,
     TransientError,
@@ -62,6 +65,7 @@ from tiering.errors import (
 )
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
+from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
 from tiering.stores.keys import join_key, split_key
 from tiering.stores.localfile import open_source, read_source
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
@@ -75,8 +79,6 @@ META_HEADER = "x-oss-meta-"
 # Everything printable in ASCII but "%" and " " passes through a header as itself.
 _META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 _ALIYUN_HOST = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
-_PERMISSION_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidSecurityToken",
-                     "SecurityTokenExpired"}
 _TRANSIENT_CODES = {"RequestTimeout", "InternalError", "ServiceUnavailable", "SlowDown", "ServerBusy",
                     "TooManyRequests", "PreconditionFailed"}
 
@@ -97,7 +99,10 @@ for _name in ("oss2.http", "oss2.auth"):
 
 
 def translate(exc: Exception, url: str, key: str) -> StoreError:
-    """The project error for an oss2 (or requests) exception: the one table for this store."""
+    """The project error for an oss2 (or requests) exception: the one table for this store.
+
+    The same server answers mean what they mean on S3 (``stores.s3.classify``, ``stores.codes``).
+    """
     where = f"{url}: {key or '(bucket)'}"
     if isinstance(exc, oss2.exceptions.RequestError):
         return TransientError(f"{where}: cannot reach the server ({type(exc.exception).__name__})", store=url, key=key)
@@ -109,20 +114,32 @@ def translate(exc: Exception, url: str, key: str) -> StoreError:
         return IntegrityError(f"{where}: CRC-64 mismatch, data corrupt in transit", store=url, key=key)
     if not isinstance(exc, oss2.exceptions.ServerError):
         detail = exc.body if isinstance(exc, oss2.exceptions.OssError) else type(exc).__name__
-        return FatalError(f"{where}: {detail}", store=url, key=key)
+        return FatalError(f"{where}: {_one_line(str(detail))}", store=url, key=key)
     code = exc.code or f"HTTP {exc.status}"
+    if code in CREDENTIAL_CODES:
+        return CredentialsError(f"{where}: {code}; the tier's credentials are wrong or expired", store=url, key=key)
+    if code in CLOCK_CODES:
+        return FatalError(f"{where}: this machine's clock is more than 15 minutes off the server's", store=url, key=key)
+    if code == "NoSuchBucket":
+        return FatalError(f"{where}: no such bucket", store=url, key=key)
     if code == "InvalidObjectState":
         return NeedsRestoreError(f"{where}: object is archived and not restored; run restore first", store=url, key=key)
     if exc.status == 404:
-        noun = "bucket" if code == "NoSuchBucket" else "upload" if code == "NoSuchUpload" else "object"
+        noun = "upload" if code == "NoSuchUpload" else "object"
         return NotFoundError(f"{where}: no such {noun}", store=url, key=key)
-    if code == "RequestTimeTooSkewed":
-        return FatalError(f"{where}: this machine's clock is more than 15 minutes off the server's", store=url, key=key)
-    if code in _PERMISSION_CODES or exc.status in (401, 403):
-        return PermissionDeniedError(f"{where}: {code}; check the tier's credentials", store=url, key=key)
-    if code in _TRANSIENT_CODES or exc.status >= 500 or exc.status == 429:
+    if code in KEY_CODES:
+        return KeyRejectedError(f"{where}: {code}; the store refuses this name", store=url, key=key)
+    if code == "AccessDenied" or exc.status in (401, 403):
+        return PermissionDeniedError(f"{where}: {code}; access denied", store=url, key=key)
+    if code in _TRANSIENT_CODES or exc.status >= 500 or exc.status in (408, 429):
         return TransientError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
+    if 400 <= exc.status < 500:
+        return RefusedError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
     return FatalError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
 
 
 def _progress_adapter(progress: Progress | None) -> Callable[[int, int | None], None] | None:
@@ -225,7 +242,7 @@ class OssStore:
         secret = options.get("access_key_secret") or env.get("OSS_ACCESS_KEY_SECRET")
         token = options.get("security_token") or env.get("OSS_SESSION_TOKEN") or ""
         if not key_id or not secret:
-            raise PermissionDeniedError(
+            raise CredentialsError(
                 f"{self.url}: no OSS credentials: set access_key_id/access_key_secret for the tier "
                 "or OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET in the environment", store=self.url)
         host = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}").hostname or ""

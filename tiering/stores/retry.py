@@ -1,6 +1,9 @@
 """The one retry loop: capped exponential backoff with full jitter.
 
-Only ``TransientError`` is retried; everything else propagates at once. SDK
+Only ``TransientError`` is retried; everything else propagates at once. When
+the policy is spent the failure becomes ``TierUnavailableError``: a request
+that kept failing for the whole policy says the tier is in trouble, and the
+run stops rather than fail every other file the same slow way. SDK
 clients are configured with their own retries switched off, so a failing
 request is retried here and nowhere else, and a dead server is reported
 within ``deadline`` seconds rather than after an SDK's minutes of patience.
@@ -15,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tiering.errors import TransientError
+from tiering.errors import TierUnavailableError, TransientError
 
 T = TypeVar("T")
 
@@ -60,7 +63,7 @@ class RetryPolicy:
         wait = self.delay(attempt)
         spent = time.monotonic() - start
         if attempt >= self.attempts or spent + wait > self.deadline:
-            raise type(exc)(
+            raise TierUnavailableError(
                 f"{exc} (gave up after {attempt} attempts in {spent:.1f}s)", store=exc.store, key=exc.key
             ) from exc
         return wait

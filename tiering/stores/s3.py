@@ -47,11 +47,14 @@ import obstore.exceptions as oe
 from obstore.store import S3Store as _ObStore
 
 from tiering.errors import (
+    CredentialsError,
     FatalError,
     IntegrityError,
     NeedsRestoreError,
     NotFoundError,
+    KeyRejectedError,
     PermissionDeniedError,
+    RefusedError,
     SourceChangedError,
     StoreError,
     TransientError,
@@ -59,6 +62,7 @@ from tiering.errors import (
 from tiering.faults import crash_point
 from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
+from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import join_key, split_key
 from tiering.stores.localfile import (
@@ -81,9 +85,9 @@ from tiering.stores.sigv4 import S3Credentials
 MiB = 1024 * 1024
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
-_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed",
+_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
                     "BadDigest"}  # (the body was damaged on the way: send it again)
-_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket"}
+_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchUpload"}
 
 
 def translate(exc: Exception, url: str, key: str) -> StoreError:
@@ -99,17 +103,30 @@ def translate(exc: Exception, url: str, key: str) -> StoreError:
 
 def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_found: bool = False,
              denied: bool = False, network: bool = False) -> StoreError:
-    """The project error for an S3 failure: HTTP ``status``, S3 error ``code`` and a fallback ``text``."""
+    """The project error for an S3 failure: HTTP ``status``, S3 error ``code`` and a fallback ``text``.
+
+    The same answers mean the same on OSS (``stores.oss.translate``): see ``tiering.errors`` for
+    what each class tells the caller to do.
+    """
     what = f"{url}: {key or '(bucket)'}: {code or (f'HTTP {status}' if status else text)}"
+    if code in CREDENTIAL_CODES:
+        return CredentialsError(f"{what} (the tier's credentials are wrong or expired)", store=url, key=key)
+    if code in CLOCK_CODES:
+        return FatalError(f"{what} (this machine's clock is too far off the server's)", store=url, key=key)
+    if code == "NoSuchBucket":
+        return FatalError(f"{what} (no such bucket)", store=url, key=key)
     if code == "InvalidObjectState":
         return NeedsRestoreError(f"{what} (object is archived; restore it first)", store=url, key=key)
     if not_found or code in _NOT_FOUND_CODES or status == 404:
-        noun = "bucket" if code == "NoSuchBucket" else "object"
-        return NotFoundError(f"{what} (no such {noun})", store=url, key=key)
+        return NotFoundError(f"{what} (no such object)", store=url, key=key)
+    if code in KEY_CODES:
+        return KeyRejectedError(f"{what} (the store refuses this name)", store=url, key=key)
     if denied or status in (401, 403):
-        return PermissionDeniedError(f"{what} (check the tier's credentials)", store=url, key=key)
-    if code in _TRANSIENT_CODES or status in (429, 500, 502, 503, 504) or (not status and network):
+        return PermissionDeniedError(f"{what} (access denied)", store=url, key=key)
+    if code in _TRANSIENT_CODES or status in (408, 429, 500, 502, 503, 504) or (not status and network):
         return TransientError(what if status else f"{url}: {key or '(bucket)'}: cannot reach the server", store=url, key=key)
+    if 400 <= status < 500:
+        return RefusedError(what, store=url, key=key)
     return FatalError(what, store=url, key=key)
 
 
@@ -149,7 +166,7 @@ class S3Store:
         key_id = options.get("access_key_id") or env.get("AWS_ACCESS_KEY_ID")
         secret = options.get("secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY")
         if not key_id or not secret:
-            raise PermissionDeniedError(
+            raise CredentialsError(
                 f"{self.url}: no credentials: set access_key_id/secret_access_key for the tier "
                 "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment",
                 store=self.url,
@@ -479,7 +496,7 @@ class S3Store:
         name = self._name(key)
         try:
             return bytes(self._call(key, lambda: obstore.get_range(self._obs, name, start=start, length=length)))
-        except FatalError as exc:
+        except RefusedError as exc:
             if "InvalidRange" in str(exc) or "HTTP 416" in str(exc):
                 self.head(key)  # NotFoundError if the object itself is missing
                 return b""  # the range starts at or past the end
