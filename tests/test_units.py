@@ -129,3 +129,32 @@ def test_format_size_reads_back_within_half_a_percent(n):
 def test_format_duration_round_trips_milliseconds(ms):
     seconds = ms / 1000
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0ms"), (0.85, "850ms"), (4.24, "4.2s"), (12.4, "12s"), (59.6, "1m00s"), (133, "2m13s"),
+     (3720, "1h02m"), (3 * 86400 + 4 * 3600 + 59, "3d04h")],
+)
+def test_format_elapsed(seconds, text):
+    from tiering.units import format_elapsed
+
+    assert format_elapsed(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [(0, "0B/s"), (512, "512B/s"), (187.6e6, "179MiB/s"), (178.89 * MiB, "179MiB/s"), (17.9 * MiB, "17.9MiB/s"),
+     (1.25 * GiB, "1.25GiB/s"), (3 * GiB, "3GiB/s")],
+)
+def test_format_rate_uses_the_binary_units_of_sizes(rate, text):
+    from tiering.units import format_rate
+
+    assert format_rate(rate) == text
+
+
+def test_plural():
+    from tiering.units import plural
+
+    assert [plural(0, "action"), plural(1, "action"), plural(2, "action"), plural(1234, "file")] == [
+        "0 actions", "1 action", "2 actions", "1,234 files"]

@@ -111,3 +111,45 @@ def format_duration(seconds: float) -> str:
         return "0s"
     number, unit = (seconds, "s") if seconds >= 1 else (seconds * 1000, "ms")
     return f"{number:.6f}".rstrip("0").rstrip(".") + unit
+
+
+def format_elapsed(seconds: float) -> str:
+    """How long something took, for people: ``"850ms"``, ``"4.2s"``, ``"2m13s"``, ``"1h02m"``, ``"3d04h"``.
+
+    Two units at most, the second zero-padded; not meant to be parsed back
+    (``format_duration`` is, for configs).
+    """
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def format_rate(bytes_per_second: float) -> str:
+    """A transfer rate in the binary units sizes use, three significant digits: ``"179MiB/s"``, ``"1.25GiB/s"``."""
+    n = max(0.0, bytes_per_second)
+    for unit in _BINARY:
+        scale = SIZE_UNITS[unit.lower()]
+        if n >= scale:
+            return f"{_three_digits(n / scale)}{unit}/s"
+    return f"{_three_digits(n)}B/s" if n >= 1 else "0B/s"
+
+
+def _three_digits(x: float) -> str:
+    # 3 significant digits without exponent notation: 1.25, 17.9, 179, 1023
+    text = f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"``, ``"1,234 actions"``: a count with its noun agreeing."""
+    return f"{n:,} {noun if n == 1 else plural_form or noun + 's'}"
