@@ -36,7 +36,10 @@ import os
 import stat as st
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from tiering.catalog import FileRecord
 
 Accept = Callable[[bytes, os.stat_result], bool]
 
@@ -68,6 +71,26 @@ def manifest_lines(stream: BinaryIO) -> Iterator[bytes]:
         line = line.rstrip(b"\r\n")
         if line.strip() and not line.lstrip().startswith(b"#"):
             yield line
+
+
+def expected(action: str, rel: bytes, hot: Path, record: FileRecord | None) -> tuple[str, int]:
+    """(the file's state, the bytes ``action`` would move for it) as the hot tier and ``record`` say now.
+
+    For a dry run's lines and the progress bar's total: an archive or release
+    of a resident or dirty file copies its size, one of an archived file
+    copies nothing (a release re-checks the copy it has), a restore brings
+    back a released file's true size. A path that cannot be stat'ed is ``"missing"`` and moves nothing.
+    """
+    try:
+        info = os.lstat(os.path.join(os.fsencode(str(hot)), rel))
+    except (OSError, ValueError):
+        return "missing", 0
+    state = record.state if record is not None else "resident"
+    if action == "restore":
+        return state, (record.size or 0) if state == "released" and record is not None else 0
+    if state not in ("resident", "dirty"):
+        return state, 0
+    return state, info.st_size if st.S_ISREG(info.st_mode) else 0
 
 
 def _walk(root: bytes, top: bytes, accept: Accept | None) -> Iterator[bytes]:
