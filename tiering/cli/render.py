@@ -6,7 +6,7 @@ import json
 import os
 
 from tiering.plan import Plan, show_path
-from tiering.units import format_size
+from tiering.units import format_size, plural
 
 
 def plan_json_line(row: dict) -> str:
@@ -29,7 +29,7 @@ def plan_table(plan: Plan, top: int) -> str:
     for key, n in sorted(summary["counts"].items()):
         lines.append(f"  {key}: {n:,}")
     if len(plan):
-        lines.append(f"{len(plan):,} actions in the order they will run; the first {top} of each rule:")
+        lines.append(f"{plural(len(plan), 'action')} in the order they will run; the first {top} of each rule:")
         shown: dict[str, int] = {}
         for row in plan.rows():
             shown[row["rule"]] = shown.get(row["rule"], 0) + 1
@@ -109,3 +109,65 @@ def _when(ts: float | None) -> str:
     import time
 
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "?"
+
+
+#: Each action's past tense, for summary lines.
+PAST = {"archive": "archived", "release": "released", "restore": "restored", "pin": "pinned"}
+#: What a file that an action had nothing to do for is (a restore's no-op: the file is not released).
+NOTHING_TO_DO = {"archive": "already archived", "release": "already released", "restore": "not released",
+                 "pin": "already pinned"}
+
+
+def moved_line(result) -> str:
+    """A mover run for people: ``released 12 files in 2m13s (3.4GiB at 26.1MiB/s), 3 already released, 0 failed``."""
+    from tiering.units import format_elapsed, format_rate, plural
+
+    counts = result.counts
+    actions = sorted({action for action, _ in counts})
+    done = [f"{PAST.get(a, a)} {plural(counts[(a, 'done')], 'file')}" for a in actions if counts[(a, "done")]]
+    line = (", ".join(done) or "moved nothing") + f" in {format_elapsed(result.seconds)}"
+    if result.bytes_moved:
+        rate = f" at {format_rate(result.bytes_moved / result.seconds)}" if result.seconds >= 0.05 else ""
+        line += f" ({format_size(result.bytes_moved)}{rate})"
+    noop = {a: counts[(a, "noop")] for a in actions if counts[(a, "noop")]}
+    for action, n in noop.items():
+        line += f", {n:,} {NOTHING_TO_DO.get(action, 'no-op')}" if len(noop) == 1 else f", {n:,} {action} no-op"
+    skipped = sum(n for (_, status), n in counts.items() if status == "skipped")
+    if skipped:
+        line += f", {skipped:,} skipped"
+    line += f", {result.failed:,} failed"
+    if result.stopped:
+        line += f" ({result.stopped})"
+    return line
+
+
+def would_line(action: str, files: int, nbytes: int, already: int = 0, failed: int = 0) -> str:
+    """A dry run's summary: what would happen, no time or rate (nothing ran)."""
+    from tiering.units import plural
+
+    copy = f" ({format_size(nbytes)} to {'fetch' if action == 'restore' else 'copy'})" if nbytes else ""
+    more = f", {already:,} {NOTHING_TO_DO.get(action, 'no-op')}" if already else ""
+    more += f", {failed:,} failed" if failed else ""
+    return f"would {action} {plural(files, 'file')}{copy}{more}; dry run, nothing changed"
+
+
+def recovered_line(recovered) -> str:
+    """What ``recover`` settled, for people."""
+    from tiering.units import plural
+
+    failed = sum(not o.ok for o in recovered)
+    if not recovered:
+        return "nothing to recover: no interrupted actions"
+    return f"settled {plural(len(recovered), 'interrupted action')}, {failed:,} failed"
+
+
+def cycle_line(report) -> str:
+    """``tiering run`` for people: what was recovered, planned and done, and the hot tier before and after."""
+    from tiering.units import plural
+
+    before, after = report.usage_before, report.usage_after
+    usage = f"; hot tier {before.fraction:.0%} -> {after.fraction:.0%} used" if after.total else ""
+    recovered = f"recovered {plural(len(report.recovered), 'action')}; " if report.recovered else ""
+    planned = f"planned {plural(report.planned[0], 'action')} ({format_size(report.planned[1])}); "
+    stopped = "; stopped by signal" if report.stopped_by_signal else ""
+    return f"cycle: {recovered}{planned}{moved_line(report.result)}{usage}{stopped}"
