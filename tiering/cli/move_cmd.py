@@ -1,13 +1,17 @@
 """``tiering apply | archive | release | restore | recover``: the commands that move data.
 
 Each one opens the catalog for writing (recovering first), runs its tasks on
-one bounded pool, prints per-file problems, and always ends with one JSON
-summary line on stdout. Exit status 1 when any file failed.
+one bounded pool, prints per-file problems on stderr, and ends with one
+summary line on stdout: for people, or JSON with ``--json``. ``archive``,
+``release`` and ``restore`` take files and folders (``tiering.selection``),
+the ``migrate`` filters, ``--manifest`` (``-`` for standard input) and
+``--dry-run``. Exit statuses are ``tiering.cli``'s (1 when any file failed).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,20 +20,29 @@ import typer
 
 from tiering.cli import EXIT_FAILED
 from tiering.cli.config_cmd import FILE_HELP
+from tiering.cli.filters import Exclude, Include, MaxAge, MaxSize, MinAge, MinSize
 from tiering.cli.plan_cmd import POLICY_HELP
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)]
-JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Files in flight (default: the config's jobs).")]
-
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N",
+                                             help="Files in flight (default: the config's jobs).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", "-n", help="Print what would be done; change nothing.")]
+TierOpt = Annotated[str | None, typer.Option("--tier", metavar="TIER", help="Capacity tier (default: the config's).")]
+Paths = Annotated[list[str] | None, typer.Argument(metavar="PATH", help="Files or folders on the hot tier.")]
+ManifestOpt = Annotated[str | None, typer.Option("--manifest", "-m", metavar="PATH",
+                                                 help="Also every file a manifest names (text, JSON or Parquet; "
+                                                      "'-': text on standard input).")]
 
 def apply(
     config: ConfigOpt = None,
     policy: Annotated[Path | None, typer.Option("--policy", "-p", help=POLICY_HELP)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan; change nothing.")] = False,
     rescan: Annotated[bool, typer.Option("--rescan/--no-rescan", help="Scan the hot tier first.")] = True,
     jobs: JobsOpt = None,
-    executor: Annotated[str | None, typer.Option("--executor", help="dask://HOST:PORT: transfer on a Dask "
-                                                                    "cluster (the catalog stays here).")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", metavar="URL", help="dask://HOST:PORT: transfer on a "
+                                                 "Dask cluster (the catalog stays here).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Plan with the policy, then carry the plan out."""
     from tiering.cli.render import plan_table
@@ -39,43 +52,52 @@ def apply(
     cfg = _config(config)
     pol = policy_for(cfg, policy)
     if dry_run:
-        typer.echo(plan_table(plan_now(cfg, pol, rescan=rescan), 20))
+        plan = plan_now(cfg, pol, rescan=rescan)
+        if as_json:
+            from tiering.cli.render import plan_json_line
+
+            typer.echo("\n".join(plan_json_line(row) for row in plan.rows()))
+        else:
+            typer.echo(plan_table(plan, 20))
         return
     with mover_session(cfg, "apply") as (mover, recovered):
         _report_recovery(recovered)
         plan = plan_now(cfg, pol, catalog=mover.catalog, rescan=rescan)
-        _run(mover, plan_tasks(plan), jobs or cfg.jobs, plan_totals(plan), executor)
+        _run(mover, plan_tasks(plan), jobs or cfg.jobs, plan_totals(plan), executor, as_json=as_json)
 
 
-def archive(paths: Annotated[list[str], typer.Argument(help="Files on the hot tier.")],
-            config: ConfigOpt = None, tier: Annotated[str | None, typer.Option(help="Capacity tier.")] = None,
-            jobs: JobsOpt = None) -> None:
-    """Copy files to a capacity tier and verify them; they stay on the hot tier."""
-    _named("archive", paths, config, tier, jobs)
+def archive(paths: Paths = None, manifest: ManifestOpt = None, config: ConfigOpt = None, tier: TierOpt = None,
+            include: Include = None, exclude: Exclude = None, min_size: MinSize = None, max_size: MaxSize = None,
+            min_age: MinAge = None, max_age: MaxAge = None, dry_run: DryRunOpt = False, jobs: JobsOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Copy files (every file under a folder) to a capacity tier and verify them; they stay on the hot tier."""
+    _named("archive", dict(locals()))
 
 
-def release(paths: Annotated[list[str], typer.Argument(help="Files on the hot tier.")],
-            config: ConfigOpt = None, tier: Annotated[str | None, typer.Option(help="Capacity tier.")] = None,
-            jobs: JobsOpt = None) -> None:
+def release(paths: Paths = None, manifest: ManifestOpt = None, config: ConfigOpt = None, tier: TierOpt = None,
+            include: Include = None, exclude: Exclude = None, min_size: MinSize = None, max_size: MaxSize = None,
+            min_age: MinAge = None, max_age: MaxAge = None, dry_run: DryRunOpt = False, jobs: JobsOpt = None,
+            as_json: JsonOpt = False) -> None:
     """Free files' blocks on the hot tier, leaving stubs (archiving first when needed)."""
-    _named("release", paths, config, tier, jobs)
+    _named("release", dict(locals()))
 
 
-def restore(paths: Annotated[list[str] | None, typer.Argument(help="Released files.")] = None,
-            manifest: Annotated[Path | None, typer.Option(help="Stage in every file a manifest names "
-                                                                 "(text, JSON or Parquet).")] = None,
-            config: ConfigOpt = None, jobs: JobsOpt = None) -> None:
-    """Bring released files back, verified: by name, or a whole dataset from a manifest."""
-    _named("restore", paths or [], config, None, jobs, manifest)
+def restore(paths: Paths = None, manifest: ManifestOpt = None, config: ConfigOpt = None,
+            include: Include = None, exclude: Exclude = None, min_age: MinAge = None, max_age: MaxAge = None,
+            dry_run: DryRunOpt = False, jobs: JobsOpt = None, as_json: JsonOpt = False) -> None:
+    """Bring released files back, verified: by name or folder, or a whole dataset from a manifest."""
+    _named("restore", dict(locals(), tier=None, min_size=None, max_size=None))
 
 
-def recover(config: ConfigOpt = None) -> None:
+def recover(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Finish or roll back whatever an interrupted run left open."""
+    from tiering.cli.render import recovered_line
     from tiering.session import mover_session
 
     with mover_session(_config(config), "recover") as (_, recovered):
         _report_recovery(recovered)
-        typer.echo(json.dumps({"recovered": len(recovered), "failed": sum(not o.ok for o in recovered)}))
+        summary = {"recovered": len(recovered), "failed": sum(not o.ok for o in recovered)}
+        typer.echo(json.dumps(summary) if as_json else recovered_line(recovered))
         if any(not o.ok for o in recovered):
             raise typer.Exit(EXIT_FAILED)
 
@@ -86,33 +108,102 @@ def _config(config: Path | None):
     return load_config(find_config(config))
 
 
-def _named(action: str, paths: list[str], config: Path | None, tier: str | None, jobs: int | None,
-           manifest: Path | None = None) -> None:
+def _named(action: str, opts: dict) -> None:
+    from tiering.cli.filters import accept
     from tiering.errors import UserError
-    from tiering.manifest import from_command_line, read_manifest
-    from tiering.mover.executor import Task
+    from tiering.manifest import from_command_line
+    from tiering.selection import expand
     from tiering.session import mover_session
 
-    cfg = _config(config)
-    if tier is not None:
-        cfg.tier(tier)  # unknown tier: one clear line before anything starts
-    rels = [from_command_line(p, cfg.hot_path) for p in paths]
-    if manifest is not None:
-        rels += list(read_manifest(manifest, cfg.hot_path))
+    cfg = _config(opts["config"])
+    if opts["tier"] is not None:
+        cfg.tier(opts["tier"])  # unknown tier: one clear line before anything starts
+    select = accept(opts["include"], opts["exclude"], opts["min_size"], opts["max_size"], opts["min_age"],
+                    opts["max_age"], sized=action != "restore")
+    rels = [from_command_line(p, cfg.hot_path) for p in opts["paths"] or ()]
+    if opts["manifest"] is not None:
+        rels += list(_manifest(opts["manifest"], cfg.hot_path))
     if not rels:
-        raise UserError(f"{action}: name at least one file" + (" or --manifest" if action == "restore" else ""))
+        raise UserError(f"{action}: name at least one file or folder, or --manifest")
+    files = list(expand(rels, cfg.hot_path, select))
+    if opts["dry_run"]:
+        _dry_run(action, files, cfg, opts["as_json"])
+        return
     with mover_session(cfg, action) as (mover, recovered):
         _report_recovery(recovered)
-        _run(mover, (Task(rel, action, tier) for rel in rels), jobs or cfg.jobs, (len(rels), 0))
+        tasks = _tasks(action, files, opts["tier"], cfg.hot_path, mover.catalog)
+        _run(mover, tasks, opts["jobs"] or cfg.jobs, (len(tasks), sum(t.size for t in tasks)), as_json=opts["as_json"])
 
 
-def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None) -> None:
+def _manifest(name: str, hot: Path):
+    from tiering.manifest import read_manifest, relative_to_hot
+    from tiering.selection import manifest_lines
+
+    if name != "-":
+        return read_manifest(Path(name), hot)
+    return (relative_to_hot(line, hot, origin="standard input") for line in manifest_lines(sys.stdin.buffer))
+
+
+def _tasks(action: str, files: list[bytes], tier: str | None, hot: Path, catalog) -> list:
+    from tiering.mover.executor import Task
+    from tiering.selection import expected
+
+    return [Task(rel, action, tier, size=expected(action, rel, hot, catalog.get(rel))[1]) for rel in files]
+
+
+#: The states in which an action has nothing left to do.
+_ALREADY = {"archive": ("archived", "released"), "release": ("released",), "restore": ("resident", "archived", "dirty")}
+
+
+def _dry_run(action: str, files: list[bytes], cfg, as_json: bool) -> None:
+    """What ``action`` would do to each file, from the hot tier and the catalog (read, never locked)."""
+    from tiering.catalog import Catalog
+    from tiering.cli.output import note, problem
+    from tiering.cli.render import NOTHING_TO_DO, would_line
+    from tiering.display import show_path
+    from tiering.selection import expected
+    from tiering.units import format_size
+
+    catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
+    todo = nbytes = already = missing = 0
+    try:
+        for rel in files:
+            state, size = expected(action, rel, cfg.hot_path, catalog.get(rel) if catalog else None)
+            if state == "missing":
+                missing += 1
+                problem(f"failed: {action} {show_path(rel)}: no such file on the hot tier")
+                continue
+            done = state in _ALREADY[action]
+            already += done
+            todo += not done
+            nbytes += size
+            if as_json:
+                typer.echo(json.dumps({"would": "nothing" if done else action, "path": os.fsdecode(rel),
+                                       "state": state, "bytes": size}))
+            elif not done:
+                typer.echo(f"would {action} {show_path(rel)} ({state}{', ' + format_size(size) if size else ''})")
+            else:
+                note(f"{NOTHING_TO_DO[action]}: {show_path(rel)}")
+    finally:
+        if catalog is not None:
+            catalog.close()
+    summary = {"dry_run": True, "action": action, "files": todo, "bytes": nbytes, "already": already,
+               "failed": missing}
+    typer.echo(json.dumps(summary) if as_json else would_line(action, todo, nbytes, already, missing))
+    if missing:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None, *,
+         as_json: bool = False) -> None:
+    from tiering.cli.output import limit, note, problem, show_progress
     from tiering.cli.progress import ProgressBar
+    from tiering.cli.render import moved_line
     from tiering.display import show_path
     from tiering.mover.distributed import open_executor
     from tiering.mover.executor import execute
 
-    bar = ProgressBar() if sys.stderr.isatty() else None
+    bar = ProgressBar() if show_progress() else None
     ex = open_executor(executor)
     try:
         result = execute(mover, tasks, jobs=jobs, total=totals, progress=bar, executor=ex)
@@ -120,17 +211,20 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
         ex.close()
         if bar:
             bar.end()
-    for outcome in result.skipped[:50] + result.failures[:200]:
-        typer.echo(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}", err=True)
+    for outcome in result.skipped[:limit(50)]:
+        note(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
+    for outcome in result.failures[:limit(200)]:
+        problem(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
     if result.stopped:
-        typer.echo(f"tiering: {result.stopped}", err=True)
-    typer.echo(json.dumps(result.summary()))
+        problem(f"tiering: {result.stopped}")
+    typer.echo(json.dumps(result.summary()) if as_json else moved_line(result))
     if result.exit_status:
         raise typer.Exit(result.exit_status)
 
 
 def _report_recovery(recovered) -> None:
+    from tiering.cli.output import note
     from tiering.display import show_path
 
     for outcome in recovered:
-        typer.echo(f"recovered: {outcome.action} {show_path(outcome.path)}: {outcome.reason}", err=True)
+        note(f"recovered: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
