@@ -9,19 +9,26 @@ import typer
 
 from tiering import selftest
 from tiering.config import describe, find_config, load_config, open_tier
+from tiering.units import plural
 
-app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+app = typer.Typer(help="Check configuration files.", no_args_is_help=True, rich_markup_mode=None)
 
 FILE_HELP = "Config file (default: $TIERING_CONFIG, ./tiering.toml, configs/local.toml)."
 
 
 @app.command()
 def check(
-    file: Annotated[Path | None, typer.Argument(help=FILE_HELP)] = None,
+    file: Annotated[Path | None, typer.Argument(metavar="PATH", help=FILE_HELP)] = None,
+    config_opt: Annotated[Path | None, typer.Option("--config", "-c", metavar="PATH",
+                                                    help="The same, as every other verb takes it.")] = None,
     probe: Annotated[bool, typer.Option("--probe", help="Also open each tier and list one key.")] = False,
 ) -> None:
-    """Validate FILE and print it resolved, with secrets masked."""
-    config = load_config(find_config(file))
+    """Validate a config file and print it resolved, with secrets masked."""
+    from tiering.errors import UserError
+
+    if file is not None and config_opt is not None and file != config_opt:
+        raise UserError(f"config check: two files named ({file} and --config {config_opt}); name one")
+    config = load_config(find_config(file or config_opt))
     typer.echo(describe(config), nl=False)
     for name in config.tiers if probe else ():
         store = open_tier(config, name)
@@ -30,5 +37,4 @@ def check(
         finally:
             store.close()
         typer.echo(f"probe {name}: reachable, " + (f"first key {first.key!r}" if first else "empty"))
-    count = len(config.tiers)
-    typer.echo(f"ok: {count} tier{'s' if count != 1 else ''}")
+    typer.echo(f"ok: {plural(len(config.tiers), 'tier')}")

@@ -22,6 +22,9 @@ def setup_logging(config, verbose: bool = False) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
+    from tiering.cli.output import reset_verbose_handler
+
+    reset_verbose_handler()  # this handler replaces the one -v set up, so no line is logged twice
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)

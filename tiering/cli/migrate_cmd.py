@@ -8,7 +8,6 @@ Per-file failures go to stderr, a dry run's plan to stdout, then one summary
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -66,7 +65,9 @@ def _run(args: dict, *, delete: bool) -> None:
     args.update(include=args["include"] or (), exclude=args["exclude"] or (),
                 src_options=args.pop("src_option") or (), dst_options=args.pop("dst_option") or ())
     job = make_job(**args)
-    bar = ProgressBar() if sys.stderr.isatty() else None
+    from tiering.cli.output import show_progress
+
+    bar = ProgressBar() if show_progress() else None
     executor = open_executor(address)
     try:
         result = run(job, jobs=jobs, delete=delete, executor=executor, progress=bar,
@@ -87,8 +88,6 @@ def _show(item, dry_run: bool, json_out: bool) -> None:
 
 
 def _summary(result, json_out: bool) -> None:
-    from tiering.units import format_size
-
     for note in (result.stopped, result.not_deleted):
         if note:
             typer.echo(f"tiering: {note}", err=True)
@@ -96,9 +95,20 @@ def _summary(result, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps(s))
     else:
-        copied, deleted = ("would copy", "would delete") if result.dry_run else ("copied", "deleted")
-        typer.echo(f"{copied} {s['copied']:,} files ({format_size(s['bytes'])}), skipped {s['skipped']:,}, "
-                   f"excluded {s['excluded']:,}, failed {s['failed']:,}, {deleted} {s['deleted']:,} "
-                   f"in {s['seconds']:.1f}s ({s['files_per_s']:,.0f} files/s, {s['mb_per_s']:,.1f} MB/s)")
+        typer.echo(_line(s, result.dry_run))
     if result.exit_status:
         raise typer.Exit(result.exit_status)
+
+
+def _line(s: dict, dry_run: bool) -> str:
+    """The summary for people; a dry run moved nothing, so it has no time or rate."""
+    from tiering.units import format_elapsed, format_rate, format_size, plural
+
+    copied, deleted = ("would copy", "would delete") if dry_run else ("copied", "deleted")
+    line = (f"{copied} {plural(s['copied'], 'file')} ({format_size(s['bytes'])}), skipped {s['skipped']:,}, "
+            f"excluded {s['excluded']:,}, failed {s['failed']:,}, {deleted} {s['deleted']:,}")
+    if dry_run:
+        return line + "; dry run, nothing changed"
+    secs = s["seconds"]
+    rate = f" ({s['files_per_s']:,.0f} files/s, {format_rate(s['bytes'] / secs)})" if secs and s["copied"] else ""
+    return f"{line} in {format_elapsed(secs)}{rate}"

@@ -51,6 +51,11 @@ def configure(*, quiet: bool = False, verbose: bool = False, debug: bool = False
 def reset() -> None:
     """Back to the defaults (for tests that invoke several commands in one process)."""
     state.quiet = state.verbose = state.debug = False
+    reset_verbose_handler()
+
+
+def reset_verbose_handler() -> None:
+    """Remove the stderr handler ``--verbose`` added (a command that logs on its own sets up its own)."""
     for handler in list(logging.getLogger("tiering").handlers):
         if handler.get_name() == "tiering-verbose":
             logging.getLogger("tiering").removeHandler(handler)
@@ -95,10 +100,12 @@ def with_output_options(fn):
 
     @functools.wraps(fn)
     def command(*args, quiet: bool = False, **kwargs):
-        verbose = kwargs["verbose"] if takes_verbose else kwargs.pop("verbose", False)
-        configure(quiet=quiet, verbose=verbose)
-        if takes_verbose:
+        if takes_verbose:  # the command sets up its own logging (``tiering.cli.logs``)
+            configure(quiet=quiet)
+            state.verbose |= kwargs["verbose"]
             kwargs["verbose"] = state.verbose
+        else:
+            configure(quiet=quiet, verbose=kwargs.pop("verbose", False))
         return fn(*args, **kwargs)
 
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD

@@ -1,7 +1,8 @@
 """``tiering run`` (one cycle, for cron) and ``tiering daemon`` (long-running).
 
-Both log to stderr or ``[daemon] log_file``. ``run`` ends with one JSON
-summary line on stdout; exit statuses are in ``tiering.cli`` and the README.
+Both log to stderr or ``[daemon] log_file``. ``run`` ends with one summary
+line on stdout (JSON with ``--json``); exit statuses are in ``tiering.cli``
+and the README.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from tiering.cli import EXIT_FAILED
 from tiering.cli.config_cmd import FILE_HELP
 from tiering.cli.plan_cmd import POLICY_HELP
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)]
-PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", help=POLICY_HELP)]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", "-p", metavar="PATH", help=POLICY_HELP)]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages too.")]
 
 
 def run(config: ConfigOpt = None, policy: PolicyOpt = None, verbose: VerboseOpt = False,
-        jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Files in flight.")] = None) -> None:
+        jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help="Files in flight.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False) -> None:
     """One full cycle for cron: recover, scan, plan, apply, report (exit 4 if another run holds the catalog)."""
     from tiering.cli.logs import setup_logging
     from tiering.cycle import run_once
@@ -34,9 +36,12 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None, verbose: VerboseOpt 
     pol = policy_for(cfg, policy)
     with Signals(cfg.daemon.stop_timeout) as signals:
         report = run_once(cfg, pol, stop=signals.stop, jobs=jobs)
-    typer.echo(json.dumps(report.summary()))
-    if report.failed:
-        raise typer.Exit(EXIT_FAILED)
+    from tiering.cli.render import cycle_line
+
+    typer.echo(json.dumps(report.summary()) if as_json else cycle_line(report))
+    status = report.result.exit_status or (EXIT_FAILED if report.failed else 0)
+    if status:
+        raise typer.Exit(status)
 
 
 def daemon(config: ConfigOpt = None, policy: PolicyOpt = None, verbose: VerboseOpt = False) -> None:

@@ -38,7 +38,9 @@ def scan(
     cfg = load_config(find_config(config))
     target = out or new_snapshot_path(snapshot_dir(cfg.catalog_path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    progress = _Progress() if sys.stderr.isatty() else None
+    from tiering.cli.output import show_progress
+
+    progress = _Progress() if show_progress() else None
     try:
         summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress)
     finally:
@@ -57,10 +59,13 @@ def _line(summary: ScanSummary) -> str:
 
     errors = ", ".join(f"{kind} {n} (e.g. {show_path(summary.error_examples[kind][0])})"
                        for kind, n in sorted(summary.errors.items()))
-    return (f"scanned {summary.files:,} files, {summary.dirs:,} dirs, {summary.symlinks:,} symlinks, "
-            f"{format_size(summary.bytes)}, {summary.error_count:,} errors{' [' + errors + ']' if errors else ''}, "
-            f"{summary.specials:,} special files skipped in {summary.seconds:.1f}s "
-            f"({summary.files_per_s:,.0f} files/s) -> {summary.snapshot}")
+    from tiering.units import format_elapsed, plural
+
+    errors = f", {plural(summary.error_count, 'error')}{' [' + errors + ']' if errors else ''}"
+    specials = f", {plural(summary.specials, 'special file')} skipped" if summary.specials else ""
+    return (f"scanned {plural(summary.files, 'file')}, {plural(summary.dirs, 'dir')}, "
+            f"{plural(summary.symlinks, 'symlink')}, {format_size(summary.bytes)}{errors}{specials} "
+            f"in {format_elapsed(summary.seconds)} ({summary.files_per_s:,.0f} files/s) -> {summary.snapshot}")
 
 
 class _Progress:
