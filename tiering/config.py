@@ -120,7 +120,7 @@ def find_config(given: str | os.PathLike[str] | None = None, env: Mapping[str, s
     for candidate in DEFAULT_LOCATIONS:
         if Path(candidate).is_file():
             return Path(candidate)
-    raise UserError(f"no configuration file: pass one, set ${CONFIG_ENV}, or create {' or '.join(DEFAULT_LOCATIONS)}")
+    raise UserError(f"no configuration file: pass --config FILE, set ${CONFIG_ENV}, or create {' or '.join(DEFAULT_LOCATIONS)}")
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
