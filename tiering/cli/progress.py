@@ -1,39 +1,78 @@
-"""A progress bar on stderr for terminals: files, bytes, rate, ETA."""
+"""A progress bar on stderr for terminals, drawn by rich: bytes (or files), rate, ETA.
+
+The bar measures bytes when the run knows how many it will move, files when
+it does not (``migrate`` while it is still counting, ``restore`` without
+sizes). A file that moved fewer bytes than expected (already archived, a
+no-op, skipped or failed) still counts as done: the last frame of a run that
+went through every file reads 100 %. Sizes and rates use the binary units
+of every other line (``tiering.units``); the ETA comes from the average rate
+so far and reads ``--`` until there is one, never ``0s`` while work remains.
+"""
 
 from __future__ import annotations
 
-import sys
+import threading
 import time
 
-from tiering.mover.executor import Progress
-from tiering.units import format_size
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.text import Text
+
+from tiering.mover.executor import Progress as RunProgress
+from tiering.units import format_elapsed, format_rate, format_size
+
+
+class _Counts(ProgressColumn):
+    """``12/20 files  1.2GiB/2GiB  179MiB/s  ETA 5.0s`` (with ``, 1 failed`` when one did)."""
+
+    def render(self, task: Task) -> Text:
+        p: RunProgress | None = task.fields.get("run")
+        if p is None:
+            return Text("")
+        files = f"{p.files_done:,}/{p.files_total:,} files" if p.files_total is not None else f"{p.files_done:,} files"
+        sizes = format_size(p.bytes_done) + (f"/{format_size(p.bytes_total)}" if p.bytes_total else "")
+        elapsed = max(time.monotonic() - task.fields["started"], 1e-6)
+        rate = p.bytes_done / elapsed
+        failed = f", {p.failed:,} failed" if p.failed else ""
+        return Text(f"{files}  {sizes}  {format_rate(rate)}  ETA {_eta(task, elapsed)}{failed}")
+
+
+def _eta(task: Task, elapsed: float) -> str:
+    if task.total is None or task.completed <= 0:
+        return "--"
+    remaining = task.total - task.completed
+    if remaining <= 0:
+        return "0s"
+    return format_elapsed(max(1.0, elapsed * remaining / task.completed))
 
 
 class ProgressBar:
-    """Redraws one line at most ten times a second."""
+    """The ``progress`` callback of ``execute`` and ``migrate``; ``end()`` leaves the last frame on its own line."""
 
-    def __init__(self, width: int = 28) -> None:
-        self.width = width
-        self.shown = 0.0
+    def __init__(self, label: str = "") -> None:
+        self._lock = threading.Lock()
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=28),
+                                  TextColumn("{task.percentage:>3.0f}%"), _Counts(),
+                                  console=Console(stderr=True), refresh_per_second=5, transient=False)
+        self._task = self._progress.add_task(label, total=None, run=None, started=time.monotonic())
+        self.shown = 0.0  # when it last drew; 0: never (a run with nothing to do draws no bar)
 
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        if now - self.shown < 0.1 and p.files_done != p.files_total:
-            return
-        self.shown = now
-        frac = p.files_done / p.files_total if p.files_total else 0.0
-        if p.bytes_total:
-            frac = p.bytes_done / p.bytes_total
-        filled = int(frac * self.width)
-        rate = p.bytes_done / p.elapsed if p.elapsed > 0 else 0.0
-        eta = (p.elapsed / frac - p.elapsed) if 0 < frac < 1 else 0.0
-        total = f"/{p.files_total:,}" if p.files_total else ""
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {p.files_done:,}{total} files "
-                         f"{format_size(p.bytes_done)} {format_size(int(rate))}/s ETA {eta:,.0f}s"
-                         f"{f' ({p.failed} failed)' if p.failed else ''} ")
-        sys.stderr.flush()
+    def __call__(self, p: RunProgress) -> None:
+        by_bytes = bool(p.bytes_total)
+        total = p.bytes_total if by_bytes else p.files_total
+        done = p.bytes_done if by_bytes else p.files_done
+        if total is not None:
+            all_done = p.files_total is not None and p.files_done >= p.files_total
+            done = total if all_done else min(done, max(total - 1, 0))  # 100 % only when every file is done
+        with self._lock:
+            if not self.shown:
+                self._progress.start()
+            self._progress.update(self._task, total=total, completed=done, run=p)
+            self.shown = time.monotonic()
 
     def end(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        """Draw the last frame and let the next line start clean."""
+        with self._lock:
+            if self.shown:
+                self._progress.refresh()
+                self._progress.stop()
