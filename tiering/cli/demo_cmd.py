@@ -11,11 +11,11 @@ import typer
 from tiering.cli.config_cmd import FILE_HELP
 
 
-def demo(config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)] = None) -> None:
+def demo(config: Annotated[Path | None, typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None) -> None:
     """Generate a demo workspace if the hot tier is empty, then scan, plan, apply and report."""
     from tiering.cli.move_cmd import _run
     from tiering.cli.render import plan_table, summary_lines
-    from tiering.config import describe, find_config, load_config
+    from tiering.config import find_config, load_config
     from tiering.demo import is_empty, make_dataset
     from tiering.session import mover_session, plan_tasks, plan_totals
     from tiering.status import tier_summary
@@ -23,7 +23,8 @@ def demo(config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE
     from tiering.workflow import plan_now, policy_for
 
     cfg = load_config(find_config(config))
-    typer.echo(describe(cfg))
+    tiers = ", ".join(f"{name} ({tier.url})" for name, tier in cfg.tiers.items())
+    typer.echo(f"== {cfg.path}: hot tier {cfg.hot_path}; capacity tier {tiers}  (all of it: tiering config check)")
     for path in (cfg.hot_path, *(Path(t.url) for t in cfg.tiers.values() if t.scheme == "file")):
         path.mkdir(parents=True, exist_ok=True)
     if is_empty(cfg.hot_path):
@@ -42,6 +43,14 @@ def demo(config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE
                 raise
     typer.echo("\n== status")
     typer.echo("\n".join(summary_lines(tier_summary(cfg), cfg)))
-    typer.echo("\nTry: tiering status -c configs/local.toml var/demo/hot/datasets/old-corpus/shards/shard-00000.tar"
-               " --verify\n     tiering restore -c configs/local.toml --manifest <list of paths>")
+    typer.echo("\nNext: the tour in README.md, after: source .venv/bin/activate; "
+               f"export TIERING_CONFIG={_shown(cfg.path)}")
     typer.echo(json.dumps({"demo": "ok", "hot_tier": str(cfg.hot_path)}))
+
+
+def _shown(path: Path) -> str:
+    # relative to the working directory when under it (configs/local.toml from the repository), else absolute
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
