@@ -52,7 +52,7 @@ def test_s3_server_killed_mid_run_fails_cleanly_and_the_next_run_completes(tmp_p
         env = {**os.environ, "FAULT_SECRET": SECRET}
         config = load_config(cfg_path, env)
 
-        run = tiering("release", "-c", str(cfg_path), *[str(hot / r) for r in originals], env=env)
+        run = tiering("release", "--json", "-c", str(cfg_path), *[str(hot / r) for r in originals], env=env)
         deadline = time.monotonic() + 60
         while sum(s == "released" for s in states(config).values()) < 10:
             assert run.poll() is None and time.monotonic() < deadline, "the run ended before the server was killed"
@@ -105,7 +105,8 @@ def test_ctrl_c_finishes_what_is_in_flight_says_so_and_loses_nothing(tmp_path):
     cfg.write_text(f'default_tier = "cold"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{tmp_path}/state/catalog.db"\n'
                    f'[concurrency]\njobs = 2\n[tiers.cold]\nurl = "{cold}"\n')
     env = {**os.environ, "TIERING_CRASH_AT": "release:end:40", "TIERING_CRASH_SIGNAL": "INT"}
-    out, err = tiering("release", "-c", str(cfg), *[str(hot / n) for n in originals], env=env).communicate(timeout=120)
+    out, err = tiering("release", "--json", "-c", str(cfg), *[str(hot / n) for n in originals],
+                       env=env).communicate(timeout=120)
     summary = json.loads(out.strip().splitlines()[-1])
     assert "interrupted" in err and "Traceback" not in err
     assert summary["stopped"].startswith("interrupted") and 40 <= summary["files"] < len(originals)

@@ -24,7 +24,7 @@ def test_a_run_recovers_scans_plans_applies_and_reports_one_json_line(tmp_path):
     cfg = write_setup(tmp_path, ARCHIVE_ALL)
     for i in range(5):
         make_file(tmp_path / "hot" / f"d/f{i}", 10_000 + i)
-    done = tiering("run", "-c", str(cfg))
+    done = tiering("run", "--json", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["command"] == "run" and summary["failed"] == 0 and summary["stopped"] is None
@@ -66,7 +66,7 @@ def test_two_runs_at_once_one_works_the_other_gets_the_lock_code(tmp_path):
     for i in range(200):
         make_file(tmp_path / "hot" / f"many/{i:03d}", 4096)
     lock = tmp_path / "state/catalog.db.lock"
-    first = subprocess.Popen([sys.executable, "-m", "tiering", "run", "-c", str(cfg)], cwd=REPO,
+    first = subprocess.Popen([sys.executable, "-m", "tiering", "run", "--json", "-c", str(cfg)], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         wait_for(lambda: (read_holder(lock) or {}).get("pid") == first.pid, 30, "the first run to take the lock", 0.005)

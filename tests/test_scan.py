@@ -379,7 +379,7 @@ def test_cli_scan_exits_1_when_entries_could_not_be_read(tmp_path):
     finally:
         os.chmod(tmp_path / "hot" / "locked", 0o755)
     assert done.returncode == 1, done.stderr
-    assert "1 errors [permission 1 (e.g. locked)]" in done.stdout
+    assert "1 error [permission 1 (e.g. locked)]" in done.stdout
 
 
 def test_cli_scan_missing_hot_tier_is_one_line(tmp_path):
