@@ -79,9 +79,12 @@ class _Progress:
         if now - self.shown < 0.1:
             return
         self.shown = now
+        from tiering.units import format_size
+
         rate = p.files / p.elapsed if p.elapsed > 0 else 0
-        sys.stderr.write(f"\rscanning: {p.files:,} files, {p.dirs:,} dirs, {p.bytes / 2**30:.2f} GiB, "
-                         f"{p.errors:,} errors, {rate:,.0f} files/s ")
+        # "\x1b[2K" clears the line first: a shorter frame leaves nothing of the longer one behind
+        sys.stderr.write(f"\r\x1b[2Kscanning: {p.files:,} files, {p.dirs:,} dirs, {format_size(p.bytes)}, "
+                         f"{p.errors:,} errors, {rate:,.0f} files/s")
         sys.stderr.flush()
 
     def end(self) -> None:
