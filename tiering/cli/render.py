@@ -56,13 +56,14 @@ def summary_lines(summary: dict, config) -> list[str]:
     lines = [f"hot tier {summary['hot_tier']}: {format_size(summary['used'])} of {format_size(summary['total'])} used "
              f"({summary['used_fraction']:.0%})" + _watermark_text(summary)]
     for state, v in sorted(summary["by_state"].items()):
-        lines.append(f"  {state:<9} {v['files']:>10,} files {format_size(v['bytes']):>10}")
+        lines.append(f"  {state:<9} {v['files']:>10,} {'file ' if v['files'] == 1 else 'files'} {format_size(v['bytes']):>10}")
     if not summary["by_state"]:
         lines.append("  no managed files yet")
     if summary.get("interrupted") and summary["writer"]:
-        lines.append(f"  {summary['interrupted']} actions in progress")
+        lines.append(f"  {plural(summary['interrupted'], 'action')} in progress")
     elif summary.get("interrupted"):
-        lines.append(f"  {summary['interrupted']} interrupted actions: the next command (or `tiering recover`) settles them")
+        lines.append(f"  {plural(summary['interrupted'], 'interrupted action')}: the next command (or `tiering recover`) "
+                     "settles them")
     run = summary["last_run"]
     if run:
         ended = f"ended {_when(run['ended_at'])}" if run["ended_at"] else "did not finish (or is running)"
@@ -80,7 +81,7 @@ def _run_text(summary: dict | None) -> str:
     if "files" not in summary:  # a summary of another shape: show it as it is
         return f": {json.dumps(summary)}"
     stopped = f"; {summary['stopped']}" if summary.get("stopped") else ""
-    return (f": {summary['files']:,} actions, {summary['failed']:,} failed, "
+    return (f": {plural(summary['files'], 'action')}, {summary['failed']:,} failed, "
             f"{format_size(summary.get('bytes_moved', 0))} moved{stopped}")
 
 
