@@ -21,7 +21,8 @@ from tiering.cli.output import reset
 from tiering.selection import expand
 
 REPO = Path(__file__).resolve().parents[1]
-TIERING = str(Path(sys.executable).with_name("tiering"))  # the console script `pip install` made
+# the console script `pip install` made (TIERING_TEST_CLI: another build of it, e.g. the base commit's)
+TIERING = os.environ.get("TIERING_TEST_CLI") or str(Path(sys.executable).with_name("tiering"))
 
 
 def tiering(*args: str, stdin: str | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
