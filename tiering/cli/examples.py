@@ -32,7 +32,7 @@ _EXAMPLES = {
     "daemon": ["tiering daemon -c /etc/tiering/tiering.toml"],
     "migrate": ["tiering migrate ./dataset s3://bucket/dataset",
                 "tiering migrate s3://bucket/dataset ./dataset --include '*.jpg' --dry-run",
-                "tiering migrate ./dataset archive:dataset --min-age 30d   # a tier name from the config"],
+                "tiering migrate ./dataset hdd --min-age 30d      # a tier of the config, by name"],
     "sync": ["tiering sync ./dataset s3://bucket/dataset --delete --dry-run",
              "tiering sync s3://bucket/dataset ./dataset --checksum"],
     "check": ["tiering config check                      # the config found by default",
@@ -59,28 +59,25 @@ _BY_NAME = {
     "concurrency": "N,...", "workers": "N,...", "numjobs": "N,...", "iodepth": "N,...", "bs": "SIZE,...",
     "profile": "NAME", "fmt": "md|html",
 }
-_BY_TYPE = {"<int>": "N", "<int range>": "N", "<float>": "NUMBER", "<float range>": "NUMBER", "<path>": "PATH",
-            "<str>": "TEXT"}
+_BY_TYPE = {"integer": "N", "integer range": "N", "float": "NUMBER", "float range": "NUMBER", "path": "PATH",
+            "text": "TEXT"}
 
 
-def tidy_metavars(command, ctx=None) -> None:
+def tidy_metavars(command) -> None:
     """Give every parameter of ``command`` (a click command or group, recursively) a readable value name.
 
     Flags show none; other parameters without their own ``metavar`` get one from
     their name (``min_size`` -> ``SIZE``) or their type (``int`` -> ``N``).
     """
-    import click
-
     for param in command.params:
         if param.metavar is not None:
-            continue
-        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            pass
+        elif getattr(param, "is_flag", False) or getattr(param, "count", False):
             param.metavar = ""
         elif param.name in _BY_NAME:
             param.metavar = _BY_NAME[param.name]
         else:
-            shown = param.make_metavar(ctx or click.Context(command)) if hasattr(param, "make_metavar") else ""
-            param.metavar = _BY_TYPE.get(shown, "VALUE")
+            param.metavar = _BY_TYPE.get(getattr(param.type, "name", ""), "VALUE")
         if param.param_type_name == "argument":
             _plain_argument(param)
     for sub in getattr(command, "commands", {}).values():
