@@ -165,6 +165,7 @@ def test_a_folder_walk_does_not_follow_symlinks_out_of_the_hot_tier(tmp_path):
     assert list(expand([b"ds"], hot)) == [b"ds/real.bin"]
     done = tiering("archive", "-c", str(cfg), "ds", "-v")
     assert done.returncode == 0 and done.stdout.startswith("archived 1 file in "), done.stdout + done.stderr
+    assert "done: archive ds/real.bin (1000B)" in done.stderr  # -v: a line per file
     assert [p.name for p in (tmp_path / "cap").rglob("*") if p.is_file()] == ["real.bin"]
 
 

@@ -70,6 +70,14 @@ class ProgressBar:
             self._progress.update(self._task, total=total, completed=done, run=p)
             self.shown = time.monotonic()
 
+    def print(self, text: str) -> None:
+        """A line above the bar (the bar redraws below it)."""
+        with self._lock:
+            if self.shown:
+                self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            else:
+                self._progress.console.file.write(text + "\n")
+
     def end(self) -> None:
         """Draw the last frame and let the next line start clean."""
         with self._lock:
