@@ -124,7 +124,8 @@ def _named(action: str, opts: dict) -> None:
     if opts["manifest"] is not None:
         rels += list(_manifest(opts["manifest"], cfg.hot_path))
     if not rels:
-        raise UserError(f"{action}: name at least one file or folder, or --manifest")
+        raise UserError(f"{action}: the manifest {opts['manifest']} names no file" if opts["manifest"] is not None
+                        else f"{action}: name at least one file or folder, or --manifest")
     files = list(expand(rels, cfg.hot_path, select))
     if opts["dry_run"]:
         _dry_run(action, files, cfg, opts["as_json"])
