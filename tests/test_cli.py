@@ -255,3 +255,21 @@ def test_progress_on_a_terminal_ends_at_100_percent_and_the_summary_gets_its_own
     assert " 100% 31/31 files" in last and last.rstrip("\x1b[?25h").endswith("\n"), repr(last)
     assert "MiB/s" in last and "ETA 0s" in last
     assert out.startswith("archived 30 files in ") and ", 1 already archived, 0 failed" in out
+
+
+# --- make run ----------------------------------------------------------------------------------------------------
+
+
+def test_the_demo_opens_with_the_cycle_and_speaks_plainly(tmp_path):
+    env = {**os.environ, "TIERING_HOME": str(tmp_path)}
+    env.pop("TIERING_CONFIG", None)
+    done = subprocess.run([TIERING, "demo", "-c", "configs/local.toml"], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines.index("== plan (" + str(REPO / "policies/demo.toml") + ")") <= 3  # no config dump before the cycle
+    applied = lines[lines.index("== apply") + 1]
+    assert applied.startswith("archived 1 file, pinned 200 files, released 15 files in ") and applied.endswith(
+        ", 0 failed"), applied
+    assert "216 actions in the order they will run" in done.stdout
+    assert "export TIERING_CONFIG=configs/local.toml" in done.stdout
