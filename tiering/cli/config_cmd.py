@@ -29,7 +29,10 @@ def check(
     if file is not None and config_opt is not None and file != config_opt:
         raise UserError(f"config check: two files named ({file} and --config {config_opt}); name one")
     config = load_config(find_config(file or config_opt))
-    typer.echo(describe(config), nl=False)
+    from tiering.cli.output import state
+
+    if not state.quiet:  # -q: only the verdict (and the probes)
+        typer.echo(describe(config), nl=False)
     for name in config.tiers if probe else ():
         store = open_tier(config, name)
         try:
