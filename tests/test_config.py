@@ -277,7 +277,7 @@ def test_describe_masks_every_secret(tmp_path):
 
 def test_find_config_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="no configuration file"):
+    with pytest.raises(UserError, match=r"no configuration found: pass --config FILE, set \$TIERING_CONFIG"):
         find_config()
     write(tmp_path, "", "configs/local.toml")
     assert find_config() == Path("configs/local.toml")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.config_values import SECRET_KEYS, Table
+from tiering.config_values import SECRET_KEYS, Table, check_path_text
 from tiering.errors import InvalidKeyError
 from tiering.stores import scheme_of
 from tiering.stores.keys import decode_key
@@ -114,6 +114,7 @@ def _posix_url(table: Table, url: str, base: Path) -> str:
     path = url[len("file://") :] if url.lower().startswith("file://") else url
     if not path:
         raise table.error("url", "empty path", f"expected {SUPPORTED_URLS}")
+    check_path_text(table, "url", path)
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 
 

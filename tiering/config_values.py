@@ -47,6 +47,21 @@ def closest_hint(key: str, allowed: Iterable[str]) -> str:
     return "expected one of: " + ", ".join(allowed)
 
 
+def check_path_text(table: Table, key: str, value: str) -> None:
+    """Refuse a path no system call can take: a NUL byte, or a name longer than the system allows."""
+    if "\0" in value:
+        raise table.error(key, f"{value!r} contains a NUL byte", "expected a path without NUL characters")
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeError:
+        raise table.error(key, f"{value!r} cannot be encoded for this system", "expected a path in the "
+                          "filesystem's encoding") from None
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > 255 or len(encoded) >= 4096:
+        raise table.error(key, f"{value[:60]!r}... is too long", "expected names of at most 255 bytes and "
+                          "a path shorter than 4096 bytes")
+
+
 class Table:
     """One TOML table, located in its file, with typed getters that explain failures."""
 
@@ -137,6 +152,7 @@ class Table:
             return value
         if not value:
             raise self.error(key, "empty path", "expected a path")
+        check_path_text(self, key, value)
         # normpath, not resolve(): a hot tier reached through a symlink keeps its name.
         return Path(os.path.normpath(os.path.join(base, os.path.expanduser(value))))
 
