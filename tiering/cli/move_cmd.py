@@ -63,10 +63,12 @@ def release(paths: Annotated[list[str], typer.Argument(help="Files on the hot ti
 
 def restore(paths: Annotated[list[str] | None, typer.Argument(help="Released files.")] = None,
             manifest: Annotated[Path | None, typer.Option(help="Stage in every file a manifest names "
-                                                                 "(text, JSON or Parquet).")] = None,
+                                                                 "(text, JSON or Parquet; - for stdin).")] = None,
+            ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out manifest entries "
+                                                         "that do not exist (default: each is a failure).")] = False,
             config: ConfigOpt = None, jobs: JobsOpt = None) -> None:
     """Bring released files back, verified: by name, or a whole dataset from a manifest."""
-    _named("restore", paths or [], config, None, jobs, manifest)
+    _named("restore", paths or [], config, None, jobs, manifest, ignore_missing)
 
 
 def recover(config: ConfigOpt = None) -> None:
@@ -87,26 +89,35 @@ def _config(config: Path | None):
 
 
 def _named(action: str, paths: list[str], config: Path | None, tier: str | None, jobs: int | None,
-           manifest: Path | None = None) -> None:
+           manifest: Path | None = None, ignore_missing: bool = False) -> None:
+    from itertools import chain
+
     from tiering.errors import UserError
-    from tiering.manifest import from_command_line, read_manifest
+    from tiering.manifest import Refused, read_manifest, resolve_operands
     from tiering.mover.executor import Task
+    from tiering.mover.outcome import FAILED, Outcome
     from tiering.session import mover_session
 
     cfg = _config(config)
     if tier is not None:
         cfg.tier(tier)  # unknown tier: one clear line before anything starts
-    rels = [from_command_line(p, cfg.hot_path) for p in paths]
+    named = resolve_operands(paths, cfg.hot_path)
     if manifest is not None:
-        rels += list(read_manifest(manifest, cfg.hot_path))
-    if not rels:
+        named = chain(named, read_manifest(manifest, cfg.hot_path, ignore_missing=ignore_missing))
+    rels, refused = [], []  # a refused path fails alone: the others still run, and the command exits 1
+    for item in named:
+        if isinstance(item, Refused):
+            refused.append(Outcome(item.path, action, FAILED, item.reason))
+        else:
+            rels.append(item.rel)
+    if not rels and not refused:
         raise UserError(f"{action}: name at least one file" + (" or --manifest" if action == "restore" else ""))
     with mover_session(cfg, action) as (mover, recovered):
         _report_recovery(recovered)
-        _run(mover, (Task(rel, action, tier) for rel in rels), jobs or cfg.jobs, (len(rels), 0))
+        _run(mover, (Task(rel, action, tier) for rel in rels), jobs or cfg.jobs, (len(rels), 0), refused=refused)
 
 
-def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None) -> None:
+def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None, refused=()) -> None:
     from tiering.cli.progress import ProgressBar
     from tiering.display import show_path
     from tiering.mover.distributed import open_executor
@@ -120,6 +131,8 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
         ex.close()
         if bar:
             bar.end()
+    for outcome in refused:  # named paths refused before the run (missing, outside the hot tier, a symlink)
+        result.add(outcome)
     for outcome in result.skipped[:50] + result.failures[:200]:
         typer.echo(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}", err=True)
     if result.stopped:
