@@ -65,6 +65,9 @@ def check_path_text(table: Table, key: str, value: str) -> None:
 class Table:
     """One TOML table, located in its file, with typed getters that explain failures."""
 
+    #: Whether keys a full table must have may be left out (command-line options: ``OptionWords``).
+    partial = False
+
     def __init__(self, file: str, section: str, data: Mapping[str, Any], env: Mapping[str, str] | None = None):
         self.file = file
         self.section = section
@@ -227,3 +230,55 @@ class Table:
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise self.error(key, f"{value!r} has a path or query", expected)
         return f"{parts.scheme}://{parts.netloc}"
+
+    def required(self) -> Any:
+        """The ``default`` that makes a getter insist on its key (none when ``partial``)."""
+        return None if self.partial else _MISSING
+
+
+class OptionWords(Table):
+    """``KEY=VALUE`` words from the command line (``--src-option``), checked by the same getters.
+
+    Values are literal (the shell has already expanded them, so ``${VAR}`` is not
+    substituted), credentials may be given in clear, booleans and integers arrive
+    as text, and nothing is required: a configured tier or the environment may
+    supply the rest. Errors name the option: ``--src-option: part_size: ...``.
+    """
+
+    partial = True
+
+    def __init__(self, option: str, words: Mapping[str, str]) -> None:
+        super().__init__(option, "", dict(words), env={})
+
+    def where(self, key: str | None = None) -> str:
+        return key or ""
+
+    def expand(self, key: str, text: str) -> str:
+        return text
+
+    def secret(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not value:
+            raise self.error(key, "empty", "expected a value")
+        return value
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        value = self.data.get(key)
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word not in _WORDS:
+                raise self.error(key, f"{value!r} is not a boolean", "expected true or false")
+            self.data[key] = _WORDS[word]
+        return super().boolean(key, default)
+
+    def integer(self, key: str, default: Any = _MISSING, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.data.get(key)
+        if isinstance(value, str):
+            try:
+                self.data[key] = int(value.strip(), 10)
+            except ValueError:
+                raise self.error(key, f"{value!r} is not a whole number", "expected an integer") from None
+        return super().integer(key, default, minimum, maximum)
+
+
+_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "on": True, "off": False}
