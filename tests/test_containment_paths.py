@@ -154,3 +154,38 @@ def test_a_hot_path_that_is_a_file_is_one_config_error(tmp_path):
 def test_a_name_too_long_is_one_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"\[hot\] path: .* is too long"):
         load_config(config(tmp_path, hot="h" * 300))
+
+
+# -- a catalog folder that cannot be written -----------------------------------------------
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A 64 KiB tmpfs at ``tmp_path/state`` (needs root), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(state)], check=True)
+    yield state
+    subprocess.run(["umount", str(state)], check=True)
+
+
+@pytest.mark.parametrize("trouble, words", [("full", "No space left on device"), ("ro", "Read-only file system")])
+def test_a_full_or_read_only_catalog_folder_is_one_line_naming_it(tmp_path, small_mount, trouble, words):
+    """Reproduction: the lock raised PermissionError / OSError [Errno 28] as a traceback."""
+    cfg = config(tmp_path)
+    (tmp_path / "cap").mkdir()
+    (tmp_path / "hot" / "x.bin").write_bytes(b"keep me")
+    if trouble == "full":
+        with open(small_mount / "fill", "wb") as fill, pytest.raises(OSError):
+            fill.write(b"\0" * (128 << 10))
+            fill.flush()
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
+    result = cli("archive", "-c", str(cfg), "hot/x.bin", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [f"tiering: error: catalog {small_mount}/c.db: cannot write its lock file "
+                                          f"{small_mount}/c.db.lock ({words}); expected a writable folder with "
+                                          "free space"]
+    assert (tmp_path / "hot" / "x.bin").read_bytes() == b"keep me" and not list((tmp_path / "cap").iterdir())
