@@ -35,11 +35,12 @@ def status(
     results, refused = [], []  # a path that is missing or not ours is one line; the others are still reported
     try:
         for item in resolve_operands(paths, cfg.hot_path):
+            if isinstance(item, Refused):
+                refused.append(item.error)
+                continue
             try:
-                if isinstance(item, Refused):
-                    raise item.error
                 results.append(file_status(cfg, catalog, item.rel, verify))
-            except PathError as exc:
+            except PathError as exc:  # neither on the hot tier nor in the catalog
                 refused.append(exc)
     finally:
         if catalog:
