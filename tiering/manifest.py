@@ -74,6 +74,7 @@ class HotTier:
     def __init__(self, root: Path) -> None:
         self.root = os.fsencode(os.path.abspath(root))
         self.real = os.path.realpath(self.root)
+        self._folders: dict[bytes, bytes] = {}  # a manifest names many files per folder: resolve each folder once
         if not os.path.isdir(self.real):
             raise ConfigError(f"hot tier {root}: no such folder; check [hot] path in the config (is it mounted?)")
 
@@ -84,11 +85,11 @@ class HotTier:
         if data.startswith(b"/"):
             return self._rel(data, shown)
         here = os.path.abspath(data)
-        if _inside(here, self.root) or _inside(_real(here), self.real):
+        if _inside(here, self.root) or _inside(self._real(here), self.real):
             return self._rel(here, shown)
         there = os.path.join(self.root, data)
         if os.path.lexists(here) and not os.path.lexists(there):
-            raise PathError(f"{shown}: outside the hot tier {os.fsdecode(self.root)} (it is {show_path(_real(here))})",
+            raise PathError(f"{shown}: outside the hot tier {os.fsdecode(self.root)} (it is {show_path(self._real(here))})",
                             path=data)
         return self._rel(there, shown)
 
@@ -100,7 +101,7 @@ class HotTier:
     def _rel(self, candidate: bytes, shown: str) -> bytes:
         if b"\0" in candidate:
             raise PathError(f"{shown}: contains a NUL byte; not a path", path=candidate.replace(b"\0", b""))
-        real = _real(candidate)
+        real = self._real(candidate)
         if not _inside(real, self.real):
             where = "is the hot tier itself" if real == self.real else "outside the hot tier"
             resolved = f" (it resolves to {show_path(real)})" if real != os.path.normpath(candidate) else ""
@@ -115,13 +116,17 @@ class HotTier:
             raise PathError(f"{shown}: a symlink; tiering moves regular files only", path=candidate)
         return real[len(self.real.rstrip(b"/")) + 1:]
 
-
-def _real(path: bytes) -> bytes:
-    """``path`` with every folder on the way resolved, the final name kept as it is (not followed)."""
-    folder, name = os.path.split(path)
-    if name in (b"", b".", b".."):
-        return os.path.realpath(path)
-    return os.path.join(os.path.realpath(folder or b"."), name)
+    def _real(self, path: bytes) -> bytes:
+        """``path`` with every folder on the way resolved, the final name kept as it is (not followed)."""
+        folder, name = os.path.split(path)
+        if name in (b"", b".", b".."):
+            return os.path.realpath(path)
+        real = self._folders.get(folder)
+        if real is None:
+            if len(self._folders) >= 65536:
+                self._folders.clear()
+            real = self._folders[folder] = os.path.realpath(folder or b".")
+        return os.path.join(real, name)
 
 
 def _inside(path: bytes, folder: bytes) -> bool:
