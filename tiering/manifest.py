@@ -44,6 +44,8 @@ from tiering.errors import ConfigError, PathError, UserError
 __all__ = ["Resolved", "Refused", "HotTier", "resolve_operands", "from_command_line", "read_manifest"]
 
 STDIN = Path("-")
+#: The reason a path that does not exist is refused (``--ignore-missing`` leaves those out).
+MISSING = "no such file"
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class HotTier:
         try:
             mode = os.lstat(real).st_mode
         except (FileNotFoundError, NotADirectoryError):
-            raise PathError(f"{shown}: no such file", path=candidate) from None
+            raise PathError(f"{shown}: {MISSING}", path=candidate) from None
         except OSError as exc:
             raise PathError(f"{shown}: {exc.strerror}", path=candidate) from exc
         if stat.S_ISLNK(mode):
@@ -166,7 +168,7 @@ def read_manifest(path: Path, hot: Path, *, ignore_missing: bool = False,
     """
     entries = _entries(path, stdin)
     for outcome in _each(entries, HotTier(hot).entry):
-        if ignore_missing and isinstance(outcome, Refused) and outcome.reason == "no such file":
+        if ignore_missing and isinstance(outcome, Refused) and outcome.reason == MISSING:
             continue
         yield outcome
 
