@@ -277,7 +277,7 @@ def test_describe_masks_every_secret(tmp_path):
 
 def test_find_config_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="no configuration file"):
+    with pytest.raises(UserError, match=r"no configuration found: pass --config FILE, set \$TIERING_CONFIG"):
         find_config()
     write(tmp_path, "", "configs/local.toml")
     assert find_config() == Path("configs/local.toml")
@@ -358,3 +358,65 @@ def test_cli_demo_runs_a_full_cycle_on_the_local_default(tmp_path):
     assert summary["demo"] == "ok"
     again = tiering("demo", "--config", "configs/local.toml", env={"TIERING_HOME": str(tmp_path)})
     assert again.returncode == 0 and "(nothing to do)" in again.stdout
+
+
+# -- migrate's --src-option / --dst-option: the same tables, the same one-line errors --------------
+
+
+def test_migrate_options_are_checked_like_a_tier():
+    from tiering.migrate.endpoints import resolve
+
+    spec = resolve("s3://bucket/x", {"endpoint": "http://127.0.0.1:8333/", "access_key_id": "AK",
+                                     "secret_access_key": "literal-on-the-command-line", "part_size": "5MiB",
+                                     "multipart_threshold": "8MiB", "jobs": "3", "allow_http": "yes",
+                                     "connect_timeout": "2s"})
+    assert dict(spec.options) == {"endpoint": "http://127.0.0.1:8333", "access_key_id": "AK",
+                                  "secret_access_key": "literal-on-the-command-line", "part_size": 5 * MiB,
+                                  "multipart_threshold": 8 * MiB, "jobs": 3, "allow_http": True,
+                                  "connect_timeout": 2.0}
+    oss = resolve("oss://bucket", {"restore_days": "3", "storage_class": "archive"}, side="destination")
+    assert dict(oss.options) == {"restore_days": 3, "storage_class": "Archive"}
+
+
+@pytest.mark.parametrize("side, url, options, message", [
+    ("source", "s3://bucket/x", {"endpont": "http://h:1"},
+     "--src-option: unknown key 'endpont'; did you mean 'endpoint'?"),
+    ("destination", "oss://bucket", {"sesion_token": "t"}, "--dst-option: unknown key 'sesion_token'; "),
+    ("source", "s3://bucket/x", {"restore_days": "2"}, "'restore_days' applies to oss tiers, not to s3 tiers"),
+    ("source", "s3://bucket/x", {"url": "s3://other"}, "the s3 location is the command's own argument"),
+    ("source", "s3://bucket/x", {"part_size": "x"}, "--src-option: part_size: "),
+    ("source", "s3://bucket/x", {"part_size": "1MiB"}, "--src-option: part_size: 1MiB is out of range for s3; "
+                                                       "expected between 5MiB and 5GiB"),
+    ("source", "s3://bucket/x", {"allow_http": "maybe"}, "--src-option: allow_http: 'maybe' is not a boolean"),
+    ("source", "s3://bucket/x", {"jobs": "many"}, "--src-option: part_jobs: 'many' is not a whole number"),
+    ("destination", "oss://bucket", {"restore_days": "0"}, "--dst-option: restore_days: 0 is out of range"),
+    ("source", "s3://bucket/x", {"endpoint": "ftp://h"}, "--src-option: endpoint: 'ftp://h' is not an http(s) URL"),
+    ("source", "s3://bucket/x", {"connect_timeout": "soon"}, "--src-option: connect_timeout: "),
+])
+def test_a_bad_migrate_option_is_one_config_error(side, url, options, message):
+    from tiering.migrate.endpoints import resolve
+
+    with pytest.raises(ConfigError) as caught:
+        resolve(url, options, side=side)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_options_for_a_configured_tier_are_checked_by_its_kind(tmp_path):
+    from tiering.migrate.endpoints import resolve
+
+    cfg = load_config(write(tmp_path, BASE + '[tiers.hdd]\nurl = "cap"\n'))
+    assert dict(resolve("hdd", {"fsync": "off"}, cfg).options)["fsync"] is False
+    with pytest.raises(ConfigError, match="'endpoint' applies to s3 tiers, not to posix tiers"):
+        resolve("hdd", {"endpoint": "http://h:1"}, cfg)
+
+
+@pytest.mark.parametrize("option", ["--src-option=part_size=x", "--src-option=endpont=http://127.0.0.1:1"])
+def test_migrate_cli_refuses_a_bad_option_with_exit_2(tmp_path, option):
+    """Reproductions: `part_size=x` was a ValueError traceback (rc 1); `endpont=` was silently accepted."""
+    result = subprocess.run([sys.executable, "-m", "tiering", "migrate", "s3://bucket/x", str(tmp_path / "dst"),
+                             option], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env={**os.environ, "TIERING_CONFIG": ""})
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("tiering: error: --src-option: ")
+    assert not (tmp_path / "dst").exists()

@@ -62,6 +62,7 @@ from typing import Any
 
 from tiering.config_daemon import DURATION_KEYS as _DAEMON_DURATIONS
 from tiering.config_daemon import DaemonConfig, daemon_values, parse_daemon
+from tiering.config_locations import check_locations
 from tiering.config_tiers import PartDefaults, TierConfig, parse_tier
 from tiering.config_values import SECRET_KEYS, Table
 from tiering.errors import ConfigError, UserError
@@ -69,7 +70,8 @@ from tiering.stores import Store, open_store
 from tiering.stores.retry import RetryPolicy
 from tiering.units import format_duration, format_size
 
-__all__ = ["Config", "TierConfig", "load_config", "find_config", "open_tier", "describe", "CONFIG_ENV"]
+__all__ = ["Config", "TierConfig", "load_config", "find_config", "open_tier", "describe", "check_locations",
+           "CONFIG_ENV"]
 
 CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
@@ -120,11 +122,16 @@ def find_config(given: str | os.PathLike[str] | None = None, env: Mapping[str, s
     for candidate in DEFAULT_LOCATIONS:
         if Path(candidate).is_file():
             return Path(candidate)
-    raise UserError(f"no configuration file: pass --config FILE, set ${CONFIG_ENV}, or create {' or '.join(DEFAULT_LOCATIONS)}")
+    raise UserError(f"no configuration found: pass --config FILE, set ${CONFIG_ENV}, or create "
+                    f"{' or '.join(DEFAULT_LOCATIONS)}")
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read and check the TOML file at ``path``; ``env`` (default ``os.environ``) feeds ``${VAR}``."""
+    """Read and check the TOML file at ``path``; ``env`` (default ``os.environ``) feeds ``${VAR}``.
+
+    Besides each value, the locations are checked against each other as they are
+    on disk now (``check_locations``): nothing tiering writes may overlap the hot tier.
+    """
     shown = str(path)
     top = Table(shown, "", _read_toml(Path(path), shown), env)
     top.check_keys(_TOP_KEYS)
@@ -140,7 +147,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         part_jobs=conc.integer("part_jobs", 4, minimum=1),
     )
     tiers = _tiers(top, base, parts)
-    return Config(
+    config = Config(
         path=Path(os.path.abspath(path)),
         hot_path=hot.path("path", base),
         catalog_path=catalog.path("path", base),
@@ -155,6 +162,15 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         heat_half_life=_heat(top.sub("heat")),
         daemon=parse_daemon(top.sub("daemon"), base, tiers),
     )
+    _check_hot(hot, config.hot_path)
+    check_locations(config)
+    return config
+
+
+def _check_hot(table: Table, path: Path) -> None:
+    """A hot tier that exists must be a folder (one that does not exist yet is a run-time matter)."""
+    if os.path.lexists(path) and not path.is_dir():
+        raise table.error("path", f"{path} is not a folder", "expected the hot tier's folder")
 
 
 def _heat(table: Table) -> float:

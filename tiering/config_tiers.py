@@ -12,13 +12,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.config_values import SECRET_KEYS, Table
+from tiering.config_values import SECRET_KEYS, OptionWords, Table, check_path_text
 from tiering.errors import InvalidKeyError
 from tiering.stores import scheme_of
 from tiering.stores.keys import decode_key
@@ -93,11 +93,32 @@ def parse_tier(table: Table, name: str, base: Path, defaults: PartDefaults) -> T
         raise table.error("url", f"unknown scheme {scheme + '://'!r}", f"expected {SUPPORTED_URLS}")
     table.check_keys(COMMON_KEYS + SCHEME_KEYS[scheme], elsewhere=_other_kinds(scheme))
     url = _posix_url(table, raw_url, base) if scheme == "file" else _bucket_url(table, raw_url, scheme)
+    options = _store_options(table, scheme, base, defaults)
+    return TierConfig(name, url, scheme, options.get("storage_class", ""), options)
+
+
+def store_options(scheme: str, words: Mapping[str, str], option: str, base: Path) -> dict[str, Any]:
+    """Command-line ``KEY=VALUE`` options (``--src-option``) for a store of ``scheme``, checked like a tier.
+
+    The same keys and checks as a ``[tiers.NAME]`` table (unknown keys get a
+    did-you-mean, values their type and range); only the keys given are
+    returned, so a configured tier's or the store's defaults fill the rest.
+    ``jobs`` is taken as ``part_jobs``. Every mistake is one ``ConfigError`` naming ``option``.
+    """
+    words = {("part_jobs" if key == "jobs" else key): value for key, value in words.items()}
+    table = OptionWords(option, words)
+    hints = {"url": f"the {KIND[scheme]} location is the command's own argument, not an option"}
+    table.check_keys([k for k in COMMON_KEYS if k != "url"] + list(SCHEME_KEYS[scheme]),
+                     elsewhere={**_other_kinds(scheme), **hints})
+    return _store_options(table, scheme, base, None)
+
+
+def _store_options(table: Table, scheme: str, base: Path, defaults: PartDefaults | None) -> dict[str, Any]:
     storage_class = _storage_class(table, scheme)
     options: dict[str, Any] = {"storage_class": storage_class} if storage_class else {}
     options.update(_OPTIONS[scheme](table, base))
     options.update(_part_options(table, scheme, defaults))
-    return TierConfig(name, url, scheme, storage_class, options)
+    return options
 
 
 def _other_kinds(scheme: str) -> dict[str, str]:
@@ -114,6 +135,7 @@ def _posix_url(table: Table, url: str, base: Path) -> str:
     path = url[len("file://") :] if url.lower().startswith("file://") else url
     if not path:
         raise table.error("url", "empty path", f"expected {SUPPORTED_URLS}")
+    check_path_text(table, "url", path)
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 
 
@@ -182,7 +204,7 @@ def _s3_options(table: Table, base: Path) -> dict[str, Any]:
 
 def _oss_options(table: Table, base: Path) -> dict[str, Any]:
     return _set(
-        endpoint=table.endpoint("endpoint"),
+        endpoint=table.endpoint("endpoint", table.required()),
         region=table.string("region", None),
         **_credentials(table, "access_key_secret", "security_token"),
         restore_tier=table.choice("restore_tier", RESTORE_TIERS, None),
@@ -196,25 +218,31 @@ def _credentials(table: Table, secret_key: str, token_key: str) -> dict[str, Any
     """Key id, secret and token; the id and the secret come as a pair or not at all."""
     key_id = table.string("access_key_id", None)
     secret, token = table.secret(secret_key), table.secret(token_key)
-    if (key_id is None) != (secret is None):
+    if (key_id is None) != (secret is None) and not table.partial:  # options may complete a tier's pair
         missing, given = (secret_key, "access_key_id") if secret is None else ("access_key_id", secret_key)
         raise table.error(missing, f"missing while {given} is set", f"expected both {given} and {missing}, or neither")
     return {"access_key_id": key_id, secret_key: secret, token_key: token}
 
 
-def _part_options(table: Table, scheme: str, defaults: PartDefaults) -> dict[str, Any]:
+def _part_options(table: Table, scheme: str, defaults: PartDefaults | None) -> dict[str, Any]:
+    """Part settings; with ``defaults`` None (command-line options), only those the table sets."""
+    d = defaults or _NO_DEFAULTS
     lo, hi = PART_LIMITS[scheme]
-    part_size = table.size("part_size", defaults.part_size, minimum=1)
-    if part_size < lo or (hi is not None and part_size > hi):
+    part_size = table.size("part_size", d.part_size, minimum=1)
+    if part_size is not None and (part_size < lo or (hi is not None and part_size > hi)):
         inherited = "" if "part_size" in table.data else " (inherited from [concurrency])"
         span = f"at least {format_size(lo)}" if hi is None else f"between {format_size(lo)} and {format_size(hi)}"
         raise table.error("part_size", f"{format_size(part_size)}{inherited} is out of range for {KIND[scheme]}",
-                          f"expected {span}; set part_size in [{table.section}]")
-    return {
-        "part_size": part_size,
-        "multipart_threshold": table.size("multipart_threshold", defaults.multipart_threshold),
-        "jobs": table.integer("part_jobs", defaults.part_jobs, minimum=1),
-    }
+                          f"expected {span}" + ("" if table.partial else f"; set part_size in [{table.section}]"))
+    return _set(
+        part_size=part_size,
+        multipart_threshold=table.size("multipart_threshold", d.multipart_threshold),
+        jobs=table.integer("part_jobs", d.part_jobs, minimum=1),
+    )
+
+
+#: No inherited part settings: what command-line options start from.
+_NO_DEFAULTS = PartDefaults(None, None, None)  # type: ignore[arg-type]
 
 
 def _set(**values: Any) -> dict[str, Any]:

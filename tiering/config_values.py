@@ -47,8 +47,26 @@ def closest_hint(key: str, allowed: Iterable[str]) -> str:
     return "expected one of: " + ", ".join(allowed)
 
 
+def check_path_text(table: Table, key: str, value: str) -> None:
+    """Refuse a path no system call can take: a NUL byte, or a name longer than the system allows."""
+    if "\0" in value:
+        raise table.error(key, f"{value!r} contains a NUL byte", "expected a path without NUL characters")
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeError:
+        raise table.error(key, f"{value!r} cannot be encoded for this system", "expected a path in the "
+                          "filesystem's encoding") from None
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > 255 or len(encoded) >= 4096:
+        raise table.error(key, f"{value[:60]!r}... is too long", "expected names of at most 255 bytes and "
+                          "a path shorter than 4096 bytes")
+
+
 class Table:
     """One TOML table, located in its file, with typed getters that explain failures."""
+
+    #: Whether keys a full table must have may be left out (command-line options: ``OptionWords``).
+    partial = False
 
     def __init__(self, file: str, section: str, data: Mapping[str, Any], env: Mapping[str, str] | None = None):
         self.file = file
@@ -137,6 +155,7 @@ class Table:
             return value
         if not value:
             raise self.error(key, "empty path", "expected a path")
+        check_path_text(self, key, value)
         # normpath, not resolve(): a hot tier reached through a symlink keeps its name.
         return Path(os.path.normpath(os.path.join(base, os.path.expanduser(value))))
 
@@ -211,3 +230,55 @@ class Table:
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise self.error(key, f"{value!r} has a path or query", expected)
         return f"{parts.scheme}://{parts.netloc}"
+
+    def required(self) -> Any:
+        """The ``default`` that makes a getter insist on its key (none when ``partial``)."""
+        return None if self.partial else _MISSING
+
+
+class OptionWords(Table):
+    """``KEY=VALUE`` words from the command line (``--src-option``), checked by the same getters.
+
+    Values are literal (the shell has already expanded them, so ``${VAR}`` is not
+    substituted), credentials may be given in clear, booleans and integers arrive
+    as text, and nothing is required: a configured tier or the environment may
+    supply the rest. Errors name the option: ``--src-option: part_size: ...``.
+    """
+
+    partial = True
+
+    def __init__(self, option: str, words: Mapping[str, str]) -> None:
+        super().__init__(option, "", dict(words), env={})
+
+    def where(self, key: str | None = None) -> str:
+        return key or ""
+
+    def expand(self, key: str, text: str) -> str:
+        return text
+
+    def secret(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not value:
+            raise self.error(key, "empty", "expected a value")
+        return value
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        value = self.data.get(key)
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word not in _WORDS:
+                raise self.error(key, f"{value!r} is not a boolean", "expected true or false")
+            self.data[key] = _WORDS[word]
+        return super().boolean(key, default)
+
+    def integer(self, key: str, default: Any = _MISSING, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.data.get(key)
+        if isinstance(value, str):
+            try:
+                self.data[key] = int(value.strip(), 10)
+            except ValueError:
+                raise self.error(key, f"{value!r} is not a whole number", "expected an integer") from None
+        return super().integer(key, default, minimum, maximum)
+
+
+_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False, "on": True, "off": False}

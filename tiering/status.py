@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
 from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.lock import read_holder
 from tiering.config import Config, open_tier
-from tiering.errors import StoreError, UserError
+from tiering.display import show_path
+from tiering.errors import PathError, StoreError, UserError
 from tiering.plan import Usage
 from tiering.policy import load_policy
 from tiering.stores.checksum import CHUNK, Hasher
@@ -26,17 +28,19 @@ class FileStatus:
     verified: str = ""  # with --verify: "ok" or what is wrong with the capacity copy
 
     def as_json(self) -> dict:
-        import os
-
         return {"path": os.fsdecode(self.path), "state": self.state, "size": self.size, "tier": self.tier,
                 "object_key": self.object_key, "checksum": self.checksum, "pinned": self.pinned,
                 **({"verified": self.verified} if self.verified else {})}
 
 
 def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: bool = False) -> FileStatus:
+    """One file's state; ``PathError`` when it is neither on the hot tier nor in the catalog."""
     rec = catalog.get(rel) if catalog else None
     if rec is None:
-        size = (config.hot_path / rel.decode("utf-8", "surrogateescape")).lstat().st_size
+        try:
+            size = os.lstat(os.path.join(os.fsencode(config.hot_path), rel)).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise PathError(f"{show_path(rel)}: no such file", path=rel) from None
         return FileStatus(rel, "resident", size, None, None, None, False, "no capacity copy" if verify else "")
     checked = verify_copy(config, rec) if verify and rec.tier else ""
     return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked)

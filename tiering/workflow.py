@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from tiering.catalog import Catalog
-from tiering.config import Config
+from tiering.config import Config, check_locations
 from tiering.errors import UserError
 from tiering.plan import Plan, Usage, make_plan
 from tiering.policy import Policy, load_policy
@@ -37,6 +37,7 @@ def fresh_snapshot(config: Config, jobs: int | None = None) -> Path:
     """Scan the hot tier now; returns the new snapshot (also marked latest)."""
     from tiering.scan import mark_latest, new_snapshot_path, snapshot_dir, write_snapshot
 
+    check_locations(config)  # each cycle: a symlink or mount may have changed since the config was loaded
     target = new_snapshot_path(snapshot_dir(config.catalog_path))
     target.parent.mkdir(parents=True, exist_ok=True)
     write_snapshot(config.hot_path, target, jobs=jobs)

@@ -16,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-from tiering.errors import CatalogBusyError
+from tiering.errors import CatalogBusyError, CatalogError
 
 __all__ = ["CatalogBusyError", "WriterLock", "describe_holder", "read_holder"]
 
@@ -30,7 +30,12 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """Take the lock and record who holds it; ``CatalogError`` naming the file when it cannot be
+        written (a read-only or full filesystem, no permission): nothing could be journaled there."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -38,9 +43,17 @@ class WriterLock:
             os.close(fd)
             raise CatalogBusyError(f"{self.path.with_suffix('')} is in use by {describe_holder(holder)}", holder) from None
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "purpose": self.purpose}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:
+            os.close(fd)  # drops the flock
+            raise self._unwritable(exc) from exc
         self._fd = fd
+
+    def _unwritable(self, exc: OSError) -> CatalogError:
+        return CatalogError(f"catalog {self.path.with_suffix('')}: cannot write its lock file {self.path} "
+                            f"({exc.strerror or exc}); expected a writable folder with free space")
 
     def release(self) -> None:
         if self._fd is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -82,9 +81,11 @@ def release(paths: Paths = None, manifest: ManifestOpt = None, config: ConfigOpt
     _named("release", dict(locals()))
 
 
-def restore(paths: Paths = None, manifest: ManifestOpt = None, config: ConfigOpt = None,
-            include: Include = None, exclude: Exclude = None, min_age: MinAge = None, max_age: MaxAge = None,
-            dry_run: DryRunOpt = False, jobs: JobsOpt = None, as_json: JsonOpt = False) -> None:
+def restore(paths: Paths = None, manifest: ManifestOpt = None,
+            ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out manifest entries "
+                                                         "that do not exist (default: each is a failure).")] = False,
+            config: ConfigOpt = None, include: Include = None, exclude: Exclude = None, min_age: MinAge = None,
+            max_age: MaxAge = None, dry_run: DryRunOpt = False, jobs: JobsOpt = None, as_json: JsonOpt = False) -> None:
     """Bring released files back, verified: by name or folder, or a whole dataset from a manifest."""
     _named("restore", dict(locals(), tier=None, min_size=None, max_size=None))
 
@@ -109,9 +110,12 @@ def _config(config: Path | None):
 
 
 def _named(action: str, opts: dict) -> None:
+    from itertools import chain
+
     from tiering.cli.filters import accept
     from tiering.errors import UserError
-    from tiering.manifest import from_command_line
+    from tiering.manifest import Refused, read_manifest, resolve_operands
+    from tiering.mover.outcome import FAILED, Outcome
     from tiering.selection import expand
     from tiering.session import mover_session
 
@@ -120,29 +124,28 @@ def _named(action: str, opts: dict) -> None:
         cfg.tier(opts["tier"])  # unknown tier: one clear line before anything starts
     select = accept(opts["include"], opts["exclude"], opts["min_size"], opts["max_size"], opts["min_age"],
                     opts["max_age"], sized=action != "restore")
-    rels = [from_command_line(p, cfg.hot_path) for p in opts["paths"] or ()]
+    named = resolve_operands(opts["paths"] or (), cfg.hot_path)
     if opts["manifest"] is not None:
-        rels += list(_manifest(opts["manifest"], cfg.hot_path))
-    if not rels:
+        named = chain(named, read_manifest(Path(opts["manifest"]), cfg.hot_path,
+                                           ignore_missing=opts.get("ignore_missing", False)))
+    rels, refused = [], []  # a refused path fails alone: the others still run, and the command exits 1
+    for item in named:
+        if isinstance(item, Refused):
+            refused.append(Outcome(item.path, action, FAILED, item.reason))
+        else:
+            rels.append(item.rel)
+    if not rels and not refused:
         raise UserError(f"{action}: the manifest {opts['manifest']} names no file" if opts["manifest"] is not None
                         else f"{action}: name at least one file or folder, or --manifest")
     files = list(expand(rels, cfg.hot_path, select))
     if opts["dry_run"]:
-        _dry_run(action, files, cfg, opts["as_json"])
+        _dry_run(action, files, cfg, opts["as_json"], refused)
         return
     with mover_session(cfg, action) as (mover, recovered):
         _report_recovery(recovered)
         tasks = _tasks(action, files, opts["tier"], cfg.hot_path, mover.catalog)
-        _run(mover, tasks, opts["jobs"] or cfg.jobs, (len(tasks), sum(t.size for t in tasks)), as_json=opts["as_json"])
-
-
-def _manifest(name: str, hot: Path):
-    from tiering.manifest import read_manifest, relative_to_hot
-    from tiering.selection import manifest_lines
-
-    if name != "-":
-        return read_manifest(Path(name), hot)
-    return (relative_to_hot(line, hot, origin="standard input") for line in manifest_lines(sys.stdin.buffer))
+        _run(mover, tasks, opts["jobs"] or cfg.jobs, (len(tasks), sum(t.size for t in tasks)), as_json=opts["as_json"],
+             refused=refused)
 
 
 def _tasks(action: str, files: list[bytes], tier: str | None, hot: Path, catalog) -> list:
@@ -156,7 +159,7 @@ def _tasks(action: str, files: list[bytes], tier: str | None, hot: Path, catalog
 _ALREADY = {"archive": ("archived", "released"), "release": ("released",), "restore": ("resident", "archived", "dirty")}
 
 
-def _dry_run(action: str, files: list[bytes], cfg, as_json: bool) -> None:
+def _dry_run(action: str, files: list[bytes], cfg, as_json: bool, refused: list) -> None:
     """What ``action`` would do to each file, from the hot tier and the catalog (read, never locked)."""
     from tiering.catalog import Catalog
     from tiering.cli.output import note, problem
@@ -166,7 +169,10 @@ def _dry_run(action: str, files: list[bytes], cfg, as_json: bool) -> None:
     from tiering.units import format_size
 
     catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
-    todo = nbytes = already = missing = 0
+    todo = nbytes = already = 0
+    missing = len(refused)
+    for outcome in refused:  # named paths refused (missing, outside the hot tier, a symlink): a real run fails them
+        problem(f"failed: {action} {show_path(outcome.path)}: {outcome.reason}")
     try:
         for rel in files:
             state, size = expected(action, rel, cfg.hot_path, catalog.get(rel) if catalog else None)
@@ -195,7 +201,7 @@ def _dry_run(action: str, files: list[bytes], cfg, as_json: bool) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
-def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None, *,
+def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None, refused=(), *,
          as_json: bool = False) -> None:
     from tiering.cli.output import limit, note, problem, show_progress, state
     from tiering.cli.progress import ProgressBar
@@ -215,6 +221,8 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
         ex.close()
         if bar:
             bar.end()
+    for outcome in refused:  # named paths refused before the run (missing, outside the hot tier, a symlink)
+        result.add(outcome)
     for outcome in result.skipped[:limit(50)]:
         note(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
     for outcome in result.failures[:limit(200)]:

@@ -22,7 +22,8 @@ def status(
     from tiering.catalog import Catalog
     from tiering.cli.render import status_lines, summary_lines
     from tiering.config import find_config, load_config
-    from tiering.manifest import from_command_line
+    from tiering.errors import PathError
+    from tiering.manifest import Refused, resolve_operands
     from tiering.status import file_status, tier_summary
 
     cfg = load_config(find_config(config))
@@ -31,11 +32,22 @@ def status(
         typer.echo(json.dumps(summary) if as_json else "\n".join(summary_lines(summary, cfg)))
         return
     catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
+    results, refused = [], []  # a path that is missing or not ours is one line; the others are still reported
     try:
-        results = [file_status(cfg, catalog, from_command_line(p, cfg.hot_path), verify) for p in paths]
+        for item in resolve_operands(paths, cfg.hot_path):
+            if isinstance(item, Refused):
+                refused.append(item.error)
+                continue
+            try:
+                results.append(file_status(cfg, catalog, item.rel, verify))
+            except PathError as exc:  # neither on the hot tier nor in the catalog
+                refused.append(exc)
     finally:
         if catalog:
             catalog.close()
-    typer.echo("\n".join(json.dumps(r.as_json()) for r in results) if as_json else "\n".join(status_lines(results)))
-    if any(r.verified.startswith("FAILED") for r in results):
+    for exc in refused:
+        typer.echo(f"tiering: error: {exc}", err=True)
+    if results:
+        typer.echo("\n".join(json.dumps(r.as_json()) for r in results) if as_json else "\n".join(status_lines(results)))
+    if refused or any(r.verified.startswith("FAILED") for r in results):
         raise typer.Exit(EXIT_FAILED)

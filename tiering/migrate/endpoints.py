@@ -13,20 +13,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tiering.config_tiers import store_options
 from tiering.errors import NotFoundError, UserError
 from tiering.migrate.listing import Entry
 from tiering.migrate.localtree import LocalTree
 from tiering.stores import open_store, scheme_of
 from tiering.stores.base import Store
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
-from tiering.units import parse_size
 
 EXPECTED = "a local path, s3://BUCKET[/PREFIX], oss://BUCKET[/PREFIX] or a configured tier name"
-_SIZE_OPTIONS = frozenset({"part_size", "multipart_threshold"})
-_BOOL_OPTIONS = frozenset({"allow_http", "virtual_hosted_style", "fsync"})
 
 
 @dataclass(frozen=True)
@@ -47,42 +46,44 @@ class EndpointSpec:
 
 
 def resolve(arg: str, options: Mapping[str, str], config=None, *, side: str = "source") -> EndpointSpec:
-    """The ``EndpointSpec`` for a command-line SRC or DST."""
-    opts = {k: _option(k, v) for k, v in options.items()}
+    """The ``EndpointSpec`` for a command-line SRC or DST.
+
+    ``options`` (``--src-option``/``--dst-option`` KEY=VALUE) are checked like a
+    ``[tiers.NAME]`` table of the side's kind: an unknown key or a bad value is
+    one ``ConfigError`` line (exit 2) before anything is opened.
+    """
     if "://" in arg:
         scheme = scheme_of(arg)
         if scheme == "file":
-            return _local(arg[len("file://"):], opts, arg, side)
+            return _local(arg[len("file://"):], options, arg, side)
         if scheme not in ("s3", "oss"):
             raise UserError(f"{side} {arg!r}: unknown URL scheme {scheme!r}; expected {EXPECTED}")
         if not urlsplit(arg).netloc:
             raise UserError(f"{side} {arg!r}: no bucket; expected {scheme}://BUCKET[/PREFIX]")
+        opts = _options(scheme, options, side)
         return EndpointSpec("store", arg.rstrip("/"), tuple(sorted(opts.items())), name=arg)
     if config is not None and arg in config.tiers:
         tier = config.tier(arg)
-        merged = {**tier.options, **opts}
+        merged = {**tier.options, **_options(tier.scheme, options, side)}
         return EndpointSpec("store", tier.url, tuple(sorted(merged.items())), config.retry, name=arg)
-    return _local(arg, opts, arg, side)
+    return _local(arg, options, arg, side)
 
 
-def _local(path: str, opts: dict, arg: str, side: str) -> EndpointSpec:
+def _local(path: str, opts: Mapping[str, str], arg: str, side: str) -> EndpointSpec:
     if opts:
-        raise UserError(f"{side} {arg!r} is a local path; --{side[:3]}-option applies to s3:// and oss:// only")
+        raise UserError(f"{side} {arg!r} is a local path; {_option_name(side)} applies to s3:// and oss:// only")
     if not path:
         raise UserError(f"{side} {arg!r}: empty path; expected {EXPECTED}")
     return EndpointSpec("local", os.path.abspath(path), name=arg)
 
 
-def _option(key: str, value: str) -> Any:
-    if key in _SIZE_OPTIONS:
-        return parse_size(value)
-    if key in _BOOL_OPTIONS:
-        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise UserError(f"option {key}={value!r}: expected true or false")
-        return value.lower() in ("true", "1", "yes")
-    if key == "jobs":
-        return int(value)
-    return value
+def _options(scheme: str, options: Mapping[str, str], side: str) -> dict[str, Any]:
+    """The side's options, checked by the config's own per-store tables (``config_tiers.store_options``)."""
+    return store_options(scheme, options, _option_name(side), Path.cwd())
+
+
+def _option_name(side: str) -> str:
+    return "--src-option" if side == "source" else "--dst-option"
 
 
 def check_apart(src: EndpointSpec, dst: EndpointSpec) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from tiering.display import show_path  # noqa: F401  (re-exported: tiering.plan.show_path)
+from tiering.errors import ConfigError
 from tiering.policy import Policy
 
 #: The order the mover works in: restores first (a job may be waiting for them).
@@ -28,7 +29,12 @@ class Usage:
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> Usage:
-        st = os.statvfs(path)
+        """The filesystem holding the hot tier at ``path``; ``ConfigError`` naming it when it is not there."""
+        try:
+            st = os.statvfs(path)
+        except OSError as exc:
+            raise ConfigError(f"hot tier {os.fsdecode(path)}: {exc.strerror or exc}; check [hot] path in the config "
+                              "(is it mounted?)") from exc
         return cls(st.f_blocks * st.f_frsize, (st.f_blocks - st.f_bfree) * st.f_frsize)
 
 
