@@ -36,7 +36,7 @@ import os
 import stat as st
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tiering.catalog import FileRecord
@@ -63,14 +63,6 @@ def expand(operands: Iterable[bytes], hot: Path, accept: Accept | None = None) -
         elif rel not in seen and (info is None or accept is None or not st.S_ISREG(info.st_mode) or accept(rel, info)):
             seen.add(rel)
             yield rel
-
-
-def manifest_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Paths from a text manifest on a stream (``--manifest -``): one a line, blank lines and ``#`` comments skipped."""
-    for line in stream:
-        line = line.rstrip(b"\r\n")
-        if line.strip() and not line.lstrip().startswith(b"#"):
-            yield line
 
 
 def expected(action: str, rel: bytes, hot: Path, record: FileRecord | None) -> tuple[str, int]:
