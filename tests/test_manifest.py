@@ -22,6 +22,8 @@ DATA = b"training shard\n" * 100
 
 
 def cli(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    if args[0] in ("archive", "release", "restore"):
+        args = (args[0], "--json", *args[1:])  # the summary as JSON (for people by default)
     result = subprocess.run([sys.executable, "-m", "tiering", *args], cwd=root, input=stdin, capture_output=True,
                             timeout=60, env={**os.environ, "TIERING_CONFIG": str(root / "t.toml")})
     result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
