@@ -124,9 +124,13 @@ def moved_line(result) -> str:
     from tiering.units import format_elapsed, format_rate, plural
 
     counts = result.counts
+    if not counts and not result.stopped:
+        return "nothing to do"
     actions = sorted({action for action, _ in counts})
     done = [f"{PAST.get(a, a)} {plural(counts[(a, 'done')], 'file')}" for a in actions if counts[(a, "done")]]
-    line = (", ".join(done) or "moved nothing") + f" in {format_elapsed(result.seconds)}"
+    if not done:  # "released 0 files, 3 already released": the verb still says what was asked
+        done = [f"{PAST.get(actions[0], actions[0])} 0 files"] if len(actions) == 1 else ["nothing to do"]
+    line = ", ".join(done) + f" in {format_elapsed(result.seconds)}"
     if result.bytes_moved:
         rate = f" at {format_rate(result.bytes_moved / result.seconds)}" if result.seconds >= 0.05 else ""
         line += f" ({format_size(result.bytes_moved)}{rate})"
