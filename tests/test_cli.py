@@ -273,3 +273,24 @@ def test_the_demo_opens_with_the_cycle_and_speaks_plainly(tmp_path):
         ", 0 failed"), applied
     assert "216 actions in the order they will run" in done.stdout
     assert "export TIERING_CONFIG=configs/local.toml" in done.stdout
+
+
+# --- the summary lines -----------------------------------------------------------------------------------------
+
+
+def test_summary_lines_count_right_and_a_dry_run_has_no_rate():
+    from collections import Counter
+
+    from tiering.cli.render import moved_line, would_line
+    from tiering.mover.executor import RunResult
+
+    one = RunResult(counts=Counter({("release", "done"): 1}), bytes_moved=3 << 30, seconds=133.0)
+    assert moved_line(one) == "released 1 file in 2m13s (3GiB at 23.1MiB/s), 0 failed"
+    mixed = RunResult(counts=Counter({("archive", "done"): 2, ("release", "done"): 12, ("archive", "skipped"): 1,
+                                      ("release", "failed"): 1}), seconds=0.4)
+    assert moved_line(mixed) == "archived 2 files, released 12 files in 400ms, 1 skipped, 1 failed"
+    none = RunResult(counts=Counter({("restore", "noop"): 3}), seconds=0.01)
+    assert moved_line(none) == "restored 0 files in 10ms, 3 not released, 0 failed"
+    assert moved_line(RunResult()) == "nothing to do"
+    assert would_line("archive", 1, 1 << 20, already=2) == (
+        "would archive 1 file (1MiB to copy), 2 already archived; dry run, nothing changed")
