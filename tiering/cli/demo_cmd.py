@@ -17,7 +17,8 @@ def demo(config: Annotated[Path | None, typer.Option("--config", "-c", metavar="
     from tiering.cli.render import plan_table, summary_lines
     from tiering.config import find_config, load_config
     from tiering.demo import is_empty, make_dataset
-    from tiering.session import mover_session, plan_tasks, plan_totals
+    from tiering.cli.progress import plan_total
+    from tiering.session import mover_session, plan_tasks
     from tiering.status import tier_summary
     from tiering.units import format_size
     from tiering.workflow import plan_now, policy_for
@@ -37,7 +38,7 @@ def demo(config: Annotated[Path | None, typer.Option("--config", "-c", metavar="
         typer.echo(plan_table(plan, top=4))
         typer.echo("\n== apply")
         try:
-            _run(mover, plan_tasks(plan), cfg.jobs, plan_totals(plan))
+            _run(mover, plan_tasks(plan), cfg.jobs, plan_total(plan))
         except typer.Exit as done:
             if done.exit_code:
                 raise

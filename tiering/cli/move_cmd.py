@@ -45,7 +45,8 @@ def apply(
 ) -> None:
     """Plan with the policy, then carry the plan out."""
     from tiering.cli.render import plan_table
-    from tiering.session import mover_session, plan_tasks, plan_totals
+    from tiering.cli.progress import plan_total
+    from tiering.session import mover_session, plan_tasks
     from tiering.workflow import plan_now, policy_for
 
     cfg = _config(config)
@@ -62,7 +63,7 @@ def apply(
     with mover_session(cfg, "apply") as (mover, recovered):
         _report_recovery(recovered)
         plan = plan_now(cfg, pol, catalog=mover.catalog, rescan=rescan)
-        _run(mover, plan_tasks(plan), jobs or cfg.jobs, plan_totals(plan), executor, as_json=as_json)
+        _run(mover, plan_tasks(plan), jobs or cfg.jobs, plan_total(plan), executor, as_json=as_json)
 
 
 def archive(paths: Paths = None, manifest: ManifestOpt = None, config: ConfigOpt = None, tier: TierOpt = None,

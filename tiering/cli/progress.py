@@ -84,3 +84,23 @@ class ProgressBar:
             if self.shown:
                 self._progress.refresh()
                 self._progress.stop()
+
+
+def plan_total(plan) -> tuple[int, int]:
+    """(actions, bytes they will copy) for a plan's progress bar.
+
+    A pin, or a release of a file already archived, copies nothing: counting
+    their sizes would leave the bar short of 100 % until the very end.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = plan.actions
+    if not table.num_rows:
+        return 0, 0
+    state = pc.fill_null(table["state"], "resident")
+    copies = pc.or_(
+        pc.and_(pc.is_in(table["action"], value_set=pa.array(["archive", "release"])),
+                pc.is_in(state, value_set=pa.array(["resident", "dirty"]))),
+        pc.and_(pc.equal(table["action"], "restore"), pc.equal(state, "released")))
+    return table.num_rows, int(pc.sum(pc.if_else(copies, table["size"], 0)).as_py() or 0)
