@@ -90,7 +90,7 @@ def _register() -> None:
 
     for info in config_cmd.app.registered_commands + bench_cmd.app.registered_commands:
         info.callback = with_output_options(info.callback)
-        info.epilog = info.epilog or EXAMPLES.get(f"{info.callback.__name__}")
+        info.epilog = info.epilog or EXAMPLES.get(info.callback.__name__)
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(bench_cmd.app, name="bench")
     add(app, "demo", demo_cmd.demo)
