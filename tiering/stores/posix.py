@@ -38,6 +38,7 @@ from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import decode_key, encode_key
+from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import fsync_path, open_source
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -229,13 +230,19 @@ class PosixStore:
         self._call(key, delete)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        yield from self._walk(self.root, "", prefix)
+        """Every file under ``prefix`` in key order, or an error: a folder that cannot be read
+        mid-listing fails the listing (``stores.listing``), it is never skipped."""
+        return whole_listing(self.url, prefix, self._walk(self.root, "", prefix))
 
     def _walk(self, directory: Path, dir_key: str, prefix: str) -> Iterator[ObjectInfo]:
         # Children sorted by encoded name, directories as "name/": this yields
         # keys in global lexicographic order without holding the whole tree.
         try:
             entries = list(os.scandir(directory))
+        except FileNotFoundError as exc:
+            if dir_key:
+                return  # a folder removed while we listed: its files are gone, like a file removed
+            raise translate_oserror(exc, self.url, dir_key) from exc
         except OSError as exc:
             raise translate_oserror(exc, self.url, dir_key) from exc
         children = []
@@ -257,6 +264,8 @@ class PosixStore:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # deleted while we listed
+                except OSError as exc:
+                    raise translate_oserror(exc, self.url, key) from exc
                 yield ObjectInfo(key, st.st_size, etag=_etag(st))
 
     def cleanup_incomplete(self, key: str | None = None) -> int:

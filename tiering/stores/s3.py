@@ -65,6 +65,7 @@ from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import join_key, split_key
+from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import (
     open_source,
     read_source,
@@ -530,9 +531,9 @@ class S3Store:
         response = await self._request(key, "HEAD")
         try:
             size = int(response.headers["content-length"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError) as exc:
             raise FatalError(f"{self.url}: {key}: HEAD answered without a usable Content-Length",
-                             store=self.url, key=key) from None
+                             store=self.url, key=key) from exc
         return self._info_of(key, response, size)
 
     def delete(self, key: str) -> None:
@@ -545,25 +546,47 @@ class S3Store:
         await self._request(key, "DELETE")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, or an error: never a listing cut short (``stores.listing``).
+
+        A failed page is asked for again from just after the last object seen
+        (obstore's ``offset``, S3's ``start-after``), each page under the retry
+        policy: re-asking the same stream would get its end, not the page.
+        Why obstore and not our own ListObjectsV2: its paging and XML parsing
+        are proven, and ``offset`` is all a resume needs.
+        """
+        return whole_listing(self.url, prefix, self._list(prefix))
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         # object_store lists whole "directories"; narrow to the string prefix here.
         directory = join_key(self.prefix, prefix.rsplit("/", 1)[0]) if "/" in prefix else self.prefix
-        stream = self._call(prefix, lambda: obstore.list(self._obs, directory or None, chunk_size=1000))
-        while True:
-            batch = self._call(prefix, lambda: next(stream, None))
-            if batch is None:
-                return
+        after: str | None = None  # the full name of the last object seen
+        stream = None
+
+        def page():
+            nonlocal stream
+            if stream is None:
+                stream = obstore.list(self._obs, directory or None, offset=after, chunk_size=1000)
+            try:
+                return next(stream, None)
+            except BaseException:
+                stream = None  # a failed stream is spent: the next try starts a new one after ``after``
+                raise
+
+        while (batch := self._call(prefix, page)) is not None:
             for item in batch:
-                key = split_key(self.prefix, item["path"])
+                after = item["path"]
+                key = split_key(self.prefix, after)
                 if key.startswith(prefix):
                     yield ObjectInfo(key, item["size"], etag=(item.get("e_tag") or "").strip('"'))
 
     def cleanup_incomplete(self, key: str | None = None) -> int:
         """Abort unfinished multipart uploads of ``key`` (or under the whole prefix)."""
         prefix = self._name(key) if key else (self.prefix + "/" if self.prefix else "")
-        uploads = self.retry.call(lambda: list_uploads(self._endpoint, self._creds, self.bucket, prefix))
+        uploads = list_uploads(self._endpoint, self._creds, self.bucket, prefix, url=self.url, retry=self.retry)
         mine = [(name, upload) for name, upload in uploads if key is None or name == prefix]
         for name, upload_id in mine:
-            self.retry.call(lambda: abort_upload(self._endpoint, self._creds, self.bucket, name, upload_id))
+            self.retry.call(lambda: abort_upload(self._endpoint, self._creds, self.bucket, name, upload_id,
+                                                 url=self.url))
         return len(mine)
 
     def close(self) -> None:
