@@ -318,20 +318,22 @@ class S3Store:
         stored = verify_source(first, meta, key, self.url)
         second = Hasher()
 
-        def chunks() -> Iterator[bytes]:
+        def chunks(hasher: Hasher) -> Iterator[bytes]:
             with open_source(local) as f:
                 while data := f.read(self.part_size):
-                    second.update(data)
+                    hasher.update(data)
                     if progress:
                         progress(len(data))
                     yield data
                     crash_point("upload:part")
 
-        put = lambda: obstore.put(  # noqa: E731
-            self._obs, name, chunks(), attributes=self._attributes(stored),
-            use_multipart=True, chunk_size=self.part_size, max_concurrency=self.jobs,
-        )
-        # A multipart upload re-reads the file, so a retry restarts it whole.
+        def put():
+            # A retry restarts the upload whole, re-reading the file: its hash starts afresh too.
+            nonlocal second
+            second = Hasher()
+            return obstore.put(self._obs, name, chunks(second), attributes=self._attributes(stored),
+                               use_multipart=True, chunk_size=self.part_size, max_concurrency=self.jobs)
+
         result = self._call(key, put)
         if second.value != first.value or second.size != first.size:
             self.delete(key)
