@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,10 +20,14 @@ from tiering.errors import (
     PermissionDeniedError,
     SourceChangedError,
     StoreError,
+    TierUnavailableError,
 )
+from tiering.stores import RetryPolicy, open_store
 from tiering.stores.base import FileMeta, call_async
 from tiering.stores.checksum import checksum_bytes
 from tiering.stores.keys import decode_key, encode_key
+
+MiB = 1024 * 1024
 
 ODD_NAMES = [
     b"plain.bin",
@@ -284,3 +290,137 @@ def test_async_round_trip(store_case, tmp_path, size_kind, told):
     assert out.read_bytes() == data
     with pytest.raises(NotFoundError):
         store_case.store.head(key)
+
+
+# -- faults between an S3 store and its server (servers.s3_proxy in front of SeaweedFS) ----------------------------
+#
+# Transient faults are retried and the work completes with every byte verified; persistent ones end in the
+# error class that says what to do, naming the tier, on one line.
+
+PATIENT = RetryPolicy(attempts=10, base=0.02, cap=0.2, deadline=20)
+PAGES_AFTER_THE_FIRST = ["continuation-token", "start-after"]
+
+
+@pytest.fixture
+def proxied(s3_proxy, tmp_path):
+    """An s3 store whose endpoint is the fault-injecting proxy (and the proxy, to set rules on)."""
+    from conftest import FAST_RETRY, S3_BUCKET, S3_KEY, S3_SECRET
+
+    options = {"endpoint": s3_proxy.endpoint, "access_key_id": S3_KEY, "secret_access_key": S3_SECRET,
+               "part_size": 5 * MiB, "multipart_threshold": 5 * MiB, "jobs": 4}
+    url = f"s3://{S3_BUCKET}/f-{uuid.uuid4().hex[:12]}"
+    stores = []
+
+    def make(retry: RetryPolicy = PATIENT):
+        stores.append(open_store(url, options, retry=retry))
+        return stores[-1]
+
+    make.fast = lambda: make(FAST_RETRY)
+    yield make, s3_proxy
+    for store in stores:
+        store.close()
+
+
+def _fill(store, tmp_path: Path, count: int) -> list[str]:
+    src = make_file(tmp_path, b"tiny", "tiny.bin")
+    keys = [f"many/{i:05d}" for i in range(count)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: store.put_file(src, k, FileMeta.from_stat(src.stat(), k)), keys))
+    return keys
+
+
+def test_a_listing_page_reset_once_is_asked_for_again_from_the_last_key(proxied, tmp_path):
+    make, proxy = proxied
+    store = make()
+    keys = _fill(store, tmp_path, 2500)
+    proxy.rules({"op": "ListObjectsV2", "query": PAGES_AFTER_THE_FIRST, "action": "reset", "times": 1})
+    assert [o.key for o in store.list()] == keys
+    stats = proxy.stats()
+    assert stats["hits"] == [1] and stats["counts"]["ListObjectsV2"] == 4  # 3 pages + the one asked again
+
+
+@pytest.mark.parametrize("fault", [
+    {"op": "ListObjectsV2", "query": PAGES_AFTER_THE_FIRST, "action": "reset"},
+    {"op": "ListObjectsV2", "query": PAGES_AFTER_THE_FIRST, "action": "status", "status": 503, "code": "SlowDown"},
+], ids=["reset", "slowdown"])
+def test_a_listing_that_cannot_complete_raises_and_is_never_cut_short(proxied, tmp_path, fault):
+    """The issue's case: every page after the first fails. Before: 1,000 keys and a clean end."""
+    make, proxy = proxied
+    keys = _fill(make(), tmp_path, 1500)
+    store = make.fast()
+    proxy.rules(fault)
+    seen = []
+    with pytest.raises(TierUnavailableError) as err:
+        for info in store.list():
+            seen.append(info.key)
+    assert seen == keys[:1000]
+    message = str(err.value)
+    assert store.url in message and "after 1,000 keys" in message and "\n" not in message
+
+
+def test_an_unreachable_endpoint_is_not_an_empty_bucket(proxied):
+    make, proxy = proxied
+    store = make.fast()
+    proxy.refuse()
+    with pytest.raises(TierUnavailableError, match="cannot reach the server") as err:
+        list(store.list())
+    assert store.url in str(err.value)
+
+
+@pytest.mark.parametrize("via", ["direct", "loop"])
+def test_transient_faults_on_every_kind_of_request_are_retried_and_verified(proxied, tmp_path, via):
+    make, proxy = proxied
+    store = make()
+    files = {f"small/{i}.bin": os.urandom(1000 + i) for i in range(12)}
+    files["large.bin"] = os.urandom(5 * MiB * 3 + 777)  # multipart up, parallel ranged GETs down
+    proxy.rules(
+        {"op": "PutObject", "action": "status", "status": 503, "code": "SlowDown", "chance": 0.3},
+        {"op": "UploadPart", "action": "reset", "times": 1},
+        {"op": "GetObject", "action": "cut", "times": 2},
+        {"op": "HeadObject", "action": "status", "status": 500, "code": "InternalError", "times": 1},
+        {"op": "ListObjectsV2", "action": "reset", "times": 1},
+    )
+    for name, data in files.items():
+        src = make_file(tmp_path, data)
+        call(store, "put_file", src, name, FileMeta.from_stat(src.stat(), name), via=via)
+    assert sorted(o.key for o in store.list()) == sorted(files)
+    for name, data in files.items():
+        assert call(store, "head", name, via=via).checksum == checksum_bytes(data)
+        assert read_back(SimpleNamespace(store=store), tmp_path, name, via) == data
+    assert all(proxy.stats()["hits"]), proxy.stats()  # every fault did happen
+
+
+def test_a_stalled_answer_is_waited_for(proxied, tmp_path):
+    make, proxy = proxied
+    store = make()
+    key, _ = put(SimpleNamespace(store=store), tmp_path, "slow.bin", b"slow bytes")
+    proxy.rules({"op": "GetObject", "action": "stall", "seconds": 1.0, "times": 1})
+    assert read_back(SimpleNamespace(store=store), tmp_path, key) == b"slow bytes"
+
+
+@pytest.mark.parametrize("via", ["direct", "loop"])
+@pytest.mark.parametrize("fault, error", [
+    ({"action": "reset"}, TierUnavailableError),
+    ({"action": "status", "status": 503, "code": "SlowDown"}, TierUnavailableError),
+    ({"action": "status", "status": 403, "code": "InvalidAccessKeyId"}, CredentialsError),
+], ids=["reset", "slowdown", "credentials"])
+def test_persistent_faults_end_in_the_error_that_says_what_to_do(proxied, tmp_path, via, fault, error):
+    make, proxy = proxied
+    store = make.fast()
+    key, _ = put(SimpleNamespace(store=store), tmp_path, "there.bin", b"stored before the fault")
+    proxy.rules({"op": "*", **fault})
+    src = make_file(tmp_path, b"new bytes")
+    out = tmp_path / "out.bin"
+    attempts = [("put_file", (src, "new.bin", FileMeta.from_stat(src.stat(), "new.bin"))),
+                ("head", (key,)), ("get_file", (key, out))]
+    for method, args in attempts:
+        # A HEAD answer has no body, so no code: a 403 to it cannot tell bad credentials from a refused object.
+        expected = (error, PermissionDeniedError) if error is CredentialsError and method == "head" else error
+        with pytest.raises(expected) as err:
+            call(store, method, *args, via=via)
+        assert store.url in str(err.value) and "\n" not in str(err.value), method
+    assert not out.exists()
+    with pytest.raises(error):
+        list(store.list())
+    proxy.rules()
+    assert [o.key for o in store.list()] == [key]  # nothing written, nothing lost
