@@ -36,7 +36,7 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None, verbose: VerboseOpt 
         report = run_once(cfg, pol, stop=signals.stop, jobs=jobs)
     typer.echo(json.dumps(report.summary()))
     if report.failed:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(report.result.stop_status or EXIT_FAILED)  # 3 when a tier stopped the run
 
 
 def daemon(config: ConfigOpt = None, policy: PolicyOpt = None, verbose: VerboseOpt = False) -> None:
