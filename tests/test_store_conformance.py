@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -424,3 +427,31 @@ def test_persistent_faults_end_in_the_error_that_says_what_to_do(proxied, tmp_pa
         list(store.list())
     proxy.rules()
     assert [o.key for o in store.list()] == [key]  # nothing written, nothing lost
+
+
+def test_a_posix_folder_that_cannot_be_read_fails_the_listing(tmp_path):
+    """Not skipped, and not one item's failure: the listing could not be completed.
+
+    The listing runs in a process without the capabilities that let root read any folder.
+    """
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv (util-linux) to drop root's read-anything capabilities")
+    root = tmp_path / "tier"
+    store = open_store(str(root.mkdir() or root))
+    for name in ("a/1", "b/secret/2", "c/3"):
+        src = make_file(tmp_path, name.encode())
+        store.put_file(src, name, FileMeta.from_stat(src.stat(), name))
+    store.close()
+    os.chmod(root / "b" / "secret", 0o000)
+    script = ("import os, sys\n"
+              "from tiering.stores import open_store\n"
+              f"store = open_store({str(root)!r}, {{'fsync': False}})\n"
+              "seen = []\n"
+              "try:\n    [seen.append(o.key) for o in store.list()]\n"
+              "except Exception as exc:\n    print(type(exc).__name__, seen, exc)\n"
+              "else:\n    print('complete', seen)\n")
+    done = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    os.chmod(root / "b" / "secret", 0o755)
+    assert done.stdout.startswith("ListingError ['a/1']"), done.stdout + done.stderr
+    assert str(root) in done.stdout and "b/secret/" in done.stdout
