@@ -455,3 +455,39 @@ def test_a_posix_folder_that_cannot_be_read_fails_the_listing(tmp_path):
     os.chmod(root / "b" / "secret", 0o755)
     assert done.stdout.startswith("ListingError ['a/1']"), done.stdout + done.stderr
     assert str(root) in done.stdout and "b/secret/" in done.stdout
+
+
+def test_more_than_a_page_of_unfinished_s3_uploads_are_all_aborted(seaweed):
+    """ListMultipartUploads answers 1,000 at most; the rest are on the pages after it."""
+    from conftest import S3_BUCKET, S3_KEY, S3_SECRET
+    from tiering.stores.s3_uploads import _request
+    from tiering.stores.sigv4 import quote_path
+
+    options = {"endpoint": seaweed.endpoint, "access_key_id": S3_KEY, "secret_access_key": S3_SECRET}
+    store = open_store(f"s3://{S3_BUCKET}/u-{uuid.uuid4().hex[:12]}", options)
+
+    def start(i: int) -> None:
+        status, _ = _request(seaweed.endpoint, store._creds, "POST", quote_path(S3_BUCKET, store._name(f"k{i:05d}")),
+                             {"uploads": ""}, 10)
+        assert status == 200
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(start, range(1010)))
+    try:
+        assert store.cleanup_incomplete() == 1010
+        assert store.cleanup_incomplete() == 0
+    finally:
+        store.close()
+
+
+def test_wrong_credentials_for_s3_uploads_are_a_credentials_error(seaweed):
+    """Not a transient failure retried for the whole policy, nor one item's refusal."""
+    from conftest import S3_BUCKET, S3_KEY
+
+    options = {"endpoint": seaweed.endpoint, "access_key_id": S3_KEY, "secret_access_key": "wrong-secret"}
+    store = open_store(f"s3://{S3_BUCKET}/u-{uuid.uuid4().hex[:12]}", options)
+    start = time.monotonic()
+    with pytest.raises(CredentialsError) as err:
+        store.cleanup_incomplete()
+    assert time.monotonic() - start < 2 and store.url in str(err.value) and "wrong-secret" not in str(err.value)
+    store.close()
