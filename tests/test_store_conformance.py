@@ -474,6 +474,10 @@ def test_more_than_a_page_of_unfinished_s3_uploads_are_all_aborted(seaweed):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(start, range(1010)))
     try:
+        from tiering.stores.s3_uploads import list_uploads
+
+        paged = list_uploads(store._endpoint, store._creds, S3_BUCKET, store.prefix + "/", page_size=100)
+        assert len(paged) == len(set(paged)) == 1010  # 11 pages of 100
         assert store.cleanup_incomplete() == 1010
         assert store.cleanup_incomplete() == 0
     finally:

@@ -39,19 +39,27 @@ def _request(endpoint: str, creds: S3Credentials, method: str, path: str, query:
 
 
 def list_uploads(endpoint: str, creds: S3Credentials, bucket: str, prefix: str, timeout: float = 10,
-                 *, url: str = "", retry=None) -> list[tuple[str, str]]:
+                 *, url: str = "", retry=None, page_size: int = 0) -> list[tuple[str, str]]:
     """(key, upload id) of every unfinished multipart upload whose key starts with ``prefix``.
 
-    Follows truncated answers (``NextKeyMarker``/``NextUploadIdMarker``): a bucket
-    with more than a page (1,000) of open uploads has all of them found. Each
-    page is one call of ``retry`` (a ``RetryPolicy``) when one is given.
+    Follows truncated answers: a bucket with more than a page (1,000, or
+    ``page_size``) of open uploads has all of them found. AWS pages by key
+    (``NextKeyMarker`` with ``NextUploadIdMarker``); SeaweedFS by upload id
+    alone (no ``NextKeyMarker``, and a ``key-marker`` would skip keys), so the
+    markers go back as the server gave them. Each page is one call of
+    ``retry`` (a ``RetryPolicy``) when one is given.
     """
     uploads: list[tuple[str, str]] = []
+    seen: set[str] = set()
     markers = ("", "")
     while True:
         query = {"uploads": "", "prefix": prefix}
+        if page_size:
+            query["max-uploads"] = str(page_size)
         if markers[0]:
-            query |= {"key-marker": markers[0], "upload-id-marker": markers[1]}
+            query["key-marker"] = markers[0]
+        if markers[1]:
+            query["upload-id-marker"] = markers[1]
 
         def page(query=query) -> tuple[int, bytes]:
             status, body = _request(endpoint, creds, "GET", f"/{quote(bucket, safe='')}", query, timeout)
@@ -60,9 +68,14 @@ def list_uploads(endpoint: str, creds: S3Credentials, bucket: str, prefix: str, 
 
         _, body = retry.call(page) if retry is not None else page()
         found, truncated, markers = _parse_uploads(body, url or f"{endpoint}/{bucket}")
-        uploads += found
+        new = [upload for upload in found if upload[1] not in seen]
+        uploads += new
+        seen.update(upload_id for _, upload_id in new)
         if not truncated:
             return uploads
+        if not new:
+            raise FatalError(f"{url or endpoint}: the list of unfinished uploads does not advance past "
+                             f"{len(uploads):,}", store=url or endpoint)
 
 
 def _parse_uploads(body: bytes, where: str) -> tuple[list[tuple[str, str]], bool, tuple[str, str]]:
@@ -81,7 +94,7 @@ def _parse_uploads(body: bytes, where: str) -> tuple[list[tuple[str, str]], bool
             top[tag] = child.text or ""
     truncated = top.get("IsTruncated", "false").lower() == "true"
     markers = (top.get("NextKeyMarker", ""), top.get("NextUploadIdMarker", ""))
-    if truncated and not markers[0]:
+    if truncated and not any(markers):
         raise FatalError(f"{where}: the server said the list of uploads goes on but gave no marker", store=where)
     return found, truncated, markers
 
