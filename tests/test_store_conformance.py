@@ -495,3 +495,24 @@ def test_wrong_credentials_for_s3_uploads_are_a_credentials_error(seaweed):
         store.cleanup_incomplete()
     assert time.monotonic() - start < 2 and store.url in str(err.value) and "wrong-secret" not in str(err.value)
     store.close()
+
+
+@pytest.mark.parametrize("name, refused_by", [
+    (b"%" * 255, ("s3",)),  # the issue's legal 255-byte name: a 765-byte key, over SeaweedFS's limit
+    (b"%" * 200 + b"/" + b"%" * 200, ("s3", "oss")),  # 1,201 bytes: over OSS's 1,023 too
+], ids=["765-byte-key", "1201-byte-key"])
+def test_a_name_the_store_refuses_fails_that_file_only(store_case, tmp_path, name, refused_by):
+    """SeaweedFS answers KeyTooLongError, OSS InvalidObjectName; a posix tier keeps the name as it is.
+    Only that file fails (an item error), with a short message; the next file goes on."""
+    from tiering.errors import ITEM, KeyRejectedError, scope_of
+
+    try:
+        key, _ = put(store_case, tmp_path, name, b"refused?")
+    except KeyRejectedError as exc:
+        assert store_case.name in refused_by
+        assert scope_of(exc) == ITEM and "\n" not in str(exc) and len(str(exc)) < 300
+        assert store_case.store.url in str(exc) and f"{len(encode_key(name))} bytes" in str(exc)
+    else:
+        assert store_case.name not in refused_by and read_back(store_case, tmp_path, key) == b"refused?"
+    other, _ = put(store_case, tmp_path, "after.bin", b"the next file goes on")
+    assert read_back(store_case, tmp_path, other) == b"the next file goes on"

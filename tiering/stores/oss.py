@@ -67,7 +67,7 @@ from tiering.errors import (
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
-from tiering.stores.keys import join_key, split_key
+from tiering.stores.keys import join_key, shown_key, split_key
 from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import open_source, read_source
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
@@ -105,7 +105,7 @@ def translate(exc: Exception, url: str, key: str) -> StoreError:
 
     The same server answers mean what they mean on S3 (``stores.s3.classify``, ``stores.codes``).
     """
-    where = f"{url}: {key or '(bucket)'}"
+    where = f"{url}: {shown_key(key)}"
     if isinstance(exc, oss2.exceptions.RequestError):
         return TransientError(f"{where}: cannot reach the server ({type(exc.exception).__name__})", store=url, key=key)
     if isinstance(exc, requests.RequestException):

@@ -64,7 +64,7 @@ from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
 from tiering.stores.directio import BufferPool, PartWriter
-from tiering.stores.keys import join_key, split_key
+from tiering.stores.keys import join_key, shown_key, split_key
 from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import (
     open_source,
@@ -109,7 +109,7 @@ def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_
     The same answers mean the same on OSS (``stores.oss.translate``): see ``tiering.errors`` for
     what each class tells the caller to do.
     """
-    what = f"{url}: {key or '(bucket)'}: {code or (f'HTTP {status}' if status else text)}"
+    what = f"{url}: {shown_key(key)}: {code or (f'HTTP {status}' if status else text)}"
     if code in CREDENTIAL_CODES:
         return CredentialsError(f"{what} (the tier's credentials are wrong or expired)", store=url, key=key)
     if code in CLOCK_CODES:
@@ -125,7 +125,7 @@ def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_
     if denied or status in (401, 403):
         return PermissionDeniedError(f"{what} (access denied)", store=url, key=key)
     if code in _TRANSIENT_CODES or status in (408, 429, 500, 502, 503, 504) or (not status and network):
-        return TransientError(what if status else f"{url}: {key or '(bucket)'}: cannot reach the server", store=url, key=key)
+        return TransientError(what if status else f"{url}: {shown_key(key)}: cannot reach the server", store=url, key=key)
     if 400 <= status < 500:
         return RefusedError(what, store=url, key=key)
     return FatalError(what, store=url, key=key)
