@@ -70,7 +70,9 @@ from tiering.stores.localfile import (
     open_source,
     read_source,
     start_writeback,
+    with_holes,
     write_all,
+    write_sparse,
 )
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 from tiering.stores.s3_http import (
@@ -261,6 +263,7 @@ class S3Store:
 
     def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
         name = self._name(key)
+        meta = with_holes(local, meta)
         if meta.size <= self.threshold:
             return self._put_single(Path(local), key, name, meta, progress)
         return self._put_multipart(Path(local), key, name, meta, progress)
@@ -285,7 +288,7 @@ class S3Store:
         """
         if meta.size > INLINE_MAX or self._http is None:
             return await asyncio.to_thread(self.put_file, local, key, meta)
-        data, stored = self._single_body(Path(local), key, meta)
+        data, stored = self._single_body(Path(local), key, with_holes(local, meta))
         md5 = hashlib.md5(data, usedforsecurity=False)
         headers = {"content-type": "application/octet-stream", "content-md5": base64.b64encode(md5.digest()).decode()}
         headers |= {f"x-amz-meta-{name}": value for name, value in stored.to_headers().items()}
@@ -347,7 +350,7 @@ class S3Store:
         try:
             info, hasher, first = self._call(key, lambda: self._get_streamed(key, local, progress))
             if hasher is None:  # too big for one stream: the rest in parallel ranged GETs
-                hasher = self._get_parallel(key, info.size, local, progress, first)
+                hasher = self._get_parallel(key, info.size, local, progress, first, sparse=_sparse(info))
             verify_object(hasher, info.meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
@@ -374,7 +377,11 @@ class S3Store:
             hasher.update(response.body)
             fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             try:
-                write_all(fd, memoryview(response.body), 0)
+                if _sparse(info):
+                    write_sparse(fd, response.body, 0)
+                    os.ftruncate(fd, len(response.body))
+                else:
+                    write_all(fd, memoryview(response.body), 0)
             finally:
                 os.close(fd)
             verify_object(hasher, info.meta, key, self.url)
@@ -393,9 +400,9 @@ class S3Store:
         info = self._info(key, result.meta, dict(result.attributes))
         if info.size > self.threshold:
             return info, None, result
-        return info, self._stream_into(result, local, progress), None
+        return info, self._stream_into(result, local, progress, sparse=_sparse(info)), None
 
-    def _stream_into(self, result, local: Path, progress: Progress | None) -> Hasher:
+    def _stream_into(self, result, local: Path, progress: Progress | None, *, sparse: bool = False) -> Hasher:
         """Read GET response ``result`` into ``local``, hashing each chunk as it passes."""
         hasher = Hasher()
 
@@ -406,16 +413,18 @@ class S3Store:
                     progress(len(chunk))
                 yield chunk
 
-        with open(local, "wb") as f, PartWriter(local, f.fileno(), self._buffers, int(result.meta["size"])) as writer:
+        with open(local, "wb") as f, \
+                PartWriter(local, f.fileno(), self._buffers, int(result.meta["size"]), sparse=sparse) as writer:
             writer.write_stream(chunks())
         return hasher
 
-    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first) -> Hasher:
+    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first, *,
+                      sparse: bool = False) -> Hasher:
         """The first part from the open response ``first``, the others as ranged GETs ``jobs`` at a time,
         written with direct I/O where the filesystem allows it (``PartWriter``) and hashed in order
         as they land, from the very buffers written."""
         name = self._name(key)
-        with open(local, "w+b") as f, PartWriter(local, f.fileno(), self._buffers, size) as writer:
+        with open(local, "w+b") as f, PartWriter(local, f.fileno(), self._buffers, size, sparse=sparse) as writer:
             f.truncate(size)
             fd = f.fileno()
             in_order = _InOrder(fd)
@@ -593,6 +602,11 @@ class S3Store:
 
     def close(self) -> None:
         self._buffers.close()
+
+
+def _sparse(info: ObjectInfo) -> bool:
+    """Whether the object's source had holes, so its zeros are written back as holes."""
+    return bool(info.meta and info.meta.sparse)
 
 
 def _etag_mismatch(url: str, key: str, etag: str) -> IntegrityError:
