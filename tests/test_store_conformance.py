@@ -578,3 +578,16 @@ def test_a_small_sparse_file_comes_back_sparse_from_an_event_loop(store_case, tm
     out = tmp_path / "restored.bin"
     call(store_case.store, "get_file", key, out, via="loop")
     assert out.read_bytes() == data and _allocated(out) == 0
+
+
+def test_a_streaming_read_cut_for_good_raises_the_projects_error(proxied, tmp_path):
+    """``open()`` (what ``tiered://`` reads through): a body that never arrives whole is an error naming the tier."""
+    make, proxy = proxied
+    store = make.fast()
+    key, _ = put(SimpleNamespace(store=store), tmp_path, "stream.bin", os.urandom(3 * MiB))
+    proxy.rules({"op": "GetObject", "action": "cut"})
+    with pytest.raises(StoreError) as err:
+        with store.open(key) as f:
+            while f.read(256 * 1024):
+                pass
+    assert store.url in str(err.value) and "\n" not in str(err.value)

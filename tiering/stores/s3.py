@@ -516,7 +516,8 @@ class S3Store:
 
     def open(self, key: str) -> BinaryIO:
         name = self._name(key)
-        return self._call(key, lambda: _Reader(obstore.open_reader(self._obs, name, buffer_size=CHUNK)))
+        return self._call(key, lambda: _Reader(obstore.open_reader(self._obs, name, buffer_size=CHUNK),
+                                               lambda exc: self._error(exc, key)))
 
     def head(self, key: str) -> ObjectInfo:
         name = self._name(key)
@@ -670,13 +671,20 @@ class _InOrder:
 
 
 class _Reader:
-    """A read-only binary file over obstore's ReadableFile."""
+    """A read-only binary file over obstore's ReadableFile; a failed read raises the project's error
+    (``error`` translates it), never the SDK's."""
 
-    def __init__(self, raw) -> None:
+    def __init__(self, raw, error: Callable[[Exception], Exception]) -> None:
         self._raw = raw
+        self._error = error
 
     def read(self, size: int = -1) -> bytes:
-        return bytes(self._raw.read(size) if size is not None and size >= 0 else self._raw.read())
+        try:
+            return bytes(self._raw.read(size) if size is not None and size >= 0 else self._raw.read())
+        except (oe.BaseError, OSError, ValueError) as exc:
+            if (error := self._error(exc)) is exc:
+                raise
+            raise error from exc
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._raw.seek(offset, whence)
