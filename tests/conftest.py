@@ -51,6 +51,25 @@ def oss_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_proxy_server(seaweed):
+    """A fault-injecting proxy in front of the session's SeaweedFS (``servers.s3_proxy``), its own process."""
+    from servers.s3_proxy import S3Proxy
+
+    proxy = S3Proxy(seaweed.endpoint)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def s3_proxy(s3_proxy_server):
+    """The session's S3 proxy with no rules, listening; whatever a test sets is cleared after it."""
+    s3_proxy_server.clear()
+    yield s3_proxy_server
+    s3_proxy_server.clear()
+
+
 def closed_port() -> int:
     """A loopback port with nothing listening on it."""
     import socket

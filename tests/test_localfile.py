@@ -99,3 +99,31 @@ def test_reading_a_small_source_returns_it_whole_or_shows_it_changed(tmp_path, a
     data = read_source(tmp_path / "src", expect)
     assert data == content[: expect + 1]
     assert (len(data) == expect) == (actual == expect)
+
+
+def test_sparse_writes_leave_holes_only_for_zeros_and_set_the_size(tmp_path):
+    """Parts at odd offsets, zeros across block edges, a hole at the end: the bytes exactly, holes where zeros fill
+    whole blocks."""
+    from tiering.stores.localfile import HOLE_BLOCK
+
+    size = 64 * HOLE_BLOCK
+    content = bytearray(size)
+    islands = [(0, 10), (5 * HOLE_BLOCK - 3, 7), (20 * HOLE_BLOCK, HOLE_BLOCK), (40 * HOLE_BLOCK + 100, 2 * HOLE_BLOCK)]
+    for start, length in islands:
+        content[start:start + length] = os.urandom(length)
+    path = tmp_path / "sparse.bin"
+    with open(path, "wb") as f, PartWriter(path, f.fileno(), BufferPool(PART), size, sparse=True) as writer:
+        assert not writer.direct
+        for start in range(0, size, 12345):  # parts that straddle blocks
+            writer.write(memoryview(content)[start:start + 12345], start)
+    assert path.read_bytes() == bytes(content)
+    touched = {b for start, length in islands for b in range(start // HOLE_BLOCK, (start + length - 1) // HOLE_BLOCK + 1)}
+    assert os.stat(path).st_blocks * 512 <= len(touched) * HOLE_BLOCK  # (7 blocks of 64)
+
+
+def test_a_dense_file_stays_dense(tmp_path):
+    content = os.urandom(PART) + bytes(4 * PART)
+    path = tmp_path / "dense.bin"
+    with open(path, "wb") as f, PartWriter(path, f.fileno(), BufferPool(PART), len(content)) as writer:
+        writer.write_stream([content])
+    assert path.read_bytes() == content and os.stat(path).st_blocks * 512 >= len(content)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -21,6 +23,7 @@ from servers.oss import OssServer, crc64
 from tiering.errors import (
     ConfigError,
     CredentialsError,
+    FatalError,
     IntegrityError,
     NeedsRestoreError,
     NotFoundError,
@@ -385,3 +388,43 @@ def test_server_protocol_details(server):
             gone.get_object("x")
     finally:
         bucket.session.session.close()
+
+
+# -- servers that misbehave like Alibaba's oss-emulator (OssServer.mode) --------------------------------------
+
+
+def test_a_listing_without_is_truncated_is_one_fatal_line_naming_the_tier(make_store, server, tmp_path):
+    """Before: RuntimeError 'parse xml: IsTruncated could not be found' and a traceback."""
+    store = make_store()
+    put(store, tmp_path, "listed.bin", b"x")
+    with server.mode(omit_is_truncated=True), pytest.raises(FatalError) as err:
+        list(store.list())
+    message = str(err.value)
+    assert store.url in message and "malformed" in message and "IsTruncated" in message and "\n" not in message
+    assert [o.key for o in store.list()] == ["listed.bin"]  # the server behaves again
+
+
+def test_probe_of_a_server_without_is_truncated_says_so_in_one_line(server, tmp_path):
+    cfg = tmp_path / "tiering.toml"
+    (tmp_path / "hot").mkdir()
+    cfg.write_text(f'[hot]\npath = "hot"\n[catalog]\npath = "state/c.db"\n[tiers.oss]\n'
+                   f'url = "oss://{BUCKET}/probe"\nendpoint = "{server.endpoint}"\naccess_key_id = "{KEY_ID}"\n'
+                   'access_key_secret = "${TEST_OSS_SECRET}"\n')
+    with server.mode(omit_is_truncated=True):
+        done = subprocess.run([sys.executable, "-m", "tiering", "config", "check", str(cfg), "--probe"],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "TEST_OSS_SECRET": SECRET})
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and f"oss://{BUCKET}/probe" in done.stderr
+    assert "reachable" not in done.stdout
+
+
+@pytest.mark.parametrize("size", [1000, 300 * KiB], ids=["single", "multipart"])
+def test_a_server_that_drops_user_metadata_shows_in_head(make_store, server, tmp_path, size):
+    """What the mover checks before it releases: an object without our metadata has no checksum to restore by."""
+    store = make_store()
+    with server.mode(drop_user_meta=True):
+        put(store, tmp_path, "bare.bin", os.urandom(size))
+        head = store.head("bare.bin")
+    assert head.meta is None and head.checksum == "" and head.size == size
+    put(store, tmp_path, "kept.bin", b"with metadata")
+    assert store.head("kept.bin").checksum == checksum_bytes(b"with metadata")

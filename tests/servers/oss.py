@@ -12,11 +12,22 @@ Object bytes live in files under ``root``; names and metadata live in memory
 Test hooks: ``corrupt_crc`` (report wrong CRCs), ``fail()`` (inject errors or
 dropped connections into named operations), ``counts`` (requests served per
 operation) and ``restores`` (the RestoreObject requests received).
+
+Modes that copy how other OSS-protocol servers misbehave (attributes, or for
+one block ``with server.mode(drop_user_meta=True): ...``):
+
+- ``drop_user_meta``: objects written meanwhile keep their bytes but lose every
+  ``x-oss-meta-*`` header, as Alibaba's own ``oss-emulator`` does. A store's
+  ``head()`` then has no ``FileMeta`` (``ObjectInfo.meta`` None, ``checksum``
+  ""): what a mover must see before it releases a file.
+- ``omit_is_truncated``: object listings carry no ``IsTruncated`` element (the
+  same emulator), which ``oss2`` cannot parse.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -25,6 +36,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,6 +88,8 @@ class OssServer:
         self.counts: Counter[str] = Counter()
         self.restores: list[tuple[str, int | None, str | None]] = []
         self.corrupt_crc = False
+        self.drop_user_meta = False
+        self.omit_is_truncated = False
         self.endpoint = ""
         self._faults: list[_Fault] = []
         self._httpd: _HttpServer | None = None
@@ -103,6 +117,16 @@ class OssServer:
     def create_bucket(self, name: str) -> None:
         with self.lock:
             self.buckets.setdefault(name, Bucket())
+
+    @contextlib.contextmanager
+    def mode(self, *, drop_user_meta: bool = False, omit_is_truncated: bool = False) -> Iterator[OssServer]:
+        """Misbehave like another server for one block (see the module's docstring), then behave again."""
+        before = (self.drop_user_meta, self.omit_is_truncated)
+        self.drop_user_meta, self.omit_is_truncated = drop_user_meta, omit_is_truncated
+        try:
+            yield self
+        finally:
+            self.drop_user_meta, self.omit_is_truncated = before
 
     def fail(self, operation: str, status: int = 503, code: str = "ServiceUnavailable", times: int = 1) -> None:
         """Answer the next ``times`` requests for ``operation`` with an error (status 0: hang up)."""
@@ -330,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
         return value
 
     def _user_meta(self) -> dict[str, str]:
+        if self.oss.drop_user_meta:
+            return {}
         return {k: v for k, v in self.hdrs.items() if k.startswith("x-oss-meta-")}
 
     def _content_type(self) -> str:
@@ -604,6 +630,8 @@ class _Handler(BaseHTTPRequestHandler):
         return entries, prefixes, False, max_keys
 
     def _listing_body(self, root: str, head: list, entries: list, prefixes: list, enc, owner: bool = True) -> bytes:
+        if self.oss.omit_is_truncated:
+            head = [(name, value) for name, value in head if name != "IsTruncated"]
         content = head + [X.object_entry(k, o, enc, owner) for k, o in entries]
         content += [("CommonPrefixes", [("Prefix", enc(p))]) for p in prefixes]
         return X.document(root, content)

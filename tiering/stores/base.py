@@ -13,7 +13,9 @@ Contracts every implementation keeps (checked by ``tests/test_store_conformance.
   from ``meta.checksum`` when one was given.
 - ``get_file`` writes the object to exactly the given local path, checks size
   and checksum against the object's metadata, and on any failure removes what
-  it wrote before raising.
+  it wrote before raising. ``put_file`` records whether the source was sparse
+  (``FileMeta.sparse``); ``get_file`` of such an object leaves holes where the
+  bytes are zeros, so a sparse file comes back sparse and a dense one dense.
 - ``delete`` of a missing key succeeds (deletes are idempotent).
 - Errors are the project's own (``tiering.errors``), never an SDK's.
 
@@ -59,6 +61,9 @@ class FileMeta:
     gid: int
     path: str  # the encoded relative path (== key); survives moves of the prefix
     checksum: str = ""
+    #: The source had holes (``SEEK_HOLE`` found one before its end): ``get_file`` writes holes
+    #: where the bytes are zeros, so a sparse file comes back sparse. Set by ``put_file``.
+    sparse: bool = False
 
     @classmethod
     def from_stat(cls, st, key: str, checksum: str = "") -> FileMeta:
@@ -75,6 +80,7 @@ class FileMeta:
             # Header values must be ASCII: the key is URL-quoted here.
             f"{META_PREFIX}path": quote(self.path, safe="/"),
             f"{META_PREFIX}checksum": self.checksum,
+            **({f"{META_PREFIX}sparse": "1"} if self.sparse else {}),
         }
 
     @classmethod
@@ -90,6 +96,7 @@ class FileMeta:
                 gid=int(h[f"{META_PREFIX}gid"]),
                 path=unquote(h[f"{META_PREFIX}path"], errors="strict"),
                 checksum=h.get(f"{META_PREFIX}checksum", ""),
+                sparse=h.get(f"{META_PREFIX}sparse", "") == "1",
             )
         except (KeyError, ValueError):
             return None

@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Iterable
 
-from tiering.stores.localfile import write_all
+from tiering.stores.localfile import write_all, write_sparse
 
 ALIGN = 4096
 #: Objects smaller than this are written buffered: a direct write waits for the device, which for a
@@ -79,13 +79,19 @@ class PartWriter:
     tails, and everything when direct I/O is unavailable or the file, of
     ``size`` bytes, is under ``DIRECT_MIN``); the direct descriptor is opened
     here on ``path`` and closed by ``close``.
+
+    ``sparse``: the file is new (or truncated) and its blocks of zeros are left
+    as holes (``localfile.write_sparse``); ``close`` sets its size. Such writes
+    go through the page cache: a sparse file's data is what is left of it.
     """
 
-    def __init__(self, path: str | os.PathLike, fd: int, pool: BufferPool, size: int) -> None:
+    def __init__(self, path: str | os.PathLike, fd: int, pool: BufferPool, size: int, *, sparse: bool = False) -> None:
         self._fd = fd
         self._pool = pool
+        self._size = size
+        self._sparse = sparse
         self._direct: int | None = None
-        if _O_DIRECT and size >= DIRECT_MIN:
+        if _O_DIRECT and size >= DIRECT_MIN and not sparse:
             try:
                 self._direct = os.open(path, os.O_WRONLY | os.O_CLOEXEC | _O_DIRECT)
             except OSError as exc:
@@ -102,7 +108,7 @@ class PartWriter:
         """Write ``data`` at ``offset``: the aligned bulk directly (through a pooled buffer), the rest buffered."""
         data = memoryview(data)
         if not self._use_direct or offset % ALIGN:
-            write_all(self._fd, data, offset)
+            self._buffered(data, offset)
             return
         done = 0
         while self._use_direct and len(data) - done >= ALIGN:
@@ -118,7 +124,13 @@ class PartWriter:
             if wrote < n:
                 break  # refused or short: the buffered path writes the rest (and says why if it fails too)
         if done < len(data):
-            write_all(self._fd, data[done:], offset + done)
+            self._buffered(data[done:], offset + done)
+
+    def _buffered(self, data: bytes | memoryview, offset: int) -> None:
+        if self._sparse:
+            write_sparse(self._fd, data, offset)
+        else:
+            write_all(self._fd, data, offset)
 
     def write_buffer(self, buf: mmap.mmap, length: int, offset: int, *, direct_only: bool = False) -> int:
         """Write the first ``length`` bytes of a buffer taken from this writer's pool, without another copy.
@@ -136,7 +148,7 @@ class PartWriter:
                 self._use_direct = False  # refused after all (e.g. this filesystem wants a stricter alignment)
             done -= done % ALIGN  # a short direct write (disk nearly full): the buffered path says why
         if done < length and not direct_only:
-            write_all(self._fd, memoryview(buf)[done:length], offset + done)
+            self._buffered(memoryview(buf)[done:length], offset + done)
             done = length
         return done
 
@@ -146,7 +158,7 @@ class PartWriter:
         pos = offset
         if not self._use_direct:  # nothing to align for: each chunk as it comes
             for chunk in chunks:
-                write_all(self._fd, chunk, pos)
+                self._buffered(chunk, pos)
                 pos += len(chunk)
             return pos - offset
         buf = self._pool.take()
@@ -171,11 +183,13 @@ class PartWriter:
         return pos - offset
 
     def close(self) -> None:
-        """Close the direct descriptor (once no thread writes any more)."""
+        """Close the direct descriptor (once no thread writes any more); a sparse file gets its size."""
         self._use_direct = False
         direct, self._direct = self._direct, None
         if direct is not None:
             os.close(direct)
+        if self._sparse:
+            os.ftruncate(self._fd, self._size)  # the holes at the end, which no write made
 
     def __enter__(self) -> PartWriter:
         return self

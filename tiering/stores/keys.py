@@ -16,6 +16,17 @@ Only canonical keys are accepted back: a key that is not exactly what
 ``encode_key`` would produce for its path is refused, so one file has one key.
 Absolute paths, empty segments, ``.`` and ``..`` are refused, so nothing can
 address outside a tier's prefix.
+
+A key can be longer than a store allows: a legal 255-byte name of ``%``
+encodes to 765 bytes, which SeaweedFS refuses (``KeyTooLongError``), and OSS
+refuses keys over 1,023 bytes (``InvalidObjectName``). Such a file fails on
+its own with ``KeyRejectedError`` (an item error: the rest of the run goes on)
+and stays resident; the key is never mapped to another (say, a hash). Chosen
+because a mapped key breaks what the tier promises: the bucket mirrors the
+hot tier's paths and can be browsed and rebuilt without us; a second naming
+scheme would need its own lookup on every restore and listing, and the files
+it would save are names no tool but ours could find in the bucket anyway.
+The per-file message names the file and the store's refusal.
 """
 
 from __future__ import annotations
@@ -109,3 +120,10 @@ def split_key(prefix: str, full: str) -> str:
             raise InvalidKeyError(f"object {full!r} is not under prefix {p!r}")
         return full[len(p) + 1 :]
     return full
+
+
+def shown_key(key: str, limit: int = 120) -> str:
+    """``key`` as an error message shows it: whole, or cut with its length when very long; "(bucket)" if empty."""
+    if not key:
+        return "(bucket)"
+    return key if len(key) <= limit else f"{key[:limit // 2]}...({len(key.encode())} bytes)"

@@ -1,9 +1,14 @@
-"""Reading local source files without disturbing them.
+"""Reading local source files without disturbing them; writing local files exactly (and sparse when asked).
 
 Archiving a file must not make it look recently used: policies rank files by
 atime, and a mover that bumped atime on every copy would make its own
 candidates look hot. ``O_NOATIME`` is allowed for the file's owner and for
 root; anyone else falls back to a plain open.
+
+A sparse source (``is_sparse``) is restored with ``write_sparse``: blocks of
+zeros are left as holes and the file's size set at the end (``ftruncate``).
+The holes need not be where the source had them, only where its bytes are
+zeros: a hole reads as zeros, so the bytes, and their checksum, are the same.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -104,3 +110,49 @@ def read_source(path: str | Path, expect: int) -> bytes:
         return b"".join(parts)
     finally:
         os.close(fd)
+
+
+#: Holes are made block by block: a block of zeros this big, aligned to the file, is not written.
+HOLE_BLOCK = 4096
+_ZERO_BLOCK = bytes(HOLE_BLOCK)
+
+
+def is_sparse(path: str | Path) -> bool:
+    """Whether the file at ``path`` has a hole before its end (``SEEK_HOLE``; False where unsupported)."""
+    fd = _open_source_fd(path)
+    try:
+        size = os.fstat(fd).st_size
+        return size > 0 and os.lseek(fd, 0, os.SEEK_HOLE) < size
+    except OSError:  # a filesystem without SEEK_HOLE: we cannot tell, so dense
+        return False
+    finally:
+        os.close(fd)
+
+
+def write_sparse(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """``write_all`` at ``offset``, except that blocks of zeros are skipped, leaving holes.
+
+    Only for regions of a new or truncated file that nothing else writes (a
+    skipped block must read as zeros), and the caller sets the file's size at
+    the end (``os.ftruncate``): a hole at the end has no bytes to write.
+    """
+    view = memoryview(data)
+    pos, run = 0, -1  # run: where the bytes to write start, -1 while in zeros
+    while pos < len(view):
+        end = min(len(view), pos + HOLE_BLOCK - (offset + pos) % HOLE_BLOCK)
+        zero = view[pos:end].tobytes() == _ZERO_BLOCK[: end - pos]
+        if zero and run >= 0:
+            write_all(fd, view[run:pos], offset + run)
+            run = -1
+        elif not zero and run < 0:
+            run = pos
+        pos = end
+    if run >= 0:
+        write_all(fd, view[run:], offset + run)
+
+
+def with_holes(path: str | Path, meta):
+    """``meta`` (a ``FileMeta``) saying whether the file at ``path`` is sparse; only files over a block are asked."""
+    if meta.size <= HOLE_BLOCK:
+        return meta
+    return replace(meta, sparse=is_sparse(path))

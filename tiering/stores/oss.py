@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import time
+from xml.etree import ElementTree
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -66,8 +67,9 @@ from tiering.errors import (
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
-from tiering.stores.keys import join_key, split_key
-from tiering.stores.localfile import open_source, read_source
+from tiering.stores.keys import join_key, shown_key, split_key
+from tiering.stores.listing import whole_listing
+from tiering.stores.localfile import open_source, read_source, with_holes, write_sparse
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
@@ -103,7 +105,7 @@ def translate(exc: Exception, url: str, key: str) -> StoreError:
 
     The same server answers mean what they mean on S3 (``stores.s3.classify``, ``stores.codes``).
     """
-    where = f"{url}: {key or '(bucket)'}"
+    where = f"{url}: {shown_key(key)}"
     if isinstance(exc, oss2.exceptions.RequestError):
         return TransientError(f"{where}: cannot reach the server ({type(exc.exception).__name__})", store=url, key=key)
     if isinstance(exc, requests.RequestException):
@@ -136,6 +138,11 @@ def translate(exc: Exception, url: str, key: str) -> StoreError:
     if 400 <= exc.status < 500:
         return RefusedError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
     return FatalError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
+
+
+def _malformed(exc: Exception) -> bool:
+    """Whether ``exc`` is oss2 failing to parse a response (it raises ``RuntimeError("parse xml: ...")``)."""
+    return isinstance(exc, ElementTree.ParseError) or str(exc).startswith("parse xml")
 
 
 def _one_line(text: str) -> str:
@@ -269,6 +276,11 @@ class OssStore:
                 return fn()
             except (oss2.exceptions.OssError, requests.RequestException) as exc:
                 raise translate(exc, self.url, key) from exc
+            except (RuntimeError, ElementTree.ParseError) as exc:
+                if not _malformed(exc):
+                    raise
+                raise FatalError(f"{self.url}: {key or '(bucket)'}: the server sent a malformed response "
+                                 f"({_one_line(str(exc))})", store=self.url, key=key) from exc
 
         return self.retry.call(attempt)
 
@@ -293,6 +305,7 @@ class OssStore:
     def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
         """Upload ``local`` as ``key`` with ``meta``; the checksum is filled in and checked."""
         local, name = Path(local), self._name(key)
+        meta = with_holes(local, meta)
         if local.stat().st_size < self.threshold:
             return self._put_single(local, key, name, meta, progress)
         return self._put_multipart(local, key, name, meta, progress)
@@ -355,14 +368,21 @@ class OssStore:
         """Abort unfinished multipart uploads of ``key`` (or under the whole prefix)."""
         prefix = self._name(key) if key else (self.prefix + "/" if self.prefix else "")
 
-        def uploads() -> list[tuple[str, str]]:
-            result = self._bucket.list_multipart_uploads(prefix=prefix, max_uploads=1000)
-            return [(u.key, u.upload_id) for u in result.upload_list]
-
-        mine = [(n, u) for n, u in self._call(key or "", uploads) if key is None or n == prefix]
+        mine = [(n, u) for n, u in self._uploads(key or "", prefix) if key is None or n == prefix]
         for name, upload_id in mine:
             self._call(key or "", lambda: self._bucket.abort_multipart_upload(name, upload_id))
         return len(mine)
+
+    def _uploads(self, key: str, prefix: str) -> list[tuple[str, str]]:
+        """(name, upload id) of every unfinished upload under ``prefix``, page after page."""
+        found, markers = [], ("", "")
+        while True:
+            page = self._call(key, lambda m=markers: self._bucket.list_multipart_uploads(
+                prefix=prefix, key_marker=m[0], upload_id_marker=m[1], max_uploads=1000))
+            found += [(u.key, u.upload_id) for u in page.upload_list]
+            if not page.is_truncated:
+                return found
+            markers = (page.next_key_marker, page.next_upload_id_marker)
 
     def _discard(self, key: str, name: str) -> None:
         try:
@@ -378,6 +398,8 @@ class OssStore:
         info = self.head(key)
         if not info.readable:
             raise self._needs_restore(key, info)
+        if info.meta and info.meta.sparse:
+            return self._get_sparse(key, name, local, info, progress)
         checkpoints = _DownloadCheckpoints(root=str(self.checkpoint_dir), dir="download")
         checkpoints.salt = hashlib.sha256(f"{info.etag}:{info.size}".encode()).hexdigest()[:16]
         report = _progress_adapter(progress)
@@ -393,6 +415,36 @@ class OssStore:
         except BaseException:
             local.unlink(missing_ok=True)
             self._abandon_download(checkpoints, name, local)
+            raise
+        return info
+
+    def _get_sparse(self, key: str, name: str, local: Path, info: ObjectInfo, progress: Progress | None) -> ObjectInfo:
+        """``get_file`` of an object whose source had holes: one streamed GET, zeros written as holes.
+
+        (oss2's resumable download writes every byte itself.) A retry starts the file afresh.
+        """
+        report = _progress_adapter(progress)
+        hasher = Hasher()
+
+        def fetch() -> None:
+            nonlocal hasher
+            hasher = Hasher()
+            with self._bucket.get_object(name) as result, open(local, "wb") as f:
+                while chunk := result.read(CHUNK):
+                    hasher.update(chunk)
+                    write_sparse(f.fileno(), chunk, hasher.size - len(chunk))
+                    if report:
+                        report(hasher.size, info.size)
+                os.ftruncate(f.fileno(), hasher.size)
+            if result.client_crc is not None and result.server_crc is not None and result.client_crc != result.server_crc:
+                raise IntegrityError(f"{self.url}: {key}: CRC-64 mismatch, data corrupt in transit",
+                                     store=self.url, key=key)
+
+        try:
+            self._call(key, fetch)
+            verify_object(hasher, info.meta, key, self.url)
+        except BaseException:
+            local.unlink(missing_ok=True)
             raise
         return info
 
@@ -450,7 +502,14 @@ class OssStore:
         self._call(key, lambda: self._bucket.delete_object(name))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Objects whose key starts with ``prefix``, in key order, a page of 1000 at a time."""
+        """Objects whose key starts with ``prefix``, in key order, a page of 1000 at a time.
+
+        Every key or an error (``stores.listing``): each page is retried with
+        its own continuation token, so a retry asks for the same page again.
+        """
+        return whole_listing(self.url, prefix, self._list(prefix))
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         token = ""
         while True:
@@ -461,6 +520,9 @@ class OssStore:
             if not page.is_truncated:
                 return
             token = page.next_continuation_token
+            if not token:
+                raise FatalError(f"{self.url}: the server said the listing goes on but gave no continuation token",
+                                 store=self.url, key=prefix)
 
     def close(self) -> None:
         self._bucket.session.session.close()

@@ -22,6 +22,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,7 +39,8 @@ from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import decode_key, encode_key
-from tiering.stores.localfile import fsync_path, open_source
+from tiering.stores.listing import whole_listing
+from tiering.stores.localfile import fsync_path, is_sparse, open_source
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 RESERVED = ".tiering"
@@ -140,8 +142,9 @@ class PosixStore:
         tmp = self._tmp / f"put~{_WRITER}~{secrets.token_hex(8)}"
         self._tmp.mkdir(parents=True, exist_ok=True)
         try:
-            hasher = self._copy(local, tmp, progress)
-            stored = verify_source(hasher, meta, key, self.url)
+            sparse = is_sparse(local)
+            hasher = self._copy(local, tmp, progress, sparse=sparse)  # the tier's copy keeps the holes too
+            stored = replace(verify_source(hasher, meta, key, self.url), sparse=sparse)
             self._write_meta(tmp, key, stored)
             os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns))
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,28 +157,30 @@ class PosixStore:
         # We wrote and fsynced exactly the bytes we hashed: verified by construction.
         return ObjectInfo(key, hasher.size, etag=_etag(target.stat()), meta=stored, verified=self.fsync)
 
-    def _copy(self, src: Path, dst: Path, progress: Progress | None) -> Hasher:
-        """Copy ``src`` to a new ``dst``, hashing the bytes as they pass; large files are written direct."""
+    def _copy(self, src: Path, dst: Path, progress: Progress | None, *, sparse: bool = False) -> Hasher:
+        """Copy ``src`` to a new ``dst``, hashing the bytes as they pass; large files are written direct,
+        ``sparse`` ones with holes for their blocks of zeros."""
         hasher = Hasher()
-        with open_source(src) as fin, open(dst, "wb", buffering=0) as fout, \
-                PartWriter(dst, fout.fileno(), self._buffers, os.fstat(fin.fileno()).st_size) as writer:
-            buf = self._buffers.take()  # read straight into an aligned buffer, write from there: no copy between
-            try:
-                pos = 0
-                while n := _fill(fin, buf):
-                    with memoryview(buf) as view:
-                        hasher.update(view[:n])
-                    try:
-                        writer.write_buffer(buf, n, pos)
-                    except OSError as exc:
-                        exc.filename = str(dst)  # say which side failed
-                        raise
-                    pos += n
-                    if progress:
-                        progress(n)
-            finally:
-                self._buffers.give(buf)
-            if self.fsync:
+        with open_source(src) as fin, open(dst, "wb", buffering=0) as fout:
+            size = os.fstat(fin.fileno()).st_size
+            with PartWriter(dst, fout.fileno(), self._buffers, size, sparse=sparse) as writer:
+                buf = self._buffers.take()  # read straight into an aligned buffer, write from there: no copy between
+                try:
+                    pos = 0
+                    while n := _fill(fin, buf):
+                        with memoryview(buf) as view:
+                            hasher.update(view[:n])
+                        try:
+                            writer.write_buffer(buf, n, pos)
+                        except OSError as exc:
+                            exc.filename = str(dst)  # say which side failed
+                            raise
+                        pos += n
+                        if progress:
+                            progress(n)
+                finally:
+                    self._buffers.give(buf)
+            if self.fsync:  # after the writer closed: a sparse file's size is set then
                 os.fsync(fout.fileno())
         return hasher
 
@@ -186,7 +191,7 @@ class PosixStore:
     def _get(self, source: Path, local: Path, key: str, progress: Progress | None) -> ObjectInfo:
         meta = self._read_meta(source, key)
         try:
-            hasher = self._copy(source, local, progress)
+            hasher = self._copy(source, local, progress, sparse=bool(meta and meta.sparse))
             verify_object(hasher, meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
@@ -229,13 +234,19 @@ class PosixStore:
         self._call(key, delete)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        yield from self._walk(self.root, "", prefix)
+        """Every file under ``prefix`` in key order, or an error: a folder that cannot be read
+        mid-listing fails the listing (``stores.listing``), it is never skipped."""
+        return whole_listing(self.url, prefix, self._walk(self.root, "", prefix))
 
     def _walk(self, directory: Path, dir_key: str, prefix: str) -> Iterator[ObjectInfo]:
         # Children sorted by encoded name, directories as "name/": this yields
         # keys in global lexicographic order without holding the whole tree.
         try:
             entries = list(os.scandir(directory))
+        except FileNotFoundError as exc:
+            if dir_key:
+                return  # a folder removed while we listed: its files are gone, like a file removed
+            raise translate_oserror(exc, self.url, dir_key) from exc
         except OSError as exc:
             raise translate_oserror(exc, self.url, dir_key) from exc
         children = []
@@ -257,6 +268,8 @@ class PosixStore:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # deleted while we listed
+                except OSError as exc:
+                    raise translate_oserror(exc, self.url, key) from exc
                 yield ObjectInfo(key, st.st_size, etag=_etag(st))
 
     def cleanup_incomplete(self, key: str | None = None) -> int:

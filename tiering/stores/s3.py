@@ -64,12 +64,15 @@ from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
 from tiering.stores.directio import BufferPool, PartWriter
-from tiering.stores.keys import join_key, split_key
+from tiering.stores.keys import join_key, shown_key, split_key
+from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import (
     open_source,
     read_source,
     start_writeback,
+    with_holes,
     write_all,
+    write_sparse,
 )
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 from tiering.stores.s3_http import (
@@ -108,7 +111,7 @@ def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_
     The same answers mean the same on OSS (``stores.oss.translate``): see ``tiering.errors`` for
     what each class tells the caller to do.
     """
-    what = f"{url}: {key or '(bucket)'}: {code or (f'HTTP {status}' if status else text)}"
+    what = f"{url}: {shown_key(key)}: {code or (f'HTTP {status}' if status else text)}"
     if code in CREDENTIAL_CODES:
         return CredentialsError(f"{what} (the tier's credentials are wrong or expired)", store=url, key=key)
     if code in CLOCK_CODES:
@@ -124,7 +127,7 @@ def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_
     if denied or status in (401, 403):
         return PermissionDeniedError(f"{what} (access denied)", store=url, key=key)
     if code in _TRANSIENT_CODES or status in (408, 429, 500, 502, 503, 504) or (not status and network):
-        return TransientError(what if status else f"{url}: {key or '(bucket)'}: cannot reach the server", store=url, key=key)
+        return TransientError(what if status else f"{url}: {shown_key(key)}: cannot reach the server", store=url, key=key)
     if 400 <= status < 500:
         return RefusedError(what, store=url, key=key)
     return FatalError(what, store=url, key=key)
@@ -260,6 +263,7 @@ class S3Store:
 
     def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
         name = self._name(key)
+        meta = with_holes(local, meta)
         if meta.size <= self.threshold:
             return self._put_single(Path(local), key, name, meta, progress)
         return self._put_multipart(Path(local), key, name, meta, progress)
@@ -284,7 +288,7 @@ class S3Store:
         """
         if meta.size > INLINE_MAX or self._http is None:
             return await asyncio.to_thread(self.put_file, local, key, meta)
-        data, stored = self._single_body(Path(local), key, meta)
+        data, stored = self._single_body(Path(local), key, with_holes(local, meta))
         md5 = hashlib.md5(data, usedforsecurity=False)
         headers = {"content-type": "application/octet-stream", "content-md5": base64.b64encode(md5.digest()).decode()}
         headers |= {f"x-amz-meta-{name}": value for name, value in stored.to_headers().items()}
@@ -317,20 +321,22 @@ class S3Store:
         stored = verify_source(first, meta, key, self.url)
         second = Hasher()
 
-        def chunks() -> Iterator[bytes]:
+        def chunks(hasher: Hasher) -> Iterator[bytes]:
             with open_source(local) as f:
                 while data := f.read(self.part_size):
-                    second.update(data)
+                    hasher.update(data)
                     if progress:
                         progress(len(data))
                     yield data
                     crash_point("upload:part")
 
-        put = lambda: obstore.put(  # noqa: E731
-            self._obs, name, chunks(), attributes=self._attributes(stored),
-            use_multipart=True, chunk_size=self.part_size, max_concurrency=self.jobs,
-        )
-        # A multipart upload re-reads the file, so a retry restarts it whole.
+        def put():
+            # A retry restarts the upload whole, re-reading the file: its hash starts afresh too.
+            nonlocal second
+            second = Hasher()
+            return obstore.put(self._obs, name, chunks(second), attributes=self._attributes(stored),
+                               use_multipart=True, chunk_size=self.part_size, max_concurrency=self.jobs)
+
         result = self._call(key, put)
         if second.value != first.value or second.size != first.size:
             self.delete(key)
@@ -344,7 +350,7 @@ class S3Store:
         try:
             info, hasher, first = self._call(key, lambda: self._get_streamed(key, local, progress))
             if hasher is None:  # too big for one stream: the rest in parallel ranged GETs
-                hasher = self._get_parallel(key, info.size, local, progress, first)
+                hasher = self._get_parallel(key, info.size, local, progress, first, sparse=_sparse(info))
             verify_object(hasher, info.meta, key, self.url)
         except BaseException:
             local.unlink(missing_ok=True)
@@ -371,7 +377,11 @@ class S3Store:
             hasher.update(response.body)
             fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             try:
-                write_all(fd, memoryview(response.body), 0)
+                if _sparse(info):
+                    write_sparse(fd, response.body, 0)
+                    os.ftruncate(fd, len(response.body))
+                else:
+                    write_all(fd, memoryview(response.body), 0)
             finally:
                 os.close(fd)
             verify_object(hasher, info.meta, key, self.url)
@@ -390,9 +400,9 @@ class S3Store:
         info = self._info(key, result.meta, dict(result.attributes))
         if info.size > self.threshold:
             return info, None, result
-        return info, self._stream_into(result, local, progress), None
+        return info, self._stream_into(result, local, progress, sparse=_sparse(info)), None
 
-    def _stream_into(self, result, local: Path, progress: Progress | None) -> Hasher:
+    def _stream_into(self, result, local: Path, progress: Progress | None, *, sparse: bool = False) -> Hasher:
         """Read GET response ``result`` into ``local``, hashing each chunk as it passes."""
         hasher = Hasher()
 
@@ -403,16 +413,18 @@ class S3Store:
                     progress(len(chunk))
                 yield chunk
 
-        with open(local, "wb") as f, PartWriter(local, f.fileno(), self._buffers, int(result.meta["size"])) as writer:
+        with open(local, "wb") as f, \
+                PartWriter(local, f.fileno(), self._buffers, int(result.meta["size"]), sparse=sparse) as writer:
             writer.write_stream(chunks())
         return hasher
 
-    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first) -> Hasher:
+    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first, *,
+                      sparse: bool = False) -> Hasher:
         """The first part from the open response ``first``, the others as ranged GETs ``jobs`` at a time,
         written with direct I/O where the filesystem allows it (``PartWriter``) and hashed in order
         as they land, from the very buffers written."""
         name = self._name(key)
-        with open(local, "w+b") as f, PartWriter(local, f.fileno(), self._buffers, size) as writer:
+        with open(local, "w+b") as f, PartWriter(local, f.fileno(), self._buffers, size, sparse=sparse) as writer:
             f.truncate(size)
             fd = f.fileno()
             in_order = _InOrder(fd)
@@ -504,7 +516,8 @@ class S3Store:
 
     def open(self, key: str) -> BinaryIO:
         name = self._name(key)
-        return self._call(key, lambda: _Reader(obstore.open_reader(self._obs, name, buffer_size=CHUNK)))
+        return self._call(key, lambda: _Reader(obstore.open_reader(self._obs, name, buffer_size=CHUNK),
+                                               lambda exc: self._error(exc, key)))
 
     def head(self, key: str) -> ObjectInfo:
         name = self._name(key)
@@ -530,9 +543,9 @@ class S3Store:
         response = await self._request(key, "HEAD")
         try:
             size = int(response.headers["content-length"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError) as exc:
             raise FatalError(f"{self.url}: {key}: HEAD answered without a usable Content-Length",
-                             store=self.url, key=key) from None
+                             store=self.url, key=key) from exc
         return self._info_of(key, response, size)
 
     def delete(self, key: str) -> None:
@@ -545,29 +558,56 @@ class S3Store:
         await self._request(key, "DELETE")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix``, or an error: never a listing cut short (``stores.listing``).
+
+        A failed page is asked for again from just after the last object seen
+        (obstore's ``offset``, S3's ``start-after``), each page under the retry
+        policy: re-asking the same stream would get its end, not the page.
+        Why obstore and not our own ListObjectsV2: its paging and XML parsing
+        are proven, and ``offset`` is all a resume needs.
+        """
+        return whole_listing(self.url, prefix, self._list(prefix))
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         # object_store lists whole "directories"; narrow to the string prefix here.
         directory = join_key(self.prefix, prefix.rsplit("/", 1)[0]) if "/" in prefix else self.prefix
-        stream = self._call(prefix, lambda: obstore.list(self._obs, directory or None, chunk_size=1000))
-        while True:
-            batch = self._call(prefix, lambda: next(stream, None))
-            if batch is None:
-                return
+        after: str | None = None  # the full name of the last object seen
+        stream = None
+
+        def page():
+            nonlocal stream
+            if stream is None:
+                stream = obstore.list(self._obs, directory or None, offset=after, chunk_size=1000)
+            try:
+                return next(stream, None)
+            except BaseException:
+                stream = None  # a failed stream is spent: the next try starts a new one after ``after``
+                raise
+
+        while (batch := self._call(prefix, page)) is not None:
             for item in batch:
-                key = split_key(self.prefix, item["path"])
+                after = item["path"]
+                key = split_key(self.prefix, after)
                 if key.startswith(prefix):
                     yield ObjectInfo(key, item["size"], etag=(item.get("e_tag") or "").strip('"'))
 
     def cleanup_incomplete(self, key: str | None = None) -> int:
         """Abort unfinished multipart uploads of ``key`` (or under the whole prefix)."""
         prefix = self._name(key) if key else (self.prefix + "/" if self.prefix else "")
-        uploads = self.retry.call(lambda: list_uploads(self._endpoint, self._creds, self.bucket, prefix))
+        uploads = list_uploads(self._endpoint, self._creds, self.bucket, prefix, url=self.url, retry=self.retry)
         mine = [(name, upload) for name, upload in uploads if key is None or name == prefix]
         for name, upload_id in mine:
-            self.retry.call(lambda: abort_upload(self._endpoint, self._creds, self.bucket, name, upload_id))
+            self.retry.call(lambda: abort_upload(self._endpoint, self._creds, self.bucket, name, upload_id,
+                                                 url=self.url))
         return len(mine)
 
     def close(self) -> None:
         self._buffers.close()
+
+
+def _sparse(info: ObjectInfo) -> bool:
+    """Whether the object's source had holes, so its zeros are written back as holes."""
+    return bool(info.meta and info.meta.sparse)
 
 
 def _etag_mismatch(url: str, key: str, etag: str) -> IntegrityError:
@@ -631,13 +671,20 @@ class _InOrder:
 
 
 class _Reader:
-    """A read-only binary file over obstore's ReadableFile."""
+    """A read-only binary file over obstore's ReadableFile; a failed read raises the project's error
+    (``error`` translates it), never the SDK's."""
 
-    def __init__(self, raw) -> None:
+    def __init__(self, raw, error: Callable[[Exception], Exception]) -> None:
         self._raw = raw
+        self._error = error
 
     def read(self, size: int = -1) -> bytes:
-        return bytes(self._raw.read(size) if size is not None and size >= 0 else self._raw.read())
+        try:
+            return bytes(self._raw.read(size) if size is not None and size >= 0 else self._raw.read())
+        except (oe.BaseError, OSError, ValueError) as exc:
+            if (error := self._error(exc)) is exc:
+                raise
+            raise error from exc
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._raw.seek(offset, whence)

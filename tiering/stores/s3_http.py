@@ -172,8 +172,8 @@ class _Connection(asyncio.Protocol):
         version, _, rest = lines[0].partition(" ")
         try:
             status = int(rest[:3])
-        except ValueError:
-            raise NetworkError(f"not an HTTP response: {lines[0][:80]!r}") from None
+        except ValueError as exc:
+            raise NetworkError(f"not an HTTP response: {lines[0][:80]!r}") from exc
         if not version.startswith("HTTP/1."):
             raise NetworkError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
         if 100 <= status < 200:  # informational; the real response follows
@@ -194,8 +194,8 @@ class _Connection(asyncio.Protocol):
         elif "content-length" in headers:
             try:
                 self._length = int(headers["content-length"])
-            except ValueError:
-                raise NetworkError(f"bad Content-Length {headers['content-length']!r}") from None
+            except ValueError as exc:
+                raise NetworkError(f"bad Content-Length {headers['content-length']!r}") from exc
             if self._length > self._max_body:
                 self._finish(None)
         else:
@@ -219,8 +219,8 @@ class _Connection(asyncio.Protocol):
                     continue
                 try:
                     size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise NetworkError(f"bad chunk size {line[:40]!r}") from None
+                except ValueError as exc:
+                    raise NetworkError(f"bad chunk size {line[:40]!r}") from exc
                 if len(self._chunks) + size > self._max_body:
                     self._finish(None)
                     return
@@ -259,9 +259,9 @@ class _Pool:
                 if reused and not conn.answered and attempt == 1:
                     continue  # the server had closed this idle connection: once more on a new one
                 raise
-            except TimeoutError:
+            except TimeoutError as exc:
                 conn.close()
-                raise NetworkError(f"no response within {self._request_timeout:g} s (timed out)") from None
+                raise NetworkError(f"no response within {self._request_timeout:g} s (timed out)") from exc
             except BaseException:
                 conn.close()  # cancelled mid-exchange: the connection is out of step
                 raise
@@ -283,10 +283,10 @@ class _Pool:
                 _, conn = await self._loop.create_connection(
                     _Connection, self._host, self._port, ssl=self._tls,
                     server_hostname=self._host if self._tls else None)
-        except TimeoutError:
-            raise NetworkError(f"cannot connect to {self._host}:{self._port} (timed out)") from None
+        except TimeoutError as exc:
+            raise NetworkError(f"cannot connect to {self._host}:{self._port} (timed out)") from exc
         except OSError as exc:
-            raise NetworkError(f"cannot connect to {self._host}:{self._port} ({exc.strerror or exc})") from None
+            raise NetworkError(f"cannot connect to {self._host}:{self._port} ({exc.strerror or exc})") from exc
         return conn, False
 
     async def _reap(self) -> None:
@@ -405,7 +405,7 @@ class BlockingRanges:
                 conn.close()
                 if reused and attempt == 1 and isinstance(exc, (ConnectionError, http.client.RemoteDisconnected)):
                     continue  # the server had closed this idle connection: once more on a new one
-                raise NetworkError(f"cannot reach {self._where} ({exc})") from None
+                raise NetworkError(f"cannot reach {self._where} ({exc})") from exc
         found = {header.lower(): value for header, value in response.getheaders()}
         try:
             if response.status != 206:
@@ -428,6 +428,6 @@ class BlockingRanges:
             raise
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise NetworkError(f"{self._where}: {exc}") from None
+            raise NetworkError(f"{self._where}: {exc}") from exc
         return Response(206, found, None)
 
