@@ -1,0 +1,105 @@
+"""``migrate``/``sync`` when things go wrong: listings cut short, signals, odd keys, symlinks in the destination.
+
+Real parts only: real folders that cannot be read (a child process without
+root's power to bypass permissions), a real posix tier, the session's
+SeaweedFS, real subprocesses and real signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import S3_BUCKET, S3_KEY, S3_SECRET, is_root, write_config
+from test_migrate import _drop_dac, files_under, job, prefix, s3_opts, tree  # noqa: F401 - prefix is a fixture
+
+from tiering.migrate import migrate
+from tiering.stores import open_store
+
+needs_root = pytest.mark.skipif(not is_root(), reason="making a folder unreadable to root needs root to drop caps")
+
+
+def run_cli(*args: str, drop_dac: bool = False, **kw) -> subprocess.CompletedProcess:
+    """``tiering ARGS`` in a child; with ``drop_dac``, one that cannot read past permissions even as root."""
+    return subprocess.run([sys.executable, "-m", "tiering", *args], capture_output=True, text=True,
+                          preexec_fn=_drop_dac if drop_dac and is_root() else None, **kw)
+
+
+def summary_of(out: subprocess.CompletedProcess) -> dict:
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def s3_args(server, side: str = "dst") -> list[str]:
+    return [f"--{side}-option={k}={v}" for k, v in s3_opts(server).items()]
+
+
+def s3(url: str, server):
+    return open_store(url, {"endpoint": server.endpoint, "access_key_id": S3_KEY, "secret_access_key": S3_SECRET})
+
+
+# -- 15.1: sync --delete deletes nothing unless both listings completed ---------------------------------------
+
+
+@needs_root
+def test_unreadable_source_folder_means_no_deletes(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    tree(src, ["a", "sub/b", "sub/c", "z"])
+    migrate(job(src, dst))
+    (dst / "extra").write_text("only at the destination")
+    os.chmod(src / "sub", 0)
+    out = run_cli("sync", str(src), str(dst), "--delete", "--json", drop_dac=True)
+    assert out.returncode == 1, out.stderr
+    s = summary_of(out)
+    assert s["deleted"] == 0 and s["not_deleted"].startswith("not deleting any files at the destination: the "
+                                                              "source listing did not complete (sub/: cannot list")
+    assert set(files_under(dst)) == {"a", "sub/b", "sub/c", "z", "extra"}  # sub/* look destination-only: kept
+
+
+@needs_root
+def test_unreadable_destination_folder_means_no_deletes(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    tree(src, ["a", "z"])
+    tree(dst, ["a", "extra", "sub/hidden"])
+    os.chmod(dst / "sub", 0)
+    out = run_cli("sync", str(src), str(dst), "--delete", "--json", drop_dac=True)
+    os.chmod(dst / "sub", 0o755)
+    assert out.returncode == 1, out.stderr
+    assert "the destination listing did not complete" in summary_of(out)["not_deleted"]
+    assert (dst / "extra").exists() and (dst / "sub" / "hidden").exists()
+
+
+@needs_root
+def test_store_listing_that_raises_stops_the_run_and_deletes_nothing(tmp_path):
+    """A posix tier whose listing raises part-way: one summary, a nonzero exit, the destination untouched."""
+    cfg = write_config(tmp_path, 'url = "capacity"')
+    (tmp_path / "capacity").mkdir()
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    tree(src, ["a", "m/b", "m/c", "z"])
+    assert run_cli("migrate", str(src), "cap", "-c", str(cfg)).returncode == 0
+    migrate(job(src, dst))
+    (dst / "extra").write_text("x")
+    os.chmod(tmp_path / "capacity" / "m", 0)
+    out = run_cli("sync", "cap", str(dst), "--delete", "--json", "-c", str(cfg), drop_dac=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    s = summary_of(out)
+    assert s["deleted"] == 0 and "the source listing did not complete" in s["not_deleted"]
+    assert "failed: list .: the source listing failed" in out.stderr
+    assert set(files_under(dst)) == {"a", "m/b", "m/c", "z", "extra"}
+
+
+@needs_root
+def test_sync_to_s3_keeps_every_object_when_the_source_listing_is_incomplete(tmp_path, seaweed, prefix):
+    src, url = tmp_path / "src", f"s3://{S3_BUCKET}/{prefix}"
+    tree(src, ["a", "sub/b", "z"])
+    migrate(job(src, url, dst_opts=s3_opts(seaweed)))
+    os.chmod(src / "sub", 0)
+    out = run_cli("sync", str(src), url, "--delete", "--json", *s3_args(seaweed), drop_dac=True)
+    assert out.returncode == 1, out.stderr
+    assert "the source listing did not complete" in summary_of(out)["not_deleted"]
+    assert [i.key for i in s3(url, seaweed).list()] == ["a", "sub/b", "z"]
