@@ -103,3 +103,40 @@ def test_sync_to_s3_keeps_every_object_when_the_source_listing_is_incomplete(tmp
     assert out.returncode == 1, out.stderr
     assert "the source listing did not complete" in summary_of(out)["not_deleted"]
     assert [i.key for i in s3(url, seaweed).list()] == ["a", "sub/b", "z"]
+
+
+# -- 16.4: a key that cannot be a local name fails alone ---------------------------------------------------------
+
+
+def put_raw(server, name: str, body: bytes) -> None:
+    """PUT one object under its exact ``name`` with the project's own signed S3 client (obstore refuses some)."""
+    import http.client
+
+    from tiering.stores.s3_http import S3Endpoint
+    from tiering.stores.sigv4 import S3Credentials
+
+    endpoint = S3Endpoint(server.endpoint, S3_BUCKET, S3Credentials(S3_KEY, S3_SECRET, None, "us-east-1"),
+                          virtual_hosted=False)
+    path, headers = endpoint.signed("PUT", name, {"content-length": str(len(body))}, body=True)
+    conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=30)
+    try:
+        conn.request("PUT", path, body=body, headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200, response.read()
+    finally:
+        conn.close()
+
+
+ODD_KEYS = ["d%zz", "%41", ".tiering/x", "n" * 300 + "/f"]  # not canonical (2), reserved, a name too long
+
+
+def test_keys_that_cannot_be_local_names_fail_alone(tmp_path, seaweed, prefix):
+    url = f"s3://{S3_BUCKET}/{prefix}"
+    for key in ["a", *ODD_KEYS, "z"]:
+        put_raw(seaweed, f"{prefix}/{key}", key.encode())
+    out = run_cli("migrate", url, str(tmp_path / "dst"), "--json", *s3_args(seaweed, "src"))
+    assert out.returncode == 1, out.stderr
+    failed = sorted(line.split(":", 2)[1].strip() for line in out.stderr.splitlines() if line.startswith("failed:"))
+    assert failed == sorted(f"copy {k}" for k in ODD_KEYS)
+    assert (summary_of(out)["copied"], summary_of(out)["failed"]) == (2, len(ODD_KEYS))
+    assert files_under(tmp_path / "dst") == {"a": b"a", "z": b"z"}
