@@ -19,7 +19,9 @@ import pytest
 from conftest import S3_BUCKET, S3_KEY, S3_SECRET, is_root, write_config
 from test_migrate import _drop_dac, files_under, job, prefix, s3_opts, tree  # noqa: F401 - prefix is a fixture
 
+from tiering.errors import PathError
 from tiering.migrate import migrate
+from tiering.migrate.localtree import LocalTree
 from tiering.stores import open_store
 
 needs_root = pytest.mark.skipif(not is_root(), reason="making a folder unreadable to root needs root to drop caps")
@@ -140,3 +142,75 @@ def test_keys_that_cannot_be_local_names_fail_alone(tmp_path, seaweed, prefix):
     assert failed == sorted(f"copy {k}" for k in ODD_KEYS)
     assert (summary_of(out)["copied"], summary_of(out)["failed"]) == (2, len(ODD_KEYS))
     assert files_under(tmp_path / "dst") == {"a": b"a", "z": b"z"}
+
+
+# -- 16.2: never through a symlink ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["openat2", "openat-walk"])
+def resolver(request, monkeypatch):
+    """Both ways of reaching a folder: openat2 (where the kernel has it) and the O_NOFOLLOW walk."""
+    from tiering.migrate import beneath
+
+    if request.param == "openat-walk":
+        monkeypatch.setattr(beneath._openat2, "available", False)
+    elif not beneath._openat2.available:
+        pytest.skip("no openat2 here")
+    return request.param
+
+
+def test_a_symlinked_destination_folder_is_never_written_through(tmp_path):
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    tree(src, ["a", "sub/f", "sub/deeper/g", "z"])
+    outside.mkdir()
+    dst.mkdir()
+    (dst / "sub").symlink_to(outside)
+    out = run_cli("migrate", str(src), str(dst), "--json")
+    assert out.returncode == 1, out.stderr
+    failures = [line for line in out.stderr.splitlines() if line.startswith("failed:")]
+    assert sorted(failures) == [f"failed: copy {k}: {dst / 'sub'} is a symlink: nothing is written through it "
+                                f"(it could lead outside {dst})" for k in ("sub/deeper/g", "sub/f")]
+    assert list(outside.iterdir()) == []
+    assert (dst / "a").read_bytes() == (src / "a").read_bytes() and (dst / "sub").is_symlink()
+
+
+def test_a_symlink_deeper_down_and_a_symlinked_temp_folder_are_refused_too(tmp_path, resolver):
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    tree(src, ["a/b/c/f"])
+    outside.mkdir()
+    (dst / "a" / "b").mkdir(parents=True)
+    (dst / "a" / "b" / "c").symlink_to(outside)
+    r = migrate(job(src, dst))
+    assert (r.copied, r.failed) == (0, 1) and "a/b/c is a symlink" in r.failures[0].reason
+    (dst / "a" / "b" / "c").unlink()
+    (dst / ".tiering").symlink_to(outside)
+    out = run_cli("migrate", str(src), str(dst))
+    assert out.returncode == 2 and ".tiering is a symlink" in out.stderr, out.stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_deletes_leave_symlinks_and_their_targets_alone(tmp_path):
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    tree(src, ["keep"])
+    tree(outside, ["victim"])
+    tree(dst, ["keep", "d/x"])
+    (dst / "d" / "x").unlink()
+    (dst / "d" / "x").symlink_to(outside / "victim")  # a symlinked file is not listed: left alone
+    (dst / "ln").symlink_to(outside)
+    r = migrate(job(src, dst), delete=True)
+    assert (r.deleted, r.failed) == (0, 0)
+    assert (outside / "victim").exists() and (dst / "ln").is_symlink()
+    with pytest.raises(PathError, match="ln is a symlink"):
+        LocalTree(dst).delete("ln/victim")  # a key through a symlinked folder: refused, not followed
+    assert (outside / "victim").exists()
+
+
+def test_a_symlinked_source_folder_is_not_followed(tmp_path):
+    """The source's listing never descends into a symlinked folder nor copies a symlink (documented)."""
+    src, dst, outside = tmp_path / "src", tmp_path / "dst", tmp_path / "outside"
+    tree(src, ["a"])
+    tree(outside, ["secret"])
+    (src / "ln").symlink_to(outside)
+    (src / "lf").symlink_to(outside / "secret")
+    r = migrate(job(src, dst))
+    assert (r.copied, r.failed) == (1, 0) and set(files_under(dst)) == {"a"}

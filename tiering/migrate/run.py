@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from tiering.aio import run_blocking
-from tiering.errors import UserError
+from tiering.errors import PathError, UserError
 from tiering.migrate.endpoints import check_apart
 from tiering.migrate.listing import Candidate, Filter, Listing, RemovalSpool, join
 from tiering.migrate.result import ItemResult, MigrateResult
@@ -69,6 +69,8 @@ def _prepare(dst, job: Job) -> None:
         dst.prepare()
     except OSError as exc:
         raise UserError(f"destination {job.dst.name}: cannot write there: {exc.strerror or exc}") from None
+    except PathError as exc:
+        raise UserError(f"destination {job.dst.name}: {exc}") from None
 
 
 def _run(job: Job, sides, jobs: int, delete: bool, executor: Executor, progress, on_item,
