@@ -214,3 +214,48 @@ def test_a_symlinked_source_folder_is_not_followed(tmp_path):
     (src / "lf").symlink_to(outside / "secret")
     r = migrate(job(src, dst))
     assert (r.copied, r.failed) == (1, 0) and set(files_under(dst)) == {"a"}
+
+
+# -- 15.4: SIGINT / SIGTERM print the summary and exit 130 -----------------------------------------------------
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tiering", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_until(ready, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_sigint_mid_upload_prints_the_json_summary_and_exits_130(tmp_path, seaweed, prefix):
+    src, url = tmp_path / "src", f"s3://{S3_BUCKET}/{prefix}"
+    tree(src, [f"d{i % 5}/f{i:05d}" for i in range(2000)], size=1024)
+    proc = start_cli("migrate", str(src), url, "--json", "-j", "2", *s3_args(seaweed))
+    store = s3(url, seaweed)
+    wait_until(lambda: next(iter(store.list()), None) is not None)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    s = json.loads(stdout.strip().splitlines()[-1])
+    published = [i.key for i in store.list()]
+    assert s["interrupted"] and 0 < s["copied"] < 2000 and s["failed"] == 0
+    assert s["copied"] == len(published)  # what finished was counted, and nothing else started
+    assert "tiering: interrupted" in stderr and "Traceback" not in stderr
+
+
+def test_sigterm_mid_copy_prints_the_summary_line_and_exits_130(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    data = tree(src, [f"f{i:04d}" for i in range(200)], size=20_000)
+    proc = start_cli("sync", str(src), str(dst), "--delete", "--bwlimit", "1MiB", "-j", "2")
+    wait_until(lambda: dst.exists() and any(p.name.startswith("f") for p in dst.iterdir()))
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stdout.startswith("copied ") and stdout.count("\n") == 1
+    copied = int(stdout.split()[1])
+    assert 0 < copied < len(data) and "not deleting any files" in stderr
+    assert all((dst / name).read_bytes() == data[name] for name in os.listdir(dst) if name != ".tiering")
