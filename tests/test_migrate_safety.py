@@ -259,3 +259,22 @@ def test_sigterm_mid_copy_prints_the_summary_line_and_exits_130(tmp_path):
     copied = int(stdout.split()[1])
     assert 0 < copied < len(data) and "not deleting any files" in stderr
     assert all((dst / name).read_bytes() == data[name] for name in os.listdir(dst) if name != ".tiering")
+
+
+def test_a_key_with_a_newline_fails_alone_and_the_rest_of_the_prefix_is_copied(tmp_path, seaweed, prefix, monkeypatch):
+    """obstore cannot parse such a name: its listing page is read raw (``s3_listpage``), and only that file fails."""
+    url, good = f"s3://{S3_BUCKET}/{prefix}", ["a", "b/c", "m", "n", "z"]
+    for key in [*good, "bad\nname", "d\x01e"]:
+        put_raw(seaweed, f"{prefix}/{key}", key.encode())
+    out = run_cli("migrate", url, str(tmp_path / "dst"), "--json", *s3_args(seaweed, "src"))
+    assert out.returncode == 1, out.stderr
+    assert sorted(line for line in out.stderr.splitlines() if line.startswith("failed:")) == [
+        "failed: copy 'bad\\nname': cannot be copied under this name here: key 'bad\\nname' is not in canonical form "
+        "(expected 'bad%0Aname')",
+        "failed: copy 'd\\x01e': cannot be copied under this name here: key 'd\\x01e' is not in canonical form "
+        "(expected 'd%01e')"]
+    assert files_under(tmp_path / "dst") == {k: k.encode() for k in good}
+    from tiering.stores import s3_listpage
+
+    monkeypatch.setattr(s3_listpage, "PAGE", 2)  # raw pages of two names: obstore takes over after each
+    assert [i.key for i in s3(url, seaweed).list()] == sorted([*good, "bad\nname", "d\x01e"])

@@ -79,6 +79,7 @@ from tiering.stores.s3_http import (
     S3Endpoint,
     S3Http,
 )
+from tiering.stores.s3_listpage import list_page
 from tiering.stores.s3_uploads import abort_upload, list_uploads
 from tiering.stores.sigv4 import S3Credentials
 
@@ -547,12 +548,27 @@ class S3Store:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         # object_store lists whole "directories"; narrow to the string prefix here.
         directory = join_key(self.prefix, prefix.rsplit("/", 1)[0]) if "/" in prefix else self.prefix
-        stream = self._call(prefix, lambda: obstore.list(self._obs, directory or None, chunk_size=1000))
+        stream, after = None, None  # ``after``: the full name of the last object seen
+
+        def page():
+            nonlocal stream
+            try:
+                if stream is None:
+                    stream = obstore.list(self._obs, directory or None, offset=after, chunk_size=1000)
+                return next(stream, None)
+            except (oe.InvalidPathError, ValueError) as exc:
+                if not _unparsable(exc, stream):
+                    raise
+            # A name obstore cannot hold, listed or to start after (``s3_listpage``): this page raw, then go on.
+            stream = None
+            return list_page(self._endpoint, self._creds, self.bucket, directory, after, url=self.url) or None
+
         while True:
-            batch = self._call(prefix, lambda: next(stream, None))
+            batch = self._call(prefix, page)
             if batch is None:
                 return
             for item in batch:
+                after = item["path"]
                 key = split_key(self.prefix, item["path"])
                 if key.startswith(prefix):
                     yield ObjectInfo(key, item["size"], etag=(item.get("e_tag") or "").strip('"'))
@@ -568,6 +584,12 @@ class S3Store:
 
     def close(self) -> None:
         self._buffers.close()
+
+
+def _unparsable(exc: Exception, stream) -> bool:
+    """Whether obstore failed on a name it cannot parse: one listed (``InvalidPathError``), or the offset to
+    start after (a ``ValueError`` before any stream exists)."""
+    return isinstance(exc, oe.InvalidPathError) or (stream is None and "parse path" in str(exc).lower())
 
 
 def _etag_mismatch(url: str, key: str, etag: str) -> IntegrityError:
