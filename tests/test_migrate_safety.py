@@ -95,6 +95,59 @@ def test_store_listing_that_raises_stops_the_run_and_deletes_nothing(tmp_path):
     assert set(files_under(dst)) == {"a", "m/b", "m/c", "z", "extra"}
 
 
+@pytest.fixture(scope="module")
+def own_seaweed(tmp_path_factory):
+    """A SeaweedFS of this module's own, to kill mid-listing without disturbing the session's."""
+    from bench.seaweed import SeaweedServer
+
+    server = SeaweedServer(tmp_path_factory.mktemp("own-seaweed"), S3_KEY, S3_SECRET, (S3_BUCKET,))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_store_listing_killed_after_its_first_page_deletes_nothing(tmp_path, own_seaweed):
+    """1,010 objects list in two pages; the server dies after the first. The files of the second page that the
+    destination holds (in other sizes, so no request is needed to decide) must not be taken for extras."""
+    import asyncio
+    import dataclasses
+
+    import obstore
+    from conftest import FAST_RETRY
+    from obstore.store import S3Store
+
+    from tiering.migrate import resolve
+    from tiering.migrate.transfer import Job
+
+    names = [f"k{i:04d}" for i in range(1010)]
+    client = S3Store(S3_BUCKET, endpoint=own_seaweed.endpoint, access_key_id=S3_KEY, secret_access_key=S3_SECRET,
+                     region="us-east-1", client_options={"allow_http": True})
+
+    async def put_all() -> None:
+        for i in range(0, len(names), 100):
+            await asyncio.gather(*(obstore.put_async(client, f"two-pages/{n}", b"v1") for n in names[i:i + 100]))
+
+    asyncio.run(put_all())
+    dst = tmp_path / "dst"
+    tree(dst, names[1000:])  # the second page's names, other sizes: "size differs", never "not in the source"
+    src = dataclasses.replace(resolve(f"s3://{S3_BUCKET}/two-pages", s3_opts(own_seaweed)), retry=FAST_RETRY)
+    seen = []
+
+    def on_item(item) -> None:
+        if not seen:
+            own_seaweed.kill()  # the first page is listed; the second is yet to be asked for
+        seen.append(item)
+
+    try:
+        r = migrate(Job(src, resolve(str(dst), {}, side="destination"), dry_run=True), delete=True, on_item=on_item)
+    finally:
+        own_seaweed.start()
+    assert r.exit_status == 3 and r.deleted == 0, r.summary()
+    assert "the source listing did not complete" in r.not_deleted and "source listing failed" in r.failures[-1].reason
+    assert not [item for item in seen if item.action == "delete"]
+    assert set(files_under(dst)) == set(names[1000:])
+
+
 @needs_root
 def test_sync_to_s3_keeps_every_object_when_the_source_listing_is_incomplete(tmp_path, seaweed, prefix):
     src, url = tmp_path / "src", f"s3://{S3_BUCKET}/{prefix}"

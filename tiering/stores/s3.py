@@ -558,7 +558,11 @@ class S3Store:
                 return next(stream, None)
             except (oe.InvalidPathError, ValueError) as exc:
                 if not _unparsable(exc, stream):
+                    stream = None
                     raise
+            except BaseException:
+                stream = None  # a failed stream is spent: a retry starts a new one after ``after``, never its end
+                raise
             # A name obstore cannot hold, listed or to start after (``s3_listpage``): this page raw, then go on.
             stream = None
             return list_page(self._endpoint, self._creds, self.bucket, directory, after, url=self.url) or None
