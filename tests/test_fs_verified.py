@@ -52,8 +52,8 @@ def test_ranged_reads_of_a_good_object_return_the_right_bytes_across_verify_bloc
     finally:
         mover.close()
         catalog.close()
-    ranges = [(0, 1), (VERIFY_BLOCK - 7, VERIFY_BLOCK + 9), (2 * VERIFY_BLOCK - 1, len(data)), (12_345, 2 * VERIFY_BLOCK),
-              (len(data) - 1, len(data))]
+    ranges = [(0, 1), (VERIFY_BLOCK - 7, VERIFY_BLOCK + 9), (2 * VERIFY_BLOCK - 1, len(data)),
+              (12_345, 2 * VERIFY_BLOCK), (len(data) - 1, len(data))]
     for start, end in ranges:
         assert released.fs.cat_file(rel, start=start, end=end) == data[start:end], (start, end)
     with released.fs.open(rel, block_size=300_000) as f:  # fsspec's own read-ahead, at offsets of its choosing

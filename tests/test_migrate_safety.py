@@ -13,11 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import S3_BUCKET, S3_KEY, S3_SECRET, is_root, write_config
-from test_migrate import _drop_dac, files_under, job, prefix, s3_opts, tree  # noqa: F401 - prefix is a fixture
+from test_migrate import _drop_dac, files_under, job, s3_opts, tree
 
 from tiering.errors import PathError
 from tiering.migrate import migrate
@@ -25,6 +24,11 @@ from tiering.migrate.localtree import LocalTree
 from tiering.stores import open_store
 
 needs_root = pytest.mark.skipif(not is_root(), reason="making a folder unreadable to root needs root to drop caps")
+
+
+@pytest.fixture
+def prefix(request) -> str:
+    return f"safe-{request.node.name[:30].replace('[', '-').replace(']', '')}-{os.getpid()}-{time.time_ns() % 10**6}"
 
 
 def run_cli(*args: str, drop_dac: bool = False, **kw) -> subprocess.CompletedProcess:

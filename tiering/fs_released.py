@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from itertools import islice
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 import blake3
 from fsspec.spec import AbstractBufferedFile

@@ -16,6 +16,7 @@ The root itself is what the user named and is opened as given.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -111,10 +112,8 @@ def _open_child(fd: int, name: bytes, create: bool) -> int | None:
         except FileNotFoundError:
             if not create:
                 raise
-            try:
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another worker
                 os.mkdir(name, dir_fd=fd)  # mkdirat never follows a symlink at the name: EEXIST
-            except FileExistsError:
-                pass
         except (NotADirectoryError, OSError) as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 return None

@@ -45,7 +45,6 @@ from tiering.migrate.result import DONE, FAILED, NOOP, SKIPPED, ItemResult
 from tiering.stores.base import FileMeta, ObjectInfo, call_async
 
 
-
 @dataclass(frozen=True)
 class Job:
     """Everything a worker needs for a run; frozen, hashable, and small when pickled."""
