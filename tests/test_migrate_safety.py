@@ -318,6 +318,18 @@ def test_sigterm_mid_copy_prints_the_summary_line_and_exits_130(tmp_path):
     assert all((dst / name).read_bytes() == data[name] for name in os.listdir(dst) if name != ".tiering")
 
 
+def test_a_name_whose_key_the_store_refuses_fails_alone(tmp_path, seaweed, prefix):
+    """A legal 255-byte name of '%' is a 765-byte key: SeaweedFS refuses it, and only that file fails."""
+    src, url = tmp_path / "src", f"s3://{S3_BUCKET}/{prefix}"
+    tree(src, ["a", "%" * 255, "z"])
+    out = run_cli("migrate", str(src), url, "--json", *s3_args(seaweed))
+    assert out.returncode == 1, out.stderr
+    failed = [line for line in out.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and failed[0].startswith("failed: copy " + "%25" * 255 + ": "), out.stderr
+    assert failed[0].endswith("KeyTooLongError (the store refuses this name)")
+    assert [i.key for i in s3(url, seaweed).list()] == ["a", "z"]
+
+
 def test_a_key_with_a_newline_fails_alone_and_the_rest_of_the_prefix_is_copied(tmp_path, seaweed, prefix, monkeypatch):
     """obstore cannot parse such a name: its listing page is read raw (``s3_listpage``), and only that file fails."""
     url, good = f"s3://{S3_BUCKET}/{prefix}", ["a", "b/c", "m", "n", "z"]
