@@ -27,6 +27,7 @@ unverified byte.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -93,7 +94,14 @@ class _Verified:
                 self._bytes -= len(dropped) * VERIFY_BLOCK
 
 
+    def forked(self) -> None:
+        # A dataloader worker forked while another thread held the lock must not wait for it forever;
+        # what was verified before the fork stays valid in the child.
+        self._lock = threading.Lock()
+
+
 VERIFIED = _Verified(VERIFIED_BYTES_REMEMBERED)
+os.register_at_fork(after_in_child=VERIFIED.forked)
 
 
 def block_hashes(store: Store, key: str, size: int, checksum: str, where: str) -> tuple[bytes, ...]:
