@@ -187,7 +187,7 @@ def test_sigkill_mid_run_leaves_nothing_partial_and_rerun_finishes(tmp_path, sea
     time.sleep(1.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    visible = published(dst, seaweed, data)
+    visible = settled(lambda: published(dst, seaweed, data))
     assert 0 < len(visible) < len(data)  # it was killed mid-run, and what is visible is whole
     out = cli(*args, "--json")
     assert out.returncode == 0, out.stderr
@@ -195,6 +195,19 @@ def test_sigkill_mid_run_leaves_nothing_partial_and_rerun_finishes(tmp_path, sea
     assert published(dst, seaweed, data) == set(data)
     if to == "local":
         assert not (tmp_path / "dst" / ".tiering").exists()  # the killed run's temp files are gone
+
+
+def settled(look, quiet: float = 1.0, timeout: float = 30.0):
+    """``look()`` once it has given the same answer for ``quiet`` seconds: a PUT the server had whole when
+    its client was killed may still be published a moment later."""
+    deadline = time.monotonic() + timeout
+    last, since = look(), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = look()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
 
 
 def published(dst: str, server, data: dict[str, bytes]) -> set[str]:

@@ -18,7 +18,10 @@ What a read does is decided when the file is opened:
   local file is read in place;
 - it is released (a zero-length stub the catalog says is released): it is
   streamed from its capacity tier in ranged reads of ``block_size`` bytes,
-  after checking the object is the archived version (``fs_released``);
+  after checking the object is the archived version, and no byte is returned
+  unverified: the first read hashes the whole object against the catalog's
+  checksum and remembers a hash per MiB, which every ranged read is checked
+  against (``fs_released``);
 - released, with ``restore_on_read=True``: the mover restores it first
   (verified, renamed over the stub), then it is read in place. The catalog's
   writer lock is held for the restore only; if another process holds it, the

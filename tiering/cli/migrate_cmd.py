@@ -2,12 +2,18 @@
 
 Per-file failures go to stderr, a dry run's plan to stdout, then one summary
 (a line for people, or JSON with ``--json``). Exit 1 when any file failed;
-2 for bad input, before anything was written.
+2 for bad input, before anything was written; 3 when a tier could not be
+reached; 130 after SIGINT/SIGTERM, once the files in flight finished and the
+summary of what was done is printed (a second signal stops at once).
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -70,8 +76,9 @@ def _run(args: dict, *, delete: bool) -> None:
     bar = ProgressBar() if show_progress() else None
     executor = open_executor(address)
     try:
-        result = run(job, jobs=jobs, delete=delete, executor=executor, progress=bar,
-                     on_item=lambda item: _show(item, job.dry_run, json_out))
+        with _stop_on_signals() as cancel:
+            result = run(job, jobs=jobs, delete=delete, executor=executor, progress=bar, cancel=cancel,
+                         on_item=lambda item: _show(item, job.dry_run, json_out))
     finally:
         executor.close()
         if bar:
@@ -79,9 +86,28 @@ def _run(args: dict, *, delete: bool) -> None:
     _summary(result, json_out)
 
 
+@contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM set the returned event (no new file starts); a second one interrupts at once."""
+    cancel = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    saved = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
 def _show(item, dry_run: bool, json_out: bool) -> None:
     if item.status == "failed":
-        typer.echo(f"failed: {item.action} {item.key}: {item.reason}", err=True)
+        key = item.key if item.key.isprintable() else repr(item.key)  # one line per failure, whatever the name
+        typer.echo(f"failed: {item.action} {key}: {item.reason}", err=True)
     elif dry_run and item.status == "done":
         typer.echo(json.dumps({"would": item.action, "key": item.key, "bytes": item.bytes, "reason": item.reason})
                    if json_out else f"would {item.action} {item.key} ({item.reason})")

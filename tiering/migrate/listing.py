@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from tiering.errors import FatalError
-from tiering.migrate.result import ItemResult
+from tiering.errors import FatalError, TieringError, exit_status
+from tiering.migrate.result import FAILED, ItemResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +139,48 @@ def _in_order(last: str, key: str, side: str) -> str:
     return key
 
 
+class Listing:
+    """One side's listing, watched: did it reach its natural end with every folder read?
+
+    Iterating yields the side's entries and its per-folder failures as they
+    come. A listing that raises (the tier unreachable, a page that cannot be
+    read, a malformed answer) ends the stream with one run-stopping
+    ``ItemResult`` instead of an exception, so the run reports it and stops.
+    ``complete`` is true only after the last entry came with no failure on
+    the way: ``sync --delete`` deletes nothing unless both sides' are.
+    """
+
+    def __init__(self, side: str, entries: Iterator) -> None:
+        self.side = side
+        self._entries = entries
+        self.complete = False
+        self.problem = ""  # the first reason it is not complete
+
+    def __iter__(self) -> Iterator[Entry | ItemResult]:
+        try:
+            for entry in self._entries:
+                if isinstance(entry, ItemResult):
+                    self._note(f"{entry.key}: {entry.reason}")
+                yield entry
+        except (TieringError, OSError) as exc:
+            reason = f"the {self.side} listing failed: {_one_line(exc)}"
+            self._note(_one_line(exc))
+            yield ItemResult(".", "list", FAILED, reason=reason, stop=exit_status(exc))
+            return
+        self.complete = not self.problem
+
+    def _note(self, problem: str) -> None:
+        self.problem = self.problem or problem
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 class RemovalSpool:
     """Destination-only files, spooled to a temp file until the copies are done and clean."""
 
@@ -162,4 +204,4 @@ class RemovalSpool:
         self._file.close()
 
 
-__all__ = ["Candidate", "Entry", "Filter", "Removal", "RemovalSpool", "join"]
+__all__ = ["Candidate", "Entry", "Filter", "Listing", "Removal", "RemovalSpool", "join"]

@@ -7,6 +7,15 @@ the top is reserved and never listed), are verified, get their metadata, and
 are renamed into place: a reader, or a run killed at any instant, never sees a
 partial file under its real name. A later run removes temp files of writers
 that are gone.
+
+Nothing is written through a symlink below the root: files are renamed into
+place, deleted and compared through folder file descriptors opened without
+following symlinks at any component (``tiering.migrate.beneath``), so with
+``dst/sub -> /elsewhere`` the files under ``sub/`` fail one by one and
+nothing lands in ``/elsewhere``. As a source, the listing never descends into
+a symlinked folder nor lists a symlinked file: a symlink is not copied, and
+what it points to is not read (a folder swapped for a symlink between the
+listing and the copy is the one window left: files are read by path).
 """
 
 from __future__ import annotations
@@ -16,10 +25,12 @@ import os
 import secrets
 import socket
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from tiering.errors import IntegrityError, InvalidKeyError, SourceChangedError
+from tiering.errors import IntegrityError, InvalidKeyError, PathError, SourceChangedError
+from tiering.migrate.beneath import open_dir, split_parent
 from tiering.migrate.listing import Entry
 from tiering.migrate.result import FAILED, ItemResult
 from tiering.stores.base import FileMeta, Progress
@@ -30,7 +41,6 @@ from tiering.stores.localfile import fsync_path, open_source, write_all
 RESERVED = ".tiering"
 _WRITER = f"{socket.gethostname()}~{os.getpid()}"
 _IS_ROOT = os.geteuid() == 0
-_FOLDERS_REMEMBERED = 4096
 
 
 class LocalTree:
@@ -43,16 +53,38 @@ class LocalTree:
         self.url = str(self.root)
         self.fsync = fsync
         self._tmp = self.root / RESERVED / "tmp"
-        #: Folders this run has made or found (one makedirs per folder, not per file: most of a
-        #: tree's files share their folder with hundreds of others). A folder removed under us
-        #: is made again on the rename's ENOENT.
-        self._folders: set[Path] = set()
+        self._root_fd: int | None = None
+        self._root_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
+        return self.root / os.fsdecode(self._rel(key))
+
+    def _rel(self, key: str) -> bytes:
         rel = decode_key(key)
         if rel.split(b"/", 1)[0] == RESERVED.encode():
             raise InvalidKeyError(f"key {key!r} uses the reserved top-level name {RESERVED!r}")
-        return self.root / os.fsdecode(rel)
+        return rel
+
+    def _folder(self, parts: list[bytes], *, create: bool = False) -> int:
+        """An fd for a folder under the root, reached without following symlinks (``beneath.open_dir``)."""
+        with self._root_lock:
+            if self._root_fd is None:
+                self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return open_dir(self._root_fd, parts, create=create, where=str(self.root))
+
+    def _stat(self, key: str) -> os.stat_result | None:
+        """The file's own status (a symlink's, not its target's); None if absent or behind a symlinked folder."""
+        parts, name = split_parent(self._rel(key))
+        try:
+            fd = self._folder(parts)
+        except (FileNotFoundError, NotADirectoryError, PathError):
+            return None
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(fd)
 
     # -- reading ---------------------------------------------------------------
 
@@ -89,36 +121,53 @@ class LocalTree:
                     yield encode_key(os.fsencode(entry.name)), False, entry.path
 
     def head(self, key: str) -> Entry | None:
-        try:
-            st = os.lstat(self.path(key))
-        except FileNotFoundError:
-            return None
-        return Entry(key, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+        st = self._stat(key)
+        return Entry(key, st.st_size, st.st_mtime_ns) if st and stat.S_ISREG(st.st_mode) else None
 
     def mtime(self, key: str) -> int | None:
         entry = self.head(key)
         return entry.mtime_ns if entry else None
 
     def checksum(self, key: str) -> str:
-        path = self.path(key)
-        return hash_file(path, os.stat(path).st_size)
+        parts, name = split_parent(self._rel(key))
+        folder = self._folder(parts)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+        finally:
+            os.close(folder)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            return hash_open(f, os.fstat(fd).st_size)
 
     # -- writing ---------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Make the root and the temp folder; remove temp files that dead writers left."""
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        """Make the root and the temp folder; remove temp files that dead writers left.
+
+        Raises ``PathError`` if ``.tiering`` or its ``tmp`` is a symlink (temp files would land elsewhere).
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.close(self._folder([RESERVED.encode(), b"tmp"], create=True))
         for entry in os.scandir(self._tmp):
             if entry.name.startswith("migrate~") and _abandoned(entry.name):
                 Path(entry.path).unlink(missing_ok=True)
 
     def finish(self) -> None:
         """Remove the temp folder (and ``.tiering``) when nothing else is in them."""
-        for folder in (self._tmp, self._tmp.parent):
+        self._remove_empty([RESERVED.encode(), b"tmp"])
+
+    def _remove_empty(self, parts: list[bytes]) -> None:
+        """Remove ``root/parts...`` and then its parents, deepest first, while each is an empty folder."""
+        for depth in range(len(parts), 0, -1):
             try:
-                folder.rmdir()
+                fd = self._folder(parts[: depth - 1])
+            except (OSError, PathError):
+                return
+            try:
+                os.rmdir(parts[depth - 1], dir_fd=fd)
             except OSError:
                 return
+            finally:
+                os.close(fd)
 
     def temp_path(self) -> Path:
         return self._tmp / f"migrate~{_WRITER}~{secrets.token_hex(8)}"
@@ -145,37 +194,39 @@ class LocalTree:
         os.utime(tmp, ns=(meta.mtime_ns, meta.mtime_ns))
         if self.fsync:
             fsync_path(tmp)
-        target = self.path(key)
-        try:
-            if target.parent not in self._folders:
-                os.makedirs(target.parent, exist_ok=True)
-                if len(self._folders) >= _FOLDERS_REMEMBERED:
-                    self._folders.clear()  # a tree of a million folders must not cost a million entries
-                self._folders.add(target.parent)
+        parts, name = split_parent(self._rel(key))
+        for attempt in range(2):
+            folder = self._folder(parts, create=True)
             try:
-                os.replace(tmp, target)
-            except FileNotFoundError:  # the folder went away since we made it
-                if not os.path.exists(tmp):
-                    raise
-                os.makedirs(target.parent, exist_ok=True)
-                os.replace(tmp, target)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(target)) from None  # name the file, not our temp
+                os.replace(tmp, name, dst_dir_fd=folder)  # renameat: never follows a symlink at ``name``
+                return
+            except FileNotFoundError:  # the folder went away since we opened it: make it again, once
+                if attempt or not os.path.exists(tmp):
+                    raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path(key))) from None
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(self.path(key))) from None  # name the file, not our temp
+            finally:
+                os.close(folder)
 
     def delete(self, key: str) -> None:
-        """Remove one file, then any folders that it leaves empty."""
-        target = self.path(key)
-        target.unlink(missing_ok=True)
-        parent = target.parent
-        while parent != self.root:
-            try:
-                parent.rmdir()
-            except OSError:
-                return
-            parent = parent.parent
+        """Remove one file (a symlink itself, never what it points to), then any folders it leaves empty."""
+        parts, name = split_parent(self._rel(key))
+        try:
+            folder = self._folder(parts)
+        except FileNotFoundError:
+            return
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(folder)
+        self._remove_empty(parts)
 
     def close(self) -> None:
-        pass
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
 
 
 def check_unchanged(path: Path, before: os.stat_result, key: str) -> None:
@@ -202,12 +253,17 @@ def hash_file(path: Path, size: int) -> str:
     """The checksum of a local file; buffers sized to the file (``Hasher.of_file`` is for big ones)."""
     if size > CHUNK:
         return Hasher.of_file(path).value
-    hasher = Hasher()
-    buf = bytearray(max(4096, size + 1))
-    view = memoryview(buf)
     with open_source(path) as f:
-        while n := f.readinto(buf):
-            hasher.update(view[:n])
+        return hash_open(f, size)
+
+
+def hash_open(f, size: int) -> str:
+    """The checksum of what an open file reads from its current position on."""
+    hasher = Hasher()
+    buf = bytearray(max(4096, min(CHUNK, size + 1)))
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        hasher.update(view[:n])
     return hasher.value
 
 

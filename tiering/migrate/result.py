@@ -90,4 +90,5 @@ class MigrateResult:
                 "failed": self.failed, "deleted": self.deleted, "bytes": self.bytes, "seconds": round(secs, 3),
                 "files_per_s": round(self.copied / secs, 1) if secs else 0.0,
                 "mb_per_s": round(self.bytes / secs / 1e6, 2) if secs else 0.0,
-                "stopped": self.stopped or None, "not_deleted": self.not_deleted or None}
+                "stopped": self.stopped or None, "not_deleted": self.not_deleted or None,
+                "interrupted": self.interrupted}

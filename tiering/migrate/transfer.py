@@ -33,6 +33,7 @@ from tiering.errors import (
     CONFIG,
     RUN,
     IntegrityError,
+    InvalidKeyError,
     TieringError,
     exit_status,
     scope_of,
@@ -42,7 +43,6 @@ from tiering.migrate.listing import Candidate, Filter, Removal
 from tiering.migrate.localtree import check_unchanged
 from tiering.migrate.result import DONE, FAILED, NOOP, SKIPPED, ItemResult
 from tiering.stores.base import FileMeta, ObjectInfo, call_async
-
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,10 @@ def failure(key: str, action: str, exc: BaseException) -> ItemResult:
     """A failed file; ``stop`` when the failure says the whole run is doomed (``tiering.errors.scope_of``)."""
     if isinstance(exc, FileNotFoundError):
         return ItemResult(key, action, FAILED, reason=f"{exc.filename or key}: no such file (deleted during the run?)")
+    if isinstance(exc, InvalidKeyError):
+        # A listed name that this side cannot hold (not a canonical key, a reserved or empty segment, a
+        # control character): that file's problem, not the user's nor the run's.
+        return ItemResult(key, action, FAILED, reason=f"cannot be copied under this name here: {exc}")
     stop = exit_status(exc) if scope_of(exc) in (RUN, CONFIG) else 0
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""

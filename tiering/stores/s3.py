@@ -82,6 +82,7 @@ from tiering.stores.s3_http import (
     S3Endpoint,
     S3Http,
 )
+from tiering.stores.s3_listpage import list_page
 from tiering.stores.s3_uploads import abort_upload, list_uploads
 from tiering.stores.sigv4 import S3Credentials
 
@@ -571,23 +572,32 @@ class S3Store:
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         # object_store lists whole "directories"; narrow to the string prefix here.
         directory = join_key(self.prefix, prefix.rsplit("/", 1)[0]) if "/" in prefix else self.prefix
-        after: str | None = None  # the full name of the last object seen
-        stream = None
+        stream, after = None, None  # ``after``: the full name of the last object seen
 
         def page():
             nonlocal stream
-            if stream is None:
-                stream = obstore.list(self._obs, directory or None, offset=after, chunk_size=1000)
             try:
+                if stream is None:
+                    stream = obstore.list(self._obs, directory or None, offset=after, chunk_size=1000)
                 return next(stream, None)
+            except (oe.InvalidPathError, ValueError) as exc:
+                if not _unparsable(exc, stream):
+                    stream = None
+                    raise
             except BaseException:
-                stream = None  # a failed stream is spent: the next try starts a new one after ``after``
+                stream = None  # a failed stream is spent: a retry starts a new one after ``after``, never its end
                 raise
+            # A name obstore cannot hold, listed or to start after (``s3_listpage``): this page raw, then go on.
+            stream = None
+            return list_page(self._endpoint, self._creds, self.bucket, directory, after, url=self.url) or None
 
-        while (batch := self._call(prefix, page)) is not None:
+        while True:
+            batch = self._call(prefix, page)
+            if batch is None:
+                return
             for item in batch:
                 after = item["path"]
-                key = split_key(self.prefix, after)
+                key = split_key(self.prefix, item["path"])
                 if key.startswith(prefix):
                     yield ObjectInfo(key, item["size"], etag=(item.get("e_tag") or "").strip('"'))
 
@@ -608,6 +618,12 @@ class S3Store:
 def _sparse(info: ObjectInfo) -> bool:
     """Whether the object's source had holes, so its zeros are written back as holes."""
     return bool(info.meta and info.meta.sparse)
+
+
+def _unparsable(exc: Exception, stream) -> bool:
+    """Whether obstore failed on a name it cannot parse: one listed (``InvalidPathError``), or the offset to
+    start after (a ``ValueError`` before any stream exists)."""
+    return isinstance(exc, oe.InvalidPathError) or (stream is None and "parse path" in str(exc).lower())
 
 
 def _etag_mismatch(url: str, key: str, etag: str) -> IntegrityError:
