@@ -40,19 +40,15 @@ from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
 from tiering.errors import (
-    CONFIG,
-    RUN,
     IntegrityError,
     SourceChangedError,
     StoreError,
     TieringError,
-    exit_status,
-    scope_of,
 )
 from tiering.faults import crash_point
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.identity import Identity, open_for_writing
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
+from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 from tiering.mover.stub import (
     StubError,
     copy_user_xattrs,
@@ -122,7 +118,7 @@ class Mover:
         try:
             return (await self._archive(rel, tier, storage_class)).outcome
         except (TieringError, OSError) as exc:
-            return _failure(rel, "archive", exc, tier)
+            return failure(rel, "archive", exc, tier)
 
     async def _archive(self, rel: bytes, tier: str | None, storage_class: str | None, *,
                        known: tuple[FileRecord | None, os.stat_result] | None = None,
@@ -206,7 +202,7 @@ class Mover:
         try:
             return await self._release(rel, tier)
         except (TieringError, OSError) as exc:
-            return _failure(rel, "release", exc, tier)
+            return failure(rel, "release", exc, tier)
 
     async def _release(self, rel: bytes, tier: str | None) -> Outcome:
         rec = self.catalog.get(rel)
@@ -274,7 +270,7 @@ class Mover:
         try:
             return await self._restore(rel)
         except (TieringError, OSError) as exc:
-            return _failure(rel, "restore", exc, None)
+            return failure(rel, "restore", exc, None)
 
     async def _restore(self, rel: bytes) -> Outcome:
         rec = self.catalog.get(rel)
@@ -346,17 +342,6 @@ class _Archived:
     outcome: Outcome
     record: FileRecord | None = None  # the file's record once archived (or as found, for a no-op)
     release_entry: int | None = None  # the release journal entry opened with the archive's commit
-
-
-def _failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:
-    """A failed action as an Outcome; ``stop`` says whether (and with which exit status) the run should stop."""
-    if isinstance(exc, FileNotFoundError):
-        return Outcome(rel, action, FAILED, "no such file on the hot tier", tier=tier)
-    stop = exit_status(exc) if scope_of(exc) in (RUN, CONFIG) else 0
-    if isinstance(exc, OSError):
-        reason = f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (hot tier)" if stop else "")
-        return Outcome(rel, action, FAILED, reason, tier=tier, stop=stop)
-    return Outcome(rel, action, FAILED, str(exc), tier=tier, stop=stop)
 
 
 def _show(rel: bytes) -> str:
