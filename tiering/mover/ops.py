@@ -60,7 +60,8 @@ from tiering.mover.stub import (
     replace_stub,
     stub_attributes,
 )
-from tiering.stores.base import FileMeta, Store, call_async
+from tiering.stores.base import FileMeta, ObjectInfo, Store, call_async
+from tiering.stores.checksum import Hasher
 from tiering.stores.keys import encode_key
 
 RESTORE_TMP_PREFIX = ".tiering-restore-"
@@ -173,6 +174,7 @@ class Mover:
             after = Identity.of(where.lstat())
             if after != ident:
                 raise SourceChangedError(f"{_show(rel)}: changed while it was copied")
+            copy = None
             if not info.verified:  # the store could not confirm the stored bytes itself: read its record back
                 copy = await call_async(store, "head", key)
                 if copy.size != ident.size or copy.checksum != info.checksum:
@@ -194,7 +196,7 @@ class Mover:
             await self.catalog.end_async(entry, record=record, checksum=info.checksum)
         crash_point("archive:end")
         outcome = Outcome(rel, "archive", DONE, f"copied to {tier} and verified", bytes=ident.size, tier=tier)
-        return _Archived(outcome, record, release_entry)
+        return _Archived(outcome, record, release_entry, copy, info.etag)
 
     async def _abandon_archive(self, entry: int, rec: FileRecord | None, rel: bytes, store: Store, key: str,
                                exc: BaseException) -> None:
@@ -238,23 +240,26 @@ class Mover:
         if rec and rec.state == RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
         st = where.lstat()
-        just_archived, entry = False, None
+        entry, copy, etag = None, None, ""
         if rec is None or rec.state != ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
             archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
                 return replace(archived.outcome, action="release")
-            rec, entry = archived.record, archived.release_entry
-            just_archived = archived.outcome.status == DONE
+            rec, entry, copy, etag = archived.record, archived.release_entry, archived.copy, archived.etag
         if skip := self._unmovable(st):
             return Outcome(rel, "release", SKIPPED, skip)
         if rec.size == 0:
             return Outcome(rel, "release", NOOP, "empty file: no blocks to free", tier=rec.tier)
-        if not just_archived:  # a copy made earlier may have been deleted or replaced since: check it
-            copy = await call_async(self.store(rec.tier), "head", rec.object_key)
-            if copy.size != rec.size or copy.checksum != rec.checksum:
-                raise IntegrityError(f"{_show(rel)}: capacity copy in {rec.tier} no longer matches the catalog; "
-                                     "not releasing")
+        # Release only what a restore can undo: read the stored object back (however the copy was
+        # verified when written: a store may keep the bytes and drop the metadata) and require
+        # everything a restore checks.
+        copy = copy or await call_async(self.store(rec.tier), "head", rec.object_key)
+        if why := _unrestorable(copy, rec, etag):
+            if entry is not None:
+                await self.catalog.end_async(entry, "rolled_back", error=why)
+            return Outcome(rel, "release", FAILED, f"{why}; not releasing: the file stays on the hot tier "
+                           f"(archived)", tier=rec.tier)
         if entry is None:
             entry = await self.catalog.begin_async("release", rel, "stubbing", tier=rec.tier,
                                                    object_key=rec.object_key)
@@ -318,7 +323,7 @@ class Mover:
                                                tmp=os.fsdecode(tmp), stub_ino=stub.st_ino)
         crash_point("restore:begin")
         try:
-            await self._fetch(rec, where, tmp, stub)
+            note = await self._fetch(rec, where, tmp, stub)
             crash_point("restore:fetched")
             await self._replace_stub(where, tmp, stub)
             # The rename must be on disk before the journal says "restored";
@@ -340,7 +345,8 @@ class Mover:
         await self.catalog.end_async(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
                                               ino=new.st_ino, released_at=None))
         crash_point("restore:end")
-        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size, tier=rec.tier)
+        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified{note}", bytes=rec.size,
+                       tier=rec.tier)
 
     async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
         """``replace_stub``, waiting up to ``LEASE_WAIT`` seconds for another process to close the stub."""
@@ -354,18 +360,22 @@ class Mover:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.5)
 
-    async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
+    async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result) -> str:
         """Download into ``tmp`` beside ``where``, check it against the catalog, give it the stub's
-        owner/mode/times."""
+        owner/mode/times; returns a note for the outcome ('' when all was as expected)."""
         store = self.store(rec.tier)
         os.close(where.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, name=tmp))  # ours, not a planted link
         info = await self._transfer(store, "get_file", rec.object_key, self._local_name(store, where, name=tmp),
                                     size=rec.size)
-        if info.checksum != rec.checksum or info.size != rec.size:
-            raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
-                                 f"(checksum {info.checksum or 'missing'}, expected {rec.checksum})")
         fd = where.open(os.O_RDWR, name=tmp)
         try:
+            # The store checked the bytes against the object's own metadata; the catalog's checksum is
+            # checked too, so an object whose metadata was lost (or replaced) never passes for the file.
+            got = info.checksum or (await asyncio.to_thread(_checksum_of, fd) if info.size == rec.size else "")
+            if got != rec.checksum or info.size != rec.size:
+                raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
+                                     f"(checksum {got or 'missing'}{'' if info.checksum else ', its metadata is missing'}"
+                                     f", expected {rec.checksum})")
             if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
                 raise IntegrityError(f"{_show(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
             stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
@@ -380,6 +390,7 @@ class Mover:
             await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
             os.close(fd)
+        return "" if info.checksum else f" against the catalog (the object's metadata is missing in {rec.tier})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +408,27 @@ class _Archived:
     outcome: Outcome
     record: FileRecord | None = None  # the file's record once archived (or as found, for a no-op)
     release_entry: int | None = None  # the release journal entry opened with the archive's commit
+    copy: ObjectInfo | None = None  # the stored object as read back after the copy, if it was
+    etag: str = ""  # the stored object's ETag as the write reported it
+
+
+def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
+    """Why a restore could not verify ``copy`` as ``rec``'s bytes; '' if it could."""
+    where = f"the capacity copy in {rec.tier}"
+    if copy.size != rec.size:
+        return f"{where} has {copy.size} bytes, the file {rec.size}"
+    if copy.meta is None or not copy.meta.checksum:
+        return f"{where} carries no checksum metadata (the store did not keep it), so no restore could verify it"
+    if copy.meta.checksum != rec.checksum or copy.meta.size != rec.size:
+        return f"{where} no longer matches the catalog (checksum {copy.meta.checksum}, expected {rec.checksum})"
+    if etag and copy.etag and copy.etag != etag:
+        return f"{where} was replaced since it was written (ETag {copy.etag}, written as {etag})"
+    return ""
+
+
+def _checksum_of(fd: int) -> str:
+    """The checksum of the open file ``fd``'s bytes (for an object whose own metadata has none)."""
+    return Hasher.of_file(f"/proc/self/fd/{fd}").value
 
 
 def _show(rel: bytes) -> str:
