@@ -82,6 +82,8 @@ class Mover:
         self._stores_lock = threading.Lock()
         self._writers = open_for_writing() if check_writers else frozenset()
         self._use_lease = ignore_lease_breaks()
+        #: Seconds a restore waits for other processes to close the stub it would replace.
+        self.lease_wait = LEASE_WAIT
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
         self.transfer_jobs = config.jobs
         self._per_loop: PerLoop[_LoopState] = PerLoop(
@@ -334,7 +336,7 @@ class Mover:
             await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
             if isinstance(exc, StubBusyError):  # work not done is not success: the stub is still there
                 return Outcome(rel, "restore", FAILED, f"the stub stayed open in another process for "
-                               f"{LEASE_WAIT:g}s; left as it is (try again once it is closed)", tier=rec.tier)
+                               f"{self.lease_wait:g}s; left as it is (try again once it is closed)", tier=rec.tier)
             return Outcome(rel, "restore", SKIPPED, f"the stub changed ({exc.reason}); left as it is")
         except BaseException as exc:
             where.unlink(tmp)
@@ -349,15 +351,15 @@ class Mover:
                        tier=rec.tier)
 
     async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
-        """``replace_stub``, waiting up to ``LEASE_WAIT`` seconds for another process to close the stub."""
-        deadline, pause = time.monotonic() + LEASE_WAIT, 0.02
+        """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub."""
+        deadline, pause = time.monotonic() + self.lease_wait, 0.02
         while True:
             try:
                 return replace_stub(where, tmp, Identity.of(stub), self._use_lease)
             except StubBusyError:
-                if time.monotonic() + pause > deadline:
+                if (left := deadline - time.monotonic()) <= 0:
                     raise
-                await asyncio.sleep(pause)
+                await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, 0.5)
 
     async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result) -> str:
