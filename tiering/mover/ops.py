@@ -388,7 +388,9 @@ class Mover:
             if os.geteuid() == 0:
                 os.fchown(fd, stub.st_uid, stub.st_gid)
             os.fchmod(fd, stat.S_IMODE(stub.st_mode))
-            os.utime(fd, ns=(stub.st_atime_ns, stub.st_mtime_ns))
+            # A restore is a use: atime says "now", or the next policy cycle would take the file that was
+            # just staged in for the coldest on the tier and release it again. mtime stays the file's own.
+            os.utime(fd, ns=(time.time_ns(), stub.st_mtime_ns))
             await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
             os.close(fd)
