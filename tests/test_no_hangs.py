@@ -157,3 +157,35 @@ def test_sigterm_and_sigint_print_the_summary_and_exit_130(tmp_path, command, si
     assert summary["stopped"].startswith("interrupted") and "interrupted" in err
     assert 5 <= summary["files"] < len(originals)
     assert_nothing_lost(cfg, originals)
+
+
+S3_STEPS = ["upload:part:2", "archive:copied:2", "release:stubbed:2", "restore:fetched:2"]
+
+
+@pytest.mark.parametrize("kind", ["bug", "tier"])
+@pytest.mark.parametrize("step", S3_STEPS)
+def test_an_exception_with_an_s3_tier_ends_the_run_too(tmp_path, seaweed, monkeypatch, step, kind):
+    """The same on SeaweedFS, with files large enough for multipart uploads (an exception inside the
+    upload's part stream)."""
+    from conftest import S3_BUCKET, S3_KEY, S3_SECRET
+
+    cfg, originals = make_lab(tmp_path, files=4)
+    for i in range(2):  # above the 5 MiB part size: multipart
+        originals[f"big/b{i}.bin"] = os.urandom(11 * 1024 * 1024)
+        (tmp_path / "hot" / "big").mkdir(exist_ok=True)
+        (tmp_path / "hot" / f"big/b{i}.bin").write_bytes(originals[f"big/b{i}.bin"])
+    monkeypatch.setenv("NOHANG_S3_SECRET", S3_SECRET)
+    text = cfg.read_text().split("[tiers.cap]")[0]
+    cfg.write_text(text + f'[tiers.cap]\nurl = "s3://{S3_BUCKET}/nohang-{tmp_path.name}"\n'
+                          f'endpoint = "{seaweed.endpoint}"\naccess_key_id = "{S3_KEY}"\n'
+                          'secret_access_key = "${NOHANG_S3_SECRET}"\npart_size = "5MiB"\nmultipart_threshold = "5MiB"\n')
+    action = step.split(":")[0]
+    if action == "restore":
+        release_all(cfg, originals)
+    command = "restore" if action == "restore" else "release"
+    env = {**os.environ, "TIERING_CRASH_AT": step, "TIERING_CRASH_RAISE": kind}
+    rc, summary, err = finish(tiering(command, "-c", str(cfg), *[str(tmp_path / "hot" / r) for r in originals],
+                                      env=env))
+    assert rc == KINDS[kind], err
+    assert summary["failed"] >= 1 and summary["stopped"] and "injected fault" in err
+    assert_nothing_lost(cfg, originals)
