@@ -90,17 +90,27 @@ def test_a_copy_whose_metadata_the_store_dropped_is_not_released(lab, tmp_path):
 
 def test_restore_verifies_against_the_catalog_when_the_object_lost_its_metadata(lab, tmp_path):
     kind, cfg, config = lab
-    data = os.urandom(70_000)
-    (tmp_path / "hot" / "ckpt.pt").write_bytes(data)
+    data = {name: os.urandom(70_000) for name in ("a.pt", "b.pt")}
+    for name, body in data.items():
+        (tmp_path / "hot" / name).write_bytes(body)
     with Catalog.open(config.catalog_path, writer=True) as cat:
         m = Mover(config, cat)
-        assert m.release(b"ckpt.pt").status == "done"
-        drop_metadata(config, encode_key(b"ckpt.pt"))
-        out = m.restore(b"ckpt.pt")
+        for name in data:
+            assert m.release(name.encode()).status == "done"
+            drop_metadata(config, encode_key(name.encode()))
+        out = m.restore(b"a.pt")
         assert out.status == "done", out
-        assert "metadata is missing" in out.reason
-        assert (tmp_path / "hot" / "ckpt.pt").read_bytes() == data
+        assert "metadata is missing" in out.warning
+        assert (tmp_path / "hot" / "a.pt").read_bytes() == data["a.pt"]
+        # Released again? No: no restore could verify that object by itself any more.
+        again = m.release(b"a.pt")
+        assert again.status == "failed" and "no checksum metadata" in again.reason
         m.close()
+    done = subprocess.run([sys.executable, "-c", "from tiering.cli import main; main()", "restore", "-c", str(cfg),
+                           str(tmp_path / "hot" / "b.pt")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "warning: restore b.pt: the object's metadata is missing in cap" in done.stderr
+    assert (tmp_path / "hot" / "b.pt").read_bytes() == data["b.pt"]
 
 
 def test_restore_refuses_other_bytes_when_the_object_lost_its_metadata(lab, tmp_path):

@@ -229,6 +229,8 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
             bar.end()
     for outcome in refused:  # named paths refused before the run (missing, outside the hot tier, a symlink)
         result.add(outcome)
+    for outcome in result.warnings[:limit(50)]:  # done, but worth knowing (an object that lost its metadata)
+        problem(f"warning: {outcome.action} {show_path(outcome.path)}: {outcome.warning}")
     for outcome in result.skipped[:limit(50)]:
         note(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
     for outcome in result.failures[:limit(200)]:

@@ -74,6 +74,7 @@ class RunResult:
     bytes_moved: int = 0
     failures: list[Outcome] = field(default_factory=list)
     skipped: list[Outcome] = field(default_factory=list)
+    warnings: list[Outcome] = field(default_factory=list)  # the first few done files that carry a warning
     stopped: str = ""  # why the run stopped starting new work, if it did
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
@@ -96,6 +97,8 @@ class RunResult:
 
     def add(self, outcome: Outcome) -> None:
         self.counts[(outcome.action, outcome.status)] += 1
+        if outcome.warning and len(self.warnings) < 1000:
+            self.warnings.append(outcome)
         if outcome.status == DONE:
             self.bytes_moved += outcome.bytes
         elif outcome.status == FAILED:

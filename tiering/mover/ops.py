@@ -347,8 +347,8 @@ class Mover:
         await self.catalog.end_async(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
                                               ino=new.st_ino, released_at=None))
         crash_point("restore:end")
-        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified{note}", bytes=rec.size,
-                       tier=rec.tier)
+        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size,
+                       tier=rec.tier, warning=note)
 
     async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
         """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub."""
@@ -364,7 +364,7 @@ class Mover:
 
     async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result) -> str:
         """Download into ``tmp`` beside ``where``, check it against the catalog, give it the stub's
-        owner/mode/times; returns a note for the outcome ('' when all was as expected)."""
+        owner/mode/times; returns a warning for the outcome ('' when all was as expected)."""
         store = self.store(rec.tier)
         os.close(where.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, name=tmp))  # ours, not a planted link
         info = await self._transfer(store, "get_file", rec.object_key, self._local_name(store, where, name=tmp),
@@ -394,7 +394,8 @@ class Mover:
             await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
             os.close(fd)
-        return "" if info.checksum else f" against the catalog (the object's metadata is missing in {rec.tier})"
+        return "" if info.checksum else (f"the object's metadata is missing in {rec.tier}; the bytes were verified "
+                                          "against the catalog's checksum instead")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ class Outcome:
     #: For failures that say the whole run should stop (hot tier full, tier unreachable, credentials
     #: refused): the exit status the run ends with (``tiering.errors.exit_status``); 0 for one item's failure.
     stop: int = 0
+    #: Something the user should know about a file that was nevertheless handled (done or no-op).
+    warning: str = ""
 
     @property
     def ok(self) -> bool:
