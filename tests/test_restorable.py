@@ -128,3 +128,34 @@ def test_restore_refuses_other_bytes_when_the_object_lost_its_metadata(lab, tmp_
         assert cat.get(b"ckpt.pt").state == "released"
         assert not [p for p in (tmp_path / "hot").iterdir() if p.name.startswith(RESTORE_TMP_PREFIX)]
         m.close()
+
+
+def test_against_an_oss_server_that_drops_user_metadata_nothing_is_released(tmp_path, oss_server, monkeypatch):
+    """The issue's case, on the OSS test server in the mode that copies aliyun's oss-emulator: the
+    release of four files (100 KB to 12 MB) said `done 4` and left four stubs no restore could undo."""
+    from conftest import OSS_BUCKET, OSS_KEY, OSS_SECRET
+
+    if not hasattr(oss_server, "mode"):
+        pytest.skip("this OSS test server has no drop_user_meta mode yet")
+    (tmp_path / "hot").mkdir()
+    monkeypatch.setenv("RESTORABLE_OSS_SECRET", OSS_SECRET)
+    cfg = tmp_path / "tiering.toml"
+    cfg.write_text('default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
+                   f'[tiers.cap]\nurl = "oss://{OSS_BUCKET}/restorable-{tmp_path.name}"\n'
+                   f'endpoint = "{oss_server.endpoint}"\naccess_key_id = "{OSS_KEY}"\n'
+                   'access_key_secret = "${RESTORABLE_OSS_SECRET}"\npart_size = "1MiB"\nmultipart_threshold = "4MiB"\n'
+                   f'checkpoint_dir = "{tmp_path / "checkpoints"}"\n')
+    config = load_config(cfg)
+    data = {f"f{i}.bin": os.urandom(size) for i, size in enumerate((100_000, 1_000_000, 5_000_000, 12_000_000))}
+    for name, body in data.items():
+        (tmp_path / "hot" / name).write_bytes(body)
+    with Catalog.open(config.catalog_path, writer=True) as cat, oss_server.mode(drop_user_meta=True):
+        m = Mover(config, cat)
+        outcomes = [m.release(name.encode()) for name in data]
+        m.close()
+        assert [o.status for o in outcomes] == ["failed"] * 4, outcomes
+        assert all("no checksum metadata" in o.reason for o in outcomes)
+        for name, body in data.items():
+            assert (tmp_path / "hot" / name).read_bytes() == body
+            assert cat.get(name.encode()).state == "archived"
+        assert cat.open_entries() == []
