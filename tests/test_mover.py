@@ -58,7 +58,8 @@ def test_archive_release_restore_round_trip_keeps_bytes_and_attributes(mover, si
     os.setxattr(path, "user.owner-note", b"keep me")
     before = path.stat()
 
-    assert mover.archive(rel).status == "done"
+    out = mover.archive(rel)
+    assert out.status == "done", out
     rec = mover.catalog.get(rel)
     assert (rec.state, rec.size, rec.checksum, rec.object_key) == ("archived", size, checksum_bytes(data), encode_key(rel))
     assert mover.archive(rel).status == "noop"
