@@ -8,6 +8,7 @@ back every original byte.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ import pytest
 from tiering.catalog import Catalog
 from tiering.config import load_config
 from tiering.faults import STEPS
-from tiering.mover.executor import Task, execute
+from tiering.mover.executor import Task, drive, execute
 from tiering.session import mover_session
 
 #: A run that takes longer than this to end after a failure is taken for hung.
@@ -189,3 +190,21 @@ def test_an_exception_with_an_s3_tier_ends_the_run_too(tmp_path, seaweed, monkey
     assert rc == KINDS[kind], err
     assert summary["failed"] >= 1 and summary["stopped"] and "injected fault" in err
     assert_nothing_lost(cfg, originals)
+
+
+def test_drive_lets_the_others_finish_then_raises_when_an_action_raises():
+    """The hang itself: drive() took the failed future off the queue without counting it, then waited for it."""
+    got: list[int] = []
+
+    async def action(i: int) -> int:
+        await asyncio.sleep(0.001 * (i % 4))
+        if i == 5:
+            raise RuntimeError("boom")
+        return i
+
+    async def run() -> None:
+        await asyncio.wait_for(drive(action, range(40), jobs=2, on_result=got.append, stop=lambda: False), BOUND)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(run())
+    assert 5 not in got and len(got) >= 7  # the ones in flight with it finished and were counted
