@@ -41,7 +41,8 @@ def make_lab(root: Path, files: int = 12, catalog: Path | None = None) -> tuple[
         originals[rel] = os.urandom(SIZES[i % len(SIZES)])
         (hot / rel).write_bytes(originals[rel])
     cfg = root / "tiering.toml"
-    cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{catalog or root / "state/catalog.db"}"\n'
+    catalog = catalog or root / "state/catalog.db"
+    cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{catalog}"\n'
                    f'[concurrency]\njobs = 2\n[tiers.cap]\nurl = "{cap}"\n')
     return cfg, originals
 
@@ -179,7 +180,8 @@ def test_an_exception_with_an_s3_tier_ends_the_run_too(tmp_path, seaweed, monkey
     text = cfg.read_text().split("[tiers.cap]")[0]
     cfg.write_text(text + f'[tiers.cap]\nurl = "s3://{S3_BUCKET}/nohang-{tmp_path.name}"\n'
                           f'endpoint = "{seaweed.endpoint}"\naccess_key_id = "{S3_KEY}"\n'
-                          'secret_access_key = "${NOHANG_S3_SECRET}"\npart_size = "5MiB"\nmultipart_threshold = "5MiB"\n')
+                          'secret_access_key = "${NOHANG_S3_SECRET}"\n'
+                          'part_size = "5MiB"\nmultipart_threshold = "5MiB"\n')
     action = step.split(":")[0]
     if action == "restore":
         release_all(cfg, originals)

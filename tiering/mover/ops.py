@@ -375,9 +375,9 @@ class Mover:
             # checked too, so an object whose metadata was lost (or replaced) never passes for the file.
             got = info.checksum or (await asyncio.to_thread(_checksum_of, fd) if info.size == rec.size else "")
             if got != rec.checksum or info.size != rec.size:
+                lost = "" if info.checksum else ", its metadata is missing"
                 raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
-                                     f"(checksum {got or 'missing'}{'' if info.checksum else ', its metadata is missing'}"
-                                     f", expected {rec.checksum})")
+                                     f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
             if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
                 raise IntegrityError(f"{_show(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
             stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
