@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from unattended import make_file, states, tiering, write_setup
+from unattended import heat, make_file, states, tiering, write_setup
 
 RELEASE_COLD = ('[[rules]]\nname = "cold"\nmatch = \'type == "file" and atime_age > 30d\'\naction = "release"\n'
                 '[safety]\nmin_age = "0s"\n')
@@ -31,6 +31,8 @@ def test_a_restored_file_is_not_released_again_by_the_next_cycle(tmp_path):
     st = os.stat(hot / "set/shard-0")
     assert st.st_size == 50_000 and st.st_atime_ns >= before  # used just now
     assert st.st_mtime_ns == long_ago  # the file's own modification time is kept
+    assert heat(tmp_path / "state/catalog.db", b"set/shard-0") >= 1  # and the catalog counts the use
+    assert heat(tmp_path / "state/catalog.db", b"set/shard-1") == 0
 
     second = tiering("run", "-c", str(cfg))
     assert second.returncode == 0, second.stderr

@@ -221,7 +221,11 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
     mover.transfer_jobs = jobs
     with (executor or ThreadExecutor()).offloading(mover):
         try:
-            run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick, interrupt))
+            try:
+                run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick, interrupt))
+            finally:
+                if hasattr(mover, "flush_heat"):
+                    mover.flush_heat()  # the files restored count as used before the next plan reads heat
             if interrupt is not None and interrupt.is_set():
                 raise KeyboardInterrupt
         except KeyboardInterrupt:  # Ctrl-C: drive() let the actions in flight finish first

@@ -40,6 +40,7 @@ from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
 from tiering.errors import (
+    CatalogError,
     IntegrityError,
     PathError,
     SourceChangedError,
@@ -67,6 +68,8 @@ from tiering.stores.keys import encode_key
 RESTORE_TMP_PREFIX = ".tiering-restore-"
 #: How long a restore waits for another process to close the stub it would replace, before failing it.
 LEASE_WAIT = 5.0
+#: Restored files counted as used (heat) per catalog commit.
+HEAT_BATCH = 4096
 
 
 class Mover:
@@ -84,6 +87,8 @@ class Mover:
         self._use_lease = ignore_lease_breaks()
         #: Seconds a restore waits for other processes to close the stub it would replace.
         self.lease_wait = LEASE_WAIT
+        self._used: list[bytes] = []  # restored since the last flush_heat: each counts as one access
+        self._used_lock = threading.Lock()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
         self.transfer_jobs = config.jobs
         self._per_loop: PerLoop[_LoopState] = PerLoop(
@@ -100,9 +105,29 @@ class Mover:
             return self._stores[tier]
 
     def close(self) -> None:
+        self.flush_heat()
         for store in self._stores.values():
             store.close()
         self.hot_root.close()
+
+    def flush_heat(self) -> None:
+        """Count the files restored since the last flush as used now (``Catalog.add_heat``), in one commit.
+
+        Heat only ranks files: a catalog that cannot take it loses the counts, not the run.
+        """
+        with self._used_lock:
+            used, self._used = self._used, []
+        if used:
+            try:
+                self.catalog.add_heat(used, time.time(), self.config.heat_half_life)
+            except CatalogError:
+                pass
+
+    def _mark_used(self, rel: bytes) -> bool:
+        """Note a restored file for ``flush_heat``; True when enough are waiting to flush now."""
+        with self._used_lock:
+            self._used.append(rel)
+            return len(self._used) >= HEAT_BATCH
 
     def hot_path(self, rel: bytes) -> Path:
         """``rel``'s path name, for messages and readers; the mover itself goes through ``hot_root``."""
@@ -347,6 +372,8 @@ class Mover:
         await self.catalog.end_async(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
                                               ino=new.st_ino, released_at=None))
         crash_point("restore:end")
+        if self._mark_used(rel):
+            await asyncio.to_thread(self.flush_heat)
         return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size,
                        tier=rec.tier, warning=note)
 
