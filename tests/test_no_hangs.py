@@ -48,6 +48,9 @@ def make_lab(root: Path, files: int = 12, catalog: Path | None = None) -> tuple[
 
 
 def tiering(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """``tiering ARGS``; the move verbs print their summary as JSON."""
+    if args[0] in ("release", "restore", "archive", "apply"):
+        args = (args[0], "--json", *args[1:])
     return subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or dict(os.environ),
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

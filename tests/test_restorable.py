@@ -67,7 +67,7 @@ def test_a_copy_whose_metadata_the_store_dropped_is_not_released(lab, tmp_path):
     data = os.urandom(100_000)
     (tmp_path / "hot" / "model.bin").write_bytes(data)
     env = {**os.environ, "TIERING_CRASH_AT": "archive:copied", "TIERING_CRASH_SIGNAL": "STOP"}
-    proc = subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", "release", "-c", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", "release", "--json", "-c", str(cfg),
                              str(tmp_path / "hot" / "model.bin")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:

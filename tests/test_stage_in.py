@@ -21,7 +21,7 @@ def test_a_restored_file_is_not_released_again_by_the_next_cycle(tmp_path):
         make_file(hot / f"set/shard-{i}", 50_000 + i)
         os.utime(hot / f"set/shard-{i}", ns=(long_ago, long_ago))
 
-    first = tiering("run", "-c", str(cfg))
+    first = tiering("run", "--json", "-c", str(cfg))
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout.strip().splitlines()[-1])["actions"] == {"release": {"done": 3}}
 
@@ -34,7 +34,7 @@ def test_a_restored_file_is_not_released_again_by_the_next_cycle(tmp_path):
     assert heat(tmp_path / "state/catalog.db", b"set/shard-0") >= 1  # and the catalog counts the use
     assert heat(tmp_path / "state/catalog.db", b"set/shard-1") == 0
 
-    second = tiering("run", "-c", str(cfg))
+    second = tiering("run", "--json", "-c", str(cfg))
     assert second.returncode == 0, second.stderr
     assert os.stat(hot / "set/shard-0").st_size == 50_000  # still staged in
     assert states(tmp_path / "state/catalog.db")[b"set/shard-0"] == "archived"
