@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,8 @@ def test_archive_release_restore_round_trip_keeps_bytes_and_attributes(mover, si
     os.setxattr(path, "user.owner-note", b"keep me")
     before = path.stat()
 
-    assert mover.archive(rel).status == "done"
+    out = mover.archive(rel)
+    assert out.status == "done", out
     rec = mover.catalog.get(rel)
     assert (rec.state, rec.size, rec.checksum, rec.object_key) == ("archived", size, checksum_bytes(data), encode_key(rel))
     assert mover.archive(rel).status == "noop"
@@ -210,3 +212,26 @@ def test_disk_full_during_restore_is_a_clear_error_and_loses_nothing(tmp_path):
             m.close()
     finally:
         subprocess.run(["umount", str(hot)], check=False)
+
+
+def test_a_restore_waits_a_bounded_time_for_a_stub_held_open_then_fails_it(mover):
+    """Issue 15: a stub held open elsewhere made restore report success and leave the stub. Work not done
+    is not success: it waits (bounded) and, if the stub stays open, that file fails."""
+    data = os.urandom(20_000)
+    path = hot_file(mover, b"held.bin", data)
+    assert mover.release(b"held.bin").status == "done"
+    mover.lease_wait = 1.0
+    with open(path, "rb"):  # a reader that keeps the stub open (a dataloader, `tail -f`)
+        started = time.monotonic()
+        out = mover.restore(b"held.bin")
+        waited = time.monotonic() - started
+    assert out.status == "failed" and "open in another process" in out.reason, out
+    assert 1.0 <= waited < 5
+    assert path.stat().st_size == 0 and mover.catalog.get(b"held.bin").state == "released"
+    assert leftovers(mover) == [] and mover.catalog.open_entries() == []
+
+    holder = open(path, "rb")
+    threading.Timer(0.3, holder.close).start()  # closed while the restore waits: it goes through
+    out = mover.restore(b"held.bin")
+    assert out.status == "done", out
+    assert path.read_bytes() == data

@@ -90,7 +90,10 @@ class GroupCommitter:
                 conn.execute("COMMIT")
             except BaseException as exc:  # the commit itself failed: nothing is durable
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # (SQLite may have rolled back already, e.g. on a full disk); the writers get exc
                 return [(None, exc)] * len(works)
             return outcomes
 

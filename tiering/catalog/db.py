@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 from tiering.catalog.commit import GroupCommitter
 from tiering.catalog.lock import WriterLock
 from tiering.catalog.schema import MIGRATIONS, SCHEMA_VERSION
-from tiering.errors import UserError
+from tiering.errors import CatalogError, UserError
 
 RESIDENT, ARCHIVED, RELEASED, DIRTY = "resident", "archived", "released", "dirty"
 STATES = (RESIDENT, ARCHIVED, RELEASED, DIRTY)
@@ -140,18 +140,33 @@ class Catalog:
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._read_lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise CatalogError(f"catalog {self.path} cannot be read: {exc}") from exc
 
     def _write(self, work):
-        """Run ``work(conn)`` in a durable transaction (group-committed with other threads')."""
+        """Run ``work(conn)`` in a durable transaction (group-committed with other threads').
+
+        A write SQLite refuses (disk full, an unwritable file) is a ``CatalogError``: the run cannot go on.
+        """
         if self._committer is None:
             raise UserError(f"catalog {self.path} was opened read-only")
-        return self._committer.submit(work)
+        try:
+            return self._committer.submit(work)
+        except sqlite3.OperationalError as exc:  # (not a constraint a bad record broke: that is a bug)
+            raise self._unwritable(exc) from exc
 
     async def _write_async(self, work):
         if self._committer is None:
             raise UserError(f"catalog {self.path} was opened read-only")
-        return await self._committer.submit_async(work)
+        try:
+            return await self._committer.submit_async(work)
+        except sqlite3.OperationalError as exc:  # (not a constraint a bad record broke: that is a bug)
+            raise self._unwritable(exc) from exc
+
+    def _unwritable(self, exc: sqlite3.OperationalError) -> CatalogError:
+        return CatalogError(f"catalog {self.path} cannot be written: {exc}")
 
     # -- files -------------------------------------------------------------------
 

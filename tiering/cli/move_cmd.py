@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -217,13 +221,16 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
         mover = Telling(mover, lambda outcome: (bar.print if bar else note)(told_line(outcome)))
     ex = open_executor(executor)
     try:
-        result = execute(mover, tasks, jobs=jobs, total=totals, progress=bar, executor=ex)
+        with _stop_on_signals() as interrupt:
+            result = execute(mover, tasks, jobs=jobs, total=totals, progress=bar, executor=ex, interrupt=interrupt)
     finally:
         ex.close()
         if bar:
             bar.end()
     for outcome in refused:  # named paths refused before the run (missing, outside the hot tier, a symlink)
         result.add(outcome)
+    for outcome in result.warnings[:limit(50)]:  # done, but worth knowing (an object that lost its metadata)
+        problem(f"warning: {outcome.action} {show_path(outcome.path)}: {outcome.warning}")
     for outcome in result.skipped[:limit(50)]:
         note(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
     for outcome in result.failures[:limit(200)]:
@@ -233,6 +240,25 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
     typer.echo(json.dumps(result.summary()) if as_json else moved_line(result))
     if result.exit_status:
         raise typer.Exit(result.exit_status)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT set the event (start nothing new, finish what is in flight, then the summary
+    and exit 130); a second one abandons the actions in flight, which the next start recovers."""
+    interrupt = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        if interrupt.is_set():
+            raise KeyboardInterrupt
+        interrupt.set()
+
+    saved = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield interrupt
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def _report_recovery(recovered) -> None:

@@ -165,6 +165,9 @@ def _get(spec: StoreSpec, key: str, local: str) -> ObjectInfo:
 class OffloadedStore:
     """A store whose ``put_file``/``get_file`` run on a cluster worker; everything else runs here."""
 
+    #: Workers are other processes: they get plain path names, not this process's descriptors (``Mover``).
+    transfers_elsewhere = True
+
     def __init__(self, store: Store, client, spec: StoreSpec) -> None:
         self._store = store
         self._client = client

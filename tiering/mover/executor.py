@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -38,8 +39,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, not for migrate
     from tiering.mover.ops import Mover
 from tiering.aio import run_blocking
-from tiering.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
+from tiering.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_status
+from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class RunResult:
     bytes_moved: int = 0
     failures: list[Outcome] = field(default_factory=list)
     skipped: list[Outcome] = field(default_factory=list)
+    warnings: list[Outcome] = field(default_factory=list)  # the first few done files that carry a warning
     stopped: str = ""  # why the run stopped starting new work, if it did
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
@@ -95,6 +97,8 @@ class RunResult:
 
     def add(self, outcome: Outcome) -> None:
         self.counts[(outcome.action, outcome.status)] += 1
+        if outcome.warning and len(self.warnings) < 1000:
+            self.warnings.append(outcome)
         if outcome.status == DONE:
             self.bytes_moved += outcome.bytes
         elif outcome.status == FAILED:
@@ -114,15 +118,23 @@ class RunResult:
 
 
 async def run_action(mover: Mover, task: Task) -> Outcome:
-    """One task on ``mover`` (anything with the mover's ``*_async`` actions)."""
-    if task.action == "archive":
-        return await mover.archive_async(task.path, task.tier, task.storage_class)
-    if task.action == "release":
-        return await mover.release_async(task.path, task.tier)
-    if task.action == "restore":
-        return await mover.restore_async(task.path)
-    if task.action == "pin":
-        return await mover.pin_async(task.path)
+    """One task on ``mover`` (anything with the mover's ``*_async`` actions); never raises an ``Exception``.
+
+    Whatever an action lets escape (a bug, an error nobody classified) fails
+    that task, and, being of run scope, stops the run: it is a result, so the
+    run still ends with its summary (``errors.scope_of``).
+    """
+    try:
+        if task.action == "archive":
+            return await mover.archive_async(task.path, task.tier, task.storage_class)
+        if task.action == "release":
+            return await mover.release_async(task.path, task.tier)
+        if task.action == "restore":
+            return await mover.restore_async(task.path)
+        if task.action == "pin":
+            return await mover.pin_async(task.path)
+    except Exception as exc:
+        return failure(task.path, task.action, exc, task.tier)
     return Outcome(task.path, task.action, FAILED, f"unknown action {task.action!r}")
 
 
@@ -189,11 +201,14 @@ class ThreadExecutor:
 
 def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: float = 0.5, min_sample: int = 20,
             total: tuple[int, int] | None = None, progress: Callable[[Progress], None] | None = None,
-            executor: Executor | None = None) -> RunResult:
+            executor: Executor | None = None, interrupt: threading.Event | None = None) -> RunResult:
     """Run ``tasks`` with ``jobs`` in flight; returns what happened. ``total`` = (files, bytes), for progress.
 
     Actions journal to the catalog, which only this process writes, so they
     always run here; a distributed ``executor`` takes their byte transfers.
+    Once ``interrupt`` is set (by a signal handler, say) nothing new starts,
+    the actions in flight finish, and the result says it was interrupted.
+    Whatever fails, this returns: a run always ends with its summary.
     """
     result = RunResult()
     start = time.monotonic()
@@ -206,16 +221,25 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
     mover.transfer_jobs = jobs
     with (executor or ThreadExecutor()).offloading(mover):
         try:
-            run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick))
+            try:
+                run_blocking(_run_all(mover, tasks, jobs, result, max_error_rate, min_sample, tick, interrupt))
+            finally:
+                if hasattr(mover, "flush_heat"):
+                    mover.flush_heat()  # the files restored count as used before the next plan reads heat
+            if interrupt is not None and interrupt.is_set():
+                raise KeyboardInterrupt
         except KeyboardInterrupt:  # Ctrl-C: drive() let the actions in flight finish first
             result.stopped = "interrupted: the actions already started finished; no new ones were started"
             result.interrupted = True
+        except Exception as exc:  # outside any action (the task source, a progress callback): stop, with a summary
+            result.stopped = f"stopped after an unexpected error: {type(exc).__name__}: {exc}"
+            result.stop_status = exit_status(exc)
     result.seconds = time.monotonic() - start
     return result
 
 
 async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunResult, max_error_rate: float,
-                   min_sample: int, tick: Callable[[], None]) -> None:
+                   min_sample: int, tick: Callable[[], None], interrupt: threading.Event | None) -> None:
     def landed(outcome: Outcome) -> None:
         result.add(outcome)
         if not result.stopped:
@@ -223,7 +247,10 @@ async def _run_all(mover: Mover, tasks: Iterable[Task], jobs: int, result: RunRe
             result.stop_status = outcome.stop if result.stopped else 0
         tick()
 
-    await drive(partial(run_action, mover), tasks, jobs=jobs, on_result=landed, stop=lambda: bool(result.stopped))
+    def stop() -> bool:
+        return bool(result.stopped) or (interrupt is not None and interrupt.is_set())
+
+    await drive(partial(run_action, mover), tasks, jobs=jobs, on_result=landed, stop=stop)
 
 
 async def drive(fn: Callable[[T], Awaitable[R]], items: Iterable[T], *, jobs: int, on_result: Callable[[R], None],
@@ -261,9 +288,9 @@ async def drive(fn: Callable[[T], Awaitable[R]], items: Iterable[T], *, jobs: in
                 running += 1
             if not running:
                 return
-            value = (await next_finished()).result()
-            running -= 1
-            on_result(value)
+            future = await next_finished()
+            running -= 1  # before .result(), which may raise: the finally below must not wait for this one
+            on_result(future.result())
     finally:
         while running:  # interrupted, or something raised: let the others finish (journal entries, temp files)
             future = await next_finished()

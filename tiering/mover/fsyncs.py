@@ -23,34 +23,48 @@ class SyncBatcher:
     """Coalesces fsync requests from one event loop (not thread-safe: one per loop)."""
 
     def __init__(self) -> None:
-        self._batches: LoopBatcher[int | Path] = LoopBatcher(_sync_all)
+        self._batches: LoopBatcher[int | Path | _DirFd] = LoopBatcher(_sync_all)
 
     async def sync_file(self, fd: int) -> None:
         """Return once the open file ``fd`` has been fsynced (after this call)."""
         await self._batches.submit(fd)
 
-    async def sync_dir(self, directory: Path) -> None:
-        """Return once an fsync of ``directory`` that started after this call has finished."""
-        await self._batches.submit(directory)
+    async def sync_dir(self, directory: Path | int) -> None:
+        """Return once an fsync of ``directory`` (a path, or an open descriptor of it) that started
+        after this call has finished."""
+        await self._batches.submit(_DirFd(directory) if isinstance(directory, int) else directory)
 
 
-def _sync_all(targets: list[int | Path]) -> Outcomes:
+class _DirFd(int):
+    """An open directory's descriptor: fsynced once per batch however many descriptors name it."""
+
+    __slots__ = ()
+
+
+def _sync_all(targets: list[int | Path | _DirFd]) -> Outcomes:
     """fsync each target (an fd, or a directory once however often it is named); an outcome each."""
-    done: dict[Path, OSError | None] = {}
+    done: dict[object, OSError | None] = {}
     outcomes: Outcomes = []
     for target in targets:
+        key: object = target
         try:
-            if isinstance(target, int):
+            if isinstance(target, _DirFd):
+                st = os.fstat(target)
+                key = (st.st_dev, st.st_ino)
+            if isinstance(target, int) and not isinstance(target, _DirFd):
                 os.fsync(target)
-            elif target in done:
-                if done[target] is not None:
-                    raise done[target]
+            elif key in done:
+                if done[key] is not None:
+                    raise done[key]
             else:
-                done[target] = None
-                fsync_path(target)
+                done[key] = None
+                if isinstance(target, _DirFd):
+                    os.fsync(target)
+                else:
+                    fsync_path(target)
         except OSError as exc:
-            if isinstance(target, Path):
-                done[target] = exc
+            if not isinstance(target, int) or isinstance(target, _DirFd):
+                done[key] = exc
             outcomes.append((None, exc))
         else:
             outcomes.append((None, None))

@@ -40,20 +40,20 @@ from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
 from tiering.errors import (
-    CONFIG,
-    RUN,
+    CatalogError,
     IntegrityError,
+    PathError,
     SourceChangedError,
     StoreError,
     TieringError,
-    exit_status,
-    scope_of,
 )
 from tiering.faults import crash_point
+from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.identity import Identity, open_for_writing
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome
+from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 from tiering.mover.stub import (
+    StubBusyError,
     StubError,
     copy_user_xattrs,
     ignore_lease_breaks,
@@ -61,10 +61,15 @@ from tiering.mover.stub import (
     replace_stub,
     stub_attributes,
 )
-from tiering.stores.base import FileMeta, Store, call_async
+from tiering.stores.base import FileMeta, ObjectInfo, Store, call_async
+from tiering.stores.checksum import Hasher
 from tiering.stores.keys import encode_key
 
 RESTORE_TMP_PREFIX = ".tiering-restore-"
+#: How long a restore waits for another process to close the stub it would replace, before failing it.
+LEASE_WAIT = 5.0
+#: Restored files counted as used (heat) per catalog commit.
+HEAT_BATCH = 4096
 
 
 class Mover:
@@ -74,10 +79,16 @@ class Mover:
         self.config = config
         self.catalog = catalog
         self.hot = Path(config.hot_path)
+        #: Every file the mover touches is reached through this: never through a symlink (``mover.beneath``).
+        self.hot_root = HotRoot(self.hot)
         self._stores: dict[str, Store] = {}
         self._stores_lock = threading.Lock()
         self._writers = open_for_writing() if check_writers else frozenset()
         self._use_lease = ignore_lease_breaks()
+        #: Seconds a restore waits for other processes to close the stub it would replace.
+        self.lease_wait = LEASE_WAIT
+        self._used: list[bytes] = []  # restored since the last flush_heat: each counts as one access
+        self._used_lock = threading.Lock()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
         self.transfer_jobs = config.jobs
         self._per_loop: PerLoop[_LoopState] = PerLoop(
@@ -94,11 +105,41 @@ class Mover:
             return self._stores[tier]
 
     def close(self) -> None:
+        self.flush_heat()
         for store in self._stores.values():
             store.close()
+        self.hot_root.close()
+
+    def flush_heat(self) -> None:
+        """Count the files restored since the last flush as used now (``Catalog.add_heat``), in one commit.
+
+        Heat only ranks files: a catalog that cannot take it loses the counts, not the run.
+        """
+        with self._used_lock:
+            used, self._used = self._used, []
+        if used:
+            try:
+                self.catalog.add_heat(used, time.time(), self.config.heat_half_life)
+            except CatalogError:
+                pass
+
+    def _mark_used(self, rel: bytes) -> bool:
+        """Note a restored file for ``flush_heat``; True when enough are waiting to flush now."""
+        with self._used_lock:
+            self._used.append(rel)
+            return len(self._used) >= HEAT_BATCH
 
     def hot_path(self, rel: bytes) -> Path:
+        """``rel``'s path name, for messages and readers; the mover itself goes through ``hot_root``."""
         return self.hot / os.fsdecode(rel)
+
+    def _local_name(self, store: Store, where: Entry, fd: int | None = None, name: bytes | None = None) -> str:
+        """The name a store's path-taking call gets for a hot file: one that resolves through our
+        descriptors (``beneath``), unless the store moves bytes in another process (a cluster
+        worker), which gets the plain path, checked through the descriptors just before and after."""
+        if getattr(store, "transfers_elsewhere", False):
+            return str(self.hot / os.fsdecode(where.rel.rpartition(b"/")[0]) / os.fsdecode(name or where.name))
+        return f"/proc/self/fd/{fd}" if fd is not None else where.fd_path(name)
 
     def _open_for_writing(self, st: os.stat_result) -> bool:
         return (st.st_dev, st.st_ino) in self._writers
@@ -120,17 +161,18 @@ class Mover:
     async def archive_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         """``archive`` as a coroutine."""
         try:
-            return (await self._archive(rel, tier, storage_class)).outcome
+            with self.hot_root.entry(rel) as where:
+                return (await self._archive(where, tier, storage_class)).outcome
         except (TieringError, OSError) as exc:
-            return _failure(rel, "archive", exc, tier)
+            return failure(rel, "archive", exc, tier)
 
-    async def _archive(self, rel: bytes, tier: str | None, storage_class: str | None, *,
+    async def _archive(self, where: Entry, tier: str | None, storage_class: str | None, *,
                        known: tuple[FileRecord | None, os.stat_result] | None = None,
                        then_release: bool = False) -> _Archived:
-        """Archive ``rel``. ``known``: its catalog record and lstat, when the caller has them already.
+        """Archive ``where``. ``known``: its catalog record and lstat, when the caller has them already.
         ``then_release``: journal the release in the same commit that records the verified copy."""
-        path = self.hot_path(rel)
-        rec, st = known if known else (self.catalog.get(rel), os.lstat(path))
+        rel = where.rel
+        rec, st = known if known else (self.catalog.get(rel), where.lstat())
         if skip := self._unmovable(st):
             return _Archived(Outcome(rel, "archive", SKIPPED, skip))
         ident = Identity.of(st)
@@ -145,11 +187,21 @@ class Mover:
                                                identity=ident.as_dict())
         crash_point("archive:begin")
         try:
-            info = await self._transfer(store, "put_file", path, key, FileMeta.from_stat(st, key), size=st.st_size)
+            # Opened once, without following links (a symlink swapped in since the lstat is refused), and
+            # handed to the store by descriptor: the bytes copied are this file's, wherever its name points now.
+            fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                if Identity.of(os.fstat(fd)) != ident:
+                    raise SourceChangedError(f"{_show(rel)}: changed before it was copied")
+                info = await self._transfer(store, "put_file", self._local_name(store, where, fd), key,
+                                            FileMeta.from_stat(st, key), size=st.st_size)
+            finally:
+                os.close(fd)
             crash_point("archive:copied")
-            after = Identity.of(os.lstat(path))
+            after = Identity.of(where.lstat())
             if after != ident:
                 raise SourceChangedError(f"{_show(rel)}: changed while it was copied")
+            copy = None
             if not info.verified:  # the store could not confirm the stored bytes itself: read its record back
                 copy = await call_async(store, "head", key)
                 if copy.size != ident.size or copy.checksum != info.checksum:
@@ -171,7 +223,7 @@ class Mover:
             await self.catalog.end_async(entry, record=record, checksum=info.checksum)
         crash_point("archive:end")
         outcome = Outcome(rel, "archive", DONE, f"copied to {tier} and verified", bytes=ident.size, tier=tier)
-        return _Archived(outcome, record, release_entry)
+        return _Archived(outcome, record, release_entry, copy, info.etag)
 
     async def _abandon_archive(self, entry: int, rec: FileRecord | None, rel: bytes, store: Store, key: str,
                                exc: BaseException) -> None:
@@ -204,40 +256,44 @@ class Mover:
     async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
         """``release`` as a coroutine."""
         try:
-            return await self._release(rel, tier)
+            with self.hot_root.entry(rel) as where:
+                return await self._release(where, tier)
         except (TieringError, OSError) as exc:
-            return _failure(rel, "release", exc, tier)
+            return failure(rel, "release", exc, tier)
 
-    async def _release(self, rel: bytes, tier: str | None) -> Outcome:
+    async def _release(self, where: Entry, tier: str | None) -> Outcome:
+        rel = where.rel
         rec = self.catalog.get(rel)
         if rec and rec.state == RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
-        path = self.hot_path(rel)
-        st = os.lstat(path)
-        just_archived, entry = False, None
+        st = where.lstat()
+        entry, copy, etag = None, None, ""
         if rec is None or rec.state != ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
-            archived = await self._archive(rel, tier, None, known=(rec, st), then_release=st.st_size > 0)
+            archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
                 return replace(archived.outcome, action="release")
-            rec, entry = archived.record, archived.release_entry
-            just_archived = archived.outcome.status == DONE
+            rec, entry, copy, etag = archived.record, archived.release_entry, archived.copy, archived.etag
         if skip := self._unmovable(st):
             return Outcome(rel, "release", SKIPPED, skip)
         if rec.size == 0:
             return Outcome(rel, "release", NOOP, "empty file: no blocks to free", tier=rec.tier)
-        if not just_archived:  # a copy made earlier may have been deleted or replaced since: check it
-            copy = await call_async(self.store(rec.tier), "head", rec.object_key)
-            if copy.size != rec.size or copy.checksum != rec.checksum:
-                raise IntegrityError(f"{_show(rel)}: capacity copy in {rec.tier} no longer matches the catalog; "
-                                     "not releasing")
+        # Release only what a restore can undo: read the stored object back (however the copy was
+        # verified when written: a store may keep the bytes and drop the metadata) and require
+        # everything a restore checks.
+        copy = copy or await call_async(self.store(rec.tier), "head", rec.object_key)
+        if why := _unrestorable(copy, rec, etag):
+            if entry is not None:
+                await self.catalog.end_async(entry, "rolled_back", error=why)
+            return Outcome(rel, "release", FAILED, f"{why}; not releasing: the file stays on the hot tier "
+                           f"(archived)", tier=rec.tier)
         if entry is None:
             entry = await self.catalog.begin_async("release", rel, "stubbing", tier=rec.tier,
                                                    object_key=rec.object_key)
         crash_point("release:begin")
         try:
             attrs = stub_attributes(rec.size, rec.checksum, rec.tier)
-            release_to_stub(path, Identity.of_record(rec), attrs, self._use_lease)
+            release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease)
         except StubError as exc:
             await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
             return Outcome(rel, "release", SKIPPED, exc.reason, tier=rec.tier)
@@ -272,63 +328,101 @@ class Mover:
     async def restore_async(self, rel: bytes) -> Outcome:
         """``restore`` as a coroutine."""
         try:
-            return await self._restore(rel)
+            with self.hot_root.entry(rel) as where:
+                return await self._restore(where)
         except (TieringError, OSError) as exc:
-            return _failure(rel, "restore", exc, None)
+            return failure(rel, "restore", exc, None)
 
-    async def _restore(self, rel: bytes) -> Outcome:
+    async def _restore(self, where: Entry) -> Outcome:
+        rel = where.rel
         rec = self.catalog.get(rel)
         if rec is None or rec.state != RELEASED:
             return Outcome(rel, "restore", NOOP, f"not released ({rec.state if rec else 'unmanaged'})")
-        path = self.hot_path(rel)
-        stub = os.lstat(path)
+        stub = where.lstat()
+        if not stat.S_ISREG(stub.st_mode):
+            raise PathError(f"{_show(rel)}: not a regular file any more (the stub was replaced); not restoring",
+                            path=rel)
         if stub.st_size != 0:
             await self.catalog.put_async(replace(rec, state=DIRTY))
             return Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty", tier=rec.tier)
-        tmp = path.parent / f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}"
+        tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
-                                               tmp=tmp.name, stub_ino=stub.st_ino)
+                                               tmp=os.fsdecode(tmp), stub_ino=stub.st_ino)
         crash_point("restore:begin")
         try:
-            await self._fetch(rec, tmp, stub)
+            note = await self._fetch(rec, where, tmp, stub)
             crash_point("restore:fetched")
-            replace_stub(tmp, path, Identity.of(stub), self._use_lease)
+            await self._replace_stub(where, tmp, stub)
             # The rename must be on disk before the journal says "restored";
             # renames in one directory share one fsync of it.
-            await self._syncer().sync_dir(path.parent)
+            await self._syncer().sync_dir(where.dir_fd)
         except StubError as exc:
-            _unlink_quietly(tmp)
+            where.unlink(tmp)
             await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
-            return Outcome(rel, "restore", SKIPPED, f"the stub is in use or changed ({exc.reason}); left as it is")
+            if isinstance(exc, StubBusyError):  # work not done is not success: the stub is still there
+                return Outcome(rel, "restore", FAILED, f"the stub stayed open in another process for "
+                               f"{self.lease_wait:g}s; left as it is (try again once it is closed)", tier=rec.tier)
+            return Outcome(rel, "restore", SKIPPED, f"the stub changed ({exc.reason}); left as it is")
         except BaseException as exc:
-            _unlink_quietly(tmp)
+            where.unlink(tmp)
             await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
         crash_point("restore:renamed")
-        new = os.lstat(path)
+        new = where.lstat()
         await self.catalog.end_async(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
                                               ino=new.st_ino, released_at=None))
         crash_point("restore:end")
-        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size, tier=rec.tier)
+        if self._mark_used(rel):
+            await asyncio.to_thread(self.flush_heat)
+        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size,
+                       tier=rec.tier, warning=note)
 
-    async def _fetch(self, rec: FileRecord, tmp: Path, stub: os.stat_result) -> None:
-        """Download into ``tmp``, check it against the catalog, give it the stub's owner/mode/times."""
-        info = await self._transfer(self.store(rec.tier), "get_file", rec.object_key, tmp, size=rec.size)
-        if info.checksum != rec.checksum or info.size != rec.size:
-            raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
-                                 f"(checksum {info.checksum or 'missing'}, expected {rec.checksum})")
-        fd = os.open(tmp, os.O_RDWR | os.O_CLOEXEC)
+    async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
+        """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub."""
+        deadline, pause = time.monotonic() + self.lease_wait, 0.02
+        while True:
+            try:
+                return replace_stub(where, tmp, Identity.of(stub), self._use_lease)
+            except StubBusyError:
+                if (left := deadline - time.monotonic()) <= 0:
+                    raise
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, 0.5)
+
+    async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result) -> str:
+        """Download into ``tmp`` beside ``where``, check it against the catalog, give it the stub's
+        owner/mode/times; returns a warning for the outcome ('' when all was as expected)."""
+        store = self.store(rec.tier)
+        os.close(where.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, name=tmp))  # ours, not a planted link
+        info = await self._transfer(store, "get_file", rec.object_key, self._local_name(store, where, name=tmp),
+                                    size=rec.size)
+        fd = where.open(os.O_RDWR, name=tmp)
         try:
+            # The store checked the bytes against the object's own metadata; the catalog's checksum is
+            # checked too, so an object whose metadata was lost (or replaced) never passes for the file.
+            got = info.checksum or (await asyncio.to_thread(_checksum_of, fd) if info.size == rec.size else "")
+            if got != rec.checksum or info.size != rec.size:
+                lost = "" if info.checksum else ", its metadata is missing"
+                raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
+                                     f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
             if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
                 raise IntegrityError(f"{_show(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
-            copy_user_xattrs(self.hot_path(rec.path), fd)
+            stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                copy_user_xattrs(stub_fd, fd)
+            finally:
+                os.close(stub_fd)
             if os.geteuid() == 0:
                 os.fchown(fd, stub.st_uid, stub.st_gid)
             os.fchmod(fd, stat.S_IMODE(stub.st_mode))
-            os.utime(fd, ns=(stub.st_atime_ns, stub.st_mtime_ns))
+            # A restore is a use: atime says "now", or the next policy cycle would take the file that was
+            # just staged in for the coldest on the tier and release it again. mtime stays the file's own.
+            os.utime(fd, ns=(time.time_ns(), stub.st_mtime_ns))
             await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
             os.close(fd)
+        return "" if info.checksum else (f"the object's metadata is missing in {rec.tier}; the bytes were verified "
+                                          "against the catalog's checksum instead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,25 +440,28 @@ class _Archived:
     outcome: Outcome
     record: FileRecord | None = None  # the file's record once archived (or as found, for a no-op)
     release_entry: int | None = None  # the release journal entry opened with the archive's commit
+    copy: ObjectInfo | None = None  # the stored object as read back after the copy, if it was
+    etag: str = ""  # the stored object's ETag as the write reported it
 
 
-def _failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:
-    """A failed action as an Outcome; ``stop`` says whether (and with which exit status) the run should stop."""
-    if isinstance(exc, FileNotFoundError):
-        return Outcome(rel, action, FAILED, "no such file on the hot tier", tier=tier)
-    stop = exit_status(exc) if scope_of(exc) in (RUN, CONFIG) else 0
-    if isinstance(exc, OSError):
-        reason = f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (hot tier)" if stop else "")
-        return Outcome(rel, action, FAILED, reason, tier=tier, stop=stop)
-    return Outcome(rel, action, FAILED, str(exc), tier=tier, stop=stop)
+def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
+    """Why a restore could not verify ``copy`` as ``rec``'s bytes; '' if it could."""
+    where = f"the capacity copy in {rec.tier}"
+    if copy.size != rec.size:
+        return f"{where} has {copy.size} bytes, the file {rec.size}"
+    if copy.meta is None or not copy.meta.checksum:
+        return f"{where} carries no checksum metadata (the store did not keep it), so no restore could verify it"
+    if copy.meta.checksum != rec.checksum or copy.meta.size != rec.size:
+        return f"{where} no longer matches the catalog (checksum {copy.meta.checksum}, expected {rec.checksum})"
+    if etag and copy.etag and copy.etag != etag:
+        return f"{where} was replaced since it was written (ETag {copy.etag}, written as {etag})"
+    return ""
+
+
+def _checksum_of(fd: int) -> str:
+    """The checksum of the open file ``fd``'s bytes (for an object whose own metadata has none)."""
+    return Hasher.of_file(f"/proc/self/fd/{fd}").value
 
 
 def _show(rel: bytes) -> str:
     return repr(os.fsdecode(rel))[1:-1]
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+from tiering.errors import CONFIG, RUN, TieringError, exit_status, scope_of
 
 DONE, NOOP, SKIPPED, FAILED = "done", "noop", "skipped", "failed"
 
@@ -20,6 +23,8 @@ class Outcome:
     #: For failures that say the whole run should stop (hot tier full, tier unreachable, credentials
     #: refused): the exit status the run ends with (``tiering.errors.exit_status``); 0 for one item's failure.
     stop: int = 0
+    #: Something the user should know about a file that was nevertheless handled (done or no-op).
+    warning: str = ""
 
     @property
     def ok(self) -> bool:
@@ -28,3 +33,20 @@ class Outcome:
     @property
     def fatal(self) -> bool:
         return self.stop != 0
+
+
+def failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:
+    """A failed action as an Outcome; ``stop`` says whether (and with which exit status) the run should stop.
+
+    Anything that is neither one of ours nor an ``OSError`` is a bug: it fails
+    its item, names its type, and stops the run (``scope_of``).
+    """
+    if isinstance(exc, FileNotFoundError):
+        return Outcome(rel, action, FAILED, "no such file on the hot tier", tier=tier)
+    stop = exit_status(exc) if scope_of(exc) in (RUN, CONFIG) else 0
+    if isinstance(exc, OSError):
+        reason = f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (hot tier)" if stop else "")
+        return Outcome(rel, action, FAILED, reason, tier=tier, stop=stop)
+    if not isinstance(exc, TieringError):
+        return Outcome(rel, action, FAILED, f"unexpected {type(exc).__name__}: {exc}", tier=tier, stop=stop)
+    return Outcome(rel, action, FAILED, str(exc), tier=tier, stop=stop)

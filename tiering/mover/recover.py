@@ -26,9 +26,10 @@ from dataclasses import replace
 
 from tiering.catalog import JournalEntry
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED
-from tiering.errors import StoreError
+from tiering.errors import PathError, StoreError
+from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
-from tiering.mover.ops import Mover, _unlink_quietly
+from tiering.mover.ops import Mover
 from tiering.mover.outcome import DONE, FAILED, Outcome
 from tiering.stores.base import SupportsCleanup
 from tiering.stores.checksum import Hasher
@@ -64,9 +65,12 @@ def _archive(mover: Mover, entry: JournalEntry) -> Outcome:
 def _release(mover: Mover, entry: JournalEntry) -> Outcome:
     rec = mover.catalog.get(entry.path)
     try:
-        st = os.lstat(mover.hot_path(entry.path))
+        with mover.hot_root.entry(entry.path) as where:
+            st = where.lstat()
     except FileNotFoundError:
         return _close(mover, entry, "rolled_back", "file is gone from the hot tier")
+    except PathError as exc:
+        return _close(mover, entry, "rolled_back", f"file cannot be reached safely any more: {exc}")
     if rec is None:
         return _close(mover, entry, "rolled_back", "no catalog record")
     if Identity.of(st) == Identity.of_record(rec):
@@ -77,20 +81,34 @@ def _release(mover: Mover, entry: JournalEntry) -> Outcome:
 
 
 def _restore(mover: Mover, entry: JournalEntry) -> Outcome:
-    path = mover.hot_path(entry.path)
-    if tmp := entry.detail.get("tmp"):
-        _unlink_quietly(path.parent / tmp)
-    rec = mover.catalog.get(entry.path)
     try:
-        st = os.lstat(path)
+        with mover.hot_root.entry(entry.path) as where:
+            if tmp := entry.detail.get("tmp"):
+                where.unlink(os.fsencode(tmp))
+            return _settle_restore(mover, entry, where)
     except FileNotFoundError:
         return _close(mover, entry, "rolled_back", "file is gone from the hot tier")
+    except PathError as exc:
+        return _close(mover, entry, "rolled_back", f"file cannot be reached safely any more: {exc}")
+
+
+def _settle_restore(mover: Mover, entry: JournalEntry, where: Entry) -> Outcome:
+    rec = mover.catalog.get(entry.path)
+    st = where.lstat()
     if rec is None or rec.state != RELEASED:
         return _close(mover, entry, "rolled_back", "record is no longer released")
     if st.st_size == 0 and st.st_ino == entry.detail.get("stub_ino", rec.ino):
         return _close(mover, entry, "rolled_back", "stub still in place")
-    if st.st_size == rec.size and Hasher.of_file(path).value == rec.checksum:
+    if stat.S_ISREG(st.st_mode) and st.st_size == rec.size and _checksum(where) == rec.checksum:
         record = replace(rec, state=ARCHIVED, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
                          released_at=None)
         return _close(mover, entry, "done", "restored file is in place and verifies", record)
     return _close(mover, entry, "rolled_back", "file changed", replace(rec, state=DIRTY))
+
+
+def _checksum(where: Entry) -> str:
+    fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return Hasher.of_file(f"/proc/self/fd/{fd}").value
+    finally:
+        os.close(fd)

@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
 
 XATTR_PREFIX = "user.tiering."
@@ -51,6 +52,10 @@ class StubError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class StubBusyError(StubError):
+    """Another process has the file open (or holds a lease on it): trying again later may succeed."""
 
 
 def ignore_lease_breaks() -> bool:
@@ -92,14 +97,18 @@ def is_stub(path: str | Path) -> bool:
 
 
 @contextmanager
-def exclusive(path: Path, expected: Identity, use_lease: bool,
+def exclusive(where: Entry, expected: Identity, use_lease: bool,
               flags: int = os.O_RDONLY) -> Iterator[tuple[int, os.stat_result]]:
-    """(fd, its stat) on ``path``, held under a write lease, after checking it is still ``expected``.
+    """(fd, its stat) on ``where``, held under a write lease, after checking it is still ``expected``.
 
     Raises ``StubError`` if another process has the file open (lease refused)
     or its identity changed. Without lease support, only the identity check.
+    The file is opened through its directory's descriptor, never through a symlink.
     """
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = where.open(flags | os.O_NONBLOCK)  # (non-blocking: a FIFO swapped in, or another's lease, never hangs us)
+    except BlockingIOError:
+        raise StubBusyError("open in another process") from None
     leased = False
     try:
         if use_lease:
@@ -114,12 +123,12 @@ def exclusive(path: Path, expected: Identity, use_lease: bool,
         os.close(fd)
 
 
-def release_to_stub(path: Path, expected: Identity, attributes: dict[str, bytes], use_lease: bool) -> None:
-    """Truncate ``path`` to a stub if it is still exactly ``expected``.
+def release_to_stub(where: Entry, expected: Identity, attributes: dict[str, bytes], use_lease: bool) -> None:
+    """Truncate ``where`` to a stub if it is still exactly ``expected``.
 
     Raises ``StubError`` (nothing changed) if the file is open elsewhere or has changed.
     """
-    with exclusive(path, expected, use_lease, os.O_WRONLY) as (fd, st):
+    with exclusive(where, expected, use_lease, os.O_WRONLY) as (fd, st):
         _set_xattrs(fd, attributes)
         os.ftruncate(fd, 0)
         os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -127,14 +136,14 @@ def release_to_stub(path: Path, expected: Identity, attributes: dict[str, bytes]
         # recovery reads which way the file went after a crash either way.
 
 
-def replace_stub(tmp: Path, path: Path, stub: Identity, use_lease: bool) -> None:
-    """Rename the restored ``tmp`` over the stub at ``path``, if the stub is untouched.
+def replace_stub(where: Entry, tmp: bytes, stub: Identity, use_lease: bool) -> None:
+    """Rename the restored ``tmp`` (beside it) over the stub at ``where``, if the stub is untouched.
 
     Under the lease nobody can open the stub (and so write into it) between
     the check and the rename.
     """
-    with exclusive(path, stub, use_lease):
-        os.rename(tmp, path)
+    with exclusive(where, stub, use_lease):
+        where.rename_over(tmp)
 
 
 def _take_lease(fd: int) -> bool:
@@ -143,7 +152,7 @@ def _take_lease(fd: int) -> bool:
         return True
     except OSError as exc:
         if exc.errno == errno.EAGAIN:
-            raise StubError("open in another process") from None
+            raise StubBusyError("open in another process") from None
         return False  # EINVAL/ENOTSUP: this filesystem has no leases
 
 
