@@ -26,6 +26,13 @@ def policy_for(config: Config, given: str | Path | None = None) -> Policy:
     return load_policy(path, config)
 
 
+def check_hot_tier(config: Config) -> None:
+    """A hot tier that is not an existing directory is the config's mistake (``UserError``, exit 2)."""
+    if not config.hot_path.is_dir():
+        raise UserError(f"{config.path}: [hot] path: {config.hot_path} is not an existing directory "
+                        "(is it mounted?)")
+
+
 def latest_snapshot(config: Config) -> Path | None:
     from tiering.scan import snapshot_dir
 
