@@ -162,7 +162,7 @@ class Daemon:
 
     def _record_heat(self, paths: list[bytes]) -> None:
         try:
-            self.catalog.add_heat(paths, time.time(), self.config.heat_half_life)
+            self.catalog.add_heat(paths, time.time(), self.config.heat_half_life, _sizes(self.config.hot_path, paths))
         except Exception:
             self.metrics.inc("tiering_errors_total", kind="heat")
             raise
@@ -301,6 +301,18 @@ class Daemon:
     def _watermarks(self) -> dict:
         wm = self.policy.watermark
         return {} if wm is None else {(("level", "high"),): wm.high, (("level", "low"),): wm.low}
+
+
+def _sizes(root: Path, paths: list[bytes]) -> dict[bytes, int]:
+    """The files' sizes on the hot tier (a file gone since its event has none), so heat-only records
+    count their true bytes."""
+    sizes = {}
+    for rel in set(paths):
+        try:
+            sizes[rel] = os.lstat(root / os.fsdecode(rel)).st_size
+        except OSError:
+            pass
+    return sizes
 
 
 def _log_failure(what: str, exc: Exception) -> None:

@@ -258,7 +258,9 @@ class Mover:
     async def pin_async(self, rel: bytes) -> Outcome:
         """``pin`` as a coroutine."""
         rec = self.catalog.get(rel)
-        await asyncio.to_thread(self.catalog.set_pinned, [rel], True)
+        resident = rec is None or rec.state == RESIDENT  # an archived record keeps its archived size
+        size = await asyncio.to_thread(_size_on_hot_tier, self.hot_path(rel)) if resident else None
+        await asyncio.to_thread(self.catalog.set_pinned, [rel], True, None if size is None else {rel: size})
         if rec and rec.state == RELEASED:
             return replace(await self.restore_async(rel), action="pin")
         return Outcome(rel, "pin", DONE if not (rec and rec.pinned) else NOOP, "pinned to the hot tier")
@@ -368,3 +370,11 @@ def _unlink_quietly(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _size_on_hot_tier(path: Path) -> int | None:
+    """A resident file's size, so a pinned file counts its bytes (None: it is not there)."""
+    try:
+        return os.lstat(path).st_size
+    except OSError:
+        return None
