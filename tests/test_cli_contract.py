@@ -284,18 +284,12 @@ EXPECTED: dict[str, dict[str, int]] = {
 }
 
 #: Cells that fail today in code another helper owns: strict, so that their fix flips them.
-_HOT = ("cli: a missing hot tier is the config's mistake (exit 2), found before any item runs; "
-        "tiering.workflow.check_hot_tier says it in one line (call it from move_cmd or session.mover_session)")
 _TWICE = ("cli: {} prints the failure that stopped the run and then the stop line: the same error twice "
           "(print the stopping item once)")
 KNOWN: dict[tuple[str, str], str] = {
     ("config-check-probe", "missing-hot"): "cli (config_cmd) / paths (config.py): --probe does not look at [hot] path",
-    ("archive", "missing-hot"): _HOT, ("release", "missing-hot"): _HOT,
-    ("restore", "missing-hot"): _HOT, ("recover", "missing-hot"): _HOT,
-    ("status", "missing-hot"): "paths: status.py summary: a missing hot tier is an OSError (exit 1), not exit 2",
-    ("status-path", "missing-hot"): "paths: status.py: a missing hot tier is an OSError (exit 1), not exit 2",
-    ("status-verify", "missing-hot"): "paths: status.py: a missing hot tier is an OSError (exit 1), not exit 2",
-    ("restore", "missing-file"): "mover/paths (issue 15.3): restore of a path that is not there exits 0, silent",
+    ("recover", "missing-hot"): "cli/paths: recover with a missing hot tier exits 0; it is the config's mistake "
+                                "(exit 2): tiering.workflow.check_hot_tier says it in one line",
     ("config-check-probe", "dead-endpoint"): "stores: the s3 listing takes a refused connection for an empty "
                                              "bucket ('reachable, empty', exit 0)",
     ("migrate", "dead-endpoint"): "stores: the s3 listing takes a refused connection for an empty bucket (exit 0)",
