@@ -110,7 +110,7 @@ def test_pinned_files_report_their_true_size(tmp_path):
     cfg = write_setup(tmp_path, PIN_ALL)
     make_file(tmp_path / "hot" / "ckpt.bin", 7000)
     make_file(tmp_path / "hot" / "data.bin", 3000)
-    done = tiering("run", "-c", str(cfg))
+    done = tiering("run", "-c", str(cfg), "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["actions"] == {"pin": {"done": 2}}, done.stderr
     summary = json.loads(tiering("status", "-c", str(cfg), "--json").stdout)
     assert summary["by_state"] == {"resident": {"files": 2, "bytes": 10_000}}
