@@ -415,7 +415,7 @@ def test_a_plan_on_an_inventory_older_than_max_age_says_so_and_rescans(tmp_path)
     done = tiering("plan", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
     header = done.stdout.splitlines()[0]
-    assert "was 3h old, older than [scan] max_age 1h: rescanned" in header, done.stdout
+    assert "was 3h00m old, older than [scan] max_age 1h: rescanned" in header, done.stdout
     assert "new.bin" in done.stdout  # planned on the fresh scan
     as_json = tiering("plan", "-c", str(cfg), "--json", "--inventory", str(old))
     assert "new.bin" not in as_json.stdout and as_json.stderr == ""  # a named inventory is used as is, however old
@@ -427,7 +427,7 @@ def test_a_plan_within_max_age_uses_the_latest_scan_and_says_how_old_it_is(tmp_p
     cfg, _ = _stale_setup(tmp_path, '[scan]\nmax_age = "1d"\n')
     done = tiering("plan", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].startswith("inventory: scan-") and "scanned 3h ago" in done.stdout
+    assert done.stdout.splitlines()[0].startswith("inventory: scan-") and "scanned 3h00m ago" in done.stdout
     assert "old.bin" in done.stdout and "new.bin" not in done.stdout
 
 

@@ -18,6 +18,7 @@ from tiering.config import Config, check_locations
 from tiering.errors import UserError
 from tiering.plan import Plan, Usage, make_plan
 from tiering.policy import Policy, load_policy
+from tiering.units import format_duration, format_elapsed
 
 
 def policy_for(config: Config, given: str | Path | None = None) -> Policy:
@@ -87,10 +88,10 @@ class Inventory:
 
     def describe(self) -> str:
         """One line for the plan's header: which inventory, how old, and whether a stale one was replaced."""
-        line = f"inventory: {self.path.name}, scanned {age_text(self.age)} ago"
+        line = f"inventory: {self.path.name}, scanned {format_elapsed(self.age)} ago"
         if self.stale is not None:
-            line += (f" (the latest, {self.stale.name}, was {age_text(self.stale_age)} old, older than "
-                     f"[scan] max_age {age_text(self.max_age)}: rescanned)")
+            line += (f" (the latest, {self.stale.name}, was {format_elapsed(self.stale_age)} old, older than "
+                     f"[scan] max_age {format_duration(self.max_age)}: rescanned)")
         return line
 
 
@@ -116,16 +117,6 @@ def _age(snapshot: Path, now: float) -> float:
         return max(0.0, now - os.stat(snapshot).st_mtime)
     except FileNotFoundError:
         raise UserError(f"inventory {snapshot} does not exist; run `tiering scan` or pass --rescan") from None
-
-
-def age_text(seconds: float) -> str:
-    """A duration for people: ``40s``, ``5m``, ``2h13m``, ``3d4h``."""
-    seconds = int(seconds)
-    for big, small, name, sub in ((86400, 3600, "d", "h"), (3600, 60, "h", "m"), (60, 1, "m", "s")):
-        if seconds >= big:
-            rest = (seconds % big) // small
-            return f"{seconds // big}{name}" + (f"{rest}{sub}" if rest else "")
-    return f"{seconds}s"
 
 
 def plan_now(config: Config, policy: Policy, *, snapshot: Path | None = None, catalog: Catalog | None = None,
