@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -30,7 +31,7 @@ from bench import fio_parse
 from bench.campaign import new_campaign, write_results
 from bench.fio_env import Environment, cache_warning, drop_caches, environment
 from bench.fio_profiles import Profile, job_file, load_profile
-from tiering.errors import UserError
+from tiering.errors import RUN_ERRNOS, UserError
 from tiering.units import format_size, parse_size
 
 DATA_DIR = "tiering-bench-fio"
@@ -203,8 +204,16 @@ def _fio(fio: str, *args: str) -> str:
     start = done.stdout.find("{")
     if done.returncode != 0 or start < 0:
         said = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
+        if (code := _errno(said)) in RUN_ERRNOS:  # a full disk: exit 1 like every verb, not a usage error
+            raise OSError(code, f"fio failed on {args[-1]}: {os.strerror(code)}", str(args[-1]))
         raise FioError(f"fio failed on {args[-1]}: {said}")
     return done.stdout[start:]
+
+
+def _errno(said: str) -> int | None:
+    """The errno fio reports in ``err=N/...`` (None: it named none)."""
+    found = re.search(r"\berr=\s*(\d+)", said)
+    return int(found.group(1)) if found else None
 
 
 def _save(campaign: Campaign, env: Environment, out: Path, points: list[Point]) -> CampaignResult:

@@ -97,7 +97,15 @@ def load(directory: str | os.PathLike[str]) -> tuple[pa.Table, list[Path]]:
     if not files:
         raise UserError(f"{directory}: no {RESULTS} below it; "
                         "run `tiering bench fio|objects|dataloader --out DIR` first")
-    return pa.concat_tables([conform(pq.read_table(f)) for f in files]), files
+    return pa.concat_tables([conform(_read(f)) for f in files]), files
+
+
+def _read(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise UserError(f"{path}: not a results table ({exc}); expected a results.parquet "
+                        "written by `tiering bench ... --out DIR`") from exc
 
 
 def series(rows: list[dict]) -> list[Series]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tiering.config import Config, open_tier
+from tiering.errors import UserError
 from tiering.stores import scheme_of
 from tiering.stores.base import FileMeta, Store
 from tiering.stores.keys import encode_key
@@ -137,6 +138,8 @@ def open_dataset(config: Config, tier: str, count: int, size: int) -> Dataset:
     """The dataset of ``count`` x ``size`` samples on ``tier``: "hot" or a configured capacity tier."""
     name = dataset_name(count, size)
     if tier == "hot":
+        if not config.hot_path.is_dir():  # create the dataset in the hot tier, never the hot tier itself
+            raise UserError(f"{config.path}: [hot] path: {config.hot_path} is not an existing directory")
         return HotDataset(config.hot_path / BENCH_FOLDER / name, count, size)
     return StoreDataset(open_tier(config, tier), f"{BENCH_FOLDER}/{name}", count, size, jobs=config.jobs)
 

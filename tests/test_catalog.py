@@ -120,6 +120,17 @@ def test_pins_are_kept_and_listed(db):
         assert cat.get(b"new").pinned and cat.get(b"new").state == "resident"
 
 
+def test_pinned_and_heat_only_records_count_their_true_size(db):
+    """Issue 15.7: a pinned (or merely read) resident file counted 0 bytes; an archived one keeps its own size."""
+    with Catalog.open(db, writer=True) as cat:
+        cat.put(FileRecord(b"ckpt", "archived", tier="hdd", size=500))
+        cat.set_pinned([b"ckpt", b"new"], True, sizes={b"ckpt": 0, b"new": 123})
+        cat.add_heat([b"read", b"new"], now=0.0, half_life=100.0, sizes={b"read": 40, b"new": 124})
+        cat.add_heat([b"read"], now=1.0, half_life=100.0)  # no size known this time: the last one stays
+        assert cat.get(b"new").size == 124 and cat.get(b"read").size == 40 and cat.get(b"ckpt").size == 500
+        assert cat.counts() == {"archived": (1, 500), "resident": (2, 164)}
+
+
 def test_runs_are_recorded(db):
     with Catalog.open(db, writer=True) as cat:
         run = cat.start_run("apply")

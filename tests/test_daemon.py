@@ -246,3 +246,20 @@ def test_the_daemons_own_io_is_not_heat_and_opens_are(tmp_path):
     intake.dispatch(FileOpenedEvent("/hot/moving"))  # just after the action ended: still the mover's
     assert debouncer.flush() == 2 and recorded == [b"a", b"a"]
     assert writes.due(quiet=0) == [b"a"] and debouncer.take_seen() == {b"a"}
+
+
+PIN_KEEP = ('[[rules]]\nname = "keep"\nmatch = \'name ~ "keep*"\'\naction = "pin"\n' + ARCHIVE_ALL)
+
+
+def test_metrics_count_the_true_bytes_of_pinned_files(tmp_path, daemon):
+    """Issue 15.7: a pinned file counted 0 bytes in tiering_bytes."""
+    port = free_port()
+    cfg = write_setup(tmp_path, PIN_KEEP, FAST.replace("metrics_port = 0", f"metrics_port = {port}"))
+    make_file(tmp_path / "hot/keep.bin", 5000)
+    make_file(tmp_path / "hot/one", 1234)
+    daemon(cfg)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert samples['tiering_files{state="resident"}'] == "1" and samples['tiering_bytes{state="resident"}'] == "5000"
+    assert samples['tiering_bytes{state="archived"}'] == "1234"

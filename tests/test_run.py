@@ -100,3 +100,19 @@ def test_the_daemon_table_is_checked_like_the_rest_of_the_config(tmp_path):
     daemon = load_config(cfg).daemon
     assert (daemon.interval, daemon.auto_archive, daemon.metrics_address) == (600, 30, "127.0.0.1")
     assert daemon.log_file == tmp_path / "logs/t.log"
+
+
+PIN_ALL = '[[rules]]\nname = "keep"\nmatch = \'type == "file"\'\naction = "pin"\n[safety]\nmin_age = "0s"\n'
+
+
+def test_pinned_files_report_their_true_size(tmp_path):
+    """Issue 15.7: pinned files counted 0 bytes in `status` (and the metrics), and `status FILE` said size null."""
+    cfg = write_setup(tmp_path, PIN_ALL)
+    make_file(tmp_path / "hot" / "ckpt.bin", 7000)
+    make_file(tmp_path / "hot" / "data.bin", 3000)
+    done = tiering("run", "-c", str(cfg), "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["actions"] == {"pin": {"done": 2}}, done.stderr
+    summary = json.loads(tiering("status", "-c", str(cfg), "--json").stdout)
+    assert summary["by_state"] == {"resident": {"files": 2, "bytes": 10_000}}
+    one = json.loads(tiering("status", "-c", str(cfg), "--json", str(tmp_path / "hot" / "ckpt.bin")).stdout)
+    assert one["pinned"] is True and one["size"] == 7000

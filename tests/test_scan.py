@@ -386,3 +386,63 @@ def test_cli_scan_missing_hot_tier_is_one_line(tmp_path):
     done = cli("scan", "-c", str(write_config(tmp_path)))
     assert done.returncode == 2
     assert done.stderr.strip() == f"tiering: error: {tmp_path / 'hot'}: no such directory (the tree to scan)"
+
+
+# -- a stale inventory (issue 15.7) ------------------------------------------------------------------------------
+
+STALE_POLICY = '[[rules]]\nname = "all"\nmatch = \'type == "file"\'\naction = "archive"\n[safety]\nmin_age = "0s"\n'
+
+
+def _stale_setup(tmp_path: Path, scan_section: str) -> tuple[Path, Path]:
+    """A scanned hot tier whose latest snapshot is 3 hours old, and a file written since."""
+    from unattended import tiering, write_setup
+
+    cfg = write_setup(tmp_path, STALE_POLICY)
+    cfg.write_text(cfg.read_text() + scan_section)
+    (tmp_path / "hot" / "old.bin").write_bytes(b"o" * 100)
+    assert tiering("scan", "-c", str(cfg)).returncode == 0
+    latest = tmp_path / "state" / "inventory" / "latest.parquet"
+    three_hours_ago = latest.stat().st_mtime - 3 * 3600
+    os.utime(latest, (three_hours_ago, three_hours_ago))  # follows the link to the snapshot itself
+    (tmp_path / "hot" / "new.bin").write_bytes(b"n" * 100)
+    return cfg, latest.resolve()
+
+
+def test_a_plan_on_an_inventory_older_than_max_age_says_so_and_rescans(tmp_path):
+    from unattended import tiering
+
+    cfg, old = _stale_setup(tmp_path, "")  # the default [scan] max_age: 1h
+    done = tiering("plan", "-c", str(cfg))
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0]
+    assert "was 3h00m old, older than [scan] max_age 1h: rescanned" in header, done.stdout
+    assert "new.bin" in done.stdout  # planned on the fresh scan
+    as_json = tiering("plan", "-c", str(cfg), "--json", "--inventory", str(old))
+    assert "new.bin" not in as_json.stdout and as_json.stderr == ""  # a named inventory is used as is, however old
+
+
+def test_a_plan_within_max_age_uses_the_latest_scan_and_says_how_old_it_is(tmp_path):
+    from unattended import tiering
+
+    cfg, _ = _stale_setup(tmp_path, '[scan]\nmax_age = "1d"\n')
+    done = tiering("plan", "-c", str(cfg))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("inventory: scan-") and "scanned 3h00m ago" in done.stdout
+    assert "old.bin" in done.stdout and "new.bin" not in done.stdout
+
+
+def test_pick_inventory_rescans_past_max_age(tmp_path):
+    from unattended import write_setup
+
+    from tiering.config import load_config
+    from tiering.workflow import fresh_snapshot, pick_inventory
+
+    cfg = write_setup(tmp_path, STALE_POLICY)
+    cfg.write_text(cfg.read_text() + '[scan]\nmax_age = "10m"\n')
+    config = load_config(cfg)
+    assert config.scan_max_age == 600
+    first = fresh_snapshot(config)
+    kept = pick_inventory(config, now=first.stat().st_mtime + 599)
+    assert kept.path.resolve() == first and kept.stale is None and 598 < kept.age <= 599
+    replaced = pick_inventory(config, now=first.stat().st_mtime + 601)
+    assert replaced.stale == first and replaced.path != first and replaced.stale_age > 600

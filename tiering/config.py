@@ -16,6 +16,9 @@ A configuration is one TOML file (see ``configs/example.toml``)::
     multipart_threshold = "64MiB"
     part_jobs = 4                  # parallel parts per large file
 
+    [scan]                         # optional: `plan`/`apply` rescan rather than plan on
+    max_age = "1h"                 # an inventory older than this (0: always rescan)
+
     [retry]                        # all optional, these are the defaults
     attempts = 6
     max_backoff = "5s"
@@ -77,11 +80,12 @@ CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
 DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 
-_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "concurrency", "retry", "daemon", "tiers")
+_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
 _SIZE_KEYS = frozenset({"part_size", "multipart_threshold"})
-_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline", "half_life"}) | _DAEMON_DURATIONS
+_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline", "half_life",
+                            "max_age"}) | _DAEMON_DURATIONS
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class Config:
     policy_path: Path | None = None  # the policy `plan`/`apply`/`run` use unless told otherwise
     heat_half_life: float = 7 * 86400.0  # seconds; heat halves over this long without access
     daemon: DaemonConfig = field(default_factory=DaemonConfig)  # `run` and `daemon` settings
+    scan_max_age: float = 3600.0  # seconds; `plan`/`apply` rescan rather than plan on an older inventory
 
     def tier(self, name: str | None = None) -> TierConfig:
         """The named tier (the default tier when ``name`` is None)."""
@@ -161,6 +166,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         policy_path=top.path("policy", base, None),
         heat_half_life=_heat(top.sub("heat")),
         daemon=parse_daemon(top.sub("daemon"), base, tiers),
+        scan_max_age=_scan(top.sub("scan")),
     )
     _check_hot(hot, config.hot_path)
     check_locations(config)
@@ -176,6 +182,11 @@ def _check_hot(table: Table, path: Path) -> None:
 def _heat(table: Table) -> float:
     table.check_keys(("half_life",))
     return table.duration("half_life", 7 * 86400.0)
+
+
+def _scan(table: Table) -> float:
+    table.check_keys(("max_age",))
+    return table.duration("max_age", 3600.0)
 
 
 def _read_toml(path: Path, shown: str) -> dict[str, Any]:
@@ -235,6 +246,7 @@ def describe(config: Config) -> str:
         ("hot", {"path": config.hot_path}),
         ("catalog", {"path": config.catalog_path}),
         ("heat", {"half_life": config.heat_half_life}),
+        ("scan", {"max_age": config.scan_max_age}),
         ("daemon", daemon_values(config.daemon)),
         ("concurrency", {k: getattr(config, k) for k in _CONCURRENCY_KEYS}),
         ("retry", {"attempts": config.retry.attempts, "max_backoff": config.retry.cap,

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from tiering.catalog import Catalog
 from tiering.config import Config
+from tiering.errors import EXIT_FAILED, EXIT_OK
 from tiering.mover.executor import RunResult, Task, execute
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
@@ -58,6 +59,12 @@ class CycleReport:
     @property
     def failed(self) -> int:
         return self.result.failed + sum(not o.ok for o in self.recovered)
+
+    @property
+    def exit_status(self) -> int:
+        """``tiering run``'s exit status: what stopped the run (3: a tier unreachable, ...), else 1 if
+        anything failed (recovery included), else 0."""
+        return self.result.exit_status or (EXIT_FAILED if self.failed else EXIT_OK)
 
     def summary(self) -> dict:
         return {"command": self.command, "run_id": self.run_id, "recovered": len(self.recovered),
@@ -175,9 +182,11 @@ class HookedMover:
 def _log_report(report: CycleReport) -> None:
     result = report.result
     for outcome in (result.skipped + result.failures)[:MAX_LOGGED]:
+        if result.stopped and outcome.stop:
+            continue  # the failure that stopped the run: said once, as the error below
         level = logging.WARNING if outcome.status == "failed" else logging.INFO
         log.log(level, "%s: %s %s: %s", outcome.status, outcome.action, show_path(outcome.path), outcome.reason)
     if result.stopped:
-        log.warning("%s: %s", report.command, result.stopped)
+        log.error("%s: %s", report.command, result.stopped)
     log.info("%s: done in %.1fs: %d actions, %d failed, %d bytes moved; hot tier %.1f%% used", report.command,
              report.seconds, result.total, report.failed, result.bytes_moved, 100 * report.usage_after.fraction)

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +53,8 @@ _PINNED, _UPDATED_AT = _FILE_COLUMNS.index("pinned"), _FILE_COLUMNS.index("updat
 #: Heat and pin have writers of their own (add_heat, set_pinned): a state change
 #: computed from an older read of the record must not roll them back.
 _KEPT_ON_UPDATE = ("path", "heat", "heat_at", "pinned")
+#: A resident record's size follows the file on the hot tier; any other state's is the archived version's.
+_SIZE = "size = CASE WHEN files.state = 'resident' THEN coalesce(excluded.size, files.size) ELSE files.size END"
 _UPSERT = (f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('?' for _ in _FILE_COLUMNS)}) "
            "ON CONFLICT (path) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in _FILE_COLUMNS if c not in _KEPT_ON_UPDATE))
@@ -198,20 +200,30 @@ class Catalog:
         rows = self._read("SELECT state, count(*), coalesce(sum(size), 0) FROM files GROUP BY state")
         return {state: (n, b) for state, n, b in rows}
 
-    def set_pinned(self, paths: Iterable[bytes], pinned: bool) -> None:
-        now = time.time()
-        rows = [(p, int(pinned), now) for p in paths]
-        self._write(lambda conn: conn.executemany(
-            "INSERT INTO files (path, state, pinned, updated_at) VALUES (?, 'resident', ?, ?) "
-            "ON CONFLICT (path) DO UPDATE SET pinned = excluded.pinned, updated_at = excluded.updated_at", rows))
+    def set_pinned(self, paths: Iterable[bytes], pinned: bool, sizes: Mapping[bytes, int] | None = None) -> None:
+        """Set or clear the pin of ``paths``; a path new to the catalog becomes a resident record.
 
-    def add_heat(self, paths: Iterable[bytes], now: float, half_life: float) -> None:
-        """Count one access for each path: decay the stored heat to ``now``, add 1."""
-        rows = [(p, now, now, now, now, half_life, now, now) for p in paths]
+        ``sizes`` (the files' sizes on the hot tier) keep a resident record's size true, so a pinned
+        file counts its bytes in ``counts``; an archived or released record keeps its own size.
+        """
+        now, sizes = time.time(), sizes or {}
+        rows = [(p, int(pinned), sizes.get(p), now) for p in paths]
         self._write(lambda conn: conn.executemany(
-            "INSERT INTO files (path, state, heat, heat_at, updated_at) VALUES (?, 'resident', 1, ?, ?) "
+            "INSERT INTO files (path, state, pinned, size, updated_at) VALUES (?, 'resident', ?, ?, ?) "
+            f"ON CONFLICT (path) DO UPDATE SET pinned = excluded.pinned, updated_at = excluded.updated_at, {_SIZE}",
+            rows))
+
+    def add_heat(self, paths: Iterable[bytes], now: float, half_life: float,
+                 sizes: Mapping[bytes, int] | None = None) -> None:
+        """Count one access for each path: decay the stored heat to ``now``, add 1 (``sizes``: as in
+        ``set_pinned``)."""
+        sizes = sizes or {}
+        rows = [(p, sizes.get(p), now, now, now, now, half_life, now, now) for p in paths]
+        self._write(lambda conn: conn.executemany(
+            "INSERT INTO files (path, state, size, heat, heat_at, updated_at) VALUES (?, 'resident', ?, 1, ?, ?) "
             "ON CONFLICT (path) DO UPDATE SET "
-            "heat = heat * pow(0.5, (? - coalesce(heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?", rows))
+            f"heat = heat * pow(0.5, (? - coalesce(heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?, {_SIZE}",
+            rows))
 
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,

@@ -8,11 +8,28 @@ from typing import Annotated, Optional
 
 import typer
 
+from tiering.errors import UserError
+
 app = typer.Typer(help="Benchmarks: fio sweeps, object-tier sweeps, dataloader emulation, and reports over them.", no_args_is_help=True)
 
 
-def _csv(text: str, parse) -> list:
-    return [parse(part.strip()) for part in text.split(",") if part.strip()]
+def _csv(text: str, parse, option: str) -> list:
+    """A comma-separated option's values, each positive; a bad one is a usage error naming the option."""
+    values = [_one(part.strip(), parse, option) for part in text.split(",") if part.strip()]
+    if not values:
+        raise UserError(f"{option}: expected one or more values, comma-separated; got {text!r}")
+    return values
+
+
+def _one(text: str, parse, option: str):
+    """One option value through ``parse`` (``parse_size``, ``int``); must be positive."""
+    try:
+        value = parse(text)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc if parse is not int else repr(text) + ' is not a whole number'}") from None
+    if value <= 0:
+        raise UserError(f"{option}: {text!r}: expected a positive value")
+    return value
 
 
 @app.command("objects")
@@ -33,13 +50,15 @@ def objects(
     from tiering.config import find_config, load_config, open_tier
     from tiering.units import parse_size
 
+    points = dict(sizes=_csv(sizes, parse_size, "--sizes"), concurrencies=_csv(concurrency, int, "--concurrency"),
+                  total_bytes=_one(total, parse_size, "--total"), epoch_objects=epoch_objects,
+                  epoch_size=_one(epoch_size, parse_size, "--epoch-size"))
     store = open_tier(load_config(find_config(config)), tier)
     campaign, rows = new_campaign("objects"), []
     if not as_json:
         typer.echo(_header(OBJECT_COLUMNS))
     try:
-        for p in sweep(store, _csv(sizes, parse_size), _csv(concurrency, int), total_bytes=parse_size(total),
-                       epoch_objects=epoch_objects, epoch_size=parse_size(epoch_size)):
+        for p in sweep(store, **points):
             rows.append(point_row(p, campaign=campaign, tier=tier, target=store.url))
             typer.echo(json.dumps(rows[-1]) if as_json else _line(OBJECT_COLUMNS, rows[-1]))
     finally:
@@ -109,11 +128,12 @@ def dataloader(
     from tiering.units import parse_size
 
     pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3)
-    dataset = open_dataset(load_config(find_config(config)), tier, samples, parse_size(sample_size))
+    readers = _csv(workers, int, "--workers")
+    dataset = open_dataset(load_config(find_config(config)), tier, samples, _one(sample_size, parse_size, "--sample-size"))
     if not as_json:
         typer.echo(_header(LOADER_COLUMNS))
     try:
-        rows = dl.run(dataset, pipeline, _csv(workers, int), campaign=new_campaign("dataloader"), tier=tier,
+        rows = dl.run(dataset, pipeline, readers, campaign=new_campaign("dataloader"), tier=tier,
                       max_accelerators=max_accelerators, keep_dataset=keep_dataset,
                       on_point=None if as_json else lambda p: typer.echo(_line(LOADER_COLUMNS, _loader_cells(p))))
     finally:

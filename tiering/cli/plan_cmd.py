@@ -29,6 +29,7 @@ def plan(
     from tiering.manifest import from_command_line
     from tiering.plan.explain import explain_path, find_row
     from tiering.workflow import catalog_state, inventory as read_inventory, latest_snapshot, plan_now, policy_for
+    from tiering.workflow import pick_inventory
 
     cfg = load_config(find_config(config))
     pol = policy_for(cfg, policy)
@@ -39,9 +40,13 @@ def plan(
         row = find_row(read_inventory(snap), catalog_state(cfg), rel) if snap else None
         typer.echo("\n".join(explain_path(row, rel, pol, now)))
         return
-    result = plan_now(cfg, pol, snapshot=inventory, rescan=rescan)
+    picked = pick_inventory(cfg, inventory, rescan=rescan)  # the header says how old it is
+    result = plan_now(cfg, pol, snapshot=picked.path)
     if as_json:
+        if picked.stale:
+            typer.echo(f"tiering: {picked.describe()}", err=True)
         for row in result.rows():
             typer.echo(plan_json_line(row))
     else:
+        typer.echo(picked.describe())
         typer.echo(plan_table(result, top))

@@ -41,12 +41,12 @@ from tiering.daemon.events import (
 from tiering.daemon.metrics import Metrics, MetricsServer
 from tiering.daemon.rescan import changes
 from tiering.daemon.signals import Signals
-from tiering.errors import UserError
+from tiering.errors import TieringError, UserError
 from tiering.mover.executor import Task
 from tiering.mover.outcome import DONE, FAILED, Outcome
 from tiering.plan import Usage
 from tiering.policy import Policy
-from tiering.workflow import fresh_snapshot, policy_for
+from tiering.workflow import check_hot_tier, fresh_snapshot, policy_for
 
 log = logging.getLogger("tiering.daemon")
 
@@ -74,7 +74,9 @@ class Daemon:
     # -- life --------------------------------------------------------------------
 
     def run(self) -> None:
-        """Serve until SIGTERM/SIGINT; raises ``CatalogBusyError`` when another writer holds the catalog."""
+        """Serve until SIGTERM/SIGINT; raises ``CatalogBusyError`` when another writer holds the catalog,
+        ``UserError`` when the hot tier is not there to serve."""
+        check_hot_tier(self.config)
         with self.signals, Catalog.open(self.config.catalog_path, writer=True, purpose="daemon") as catalog:
             self.catalog = catalog
             try:
@@ -160,7 +162,7 @@ class Daemon:
 
     def _record_heat(self, paths: list[bytes]) -> None:
         try:
-            self.catalog.add_heat(paths, time.time(), self.config.heat_half_life)
+            self.catalog.add_heat(paths, time.time(), self.config.heat_half_life, _sizes(self.config.hot_path, paths))
         except Exception:
             self.metrics.inc("tiering_errors_total", kind="heat")
             raise
@@ -205,8 +207,8 @@ class Daemon:
         try:
             report = run_cycle(self.config, self.policy, self.catalog, command=f"daemon:{trigger}",
                                stop=self.signals.stop, hooks=self)
-        except Exception:  # the daemon outlives a failed cycle; the next one tries again
-            log.exception("cycle (%s) failed", trigger)
+        except Exception as exc:  # the daemon outlives a failed cycle; the next one tries again
+            _log_failure(f"cycle ({trigger})", exc)
             self.metrics.inc("tiering_errors_total", kind="cycle")
         self._last_cycle = time.monotonic()
         self.metrics.inc("tiering_cycles_total", trigger=trigger)
@@ -235,8 +237,8 @@ class Daemon:
             snapshot = fresh_snapshot(self.config)
             prune_snapshots(snapshot, self.config.daemon.keep_snapshots)
             self._absorb(snapshot)
-        except Exception:
-            log.exception("rescan failed")
+        except Exception as exc:
+            _log_failure("rescan", exc)
             self.metrics.inc("tiering_errors_total", kind="rescan")
 
     def _absorb(self, snapshot: Path) -> None:
@@ -299,6 +301,26 @@ class Daemon:
     def _watermarks(self) -> dict:
         wm = self.policy.watermark
         return {} if wm is None else {(("level", "high"),): wm.high, (("level", "low"),): wm.low}
+
+
+def _sizes(root: Path, paths: list[bytes]) -> dict[bytes, int]:
+    """The files' sizes on the hot tier (a file gone since its event has none), so heat-only records
+    count their true bytes."""
+    sizes = {}
+    for rel in set(paths):
+        try:
+            sizes[rel] = os.lstat(root / os.fsdecode(rel)).st_size
+        except OSError:
+            pass
+    return sizes
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    """One line for a failure we have a name for (the traceback at debug level); a bug keeps its traceback."""
+    if isinstance(exc, TieringError | OSError):
+        log.error("%s failed: %s", what, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+    else:
+        log.exception("%s failed", what)
 
 
 __all__ = ["Daemon"]

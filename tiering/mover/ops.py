@@ -314,7 +314,9 @@ class Mover:
     async def pin_async(self, rel: bytes) -> Outcome:
         """``pin`` as a coroutine."""
         rec = self.catalog.get(rel)
-        await asyncio.to_thread(self.catalog.set_pinned, [rel], True)
+        resident = rec is None or rec.state == RESIDENT  # an archived record keeps its archived size
+        size = await asyncio.to_thread(_size_on_hot_tier, self.hot_root, rel) if resident else None
+        await asyncio.to_thread(self.catalog.set_pinned, [rel], True, None if size is None else {rel: size})
         if rec and rec.state == RELEASED:
             return replace(await self.restore_async(rel), action="pin")
         return Outcome(rel, "pin", DONE if not (rec and rec.pinned) else NOOP, "pinned to the hot tier")
@@ -465,3 +467,12 @@ def _checksum_of(fd: int) -> str:
 
 def _show(rel: bytes) -> str:
     return repr(os.fsdecode(rel))[1:-1]
+
+
+def _size_on_hot_tier(root: HotRoot, rel: bytes) -> int | None:
+    """A resident file's size, so a pinned file counts its bytes (None: not there, or not ours to read)."""
+    try:
+        with root.entry(rel) as where:
+            return where.lstat().st_size
+    except (OSError, PathError):
+        return None
