@@ -199,3 +199,23 @@ def test_non_utf8_paths_and_explain():
     lines = explain_path(row, odd, policy(text), NOW)
     assert "MATCHES" in lines[-1] and "atime_age 41d > 30d" in lines[-1]
     assert "not in the inventory" in explain_path(find_row(inventory(entry(b"a")), None, b"zz"), b"zz", policy(text), NOW)[0]
+
+
+def test_a_hard_linked_stub_is_skipped_like_any_hard_linked_file(tmp_path):
+    """Found by the oracle (test_policy_oracle): a released stub that someone hard-linked was
+    planned for restore, though hard-linked files are never touched (a restore renames a new
+    file over one name and leaves the other a stub)."""
+    text = """
+    [[rules]]
+    name = "back"
+    match = 'true'
+    action = "restore"
+    """
+    with Catalog.open(tmp_path / "c.db", writer=True) as cat:
+        for ino, p in ((1, b"stub"), (2, b"linked-stub")):
+            cat.put(FileRecord(p, "released", tier="cap", size=5000, mtime_ns=NOW - 100 * DAY, ino=ino))
+        state = cat.state_table(time.time(), 86400.0)
+    rows = [entry(b"stub", size=0, ino=1), entry(b"linked-stub", size=0, ino=2, nlink=2)]
+    p = plan_of(rows, text, catalog=state)
+    assert actions(p) == [(b"stub", "restore", "back")]
+    assert p.counts["skipped: hard-linked"] == 1

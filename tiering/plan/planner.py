@@ -121,7 +121,8 @@ def _plan_batch(batch: pa.RecordBatch, policy: Policy, exprs: dict, now_ns: int,
     not_stub = pc.not_equal(batch["state"], "released")
     young = pc.or_(pc.less(batch["mtime_age"], safety.min_age), pc.less(batch["ctime_age"], safety.min_age))
     recent = pc.and_(pc.and_(young, not_stub), is_file)
-    linked = pc.and_(pc.and_(pc.greater(batch["nlink"], 1), not_stub), pc.and_(is_file, pc.invert(recent))) \
+    # A stub is no exception here: restoring one name of a hard link would leave the other a stub.
+    linked = pc.and_(pc.greater(batch["nlink"], 1), pc.and_(is_file, pc.invert(recent))) \
         if safety.skip_hardlinks else pc.and_(recent, False)
     acc.count("files", pc.sum(is_file).as_py() or 0)
     acc.count("skipped: modified within the safety window", pc.sum(recent).as_py() or 0)
