@@ -219,3 +219,21 @@ def test_a_hard_linked_stub_is_skipped_like_any_hard_linked_file(tmp_path):
     p = plan_of(rows, text, catalog=state)
     assert actions(p) == [(b"stub", "restore", "back")]
     assert p.counts["skipped: hard-linked"] == 1
+
+
+def test_a_pin_rule_brings_back_a_pinned_file_that_was_released(tmp_path):
+    """Found by the oracle: a pin keeps a file on the hot tier, restoring it if released
+    (policies/README.md); a stub already flagged pinned was counted "already done" and stayed a stub."""
+    text = """
+    [[rules]]
+    name = "keep"
+    match = 'true'
+    action = "pin"
+    """
+    with Catalog.open(tmp_path / "c.db", writer=True) as cat:
+        cat.put(FileRecord(b"stub", "released", tier="cap", size=5000, mtime_ns=NOW - 100 * DAY, ino=1, pinned=True))
+        cat.put(FileRecord(b"hot", "resident", ino=2, pinned=True))
+        state = cat.state_table(time.time(), 86400.0)
+    p = plan_of([entry(b"stub", size=0, ino=1), entry(b"hot", ino=2)], text, catalog=state)
+    assert actions(p) == [(b"stub", "pin", "keep")]
+    assert p.counts["keep: already done"] == 1

@@ -9,7 +9,8 @@ For each batch of the joined inventory (regular files only):
    file order), whatever later rules say;
 3. a rule's action is kept only where it changes something (``archive`` a
    resident/dirty file, ``release`` anything not yet released, ``restore`` a
-   released one, ``pin`` an unpinned one); the rest counts as "already";
+   released one, ``pin`` an unpinned or released one: a pin keeps the file on the
+   hot tier, so a pinned stub is restored); the rest counts as "already";
 4. files no rule claimed become watermark candidates (unpinned, holding bytes
    on the hot tier, matching the watermark's ``match``).
 
@@ -155,7 +156,8 @@ def _collect_rules(batch: pa.RecordBatch, assigned: pa.Array, policy: Policy, ac
         pc.or_(pc.and_(pc.equal(action, "archive"), pc.is_in(state, pa.array(_EFFECTIVE["archive"]))),
                pc.and_(pc.equal(action, "release"), pc.is_in(state, pa.array(_EFFECTIVE["release"])))),
         pc.or_(pc.and_(pc.equal(action, "restore"), pc.is_in(state, pa.array(_EFFECTIVE["restore"]))),
-               pc.and_(pc.equal(action, "pin"), pc.invert(batch["pinned"])))), False)
+               pc.and_(pc.equal(action, "pin"), pc.or_(pc.invert(batch["pinned"]), pc.equal(state, "released"))))),
+        False)
     kept = {c["values"]: c["counts"] for c in pc.value_counts(pc.filter(assigned, useful)).to_pylist()}
     for c in pc.value_counts(assigned.drop_null()).to_pylist():
         rule = policy.rules[c["values"]]
