@@ -219,6 +219,8 @@ def test_a_hard_linked_stub_is_skipped_like_any_hard_linked_file(tmp_path):
     p = plan_of(rows, text, catalog=state)
     assert actions(p) == [(b"stub", "restore", "back")]
     assert p.counts["skipped: hard-linked"] == 1
+    row = find_row(inventory(*rows), state, b"linked-stub")
+    assert "  safety: hard-linked (nlink 2): skipped" in explain_path(row, b"linked-stub", policy(text), NOW)
 
 
 def test_a_pin_rule_brings_back_a_pinned_file_that_was_released(tmp_path):
