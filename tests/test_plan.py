@@ -239,3 +239,24 @@ def test_a_pin_rule_brings_back_a_pinned_file_that_was_released(tmp_path):
     p = plan_of([entry(b"stub", size=0, ino=1), entry(b"hot", ino=2)], text, catalog=state)
     assert actions(p) == [(b"stub", "pin", "keep")]
     assert p.counts["keep: already done"] == 1
+
+
+@pytest.mark.parametrize("listed", [(b"z", b"a"), (b"a", b"z")])
+def test_ties_do_not_depend_on_scan_order(listed):
+    """Found by the oracle: two hard links (one inode, one atime) under a cap of one file; the one
+    kept was whichever the scan listed first, and a scan with several workers lists in any order."""
+    text = """
+    [[rules]]
+    name = "one"
+    match = 'atime_age > 50d'
+    action = "archive"
+    max_files = 1
+    [watermark]
+    high = "50%"
+    low = "49%"
+    [safety]
+    skip_hardlinks = false
+    """
+    rows = [entry(p, ino=7, nlink=2) for p in listed] + [entry(p, ino=8, nlink=2, atime_days=1) for p in listed]
+    p = plan_of(rows, text, usage=Usage(total=1000, used=1000))
+    assert [(a[0], a[2]) for a in actions(p)] == [(b"a", "one"), (b"a", "watermark")]

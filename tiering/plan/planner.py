@@ -205,7 +205,7 @@ def _rule_actions(policy: Policy, acc: _Accumulator, counts: dict, default_tier:
     """Every rule's chosen rows in plan order, capped, labelled, with one ``take``.
 
     Order: by action (restores first, see ``ACTION_ORDER``), then rule. Within
-    a rule that has caps, oldest access first (inode breaks ties), so a cap
+    a rule that has caps, oldest access first (inode, then path break ties), so a cap
     keeps the coldest files; other rules keep inventory (scan) order, which
     spares sorting millions of rows for nothing.
     """
@@ -221,7 +221,7 @@ def _rule_actions(policy: Policy, acc: _Accumulator, counts: dict, default_tier:
     for seg in np.split(order, bounds):
         rule = policy.rules[rule_index[seg[0]]]
         if rule.max_files is not None or rule.max_bytes is not None:
-            seg = seg[np.lexsort((table["ino"].take(seg).to_numpy(), table["atime_ns"].take(seg).to_numpy()))]
+            seg = seg[_coldest_first(table, seg)]
             allowed = _cap(table["size"].take(seg).to_numpy(), rule.max_files, rule.max_bytes)
             if len(seg) - allowed:
                 counts[f"{rule.name}: over the cap, left for the next run"] = len(seg) - allowed
@@ -238,6 +238,17 @@ def _chosen_schema() -> pa.Schema:
     types = {**{f.name: f.type for f in SCHEMA}, "state": pa.string(), "tier": pa.string(), "heat": pa.float64(),
              "pinned": pa.bool_()}
     return pa.schema([(name, types[name]) for name in _KEEP] + [("rule_index", pa.int32())])
+
+
+#: Ties in any order fall to the inode, then the path (hard links share an inode): the plan
+#: must not depend on the order the scan happened to list files in.
+_TIES = [("ino", "ascending"), ("path", "ascending")]
+
+
+def _coldest_first(table: pa.Table, seg: np.ndarray) -> np.ndarray:
+    """Positions that put the rows ``seg`` of ``table`` oldest access first (ties as ``_TIES``)."""
+    rows = table.select(["atime_ns", "ino", "path"]).take(pa.array(seg))
+    return pc.sort_indices(rows, sort_keys=[("atime_ns", "ascending"), *_TIES]).to_numpy()
 
 
 def _cap(sizes: np.ndarray, max_files: int | None, max_bytes: int | None) -> int:
@@ -278,7 +289,7 @@ def _watermark(policy: Policy, acc: _Accumulator, usage: Usage | None, freed: in
         return None
     keys = {"lru": [("atime_ns", "ascending")], "heat": [("heat", "ascending"), ("atime_ns", "ascending")],
             "expression": [("weight", "descending")]}[wm.order]
-    table = table.sort_by(keys + [("ino", "ascending")])
+    table = table.sort_by(keys + _TIES)
     allocated = pc.multiply(table["blocks"], 512)
     before = pc.subtract(pc.cumulative_sum(allocated), allocated)  # bytes freed before each row
     table = table.filter(pc.less(before, need))
