@@ -199,3 +199,64 @@ def test_non_utf8_paths_and_explain():
     lines = explain_path(row, odd, policy(text), NOW)
     assert "MATCHES" in lines[-1] and "atime_age 41d > 30d" in lines[-1]
     assert "not in the inventory" in explain_path(find_row(inventory(entry(b"a")), None, b"zz"), b"zz", policy(text), NOW)[0]
+
+
+def test_a_hard_linked_stub_is_skipped_like_any_hard_linked_file(tmp_path):
+    """Found by the oracle (test_policy_oracle): a released stub that someone hard-linked was
+    planned for restore, though hard-linked files are never touched (a restore renames a new
+    file over one name and leaves the other a stub)."""
+    text = """
+    [[rules]]
+    name = "back"
+    match = 'true'
+    action = "restore"
+    """
+    with Catalog.open(tmp_path / "c.db", writer=True) as cat:
+        for ino, p in ((1, b"stub"), (2, b"linked-stub")):
+            cat.put(FileRecord(p, "released", tier="cap", size=5000, mtime_ns=NOW - 100 * DAY, ino=ino))
+        state = cat.state_table(time.time(), 86400.0)
+    rows = [entry(b"stub", size=0, ino=1), entry(b"linked-stub", size=0, ino=2, nlink=2)]
+    p = plan_of(rows, text, catalog=state)
+    assert actions(p) == [(b"stub", "restore", "back")]
+    assert p.counts["skipped: hard-linked"] == 1
+    row = find_row(inventory(*rows), state, b"linked-stub")
+    assert "  safety: hard-linked (nlink 2): skipped" in explain_path(row, b"linked-stub", policy(text), NOW)
+
+
+def test_a_pin_rule_brings_back_a_pinned_file_that_was_released(tmp_path):
+    """Found by the oracle: a pin keeps a file on the hot tier, restoring it if released
+    (policies/README.md); a stub already flagged pinned was counted "already done" and stayed a stub."""
+    text = """
+    [[rules]]
+    name = "keep"
+    match = 'true'
+    action = "pin"
+    """
+    with Catalog.open(tmp_path / "c.db", writer=True) as cat:
+        cat.put(FileRecord(b"stub", "released", tier="cap", size=5000, mtime_ns=NOW - 100 * DAY, ino=1, pinned=True))
+        cat.put(FileRecord(b"hot", "resident", ino=2, pinned=True))
+        state = cat.state_table(time.time(), 86400.0)
+    p = plan_of([entry(b"stub", size=0, ino=1), entry(b"hot", ino=2)], text, catalog=state)
+    assert actions(p) == [(b"stub", "pin", "keep")]
+    assert p.counts["keep: already done"] == 1
+
+
+@pytest.mark.parametrize("listed", [(b"z", b"a"), (b"a", b"z")])
+def test_ties_do_not_depend_on_scan_order(listed):
+    """Found by the oracle: two hard links (one inode, one atime) under a cap of one file; the one
+    kept was whichever the scan listed first, and a scan with several workers lists in any order."""
+    text = """
+    [[rules]]
+    name = "one"
+    match = 'atime_age > 50d'
+    action = "archive"
+    max_files = 1
+    [watermark]
+    high = "50%"
+    low = "49%"
+    [safety]
+    skip_hardlinks = false
+    """
+    rows = [entry(p, ino=7, nlink=2) for p in listed] + [entry(p, ino=8, nlink=2, atime_days=1) for p in listed]
+    p = plan_of(rows, text, usage=Usage(total=1000, used=1000))
+    assert [(a[0], a[2]) for a in actions(p)] == [(b"a", "one"), (b"a", "watermark")]

@@ -57,6 +57,6 @@ def _safety(row: dict, policy: Policy) -> list[str]:
     if row["state"] != "released" and youngest < policy.safety.min_age:
         out.append(f"  safety: modified {format_duration(youngest)} ago, within {format_duration(policy.safety.min_age)}:"
                    " never touched now")
-    if policy.safety.skip_hardlinks and row["nlink"] > 1 and row["state"] != "released":
+    if policy.safety.skip_hardlinks and row["nlink"] > 1:
         out.append(f"  safety: hard-linked (nlink {row['nlink']}): skipped")
     return out

@@ -9,7 +9,8 @@ For each batch of the joined inventory (regular files only):
    file order), whatever later rules say;
 3. a rule's action is kept only where it changes something (``archive`` a
    resident/dirty file, ``release`` anything not yet released, ``restore`` a
-   released one, ``pin`` an unpinned one); the rest counts as "already";
+   released one, ``pin`` an unpinned or released one: a pin keeps the file on the
+   hot tier, so a pinned stub is restored); the rest counts as "already";
 4. files no rule claimed become watermark candidates (unpinned, holding bytes
    on the hot tier, matching the watermark's ``match``).
 
@@ -121,7 +122,8 @@ def _plan_batch(batch: pa.RecordBatch, policy: Policy, exprs: dict, now_ns: int,
     not_stub = pc.not_equal(batch["state"], "released")
     young = pc.or_(pc.less(batch["mtime_age"], safety.min_age), pc.less(batch["ctime_age"], safety.min_age))
     recent = pc.and_(pc.and_(young, not_stub), is_file)
-    linked = pc.and_(pc.and_(pc.greater(batch["nlink"], 1), not_stub), pc.and_(is_file, pc.invert(recent))) \
+    # A stub is no exception here: restoring one name of a hard link would leave the other a stub.
+    linked = pc.and_(pc.greater(batch["nlink"], 1), pc.and_(is_file, pc.invert(recent))) \
         if safety.skip_hardlinks else pc.and_(recent, False)
     acc.count("files", pc.sum(is_file).as_py() or 0)
     acc.count("skipped: modified within the safety window", pc.sum(recent).as_py() or 0)
@@ -154,7 +156,8 @@ def _collect_rules(batch: pa.RecordBatch, assigned: pa.Array, policy: Policy, ac
         pc.or_(pc.and_(pc.equal(action, "archive"), pc.is_in(state, pa.array(_EFFECTIVE["archive"]))),
                pc.and_(pc.equal(action, "release"), pc.is_in(state, pa.array(_EFFECTIVE["release"])))),
         pc.or_(pc.and_(pc.equal(action, "restore"), pc.is_in(state, pa.array(_EFFECTIVE["restore"]))),
-               pc.and_(pc.equal(action, "pin"), pc.invert(batch["pinned"])))), False)
+               pc.and_(pc.equal(action, "pin"), pc.or_(pc.invert(batch["pinned"]), pc.equal(state, "released"))))),
+        False)
     kept = {c["values"]: c["counts"] for c in pc.value_counts(pc.filter(assigned, useful)).to_pylist()}
     for c in pc.value_counts(assigned.drop_null()).to_pylist():
         rule = policy.rules[c["values"]]
@@ -202,7 +205,7 @@ def _rule_actions(policy: Policy, acc: _Accumulator, counts: dict, default_tier:
     """Every rule's chosen rows in plan order, capped, labelled, with one ``take``.
 
     Order: by action (restores first, see ``ACTION_ORDER``), then rule. Within
-    a rule that has caps, oldest access first (inode breaks ties), so a cap
+    a rule that has caps, oldest access first (inode, then path break ties), so a cap
     keeps the coldest files; other rules keep inventory (scan) order, which
     spares sorting millions of rows for nothing.
     """
@@ -218,7 +221,7 @@ def _rule_actions(policy: Policy, acc: _Accumulator, counts: dict, default_tier:
     for seg in np.split(order, bounds):
         rule = policy.rules[rule_index[seg[0]]]
         if rule.max_files is not None or rule.max_bytes is not None:
-            seg = seg[np.lexsort((table["ino"].take(seg).to_numpy(), table["atime_ns"].take(seg).to_numpy()))]
+            seg = seg[_coldest_first(table, seg)]
             allowed = _cap(table["size"].take(seg).to_numpy(), rule.max_files, rule.max_bytes)
             if len(seg) - allowed:
                 counts[f"{rule.name}: over the cap, left for the next run"] = len(seg) - allowed
@@ -235,6 +238,17 @@ def _chosen_schema() -> pa.Schema:
     types = {**{f.name: f.type for f in SCHEMA}, "state": pa.string(), "tier": pa.string(), "heat": pa.float64(),
              "pinned": pa.bool_()}
     return pa.schema([(name, types[name]) for name in _KEEP] + [("rule_index", pa.int32())])
+
+
+#: Ties in any order fall to the inode, then the path (hard links share an inode): the plan
+#: must not depend on the order the scan happened to list files in.
+_TIES = [("ino", "ascending"), ("path", "ascending")]
+
+
+def _coldest_first(table: pa.Table, seg: np.ndarray) -> np.ndarray:
+    """Positions that put the rows ``seg`` of ``table`` oldest access first (ties as ``_TIES``)."""
+    rows = table.select(["atime_ns", "ino", "path"]).take(pa.array(seg))
+    return pc.sort_indices(rows, sort_keys=[("atime_ns", "ascending"), *_TIES]).to_numpy()
 
 
 def _cap(sizes: np.ndarray, max_files: int | None, max_bytes: int | None) -> int:
@@ -275,7 +289,7 @@ def _watermark(policy: Policy, acc: _Accumulator, usage: Usage | None, freed: in
         return None
     keys = {"lru": [("atime_ns", "ascending")], "heat": [("heat", "ascending"), ("atime_ns", "ascending")],
             "expression": [("weight", "descending")]}[wm.order]
-    table = table.sort_by(keys + [("ino", "ascending")])
+    table = table.sort_by(keys + _TIES)
     allocated = pc.multiply(table["blocks"], 512)
     before = pc.subtract(pc.cumulative_sum(allocated), allocated)  # bytes freed before each row
     table = table.filter(pc.less(before, need))
