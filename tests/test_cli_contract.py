@@ -286,26 +286,9 @@ EXPECTED: dict[str, dict[str, int]] = {
                  "sync": USAGE},
 }
 
-#: Cells that fail today in code another helper owns: strict, so that their fix flips them.
-_TWICE = ("cli: {} prints the failure that stopped the run and then the stop line: the same error twice "
-          "(print the stopping item once)")
-KNOWN: dict[tuple[str, str], str] = {
-    ("config-check-probe", "missing-hot"): "cli (config_cmd) / paths (config.py): --probe does not look at [hot] path",
-    ("recover", "missing-hot"): "cli/paths: recover with a missing hot tier exits 0; it is the config's mistake "
-                                "(exit 2): tiering.workflow.check_hot_tier says it in one line",
-    ("config-check-probe", "dead-endpoint"): "stores: the s3 listing takes a refused connection for an empty "
-                                             "bucket ('reachable, empty', exit 0)",
-    ("migrate", "dead-endpoint"): "stores: the s3 listing takes a refused connection for an empty bucket (exit 0)",
-    ("sync", "dead-endpoint"): "stores: the s3 listing takes a refused connection for an empty bucket (exit 0)",
-    ("status-verify", "dead-endpoint"): "paths: status.py --verify of an unreachable tier prints FAILED on stdout, "
-                                        "exit 1 (want one stderr line, exit 3)",
-    **{(verb, "dead-endpoint"): _TWICE.format("move_cmd._run") for verb in ("apply", "archive", "release", "restore", "demo")},
-    ("migrate", "full-disk"): _TWICE.format("migrate_cmd"), ("sync", "full-disk"): _TWICE.format("migrate_cmd"),
-}
-
 CELLS = [
     pytest.param(verb, env, code, id=f"{verb}-{env}",
-                 marks=[pytest.mark.xfail(strict=True, reason=KNOWN[verb, env])] if (verb, env) in KNOWN else [])
+                 )
     for env, verbs in EXPECTED.items() for verb, code in verbs.items()
 ]
 

@@ -338,6 +338,7 @@ def test_cli_output_never_shows_secrets(tmp_path):
 
 
 def test_cli_probe_lists_one_key(tmp_path):
+    (tmp_path / "hot").mkdir()  # --probe checks the hot tier is there too
     (tmp_path / "cap/dir").mkdir(parents=True)
     (tmp_path / "cap/dir/file").write_bytes(b"x")
     result = tiering("config", "check", str(write(tmp_path, BASE + '[tiers.hdd]\nurl = "cap"\n')), "--probe")
@@ -420,3 +421,10 @@ def test_migrate_cli_refuses_a_bad_option_with_exit_2(tmp_path, option):
     [line] = result.stderr.splitlines()
     assert line.startswith("tiering: error: --src-option: ")
     assert not (tmp_path / "dst").exists()
+
+
+def test_cli_probe_of_a_missing_hot_tier_is_a_config_error(tmp_path):
+    (tmp_path / "cap").mkdir()
+    result = tiering("config", "check", str(write(tmp_path, BASE + '[tiers.hdd]\nurl = "cap"\n')), "--probe")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "[hot] path" in result.stderr and "Traceback" not in result.stderr

@@ -234,7 +234,7 @@ def test_run_through_transient_faults_archives_everything_verified(s3_proxy, sea
     cfg = write_setup(tmp_path, s3_proxy.endpoint, url)
     data = make_tree(tmp_path / "hot", 30, size=2000)
     inject(s3_proxy, fault)
-    done = tiering("run", "-c", str(cfg))
+    done = tiering("run", "-c", str(cfg), "--json")
     assert done.returncode == EXIT_OK, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["failed"] == 0 and summary["actions"] == {"archive": {"done": len(data)}}

@@ -65,7 +65,7 @@ from typing import Any
 
 from tiering.config_daemon import DURATION_KEYS as _DAEMON_DURATIONS
 from tiering.config_daemon import DaemonConfig, daemon_values, parse_daemon
-from tiering.config_locations import check_locations
+from tiering.config_locations import check_hot_tier, check_locations
 from tiering.config_tiers import PartDefaults, TierConfig, parse_tier
 from tiering.config_values import SECRET_KEYS, Table
 from tiering.errors import ConfigError, UserError
@@ -73,7 +73,7 @@ from tiering.stores import Store, open_store
 from tiering.stores.retry import RetryPolicy
 from tiering.units import format_duration, format_size
 
-__all__ = ["Config", "TierConfig", "load_config", "find_config", "open_tier", "describe", "check_locations",
+__all__ = ["Config", "TierConfig", "load_config", "find_config", "open_tier", "describe", "check_locations", "check_hot_tier",
            "CONFIG_ENV"]
 
 CONFIG_ENV = "TIERING_CONFIG"

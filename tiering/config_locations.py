@@ -26,10 +26,21 @@ from tiering.errors import ConfigError
 if TYPE_CHECKING:
     from tiering.config import Config
 
-__all__ = ["check_locations"]
+__all__ = ["check_hot_tier", "check_locations"]
 
 #: A location the hot tier may not contain either (a folder tiering owns whole), or only not lie in.
 _OWNED, _FILE = "owned", "file"
+
+
+def check_hot_tier(config: Config) -> None:
+    """A hot tier that is not an existing directory is the config's mistake (``ConfigError``, exit 2).
+
+    Not part of ``check_locations``: a config may be checked on a machine where
+    the hot tier is not mounted; every verb that works on it calls this first.
+    """
+    if not config.hot_path.is_dir():
+        raise ConfigError(f"{config.path}: [hot] path: {config.hot_path} is not an existing directory "
+                          "(is it mounted?)")
 
 
 def check_locations(config: Config) -> None:

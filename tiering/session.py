@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from tiering.catalog import Catalog
-from tiering.config import Config, check_locations
+from tiering.config import Config, check_hot_tier, check_locations
 from tiering.mover.executor import Task
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pyarrow and the planner load only for commands that plan, n
 @contextmanager
 def mover_session(config: Config, purpose: str) -> Iterator[tuple[Mover, list[Outcome]]]:
     """(mover, what recovery settled) for the length of a command."""
+    check_hot_tier(config)
     check_locations(config)  # again: a symlink or mount may have changed since the config was checked
     catalog = Catalog.open(config.catalog_path, writer=True, purpose=purpose)
     mover = None

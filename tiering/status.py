@@ -10,7 +10,7 @@ from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.lock import read_holder
 from tiering.config import Config, open_tier
 from tiering.display import show_path
-from tiering.errors import PathError, StoreError, UserError
+from tiering.errors import ITEM, PathError, StoreError, UserError, scope_of
 from tiering.plan import Usage
 from tiering.policy import load_policy
 from tiering.stores.checksum import CHUNK, Hasher
@@ -47,7 +47,11 @@ def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: boo
 
 
 def verify_copy(config: Config, rec: FileRecord) -> str:
-    """Read the capacity copy back and check it against the catalog: "ok" or the problem."""
+    """Read the capacity copy back and check it against the catalog: "ok" or the problem.
+
+    A problem with this copy (missing, other bytes) is the answer; a tier that cannot be
+    reached or refuses our credentials is raised: it says nothing about the copy.
+    """
     store = open_tier(config, rec.tier)
     try:
         hasher = Hasher()
@@ -55,6 +59,8 @@ def verify_copy(config: Config, rec: FileRecord) -> str:
             while data := stream.read(CHUNK):
                 hasher.update(data)
     except StoreError as exc:
+        if scope_of(exc) != ITEM:
+            raise
         return f"FAILED: {exc}"
     finally:
         store.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from tiering.catalog import Catalog
-from tiering.config import Config, check_locations
+from tiering.config import Config, check_hot_tier, check_locations
 from tiering.errors import UserError
 from tiering.plan import Plan, Usage, make_plan
 from tiering.policy import Policy, load_policy
@@ -27,13 +27,6 @@ def policy_for(config: Config, given: str | Path | None = None) -> Policy:
     if path is None:
         raise UserError(f"{config.path}: no policy: pass --policy FILE or set `policy = \"...\"` in the config")
     return load_policy(path, config)
-
-
-def check_hot_tier(config: Config) -> None:
-    """A hot tier that is not an existing directory is the config's mistake (``UserError``, exit 2)."""
-    if not config.hot_path.is_dir():
-        raise UserError(f"{config.path}: [hot] path: {config.hot_path} is not an existing directory "
-                        "(is it mounted?)")
 
 
 def latest_snapshot(config: Config) -> Path | None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tiering import selftest
-from tiering.config import describe, find_config, load_config, open_tier
+from tiering.config import check_hot_tier, describe, find_config, load_config, open_tier
 from tiering.units import plural
 
 app = typer.Typer(help="Check configuration files.", no_args_is_help=True, rich_markup_mode=None)
@@ -33,6 +33,8 @@ def check(
 
     if not state.quiet:  # -q: only the verdict (and the probes)
         typer.echo(describe(config), nl=False)
+    if probe:
+        check_hot_tier(config)
     for name in config.tiers if probe else ():
         store = open_tier(config, name)
         try:

@@ -105,6 +105,8 @@ def _stop_on_signals():
 
 
 def _show(item, dry_run: bool, json_out: bool) -> None:
+    if item.status == "failed" and item.fatal:
+        return  # it stops the run: the stop line at the end names it, once
     if item.status == "failed":
         key = item.key if item.key.isprintable() else repr(item.key)  # one line per failure, whatever the name
         typer.echo(f"failed: {item.action} {key}: {item.reason}", err=True)
@@ -114,9 +116,11 @@ def _show(item, dry_run: bool, json_out: bool) -> None:
 
 
 def _summary(result, json_out: bool) -> None:
-    for note in (result.stopped, result.not_deleted):
-        if note:
-            typer.echo(f"tiering: {note}", err=True)
+    notes = [note for note in (result.stopped, result.not_deleted) if note]
+    if result.stopped and result.not_deleted:  # one line: the destination was left alone for the stop's reason
+        notes = [f"{result.stopped}; {result.not_deleted.split(': ', 1)[0]}"]
+    for note in notes:
+        typer.echo(f"tiering: {note}", err=True)
     s = result.summary()
     if json_out:
         typer.echo(json.dumps(s))

@@ -233,10 +233,14 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
         problem(f"warning: {outcome.action} {show_path(outcome.path)}: {outcome.warning}")
     for outcome in result.skipped[:limit(50)]:
         note(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
-    for outcome in result.failures[:limit(200)]:
+    # A failure that stopped the run (a tier unreachable, the hot tier full) is said once, by the stop line;
+    # others in flight that failed the same way are counted in it.
+    stoppers = [outcome for outcome in result.failures if outcome.fatal]
+    for outcome in [outcome for outcome in result.failures if not outcome.fatal][:limit(200)]:
         problem(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
     if result.stopped:
-        problem(f"tiering: {result.stopped}")
+        more = f" ({len(stoppers) - 1:,} more in flight failed too)" if len(stoppers) > 1 else ""
+        problem(f"tiering: {result.stopped}{more}")
     typer.echo(json.dumps(result.summary()) if as_json else moved_line(result))
     if result.exit_status:
         raise typer.Exit(result.exit_status)

@@ -71,7 +71,8 @@ class MigrateResult:
             if len(self.failures) < KEEP_FAILURES:
                 self.failures.append(item)
             if item.fatal and not self.stopped:
-                self.stopped = f"stopped after a fatal error: {item.reason}"
+                where = f"{item.action} {_shown(item.key)}: " if item.key and item.key not in item.reason else ""
+                self.stopped = f"stopped after a fatal error: {where}{item.reason}"
                 self.stop_status = item.stop
         elif item.status == SKIPPED:
             self.excluded += 1
@@ -92,3 +93,8 @@ class MigrateResult:
                 "mb_per_s": round(self.bytes / secs / 1e6, 2) if secs else 0.0,
                 "stopped": self.stopped or None, "not_deleted": self.not_deleted or None,
                 "interrupted": self.interrupted}
+
+
+def _shown(key: str) -> str:
+    """A key on one line, whatever its characters."""
+    return key if key.isprintable() else repr(key)
