@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -44,6 +45,30 @@ PERSISTENT = {
     "refused": "refuse",
     "every-request-reset": [{"op": "*", "action": "reset"}],
 }
+
+
+#: (fault, verb, rc, what it said, files verified, files lost) per step; written as a Markdown table to
+#: $TIERING_FAULT_TABLE at the end of the module (the issue's closing note quotes it).
+ROWS: list[tuple[str, str, int, str, int, int]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fault_table():
+    yield
+    out = os.environ.get("TIERING_FAULT_TABLE")
+    if out and ROWS:
+        lines = ["| fault | verb | rc | what it said | files verified | files lost |", "|---|---|---|---|---|---|"]
+        lines += [f"| {f} | {v} | {rc} | {said.replace('|', '/')} | {ok} | {lost} |" for f, v, rc, said, ok, lost in ROWS]
+        Path(out).write_text("\n".join(lines) + "\n")
+
+
+def record(request, verb: str, done: subprocess.CompletedProcess, verified: int, lost: int = 0) -> None:
+    """One row of the table, after the test's own asserts passed (so ``lost`` is what they proved)."""
+    callspec = getattr(request.node, "callspec", None)
+    fault = callspec.id if callspec else request.node.name.removeprefix("test_")
+    said = [line for line in done.stderr.splitlines() if line.startswith("tiering:")] or done.stdout.splitlines()
+    said = re.sub(r"s3://\S+?/fm-[^\s:]*", "s3://BUCKET/PREFIX", said[-1] if said else "")
+    ROWS.append((fault, verb, done.returncode, said[:200], verified, lost))
 
 
 def tiering(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -129,7 +154,7 @@ def stored_checksums(seaweed, url: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("fault", TRANSIENT.values(), ids=TRANSIENT.keys())
-def test_migrate_up_and_down_through_transient_faults(s3_proxy, seaweed, tmp_path, url, fault):
+def test_migrate_up_and_down_through_transient_faults(s3_proxy, seaweed, tmp_path, url, fault, request):
     data = make_tree(tmp_path / "src", 1100 if fault[0]["op"] == "ListObjectsV2" else 200)  # > a page to list
     inject(s3_proxy, fault)
     up = tiering("migrate", str(tmp_path / "src"), url, *options_args("--dst-option", s3_proxy.endpoint))
@@ -138,16 +163,19 @@ def test_migrate_up_and_down_through_transient_faults(s3_proxy, seaweed, tmp_pat
     assert down.returncode == EXIT_OK, down.stderr
     assert files_under(tmp_path / "back") == data  # every file, every byte (and each was verified on the way)
     assert any(s3_proxy.stats()["hits"])
+    record(request, "migrate up", up, len(data))
+    record(request, "migrate down", down, len(data))
 
 
 @pytest.mark.parametrize("fault", PERSISTENT.values(), ids=PERSISTENT.keys())
-def test_migrate_from_a_tier_that_stays_down_fails_in_one_line(s3_proxy, tmp_path, url, fault):
+def test_migrate_from_a_tier_that_stays_down_fails_in_one_line(s3_proxy, tmp_path, url, fault, request):
     """Before: 'copied 0 files ... failed 0' and exit 0 for an unreachable endpoint."""
     inject(s3_proxy, fault)
     down = tiering("migrate", url, str(tmp_path / "back"), *options_args("--src-option", s3_proxy.endpoint))
     assert down.returncode == EXIT_UNREACHABLE, (down.returncode, down.stdout, down.stderr)
     one_line_error(down, url)
     assert files_under(tmp_path / "back") == {} if (tmp_path / "back").exists() else True
+    record(request, "migrate down", down, 0)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +197,7 @@ def many(many_objects, tmp_path) -> tuple[str, dict[str, bytes]]:
     return url, data
 
 
-def test_sync_delete_deletes_nothing_when_a_listing_page_fails_for_good(s3_proxy, tmp_path, many):
+def test_sync_delete_deletes_nothing_when_a_listing_page_fails_for_good(s3_proxy, tmp_path, many, request):
     """The issue's reproduction. Before: 'skipped 1,000 ... deleted 1,500' and exit 0."""
     url, many = many
     inject(s3_proxy, [{"op": "ListObjectsV2", "query": PAGES_AFTER_THE_FIRST, "action": "reset"}])
@@ -177,9 +205,10 @@ def test_sync_delete_deletes_nothing_when_a_listing_page_fails_for_good(s3_proxy
     assert done.returncode == EXIT_UNREACHABLE, (done.stdout, done.stderr)
     one_line_error(done, url, "listing")
     assert files_under(tmp_path / "dstmany") == many  # nothing deleted
+    record(request, "sync --delete (2,500)", done, len(many))
 
 
-def test_sync_delete_through_a_page_reset_once_deletes_nothing_it_should_keep(s3_proxy, tmp_path, many):
+def test_sync_delete_through_a_page_reset_once_deletes_nothing_it_should_keep(s3_proxy, tmp_path, many, request):
     url, many = many
     (tmp_path / "dstmany" / "extra.bin").write_bytes(b"only here")
     inject(s3_proxy, TRANSIENT["list-page-2-reset-once"])
@@ -188,13 +217,14 @@ def test_sync_delete_through_a_page_reset_once_deletes_nothing_it_should_keep(s3
     assert done.returncode == EXIT_OK, done.stderr
     assert files_under(tmp_path / "dstmany") == many  # the one extra file went, every listed one stayed
     assert s3_proxy.stats()["hits"] == [1]
+    record(request, "sync --delete (2,500 + 1 extra)", done, len(many))
 
 
 # -- archive, restore, run ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fault", TRANSIENT.values(), ids=TRANSIENT.keys())
-def test_archive_and_restore_through_transient_faults(s3_proxy, seaweed, tmp_path, url, fault):
+def test_archive_and_restore_through_transient_faults(s3_proxy, seaweed, tmp_path, url, fault, request):
     cfg = write_setup(tmp_path, s3_proxy.endpoint, url)
     data = make_tree(tmp_path / "hot", 24, size=3000)
     paths = [str(tmp_path / "hot" / name) for name in data]
@@ -211,26 +241,32 @@ def test_archive_and_restore_through_transient_faults(s3_proxy, seaweed, tmp_pat
     restored = tiering("restore", "-c", str(cfg), *paths)
     assert restored.returncode == EXIT_OK, restored.stderr
     assert files_under(tmp_path / "hot") == data
+    record(request, "archive", archived, len(data))
+    record(request, "release (proxy clear) + restore", restored, len(data))
 
 
 @pytest.mark.parametrize("fault", PERSISTENT.values(), ids=PERSISTENT.keys())
-def test_archive_restore_and_run_against_a_tier_that_stays_down(s3_proxy, tmp_path, url, fault):
+def test_archive_restore_and_run_against_a_tier_that_stays_down(s3_proxy, tmp_path, url, fault, request):
     cfg = write_setup(tmp_path, s3_proxy.endpoint, url)
     data = make_tree(tmp_path / "hot", 6, size=3000)
     paths = [str(tmp_path / "hot" / name) for name in data]
     assert tiering("release", "-c", str(cfg), *paths[:3]).returncode == EXIT_OK  # three stubs to bring back
     inject(s3_proxy, fault)
+    runs = []
     for verb, args in (("archive", paths[3:]), ("restore", paths[:3]), ("run", [])):
         done = tiering(verb, "-c", str(cfg), *args)
         assert done.returncode == EXIT_UNREACHABLE, (verb, done.returncode, done.stdout, done.stderr)
         one_line_error(done, url)
+        runs.append((verb, done))
     s3_proxy.clear()
     assert tiering("restore", "-c", str(cfg), *paths[:3]).returncode == EXIT_OK
     assert files_under(tmp_path / "hot") == data  # nothing lost
+    for verb, done in runs:  # verified: every file's bytes once the tier is back
+        record(request, verb, done, len(data))
 
 
 @pytest.mark.parametrize("fault", TRANSIENT.values(), ids=TRANSIENT.keys())
-def test_run_through_transient_faults_archives_everything_verified(s3_proxy, seaweed, tmp_path, url, fault):
+def test_run_through_transient_faults_archives_everything_verified(s3_proxy, seaweed, tmp_path, url, fault, request):
     cfg = write_setup(tmp_path, s3_proxy.endpoint, url)
     data = make_tree(tmp_path / "hot", 30, size=2000)
     inject(s3_proxy, fault)
@@ -240,13 +276,14 @@ def test_run_through_transient_faults_archives_everything_verified(s3_proxy, sea
     assert summary["failed"] == 0 and summary["actions"] == {"archive": {"done": len(data)}}
     stored = stored_checksums(seaweed, url)
     assert {k: stored[k] for k in data} == {k: checksum_bytes(v) for k, v in data.items()}
+    record(request, "run", done, len(data))
 
 
 # -- config check --probe ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fault", PERSISTENT.values(), ids=PERSISTENT.keys())
-def test_probe_of_a_dead_endpoint_is_not_reachable_and_empty(s3_proxy, tmp_path, url, fault):
+def test_probe_of_a_dead_endpoint_is_not_reachable_and_empty(s3_proxy, tmp_path, url, fault, request):
     """Before: 'probe cap: reachable, empty' and exit 0."""
     cfg = write_setup(tmp_path, s3_proxy.endpoint, url)
     inject(s3_proxy, fault)
@@ -254,11 +291,13 @@ def test_probe_of_a_dead_endpoint_is_not_reachable_and_empty(s3_proxy, tmp_path,
     assert done.returncode == EXIT_UNREACHABLE, (done.stdout, done.stderr)
     assert "reachable" not in done.stdout
     one_line_error(done, url)
+    record(request, "config check --probe", done, 0)
 
 
-def test_probe_through_a_reset_once_answers(s3_proxy, tmp_path, url):
+def test_probe_through_a_reset_once_answers(s3_proxy, tmp_path, url, request):
     cfg = write_setup(tmp_path, s3_proxy.endpoint, url)
     inject(s3_proxy, [{"op": "ListObjectsV2", "action": "reset", "times": 1}])
     done = tiering("config", "check", str(cfg), "--probe")
     assert done.returncode == EXIT_OK, done.stderr
     assert "probe cap: reachable, empty" in done.stdout
+    record(request, "config check --probe", done, 0)
