@@ -104,6 +104,19 @@ def test_missing_paths_fail_alone_and_the_rest_is_done(root):
     assert alone.returncode == 1 and "no/such/file: no such file" in alone.stderr
 
 
+def test_restore_of_a_file_the_catalog_never_knew_fails_it_by_name(root):
+    """A named file that was never archived has nothing to restore: one line and exit 1, not a quiet 0;
+    the same file found by walking a folder is left alone."""
+    result = cli(root, "restore", "d/in.bin")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "d/in.bin: not archived by tiering" in result.stderr
+    dry = cli(root, "restore", "--dry-run", "d/in.bin")
+    assert dry.returncode == 1 and "d/in.bin: not archived by tiering" in dry.stderr
+    folder = cli(root, "restore", "d")
+    assert folder.returncode == 0, folder.stderr
+    assert (root / "hot/d/in.bin").stat().st_size > 0
+
+
 def test_status_of_a_missing_path_is_one_line(root):
     """Reproduction: `tiering status no/such/file` printed an lstat traceback."""
     result = cli(root, "status", "no/such/file", "hot/d/in.bin")

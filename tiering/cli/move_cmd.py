@@ -144,13 +144,31 @@ def _named(action: str, opts: dict) -> None:
                         else f"{action}: name at least one file or folder, or --manifest")
     files = list(expand(rels, cfg.hot_path, select))
     if opts["dry_run"]:
-        _dry_run(action, files, cfg, opts["as_json"], refused)
+        _dry_run(action, files, cfg, opts["as_json"], refused, set(rels))
         return
     with mover_session(cfg, action) as (mover, recovered):
         _report_recovery(recovered)
+        files = _unknown_named(action, set(rels), files, mover.catalog, refused)
         tasks = _tasks(action, files, opts["tier"], cfg.hot_path, mover.catalog)
         _run(mover, tasks, opts["jobs"] or cfg.jobs, (len(tasks), sum(t.size for t in tasks)), as_json=opts["as_json"],
              refused=refused)
+
+
+def _unknown_named(action: str, named: set[bytes], files: list[bytes], catalog, refused: list) -> list[bytes]:
+    """``files`` without those a restore was named for (not found by walking a folder) that the catalog has
+    never heard of: each of those fails, named (work not done is not success); a folder's files it does
+    not know are left alone quietly."""
+    if action != "restore":
+        return files
+    from tiering.mover.outcome import FAILED, Outcome
+
+    kept = []
+    for rel in files:
+        if rel in named and (catalog is None or catalog.get(rel) is None):
+            refused.append(Outcome(rel, action, FAILED, "not archived by tiering (no catalog entry): nothing to restore"))
+        else:
+            kept.append(rel)
+    return kept
 
 
 def _tasks(action: str, files: list[bytes], tier: str | None, hot: Path, catalog) -> list:
@@ -164,7 +182,7 @@ def _tasks(action: str, files: list[bytes], tier: str | None, hot: Path, catalog
 _ALREADY = {"archive": ("archived", "released"), "release": ("released",), "restore": ("resident", "archived", "dirty")}
 
 
-def _dry_run(action: str, files: list[bytes], cfg, as_json: bool, refused: list) -> None:
+def _dry_run(action: str, files: list[bytes], cfg, as_json: bool, refused: list, named: set[bytes]) -> None:
     """What ``action`` would do to each file, from the hot tier and the catalog (read, never locked)."""
     from tiering.catalog import Catalog
     from tiering.cli.output import note, problem
@@ -174,6 +192,7 @@ def _dry_run(action: str, files: list[bytes], cfg, as_json: bool, refused: list)
     from tiering.units import format_size
 
     catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
+    files = _unknown_named(action, named, files, catalog, refused)
     todo = nbytes = already = 0
     missing = len(refused)
     for outcome in refused:  # named paths refused (missing, outside the hot tier, a symlink): a real run fails them
