@@ -10,16 +10,13 @@ summary of what was done is printed (a second signal stops at once).
 from __future__ import annotations
 
 import json
-import signal
-import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from tiering.cli.config_cmd import FILE_HELP
+from tiering.cli.interrupt import stop_on_signals
 
 Src = Annotated[str, typer.Argument(help="A local folder, s3://BUCKET/PREFIX, oss://BUCKET/PREFIX or a tier name.")]
 Dst = Annotated[str, typer.Argument(help="Where to copy to (same kinds as SRC).")]
@@ -76,7 +73,7 @@ def _run(args: dict, *, delete: bool) -> None:
     bar = ProgressBar() if show_progress() else None
     executor = open_executor(address)
     try:
-        with _stop_on_signals() as cancel:
+        with stop_on_signals() as cancel:
             result = run(job, jobs=jobs, delete=delete, executor=executor, progress=bar, cancel=cancel,
                          on_item=lambda item: _show(item, job.dry_run, json_out))
     finally:
@@ -84,24 +81,6 @@ def _run(args: dict, *, delete: bool) -> None:
         if bar:
             bar.end()
     _summary(result, json_out)
-
-
-@contextmanager
-def _stop_on_signals():
-    """SIGINT/SIGTERM set the returned event (no new file starts); a second one interrupts at once."""
-    cancel = threading.Event()
-
-    def on_signal(signum, frame) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
-
-    saved = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield cancel
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 def _show(item, dry_run: bool, json_out: bool) -> None:

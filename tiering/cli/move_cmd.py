@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +19,7 @@ import typer
 
 from tiering.cli import EXIT_FAILED
 from tiering.cli.config_cmd import FILE_HELP
+from tiering.cli.interrupt import stop_on_signals
 from tiering.cli.filters import Exclude, Include, MaxAge, MaxSize, MinAge, MinSize
 from tiering.cli.plan_cmd import POLICY_HELP
 
@@ -240,7 +237,7 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
         mover = Telling(mover, lambda outcome: (bar.print if bar else note)(told_line(outcome)))
     ex = open_executor(executor)
     try:
-        with _stop_on_signals() as interrupt:
+        with stop_on_signals() as interrupt:
             result = execute(mover, tasks, jobs=jobs, total=totals, progress=bar, executor=ex, interrupt=interrupt)
     finally:
         ex.close()
@@ -263,25 +260,6 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
     typer.echo(json.dumps(result.summary()) if as_json else moved_line(result))
     if result.exit_status:
         raise typer.Exit(result.exit_status)
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM and SIGINT set the event (start nothing new, finish what is in flight, then the summary
-    and exit 130); a second one abandons the actions in flight, which the next start recovers."""
-    interrupt = threading.Event()
-
-    def on_signal(signum, frame) -> None:
-        if interrupt.is_set():
-            raise KeyboardInterrupt
-        interrupt.set()
-
-    saved = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield interrupt
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 def _report_recovery(recovered) -> None:

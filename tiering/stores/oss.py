@@ -55,10 +55,6 @@ from tiering.errors import (
     FatalError,
     IntegrityError,
     NeedsRestoreError,
-    NotFoundError,
-    KeyRejectedError,
-    PermissionDeniedError,
-    RefusedError,
     SourceChangedError,
     StoreError,
     TransientError,
@@ -66,7 +62,7 @@ from tiering.errors import (
 )
 from tiering.stores.base import FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
-from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
+from tiering.stores.codes import TRANSIENT_CODES, classify_answer
 from tiering.stores.keys import join_key, shown_key, split_key
 from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import open_source, read_source, with_holes, write_sparse
@@ -81,9 +77,6 @@ META_HEADER = "x-oss-meta-"
 # Everything printable in ASCII but "%" and " " passes through a header as itself.
 _META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 _ALIYUN_HOST = re.compile(r"^oss-([a-z0-9-]+?)(?:-internal)?\.aliyuncs\.com$")
-_TRANSIENT_CODES = {"RequestTimeout", "InternalError", "ServiceUnavailable", "SlowDown", "ServerBusy",
-                    "TooManyRequests", "PreconditionFailed"}
-
 # Retries happen in RetryPolicy, once. oss2's only own retry loop is in its list
 # iterators (used by resumable uploads to list parts); make it a single try.
 oss2.defaults.request_retries = 1
@@ -117,27 +110,10 @@ def translate(exc: Exception, url: str, key: str) -> StoreError:
     if not isinstance(exc, oss2.exceptions.ServerError):
         detail = exc.body if isinstance(exc, oss2.exceptions.OssError) else type(exc).__name__
         return FatalError(f"{where}: {_one_line(str(detail))}", store=url, key=key)
-    code = exc.code or f"HTTP {exc.status}"
-    if code in CREDENTIAL_CODES:
-        return CredentialsError(f"{where}: {code}; the tier's credentials are wrong or expired", store=url, key=key)
-    if code in CLOCK_CODES:
-        return FatalError(f"{where}: this machine's clock is more than 15 minutes off the server's", store=url, key=key)
-    if code == "NoSuchBucket":
-        return FatalError(f"{where}: no such bucket", store=url, key=key)
-    if code == "InvalidObjectState":
-        return NeedsRestoreError(f"{where}: object is archived and not restored; run restore first", store=url, key=key)
-    if exc.status == 404:
-        noun = "upload" if code == "NoSuchUpload" else "object"
-        return NotFoundError(f"{where}: no such {noun}", store=url, key=key)
-    if code in KEY_CODES:
-        return KeyRejectedError(f"{where}: {code}; the store refuses this name", store=url, key=key)
-    if code == "AccessDenied" or exc.status in (401, 403):
-        return PermissionDeniedError(f"{where}: {code}; access denied", store=url, key=key)
-    if code in _TRANSIENT_CODES or exc.status >= 500 or exc.status in (408, 429):
-        return TransientError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
-    if 400 <= exc.status < 500:
-        return RefusedError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
-    return FatalError(f"{where}: {code} (request {exc.request_id})", store=url, key=key)
+    # OSS's one extra: oss2's resumable download sends If-Match with each range; an object replaced
+    # mid-download answers 412, and a fresh try (checked against the catalog as ever) starts over.
+    return classify_answer(where, url, key, exc.status, exc.code or "", note=f" (request {exc.request_id})",
+                           transient=TRANSIENT_CODES | {"PreconditionFailed"})
 
 
 def _malformed(exc: Exception) -> bool:

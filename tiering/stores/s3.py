@@ -50,19 +50,14 @@ from tiering.errors import (
     CredentialsError,
     FatalError,
     IntegrityError,
-    NeedsRestoreError,
-    NotFoundError,
-    KeyRejectedError,
-    PermissionDeniedError,
     RefusedError,
     SourceChangedError,
     StoreError,
-    TransientError,
 )
 from tiering.faults import crash_point
 from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
-from tiering.stores.codes import CLOCK_CODES, CREDENTIAL_CODES, KEY_CODES
+from tiering.stores.codes import classify_answer
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import join_key, shown_key, split_key
 from tiering.stores.listing import whole_listing
@@ -89,11 +84,6 @@ from tiering.stores.sigv4 import S3Credentials
 MiB = 1024 * 1024
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
-_TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
-                    "BadDigest"}  # (the body was damaged on the way: send it again)
-_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchUpload"}
-
-
 def translate(exc: Exception, url: str, key: str) -> StoreError:
     """The project error for an obstore exception or a ``NetworkError``: the one table for this store."""
     text = str(exc)
@@ -112,26 +102,8 @@ def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_
     The same answers mean the same on OSS (``stores.oss.translate``): see ``tiering.errors`` for
     what each class tells the caller to do.
     """
-    what = f"{url}: {shown_key(key)}: {code or (f'HTTP {status}' if status else text)}"
-    if code in CREDENTIAL_CODES:
-        return CredentialsError(f"{what} (the tier's credentials are wrong or expired)", store=url, key=key)
-    if code in CLOCK_CODES:
-        return FatalError(f"{what} (this machine's clock is too far off the server's)", store=url, key=key)
-    if code == "NoSuchBucket":
-        return FatalError(f"{what} (no such bucket)", store=url, key=key)
-    if code == "InvalidObjectState":
-        return NeedsRestoreError(f"{what} (object is archived; restore it first)", store=url, key=key)
-    if not_found or code in _NOT_FOUND_CODES or status == 404:
-        return NotFoundError(f"{what} (no such object)", store=url, key=key)
-    if code in KEY_CODES:
-        return KeyRejectedError(f"{what} (the store refuses this name)", store=url, key=key)
-    if denied or status in (401, 403):
-        return PermissionDeniedError(f"{what} (access denied)", store=url, key=key)
-    if code in _TRANSIENT_CODES or status in (408, 429, 500, 502, 503, 504) or (not status and network):
-        return TransientError(what if status else f"{url}: {shown_key(key)}: cannot reach the server", store=url, key=key)
-    if 400 <= status < 500:
-        return RefusedError(what, store=url, key=key)
-    return FatalError(what, store=url, key=key)
+    return classify_answer(f"{url}: {shown_key(key)}", url, key, status, code, text, not_found=not_found,
+                           denied=denied, network=network)
 
 
 def _looks_like_network(text: str) -> bool:
