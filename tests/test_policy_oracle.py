@@ -93,6 +93,8 @@ def glob_regex(glob: bytes) -> re.Pattern:
             body = glob[i + 1:end]
             neg = body.startswith(b"!")
             body = body[1:] if neg else body
+            # Every byte of a glob's class is literal but a range's '-' (a '[' inside is a byte, not a nested set).
+            body = b"".join(b"-" if byte == ord("-") else re.escape(bytes([byte])) for byte in body)
             out.append(b"[" + (b"^" if neg else b"") + body + b"]")
             i = end + 1
         else:
