@@ -235,3 +235,19 @@ def test_a_restore_waits_a_bounded_time_for_a_stub_held_open_then_fails_it(mover
     out = mover.restore(b"held.bin")
     assert out.status == "done", out
     assert path.read_bytes() == data
+
+
+def test_progress_moves_while_a_large_file_is_copied(mover):
+    """A bar by bytes must not sit at 0 % (ETA 0s) while one large file moves: the stores' byte counts reach
+    it during the copy, never beyond the file, and the bar ends at the total when the file is done."""
+    from tiering.mover.executor import Task, execute
+
+    size = 48 << 20  # several parts and chunks on every store, above the inline size
+    (Path(mover.config.hot_path) / "big.bin").write_bytes(os.urandom(size))
+    seen: list[tuple[int, int]] = []  # (files done, bytes done) per redraw
+    result = execute(mover, [Task(b"big.bin", "archive", size=size)], jobs=1, total=(1, size),
+                     progress=lambda p: seen.append((p.files_done, p.bytes_done)))
+    assert result.failed == 0 and result.bytes_moved == size
+    during = [done for files, done in seen if files == 0]
+    assert any(0 < done < size for done in during), seen  # it moved before the file was done
+    assert all(done <= size for _, done in seen) and seen[-1] == (1, size)

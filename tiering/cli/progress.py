@@ -54,6 +54,7 @@ class ProgressBar:
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=28),
                                   TextColumn("{task.percentage:>3.0f}%"), _Counts(),
                                   console=Console(stderr=True), refresh_per_second=5, transient=False)
+        self._done, self._by_bytes = 0, None
         self._task = self._progress.add_task(label, total=None, run=None, started=time.monotonic())
         self.shown = 0.0  # when it last drew; 0: never (a run with nothing to do draws no bar)
 
@@ -65,6 +66,9 @@ class ProgressBar:
             all_done = p.files_total is not None and p.files_done >= p.files_total
             done = total if all_done else min(done, max(total - 1, 0))  # 100 % only when every file is done
         with self._lock:
+            # Never backwards: a large file's streamed bytes hand over to its result a moment after it ends.
+            done = self._done = max(done, self._done) if by_bytes == self._by_bytes else done
+            self._by_bytes = by_bytes
             if not self.shown:
                 self._progress.start()
             self._progress.update(self._task, total=total, completed=done, run=p)

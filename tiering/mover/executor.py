@@ -199,6 +199,10 @@ class ThreadExecutor:
         pass
 
 
+#: Seconds between redraws while large files move (results redraw as they come).
+PROGRESS_EVERY = 0.2
+
+
 def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: float = 0.5, min_sample: int = 20,
             total: tuple[int, int] | None = None, progress: Callable[[Progress], None] | None = None,
             executor: Executor | None = None, interrupt: threading.Event | None = None) -> RunResult:
@@ -212,13 +216,26 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
     """
     result = RunResult()
     start = time.monotonic()
+    moving = [0, 0.0]  # bytes of large transfers still under way, when the bar was last drawn for them
+    lock = threading.Lock()
 
     def tick() -> None:
         if progress:
-            progress(Progress(result.total, total[0] if total else None, result.bytes_moved,
+            progress(Progress(result.total, total[0] if total else None, result.bytes_moved + max(moving[0], 0),
                               total[1] if total else None, result.failed, time.monotonic() - start))
 
+    def streamed(nbytes: int) -> None:  # from the stores' threads, as a large file moves
+        with lock:
+            moving[0] += nbytes
+            due = nbytes > 0 and time.monotonic() - moving[1] >= PROGRESS_EVERY
+            if due:
+                moving[1] = time.monotonic()
+        if due:
+            tick()
+
     mover.transfer_jobs = jobs
+    if progress and hasattr(mover, "on_bytes"):
+        mover.on_bytes = streamed
     with (executor or ThreadExecutor()).offloading(mover):
         try:
             try:

@@ -32,6 +32,7 @@ import secrets
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,7 +62,7 @@ from tiering.mover.stub import (
     replace_stub,
     stub_attributes,
 )
-from tiering.stores.base import FileMeta, ObjectInfo, Store, call_async
+from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Store, call_async
 from tiering.stores.checksum import Hasher
 from tiering.stores.keys import encode_key
 
@@ -91,6 +92,9 @@ class Mover:
         self._used_lock = threading.Lock()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
         self.transfer_jobs = config.jobs
+        #: Told the bytes of large transfers as they move (negative once a transfer ends: its file's
+        #: outcome counts them from then on), so a progress bar moves during a long file. Set by ``execute``.
+        self.on_bytes: Callable[[int], None] | None = None
         self._per_loop: PerLoop[_LoopState] = PerLoop(
             lambda: _LoopState(SyncBatcher(), asyncio.Semaphore(max(1, self.transfer_jobs))))
 
@@ -150,7 +154,20 @@ class Mover:
     async def _transfer(self, store: Store, method: str, *args, size: int):
         """A store call that moves ``size`` bytes: at most ``transfer_jobs`` at once, however many actions wait."""
         async with self._per_loop.get().transfers:
-            return await call_async(store, method, *args, size=size)
+            report = self.on_bytes
+            if report is None or size <= INLINE_MAX or getattr(store, "transfers_elsewhere", False):
+                return await call_async(store, method, *args, size=size)  # small, or bytes moved by a worker
+            sent = 0
+
+            def progress(nbytes: int) -> None:  # on the store's threads
+                nonlocal sent
+                sent += nbytes
+                report(nbytes)
+
+            try:
+                return await call_async(store, method, *args, progress, size=size)
+            finally:
+                report(-sent)
 
     # -- archive -----------------------------------------------------------------
 
