@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from tiering.cli.config_cmd import FILE_HELP
 from tiering.errors import UserError
 
 app = typer.Typer(help="Benchmarks: fio sweeps, object-tier sweeps, dataloader emulation, and reports over them.", no_args_is_help=True)
@@ -35,7 +36,7 @@ def _one(text: str, parse, option: str):
 @app.command("objects")
 def objects(
     tier: Annotated[str, typer.Option(help="Capacity tier name from the config.")],
-    config: Annotated[Optional[Path], typer.Option(help="Config file (default: $TIERING_CONFIG, ./tiering.toml, configs/local.toml).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
     sizes: Annotated[str, typer.Option(help="Object sizes, comma-separated.")] = "64KiB,1MiB,16MiB",
     concurrency: Annotated[str, typer.Option(help="Concurrent requests, comma-separated.")] = "1,4,16,32",
     total: Annotated[str, typer.Option(help="About this much data per point.")] = "64MiB",
@@ -117,7 +118,7 @@ def dataloader(
     max_accelerators: Annotated[int, typer.Option(min=1, help="Stop the accelerator search here.")] = 64,
     keep_dataset: Annotated[bool, typer.Option(help="Keep a dataset this run created (for the next run).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Config file (default: $TIERING_CONFIG, ./tiering.toml, configs/local.toml).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
 ) -> None:
     """Emulate a training input pipeline: samples/s, MB/s, AU, and accelerators fed at >= 90% AU."""
