@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tiering.faults import STEPS
+from tiering.core.faults import STEPS
 
 SIZES = (0, 1, 4096, 65536, 300_000, 2_500_000)
 
@@ -79,7 +79,7 @@ def drive(config: Path) -> None:
     """The workload that gets killed: release all, restore all, release half."""
     from tiering.config import load_config
     from tiering.mover.executor import Task, execute
-    from tiering.session import mover_session
+    from tiering.ops.session import mover_session
 
     cfg = load_config(config)
     rels = sorted(os.fsencode(p.relative_to(cfg.hot_path)) for p in cfg.hot_path.rglob("*")
@@ -120,7 +120,7 @@ def check(root: Path, config: Path, result: TrialResult) -> None:
     from tiering.catalog import Catalog
     from tiering.config import load_config
     from tiering.mover.executor import Task, execute
-    from tiering.session import mover_session
+    from tiering.ops.session import mover_session
 
     cfg = load_config(config)
     temps = [str(p) for p in cfg.hot_path.rglob(".tiering-restore-*")] + \

@@ -31,8 +31,8 @@ from bench import fio_parse
 from bench.campaign import new_campaign, write_results
 from bench.fio_env import Environment, cache_warning, drop_caches, environment
 from bench.fio_profiles import Profile, job_file, load_profile
-from tiering.errors import RUN_ERRNOS, UserError
-from tiering.units import format_size, parse_size
+from tiering.core.errors import RUN_ERRNOS, UserError
+from tiering.core.units import format_size, parse_size
 
 DATA_DIR = "tiering-bench-fio"
 Values = int | str | Sequence[int | str] | None

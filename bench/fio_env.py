@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tiering.units import format_size
+from tiering.core.units import format_size
 
 #: Filesystems whose reads come from memory, whatever the page cache does.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "overlay", "devtmpfs", "rootfs", "hugetlbfs"})

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tiering.errors import UserError
-from tiering.units import parse_size
+from tiering.core.errors import UserError
+from tiering.core.units import parse_size
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
 

@@ -112,7 +112,7 @@ def add_data_args(ap, large: str) -> None:
 
 def data_sets(root: Path, files: int, size: str, large: str) -> list[tuple[str, Path]]:
     """(label, folder) of the small-file set and, unless ``large`` is empty, the large-file set."""
-    from tiering.units import parse_size
+    from tiering.core.units import parse_size
 
     sets = [(f"{files}x{size}", make_files(root / "small", parse_size(size), files))]
     if large:

@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tiering.inventory import SCHEMA
+from tiering.core.inventory import SCHEMA
 from tiering.plan import Usage, make_plan
-from tiering.workflow import PLAN_BATCH_ROWS
+from tiering.ops.workflow import PLAN_BATCH_ROWS
 from tiering.policy import load_policy
 from tiering.scan import iter_snapshot
 

@@ -33,8 +33,8 @@ from bench.campaign import RESULTS, conform
 from bench.dataloader import AU_TARGET
 from bench.report_doc import Doc, render
 from bench.scaling import efficiency, kneedle, usl_fit
-from tiering.errors import UserError
-from tiering.units import format_size
+from tiering.core.errors import UserError
+from tiering.core.units import format_size
 
 SeriesKey = tuple  # (engine, tier, profile, op, block_size, iodepth, workers)
 

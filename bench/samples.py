@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Protocol
 
 from tiering.config import Config, open_tier
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 from tiering.stores import scheme_of
 from tiering.stores.base import FileMeta, Store
 from tiering.stores.keys import encode_key
-from tiering.units import format_size
+from tiering.core.units import format_size
 
 #: Where datasets live: a folder on the hot tier, a key prefix on a capacity tier.
 BENCH_FOLDER = "tiering-bench"

@@ -101,7 +101,7 @@ class StoreCase:
 
 
 def _posix_case(tmp_path: Path) -> StoreCase:
-    from tiering.errors import UserError
+    from tiering.core.errors import UserError
 
     root = tmp_path / "tier"
     root.mkdir()
@@ -166,12 +166,12 @@ def _s3_case(server: SeaweedServer, prefix: str) -> StoreCase:
         "s3", store, 5 * MiB, 5 * MiB, corrupt, start_incomplete=start_incomplete,
         refused=lambda: open_store(url, {**options, "secret_access_key": "wrong-secret"}),
         down=lambda: open_store(url, {**options, "endpoint": f"http://127.0.0.1:{closed_port()}"}, retry=FAST_RETRY),
-        down_error=__import__("tiering.errors", fromlist=["TierUnavailableError"]).TierUnavailableError,
+        down_error=__import__("tiering.core.errors", fromlist=["TierUnavailableError"]).TierUnavailableError,
     )
 
 
 def _oss_case(server, prefix: str, tmp_path: Path) -> StoreCase:
-    from tiering.errors import TierUnavailableError
+    from tiering.core.errors import TierUnavailableError
 
     options = {"endpoint": server.endpoint, "access_key_id": OSS_KEY, "access_key_secret": OSS_SECRET,
                "part_size": 100 * KiB, "multipart_threshold": 256 * KiB, "jobs": 4,

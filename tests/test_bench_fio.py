@@ -38,7 +38,7 @@ from bench.fio_profiles import (
     profile_dirs,
 )
 from bench.results import SCHEMA
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 
 pytestmark = pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed (Debian: apt-get install fio)")
 

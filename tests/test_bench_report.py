@@ -101,7 +101,7 @@ def test_html_report_is_self_contained(campaigns, tmp_path):
 
 
 def test_no_results_is_a_user_error(tmp_path):
-    from tiering.errors import UserError
+    from tiering.core.errors import UserError
 
     with pytest.raises(UserError, match="no results.parquet"):
         build(tmp_path)

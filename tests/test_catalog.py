@@ -15,7 +15,7 @@ import pytest
 from tiering.catalog import Catalog, CatalogBusyError, FileRecord
 from tiering.catalog.lock import read_holder
 from tiering.catalog.schema import SCHEMA_VERSION
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 
 
 @pytest.fixture

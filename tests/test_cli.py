@@ -18,7 +18,7 @@ import pytest
 
 from tiering.cli import command, main
 from tiering.cli.output import reset
-from tiering.selection import expand
+from tiering.ops.selection import expand
 
 REPO = Path(__file__).resolve().parents[1]
 # the console script `pip install` made (TIERING_TEST_CLI: another build of it, e.g. the base commit's)

@@ -3,7 +3,7 @@
 Each cell of the matrix runs one verb of the installed ``tiering`` console
 script as a real subprocess in one broken environment, and asserts what a
 person at a terminal gets: one line on stderr saying what is wrong, never a
-``Traceback``, and the documented exit status (``tiering.errors``: 1 some
+``Traceback``, and the documented exit status (``tiering.core.errors``: 1 some
 items failed or a full disk; 2 usage, configuration, policy or credentials;
 3 a tier unreachable). A failing cell's id names the verb and the environment.
 

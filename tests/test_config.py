@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tiering.config import describe, find_config, load_config, open_tier
-from tiering.errors import ConfigError, UserError
+from tiering.core.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "s3cr3t-Value-that-must-never-print"

@@ -16,7 +16,7 @@ from conftest import tier_config
 
 from tiering.catalog import Catalog
 from tiering.config import load_config
-from tiering.errors import PathError
+from tiering.core.errors import PathError
 from tiering.mover.beneath import HotRoot
 from tiering.mover.ops import Mover
 from tiering.stores.checksum import checksum_bytes

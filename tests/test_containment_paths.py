@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tiering.config import load_config
-from tiering.errors import ConfigError
+from tiering.core.errors import ConfigError
 
 OSS = ('url = "oss://my-bucket"\nendpoint = "https://oss-cn-hangzhou.aliyuncs.com"\n'
        'checkpoint_dir = "{ckpt}"\n')
@@ -107,8 +107,8 @@ def test_locations_apart_from_the_hot_tier_are_accepted(tmp_path):
 def test_a_symlink_swapped_in_after_loading_is_refused_at_run_time(tmp_path):
     """The config was fine when loaded; the run finds the capacity folder now points at the hot tier."""
     from tiering.config import check_locations
-    from tiering.session import mover_session
-    from tiering.workflow import fresh_snapshot
+    from tiering.ops.session import mover_session
+    from tiering.ops.workflow import fresh_snapshot
 
     (tmp_path / "cap").mkdir()
     cfg = load_config(config(tmp_path))

@@ -12,7 +12,7 @@ import time
 from bench.seaweed import SeaweedServer
 from tiering.catalog import Catalog
 from tiering.config import load_config, open_tier
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 
 KEY, SECRET, BUCKET = "fault-key", "fault-secret", "faults"
 

@@ -18,8 +18,8 @@ from conftest import tier_config
 
 from tiering.catalog import Catalog
 from tiering.config import Config, load_config
-from tiering.errors import IntegrityError, InvalidKeyError, NotFoundError, StoreError
-from tiering.fs import TieredFileSystem
+from tiering.core.errors import IntegrityError, InvalidKeyError, NotFoundError, StoreError
+from tiering.access.tiered import TieredFileSystem
 from tiering.mover.ops import Mover
 from tiering.stores.keys import encode_key
 
@@ -230,7 +230,7 @@ def test_restore_on_read_streams_when_another_process_holds_the_catalog(local_da
     fs = TieredFileSystem(config=str(local_dataset.cfg), restore_on_read=True, skip_instance_cache=True)
     busy = Catalog.open(local_dataset.config.catalog_path, writer=True, purpose="a long apply")
     try:
-        with caplog.at_level(logging.WARNING, logger="tiering.fs"):
+        with caplog.at_level(logging.WARNING, logger="tiering.access.tiered"):
             assert fs.cat_file("data/big.bin") == RELEASED["data/big.bin"]
         assert local_dataset.hot("data/big.bin").stat().st_size == 0
         assert "streaming from its capacity tier instead" in caplog.text and "a long apply" in caplog.text

@@ -7,8 +7,8 @@ import os
 import pytest
 from test_fs import RELEASED, build
 
-from tiering.errors import IntegrityError
-from tiering.fs_released import VERIFIED, VERIFY_BLOCK
+from tiering.core.errors import IntegrityError
+from tiering.access.released import VERIFIED, VERIFY_BLOCK
 
 
 @pytest.fixture(params=["posix", "s3"])

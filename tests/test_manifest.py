@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tiering.errors import ConfigError, UserError
+from tiering.core.errors import ConfigError, UserError
 
 DATA = b"training shard\n" * 100
 
@@ -201,7 +201,7 @@ def test_an_unreadable_manifest_is_one_line(root):
 
 
 def test_a_parquet_manifest_with_binary_paths(root):
-    from tiering.manifest import Refused, Resolved, read_manifest
+    from tiering.core.manifest import Refused, Resolved, read_manifest
 
     pq.write_table(pa.table({"path": pa.array([b"d/in.bin", b"d/\xffnope"], pa.binary())}), root / "m.parquet")
     out = list(read_manifest(root / "m.parquet", root / "hot"))
@@ -210,7 +210,7 @@ def test_a_parquet_manifest_with_binary_paths(root):
 
 
 def test_a_parquet_manifest_on_stdin(root):
-    from tiering.manifest import Resolved, read_manifest
+    from tiering.core.manifest import Resolved, read_manifest
 
     sink = io.BytesIO()
     pq.write_table(pa.table({"path": ["d/two.bin"]}), sink)
@@ -221,7 +221,7 @@ def test_a_parquet_manifest_on_stdin(root):
 
 
 def test_operands_resolve_from_the_cwd_or_the_hot_tier(root, monkeypatch):
-    from tiering.manifest import from_command_line
+    from tiering.core.manifest import from_command_line
 
     hot = root / "hot"
     monkeypatch.chdir(root / "hot/d")
@@ -235,7 +235,7 @@ def test_operands_resolve_from_the_cwd_or_the_hot_tier(root, monkeypatch):
 
 
 def test_a_hot_tier_reached_through_a_symlink_accepts_either_spelling(root):
-    from tiering.manifest import from_command_line
+    from tiering.core.manifest import from_command_line
 
     (root / "hot_alias").symlink_to(root / "hot")
     assert from_command_line(str(root / "hot/d/in.bin"), root / "hot_alias") == b"d/in.bin"
@@ -243,7 +243,7 @@ def test_a_hot_tier_reached_through_a_symlink_accepts_either_spelling(root):
 
 
 def test_the_hot_tier_itself_and_odd_names_are_refused(root):
-    from tiering.manifest import Refused, resolve_operands
+    from tiering.core.manifest import Refused, resolve_operands
 
     out = list(resolve_operands([str(root / "hot"), "d/..", "d/in.bin\0x"], root / "hot"))
     assert [type(o) for o in out] == [Refused] * 3
@@ -252,7 +252,7 @@ def test_the_hot_tier_itself_and_odd_names_are_refused(root):
 
 
 def test_a_missing_hot_tier_is_a_config_error(root):
-    from tiering.manifest import resolve_operands
+    from tiering.core.manifest import resolve_operands
 
     with pytest.raises(ConfigError, match="hot tier .*/nothere: no such folder"):
         resolve_operands(["x"], root / "nothere")

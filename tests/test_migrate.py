@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import OSS_BUCKET, OSS_KEY, OSS_SECRET, S3_BUCKET, S3_KEY, S3_SECRET, is_root
 
-from tiering.errors import FatalError
+from tiering.core.errors import FatalError
 from tiering.migrate import Filter, Job, migrate, resolve
 from tiering.migrate.listing import Entry, join
 from tiering.migrate.request import make_job

@@ -18,7 +18,7 @@ import pytest
 from conftest import S3_BUCKET, S3_KEY, S3_SECRET, is_root, write_config
 from test_migrate import _drop_dac, files_under, job, s3_opts, tree
 
-from tiering.errors import PathError
+from tiering.core.errors import PathError
 from tiering.migrate import migrate
 from tiering.migrate.localtree import LocalTree
 from tiering.stores import open_store

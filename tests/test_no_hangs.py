@@ -20,9 +20,9 @@ import pytest
 
 from tiering.catalog import Catalog
 from tiering.config import load_config
-from tiering.faults import STEPS
+from tiering.core.faults import STEPS
 from tiering.mover.executor import Task, drive, execute
-from tiering.session import mover_session
+from tiering.ops.session import mover_session
 
 #: A run that takes longer than this to end after a failure is taken for hung.
 BOUND = 30

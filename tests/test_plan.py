@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from tiering.catalog import Catalog, FileRecord
-from tiering.inventory import SCHEMA
+from tiering.core.inventory import SCHEMA
 from tiering.plan import Usage, make_plan
 from tiering.plan.explain import explain_path, find_row
 from tiering.policy import parse_policy

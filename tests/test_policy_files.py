@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from tiering.config import load_config
-from tiering.inventory import CATALOG_FIELDS, SCHEMA
+from tiering.core.inventory import CATALOG_FIELDS, SCHEMA
 from tiering.policy import (
     PolicyError,
     Safety,

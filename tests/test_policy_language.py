@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tiering.inventory import CATALOG_FIELDS, SCHEMA
+from tiering.core.inventory import CATALOG_FIELDS, SCHEMA
 from tiering.policy import (
     ExpressionError,
     PolicyError,

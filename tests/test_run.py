@@ -14,7 +14,7 @@ from unattended import REPO, make_file, query, states, tiering, wait_for, write_
 
 from tiering.catalog.lock import read_holder
 from tiering.config import load_config
-from tiering.errors import ConfigError
+from tiering.core.errors import ConfigError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 1, 2, 4
 ARCHIVE_ALL = '[[rules]]\nname = "all"\nmatch = \'type == "file"\'\naction = "archive"\n[safety]\nmin_age = "0s"\n'
@@ -29,7 +29,7 @@ def test_a_run_recovers_scans_plans_applies_and_reports_one_json_line(tmp_path):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["command"] == "run" and summary["failed"] == 0 and summary["stopped"] is None
     assert summary["actions"] == {"archive": {"done": 5}} and summary["bytes_moved"] == sum(10_000 + i for i in range(5))
-    assert "tiering.cycle: run: done" in done.stderr  # logs go to stderr
+    assert "tiering.ops.cycle: run: done" in done.stderr  # logs go to stderr
     assert set(states(tmp_path / "state/catalog.db").values()) == {"archived"}
     status = json.loads(tiering("status", "-c", str(cfg), "--json").stdout)
     assert status["last_run"]["command"] == "run" and status["last_run"]["summary"]["run_id"] == summary["run_id"]

@@ -21,7 +21,7 @@ import warnings
 import pytest
 from conftest import S3_BUCKET, S3_KEY, S3_SECRET, closed_port
 
-from tiering.errors import NotFoundError
+from tiering.core.errors import NotFoundError
 from tiering.stores import open_store
 from tiering.stores.base import call_async
 from tiering.stores.s3_http import BlockingRanges, NetworkError, S3Endpoint, S3Http
@@ -303,7 +303,7 @@ def test_a_proxy_for_the_endpoint_keeps_requests_on_obstore(monkeypatch):
 # -- against SeaweedFS ----------------------------------------------------------
 
 def test_missing_bucket_and_object_are_not_found_from_the_loop(seaweed, tmp_path):
-    from tiering.errors import FatalError
+    from tiering.core.errors import FatalError
 
     options = {"endpoint": seaweed.endpoint, "access_key_id": S3_KEY, "secret_access_key": S3_SECRET}
     # A missing object fails its item; a missing bucket fails the run (no other key will fare better).
@@ -320,7 +320,7 @@ def test_a_body_that_does_not_match_its_content_md5_is_refused_and_not_stored(se
     import base64
     import hashlib
 
-    from tiering.errors import TransientError
+    from tiering.core.errors import TransientError
     from tiering.stores.s3 import classify
 
     creds = S3Credentials(S3_KEY, S3_SECRET, None, "us-east-1")

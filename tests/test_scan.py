@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tiering.errors import UserError
-from tiering.inventory import SCHEMA
+from tiering.core.errors import UserError
+from tiering.core.inventory import SCHEMA
 from tiering.scan import (
     Scan,
     ScanProgress,
@@ -435,7 +435,7 @@ def test_pick_inventory_rescans_past_max_age(tmp_path):
     from unattended import write_setup
 
     from tiering.config import load_config
-    from tiering.workflow import fresh_snapshot, pick_inventory
+    from tiering.ops.workflow import fresh_snapshot, pick_inventory
 
     cfg = write_setup(tmp_path, STALE_POLICY)
     cfg.write_text(cfg.read_text() + '[scan]\nmax_age = "10m"\n')

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tiering.errors import (
+from tiering.core.errors import (
     IntegrityError,
     InvalidKeyError,
     NotFoundError,
@@ -504,7 +504,7 @@ def test_wrong_credentials_for_s3_uploads_are_a_credentials_error(seaweed):
 def test_a_name_the_store_refuses_fails_that_file_only(store_case, tmp_path, name, refused_by):
     """SeaweedFS answers KeyTooLongError, OSS InvalidObjectName; a posix tier keeps the name as it is.
     Only that file fails (an item error), with a short message; the next file goes on."""
-    from tiering.errors import ITEM, KeyRejectedError, scope_of
+    from tiering.core.errors import ITEM, KeyRejectedError, scope_of
 
     try:
         key, _ = put(store_case, tmp_path, name, b"refused?")

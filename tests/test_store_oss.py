@@ -20,7 +20,7 @@ import oss2
 import pytest
 from servers.oss import OssServer, crc64
 
-from tiering.errors import (
+from tiering.core.errors import (
     ConfigError,
     CredentialsError,
     FatalError,

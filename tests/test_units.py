@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tiering.units import format_duration, format_size, parse_duration, parse_size
+from tiering.core.units import format_duration, format_size, parse_duration, parse_size
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
@@ -137,7 +137,7 @@ def test_format_duration_round_trips_milliseconds(ms):
      (3720, "1h02m"), (3 * 86400 + 4 * 3600 + 59, "3d04h")],
 )
 def test_format_elapsed(seconds, text):
-    from tiering.units import format_elapsed
+    from tiering.core.units import format_elapsed
 
     assert format_elapsed(seconds) == text
 
@@ -148,13 +148,13 @@ def test_format_elapsed(seconds, text):
      (1.25 * GiB, "1.25GiB/s"), (3 * GiB, "3GiB/s")],
 )
 def test_format_rate_uses_the_binary_units_of_sizes(rate, text):
-    from tiering.units import format_rate
+    from tiering.core.units import format_rate
 
     assert format_rate(rate) == text
 
 
 def test_plural():
-    from tiering.units import plural
+    from tiering.core.units import plural
 
     assert [plural(0, "action"), plural(1, "action"), plural(2, "action"), plural(1234, "file")] == [
         "0 actions", "1 action", "2 actions", "1,234 files"]

@@ -10,7 +10,7 @@ failing item fails alone and the others still commit.
 Latency per write stays one commit; throughput grows with concurrency.
 
 Writers on an event loop (the mover's actions) batch on the loop side
-(``tiering.aio``): their items collect while the loop runs other
+(``tiering.core.aio``): their items collect while the loop runs other
 actions and go to a worker thread as one transaction, so a thread hand-off
 is paid per batch, not per item, and the loop never waits on the fsync.
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from tiering.aio import LoopBatcher, Outcomes, PerLoop, settle
+from tiering.core.aio import LoopBatcher, Outcomes, PerLoop, settle
 
 Work = Callable[[sqlite3.Connection], Any]
 _STOP = object()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 from tiering.catalog.commit import GroupCommitter
 from tiering.catalog.lock import WriterLock
 from tiering.catalog.schema import MIGRATIONS, SCHEMA_VERSION
-from tiering.errors import CatalogError, UserError
+from tiering.core.errors import CatalogError, UserError
 
 RESIDENT, ARCHIVED, RELEASED, DIRTY = "resident", "archived", "released", "dirty"
 STATES = (RESIDENT, ARCHIVED, RELEASED, DIRTY)

@@ -16,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-from tiering.errors import CatalogBusyError, CatalogError
+from tiering.core.errors import CatalogBusyError, CatalogError
 
 __all__ = ["CatalogBusyError", "WriterLock", "describe_holder", "read_holder"]
 

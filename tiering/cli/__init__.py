@@ -1,7 +1,7 @@
 """The ``tiering`` command line: thin typer adapters over library calls.
 
 Only this package prints or exits. A ``TieringError`` becomes one line on
-stderr and the exit status its class calls for (``tiering.errors.exit_status``:
+stderr and the exit status its class calls for (``tiering.core.errors.exit_status``:
 2 for a user's mistake, 3 for a tier that cannot be used, 4 for a held
 catalog); an ``OSError`` from a bad environment is one line and 1. Anything
 else is a bug and keeps its traceback; ``--debug`` keeps it for every error.
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tiering.errors import TieringError, exit_status
+from tiering.core.errors import TieringError, exit_status
 
 EXIT_CODES = """\b
 Exit status (every verb):
@@ -36,8 +36,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
-# Exit statuses: one contract for every verb (the README's table; ``tiering.errors``).
-from tiering.errors import (  # noqa: E402  (re-exported for the command modules)
+# Exit statuses: one contract for every verb (the README's table; ``tiering.core.errors``).
+from tiering.core.errors import (  # noqa: E402  (re-exported for the command modules)
     EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from tiering.cli.config_cmd import FILE_HELP
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 
 app = typer.Typer(help="Benchmarks: fio sweeps, object-tier sweeps, dataloader emulation, and reports over them.", no_args_is_help=True)
 
@@ -49,7 +49,7 @@ def objects(
     from bench.campaign import new_campaign, write_results
     from bench.objects import point_row, sweep
     from tiering.config import find_config, load_config, open_tier
-    from tiering.units import parse_size
+    from tiering.core.units import parse_size
 
     points = dict(sizes=_csv(sizes, parse_size, "--sizes"), concurrencies=_csv(concurrency, int, "--concurrency"),
                   total_bytes=_one(total, parse_size, "--total"), epoch_objects=epoch_objects,
@@ -126,7 +126,7 @@ def dataloader(
     from bench.campaign import new_campaign, write_results
     from bench.samples import open_dataset
     from tiering.config import find_config, load_config
-    from tiering.units import parse_size
+    from tiering.core.units import parse_size
 
     pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3)
     readers = _csv(workers, int, "--workers")
@@ -173,7 +173,7 @@ def _header(columns) -> str:
 
 
 def _line(columns, row: dict) -> str:
-    from tiering.units import format_size
+    from tiering.core.units import format_size
 
     def cell(key: str, fmt: str) -> str:
         value = row.get(key)

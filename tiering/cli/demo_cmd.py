@@ -16,12 +16,12 @@ def demo(config: Annotated[Path | None, typer.Option("--config", "-c", metavar="
     from tiering.cli.move_cmd import _run
     from tiering.cli.render import plan_table, summary_lines
     from tiering.config import find_config, load_config
-    from tiering.demo import is_empty, make_dataset
+    from tiering.ops.demo import is_empty, make_dataset
     from tiering.cli.progress import plan_total
-    from tiering.session import mover_session, plan_tasks
-    from tiering.status import tier_summary
-    from tiering.units import format_size
-    from tiering.workflow import plan_now, policy_for
+    from tiering.ops.session import mover_session, plan_tasks
+    from tiering.ops.status import tier_summary
+    from tiering.core.units import format_size
+    from tiering.ops.workflow import plan_now, policy_for
 
     cfg = load_config(find_config(config))
     tiers = ", ".join(f"{name} ({tier.url})" for name, tier in cfg.tiers.items())

@@ -1,7 +1,7 @@
 """The file filters ``archive``/``release``/``restore`` share with ``migrate``: globs, sizes, ages.
 
 The options read and mean the same as ``tiering migrate``'s (``tiering.migrate.listing.Filter``
-decides); here they become the ``accept`` predicate of ``tiering.selection.expand``.
+decides); here they become the ``accept`` predicate of ``tiering.ops.selection.expand``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def accept(include: list[str] | None, exclude: list[str] | None, min_size: str |
 
     ``sized`` False (restore: the hot tier holds zero-length stubs) refuses the size options.
     """
-    from tiering.errors import UserError
+    from tiering.core.errors import UserError
     from tiering.migrate.listing import Filter
-    from tiering.units import parse_duration, parse_size
+    from tiering.core.units import parse_duration, parse_size
 
     if not any((include, exclude, min_size, max_size, min_age, max_age)):
         return None

@@ -111,7 +111,7 @@ def _summary(result, json_out: bool) -> None:
 
 def _line(s: dict, dry_run: bool) -> str:
     """The summary for people; a dry run moved nothing, so it has no time or rate."""
-    from tiering.units import format_elapsed, format_rate, format_size, plural
+    from tiering.core.units import format_elapsed, format_rate, format_size, plural
 
     copied, deleted = ("would copy", "would delete") if dry_run else ("copied", "deleted")
     line = (f"{copied} {plural(s['copied'], 'file')} ({format_size(s['bytes'])}), skipped {s['skipped']:,}, "

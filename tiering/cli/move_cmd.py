@@ -3,7 +3,7 @@
 Each one opens the catalog for writing (recovering first), runs its tasks on
 one bounded pool, prints per-file problems on stderr, and ends with one
 summary line on stdout: for people, or JSON with ``--json``. ``archive``,
-``release`` and ``restore`` take files and folders (``tiering.selection``),
+``release`` and ``restore`` take files and folders (``tiering.ops.selection``),
 the ``migrate`` filters, ``--manifest`` (``-`` for standard input) and
 ``--dry-run``. Exit statuses are ``tiering.cli``'s (1 when any file failed).
 """
@@ -47,8 +47,8 @@ def apply(
     """Plan with the policy, then carry the plan out."""
     from tiering.cli.render import plan_table
     from tiering.cli.progress import plan_total
-    from tiering.session import mover_session, plan_tasks
-    from tiering.workflow import plan_now, policy_for
+    from tiering.ops.session import mover_session, plan_tasks
+    from tiering.ops.workflow import plan_now, policy_for
 
     cfg = _config(config)
     pol = policy_for(cfg, policy)
@@ -95,7 +95,7 @@ def restore(paths: Paths = None, manifest: ManifestOpt = None,
 def recover(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Finish or roll back whatever an interrupted run left open."""
     from tiering.cli.render import recovered_line
-    from tiering.session import mover_session
+    from tiering.ops.session import mover_session
 
     with mover_session(_config(config), "recover") as (_, recovered):
         _report_recovery(recovered)
@@ -115,11 +115,11 @@ def _named(action: str, opts: dict) -> None:
     from itertools import chain
 
     from tiering.cli.filters import accept
-    from tiering.errors import UserError
-    from tiering.manifest import Refused, read_manifest, resolve_operands
+    from tiering.core.errors import UserError
+    from tiering.core.manifest import Refused, read_manifest, resolve_operands
     from tiering.mover.outcome import FAILED, Outcome
-    from tiering.selection import expand
-    from tiering.session import mover_session
+    from tiering.ops.selection import expand
+    from tiering.ops.session import mover_session
 
     cfg = _config(opts["config"])
     if opts["tier"] is not None:
@@ -170,7 +170,7 @@ def _unknown_named(action: str, named: set[bytes], files: list[bytes], catalog, 
 
 def _tasks(action: str, files: list[bytes], tier: str | None, hot: Path, catalog) -> list:
     from tiering.mover.executor import Task
-    from tiering.selection import expected
+    from tiering.ops.selection import expected
 
     return [Task(rel, action, tier, size=expected(action, rel, hot, catalog.get(rel))[1]) for rel in files]
 
@@ -184,9 +184,9 @@ def _dry_run(action: str, files: list[bytes], cfg, as_json: bool, refused: list,
     from tiering.catalog import Catalog
     from tiering.cli.output import note, problem
     from tiering.cli.render import NOTHING_TO_DO, would_line
-    from tiering.display import show_path
-    from tiering.selection import expected
-    from tiering.units import format_size
+    from tiering.core.display import show_path
+    from tiering.ops.selection import expected
+    from tiering.core.units import format_size
 
     catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
     files = _unknown_named(action, named, files, catalog, refused)
@@ -228,7 +228,7 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
     from tiering.cli.progress import ProgressBar
     from tiering.cli.told import Telling, line as told_line
     from tiering.cli.render import moved_line
-    from tiering.display import show_path
+    from tiering.core.display import show_path
     from tiering.mover.distributed import open_executor
     from tiering.mover.executor import execute
 
@@ -264,7 +264,7 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
 
 def _report_recovery(recovered) -> None:
     from tiering.cli.output import note
-    from tiering.display import show_path
+    from tiering.core.display import show_path
 
     for outcome in recovered:
         note(f"recovered: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")

@@ -26,10 +26,10 @@ def plan(
 
     from tiering.cli.render import plan_json_line, plan_table
     from tiering.config import find_config, load_config
-    from tiering.manifest import from_command_line
+    from tiering.core.manifest import from_command_line
     from tiering.plan.explain import explain_path, find_row
-    from tiering.workflow import catalog_state, inventory as read_inventory, latest_snapshot, plan_now, policy_for
-    from tiering.workflow import pick_inventory
+    from tiering.ops.workflow import catalog_state, inventory as read_inventory, latest_snapshot, plan_now, policy_for
+    from tiering.ops.workflow import pick_inventory
 
     cfg = load_config(find_config(config))
     pol = policy_for(cfg, policy)

@@ -5,7 +5,7 @@ it does not (``migrate`` while it is still counting, ``restore`` without
 sizes). A file that moved fewer bytes than expected (already archived, a
 no-op, skipped or failed) still counts as done: the last frame of a run that
 went through every file reads 100 %. Sizes and rates use the binary units
-of every other line (``tiering.units``); the ETA comes from the average rate
+of every other line (``tiering.core.units``); the ETA comes from the average rate
 so far and reads ``--`` until there is one, never ``0s`` while work remains.
 """
 
@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
 from tiering.mover.executor import Progress as RunProgress
-from tiering.units import format_elapsed, format_rate, format_size
+from tiering.core.units import format_elapsed, format_rate, format_size
 
 
 class _Counts(ProgressColumn):

@@ -6,7 +6,7 @@ import json
 import os
 
 from tiering.plan import Plan, show_path
-from tiering.units import format_size, plural
+from tiering.core.units import format_size, plural
 
 
 def plan_json_line(row: dict) -> str:
@@ -121,7 +121,7 @@ NOTHING_TO_DO = {"archive": "already archived", "release": "already released", "
 
 def moved_line(result) -> str:
     """A mover run for people: ``released 12 files in 2m13s (3.4GiB at 26.1MiB/s), 3 already released, 0 failed``."""
-    from tiering.units import format_elapsed, format_rate, plural
+    from tiering.core.units import format_elapsed, format_rate, plural
 
     counts = result.counts
     if not counts and not result.stopped:
@@ -148,7 +148,7 @@ def moved_line(result) -> str:
 
 def would_line(action: str, files: int, nbytes: int, already: int = 0, failed: int = 0) -> str:
     """A dry run's summary: what would happen, no time or rate (nothing ran)."""
-    from tiering.units import plural
+    from tiering.core.units import plural
 
     copy = f" ({format_size(nbytes)} to {'fetch' if action == 'restore' else 'copy'})" if nbytes else ""
     more = f", {already:,} {NOTHING_TO_DO.get(action, 'no-op')}" if already else ""
@@ -158,7 +158,7 @@ def would_line(action: str, files: int, nbytes: int, already: int = 0, failed: i
 
 def recovered_line(recovered) -> str:
     """What ``recover`` settled, for people."""
-    from tiering.units import plural
+    from tiering.core.units import plural
 
     failed = sum(not o.ok for o in recovered)
     if not recovered:
@@ -168,7 +168,7 @@ def recovered_line(recovered) -> str:
 
 def cycle_line(report) -> str:
     """``tiering run`` for people: what was recovered, planned and done, and the hot tier before and after."""
-    from tiering.units import plural
+    from tiering.core.units import plural
 
     before, after = report.usage_before, report.usage_after
     usage = f"; hot tier {before.fraction:.0%} -> {after.fraction:.0%} used" if after.total else ""

@@ -27,9 +27,9 @@ def run(config: ConfigOpt = None, policy: PolicyOpt = None, verbose: VerboseOpt 
         as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False) -> None:
     """One full cycle for cron: recover, scan, plan, apply, report (exit 4 if another run holds the catalog)."""
     from tiering.cli.logs import setup_logging
-    from tiering.cycle import run_once
+    from tiering.ops.cycle import run_once
     from tiering.daemon.signals import Signals
-    from tiering.workflow import policy_for
+    from tiering.ops.workflow import policy_for
 
     cfg = _config(config)
     setup_logging(cfg, verbose)
@@ -48,7 +48,7 @@ def daemon(config: ConfigOpt = None, policy: PolicyOpt = None, verbose: VerboseO
     """Run until SIGTERM: heat from file events, cycles on an interval and above the high watermark, metrics."""
     from tiering.cli.logs import setup_logging
     from tiering.daemon import Daemon
-    from tiering.workflow import policy_for
+    from tiering.ops.workflow import policy_for
 
     cfg = _config(config)
     setup_logging(cfg, verbose)

@@ -55,11 +55,11 @@ def scan(
 
 def _line(summary: ScanSummary) -> str:
     from tiering.scan.results import show_path
-    from tiering.units import format_size
+    from tiering.core.units import format_size
 
     errors = ", ".join(f"{kind} {n} (e.g. {show_path(summary.error_examples[kind][0])})"
                        for kind, n in sorted(summary.errors.items()))
-    from tiering.units import format_elapsed, plural
+    from tiering.core.units import format_elapsed, plural
 
     errors = f", {plural(summary.error_count, 'error')}{' [' + errors + ']' if errors else ''}"
     specials = f", {plural(summary.specials, 'special file')} skipped" if summary.specials else ""
@@ -79,7 +79,7 @@ class _Progress:
         if now - self.shown < 0.1:
             return
         self.shown = now
-        from tiering.units import format_size
+        from tiering.core.units import format_size
 
         rate = p.files / p.elapsed if p.elapsed > 0 else 0
         # "\x1b[2K" clears the line first: a shorter frame leaves nothing of the longer one behind

@@ -22,9 +22,9 @@ def status(
     from tiering.catalog import Catalog
     from tiering.cli.render import status_lines, summary_lines
     from tiering.config import find_config, load_config
-    from tiering.errors import PathError
-    from tiering.manifest import Refused, resolve_operands
-    from tiering.status import file_status, tier_summary
+    from tiering.core.errors import PathError
+    from tiering.core.manifest import Refused, resolve_operands
+    from tiering.ops.status import file_status, tier_summary
 
     cfg = load_config(find_config(config))
     if not paths:

@@ -37,8 +37,8 @@ class Telling:
 
 def line(outcome) -> str:
     """``done: archive runs/a.pt (3.81MiB)``; the reason for anything not done."""
-    from tiering.display import show_path
-    from tiering.units import format_size
+    from tiering.core.display import show_path
+    from tiering.core.units import format_size
 
     detail = f" ({format_size(outcome.bytes)})" if outcome.status == "done" and outcome.bytes else ""
     reason = f": {outcome.reason}" if outcome.reason and outcome.status != "done" else ""

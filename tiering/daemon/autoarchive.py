@@ -16,7 +16,7 @@ import time
 
 from tiering.catalog import Catalog
 from tiering.config import Config
-from tiering.cycle import ActionHooks, HookedMover, until_stopped
+from tiering.ops.cycle import ActionHooks, HookedMover, until_stopped
 from tiering.daemon.events import PendingWrites
 from tiering.mover.executor import RunResult, Task, execute
 from tiering.mover.ops import Mover

@@ -28,8 +28,8 @@ from watchdog.observers import Observer
 from tiering.catalog import Catalog
 from tiering.catalog.db import STATES
 from tiering.config import Config, load_config
-from tiering.config_daemon import check_reloadable
-from tiering.cycle import CycleReport, prune_snapshots, run_cycle
+from tiering.config.daemon import check_reloadable
+from tiering.ops.cycle import CycleReport, prune_snapshots, run_cycle
 from tiering.daemon.autoarchive import archive_quiet
 from tiering.daemon.events import (
     WATCHED,
@@ -41,12 +41,12 @@ from tiering.daemon.events import (
 from tiering.daemon.metrics import Metrics, MetricsServer
 from tiering.daemon.rescan import changes
 from tiering.daemon.signals import Signals
-from tiering.errors import TieringError, UserError
+from tiering.core.errors import TieringError, UserError
 from tiering.mover.executor import Task
 from tiering.mover.outcome import DONE, FAILED, Outcome
 from tiering.plan import Usage
 from tiering.policy import Policy
-from tiering.workflow import check_hot_tier, fresh_snapshot, policy_for
+from tiering.ops.workflow import check_hot_tier, fresh_snapshot, policy_for
 
 log = logging.getLogger("tiering.daemon")
 

@@ -23,7 +23,7 @@ import os
 import stat
 from collections.abc import Sequence
 
-from tiering.errors import PathError
+from tiering.core.errors import PathError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x04, 0x08

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.config_tiers import store_options
-from tiering.errors import NotFoundError, UserError
+from tiering.config.tiers import store_options
+from tiering.core.errors import NotFoundError, UserError
 from tiering.migrate.listing import Entry
 from tiering.migrate.localtree import LocalTree
 from tiering.stores import open_store, scheme_of

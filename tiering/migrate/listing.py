@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from tiering.errors import FatalError, TieringError, exit_status
+from tiering.core.errors import FatalError, TieringError, exit_status
 from tiering.migrate.result import FAILED, ItemResult
 
 

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from tiering.errors import IntegrityError, InvalidKeyError, PathError, SourceChangedError
+from tiering.core.errors import IntegrityError, InvalidKeyError, PathError, SourceChangedError
 from tiering.migrate.beneath import open_dir, split_parent
 from tiering.migrate.listing import Entry
 from tiering.migrate.result import FAILED, ItemResult

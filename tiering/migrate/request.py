@@ -11,11 +11,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 from tiering.migrate.endpoints import check_apart, resolve
 from tiering.migrate.listing import Filter
 from tiering.migrate.transfer import Job
-from tiering.units import parse_duration, parse_size
+from tiering.core.units import parse_duration, parse_size
 
 
 def make_job(src: str, dst: str, *, config: Path | None = None, src_options: Sequence[str] = (),

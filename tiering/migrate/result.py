@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tiering.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "ItemResult", "MigrateResult"]
@@ -28,7 +28,7 @@ class ItemResult:
     bytes: int = 0
     reason: str = ""
     #: For failures that say the whole run should stop (disk full, a tier unreachable, credentials
-    #: refused): the exit status the run ends with (``tiering.errors.exit_status``); 0 for one file's failure.
+    #: refused): the exit status the run ends with (``tiering.core.errors.exit_status``); 0 for one file's failure.
     stop: int = 0
 
     @property
@@ -56,7 +56,7 @@ class MigrateResult:
 
     @property
     def exit_status(self) -> int:
-        """The command's exit status (``tiering.errors``): interrupted, stopped, some failed, or done."""
+        """The command's exit status (``tiering.core.errors``): interrupted, stopped, some failed, or done."""
         if self.interrupted:
             return EXIT_INTERRUPTED
         return self.stop_status or (EXIT_FAILED if self.failed else EXIT_OK)

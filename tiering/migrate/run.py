@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from tiering.aio import run_blocking
-from tiering.errors import PathError, UserError
+from tiering.core.aio import run_blocking
+from tiering.core.errors import PathError, UserError
 from tiering.migrate.endpoints import check_apart
 from tiering.migrate.listing import Candidate, Filter, Listing, RemovalSpool, join
 from tiering.migrate.result import ItemResult, MigrateResult

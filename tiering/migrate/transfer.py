@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tiering.errors import (
+from tiering.core.errors import (
     CONFIG,
     RUN,
     IntegrityError,
@@ -253,7 +253,7 @@ def remove_one(sides: Sides, job: Job, r: Removal) -> ItemResult:
 
 
 def failure(key: str, action: str, exc: BaseException) -> ItemResult:
-    """A failed file; ``stop`` when the failure says the whole run is doomed (``tiering.errors.scope_of``)."""
+    """A failed file; ``stop`` when the failure says the whole run is doomed (``tiering.core.errors.scope_of``)."""
     if isinstance(exc, FileNotFoundError):
         return ItemResult(key, action, FAILED, reason=f"{exc.filename or key}: no such file (deleted during the run?)")
     if isinstance(exc, InvalidKeyError):

@@ -31,7 +31,7 @@ import stat
 import threading
 from pathlib import Path
 
-from tiering.errors import PathError
+from tiering.core.errors import PathError
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _RESOLVE_NO_MAGICLINKS, _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x02, 0x04, 0x08

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 from tiering.mover.executor import Executor, ThreadExecutor, bounded_map
 from tiering.stores import open_store
 from tiering.stores.base import FileMeta, ObjectInfo, Progress, Store

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, not for migrate
     from tiering.mover.ops import Mover
-from tiering.aio import run_blocking
-from tiering.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_status
+from tiering.core.aio import run_blocking
+from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_status
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 
 
@@ -82,7 +82,7 @@ class RunResult:
 
     @property
     def exit_status(self) -> int:
-        """The command's exit status (``tiering.errors``): interrupted, stopped, some failed, or done."""
+        """The command's exit status (``tiering.core.errors``): interrupted, stopped, some failed, or done."""
         if self.interrupted:
             return EXIT_INTERRUPTED
         return self.stop_status or (EXIT_FAILED if self.failed else EXIT_OK)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tiering.aio import LoopBatcher, Outcomes
+from tiering.core.aio import LoopBatcher, Outcomes
 from tiering.stores.localfile import fsync_path
 
 

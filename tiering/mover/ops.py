@@ -36,11 +36,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tiering.aio import PerLoop, run_blocking
+from tiering.core.aio import PerLoop, run_blocking
 from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
-from tiering.errors import (
+from tiering.core.errors import (
     CatalogError,
     IntegrityError,
     PathError,
@@ -48,7 +48,7 @@ from tiering.errors import (
     StoreError,
     TieringError,
 )
-from tiering.faults import crash_point
+from tiering.core.faults import crash_point
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.identity import Identity, open_for_writing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tiering.errors import CONFIG, RUN, TieringError, exit_status, scope_of
+from tiering.core.errors import CONFIG, RUN, TieringError, exit_status, scope_of
 
 DONE, NOOP, SKIPPED, FAILED = "done", "noop", "skipped", "failed"
 
@@ -21,7 +21,7 @@ class Outcome:
     bytes: int = 0  # bytes moved to or from the capacity tier
     tier: str | None = None
     #: For failures that say the whole run should stop (hot tier full, tier unreachable, credentials
-    #: refused): the exit status the run ends with (``tiering.errors.exit_status``); 0 for one item's failure.
+    #: refused): the exit status the run ends with (``tiering.core.errors.exit_status``); 0 for one item's failure.
     stop: int = 0
     #: Something the user should know about a file that was nevertheless handled (done or no-op).
     warning: str = ""

@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from tiering.catalog import JournalEntry
 from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED
-from tiering.errors import PathError, StoreError
+from tiering.core.errors import PathError, StoreError
 from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
 from tiering.mover.ops import Mover

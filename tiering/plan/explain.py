@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from tiering.plan.join import catalog_frame, joined, normalize
 from tiering.plan.model import show_path
 from tiering.policy import Policy, augment, needed_columns
-from tiering.units import format_duration
+from tiering.core.units import format_duration
 
 NS = 1_000_000_000
 

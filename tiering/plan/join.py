@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.acero as acero
 import pyarrow.compute as pc
 
-from tiering.inventory import SCHEMA
+from tiering.core.inventory import SCHEMA
 
 #: Catalog columns the join brings in, as ``cat_<name>``.
 CATALOG_COLUMNS = ("state", "tier", "heat", "pinned", "size", "mtime_ns", "ino")

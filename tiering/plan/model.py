@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from tiering.display import show_path  # noqa: F401  (re-exported: tiering.plan.show_path)
-from tiering.errors import ConfigError
+from tiering.core.display import show_path  # noqa: F401  (re-exported: tiering.plan.show_path)
+from tiering.core.errors import ConfigError
 from tiering.policy import Policy
 
 #: The order the mover works in: restores first (a job may be waiting for them).

@@ -233,7 +233,7 @@ def _rule_actions(policy: Policy, acc: _Accumulator, counts: dict, default_tier:
 
 
 def _chosen_schema() -> pa.Schema:
-    from tiering.inventory import SCHEMA
+    from tiering.core.inventory import SCHEMA
 
     types = {**{f.name: f.type for f in SCHEMA}, "state": pa.string(), "tier": pa.string(), "heat": pa.float64(),
              "pinned": pa.bool_()}

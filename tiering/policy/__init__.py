@@ -22,7 +22,7 @@ The API a planner needs::
 ``now`` is an int of ns since the epoch (or an aware datetime), fixed once per run.
 """
 
-from tiering.errors import PolicyError
+from tiering.core.errors import PolicyError
 from tiering.policy.compiler import (
     Compiled,
     Condition,

@@ -40,7 +40,7 @@ from tiering.policy.syntax import (
     Or,
     kind_of,
 )
-from tiering.units import format_size
+from tiering.core.units import format_size
 
 NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 _DURATION_STEPS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))

@@ -1,7 +1,7 @@
 """The fields an expression can name, and how each is computed.
 
 Each field reads one column of an *augmented* batch: the inventory
-(``tiering.inventory.SCHEMA``) joined with the catalog columns, plus the derived
+(``tiering.core.inventory.SCHEMA``) joined with the catalog columns, plus the derived
 columns ``augment`` adds. Every field has two definitions side by side: a
 vectorized one (pyarrow compute over a whole batch) and a per-row one (plain
 Python, for the reference evaluator and ``explain``). They must agree; the

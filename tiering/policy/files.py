@@ -34,8 +34,8 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tiering.config_tiers import OSS_CLASSES, S3_CLASSES
-from tiering.errors import PolicyError
+from tiering.config.tiers import OSS_CLASSES, S3_CLASSES
+from tiering.core.errors import PolicyError
 from tiering.policy.compiler import Condition, compile_condition, compile_value
 from tiering.policy.fields import FIELDS
 from tiering.policy.lexer import KEYWORDS

@@ -1,7 +1,7 @@
 """Tokens of the expression language.
 
 A hand-written scanner: numbers (``42``, ``1.5``), numbers with a unit
-(``64KiB``, ``1.5GiB``, ``30d``, ``90m``; ``tiering.units``), ISO dates
+(``64KiB``, ``1.5GiB``, ``30d``, ``90m``; ``tiering.core.units``), ISO dates
 (``2024-01-31``, ``2024-01-31T12:00:00Z``; naive times are UTC), strings
 (``'raw'`` or ``"with \\n, \\t, \\\\, \\" and \\xHH escapes"``), identifiers and
 operators. Every mistake is an ``ExpressionError`` pointing at its column.
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tiering import units
+from tiering.core import units
 from tiering.policy.syntax import ExpressionError, did_you_mean
 
 NUMBER, SIZE, DURATION, DATE, STRING, IDENT, OP, END = (

@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from tiering.errors import PolicyError
+from tiering.core.errors import PolicyError
 
 # Value kinds. Sizes are bytes, durations seconds, timestamps ns since the epoch.
 NUMBER, SIZE, DURATION, TIME, TEXT, BOOL, ID = "number", "size", "duration", "timestamp", "text", "boolean", "id"

@@ -15,9 +15,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from tiering import units
-from tiering.config_values import type_name
-from tiering.errors import PolicyError
+from tiering.core import units
+from tiering.config.values import type_name
+from tiering.core.errors import PolicyError
 from tiering.policy.syntax import did_you_mean
 
 T = TypeVar("T")

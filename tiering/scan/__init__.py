@@ -7,7 +7,7 @@ Public API::
     iter_snapshot(path) -> Iterator[pa.RecordBatch]           # read one back
     ScanProgress, ScanSummary                                 # frozen values
 
-Rows follow ``tiering.inventory.SCHEMA``. Names are imported lazily so that
+Rows follow ``tiering.core.inventory.SCHEMA``. Names are imported lazily so that
 scan worker processes, which import ``tiering.scan.walker`` and
 ``tiering.scan.pool`` only, start without loading pyarrow.
 """

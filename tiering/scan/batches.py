@@ -11,7 +11,7 @@ from array import array
 
 import pyarrow as pa
 
-from tiering.inventory import DIR, FILE, SCHEMA, SYMLINK
+from tiering.core.inventory import DIR, FILE, SCHEMA, SYMLINK
 from tiering.scan.walker import COLUMNS, TYPE_CODES, RawBatch
 
 _TYPE_NAMES = pa.array([FILE, DIR, SYMLINK], pa.string())

@@ -11,7 +11,7 @@ from typing import Self
 
 import pyarrow as pa
 
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 from tiering.scan.batches import to_record_batch
 from tiering.scan.pool import PROGRESS_EVERY, scan_with_workers
 from tiering.scan.results import ProgressCallback, ScanProgress, ScanSummary
@@ -28,7 +28,7 @@ def default_jobs() -> int:
 
 class Scan:
     """Walk ``root`` and yield its inventory as ``pa.RecordBatch``es in
-    ``tiering.inventory.SCHEMA``, each of at most ``batch_rows`` rows.
+    ``tiering.core.inventory.SCHEMA``, each of at most ``batch_rows`` rows.
 
     Paths are relative to ``root``, exact bytes. Symlinks are recorded, never
     followed; sockets, fifos and devices are counted and skipped; ``.tiering``

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tiering.inventory import SCHEMA
+from tiering.core.inventory import SCHEMA
 from tiering.stores.localfile import fsync_path
 from tiering.scan.results import ProgressCallback, ScanSummary
 from tiering.scan.scanner import DEFAULT_BATCH_ROWS, Scan

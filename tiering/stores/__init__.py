@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 from tiering.stores.base import FileMeta, ObjectInfo, Store
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 

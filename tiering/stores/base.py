@@ -17,7 +17,7 @@ Contracts every implementation keeps (checked by ``tests/test_store_conformance.
   (``FileMeta.sparse``); ``get_file`` of such an object leaves holes where the
   bytes are zeros, so a sparse file comes back sparse and a dense one dense.
 - ``delete`` of a missing key succeeds (deletes are idempotent).
-- Errors are the project's own (``tiering.errors``), never an SDK's.
+- Errors are the project's own (``tiering.core.errors``), never an SDK's.
 
 ``call_async(store, "put_file", ...)`` runs a store method from an event loop:
 the store's own coroutine (``put_file_async``) when it has one, else the

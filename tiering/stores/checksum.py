@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import blake3
 
-from tiering.errors import IntegrityError, SourceChangedError
+from tiering.core.errors import IntegrityError, SourceChangedError
 from tiering.stores.localfile import open_source
 
 if TYPE_CHECKING:

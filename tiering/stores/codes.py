@@ -6,7 +6,7 @@ One table, so the same answer is classified the same whichever store gives it
 
 from __future__ import annotations
 
-from tiering.errors import (
+from tiering.core.errors import (
     CredentialsError,
     FatalError,
     KeyRejectedError,
@@ -46,7 +46,7 @@ def classify_answer(where: str, url: str, key: str, status: int, code: str, deta
 
     ``where`` names the tier and key for the message; ``detail`` stands in when there is neither a
     status nor a code; ``not_found``/``denied``/``network`` are what the client library already knew;
-    ``note`` ends the message (OSS: the request id). See ``tiering.errors`` for what each class
+    ``note`` ends the message (OSS: the request id). See ``tiering.core.errors`` for what each class
     tells the caller to do.
     """
     said = f"{where}: {code or (f'HTTP {status}' if status else detail)}{note}"

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import re
 
-from tiering.errors import InvalidKeyError
+from tiering.core.errors import InvalidKeyError
 
 _HEX = re.compile(r"%([0-9A-F]{2})")
 _ESCAPED = frozenset("%\\")

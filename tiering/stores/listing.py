@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tiering.errors import ITEM, ListingError, StoreError
+from tiering.core.errors import ITEM, ListingError, StoreError
 from tiering.stores.base import ObjectInfo
 
 

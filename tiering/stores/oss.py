@@ -49,7 +49,7 @@ import requests
 from oss2.credentials import StaticCredentialsProvider
 from oss2.models import RestoreConfiguration, RestoreJobParameters
 
-from tiering.errors import (
+from tiering.core.errors import (
     ConfigError,
     CredentialsError,
     FatalError,

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
-from tiering.errors import (
+from tiering.core.errors import (
     FatalError,
     InvalidKeyError,
     NotFoundError,

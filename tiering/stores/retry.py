@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tiering.errors import TierUnavailableError, TransientError
+from tiering.core.errors import TierUnavailableError, TransientError
 
 T = TypeVar("T")
 

@@ -46,7 +46,7 @@ import obstore
 import obstore.exceptions as oe
 from obstore.store import S3Store as _ObStore
 
-from tiering.errors import (
+from tiering.core.errors import (
     CredentialsError,
     FatalError,
     IntegrityError,
@@ -54,7 +54,7 @@ from tiering.errors import (
     SourceChangedError,
     StoreError,
 )
-from tiering.faults import crash_point
+from tiering.core.faults import crash_point
 from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import classify_answer
@@ -99,7 +99,7 @@ def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_
              denied: bool = False, network: bool = False) -> StoreError:
     """The project error for an S3 failure: HTTP ``status``, S3 error ``code`` and a fallback ``text``.
 
-    The same answers mean the same on OSS (``stores.oss.translate``): see ``tiering.errors`` for
+    The same answers mean the same on OSS (``stores.oss.translate``): see ``tiering.core.errors`` for
     what each class tells the caller to do.
     """
     return classify_answer(f"{url}: {shown_key(key)}", url, key, status, code, text, not_found=not_found,

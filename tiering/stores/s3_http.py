@@ -37,7 +37,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tiering.aio import PerLoop
+from tiering.core.aio import PerLoop
 from tiering.stores.sigv4 import (
     EMPTY_SHA256,
     UNSIGNED_PAYLOAD,

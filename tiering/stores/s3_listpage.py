@@ -17,7 +17,7 @@ import http.client
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, unquote, urlsplit
 
-from tiering.errors import FatalError, PermissionDeniedError, TransientError
+from tiering.core.errors import FatalError, PermissionDeniedError, TransientError
 from tiering.stores.sigv4 import S3Credentials, Signer, canonical_query
 
 PAGE = 1000

@@ -14,7 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit
 
-from tiering.errors import FatalError, TransientError
+from tiering.core.errors import FatalError, TransientError
 from tiering.stores.sigv4 import S3Credentials, Signer, canonical_query, quote_path
 
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.lock import read_holder
 from tiering.config import Config, open_tier
-from tiering.display import show_path
-from tiering.errors import ITEM, PathError, StoreError, UserError, scope_of
+from tiering.core.display import show_path
+from tiering.core.errors import ITEM, PathError, StoreError, UserError, scope_of
 from tiering.plan import Usage
 from tiering.policy import load_policy
 from tiering.stores.checksum import CHUNK, Hasher

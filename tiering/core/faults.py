@@ -47,7 +47,7 @@ def crash_point(step: str) -> None:
 
 def injected(kind: str, step: str) -> BaseException:
     """The exception ``TIERING_CRASH_RAISE=kind`` raises at ``step``."""
-    from tiering.errors import CatalogError, IntegrityError, TierUnavailableError
+    from tiering.core.errors import CatalogError, IntegrityError, TierUnavailableError
 
     what = f"injected fault at {step}"
     made = {

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from tiering import units
-from tiering.errors import ConfigError
+from tiering.core import units
+from tiering.core.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -57,8 +57,8 @@ from fsspec.spec import AbstractFileSystem
 from tiering.catalog import Catalog, CatalogBusyError, FileRecord
 from tiering.catalog.db import RELEASED, RESIDENT
 from tiering.config import Config, find_config, load_config, open_tier
-from tiering.errors import IntegrityError, InvalidKeyError, StoreError, UserError
-from tiering.fs_released import ReleasedFile, check_copy
+from tiering.core.errors import IntegrityError, InvalidKeyError, StoreError, UserError
+from tiering.access.released import ReleasedFile, check_copy
 from tiering.mover.ops import RESTORE_TMP_PREFIX
 from tiering.mover.stub import is_stub
 from tiering.stores.base import Store
@@ -215,7 +215,7 @@ class TieredFileSystem(AbstractFileSystem):
         """Restore a released file through the mover; False when it must be streamed instead."""
         # The mover is heavy; only restore-on-read needs it.
         from tiering.mover.outcome import FAILED, SKIPPED
-        from tiering.session import mover_session
+        from tiering.ops.session import mover_session
 
         with self._handles.restore_lock:
             try:

@@ -29,7 +29,7 @@ SCHEMA = pa.schema(
         pa.field("ino", pa.uint64(), nullable=False),
         pa.field("nlink", pa.uint32(), nullable=False),
     ],
-    metadata={b"tiering.inventory.version": b"1"},
+    metadata={b"tiering.core.inventory.version": b"1"},
 )
 
 #: Columns the catalog join adds for the policy engine.

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tiering.config_values import Table
-from tiering.errors import UserError
+from tiering.config.values import Table
+from tiering.core.errors import UserError
 
 DAEMON_KEYS = ("interval", "watermark_check", "rescan", "debounce", "auto_archive", "auto_archive_tier",
                "metrics_port", "metrics_address", "log_file", "log_level", "stop_timeout", "keep_snapshots")

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from tiering.errors import ConfigError
+from tiering.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from tiering.config import Config

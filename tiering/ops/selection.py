@@ -7,7 +7,7 @@ keeping those a filter accepts.
 The contract:
 
 - Operands are paths relative to the hot tier (``bytes``, as
-  ``tiering.manifest`` returns them) and come out relative to it too.
+  ``tiering.core.manifest`` returns them) and come out relative to it too.
 - A folder is walked with ``os.scandir`` and ``follow_symlinks=False``: a
   symlink inside it (to a file or to a folder) is neither followed nor
   yielded, so the walk never leaves the hot tier through a link. A folder

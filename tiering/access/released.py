@@ -37,7 +37,7 @@ import blake3
 from fsspec.spec import AbstractBufferedFile
 
 from tiering.catalog import FileRecord
-from tiering.errors import IntegrityError, NotFoundError
+from tiering.core.errors import IntegrityError, NotFoundError
 from tiering.stores.base import Store
 from tiering.stores.checksum import ALGORITHM, Hasher
 

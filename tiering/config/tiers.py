@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.config_values import SECRET_KEYS, OptionWords, Table, check_path_text
-from tiering.errors import InvalidKeyError
+from tiering.config.values import SECRET_KEYS, OptionWords, Table, check_path_text
+from tiering.core.errors import InvalidKeyError
 from tiering.stores import scheme_of
 from tiering.stores.keys import decode_key
-from tiering.units import format_size
+from tiering.core.units import format_size
 
 SUPPORTED_URLS = "a path (HDD/NAS tier), file://PATH, s3://BUCKET[/PREFIX] or oss://BUCKET[/PREFIX]"
 COMMON_KEYS = ("url", "storage_class", "part_size", "multipart_threshold", "part_jobs")

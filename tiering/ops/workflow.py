@@ -15,10 +15,10 @@ import pyarrow as pa
 
 from tiering.catalog import Catalog
 from tiering.config import Config, check_hot_tier, check_locations
-from tiering.errors import UserError
+from tiering.core.errors import UserError
 from tiering.plan import Plan, Usage, make_plan
 from tiering.policy import Policy, load_policy
-from tiering.units import format_duration, format_elapsed
+from tiering.core.units import format_duration, format_elapsed
 
 
 def policy_for(config: Config, given: str | Path | None = None) -> Policy:

@@ -18,17 +18,17 @@ from typing import Protocol
 
 from tiering.catalog import Catalog
 from tiering.config import Config
-from tiering.errors import EXIT_FAILED, EXIT_OK
+from tiering.core.errors import EXIT_FAILED, EXIT_OK
 from tiering.mover.executor import RunResult, Task, execute
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
 from tiering.mover.recover import recover
 from tiering.plan import Usage, show_path
 from tiering.policy import Policy
-from tiering.session import plan_tasks, plan_totals
-from tiering.workflow import fresh_snapshot, plan_now
+from tiering.ops.session import plan_tasks, plan_totals
+from tiering.ops.workflow import fresh_snapshot, plan_now
 
-log = logging.getLogger("tiering.cycle")
+log = logging.getLogger("tiering.ops.cycle")
 #: Per-file problems logged per cycle (the rest are counted in the summary).
 MAX_LOGGED = 200
 

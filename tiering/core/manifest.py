@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from tiering.display import show_path
-from tiering.errors import ConfigError, PathError, UserError
+from tiering.core.display import show_path
+from tiering.core.errors import ConfigError, PathError, UserError
 
 __all__ = ["Resolved", "Refused", "HotTier", "resolve_operands", "from_command_line", "read_manifest"]
 

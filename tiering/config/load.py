@@ -25,7 +25,7 @@ A configuration is one TOML file (see ``configs/example.toml``)::
     deadline = "30s"
 
     [daemon]                       # all optional: `tiering run` / `tiering daemon`
-    interval = "1h"                # (every key: tiering.config_daemon)
+    interval = "1h"                # (every key: tiering.config.daemon)
 
     [tiers.hdd]                    # one table per capacity tier
     url = "${TIERING_HOME:-../var/demo}/capacity"
@@ -45,8 +45,8 @@ Rules:
 - Secrets (``secret_access_key``, ``access_key_secret``, ``session_token``,
   ``security_token``) must be ``"${VAR}"`` references; ``describe`` masks them.
 - Sizes are bytes or strings like ``"64MiB"``; durations are seconds or strings
-  like ``"500ms"``, ``"30d"`` (``tiering.units``). Booleans are TOML booleans.
-- The keys a tier takes depend on its URL (``tiering.config_tiers``); unknown
+  like ``"500ms"``, ``"30d"`` (``tiering.core.units``). Booleans are TOML booleans.
+- The keys a tier takes depend on its URL (``tiering.config.tiers``); unknown
   keys anywhere are errors that suggest the closest valid key.
 
 Every mistake is one ``ConfigError`` line:
@@ -63,15 +63,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tiering.config_daemon import DURATION_KEYS as _DAEMON_DURATIONS
-from tiering.config_daemon import DaemonConfig, daemon_values, parse_daemon
-from tiering.config_locations import check_hot_tier, check_locations
-from tiering.config_tiers import PartDefaults, TierConfig, parse_tier
-from tiering.config_values import SECRET_KEYS, Table
-from tiering.errors import ConfigError, UserError
+from tiering.config.daemon import DURATION_KEYS as _DAEMON_DURATIONS
+from tiering.config.daemon import DaemonConfig, daemon_values, parse_daemon
+from tiering.config.locations import check_hot_tier, check_locations
+from tiering.config.tiers import PartDefaults, TierConfig, parse_tier
+from tiering.config.values import SECRET_KEYS, Table
+from tiering.core.errors import ConfigError, UserError
 from tiering.stores import Store, open_store
 from tiering.stores.retry import RetryPolicy
-from tiering.units import format_duration, format_size
+from tiering.core.units import format_duration, format_size
 
 __all__ = ["Config", "TierConfig", "load_config", "find_config", "open_tier", "describe", "check_locations", "check_hot_tier",
            "CONFIG_ENV"]
