@@ -11,40 +11,30 @@ values are never echoed in a message.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-from tiering.core import units
 from tiering.core.errors import ConfigError
+from tiering.core.typed import MISSING, TypedTable, did_you_mean, type_name
 
-T = TypeVar("T")
+__all__ = ["SECRET_KEYS", "OptionWords", "Table", "check_path_text", "closest_hint", "type_name"]
 
 #: Keys whose values are credentials: only ``${VAR}`` references, never shown.
 SECRET_KEYS = frozenset({"secret_access_key", "access_key_secret", "session_token", "security_token"})
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ONLY_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
-_MISSING = object()
-
-
-def type_name(value: object) -> str:
-    """How a TOML value's type reads in a message: 'a string', 'an integer'."""
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array", dict: "a table"}
-    return names.get(type(value), f"a {type(value).__name__}")
+_MISSING = MISSING
 
 
 def closest_hint(key: str, allowed: Iterable[str]) -> str:
     """``did you mean 'x'?``, or the list of valid keys when nothing is close."""
     allowed = sorted(allowed)
-    match = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if match:
-        return f"did you mean {match[0]!r}?"
-    return "expected one of: " + ", ".join(allowed)
+    return did_you_mean(key, allowed, "expected one of: " + ", ".join(allowed))
 
 
 def check_path_text(table: Table, key: str, value: str) -> None:
@@ -62,16 +52,16 @@ def check_path_text(table: Table, key: str, value: str) -> None:
                           "a path shorter than 4096 bytes")
 
 
-class Table:
-    """One TOML table, located in its file, with typed getters that explain failures."""
+class Table(TypedTable):
+    """One TOML table of a configuration file, located in it, with the typed getters of
+    ``core.typed`` (strings ``${VAR}``-expanded first) and the config's own: secrets, paths, endpoints."""
 
     #: Whether keys a full table must have may be left out (command-line options: ``OptionWords``).
     partial = False
 
     def __init__(self, file: str, section: str, data: Mapping[str, Any], env: Mapping[str, str] | None = None):
-        self.file = file
+        super().__init__(file, data)
         self.section = section
-        self.data = data
         self.env = os.environ if env is None else env
 
     # -- errors ----------------------------------------------------------
@@ -103,15 +93,6 @@ class Table:
     def _join(self, name: str) -> str:
         return f"{self.section}.{name}" if self.section else name
 
-    # -- raw values --------------------------------------------------------
-
-    def _raw(self, key: str, default: Any, expected: str) -> Any:
-        if key in self.data:
-            return self.data[key]
-        if default is _MISSING:
-            raise self.error(key, "missing", f"expected {expected}")
-        return default
-
     def expand(self, key: str, text: str) -> str:
         """``text`` with ``${VAR}`` and ``${VAR:-default}`` substituted from the environment."""
         fix = "export it" if key in SECRET_KEYS else "export it or write ${{{}:-default}}"
@@ -126,16 +107,6 @@ class Table:
             raise self.error(key, f"environment variable {name} is not set", fix.format(name))
 
         return _REF.sub(one, text)
-
-    # -- typed getters -------------------------------------------------------
-
-    def string(self, key: str, default: Any = _MISSING, expected: str = "a string") -> Any:
-        value = self._raw(key, default, expected)
-        if value is default:
-            return value
-        if not isinstance(value, str):
-            raise self.error(key, f"found {type_name(value)} ({value!r})", f"expected {expected}")
-        return self.expand(key, value)
 
     def secret(self, key: str) -> str | None:
         """A credential: must be written as exactly one ``${VAR}`` reference."""
@@ -158,56 +129,6 @@ class Table:
         check_path_text(self, key, value)
         # normpath, not resolve(): a hot tier reached through a symlink keeps its name.
         return Path(os.path.normpath(os.path.join(base, os.path.expanduser(value))))
-
-    def _converted(self, key: str, default: Any, convert: Callable[[Any], T], expected: str) -> T:
-        value = self._raw(key, default, expected)
-        if value is default:
-            return value
-        if isinstance(value, str):
-            value = self.expand(key, value)
-        try:
-            return convert(value)
-        except ValueError as exc:
-            problem, _, hint = str(exc).partition("; ")
-            raise self.error(key, problem, hint or f"expected {expected}") from None
-
-    def size(self, key: str, default: Any = _MISSING, minimum: int = 0, maximum: int | None = None) -> int:
-        value = self._converted(key, default, units.parse_size, units.SIZE_EXPECTED)
-        return value if value is default else self._bounded(key, value, minimum, maximum, units.format_size)
-
-    def duration(self, key: str, default: Any = _MISSING) -> float:
-        return self._converted(key, default, units.parse_duration, units.DURATION_EXPECTED)
-
-    def integer(self, key: str, default: Any = _MISSING, minimum: int = 0, maximum: int | None = None) -> int:
-        value = self._raw(key, default, "an integer")
-        if value is default:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"found {type_name(value)} ({value!r})", "expected an integer")
-        return self._bounded(key, value, minimum, maximum, str)
-
-    def boolean(self, key: str, default: Any = _MISSING) -> bool:
-        value = self._raw(key, default, "true or false")
-        if value is not default and not isinstance(value, bool):
-            raise self.error(key, f"found {type_name(value)} ({value!r})", "expected true or false (unquoted)")
-        return value
-
-    def choice(self, key: str, choices: Iterable[str], default: Any = _MISSING) -> Any:
-        """One of ``choices`` (matched case-insensitively, returned as spelled in ``choices``)."""
-        choices = list(choices)
-        value = self.string(key, default, "one of " + ", ".join(choices))
-        if value is default:
-            return value
-        for option in choices:
-            if value.lower() == option.lower():
-                return option
-        raise self.error(key, f"{value!r} is not a valid {key}", "expected one of " + ", ".join(choices))
-
-    def _bounded(self, key: str, value: int, lo: int, hi: int | None, show: Callable[[int], str]) -> int:
-        if value < lo or (hi is not None and value > hi):
-            span = f"at least {show(lo)}" if hi is None else f"between {show(lo)} and {show(hi)}"
-            raise self.error(key, f"{show(value)} is out of range", f"expected {span}")
-        return value
 
     # -- URLs --------------------------------------------------------------
 

@@ -23,32 +23,10 @@ import pyarrow as pa
 from tiering.policy import patterns
 from tiering.policy.fields import FIELDS, group_id, user_id
 from tiering.policy.lexer import parse_date
+from tiering.core.typed import did_you_mean
 from tiering.policy.syntax import (
-    BOOL,
-    DURATION,
-    ID,
-    NUMBER,
-    NUMERIC,
-    SIZE,
-    TEXT,
-    TIME,
-    And,
-    Arith,
-    ClassRef,
-    Compare,
-    ExpressionError,
-    FieldRef,
-    InList,
-    Literal,
-    Match,
-    Name,
-    Neg,
-    Node,
-    Not,
-    Or,
-    describe,
-    did_you_mean,
-    kind_of,
+    BOOL, DURATION, ID, NUMBER, NUMERIC, SIZE, TEXT, TIME, And, Arith, ClassRef, Compare, ExpressionError, FieldRef,
+    InList, Literal, Match, Name, Neg, Node, Not, Or, describe, kind_of,
 )
 
 EXPECTED = {

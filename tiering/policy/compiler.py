@@ -41,21 +41,7 @@ from tiering.policy.checker import Env, check_condition, check_value
 from tiering.policy.fields import FIELDS, augment
 from tiering.policy.parser import parse
 from tiering.policy.syntax import (
-    BOOL,
-    NUMERIC,
-    TEXT,
-    And,
-    Arith,
-    ClassRef,
-    Compare,
-    FieldRef,
-    InList,
-    Literal,
-    Match,
-    Neg,
-    Node,
-    Not,
-    Or,
+    BOOL, NUMERIC, TEXT, And, Arith, ClassRef, Compare, FieldRef, InList, Literal, Match, Neg, Node, Not, Or,
     kind_of,
 )
 

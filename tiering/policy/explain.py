@@ -22,22 +22,7 @@ from tiering.policy import reference
 from tiering.policy.fields import id_name
 from tiering.policy.reference import evaluate_row
 from tiering.policy.syntax import (
-    BOOL,
-    DURATION,
-    ID,
-    SIZE,
-    TEXT,
-    TIME,
-    And,
-    ClassRef,
-    Compare,
-    FieldRef,
-    InList,
-    Literal,
-    Match,
-    Node,
-    Not,
-    Or,
+    BOOL, DURATION, ID, SIZE, TEXT, TIME, And, ClassRef, Compare, FieldRef, InList, Literal, Match, Node, Not, Or,
     kind_of,
 )
 from tiering.core.units import format_size

@@ -51,7 +51,8 @@ from tiering.policy.model import (
     Watermark,
 )
 from tiering.policy.parser import parse
-from tiering.policy.syntax import ExpressionError, Name, Node, did_you_mean
+from tiering.core.typed import did_you_mean
+from tiering.policy.syntax import ExpressionError, Name, Node
 from tiering.policy.values import Section
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tiering.core import units
-from tiering.policy.syntax import ExpressionError, did_you_mean
+from tiering.core.typed import did_you_mean
+from tiering.policy.syntax import ExpressionError
 
 NUMBER, SIZE, DURATION, DATE, STRING, IDENT, OP, END = (
     "number", "size", "duration", "date", "string", "identifier", "operator", "end",

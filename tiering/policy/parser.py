@@ -23,24 +23,8 @@ from __future__ import annotations
 from tiering.policy import lexer
 from tiering.policy.lexer import Token
 from tiering.policy.syntax import (
-    BOOL,
-    DURATION,
-    NUMBER,
-    SIZE,
-    TEXT,
-    TIME,
-    And,
-    Arith,
-    Compare,
-    ExpressionError,
-    InList,
-    Literal,
-    Match,
-    Name,
-    Neg,
-    Node,
-    Not,
-    Or,
+    BOOL, DURATION, NUMBER, SIZE, TEXT, TIME, And, Arith, Compare, ExpressionError, InList, Literal, Match, Name,
+    Neg, Node, Not, Or,
 )
 
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")

@@ -20,19 +20,7 @@ from typing import Any
 from tiering.policy import patterns
 from tiering.policy.fields import FIELDS, row_value
 from tiering.policy.syntax import (
-    TEXT,
-    And,
-    Arith,
-    ClassRef,
-    Compare,
-    FieldRef,
-    InList,
-    Literal,
-    Match,
-    Neg,
-    Node,
-    Not,
-    Or,
+    TEXT, And, Arith, ClassRef, Compare, FieldRef, InList, Literal, Match, Neg, Node, Not, Or,
 )
 
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {

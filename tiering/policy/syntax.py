@@ -9,8 +9,6 @@ with unresolved ``Name`` leaves; the checker replaces them with ``FieldRef`` or
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tiering.core.errors import PolicyError
@@ -40,16 +38,6 @@ class ExpressionError(PolicyError):
     def __init__(self, text: str, pos: int, detail: str) -> None:
         self.text, self.pos, self.detail = text, pos, detail
         super().__init__(f"{location(text, pos)}: {detail}")
-
-
-def did_you_mean(word: str, choices: Mapping[str, str] | Iterable[str], fallback: str) -> str:
-    """``did you mean 'x'?`` for the closest choice, else ``fallback``.
-
-    ``choices`` may map the spelling compared against to the spelling shown.
-    """
-    shown = dict(choices) if isinstance(choices, Mapping) else {c: c for c in choices}
-    match = difflib.get_close_matches(word, list(shown), n=1, cutoff=0.6)
-    return f"did you mean {shown[match[0]]!r}?" if match else fallback
 
 
 def location(text: str, pos: int) -> str:

@@ -12,25 +12,23 @@ means the same thing wherever it runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from tiering.core import units
-from tiering.config.values import type_name
 from tiering.core.errors import PolicyError
-from tiering.policy.syntax import did_you_mean
+from tiering.core.typed import MISSING, TypedTable, did_you_mean, type_name
 
-T = TypeVar("T")
-_MISSING: Any = object()
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
 PERCENT_EXPECTED = "a percentage like \"85%\" or a fraction like 0.85"
 
 
-class Section:
-    """One TOML table of a policy file, with getters that explain failures."""
+class Section(TypedTable):
+    """One TOML table of a policy file, with the typed getters of ``core.typed`` (no ``${VAR}``
+    expansion) and the policy's own: sub-tables, ``[[rules]]``, percentages."""
 
     def __init__(self, file: str, label: str, data: Mapping[str, Any]) -> None:
-        self.file, self.label, self.data = file, label, data
+        super().__init__(file, data)
+        self.label = label
 
     def where(self, key: str | None = None) -> str:
         """``file: label: key`` without the empty parts."""
@@ -64,68 +62,9 @@ class Section:
             raise self.error(key, f"found {type_name(value)}", f"expected [[{key}]] tables")
         return [Section(self.file, f"rule {number}", item) for number, item in enumerate(value, start=1)]
 
-    # -- typed getters -------------------------------------------------------
-
-    def _raw(self, key: str, default: Any, expected: str) -> Any:
-        if key in self.data:
-            return self.data[key]
-        if default is _MISSING:
-            raise self.error(key, "missing", f"expected {expected}")
-        return default
-
-    def _typed(self, key: str, default: Any, expected: str, accept: Callable[[Any], bool]) -> Any:
-        value = self._raw(key, default, expected)
-        if value is not default and not accept(value):
-            raise self.error(key, f"found {type_name(value)} ({value!r})", f"expected {expected}")
-        return value
-
-    def string(self, key: str, default: Any = _MISSING, expected: str = "a string") -> Any:
-        return self._typed(key, default, expected, lambda v: isinstance(v, str))
-
-    def boolean(self, key: str, default: Any = _MISSING) -> Any:
-        return self._typed(key, default, "true or false (unquoted)", lambda v: isinstance(v, bool))
-
-    def integer(self, key: str, default: Any = _MISSING, minimum: int = 0) -> Any:
-        value = self._typed(key, default, "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
-        if value is not default and value < minimum:
-            raise self.error(key, f"{value} is out of range", f"expected at least {minimum}")
-        return value
-
-    def _converted(self, key: str, default: Any, convert: Callable[[Any], T], expected: str) -> Any:
-        value = self._raw(key, default, expected)
-        if value is default:
-            return value
-        try:
-            return convert(value)
-        except ValueError as exc:
-            problem, _, hint = str(exc).partition("; ")
-            raise self.error(key, problem, hint or f"expected {expected}") from None
-
-    def size(self, key: str, default: Any = _MISSING, minimum: int = 0) -> Any:
-        value = self._converted(key, default, units.parse_size, units.SIZE_EXPECTED)
-        if value is not default and value < minimum:
-            raise self.error(key, f"{units.format_size(value)} is out of range",
-                             f"expected at least {units.format_size(minimum)}")
-        return value
-
-    def duration(self, key: str, default: Any = _MISSING) -> Any:
-        return self._converted(key, default, units.parse_duration, units.DURATION_EXPECTED)
-
-    def choice(self, key: str, choices: Iterable[str], default: Any = _MISSING) -> Any:
-        """One of ``choices`` (case-insensitive, returned as spelled in ``choices``)."""
-        choices = list(choices)
-        value = self.string(key, default, "one of " + ", ".join(choices))
-        if value is default:
-            return value
-        for option in choices:
-            if value.lower() == option.lower():
-                return option
-        hint = did_you_mean(value.lower(), {c.lower(): c for c in choices}, "expected one of " + ", ".join(choices))
-        raise self.error(key, f"{value!r} is not a valid {key}", hint)
-
     def fraction(self, key: str) -> float:
         """A share of capacity: ``"85%"`` or ``0.85``, above 0 and at most 100%."""
-        value = self._raw(key, _MISSING, PERCENT_EXPECTED)
+        value = self._raw(key, MISSING, PERCENT_EXPECTED)
         fraction: float | None = None
         if isinstance(value, str) and _PERCENT.match(value):
             fraction = float(_PERCENT.match(value).group(1)) / 100  # type: ignore[union-attr]

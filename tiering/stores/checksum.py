@@ -70,13 +70,10 @@ def verify_source(hasher: Hasher, meta: FileMeta, key: str, url: str) -> FileMet
     when the size differs, or the checksum differs from one the caller gave:
     the file changed under us and the copy must not be kept.
     """
-    if hasher.size != meta.size or (meta.checksum and hasher.value != meta.checksum):
-        raise SourceChangedError(
-            f"{url}: {key}: source changed while copying (expected {meta.size} bytes"
-            f"{' ' + meta.checksum if meta.checksum else ''}, read {hasher.size} bytes {hasher.value})",
-            store=url,
-            key=key,
-        )
+    if _disagree(hasher, meta):
+        raise SourceChangedError(f"{url}: {key}: source changed while copying (expected {meta.size} bytes"
+                                 f"{' ' + meta.checksum if meta.checksum else ''}, read {hasher.size} bytes "
+                                 f"{hasher.value})", store=url, key=key)
     return replace(meta, checksum=hasher.value)
 
 
@@ -88,10 +85,11 @@ def verify_object(hasher: Hasher, meta: FileMeta | None, key: str, url: str) -> 
     """
     if meta is None:
         return
-    if hasher.size != meta.size or (meta.checksum and hasher.value != meta.checksum):
-        raise IntegrityError(
-            f"{url}: {key}: object is corrupt (metadata says {meta.size} bytes {meta.checksum}, "
-            f"read {hasher.size} bytes {hasher.value})",
-            store=url,
-            key=key,
-        )
+    if _disagree(hasher, meta):
+        raise IntegrityError(f"{url}: {key}: object is corrupt (metadata says {meta.size} bytes {meta.checksum}, "
+                             f"read {hasher.size} bytes {hasher.value})", store=url, key=key)
+
+
+def _disagree(hasher: Hasher, meta: FileMeta) -> bool:
+    """Whether the bytes hashed differ from ``meta`` in size, or in checksum when it has one."""
+    return hasher.size != meta.size or bool(meta.checksum and hasher.value != meta.checksum)
