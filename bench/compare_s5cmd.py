@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from bench.objects import measure_get, measure_put
-from bench.peers import BUCKET, KEY, SECRET, add_data_args, data_sets, environment, peer_command, timed
-from bench.seaweed import SeaweedServer
+from bench.peers.tools import BUCKET, KEY, SECRET, add_data_args, data_sets, environment, peer_command, timed
+from bench.peers.seaweed import SeaweedServer
 from tiering.stores import open_store
 from tiering.stores.keys import encode_key
 

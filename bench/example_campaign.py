@@ -19,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.peers import BUCKET, KEY, SECRET
-from bench.seaweed import SeaweedServer
+from bench.peers.tools import BUCKET, KEY, SECRET
+from bench.peers.seaweed import SeaweedServer
 
 
 def tiering(*args: str, env: dict) -> None:

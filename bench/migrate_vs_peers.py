@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.peers import (
+from bench.peers.tools import (
     BUCKET,
     KEY,
     PEERS,
@@ -46,7 +46,7 @@ from bench.peers import (
     summary_row,
     timed,
 )
-from bench.seaweed import SeaweedServer
+from bench.peers.seaweed import SeaweedServer
 
 
 def commands(tool: str, op: str, local: Path, prefix: str, endpoint: str, jobs: int) -> list[str]:

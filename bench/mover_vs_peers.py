@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.peers import (
+from bench.peers.tools import (
     BUCKET,
     KEY,
     PEERS,
@@ -39,7 +39,7 @@ from bench.peers import (
     summary_row,
     timed,
 )
-from bench.seaweed import SeaweedServer
+from bench.peers.seaweed import SeaweedServer
 
 
 def tiering_config(work: Path, hot: Path, endpoint: str, prefix: str, jobs: int) -> Path:

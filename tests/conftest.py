@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.seaweed import SeaweedServer
+from bench.peers.seaweed import SeaweedServer
 from tiering.stores import RetryPolicy, open_store
 from tiering.stores.base import Store
 

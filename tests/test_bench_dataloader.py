@@ -9,10 +9,10 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 
-from bench import dataloader as dl
+from bench.dataloader import emulate as dl
 from bench.campaign import new_campaign
 from bench.results import SCHEMA, table
-from bench.samples import HotDataset, StoreDataset
+from bench.dataloader.samples import HotDataset, StoreDataset
 
 KiB = 1024
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from bench import fio_parse
-from bench.fio import bs_label, open_campaign, run_campaign
-from bench.fio_env import MEMORY_FILESYSTEMS, mount_of
-from bench.fio_profiles import (
+from bench.fio import parse as fio_parse
+from bench.fio.sweep import bs_label, open_campaign, run_campaign
+from bench.fio.env import MEMORY_FILESYSTEMS, mount_of
+from bench.fio.profiles import (
     ProfileError,
     available,
     job_file,

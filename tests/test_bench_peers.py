@@ -1,8 +1,8 @@
-"""The peer comparisons' shared rules (bench/peers.py): turn order and when outputs are deleted."""
+"""The peer comparisons' shared rules (bench/peers/tools.py): turn order and when outputs are deleted."""
 
 from __future__ import annotations
 
-from bench.peers import Outputs, rotation
+from bench.peers.tools import Outputs, rotation
 
 
 def test_each_tool_goes_first_in_turn():

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.campaign import write_results
-from bench.report import build, headlines, load, series
-from bench.scaling import USLFit
+from bench.report.build import build, headlines, load, series
+from bench.report.scaling import USLFit
 
 pytest.importorskip("matplotlib", reason="the report's plots need the bench extra (matplotlib)")
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.scaling import USLFit, efficiency, kneedle, usl_fit
+from bench.report.scaling import USLFit, efficiency, kneedle, usl_fit
 
 N = [1, 2, 4, 8, 16, 32, 64]
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from bench.seaweed import SeaweedServer
+from bench.peers.seaweed import SeaweedServer
 from tiering.catalog import Catalog
 from tiering.config import load_config, open_tier
 from tiering.core.errors import UserError

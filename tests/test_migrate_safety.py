@@ -103,7 +103,7 @@ def test_store_listing_that_raises_stops_the_run_and_deletes_nothing(tmp_path):
 @pytest.fixture(scope="module")
 def own_seaweed(tmp_path_factory):
     """A SeaweedFS of this module's own, to kill mid-listing without disturbing the session's."""
-    from bench.seaweed import SeaweedServer
+    from bench.peers.seaweed import SeaweedServer
 
     server = SeaweedServer(tmp_path_factory.mktemp("own-seaweed"), S3_KEY, S3_SECRET, (S3_BUCKET,))
     server.start()

@@ -85,7 +85,7 @@ def fio(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result row, then one with the paths.")] = False,
 ) -> None:
     """fio sweep of a profile over numjobs x iodepth x block size on a directory."""
-    from bench.fio import HEADER, open_campaign, point_line, run_campaign
+    from bench.fio.sweep import HEADER, open_campaign, point_line, run_campaign
 
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
                              out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches)
@@ -122,9 +122,9 @@ def dataloader(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
 ) -> None:
     """Emulate a training input pipeline: samples/s, MB/s, AU, and accelerators fed at >= 90% AU."""
-    from bench import dataloader as dl
+    from bench.dataloader import emulate as dl
     from bench.campaign import new_campaign, write_results
-    from bench.samples import open_dataset
+    from bench.dataloader.samples import open_dataset
     from tiering.config import find_config, load_config
     from tiering.core.units import parse_size
 
@@ -154,7 +154,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="md (images beside it) or html (self-contained).")] = "md",
 ) -> None:
     """Plots and a Markdown/HTML report over every campaign under DIRECTORY."""
-    from bench.report import build
+    from bench.report.build import build
 
     typer.echo(build(directory, out, fmt))
 

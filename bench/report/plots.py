@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bench.dataloader import AU_TARGET
+from bench.dataloader.emulate import AU_TARGET
 
 Image = tuple[Path, str]  # (png path, caption)
 

@@ -18,7 +18,7 @@ from tiering.core.units import format_size
 
 #: Filesystems whose reads come from memory, whatever the page cache does.
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "overlay", "devtmpfs", "rootfs", "hugetlbfs"})
-_PROJECT_DIR = Path(__file__).resolve().parents[1]
+_PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

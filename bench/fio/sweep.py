@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import fio_parse
+from bench.fio import parse as fio_parse
 from bench.campaign import new_campaign, write_results
-from bench.fio_env import Environment, cache_warning, drop_caches, environment
-from bench.fio_profiles import Profile, job_file, load_profile
+from bench.fio.env import Environment, cache_warning, drop_caches, environment
+from bench.fio.profiles import Profile, job_file, load_profile
 from tiering.core.errors import RUN_ERRNOS, UserError
 from tiering.core.units import format_size, parse_size
 

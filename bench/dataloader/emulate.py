@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bench.objects import percentile
-from bench.samples import Dataset
+from bench.dataloader.samples import Dataset
 
 #: MLPerf Storage: a tier "feeds" an accelerator while AU stays at or above this.
 AU_TARGET = 0.9
@@ -289,7 +289,7 @@ def run(dataset: Dataset, pipeline: Pipeline, workers: Sequence[int], *, campaig
     A dataset this call created is removed afterwards unless ``keep_dataset``;
     one that was already there is left as found.
     """
-    from bench.samples import cache_warning
+    from bench.dataloader.samples import cache_warning
 
     created = dataset.ensure()
     warning = cache_warning(dataset)

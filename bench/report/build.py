@@ -4,7 +4,7 @@ Reads each ``results.parquet`` below the folder (fio, objects and dataloader
 campaigns alike), groups the rows into *series* (one tier, profile, operation,
 block size and iodepth, measured at several concurrencies), and writes:
 
-- PNG plots (``plots/``; see ``bench.plots``), plus fio-plot's own charts
+- PNG plots (``plots/``; see ``bench.report.plots``), plus fio-plot's own charts
   (``fio-plot/``) where bench-fio-layout JSON files are present;
 - ``report.md`` (images linked) or ``report.html`` (images embedded), with a
   headline table per tier, engine, profile and operation: peak throughput,
@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.campaign import RESULTS, conform
-from bench.dataloader import AU_TARGET
-from bench.report_doc import Doc, render
-from bench.scaling import efficiency, kneedle, usl_fit
+from bench.dataloader.emulate import AU_TARGET
+from bench.report.doc import Doc, render
+from bench.report.scaling import efficiency, kneedle, usl_fit
 from tiering.core.errors import UserError
 from tiering.core.units import format_size
 
@@ -167,7 +167,7 @@ def _where(r: dict) -> str:
 def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, fmt: str = "md") -> Path:
     """Write the plots and the report for every campaign under ``directory``; returns the report's path."""
     try:
-        from bench import plots  # matplotlib is an optional dependency: imported only here
+        from bench.report import plots  # matplotlib is an optional dependency: imported only here
     except ImportError as exc:
         raise UserError(f"bench report needs matplotlib ({exc.name} is missing): pip install 'tiering[bench]'") from exc
     if fmt not in ("md", "html"):

@@ -19,7 +19,7 @@ from pathlib import Path
 from tiering.core.errors import UserError
 from tiering.core.units import parse_size
 
-BUILTIN_DIR = Path(__file__).parent / "profiles"
+BUILTIN_DIR = Path(__file__).parents[1] / "profiles"  # bench/profiles: data beside the code that runs it
 
 #: Options the harness sets for every point; a profile that sets them is refused.
 RESERVED = frozenset(
