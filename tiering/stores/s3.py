@@ -55,7 +55,7 @@ from tiering.core.errors import (
     StoreError,
 )
 from tiering.core.faults import crash_point
-from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
+from tiering.stores.base import INLINE_MAX, AsyncTransfers, FileMeta, ObjectInfo, Progress, WritesBackEarly
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import classify_answer
 from tiering.stores.directio import BufferPool, PartWriter
@@ -111,8 +111,8 @@ def _looks_like_network(text: str) -> bool:
     return any(s in lowered for s in ("error sending request", "timed out", "connection", "broken pipe", "reset"))
 
 
-class S3Store:
-    """Store protocol over an S3-compatible bucket."""
+class S3Store(AsyncTransfers, WritesBackEarly):
+    """Store protocol over an S3-compatible bucket, with its own coroutines for small objects."""
 
     storage_classes = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE", "REDUCED_REDUNDANCY")
 
