@@ -96,7 +96,10 @@ class StoreOptions:
 
 
 def _part_options(*, lo: int, hi: int | None, used: bool = True) -> tuple[StoreOption, ...]:
-    """The part settings every tier takes; a configured tier inherits ``[concurrency]``'s where it sets none."""
+    """The part settings every tier takes; a configured tier inherits ``[concurrency]``'s where it sets none.
+
+    ``lo``/``hi``: the smallest and largest part the service accepts (the last part of an upload may be smaller).
+    """
     unused = "; carried, not used: posix copies a file whole" if not used else ""
     return (
         StoreOption("part_size", "size", 64 * MiB if used else None, f"size of one part of a large transfer{unused}",
