@@ -1,8 +1,11 @@
 """Shared fixtures: real servers (SeaweedFS, the OSS test server) and store cases.
 
-``store_case`` is parametrized over every capacity store, so a test that takes
-it is a conformance test: it runs against posix, s3 (SeaweedFS) and oss (the
-OSS-protocol test server driven by the real ``oss2`` client).
+``store_case`` is parametrized over every capacity store in ``STORE_KINDS``, so a
+test that takes it is a conformance test: it runs against posix, s3 (SeaweedFS)
+and oss (the OSS-protocol test server driven by the real ``oss2`` client). Each
+store is one ``StoreKind`` entry: its name, how to make a case of it and what it
+can do (capability flags); tests choose by flag, never by name, so adding a store
+is adding one entry.
 """
 
 from __future__ import annotations
@@ -79,6 +82,30 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class StoreKind:
+    """One capacity store the conformance suite runs against, and what it can do."""
+
+    name: str
+    #: Make a case: ``(request, tmp_path, prefix)``; a server it needs comes from ``request``'s fixtures.
+    make: Callable[[pytest.FixtureRequest, Path, str], StoreCase]
+    #: Large files go in parts (``part_size`` above ``multipart_threshold``).
+    multipart: bool
+    #: Moves an existing object to another storage class (``SupportsStorageClass``).
+    sets_storage_class: bool
+    #: Archive classes whose objects must be restored before reading (``SupportsRestore``).
+    restore: bool
+    #: The server confirms it stored the bytes we hashed (an MD5 ETag, a CRC-64).
+    server_checksum: bool
+    #: Its own coroutines for small objects (``AsyncTransfers``).
+    native_async: bool
+    #: A store the server refuses (wrong credentials) still addresses the same objects; a refused
+    #: posix store is another folder, with nothing of ours in it.
+    refused_sees_same_objects: bool
+    #: ``cleanup_incomplete(key)`` finds one key's leftovers; posix finds only dead writers' (key None).
+    cleans_up_by_key: bool
+
+
 @dataclass
 class StoreCase:
     """One store under test plus the store-specific ways to break it."""
@@ -98,6 +125,8 @@ class StoreCase:
     #: Leave an unfinished upload of ``key`` behind, as a writer killed mid-upload would.
     start_incomplete: Callable[[str], None] | None = None
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    #: The entry of ``STORE_KINDS`` this case was made from: its capability flags.
+    kind: StoreKind | None = None
 
 
 def _posix_case(tmp_path: Path) -> StoreCase:
@@ -198,15 +227,25 @@ def _oss_case(server, prefix: str, tmp_path: Path) -> StoreCase:
     )
 
 
-@pytest.fixture(params=["posix", "s3", "oss"])
+STORE_KINDS = (
+    StoreKind("posix", lambda request, tmp_path, prefix: _posix_case(tmp_path),
+              multipart=False, sets_storage_class=False, restore=False, server_checksum=False, native_async=False,
+              refused_sees_same_objects=False, cleans_up_by_key=False),
+    StoreKind("s3", lambda request, tmp_path, prefix: _s3_case(request.getfixturevalue("seaweed"), prefix),
+              multipart=True, sets_storage_class=False, restore=False, server_checksum=True, native_async=True,
+              refused_sees_same_objects=True, cleans_up_by_key=True),
+    StoreKind("oss",
+              lambda request, tmp_path, prefix: _oss_case(request.getfixturevalue("oss_server"), prefix, tmp_path),
+              multipart=True, sets_storage_class=True, restore=True, server_checksum=True, native_async=False,
+              refused_sees_same_objects=True, cleans_up_by_key=True),
+)
+
+
+@pytest.fixture(params=STORE_KINDS, ids=[kind.name for kind in STORE_KINDS])
 def store_case(request, tmp_path) -> Iterator[StoreCase]:
-    prefix = f"t-{uuid.uuid4().hex[:12]}"
-    if request.param == "posix":
-        case = _posix_case(tmp_path)
-    elif request.param == "s3":
-        case = _s3_case(request.getfixturevalue("seaweed"), prefix)
-    else:
-        case = _oss_case(request.getfixturevalue("oss_server"), prefix, tmp_path)
+    kind: StoreKind = request.param
+    case = kind.make(request, tmp_path, f"t-{uuid.uuid4().hex[:12]}")
+    case.kind = kind
     yield case
     for undo in case.cleanup:
         undo()

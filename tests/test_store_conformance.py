@@ -229,7 +229,7 @@ def test_refused_credentials_write_nothing(store_case, tmp_path, via):
     with pytest.raises((CredentialsError, PermissionDeniedError)) as err:
         call(bad, "put_file", src, key, FileMeta.from_stat(src.stat(), key), via=via)
     assert "\n" not in str(err.value) and "wrong-secret" not in str(err.value)
-    if store_case.name != "posix":  # (the refused posix store is another folder: nothing of ours to read)
+    if store_case.kind.refused_sees_same_objects:  # (the refused posix store is another folder: nothing of ours to read)
         existing, _ = put(store_case, tmp_path, "readable.bin", b"only with the right key")
         out = tmp_path / "out.bin"
         for method, args in (("head", (existing,)), ("get_file", (existing, out)), ("delete", (existing,))):
@@ -240,7 +240,7 @@ def test_refused_credentials_write_nothing(store_case, tmp_path, via):
         assert read_back(store_case, tmp_path, existing) == b"only with the right key"
         store_case.store.delete(existing)
     bad.close()
-    names = [o.key for o in store_case.store.list()] if store_case.name != "posix" else [o.key for o in bad.list()]
+    names = [o.key for o in (store_case.store if store_case.kind.refused_sees_same_objects else bad).list()]
     assert key not in names
 
 
@@ -263,8 +263,8 @@ def test_unfinished_uploads_of_a_dead_writer_are_cleaned_up(store_case):
     assert isinstance(store_case.store, SupportsCleanup)
     key = encode_key("big/unfinished.bin")
     store_case.start_incomplete(key)
-    assert store_case.store.cleanup_incomplete(key if store_case.name != "posix" else None) == 1
-    assert store_case.store.cleanup_incomplete(key if store_case.name != "posix" else None) == 0
+    assert store_case.store.cleanup_incomplete(key if store_case.kind.cleans_up_by_key else None) == 1
+    assert store_case.store.cleanup_incomplete(key if store_case.kind.cleans_up_by_key else None) == 0
     assert list(store_case.store.list()) == []
 
 
@@ -591,3 +591,13 @@ def test_a_streaming_read_cut_for_good_raises_the_projects_error(proxied, tmp_pa
             while f.read(256 * 1024):
                 pass
     assert store.url in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_store_kind_says_what_the_store_can_do(store_case):
+    """The capability flags of ``conftest.STORE_KINDS`` that tests choose by are the store's own protocols."""
+    from tiering.stores.base import AsyncTransfers, SupportsRestore, SupportsStorageClass
+
+    kind = store_case.kind
+    assert isinstance(store_case.store, SupportsStorageClass) == kind.sets_storage_class
+    assert isinstance(store_case.store, SupportsRestore) == kind.restore
+    assert isinstance(store_case.store, AsyncTransfers) == kind.native_async

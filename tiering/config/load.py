@@ -66,7 +66,7 @@ from typing import Any
 from tiering.config.daemon import DURATION_KEYS as _DAEMON_DURATIONS
 from tiering.config.daemon import DaemonConfig, daemon_values, parse_daemon
 from tiering.config.locations import check_hot_tier, check_locations
-from tiering.config.tiers import PartDefaults, TierConfig, parse_tier
+from tiering.config.tiers import SCHEME_OPTIONS, PartDefaults, TierConfig, parse_tier
 from tiering.config.values import SECRET_KEYS, Table
 from tiering.core.errors import ConfigError, UserError
 from tiering.stores import Store, open_store
@@ -83,9 +83,16 @@ DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 _TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
-_SIZE_KEYS = frozenset({"part_size", "multipart_threshold"})
-_DURATION_KEYS = frozenset({"connect_timeout", "request_timeout", "max_backoff", "deadline", "half_life",
-                            "max_age"}) | _DAEMON_DURATIONS
+
+
+def _store_keys(kind: str) -> frozenset[str]:
+    """The tier keys of one kind (``size``, ``duration``) that any store declares."""
+    return frozenset(o.config_key for options in SCHEME_OPTIONS.values() for o in options if o.kind == kind)
+
+
+_SIZE_KEYS = frozenset({"part_size", "multipart_threshold"}) | _store_keys("size")
+_DURATION_KEYS = (frozenset({"max_backoff", "deadline", "half_life", "max_age"}) | _DAEMON_DURATIONS
+                  | _store_keys("duration"))
 
 
 @dataclass(frozen=True)
@@ -253,7 +260,8 @@ def describe(config: Config) -> str:
                    "deadline": config.retry.deadline}),
     ]
     for tier in config.tiers.values():
-        options = {("part_jobs" if k == "jobs" else k): v for k, v in tier.options.items()}
+        declared = SCHEME_OPTIONS[tier.scheme]
+        options = {(declared[k].config_key if k in declared else k): v for k, v in tier.options.items()}
         sections.append((f"tiers.{tier.name}", {"url": tier.url, **options}))
     for name, values in sections:
         lines += ["", f"[{name}]"] + [f"{key} = {_value(key, value)}" for key, value in values.items()]

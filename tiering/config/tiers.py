@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,30 +22,17 @@ from tiering.config.values import SECRET_KEYS, OptionWords, Table, check_path_te
 from tiering.core.errors import InvalidKeyError
 from tiering.stores import scheme_of
 from tiering.stores.keys import decode_key
+from tiering.stores.options import OPTIONS, StoreOption, StoreOptions
 from tiering.core.units import format_size
 
 SUPPORTED_URLS = "a path (HDD/NAS tier), file://PATH, s3://BUCKET[/PREFIX] or oss://BUCKET[/PREFIX]"
-COMMON_KEYS = ("url", "storage_class", "part_size", "multipart_threshold", "part_jobs")
-SCHEME_KEYS: dict[str, tuple[str, ...]] = {
-    "file": ("fsync",),
-    "s3": (
-        "endpoint", "region", "access_key_id", "secret_access_key", "session_token", "allow_http",
-        "virtual_hosted_style", "connect_timeout", "request_timeout",
-    ),
-    "oss": (
-        "endpoint", "region", "access_key_id", "access_key_secret", "security_token", "restore_tier",
-        "restore_days", "connect_timeout", "checkpoint_dir",
-    ),
-}
-KIND = {"file": "posix", "s3": "s3", "oss": "oss"}
-S3_CLASSES = (
-    "STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
-    "REDUCED_REDUNDANCY",
-)
-OSS_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
-RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
-#: (smallest, largest) part a service accepts; the last part of an upload may be smaller.
-PART_LIMITS = {"file": (1, None), "s3": (5 << 20, 5 << 30), "oss": (100 << 10, 5 << 30)}
+#: Every kind of tier's options, as its store declares them (``tiering.stores.options``).
+SCHEME_OPTIONS: dict[str, StoreOptions] = OPTIONS
+#: The keys a ``[tiers.NAME]`` table of each kind takes: ``url`` and its store's options.
+SCHEME_KEYS: dict[str, tuple[str, ...]] = {scheme: options.config_keys() for scheme, options in OPTIONS.items()}
+KIND = {scheme: options.store for scheme, options in OPTIONS.items()}
+#: Read before the store's own options, and with defaults inherited from ``[concurrency]`` (``_part_options``).
+_PARTS = ("part_size", "multipart_threshold", "jobs")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _BUCKET = {
@@ -91,7 +78,7 @@ def parse_tier(table: Table, name: str, base: Path, defaults: PartDefaults) -> T
     scheme = scheme_of(raw_url)
     if scheme not in SCHEME_KEYS:
         raise table.error("url", f"unknown scheme {scheme + '://'!r}", f"expected {SUPPORTED_URLS}")
-    table.check_keys(COMMON_KEYS + SCHEME_KEYS[scheme], elsewhere=_other_kinds(scheme))
+    table.check_keys(("url",) + SCHEME_KEYS[scheme], elsewhere=_other_kinds(scheme))
     url = _posix_url(table, raw_url, base) if scheme == "file" else _bucket_url(table, raw_url, scheme)
     options = _store_options(table, scheme, base, defaults)
     return TierConfig(name, url, scheme, options.get("storage_class", ""), options)
@@ -105,20 +92,69 @@ def store_options(scheme: str, words: Mapping[str, str], option: str, base: Path
     returned, so a configured tier's or the store's defaults fill the rest.
     ``jobs`` is taken as ``part_jobs``. Every mistake is one ``ConfigError`` naming ``option``.
     """
-    words = {("part_jobs" if key == "jobs" else key): value for key, value in words.items()}
+    declared = SCHEME_OPTIONS[scheme]
+    words = {(declared[key].config_key if key in declared else key): value for key, value in words.items()}
     table = OptionWords(option, words)
     hints = {"url": f"the {KIND[scheme]} location is the command's own argument, not an option"}
-    table.check_keys([k for k in COMMON_KEYS if k != "url"] + list(SCHEME_KEYS[scheme]),
-                     elsewhere={**_other_kinds(scheme), **hints})
+    table.check_keys(SCHEME_KEYS[scheme], elsewhere={**_other_kinds(scheme), **hints})
     return _store_options(table, scheme, base, None)
 
 
 def _store_options(table: Table, scheme: str, base: Path, defaults: PartDefaults | None) -> dict[str, Any]:
-    storage_class = _storage_class(table, scheme)
+    """Every option the store of ``scheme`` declares, checked by its kind; unset ones are left out."""
+    declared = SCHEME_OPTIONS[scheme]
+    storage_class = _read(table, declared["storage_class"], base, default="")
     options: dict[str, Any] = {"storage_class": storage_class} if storage_class else {}
-    options.update(_OPTIONS[scheme](table, base))
+    own = [o.name for o in declared if o.name not in ("storage_class", *_PARTS)]
+    values = _set(**{name: _read(table, declared[name], base) for name in own})
+    _check_together(table, scheme, values)
+    options.update((name, values[name]) for name in own if name in values)  # in declared order
     options.update(_part_options(table, scheme, defaults))
     return options
+
+
+def _read(table: Table, option: StoreOption, base: Path, default: Any = None) -> Any:
+    """``option``'s value from ``table``, checked by its kind; ``default`` when not set (unless required)."""
+    key = option.config_key
+    if option.required:
+        default = table.required()
+    if option.kind in ("string", "label"):
+        return table.string(key, default)
+    if option.kind == "secret":
+        return table.secret(key)
+    if option.kind == "endpoint":
+        return table.endpoint(key, default)
+    if option.kind == "boolean":
+        return table.boolean(key, default)
+    if option.kind == "integer":
+        return table.integer(key, default, minimum=int(option.minimum or 0),
+                             maximum=None if option.maximum is None else int(option.maximum))
+    if option.kind == "size":
+        return table.size(key, default)
+    if option.kind == "duration":
+        return table.duration(key, default)
+    if option.kind == "choice":
+        return table.choice(key, option.choices, default)
+    if option.kind == "path":
+        return table.path(key, base, default)
+    raise AssertionError(f"option {option.name!r} has no reader for kind {option.kind!r}")
+
+
+def _check_together(table: Table, scheme: str, options: dict[str, Any]) -> None:
+    """The rules that tie two options together: an http:// endpoint, a key id with its secret."""
+    endpoint = options.get("endpoint")
+    if scheme == "s3" and endpoint and endpoint.startswith("http://"):
+        if options.get("allow_http") is False:
+            raise table.error("allow_http", "false, but the endpoint is http://", "expected an https:// endpoint "
+                              "or allow_http = true")
+        options["allow_http"] = True  # an http:// endpoint says it plainly; do not make people say it twice
+    secret_key = next((o.name for o in SCHEME_OPTIONS[scheme] if o.kind == "secret"), None)
+    if secret_key is None or table.partial:  # command-line options may complete a tier's pair
+        return
+    key_id, secret = options.get("access_key_id"), options.get(secret_key)
+    if (key_id is None) != (secret is None):
+        missing, given = (secret_key, "access_key_id") if secret is None else ("access_key_id", secret_key)
+        raise table.error(missing, f"missing while {given} is set", f"expected both {given} and {missing}, or neither")
 
 
 def _other_kinds(scheme: str) -> dict[str, str]:
@@ -171,63 +207,11 @@ def _valid_bucket(bucket: str, scheme: str) -> bool:
     return False  # a bucket may not look like an IP address
 
 
-def _storage_class(table: Table, scheme: str) -> str:
-    if scheme == "s3":
-        return table.choice("storage_class", S3_CLASSES, default="")
-    if scheme == "oss":
-        return table.choice("storage_class", OSS_CLASSES, default="")
-    return table.string("storage_class", default="")  # posix: a free label for reports
-
-
-def _posix_options(table: Table, base: Path) -> dict[str, Any]:
-    return _set(fsync=table.boolean("fsync", None))
-
-
-def _s3_options(table: Table, base: Path) -> dict[str, Any]:
-    endpoint = table.endpoint("endpoint", None)
-    allow_http = table.boolean("allow_http", None)
-    if endpoint and endpoint.startswith("http://"):
-        if allow_http is False:
-            raise table.error("allow_http", "false, but the endpoint is http://", "expected an https:// endpoint "
-                              "or allow_http = true")
-        allow_http = True  # an http:// endpoint says it plainly; do not make people say it twice
-    return _set(
-        endpoint=endpoint,
-        region=table.string("region", None),
-        **_credentials(table, "secret_access_key", "session_token"),
-        allow_http=allow_http,
-        virtual_hosted_style=table.boolean("virtual_hosted_style", None),
-        connect_timeout=table.duration("connect_timeout", None),
-        request_timeout=table.duration("request_timeout", None),
-    )
-
-
-def _oss_options(table: Table, base: Path) -> dict[str, Any]:
-    return _set(
-        endpoint=table.endpoint("endpoint", table.required()),
-        region=table.string("region", None),
-        **_credentials(table, "access_key_secret", "security_token"),
-        restore_tier=table.choice("restore_tier", RESTORE_TIERS, None),
-        restore_days=table.integer("restore_days", None, minimum=1, maximum=365),
-        connect_timeout=table.duration("connect_timeout", None),
-        checkpoint_dir=table.path("checkpoint_dir", base, None),
-    )
-
-
-def _credentials(table: Table, secret_key: str, token_key: str) -> dict[str, Any]:
-    """Key id, secret and token; the id and the secret come as a pair or not at all."""
-    key_id = table.string("access_key_id", None)
-    secret, token = table.secret(secret_key), table.secret(token_key)
-    if (key_id is None) != (secret is None) and not table.partial:  # options may complete a tier's pair
-        missing, given = (secret_key, "access_key_id") if secret is None else ("access_key_id", secret_key)
-        raise table.error(missing, f"missing while {given} is set", f"expected both {given} and {missing}, or neither")
-    return {"access_key_id": key_id, secret_key: secret, token_key: token}
-
-
 def _part_options(table: Table, scheme: str, defaults: PartDefaults | None) -> dict[str, Any]:
     """Part settings; with ``defaults`` None (command-line options), only those the table sets."""
     d = defaults or _NO_DEFAULTS
-    lo, hi = PART_LIMITS[scheme]
+    limits = SCHEME_OPTIONS[scheme]["part_size"]
+    lo, hi = int(limits.minimum or 1), None if limits.maximum is None else int(limits.maximum)
     part_size = table.size("part_size", d.part_size, minimum=1)
     if part_size is not None and (part_size < lo or (hi is not None and part_size > hi)):
         inherited = "" if "part_size" in table.data else " (inherited from [concurrency])"
@@ -247,10 +231,3 @@ _NO_DEFAULTS = PartDefaults(None, None, None)  # type: ignore[arg-type]
 
 def _set(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
-
-
-_OPTIONS: dict[str, Callable[[Table, Path], dict[str, Any]]] = {
-    "file": _posix_options,
-    "s3": _s3_options,
-    "oss": _oss_options,
-}

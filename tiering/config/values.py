@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 
 from tiering.core.errors import ConfigError
 from tiering.core.typed import MISSING, TypedTable, did_you_mean, type_name
+from tiering.stores.options import SECRET_OPTIONS
 
 __all__ = ["SECRET_KEYS", "OptionWords", "Table", "check_path_text", "closest_hint", "type_name"]
 
 #: Keys whose values are credentials: only ``${VAR}`` references, never shown.
-SECRET_KEYS = frozenset({"secret_access_key", "access_key_secret", "session_token", "security_token"})
+SECRET_KEYS = SECRET_OPTIONS  # what the stores declare as secrets (``tiering.stores.options``)
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ONLY_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")

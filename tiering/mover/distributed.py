@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from tiering.core.errors import UserError
 from tiering.mover.executor import Executor, ThreadExecutor, bounded_map
 from tiering.stores import open_store
-from tiering.stores.base import FileMeta, ObjectInfo, Progress, Store
+from tiering.stores.base import FileMeta, ObjectInfo, Progress, Store, TransfersElsewhere
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 #: A partition closes at this many items or this many bytes, whichever comes first.
@@ -162,7 +162,7 @@ def _get(spec: StoreSpec, key: str, local: str) -> ObjectInfo:
     return worker_store(spec).get_file(key, local)
 
 
-class OffloadedStore:
+class OffloadedStore(TransfersElsewhere):
     """A store whose ``put_file``/``get_file`` run on a cluster worker; everything else runs here."""
 
     #: Workers are other processes: they get plain path names, not this process's descriptors (``Mover``).

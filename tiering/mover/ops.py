@@ -62,7 +62,7 @@ from tiering.mover.stub import (
     replace_stub,
     stub_attributes,
 )
-from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Store, call_async
+from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Store, TransfersElsewhere, WritesBackEarly, call_async
 from tiering.stores.checksum import Hasher
 from tiering.stores.keys import encode_key
 
@@ -104,7 +104,7 @@ class Mover:
         with self._stores_lock:
             if tier not in self._stores:
                 store = self._stores[tier] = open_tier(self.config, tier)
-                if hasattr(store, "write_back_early"):
+                if isinstance(store, WritesBackEarly):
                     store.write_back_early = True  # every restore is fsynced: start its disk writes early
             return self._stores[tier]
 
@@ -141,7 +141,7 @@ class Mover:
         """The name a store's path-taking call gets for a hot file: one that resolves through our
         descriptors (``beneath``), unless the store moves bytes in another process (a cluster
         worker), which gets the plain path, checked through the descriptors just before and after."""
-        if getattr(store, "transfers_elsewhere", False):
+        if isinstance(store, TransfersElsewhere):
             return str(self.hot / os.fsdecode(where.rel.rpartition(b"/")[0]) / os.fsdecode(name or where.name))
         return f"/proc/self/fd/{fd}" if fd is not None else where.fd_path(name)
 
@@ -155,7 +155,7 @@ class Mover:
         """A store call that moves ``size`` bytes: at most ``transfer_jobs`` at once, however many actions wait."""
         async with self._per_loop.get().transfers:
             report = self.on_bytes
-            if report is None or size <= INLINE_MAX or getattr(store, "transfers_elsewhere", False):
+            if report is None or size <= INLINE_MAX or isinstance(store, TransfersElsewhere):
                 return await call_async(store, method, *args, size=size)  # small, or bytes moved by a worker
             sent = 0
 

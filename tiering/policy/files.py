@@ -34,10 +34,10 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tiering.config.tiers import OSS_CLASSES, S3_CLASSES
 from tiering.core.errors import PolicyError
 from tiering.policy.compiler import Condition, compile_condition, compile_value
 from tiering.policy.fields import FIELDS
+from tiering.stores.options import OPTIONS
 from tiering.policy.lexer import KEYWORDS
 from tiering.policy.model import (
     ACTIONS,
@@ -64,7 +64,8 @@ _WATERMARK_KEYS = ("high", "low", "order", "weight", "action", "tier", "storage_
 _SAFETY_KEYS = ("min_age", "skip_hardlinks")
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CLASS_NAME = re.compile(r"^[A-Za-z_]\w*$")
-_STORAGE_CLASSES = {"s3": S3_CLASSES, "oss": OSS_CLASSES}
+#: The storage classes a tier of each kind accepts, as its store declares them (none: a free label).
+_STORAGE_CLASSES = {scheme: options["storage_class"].choices for scheme, options in OPTIONS.items()}
 
 
 def load_policy(path: str | os.PathLike[str], config: Config | None = None) -> Policy:

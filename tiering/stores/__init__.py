@@ -3,7 +3,7 @@
 ``open_store("/mnt/hdd/tier")``, ``open_store("s3://bucket/prefix", options)``,
 ``open_store("oss://bucket/prefix", options)``. ``options`` are the tier's
 settings from the configuration file (endpoint, region, credentials, storage
-class, part sizes); each store documents the ones it reads.
+class, part sizes), as each store declares them in ``tiering.stores.options``.
 """
 
 from __future__ import annotations

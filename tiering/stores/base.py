@@ -20,20 +20,21 @@ Contracts every implementation keeps (checked by ``tests/test_store_conformance.
 - Errors are the project's own (``tiering.core.errors``), never an SDK's.
 
 ``call_async(store, "put_file", ...)`` runs a store method from an event loop:
-the store's own coroutine (``put_file_async``) when it has one, else the
-blocking method on a worker thread. Only stores with a native async client
-(S3) need to write any. A store's coroutines are for small objects (up to
+the store's own coroutine (``put_file_async``) when it is an ``AsyncTransfers``,
+else the blocking method on a worker thread. Only stores with a native async
+client (S3) need to write any. A store's coroutines are for small objects (up to
 ``INLINE_MAX``); a caller that knows the object's size passes it, and a
 larger one goes straight to the blocking method on a thread.
 
 Optional abilities are separate small protocols (``SupportsStorageClass``,
-``SupportsRestore``), checked with ``isinstance`` before use.
+``SupportsRestore``, ``SupportsCleanup``, ``AsyncTransfers``, ``WritesBackEarly``,
+``TransfersElsewhere``), checked with ``isinstance`` before use, never by name.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -187,16 +188,59 @@ class SupportsCleanup(Protocol):
         """Remove leftovers of interrupted writes (of ``key``, or all of dead writers); returns how many."""
 
 
+@runtime_checkable
+class AsyncTransfers(Protocol):
+    """A store with its own coroutines for small objects (S3): ``call_async`` runs them on the loop."""
+
+    async def put_file_async(self, local: str | Path, key: str, meta: FileMeta) -> ObjectInfo: ...
+
+    async def get_file_async(self, key: str, local: str | Path) -> ObjectInfo: ...
+
+    async def head_async(self, key: str) -> ObjectInfo: ...
+
+    async def delete_async(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class WritesBackEarly(Protocol):
+    """A store that can start each downloaded part's disk write as it lands (S3).
+
+    For callers that fsync what they download (the mover's restores): the disk
+    write then overlaps the download instead of following it.
+    """
+
+    write_back_early: bool
+
+
+@runtime_checkable
+class TransfersElsewhere(Protocol):
+    """A store whose ``put_file``/``get_file`` run in another process (a cluster worker).
+
+    Such a store gets plain path names, not this process's ``/proc/self/fd`` names.
+    """
+
+    transfers_elsewhere: bool
+
+
+#: The ``AsyncTransfers`` coroutine for each method ``call_async`` may be asked for.
+_NATIVE: dict[str, Callable[[AsyncTransfers], Callable[..., Awaitable]]] = {
+    "put_file": lambda store: store.put_file_async,
+    "get_file": lambda store: store.get_file_async,
+    "head": lambda store: store.head_async,
+    "delete": lambda store: store.delete_async,
+}
+
+
 async def call_async(store: Store, method: str, *args, size: int | None = None):
     """``store.<method>(*args)`` without blocking the event loop.
 
-    The class's own ``<method>_async`` coroutine when it defines one (looked up
-    on the type, so a wrapper that forwards attributes does not skip itself)
-    and the object is not known to be larger than ``INLINE_MAX`` (``size``:
-    what a listing or the catalog says), else the blocking method on the
-    loop's worker threads.
+    The store's own coroutine when its class is an ``AsyncTransfers`` (checked
+    on the type: a wrapper that forwards attributes, like the cluster's
+    offloaded store, is not one, so it does not skip itself) and the object is
+    not known to be larger than ``INLINE_MAX`` (``size``: what a listing or the
+    catalog says), else the blocking method on the loop's worker threads.
     """
-    native = getattr(type(store), f"{method}_async", None)
-    if native is not None and (size is None or size <= INLINE_MAX):
-        return await native(store, *args)
+    native = _NATIVE.get(method)
+    if native is not None and issubclass(type(store), AsyncTransfers) and (size is None or size <= INLINE_MAX):
+        return await native(store)(*args)
     return await asyncio.to_thread(getattr(store, method), *args)

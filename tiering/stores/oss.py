@@ -14,20 +14,9 @@ changed under us, the object is deleted and ``SourceChangedError`` raised.
 Requests are signed with V4 (OSS4-HMAC-SHA256, what Alibaba recommends) when
 the region is known, and with V1 otherwise (custom endpoints without a region).
 
-Options (from the tier's configuration; sizes are ints of bytes):
-
-- ``endpoint`` (required): e.g. ``https://oss-cn-hangzhou.aliyuncs.com``.
-- ``region``: e.g. ``cn-hangzhou``; derived from ``oss-<region>.aliyuncs.com``.
-- ``access_key_id`` / ``access_key_secret`` / ``security_token``: default to
-  ``OSS_ACCESS_KEY_ID`` / ``OSS_ACCESS_KEY_SECRET`` / ``OSS_SESSION_TOKEN``.
-- ``storage_class``: Standard (default), IA, Archive, ColdArchive, DeepColdArchive.
-- ``part_size`` / ``multipart_threshold``: default 64 MiB each.
-- ``jobs``: parallel parts per file (default 4).
-- ``restore_tier`` (Expedited, Standard, Bulk; default Standard) and
-  ``restore_days`` (default 1): what ``restore`` asks for by default.
-- ``connect_timeout`` (default 5) and ``read_timeout`` (default 60), seconds.
-- ``checkpoint_dir``: default ``$XDG_CACHE_HOME/tiering/oss-checkpoints``
-  (``~/.cache/tiering/oss-checkpoints``).
+Options: ``OSS_OPTIONS`` (``tiering.stores.options``, each with its default and
+doc); credentials default to the ``OSS_*`` environment variables, the region to
+the one in an ``oss-<region>.aliyuncs.com`` endpoint.
 """
 
 from __future__ import annotations
@@ -66,13 +55,10 @@ from tiering.stores.codes import TRANSIENT_CODES, classify_answer
 from tiering.stores.keys import join_key, shown_key, split_key
 from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import open_source, read_source, with_holes, write_sparse
+from tiering.stores.options import OSS_ARCHIVE_CLASSES, OSS_OPTIONS, OSS_STORAGE_CLASSES
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 T = TypeVar("T")
-KiB, MiB = 1024, 1024 * 1024
-STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
-ARCHIVE_CLASSES = frozenset(STORAGE_CLASSES[2:])
-RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
 META_HEADER = "x-oss-meta-"
 # Everything printable in ASCII but "%" and " " passes through a header as itself.
 _META_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
@@ -178,7 +164,8 @@ class _DownloadCheckpoints(_Salted, oss2.ResumableDownloadStore):
 class OssStore:
     """Store, SupportsStorageClass and SupportsRestore over an OSS bucket."""
 
-    storage_classes = STORAGE_CLASSES
+    storage_classes = OSS_STORAGE_CLASSES
+    OPTIONS = OSS_OPTIONS
 
     def __init__(self, url: str, options: dict, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         parts = urlsplit(url)
@@ -191,18 +178,21 @@ class OssStore:
         endpoint = str(options.get("endpoint") or "")
         if not endpoint:
             raise ConfigError(f"{self.url}: option 'endpoint' is required (e.g. https://oss-cn-hangzhou.aliyuncs.com)")
-        self.storage_class = self._choice(options, "storage_class", "Standard", STORAGE_CLASSES)
-        self.part_size = self._number(options, "part_size", 64 * MiB, 100 * KiB)
-        self.threshold = self._number(options, "multipart_threshold", 64 * MiB, 1)
-        self.jobs = self._number(options, "jobs", 4, 1)
-        self.restore_tier = self._choice(options, "restore_tier", "Standard", RESTORE_TIERS)
-        self.restore_days = self._number(options, "restore_days", 1, 1)
+        self.storage_class = self._choice(options, "storage_class")
+        self.part_size = self._number(options, "part_size")
+        self.threshold = self._number(options, "multipart_threshold")
+        self.jobs = self._number(options, "jobs")
+        self.restore_tier = self._choice(options, "restore_tier")
+        self.restore_days = self._number(options, "restore_days")
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         self.checkpoint_dir = Path(options.get("checkpoint_dir") or cache / "tiering" / "oss-checkpoints")
         self._bucket = self._connect(endpoint, bucket, options)
 
-    def _number(self, options: dict, name: str, default: float, minimum: float, kind: type = int):
-        value = options.get(name, default)
+    def _number(self, options: dict, name: str):
+        """Option ``name`` as its declared kind (a whole number, or seconds), at least its declared minimum."""
+        declared = OSS_OPTIONS[name]
+        kind, minimum = (float if declared.kind == "duration" else int), declared.minimum or 0
+        value = options.get(name, declared.default)
         try:
             number = kind(value)
         except (TypeError, ValueError):
@@ -212,8 +202,10 @@ class OssStore:
             raise ConfigError(f"{self.url}: option {name!r} is {value!r}; expected {what} >= {minimum}")
         return number
 
-    def _choice(self, options: dict, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = str(options.get(name) or default)
+    def _choice(self, options: dict, name: str, default: str | None = None) -> str:
+        """Option ``name``, one of its declared choices (matched without case); ``default``: the declared one."""
+        choices = OSS_OPTIONS[name].choices
+        value = str(options.get(name) or default or OSS_OPTIONS.default(name))
         for choice in choices:
             if value.lower() == choice.lower():
                 return choice
@@ -233,8 +225,7 @@ class OssStore:
         credentials = StaticCredentialsProvider(str(key_id), str(secret), str(token))
         auth = oss2.ProviderAuthV4(credentials) if region else oss2.ProviderAuth(credentials)
         adapter = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=self.jobs + 4, max_retries=0)
-        timeout = (self._number(options, "connect_timeout", 5, 0.1, float),
-                   self._number(options, "read_timeout", 60, 1, float))
+        timeout = (self._number(options, "connect_timeout"), self._number(options, "read_timeout"))
         try:
             return oss2.Bucket(auth, endpoint, bucket, session=oss2.Session(adapter=adapter), connect_timeout=timeout,
                                app_name="tiering", enable_crc=True, region=region)
@@ -273,8 +264,8 @@ class OssStore:
         restored = 'ongoing-request="false"' in headers.get("x-oss-restore", "")
         extra = {k: headers[k] for k in ("x-oss-hash-crc64ecma", "x-oss-restore", "x-oss-object-type") if k in headers}
         return ObjectInfo(key, result.content_length, etag=result.etag, storage_class=storage_class,
-                          meta=FileMeta.from_headers(user), readable=storage_class not in ARCHIVE_CLASSES or restored,
-                          extra=extra)
+                          meta=FileMeta.from_headers(user),
+                          readable=storage_class not in OSS_ARCHIVE_CLASSES or restored, extra=extra)
 
     # -- put ---------------------------------------------------------------------------
 
@@ -507,10 +498,10 @@ class OssStore:
 
     def set_storage_class(self, key: str, storage_class: str) -> None:
         """Move ``key`` to another class by copying it onto itself (archived ones need a restore first)."""
-        wanted = next((c for c in STORAGE_CLASSES if c.lower() == storage_class.lower()), None)
+        wanted = next((c for c in OSS_STORAGE_CLASSES if c.lower() == storage_class.lower()), None)
         if wanted is None:
             raise UserError(f"{self.url}: unknown storage class {storage_class!r}; "
-                            f"expected one of {', '.join(STORAGE_CLASSES)}")
+                            f"expected one of {', '.join(OSS_STORAGE_CLASSES)}")
         name = self._name(key)
         headers = {"x-oss-storage-class": wanted, "x-oss-metadata-directive": "COPY"}
         _drain(self._call(key, lambda: self._bucket.copy_object(self._bucket.bucket_name, name, name, headers=headers)))
@@ -520,10 +511,10 @@ class OssStore:
 
         ``tier`` and ``days`` default to the ``restore_tier`` and ``restore_days`` options.
         """
-        tier = self._choice({"restore_tier": tier}, "restore_tier", self.restore_tier, RESTORE_TIERS)
-        days = self._number({"restore_days": days or self.restore_days}, "restore_days", 1, 1)
+        tier = self._choice({"restore_tier": tier}, "restore_tier", self.restore_tier)
+        days = self._number({"restore_days": days or self.restore_days}, "restore_days")
         info = self.head(key)
-        if info.storage_class not in ARCHIVE_CLASSES:
+        if info.storage_class not in OSS_ARCHIVE_CLASSES:
             return  # readable as it is
         if info.storage_class == "DeepColdArchive" and tier == "Bulk":
             raise UserError(f"{self.url}: {key}: DeepColdArchive cannot be restored with tier Bulk; "

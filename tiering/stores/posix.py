@@ -10,7 +10,7 @@ Writes go to ``<root>/.tiering/tmp/`` (same filesystem), are checksummed while
 copied, fsynced, then renamed into place and the directory fsynced: a reader
 sees the old object or the whole new one.
 
-Options: ``fsync`` (bool, default true; false only for benchmarks on scratch space).
+Options: ``POSIX_OPTIONS`` (``tiering.stores.options``): ``fsync``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import decode_key, encode_key
 from tiering.stores.listing import whole_listing
 from tiering.stores.localfile import fsync_path, is_sparse, open_source
+from tiering.stores.options import POSIX_OPTIONS
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 RESERVED = ".tiering"
@@ -66,12 +67,14 @@ def translate_oserror(exc: OSError, url: str, key: str) -> StoreError:
 class PosixStore:
     """Store protocol over a directory tree."""
 
+    OPTIONS = POSIX_OPTIONS
+
     def __init__(self, url: str, options: dict, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         path = url.removeprefix("file://")
         self.root = Path(path)
         self.url = str(self.root)
         self.retry = retry
-        self.fsync = bool(options.get("fsync", True))
+        self.fsync = bool(options.get("fsync", POSIX_OPTIONS.default("fsync")))
         if not self.root.is_dir():
             raise UserError(f"capacity tier {self.url} does not exist or is not a directory (is it mounted?)")
         self._tmp = self.root / RESERVED / "tmp"

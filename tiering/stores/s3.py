@@ -19,12 +19,8 @@ From an event loop (``*_async``), objects up to ``INLINE_MAX`` travel through
 ``s3_http`` instead: the same requests, signed and sent on the loop's own
 thread, which costs a quarter of the CPU of obstore's thread hand-offs.
 
-Options: ``endpoint``, ``region``, ``access_key_id``, ``secret_access_key``,
-``session_token`` (default to ``AWS_*`` environment variables),
-``allow_http`` (default: true when the endpoint is http://),
-``virtual_hosted_style`` (default false), ``connect_timeout`` and
-``request_timeout`` (seconds), ``storage_class``, ``part_size``,
-``multipart_threshold`` (bytes), ``jobs`` (parallel parts per file).
+Options: ``S3_OPTIONS`` (``tiering.stores.options``, each with its default and
+doc); credentials and the endpoint default to the ``AWS_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -55,12 +51,13 @@ from tiering.core.errors import (
     StoreError,
 )
 from tiering.core.faults import crash_point
-from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
+from tiering.stores.base import INLINE_MAX, AsyncTransfers, FileMeta, ObjectInfo, Progress, WritesBackEarly
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import classify_answer
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import join_key, shown_key, split_key
 from tiering.stores.listing import whole_listing
+from tiering.stores.options import S3_OPTIONS, S3_STORAGE_CLASSES
 from tiering.stores.localfile import (
     open_source,
     read_source,
@@ -111,24 +108,25 @@ def _looks_like_network(text: str) -> bool:
     return any(s in lowered for s in ("error sending request", "timed out", "connection", "broken pipe", "reset"))
 
 
-class S3Store:
-    """Store protocol over an S3-compatible bucket."""
+class S3Store(AsyncTransfers, WritesBackEarly):
+    """Store protocol over an S3-compatible bucket, with its own coroutines for small objects."""
 
-    storage_classes = ("STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE", "REDUCED_REDUNDANCY")
+    storage_classes = S3_STORAGE_CLASSES
+    OPTIONS = S3_OPTIONS
 
     def __init__(self, url: str, options: dict, *, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         parts = urlsplit(url)
         self.bucket, self.prefix = parts.netloc, parts.path.strip("/")
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.retry = retry
-        self.storage_class = options.get("storage_class") or ""
-        self.part_size = int(options.get("part_size") or 64 * MiB)
+        self.storage_class = options.get("storage_class") or S3_OPTIONS.default("storage_class")
+        self.part_size = int(options.get("part_size") or S3_OPTIONS.default("part_size"))
         # Ranged GETs have no 5 MiB floor or 10,000-part ceiling: smaller parts keep
         # more streams busy and let writing and hashing overlap (64 MiB: ~370 MB/s,
         # 16 MiB: ~650 MB/s for one 256 MiB object from a loopback SeaweedFS).
         self.get_part_size = min(self.part_size, 16 * MiB)
-        self.threshold = int(options.get("multipart_threshold") or 64 * MiB)
-        self.jobs = int(options.get("jobs") or 4)
+        self.threshold = int(options.get("multipart_threshold") or S3_OPTIONS.default("multipart_threshold"))
+        self.jobs = int(options.get("jobs") or S3_OPTIONS.default("jobs"))
         #: Start each downloaded part's disk write as it lands: for callers that fsync what they
         #: download (the mover's restores), so the disk write overlaps the download instead of
         #: following it. Off by default: without an fsync it only moves the kernel's work earlier.
@@ -148,23 +146,26 @@ class S3Store:
                 store=self.url,
             )
         endpoint = options.get("endpoint") or env.get("AWS_ENDPOINT_URL") or ""
-        self._endpoint = endpoint or f"https://s3.{options.get('region') or env.get('AWS_REGION') or 'us-east-1'}.amazonaws.com"
-        self._creds = S3Credentials(key_id, secret, options.get("session_token") or env.get("AWS_SESSION_TOKEN"),
-                                    options.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-                                    or "us-east-1")
+        default_region = S3_OPTIONS.default("region")
+        aws_region = options.get("region") or env.get("AWS_REGION")
+        self._endpoint = endpoint or f"https://s3.{aws_region or default_region}.amazonaws.com"
+        region = aws_region or env.get("AWS_DEFAULT_REGION") or default_region
+        token = options.get("session_token") or env.get("AWS_SESSION_TOKEN")
+        self._creds = S3Credentials(key_id, secret, token, region)
         config = {
             "access_key_id": key_id,
             "secret_access_key": secret,
-            "region": options.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            "virtual_hosted_style_request": bool(options.get("virtual_hosted_style", False)),
+            "region": region,
+            "virtual_hosted_style_request": bool(options.get("virtual_hosted_style",
+                                                             S3_OPTIONS.default("virtual_hosted_style"))),
         }
-        if token := options.get("session_token") or env.get("AWS_SESSION_TOKEN"):
+        if token:
             config["session_token"] = token
         if endpoint:
             config["endpoint"] = endpoint
         allow_http = bool(options.get("allow_http", endpoint.startswith("http://")))
-        connect_timeout = float(options.get("connect_timeout", 5))
-        request_timeout = float(options.get("request_timeout", 300))
+        connect_timeout = float(options.get("connect_timeout", S3_OPTIONS.default("connect_timeout")))
+        request_timeout = float(options.get("request_timeout", S3_OPTIONS.default("request_timeout")))
         client = {
             "allow_http": allow_http,
             "connect_timeout": timedelta(seconds=connect_timeout),
