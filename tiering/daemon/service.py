@@ -26,9 +26,9 @@ from pathlib import Path
 from watchdog.observers import Observer
 
 from tiering.catalog import Catalog
-from tiering.catalog.db import STATES
 from tiering.config import Config, load_config
 from tiering.config.daemon import check_reloadable
+from tiering.core.states import STATES
 from tiering.ops.cycle import CycleReport, prune_snapshots, run_cycle
 from tiering.daemon.autoarchive import archive_quiet
 from tiering.daemon.events import (

@@ -38,7 +38,6 @@ from pathlib import Path
 
 from tiering.core.aio import PerLoop, run_blocking
 from tiering.catalog import Catalog, FileRecord
-from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
 from tiering.core.errors import (
     CatalogError,
@@ -49,6 +48,7 @@ from tiering.core.errors import (
     TieringError,
 )
 from tiering.core.faults import crash_point
+from tiering.core.states import FileState
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.identity import Identity, open_for_writing
@@ -193,9 +193,9 @@ class Mover:
         if skip := self._unmovable(st):
             return _Archived(Outcome(rel, "archive", SKIPPED, skip))
         ident = Identity.of(st)
-        if rec and rec.state == RELEASED:
+        if rec and rec.state == FileState.RELEASED:
             return _Archived(Outcome(rel, "archive", NOOP, "already released", tier=rec.tier), rec)
-        if rec and rec.state == ARCHIVED and Identity.of_record(rec) == ident:
+        if rec and rec.state == FileState.ARCHIVED and Identity.of_record(rec) == ident:
             return _Archived(Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier), rec)
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
@@ -228,8 +228,8 @@ class Mover:
             await self._abandon_archive(entry, rec, rel, store, key, exc)
             raise
         crash_point("archive:verified")
-        base = rec or FileRecord(rel, RESIDENT)
-        record = replace(base, state=ARCHIVED, tier=tier, object_key=key, storage_class=storage_class or None,
+        base = rec or FileRecord(rel, FileState.RESIDENT)
+        record = replace(base, state=FileState.ARCHIVED, tier=tier, object_key=key, storage_class=storage_class or None,
                          checksum=info.checksum, size=ident.size, mtime_ns=ident.mtime_ns, ctime_ns=ident.ctime_ns,
                          ino=ident.ino, archived_at=time.time(), released_at=None)
         release_entry = None
@@ -251,7 +251,8 @@ class Mover:
             pass  # recover retries the delete from the open journal entry
         else:
             changed = isinstance(exc, SourceChangedError)
-            new_state = DIRTY if changed and rec and rec.state in (ARCHIVED, DIRTY) else (rec.state if rec else None)
+            archived = rec and rec.state in (FileState.ARCHIVED, FileState.DIRTY)
+            new_state = FileState.DIRTY if changed and archived else (rec.state if rec else None)
             record = replace(rec, state=new_state) if rec and new_state else None
             await self.catalog.end_async(entry, "failed", record=record, error=str(exc)[:500])
 
@@ -281,11 +282,11 @@ class Mover:
     async def _release(self, where: Entry, tier: str | None) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
-        if rec and rec.state == RELEASED:
+        if rec and rec.state == FileState.RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
         st = where.lstat()
         entry, copy, etag = None, None, ""
-        if rec is None or rec.state != ARCHIVED or Identity.of_record(rec) != Identity.of(st):
+        if rec is None or rec.state != FileState.ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
             archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
@@ -318,7 +319,7 @@ class Mover:
             await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
         crash_point("release:stubbed")
-        await self.catalog.end_async(entry, record=replace(rec, state=RELEASED, released_at=time.time()))
+        await self.catalog.end_async(entry, record=replace(rec, state=FileState.RELEASED, released_at=time.time()))
         crash_point("release:end")
         return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
 
@@ -331,10 +332,10 @@ class Mover:
     async def pin_async(self, rel: bytes) -> Outcome:
         """``pin`` as a coroutine."""
         rec = self.catalog.get(rel)
-        resident = rec is None or rec.state == RESIDENT  # an archived record keeps its archived size
+        resident = rec is None or rec.state == FileState.RESIDENT  # an archived record keeps its archived size
         size = await asyncio.to_thread(_size_on_hot_tier, self.hot_root, rel) if resident else None
         await asyncio.to_thread(self.catalog.set_pinned, [rel], True, None if size is None else {rel: size})
-        if rec and rec.state == RELEASED:
+        if rec and rec.state == FileState.RELEASED:
             return replace(await self.restore_async(rel), action="pin")
         return Outcome(rel, "pin", DONE if not (rec and rec.pinned) else NOOP, "pinned to the hot tier")
 
@@ -355,14 +356,14 @@ class Mover:
     async def _restore(self, where: Entry) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
-        if rec is None or rec.state != RELEASED:
+        if rec is None or rec.state != FileState.RELEASED:
             return Outcome(rel, "restore", NOOP, f"not released ({rec.state if rec else 'unmanaged'})")
         stub = where.lstat()
         if not stat.S_ISREG(stub.st_mode):
             raise PathError(f"{_show(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
         if stub.st_size != 0:
-            await self.catalog.put_async(replace(rec, state=DIRTY))
+            await self.catalog.put_async(replace(rec, state=FileState.DIRTY))
             return Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty", tier=rec.tier)
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
@@ -388,8 +389,8 @@ class Mover:
             raise
         crash_point("restore:renamed")
         new = where.lstat()
-        await self.catalog.end_async(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
-                                              ino=new.st_ino, released_at=None))
+        await self.catalog.end_async(entry, record=replace(rec, state=FileState.ARCHIVED, mtime_ns=new.st_mtime_ns,
+                                                           ctime_ns=new.st_ctime_ns, ino=new.st_ino, released_at=None))
         crash_point("restore:end")
         if self._mark_used(rel):
             await asyncio.to_thread(self.flush_heat)
