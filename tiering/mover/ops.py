@@ -39,6 +39,7 @@ from pathlib import Path
 from tiering.core.aio import PerLoop, run_blocking
 from tiering.catalog import Catalog, FileRecord
 from tiering.config import Config, open_tier
+from tiering.core.display import show_path
 from tiering.core.errors import (
     CatalogError,
     IntegrityError,
@@ -209,7 +210,7 @@ class Mover:
             fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
             try:
                 if Identity.of(os.fstat(fd)) != ident:
-                    raise SourceChangedError(f"{_show(rel)}: changed before it was copied")
+                    raise SourceChangedError(f"{show_path(rel)}: changed before it was copied")
                 info = await self._transfer(store, "put_file", self._local_name(store, where, fd), key,
                                             FileMeta.from_stat(st, key), size=st.st_size)
             finally:
@@ -217,12 +218,12 @@ class Mover:
             crash_point("archive:copied")
             after = Identity.of(where.lstat())
             if after != ident:
-                raise SourceChangedError(f"{_show(rel)}: changed while it was copied")
+                raise SourceChangedError(f"{show_path(rel)}: changed while it was copied")
             copy = None
             if not info.verified:  # the store could not confirm the stored bytes itself: read its record back
                 copy = await call_async(store, "head", key)
                 if copy.size != ident.size or copy.checksum != info.checksum:
-                    raise IntegrityError(f"{_show(rel)}: capacity copy does not verify "
+                    raise IntegrityError(f"{show_path(rel)}: capacity copy does not verify "
                                          f"(size {copy.size} vs {ident.size}, checksum {copy.checksum} vs {info.checksum})")
         except BaseException as exc:
             await self._abandon_archive(entry, rec, rel, store, key, exc)
@@ -360,7 +361,7 @@ class Mover:
             return Outcome(rel, "restore", NOOP, f"not released ({rec.state if rec else 'unmanaged'})")
         stub = where.lstat()
         if not stat.S_ISREG(stub.st_mode):
-            raise PathError(f"{_show(rel)}: not a regular file any more (the stub was replaced); not restoring",
+            raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
         if stub.st_size != 0:
             await self.catalog.put_async(replace(rec, state=FileState.DIRTY))
@@ -423,10 +424,10 @@ class Mover:
             got = info.checksum or (await asyncio.to_thread(_checksum_of, fd) if info.size == rec.size else "")
             if got != rec.checksum or info.size != rec.size:
                 lost = "" if info.checksum else ", its metadata is missing"
-                raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
+                raise IntegrityError(f"{show_path(rec.path)}: the object in {rec.tier} is not the archived version "
                                      f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
             if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
-                raise IntegrityError(f"{_show(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
+                raise IntegrityError(f"{show_path(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
             stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
             try:
                 copy_user_xattrs(stub_fd, fd)
@@ -481,10 +482,6 @@ def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
 def _checksum_of(fd: int) -> str:
     """The checksum of the open file ``fd``'s bytes (for an object whose own metadata has none)."""
     return Hasher.of_file(f"/proc/self/fd/{fd}").value
-
-
-def _show(rel: bytes) -> str:
-    return repr(os.fsdecode(rel))[1:-1]
 
 
 def _size_on_hot_tier(root: HotRoot, rel: bytes) -> int | None:

@@ -18,12 +18,13 @@ from typing import Protocol
 
 from tiering.catalog import Catalog
 from tiering.config import Config
+from tiering.core.display import show_path
 from tiering.core.errors import EXIT_FAILED, EXIT_OK
 from tiering.mover.executor import RunResult, Task, execute
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
 from tiering.mover.recover import recover
-from tiering.plan import Usage, show_path
+from tiering.plan import Usage
 from tiering.policy import Policy
 from tiering.ops.session import plan_tasks, plan_totals
 from tiering.ops.workflow import fresh_snapshot, plan_now

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 from tiering.core.states import FileState
 from tiering.plan.join import catalog_frame, joined, normalize
-from tiering.plan.model import show_path
+from tiering.core.display import show_path
 from tiering.policy import Policy, augment, needed_columns
 from tiering.core.units import format_duration
 

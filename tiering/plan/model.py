@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from tiering.core.display import show_path  # noqa: F401  (re-exported: tiering.plan.show_path)
 from tiering.core.errors import ConfigError
 from tiering.policy import Policy
 

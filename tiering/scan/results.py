@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tiering.core.display import show_path
+
 
 @dataclass(frozen=True)
 class ScanProgress:
@@ -75,8 +77,3 @@ class ScanSummary:
             "seconds": round(self.seconds, 3),
             "files_per_s": round(self.files_per_s, 1),
         }
-
-
-def show_path(path: bytes) -> str:
-    """A relative inventory path for people: UTF-8, other bytes as ``\\xNN``."""
-    return path.decode("utf-8", "backslashreplace")
