@@ -63,7 +63,7 @@ class ScanSummary:
         return self.files / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; example paths shown with undecodable bytes as ``\\xNN``."""
+        """A JSON-ready dict; example paths as ``show_path`` shows them (escaped unless printable)."""
         return {
             "root": str(self.root),
             "snapshot": None if self.snapshot is None else str(self.snapshot),
