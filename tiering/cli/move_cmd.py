@@ -48,7 +48,8 @@ def apply(
     """Plan with the policy, then carry the plan out."""
     from tiering.cli.render import plan_table
     from tiering.cli.progress import plan_total
-    from tiering.ops.session import mover_session, plan_tasks
+    from tiering.mover.executor import plan_tasks
+    from tiering.ops.session import mover_session
     from tiering.ops.workflow import plan_now, policy_for
 
     cfg = _config(config)

@@ -40,6 +40,17 @@ from tiering.plan.join import catalog_frame, joined, normalize
 from tiering.plan.model import ACTION_ORDER, Plan, Usage
 from tiering.policy import Policy, augment, needed_columns
 
+#: Rows per batch when planning: large batches amortise per-batch work; a few are in flight at once.
+PLAN_BATCH_ROWS = 1 << 20
+
+
+def read_inventory(snapshot: str | os.PathLike[str]) -> Iterator[pa.RecordBatch]:
+    """A snapshot's batches, sized for ``make_plan``."""
+    from tiering.scan import iter_snapshot
+
+    return iter_snapshot(snapshot, batch_rows=PLAN_BATCH_ROWS)
+
+
 #: Columns kept for every chosen action: enough to act on it and to explain it.
 _KEEP = ("path", "type", "size", "blocks", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "ino", "nlink",
          "state", "tier", "heat", "pinned")
