@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED
+from tiering.core.result import DONE, FAILED, NOOP, SKIPPED, ItemOutcome
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "ItemResult", "MigrateResult"]
 
@@ -14,7 +14,7 @@ KEEP_FAILURES = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class ItemResult:
+class ItemResult(ItemOutcome):
     """One file (or one unlistable folder).
 
     ``action`` is copy, delete or list; ``status`` is done (copied / deleted, or
@@ -30,10 +30,6 @@ class ItemResult:
     #: For failures that say the whole run should stop (disk full, a tier unreachable, credentials
     #: refused): the exit status the run ends with (``tiering.core.errors.exit_status``); 0 for one file's failure.
     stop: int = 0
-
-    @property
-    def fatal(self) -> bool:
-        return self.stop != 0
 
 
 @dataclass
