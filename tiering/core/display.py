@@ -9,6 +9,9 @@ The one rule, for every message, log line and listing that names a path:
   becomes ``\\n``, ``\\t`` or ``\\xNN``, other unprintable characters ``\\uNNNN``, a byte
   that is not UTF-8 ``\\udcNN`` (how ``os.fsdecode`` carries byte ``NN``) and a backslash ``\\\\``.
 
+Object keys (``str``, as ``migrate`` lists them) follow ``show_key``: exactly when printable,
+else ``repr`` with its quotes, so an odd key stands out in a message.
+
 Machine-readable output (``--json``, the catalog, manifests) carries the exact bytes
 instead; this is for people only.
 """
@@ -22,3 +25,8 @@ def show_path(path: bytes) -> str:
     """A path for humans: exact where printable, escaped where not (see the module's rule)."""
     text = os.fsdecode(path)
     return text if text.isprintable() else repr(text)[1:-1]
+
+
+def show_key(key: str) -> str:
+    """An object key on one line, whatever its characters (see the module's rule)."""
+    return key if key.isprintable() else repr(key)
