@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiering.core.faults import STEPS
+from tiering.core.states import FileState
 
 SIZES = (0, 1, 4096, 65536, 300_000, 2_500_000)
 
@@ -137,10 +138,10 @@ def check(root: Path, config: Path, result: TrialResult) -> None:
         records = {r.path: r for r in cat.records()}
     for rel, rec in records.items():
         size = (cfg.hot_path / os.fsdecode(rel)).stat().st_size
-        if rec.state == "released" and size != 0:
+        if rec.state == FileState.RELEASED and size != 0:
             result.problems.append(f"{rel!r}: catalog says released but the hot file has {size} bytes")
     with mover_session(cfg, "crashlab-check") as (mover, _):
-        execute(mover, [Task(r, "restore") for r, rec in records.items() if rec.state == "released"], jobs=4)
+        execute(mover, [Task(r, "restore") for r, rec in records.items() if rec.state == FileState.RELEASED], jobs=4)
     _compare(cfg, pristine, result)
 
 

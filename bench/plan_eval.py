@@ -26,8 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tiering.core.inventory import SCHEMA
-from tiering.plan import Usage, make_plan
-from tiering.ops.workflow import PLAN_BATCH_ROWS
+from tiering.plan import PLAN_BATCH_ROWS, Usage, make_plan
 from tiering.policy import load_policy
 from tiering.scan import iter_snapshot
 

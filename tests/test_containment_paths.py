@@ -108,7 +108,7 @@ def test_a_symlink_swapped_in_after_loading_is_refused_at_run_time(tmp_path):
     """The config was fine when loaded; the run finds the capacity folder now points at the hot tier."""
     from tiering.config import check_locations
     from tiering.ops.session import mover_session
-    from tiering.ops.workflow import fresh_snapshot
+    from tiering.scan import fresh_snapshot
 
     (tmp_path / "cap").mkdir()
     cfg = load_config(config(tmp_path))

@@ -435,7 +435,8 @@ def test_pick_inventory_rescans_past_max_age(tmp_path):
     from unattended import write_setup
 
     from tiering.config import load_config
-    from tiering.ops.workflow import fresh_snapshot, pick_inventory
+    from tiering.ops.workflow import pick_inventory
+    from tiering.scan import fresh_snapshot
 
     cfg = write_setup(tmp_path, STALE_POLICY)
     cfg.write_text(cfg.read_text() + '[scan]\nmax_age = "10m"\n')

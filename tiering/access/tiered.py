@@ -55,10 +55,10 @@ from datetime import UTC, datetime
 from fsspec.spec import AbstractFileSystem
 
 from tiering.catalog import Catalog, CatalogBusyError, FileRecord
-from tiering.catalog.db import RELEASED, RESIDENT
 from tiering.config import Config, find_config, load_config, open_tier
 from tiering.core.errors import IntegrityError, InvalidKeyError, StoreError, UserError
 from tiering.access.released import ReleasedFile, check_copy
+from tiering.core.states import FileState
 from tiering.mover.ops import RESTORE_TMP_PREFIX
 from tiering.mover.stub import is_stub
 from tiering.stores.base import Store
@@ -155,12 +155,12 @@ class TieredFileSystem(AbstractFileSystem):
         if not stat.S_ISREG(st.st_mode):
             return {**entry, "type": "other"}
         rec = self._record(rel)
-        state = rec.state if rec else RESIDENT
+        state = rec.state if rec else FileState.RESIDENT
         if st.st_size == 0 and is_stub(local) and not _released(rec):
             state = UNRECORDED_STUB
-        elif state == RELEASED and not (st.st_size == 0 and rec.size):
-            state = "dirty"  # written to since it was released: the local bytes are the file
-        entry.update(type="file", tiering_state=state, size=rec.size if state == RELEASED else st.st_size)
+        elif state == FileState.RELEASED and not (st.st_size == 0 and rec.size):
+            state = FileState.DIRTY  # written to since it was released: the local bytes are the file
+        entry.update(type="file", tiering_state=state, size=rec.size if state == FileState.RELEASED else st.st_size)
         if rec and rec.tier:
             entry["tiering_tier"] = rec.tier
         return entry
@@ -305,4 +305,4 @@ def _basic(name: str, st: os.stat_result) -> dict:
 
 
 def _released(rec: FileRecord | None) -> bool:
-    return rec is not None and rec.state == RELEASED and bool(rec.size)
+    return rec is not None and rec.state == FileState.RELEASED and bool(rec.size)

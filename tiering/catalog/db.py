@@ -21,9 +21,7 @@ from tiering.catalog.commit import GroupCommitter
 from tiering.catalog.lock import WriterLock
 from tiering.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from tiering.core.errors import CatalogError, UserError
-
-RESIDENT, ARCHIVED, RELEASED, DIRTY = "resident", "archived", "released", "dirty"
-STATES = (RESIDENT, ARCHIVED, RELEASED, DIRTY)
+from tiering.core.states import STATES
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ def demo(config: Annotated[Path | None, typer.Option("--config", "-c", metavar="
     from tiering.config import find_config, load_config
     from tiering.ops.demo import is_empty, make_dataset
     from tiering.cli.progress import plan_total
-    from tiering.ops.session import mover_session, plan_tasks
+    from tiering.mover.executor import plan_tasks
+    from tiering.ops.session import mover_session
     from tiering.ops.status import tier_summary
     from tiering.core.units import format_size
     from tiering.ops.workflow import plan_now, policy_for

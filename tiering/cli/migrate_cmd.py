@@ -17,6 +17,7 @@ import typer
 
 from tiering.cli.config_cmd import FILE_HELP
 from tiering.cli.interrupt import stop_on_signals
+from tiering.core.display import show_key
 
 Src = Annotated[str, typer.Argument(help="A local folder, s3://BUCKET/PREFIX, oss://BUCKET/PREFIX or a tier name.")]
 Dst = Annotated[str, typer.Argument(help="Where to copy to (same kinds as SRC).")]
@@ -87,8 +88,7 @@ def _show(item, dry_run: bool, json_out: bool) -> None:
     if item.status == "failed" and item.fatal:
         return  # it stops the run: the stop line at the end names it, once
     if item.status == "failed":
-        key = item.key if item.key.isprintable() else repr(item.key)  # one line per failure, whatever the name
-        typer.echo(f"failed: {item.action} {key}: {item.reason}", err=True)
+        typer.echo(f"failed: {item.action} {show_key(item.key)}: {item.reason}", err=True)  # one line each
     elif dry_run and item.status == "done":
         typer.echo(json.dumps({"would": item.action, "key": item.key, "bytes": item.bytes, "reason": item.reason})
                    if json_out else f"would {item.action} {item.key} ({item.reason})")

@@ -22,6 +22,7 @@ from tiering.cli.config_cmd import FILE_HELP
 from tiering.cli.interrupt import stop_on_signals
 from tiering.cli.filters import Exclude, Include, MaxAge, MaxSize, MinAge, MinSize
 from tiering.cli.plan_cmd import POLICY_HELP
+from tiering.core.states import FileState
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", "-j", min=1, metavar="N",
@@ -47,7 +48,8 @@ def apply(
     """Plan with the policy, then carry the plan out."""
     from tiering.cli.render import plan_table
     from tiering.cli.progress import plan_total
-    from tiering.ops.session import mover_session, plan_tasks
+    from tiering.mover.executor import plan_tasks
+    from tiering.ops.session import mover_session
     from tiering.ops.workflow import plan_now, policy_for
 
     cfg = _config(config)
@@ -176,7 +178,8 @@ def _tasks(action: str, files: list[bytes], tier: str | None, hot: Path, catalog
 
 
 #: The states in which an action has nothing left to do.
-_ALREADY = {"archive": ("archived", "released"), "release": ("released",), "restore": ("resident", "archived", "dirty")}
+_ALREADY = {"archive": (FileState.ARCHIVED, FileState.RELEASED), "release": (FileState.RELEASED,),
+            "restore": (FileState.RESIDENT, FileState.ARCHIVED, FileState.DIRTY)}
 
 
 def _dry_run(action: str, files: list[bytes], cfg, as_json: bool, refused: list, named: set[bytes]) -> None:

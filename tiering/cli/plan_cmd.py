@@ -28,7 +28,8 @@ def plan(
     from tiering.config import find_config, load_config
     from tiering.core.manifest import from_command_line
     from tiering.plan.explain import explain_path, find_row
-    from tiering.ops.workflow import catalog_state, inventory as read_inventory, latest_snapshot, plan_now, policy_for
+    from tiering.ops.workflow import catalog_state, latest_snapshot, plan_now, policy_for
+    from tiering.plan import read_inventory
     from tiering.ops.workflow import pick_inventory
 
     cfg = load_config(find_config(config))

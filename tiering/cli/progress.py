@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
+from tiering.core.states import FileState
 from tiering.mover.executor import Progress as RunProgress
 from tiering.core.units import format_elapsed, format_rate, format_size
 
@@ -102,9 +103,9 @@ def plan_total(plan) -> tuple[int, int]:
     table = plan.actions
     if not table.num_rows:
         return 0, 0
-    state = pc.fill_null(table["state"], "resident")
+    state = pc.fill_null(table["state"], FileState.RESIDENT)
     copies = pc.or_(
         pc.and_(pc.is_in(table["action"], value_set=pa.array(["archive", "release"])),
-                pc.is_in(state, value_set=pa.array(["resident", "dirty"]))),
-        pc.and_(pc.equal(table["action"], "restore"), pc.equal(state, "released")))
+                pc.is_in(state, value_set=pa.array([FileState.RESIDENT, FileState.DIRTY]))),
+        pc.and_(pc.equal(table["action"], "restore"), pc.equal(state, FileState.RELEASED)))
     return table.num_rows, int(pc.sum(pc.if_else(copies, table["size"], 0)).as_py() or 0)

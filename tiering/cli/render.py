@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from tiering.plan import Plan, show_path
+from tiering.core.display import show_path
+from tiering.plan import Plan
 from tiering.core.units import format_size, plural
 
 

@@ -54,7 +54,7 @@ def scan(
 
 
 def _line(summary: ScanSummary) -> str:
-    from tiering.scan.results import show_path
+    from tiering.core.display import show_path
     from tiering.core.units import format_size
 
     errors = ", ".join(f"{kind} {n} (e.g. {show_path(summary.error_examples[kind][0])})"

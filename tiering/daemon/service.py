@@ -26,10 +26,10 @@ from pathlib import Path
 from watchdog.observers import Observer
 
 from tiering.catalog import Catalog
-from tiering.catalog.db import STATES
-from tiering.config import Config, load_config
+from tiering.config import Config, check_hot_tier, load_config
 from tiering.config.daemon import check_reloadable
-from tiering.ops.cycle import CycleReport, prune_snapshots, run_cycle
+from tiering.core.states import STATES
+from tiering.ops.cycle import CycleReport, run_cycle
 from tiering.daemon.autoarchive import archive_quiet
 from tiering.daemon.events import (
     WATCHED,
@@ -46,7 +46,8 @@ from tiering.mover.executor import Task
 from tiering.mover.outcome import DONE, FAILED, Outcome
 from tiering.plan import Usage
 from tiering.policy import Policy
-from tiering.ops.workflow import check_hot_tier, fresh_snapshot, policy_for
+from tiering.ops.workflow import policy_for
+from tiering.scan import fresh_snapshot, prune_snapshots
 
 log = logging.getLogger("tiering.daemon")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tiering.core.display import show_key
 from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED
+from tiering.core.result import DONE, FAILED, NOOP, SKIPPED, ItemOutcome
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "ItemResult", "MigrateResult"]
 
@@ -14,7 +15,7 @@ KEEP_FAILURES = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class ItemResult:
+class ItemResult(ItemOutcome):
     """One file (or one unlistable folder).
 
     ``action`` is copy, delete or list; ``status`` is done (copied / deleted, or
@@ -30,10 +31,6 @@ class ItemResult:
     #: For failures that say the whole run should stop (disk full, a tier unreachable, credentials
     #: refused): the exit status the run ends with (``tiering.core.errors.exit_status``); 0 for one file's failure.
     stop: int = 0
-
-    @property
-    def fatal(self) -> bool:
-        return self.stop != 0
 
 
 @dataclass
@@ -71,7 +68,7 @@ class MigrateResult:
             if len(self.failures) < KEEP_FAILURES:
                 self.failures.append(item)
             if item.fatal and not self.stopped:
-                where = f"{item.action} {_shown(item.key)}: " if item.key and item.key not in item.reason else ""
+                where = f"{item.action} {show_key(item.key)}: " if item.key and item.key not in item.reason else ""
                 self.stopped = f"stopped after a fatal error: {where}{item.reason}"
                 self.stop_status = item.stop
         elif item.status == SKIPPED:
@@ -93,8 +90,3 @@ class MigrateResult:
                 "mb_per_s": round(self.bytes / secs / 1e6, 2) if secs else 0.0,
                 "stopped": self.stopped or None, "not_deleted": self.not_deleted or None,
                 "interrupted": self.interrupted}
-
-
-def _shown(key: str) -> str:
-    """A key on one line, whatever its characters."""
-    return key if key.isprintable() else repr(key)

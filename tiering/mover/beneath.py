@@ -31,6 +31,7 @@ import stat
 import threading
 from pathlib import Path
 
+from tiering.core.display import show_path
 from tiering.core.errors import PathError
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -123,7 +124,7 @@ class HotRoot:
 def _components(rel: bytes) -> list[bytes]:
     parts = rel.split(b"/")
     if not rel or rel.startswith(b"/") or b"\0" in rel or any(p in (b"", b".", b"..") for p in parts):
-        raise PathError(f"{_show(rel)}: not a plain path under the hot tier (refused)", path=rel)
+        raise PathError(f"{show_path(rel)}: not a plain path under the hot tier (refused)", path=rel)
     return parts
 
 
@@ -165,8 +166,8 @@ def _is_link(dir_fd: int, name: bytes) -> bool:
 
 def _refused(rel: bytes, root: int, parent: bytes) -> PathError:
     link = _first_link(root, parent)
-    where = f"{_show(link)} is a symbolic link" if link else "it leads outside the hot tier"
-    return PathError(f"{_show(rel)}: {where}; the mover never follows links under the hot tier (refused)", path=rel)
+    where = f"{show_path(link)} is a symbolic link" if link else "it leads outside the hot tier"
+    return PathError(f"{show_path(rel)}: {where}; the mover never follows links under the hot tier (refused)", path=rel)
 
 
 def _first_link(root: int, parent: bytes) -> bytes:
@@ -195,7 +196,3 @@ def _openat2():
         os.close(fd)
         return syscall
     return syscall if ctypes.get_errno() == errno.EXDEV else None  # ENOSYS (old kernel) or a seccomp refusal
-
-
-def _show(rel: bytes) -> str:
-    return repr(os.fsdecode(rel))[1:-1]

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, not for migrate
     from tiering.mover.ops import Mover
+    from tiering.plan import Plan
 from tiering.core.aio import run_blocking
 from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_status
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
@@ -52,6 +53,14 @@ class Task:
     tier: str | None = None
     storage_class: str | None = None
     size: int = 0  # expected bytes, for progress
+
+
+def plan_tasks(plan: Plan) -> Iterator[Task]:
+    """The plan's actions as mover tasks, in plan order, a batch of rows at a time."""
+    table = plan.actions.select(["path", "action", "target_tier", "storage_class", "size"])
+    for batch in table.to_batches(max_chunksize=4096):
+        cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+        yield from (Task(path, action, tier, cls, size or 0) for path, action, tier, cls, size in zip(*cols))
 
 
 @dataclass(frozen=True, slots=True)

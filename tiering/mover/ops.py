@@ -38,8 +38,8 @@ from pathlib import Path
 
 from tiering.core.aio import PerLoop, run_blocking
 from tiering.catalog import Catalog, FileRecord
-from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED, RESIDENT
 from tiering.config import Config, open_tier
+from tiering.core.display import show_path
 from tiering.core.errors import (
     CatalogError,
     IntegrityError,
@@ -49,6 +49,7 @@ from tiering.core.errors import (
     TieringError,
 )
 from tiering.core.faults import crash_point
+from tiering.core.states import FileState
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.identity import Identity, open_for_writing
@@ -193,9 +194,9 @@ class Mover:
         if skip := self._unmovable(st):
             return _Archived(Outcome(rel, "archive", SKIPPED, skip))
         ident = Identity.of(st)
-        if rec and rec.state == RELEASED:
+        if rec and rec.state == FileState.RELEASED:
             return _Archived(Outcome(rel, "archive", NOOP, "already released", tier=rec.tier), rec)
-        if rec and rec.state == ARCHIVED and Identity.of_record(rec) == ident:
+        if rec and rec.state == FileState.ARCHIVED and Identity.of_record(rec) == ident:
             return _Archived(Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier), rec)
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
@@ -209,7 +210,7 @@ class Mover:
             fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
             try:
                 if Identity.of(os.fstat(fd)) != ident:
-                    raise SourceChangedError(f"{_show(rel)}: changed before it was copied")
+                    raise SourceChangedError(f"{show_path(rel)}: changed before it was copied")
                 info = await self._transfer(store, "put_file", self._local_name(store, where, fd), key,
                                             FileMeta.from_stat(st, key), size=st.st_size)
             finally:
@@ -217,19 +218,19 @@ class Mover:
             crash_point("archive:copied")
             after = Identity.of(where.lstat())
             if after != ident:
-                raise SourceChangedError(f"{_show(rel)}: changed while it was copied")
+                raise SourceChangedError(f"{show_path(rel)}: changed while it was copied")
             copy = None
             if not info.verified:  # the store could not confirm the stored bytes itself: read its record back
                 copy = await call_async(store, "head", key)
                 if copy.size != ident.size or copy.checksum != info.checksum:
-                    raise IntegrityError(f"{_show(rel)}: capacity copy does not verify "
+                    raise IntegrityError(f"{show_path(rel)}: capacity copy does not verify "
                                          f"(size {copy.size} vs {ident.size}, checksum {copy.checksum} vs {info.checksum})")
         except BaseException as exc:
             await self._abandon_archive(entry, rec, rel, store, key, exc)
             raise
         crash_point("archive:verified")
-        base = rec or FileRecord(rel, RESIDENT)
-        record = replace(base, state=ARCHIVED, tier=tier, object_key=key, storage_class=storage_class or None,
+        base = rec or FileRecord(rel, FileState.RESIDENT)
+        record = replace(base, state=FileState.ARCHIVED, tier=tier, object_key=key, storage_class=storage_class or None,
                          checksum=info.checksum, size=ident.size, mtime_ns=ident.mtime_ns, ctime_ns=ident.ctime_ns,
                          ino=ident.ino, archived_at=time.time(), released_at=None)
         release_entry = None
@@ -251,7 +252,8 @@ class Mover:
             pass  # recover retries the delete from the open journal entry
         else:
             changed = isinstance(exc, SourceChangedError)
-            new_state = DIRTY if changed and rec and rec.state in (ARCHIVED, DIRTY) else (rec.state if rec else None)
+            archived = rec and rec.state in (FileState.ARCHIVED, FileState.DIRTY)
+            new_state = FileState.DIRTY if changed and archived else (rec.state if rec else None)
             record = replace(rec, state=new_state) if rec and new_state else None
             await self.catalog.end_async(entry, "failed", record=record, error=str(exc)[:500])
 
@@ -281,11 +283,11 @@ class Mover:
     async def _release(self, where: Entry, tier: str | None) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
-        if rec and rec.state == RELEASED:
+        if rec and rec.state == FileState.RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
         st = where.lstat()
         entry, copy, etag = None, None, ""
-        if rec is None or rec.state != ARCHIVED or Identity.of_record(rec) != Identity.of(st):
+        if rec is None or rec.state != FileState.ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
             archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
@@ -318,7 +320,7 @@ class Mover:
             await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
         crash_point("release:stubbed")
-        await self.catalog.end_async(entry, record=replace(rec, state=RELEASED, released_at=time.time()))
+        await self.catalog.end_async(entry, record=replace(rec, state=FileState.RELEASED, released_at=time.time()))
         crash_point("release:end")
         return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
 
@@ -331,10 +333,10 @@ class Mover:
     async def pin_async(self, rel: bytes) -> Outcome:
         """``pin`` as a coroutine."""
         rec = self.catalog.get(rel)
-        resident = rec is None or rec.state == RESIDENT  # an archived record keeps its archived size
+        resident = rec is None or rec.state == FileState.RESIDENT  # an archived record keeps its archived size
         size = await asyncio.to_thread(_size_on_hot_tier, self.hot_root, rel) if resident else None
         await asyncio.to_thread(self.catalog.set_pinned, [rel], True, None if size is None else {rel: size})
-        if rec and rec.state == RELEASED:
+        if rec and rec.state == FileState.RELEASED:
             return replace(await self.restore_async(rel), action="pin")
         return Outcome(rel, "pin", DONE if not (rec and rec.pinned) else NOOP, "pinned to the hot tier")
 
@@ -355,14 +357,14 @@ class Mover:
     async def _restore(self, where: Entry) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
-        if rec is None or rec.state != RELEASED:
+        if rec is None or rec.state != FileState.RELEASED:
             return Outcome(rel, "restore", NOOP, f"not released ({rec.state if rec else 'unmanaged'})")
         stub = where.lstat()
         if not stat.S_ISREG(stub.st_mode):
-            raise PathError(f"{_show(rel)}: not a regular file any more (the stub was replaced); not restoring",
+            raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
         if stub.st_size != 0:
-            await self.catalog.put_async(replace(rec, state=DIRTY))
+            await self.catalog.put_async(replace(rec, state=FileState.DIRTY))
             return Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty", tier=rec.tier)
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
@@ -388,8 +390,8 @@ class Mover:
             raise
         crash_point("restore:renamed")
         new = where.lstat()
-        await self.catalog.end_async(entry, record=replace(rec, state=ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
-                                              ino=new.st_ino, released_at=None))
+        await self.catalog.end_async(entry, record=replace(rec, state=FileState.ARCHIVED, mtime_ns=new.st_mtime_ns,
+                                                           ctime_ns=new.st_ctime_ns, ino=new.st_ino, released_at=None))
         crash_point("restore:end")
         if self._mark_used(rel):
             await asyncio.to_thread(self.flush_heat)
@@ -422,10 +424,10 @@ class Mover:
             got = info.checksum or (await asyncio.to_thread(_checksum_of, fd) if info.size == rec.size else "")
             if got != rec.checksum or info.size != rec.size:
                 lost = "" if info.checksum else ", its metadata is missing"
-                raise IntegrityError(f"{_show(rec.path)}: the object in {rec.tier} is not the archived version "
+                raise IntegrityError(f"{show_path(rec.path)}: the object in {rec.tier} is not the archived version "
                                      f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
             if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
-                raise IntegrityError(f"{_show(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
+                raise IntegrityError(f"{show_path(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
             stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
             try:
                 copy_user_xattrs(stub_fd, fd)
@@ -480,10 +482,6 @@ def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
 def _checksum_of(fd: int) -> str:
     """The checksum of the open file ``fd``'s bytes (for an object whose own metadata has none)."""
     return Hasher.of_file(f"/proc/self/fd/{fd}").value
-
-
-def _show(rel: bytes) -> str:
-    return repr(os.fsdecode(rel))[1:-1]
 
 
 def _size_on_hot_tier(root: HotRoot, rel: bytes) -> int | None:

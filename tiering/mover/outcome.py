@@ -6,12 +6,13 @@ import os
 from dataclasses import dataclass
 
 from tiering.core.errors import CONFIG, RUN, TieringError, exit_status, scope_of
+from tiering.core.result import DONE, FAILED, NOOP, SKIPPED, ItemOutcome
 
-DONE, NOOP, SKIPPED, FAILED = "done", "noop", "skipped", "failed"
+__all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Outcome", "failure"]
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(ItemOutcome):
     """One action on one file. ``status`` is done, noop (nothing to do), skipped or failed."""
 
     path: bytes
@@ -25,14 +26,6 @@ class Outcome:
     stop: int = 0
     #: Something the user should know about a file that was nevertheless handled (done or no-op).
     warning: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (DONE, NOOP)
-
-    @property
-    def fatal(self) -> bool:
-        return self.stop != 0
 
 
 def failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Outcome:

@@ -25,8 +25,8 @@ import stat
 from dataclasses import replace
 
 from tiering.catalog import JournalEntry
-from tiering.catalog.db import ARCHIVED, DIRTY, RELEASED
 from tiering.core.errors import PathError, StoreError
+from tiering.core.states import FileState
 from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
 from tiering.mover.ops import Mover
@@ -58,7 +58,8 @@ def _archive(mover: Mover, entry: JournalEntry) -> Outcome:
         store.cleanup_incomplete(entry.object_key)
     store.delete(entry.object_key)
     rec = mover.catalog.get(entry.path)
-    record = replace(rec, state=DIRTY) if rec and rec.state == ARCHIVED and rec.object_key == entry.object_key else None
+    ours = rec and rec.state == FileState.ARCHIVED and rec.object_key == entry.object_key
+    record = replace(rec, state=FileState.DIRTY) if ours else None
     return _close(mover, entry, "rolled_back", "unverified copy removed", record)
 
 
@@ -76,8 +77,8 @@ def _release(mover: Mover, entry: JournalEntry) -> Outcome:
     if Identity.of(st) == Identity.of_record(rec):
         return _close(mover, entry, "rolled_back", "file was not truncated")
     if stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_ino == rec.ino and rec.size:
-        return _close(mover, entry, "done", "file is a stub", replace(rec, state=RELEASED))
-    return _close(mover, entry, "rolled_back", "file changed", replace(rec, state=DIRTY))
+        return _close(mover, entry, "done", "file is a stub", replace(rec, state=FileState.RELEASED))
+    return _close(mover, entry, "rolled_back", "file changed", replace(rec, state=FileState.DIRTY))
 
 
 def _restore(mover: Mover, entry: JournalEntry) -> Outcome:
@@ -95,15 +96,15 @@ def _restore(mover: Mover, entry: JournalEntry) -> Outcome:
 def _settle_restore(mover: Mover, entry: JournalEntry, where: Entry) -> Outcome:
     rec = mover.catalog.get(entry.path)
     st = where.lstat()
-    if rec is None or rec.state != RELEASED:
+    if rec is None or rec.state != FileState.RELEASED:
         return _close(mover, entry, "rolled_back", "record is no longer released")
     if st.st_size == 0 and st.st_ino == entry.detail.get("stub_ino", rec.ino):
         return _close(mover, entry, "rolled_back", "stub still in place")
     if stat.S_ISREG(st.st_mode) and st.st_size == rec.size and _checksum(where) == rec.checksum:
-        record = replace(rec, state=ARCHIVED, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
+        record = replace(rec, state=FileState.ARCHIVED, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
                          released_at=None)
         return _close(mover, entry, "done", "restored file is in place and verifies", record)
-    return _close(mover, entry, "rolled_back", "file changed", replace(rec, state=DIRTY))
+    return _close(mover, entry, "rolled_back", "file changed", replace(rec, state=FileState.DIRTY))
 
 
 def _checksum(where: Entry) -> str:

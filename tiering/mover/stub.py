@@ -37,13 +37,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tiering.core.states import FileState
 from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
 
 XATTR_PREFIX = "user.tiering."
 STUB_XATTR = XATTR_PREFIX + "stub"
 _LEGACY_STATE_XATTR = XATTR_PREFIX + "state"  # stubs released before STUB_XATTR carried one per field
-_RELEASED = "released"
 
 
 class StubError(Exception):
@@ -74,7 +74,7 @@ def ignore_lease_breaks() -> bool:
 def stub_attributes(size: int, checksum: str, tier: str) -> dict[str, bytes]:
     """The extended attributes a released stub carries (see the module docstring)."""
     algorithm, _, digest = checksum.partition(":")
-    return {STUB_XATTR: f"{_RELEASED} {size} {tier} {algorithm}:{digest[:16]}".encode()}
+    return {STUB_XATTR: f"{FileState.RELEASED} {size} {tier} {algorithm}:{digest[:16]}".encode()}
 
 
 def is_stub(path: str | Path) -> bool:
@@ -83,15 +83,15 @@ def is_stub(path: str | Path) -> bool:
         mark = os.getxattr(path, STUB_XATTR)
     except (OSError, AttributeError):
         mark = b""
-    if mark.startswith(_RELEASED.encode() + b" "):
+    if mark.startswith(FileState.RELEASED.encode() + b" "):
         return True
     if mark:
         try:
-            return json.loads(mark).get("state") == "released"  # stubs released before the one-line mark
+            return json.loads(mark).get("state") == FileState.RELEASED  # stubs released before the one-line mark
         except (ValueError, AttributeError):
             return False
     try:
-        return os.getxattr(path, _LEGACY_STATE_XATTR) == b"released"
+        return os.getxattr(path, _LEGACY_STATE_XATTR) == FileState.RELEASED.encode()
     except OSError:
         return False
 

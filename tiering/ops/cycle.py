@@ -4,6 +4,10 @@
 the catalog it keeps open. Each cycle is one row in the catalog's ``runs``
 table (its JSON summary included), which is what ``tiering status`` shows as
 the last cycle. Library code: it logs, it never prints.
+
+The whole pass reads top to bottom in ``_cycle``; every step it takes is a call into
+a lower layer (the mover's ``recover`` and ``execute``, the scanner's snapshots, the
+planner), never a detour through the other use-case modules.
 """
 
 from __future__ import annotations
@@ -18,15 +22,15 @@ from typing import Protocol
 
 from tiering.catalog import Catalog
 from tiering.config import Config
+from tiering.core.display import show_path
 from tiering.core.errors import EXIT_FAILED, EXIT_OK
-from tiering.mover.executor import RunResult, Task, execute
+from tiering.mover.executor import RunResult, Task, execute, plan_tasks
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
 from tiering.mover.recover import recover
-from tiering.plan import Usage, show_path
+from tiering.plan import Usage, make_plan, read_inventory
 from tiering.policy import Policy
-from tiering.ops.session import plan_tasks, plan_totals
-from tiering.ops.workflow import fresh_snapshot, plan_now
+from tiering.scan import fresh_snapshot, prune_snapshots
 
 log = logging.getLogger("tiering.ops.cycle")
 #: Per-file problems logged per cycle (the rest are counted in the summary).
@@ -107,18 +111,29 @@ def run_cycle(config: Config, policy: Policy, catalog: Catalog, *, command: str 
 
 def _cycle(config: Config, policy: Policy, mover: Mover, command: str, run_id: str, stop: threading.Event | None,
            jobs: int, hooks: ActionHooks | None, start: float) -> CycleReport:
+    # 1. recover: settle whatever a crash left open before anything else moves
     recovered = recover(mover)
     for outcome in recovered:
         log.info("recovered: %s %s: %s", outcome.action, show_path(outcome.path), outcome.reason)
+
+    # 2. scan: always a fresh inventory of the hot tier (older snapshots beyond [daemon] keep_snapshots go)
     snapshot = fresh_snapshot(config)
     prune_snapshots(snapshot, config.daemon.keep_snapshots)
+
+    # 3. plan: the policy over that inventory and the catalog this cycle holds, as it is now
     before = Usage.of(config.hot_path)
-    plan = plan_now(config, policy, snapshot=snapshot, catalog=mover.catalog)
-    totals = plan_totals(plan)
+    catalog_now = mover.catalog.state_table(time.time(), config.heat_half_life)
+    plan = make_plan(read_inventory(snapshot), catalog_now, policy, time.time_ns(),
+                     usage=Usage.of(config.hot_path), default_tier=config.default_tier)
+    totals = plan.totals()
     log.info("%s: plan has %d actions (%d bytes); hot tier %.1f%% used", command, totals[0], totals[1],
              100 * before.fraction)
+
+    # 4. apply: the plan's actions in order, until done or ``stop`` is set
     actor = mover if hooks is None else HookedMover(mover, hooks)
     result = execute(actor, until_stopped(plan_tasks(plan), stop), jobs=jobs, total=totals)
+
+    # 5. report (recorded and logged by run_cycle)
     return CycleReport(command, run_id, recovered, totals, result, before, Usage.of(config.hot_path),
                        time.monotonic() - start, snapshot, bool(stop and stop.is_set()))
 
@@ -129,17 +144,6 @@ def until_stopped(tasks: Iterable[Task], stop: threading.Event | None) -> Iterat
         if stop is not None and stop.is_set():
             return
         yield task
-
-
-def prune_snapshots(latest: Path, keep: int) -> int:
-    """Delete all but the newest ``keep`` scan snapshots beside ``latest`` (never ``latest``)."""
-    snapshots = sorted(latest.parent.glob("scan-*.parquet"))  # names sort by their UTC stamp
-    removed = 0
-    for old in snapshots[:-keep]:
-        if old != latest:
-            old.unlink(missing_ok=True)
-            removed += 1
-    return removed
 
 
 class HookedMover:

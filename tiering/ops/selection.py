@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tiering.core.states import FileState
+
 if TYPE_CHECKING:
     from tiering.catalog import FileRecord
 
@@ -77,10 +79,10 @@ def expected(action: str, rel: bytes, hot: Path, record: FileRecord | None) -> t
         info = os.lstat(os.path.join(os.fsencode(str(hot)), rel))
     except (OSError, ValueError):
         return "missing", 0
-    state = record.state if record is not None else "resident"
+    state = record.state if record is not None else FileState.RESIDENT
     if action == "restore":
-        return state, (record.size or 0) if state == "released" and record is not None else 0
-    if state not in ("resident", "dirty"):
+        return state, (record.size or 0) if state == FileState.RELEASED and record is not None else 0
+    if state not in (FileState.RESIDENT, FileState.DIRTY):
         return state, 0
     return state, info.st_size if st.S_ISREG(info.st_mode) else 0
 

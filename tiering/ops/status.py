@@ -11,6 +11,7 @@ from tiering.catalog.lock import read_holder
 from tiering.config import Config, open_tier
 from tiering.core.display import show_path
 from tiering.core.errors import ITEM, PathError, StoreError, UserError, scope_of
+from tiering.core.states import FileState
 from tiering.plan import Usage
 from tiering.policy import load_policy
 from tiering.stores.checksum import CHUNK, Hasher
@@ -41,7 +42,7 @@ def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: boo
             size = os.lstat(os.path.join(os.fsencode(config.hot_path), rel)).st_size
         except (FileNotFoundError, NotADirectoryError):
             raise PathError(f"{show_path(rel)}: no such file", path=rel) from None
-        return FileStatus(rel, "resident", size, None, None, None, False, "no capacity copy" if verify else "")
+        return FileStatus(rel, FileState.RESIDENT, size, None, None, None, False, "no capacity copy" if verify else "")
     checked = verify_copy(config, rec) if verify and rec.tier else ""
     return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked)
 

@@ -1,24 +1,27 @@
-"""The steps a command strings together: inventory, catalog state, plan.
+"""What the CLI's planning verbs (``plan``, ``apply``, ``demo``) and the daemon share: the policy
+to use, which inventory to plan on, the catalog's state, a plan made now.
 
-Kept out of the CLI so the cron job, the daemon and tests run the same code.
+``tiering run``'s cycle (``tiering.ops.cycle``) does not come through here: it always
+scans first and plans on the catalog it holds, calling the scan and plan layers itself.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from tiering.catalog import Catalog
-from tiering.config import Config, check_hot_tier, check_locations
+from tiering.config import Config
 from tiering.core.errors import UserError
-from tiering.plan import Plan, Usage, make_plan
-from tiering.policy import Policy, load_policy
 from tiering.core.units import format_duration, format_elapsed
+from tiering.plan import Plan, Usage, make_plan, read_inventory
+from tiering.policy import Policy, load_policy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def policy_for(config: Config, given: str | Path | None = None) -> Policy:
@@ -34,28 +37,6 @@ def latest_snapshot(config: Config) -> Path | None:
 
     latest = snapshot_dir(config.catalog_path) / "latest.parquet"
     return latest if latest.exists() else None
-
-
-def fresh_snapshot(config: Config, jobs: int | None = None) -> Path:
-    """Scan the hot tier now; returns the new snapshot (also marked latest)."""
-    from tiering.scan import mark_latest, new_snapshot_path, snapshot_dir, write_snapshot
-
-    check_locations(config)  # each cycle: a symlink or mount may have changed since the config was loaded
-    target = new_snapshot_path(snapshot_dir(config.catalog_path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_snapshot(config.hot_path, target, jobs=jobs)
-    mark_latest(target)
-    return target
-
-
-#: Rows per batch when planning: large batches amortise per-batch work; a few are in flight at once.
-PLAN_BATCH_ROWS = 1 << 20
-
-
-def inventory(path: Path) -> Iterator[pa.RecordBatch]:
-    from tiering.scan import iter_snapshot
-
-    return iter_snapshot(path, batch_rows=PLAN_BATCH_ROWS)
 
 
 def catalog_state(config: Config, catalog: Catalog | None = None) -> pa.Table | None:
@@ -98,6 +79,8 @@ def pick_inventory(config: Config, snapshot: Path | None = None, *, rescan: bool
     latest = None if rescan else latest_snapshot(config)
     if latest is not None and (age := _age(latest, now)) <= config.scan_max_age:
         return Inventory(latest.resolve(), age)
+    from tiering.scan import fresh_snapshot
+
     stale = latest.resolve() if latest is not None else None  # before the rescan points latest elsewhere
     fresh = fresh_snapshot(config)
     if stale is None:
@@ -117,5 +100,5 @@ def plan_now(config: Config, policy: Policy, *, snapshot: Path | None = None, ca
     """Plan against the given inventory, else the latest if not older than ``[scan] max_age``, else a
     fresh scan (``pick_inventory``), and the catalog as it is now."""
     snapshot = pick_inventory(config, snapshot, rescan=rescan).path
-    return make_plan(inventory(snapshot), catalog_state(config, catalog), policy, now_ns or time.time_ns(),
+    return make_plan(read_inventory(snapshot), catalog_state(config, catalog), policy, now_ns or time.time_ns(),
                      usage=Usage.of(config.hot_path), default_tier=config.default_tier)

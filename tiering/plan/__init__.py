@@ -4,7 +4,7 @@
 a pure function; ``Plan.rows()`` gives each action with its rule and reason.
 """
 
-from tiering.plan.model import ACTION_ORDER, Plan, Usage, show_path
-from tiering.plan.planner import make_plan
+from tiering.plan.model import ACTION_ORDER, Plan, Usage
+from tiering.plan.planner import PLAN_BATCH_ROWS, make_plan, read_inventory
 
-__all__ = ["ACTION_ORDER", "Plan", "Usage", "make_plan", "show_path"]
+__all__ = ["ACTION_ORDER", "PLAN_BATCH_ROWS", "Plan", "Usage", "make_plan", "read_inventory"]

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tiering.core.states import FileState
 from tiering.plan.join import catalog_frame, joined, normalize
-from tiering.plan.model import show_path
+from tiering.core.display import show_path
 from tiering.policy import Policy, augment, needed_columns
 from tiering.core.units import format_duration
 
@@ -54,7 +55,7 @@ def explain_path(row: dict | None, rel: bytes, policy: Policy, now_ns: int) -> l
 def _safety(row: dict, policy: Policy) -> list[str]:
     out = []
     youngest = min(row["mtime_age"], row["ctime_age"])
-    if row["state"] != "released" and youngest < policy.safety.min_age:
+    if row["state"] != FileState.RELEASED and youngest < policy.safety.min_age:
         out.append(f"  safety: modified {format_duration(youngest)} ago, within {format_duration(policy.safety.min_age)}:"
                    " never touched now")
     if policy.safety.skip_hardlinks and row["nlink"] > 1:

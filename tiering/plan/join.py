@@ -22,6 +22,7 @@ import pyarrow.acero as acero
 import pyarrow.compute as pc
 
 from tiering.core.inventory import SCHEMA
+from tiering.core.states import FileState
 
 #: Catalog columns the join brings in, as ``cat_<name>``.
 CATALOG_COLUMNS = ("state", "tier", "heat", "pinned", "size", "mtime_ns", "ino")
@@ -56,13 +57,13 @@ def joined(batches: Iterable[pa.RecordBatch], catalog: pa.Table) -> Iterator[pa.
 
 def normalize(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Derive ``state``, ``size``, ``heat``, ``pinned`` and ``tier`` from the joined columns."""
-    archived = pc.fill_null(pc.equal(batch["cat_state"], "archived"), False)
+    archived = pc.fill_null(pc.equal(batch["cat_state"], FileState.ARCHIVED), False)
     changed = pc.or_(pc.or_(pc.not_equal(batch["size"], batch["cat_size"]),
                             pc.not_equal(batch["mtime_ns"], batch["cat_mtime_ns"])),
                      pc.not_equal(batch["ino"].cast(pa.int64()), batch["cat_ino"]))
     dirty = pc.and_(archived, pc.fill_null(changed, False))
-    state = pc.if_else(dirty, "dirty", pc.fill_null(batch["cat_state"], "resident"))
-    released = pc.fill_null(pc.equal(state, "released"), False)
+    state = pc.if_else(dirty, FileState.DIRTY, pc.fill_null(batch["cat_state"], FileState.RESIDENT))
+    released = pc.fill_null(pc.equal(state, FileState.RELEASED), False)
     size = pc.if_else(released, pc.fill_null(batch["cat_size"], batch["size"]), batch["size"])
     columns = {name: batch[name] for name in SCHEMA.names}
     columns.update(size=size, state=state, tier=batch["cat_tier"], heat=pc.fill_null(batch["cat_heat"], 0.0),

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tiering.core.display import show_path  # noqa: F401  (re-exported: tiering.plan.show_path)
 from tiering.core.errors import ConfigError
 from tiering.policy import Policy
 
@@ -70,6 +70,11 @@ class Plan:
         rule = self.policy.rule(row["rule"])
         facts = [fact for fact in rule.match.explain(row, self.now_ns)]
         return f"{'; '.join(facts) or rule.match.text} (rule {rule.name})"
+
+    def totals(self) -> tuple[int, int]:
+        """(actions, bytes): the plan's size, as a run reports it planned."""
+        sizes = self.actions["size"] if self.actions.num_rows else pa.array([], pa.int64())
+        return self.actions.num_rows, int(pc.sum(sizes).as_py() or 0)
 
     def summary(self) -> dict:
         """Counts and bytes per (rule, action), plus the skip counters: what the table view prints."""

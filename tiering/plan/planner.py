@@ -35,18 +35,30 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from tiering.core.states import FileState
 from tiering.plan.join import catalog_frame, joined, normalize
 from tiering.plan.model import ACTION_ORDER, Plan, Usage
 from tiering.policy import Policy, augment, needed_columns
+
+#: Rows per batch when planning: large batches amortise per-batch work; a few are in flight at once.
+PLAN_BATCH_ROWS = 1 << 20
+
+
+def read_inventory(snapshot: str | os.PathLike[str]) -> Iterator[pa.RecordBatch]:
+    """A snapshot's batches, sized for ``make_plan``."""
+    from tiering.scan import iter_snapshot
+
+    return iter_snapshot(snapshot, batch_rows=PLAN_BATCH_ROWS)
+
 
 #: Columns kept for every chosen action: enough to act on it and to explain it.
 _KEEP = ("path", "type", "size", "blocks", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "ino", "nlink",
          "state", "tier", "heat", "pinned")
 _WATERMARK_KEEP = ("path", "size", "blocks", "atime_ns", "mtime_ns", "ctime_ns", "ino", "heat", "state", "tier")
 _EFFECTIVE = {  # action -> states where it changes something
-    "archive": ("resident", "dirty"),
-    "release": ("resident", "dirty", "archived"),
-    "restore": ("released",),
+    "archive": (FileState.RESIDENT, FileState.DIRTY),
+    "release": (FileState.RESIDENT, FileState.DIRTY, FileState.ARCHIVED),
+    "restore": (FileState.RELEASED,),
 }
 
 
@@ -119,7 +131,7 @@ def _watermark_exprs(policy: Policy) -> list:
 def _plan_batch(batch: pa.RecordBatch, policy: Policy, exprs: dict, now_ns: int, acc: _Accumulator) -> None:
     safety = policy.safety
     is_file = pc.equal(batch["type"].cast(pa.string()), "file")
-    not_stub = pc.not_equal(batch["state"], "released")
+    not_stub = pc.not_equal(batch["state"], FileState.RELEASED)
     young = pc.or_(pc.less(batch["mtime_age"], safety.min_age), pc.less(batch["ctime_age"], safety.min_age))
     recent = pc.and_(pc.and_(young, not_stub), is_file)
     # A stub is no exception here: restoring one name of a hard link would leave the other a stub.
@@ -156,7 +168,8 @@ def _collect_rules(batch: pa.RecordBatch, assigned: pa.Array, policy: Policy, ac
         pc.or_(pc.and_(pc.equal(action, "archive"), pc.is_in(state, pa.array(_EFFECTIVE["archive"]))),
                pc.and_(pc.equal(action, "release"), pc.is_in(state, pa.array(_EFFECTIVE["release"])))),
         pc.or_(pc.and_(pc.equal(action, "restore"), pc.is_in(state, pa.array(_EFFECTIVE["restore"]))),
-               pc.and_(pc.equal(action, "pin"), pc.or_(pc.invert(batch["pinned"]), pc.equal(state, "released"))))),
+               pc.and_(pc.equal(action, "pin"),
+                       pc.or_(pc.invert(batch["pinned"]), pc.equal(state, FileState.RELEASED))))),
         False)
     kept = {c["values"]: c["counts"] for c in pc.value_counts(pc.filter(assigned, useful)).to_pylist()}
     for c in pc.value_counts(assigned.drop_null()).to_pylist():
@@ -174,7 +187,7 @@ def _collect_candidates(batch: pa.RecordBatch, free: pa.Array, values: dict, pol
     wm = policy.watermark
     if wm is None:
         return
-    holding = pc.is_in(batch["state"], pa.array(["resident", "archived", "dirty"]))
+    holding = pc.is_in(batch["state"], pa.array([FileState.RESIDENT, FileState.ARCHIVED, FileState.DIRTY]))
     ok = pc.and_(pc.and_(free, holding), pc.invert(batch["pinned"]))
     if "wm_match" in values:
         ok = pc.and_(ok, pc.fill_null(values["wm_match"], False))

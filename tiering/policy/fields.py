@@ -31,12 +31,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tiering.core.states import STATES, FileState
 from tiering.policy.syntax import BOOL, DURATION, ID, NUMBER, SIZE, TEXT, TIME
 
-STATES = ("resident", "archived", "released", "dirty")
 TYPES = ("file", "dir", "symlink")
 _CATALOG_DEFAULTS: dict[str, tuple[Any, pa.DataType]] = {
-    "state": ("resident", pa.string()),
+    "state": (FileState.RESIDENT, pa.string()),
     "tier": ("", pa.string()),
     "heat": (0.0, pa.float64()),
     "pinned": (False, pa.bool_()),
@@ -81,7 +81,7 @@ FIELDS: dict[str, FieldSpec] = {
         _spec("mtime_age", DURATION, pa.float64()),
         _spec("ctime_age", DURATION, pa.float64()),
         _spec("heat", NUMBER, pa.float64()),
-        _spec("state", TEXT, pa.string(), values=STATES),
+        _spec("state", TEXT, pa.string(), values=tuple(s.value for s in STATES)),  # plain text: shown with repr()
         _spec("tier", TEXT, pa.string()),
         _spec("pinned", BOOL, pa.bool_()),
     )

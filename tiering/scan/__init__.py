@@ -5,6 +5,8 @@ Public API::
     Scan(root, jobs=None, batch_rows=65536, progress=None)   # iterate pa.RecordBatch; .summary
     write_snapshot(root, out_path, ...) -> ScanSummary        # stream a scan into Parquet
     iter_snapshot(path) -> Iterator[pa.RecordBatch]           # read one back
+    fresh_snapshot(config) -> Path                            # scan the hot tier now, mark it latest
+    prune_snapshots(latest, keep) -> int                      # keep the newest ``keep``
     ScanProgress, ScanSummary                                 # frozen values
 
 Rows follow ``tiering.core.inventory.SCHEMA``. Names are imported lazily so that
@@ -29,20 +31,25 @@ _EXPORTS = {
     "snapshot_dir": "snapshot",
     "new_snapshot_path": "snapshot",
     "mark_latest": "snapshot",
+    "fresh_snapshot": "snapshot",
+    "prune_snapshots": "snapshot",
     "STATE_DIR": "walker",
 }
 __all__ = [
-    "DEFAULT_BATCH_ROWS", "STATE_DIR", "Scan", "ScanProgress", "ScanSummary", "default_jobs", "iter_snapshot",
-    "mark_latest", "new_snapshot_path", "snapshot_dir", "snapshot_summary", "write_snapshot",
+    "DEFAULT_BATCH_ROWS", "STATE_DIR", "Scan", "ScanProgress", "ScanSummary", "default_jobs", "fresh_snapshot",
+    "iter_snapshot", "mark_latest", "new_snapshot_path", "prune_snapshots", "snapshot_dir", "snapshot_summary",
+    "write_snapshot",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from tiering.scan.results import ScanProgress, ScanSummary
     from tiering.scan.scanner import DEFAULT_BATCH_ROWS, Scan, default_jobs
     from tiering.scan.snapshot import (
+        fresh_snapshot,
         iter_snapshot,
         mark_latest,
         new_snapshot_path,
+        prune_snapshots,
         snapshot_dir,
         snapshot_summary,
         write_snapshot,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tiering.core.display import show_path
+
 
 @dataclass(frozen=True)
 class ScanProgress:
@@ -61,7 +63,7 @@ class ScanSummary:
         return self.files / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; example paths shown with undecodable bytes as ``\\xNN``."""
+        """A JSON-ready dict; example paths as ``show_path`` shows them (escaped unless printable)."""
         return {
             "root": str(self.root),
             "snapshot": None if self.snapshot is None else str(self.snapshot),
@@ -75,8 +77,3 @@ class ScanSummary:
             "seconds": round(self.seconds, 3),
             "files_per_s": round(self.files_per_s, 1),
         }
-
-
-def show_path(path: bytes) -> str:
-    """A relative inventory path for people: UTF-8, other bytes as ``\\xNN``."""
-    return path.decode("utf-8", "backslashreplace")

@@ -11,7 +11,7 @@ Default layout, next to the catalog (``snapshot_dir``)::
     <catalog dir>/inventory/latest.parquet -> scan-20250102T030405.123456Z.parquet
 
 ``latest.parquet`` is a relative symlink, replaced atomically after each
-successful scan (``mark_latest``); older snapshots are kept.
+successful scan (``mark_latest``); older snapshots are kept until ``prune_snapshots``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tiering.config import Config, check_locations
 from tiering.core.inventory import SCHEMA
 from tiering.stores.localfile import fsync_path
 from tiering.scan.results import ProgressCallback, ScanSummary
@@ -91,3 +92,24 @@ def mark_latest(snapshot: Path) -> Path:
     os.symlink(snapshot.name, tmp)
     os.replace(tmp, link)
     return link
+
+
+def fresh_snapshot(config: Config, jobs: int | None = None) -> Path:
+    """Scan the hot tier now; returns the new snapshot (also marked latest)."""
+    check_locations(config)  # each time: a symlink or mount may have changed since the config was loaded
+    target = new_snapshot_path(snapshot_dir(config.catalog_path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_snapshot(config.hot_path, target, jobs=jobs)
+    mark_latest(target)
+    return target
+
+
+def prune_snapshots(latest: Path, keep: int) -> int:
+    """Delete all but the newest ``keep`` scan snapshots beside ``latest`` (never ``latest``)."""
+    snapshots = sorted(latest.parent.glob("scan-*.parquet"))  # names sort by their UTC stamp
+    removed = 0
+    for old in snapshots[:-keep]:
+        if old != latest:
+            old.unlink(missing_ok=True)
+            removed += 1
+    return removed

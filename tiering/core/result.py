@@ -1,0 +1,37 @@
+"""What one action did to one item: the idea the mover's ``Outcome`` and migrate's ``ItemResult`` share.
+
+Both are frozen dataclasses with their own fields (a file's ``path`` and ``tier`` for the
+mover, an object ``key`` for migrate, in the order their callers and JSON already use);
+``ItemOutcome`` is their common base: the four statuses, and what a status and a ``stop``
+mean, written once.
+"""
+
+from __future__ import annotations
+
+#: done: the action happened (or would, on a dry run); noop: nothing to do (already so);
+#: skipped: left out (a filter, a safety rule, a file in use); failed: see ``reason`` and ``stop``.
+DONE, NOOP, SKIPPED, FAILED = "done", "noop", "skipped", "failed"
+
+
+class ItemOutcome:
+    """One action on one item. Subclasses are frozen dataclasses that declare these fields."""
+
+    __slots__ = ()  # the dataclasses below keep their own slots
+
+    action: str
+    status: str  # DONE, NOOP, SKIPPED or FAILED
+    reason: str  # why, in a few words ("" when there is nothing to say)
+    bytes: int  # bytes moved or copied
+    #: For a failure that says the whole run should stop (disk full, a tier unreachable, credentials
+    #: refused): the exit status the run ends with (``tiering.core.errors.exit_status``); 0 for one item's failure.
+    stop: int
+
+    @property
+    def ok(self) -> bool:
+        """Done, or nothing to do."""
+        return self.status in (DONE, NOOP)
+
+    @property
+    def fatal(self) -> bool:
+        """A failure that stops the run."""
+        return self.stop != 0
