@@ -8,6 +8,8 @@ mean, written once.
 
 from __future__ import annotations
 
+from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+
 #: done: the action happened (or would, on a dry run); noop: nothing to do (already so);
 #: skipped: left out (a filter, a safety rule, a file in use); failed: see ``reason`` and ``stop``.
 DONE, NOOP, SKIPPED, FAILED = "done", "noop", "skipped", "failed"
@@ -35,3 +37,23 @@ class ItemOutcome:
     def fatal(self) -> bool:
         """A failure that stops the run."""
         return self.stop != 0
+
+
+class RunStatus:
+    """A whole run's exit status from what it recorded, the one rule of ``tiering.core.errors``:
+    interrupted (130), else the status of the failure that stopped it, else 1 if any item failed, else 0.
+    The mover's ``RunResult`` and migrate's ``MigrateResult`` carry ``interrupted``, ``stop_status``
+    and ``failed``."""
+
+    __slots__ = ()
+
+    interrupted: bool
+    stop_status: int
+    failed: int
+
+    @property
+    def exit_status(self) -> int:
+        """The command's exit status (``tiering.core.errors``): interrupted, stopped, some failed, or done."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return self.stop_status or (EXIT_FAILED if self.failed else EXIT_OK)

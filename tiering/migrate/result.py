@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tiering.core.display import show_key
-from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from tiering.core.result import DONE, FAILED, NOOP, SKIPPED, ItemOutcome
+from tiering.core.result import DONE, FAILED, NOOP, SKIPPED, ItemOutcome, RunStatus
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "ItemResult", "MigrateResult"]
 
@@ -34,7 +33,7 @@ class ItemResult(ItemOutcome):
 
 
 @dataclass
-class MigrateResult:
+class MigrateResult(RunStatus):
     """Counts, bytes and the first failures of one ``migrate`` / ``sync`` run."""
 
     dry_run: bool = False
@@ -50,13 +49,6 @@ class MigrateResult:
     not_deleted: str = ""  # why --delete deleted nothing, if it did not
     stop_status: int = 0  # the exit status of the failure that stopped the run, if one did
     interrupted: bool = False  # by SIGINT/SIGTERM
-
-    @property
-    def exit_status(self) -> int:
-        """The command's exit status (``tiering.core.errors``): interrupted, stopped, some failed, or done."""
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return self.stop_status or (EXIT_FAILED if self.failed else EXIT_OK)
 
     @property
     def files(self) -> int:

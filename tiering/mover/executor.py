@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, 
     from tiering.mover.ops import Mover
     from tiering.plan import Plan
 from tiering.core.aio import run_blocking
-from tiering.core.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, exit_status
+from tiering.core.errors import exit_status
+from tiering.core.result import RunStatus
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 
 
@@ -76,7 +77,7 @@ class Progress:
 
 
 @dataclass
-class RunResult:
+class RunResult(RunStatus):
     """What a run did: counts per action and status, bytes moved, the failures."""
 
     counts: Counter = field(default_factory=Counter)  # (action, status) -> files
@@ -88,13 +89,6 @@ class RunResult:
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
     stop_status: int = 0  # the exit status of the failure that stopped the run, if one did
-
-    @property
-    def exit_status(self) -> int:
-        """The command's exit status (``tiering.core.errors``): interrupted, stopped, some failed, or done."""
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return self.stop_status or (EXIT_FAILED if self.failed else EXIT_OK)
 
     @property
     def failed(self) -> int:
