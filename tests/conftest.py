@@ -270,3 +270,18 @@ def tier_config(kind: str, tmp_path: Path, request, monkeypatch) -> Path:
     monkeypatch.setenv("TEST_S3_SECRET", S3_SECRET)
     return write_config(tmp_path, f'url = "s3://{S3_BUCKET}/{tmp_path.name}"\nendpoint = "{server.endpoint}"\n'
                                   f'access_key_id = "{S3_KEY}"\nsecret_access_key = "${{TEST_S3_SECRET}}"')
+
+
+@pytest.fixture(params=["posix", "s3"])
+def mover(request, tmp_path, monkeypatch):
+    """A ``Mover`` over a fresh hot tier and catalog, with a posix or an S3 (SeaweedFS) capacity tier."""
+    from tiering.catalog import Catalog
+    from tiering.config import load_config
+    from tiering.mover.ops import Mover
+
+    config = load_config(tier_config(request.param, tmp_path, request, monkeypatch))
+    catalog = Catalog.open(config.catalog_path, writer=True)
+    m = Mover(config, catalog)
+    yield m
+    m.close()
+    catalog.close()

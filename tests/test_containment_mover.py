@@ -22,16 +22,6 @@ from tiering.mover.ops import Mover
 from tiering.stores.checksum import checksum_bytes
 
 
-@pytest.fixture(params=["posix", "s3"])
-def mover(request, tmp_path, monkeypatch):
-    config = load_config(tier_config(request.param, tmp_path, request, monkeypatch))
-    catalog = Catalog.open(config.catalog_path, writer=True)
-    m = Mover(config, catalog)
-    yield m
-    m.close()
-    catalog.close()
-
-
 def stored_keys(m: Mover) -> list[str]:
     return [o.key for o in m.store("cap").list()]
 

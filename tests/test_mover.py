@@ -10,23 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tier_config, write_config
+from conftest import write_config
 
 from tiering.catalog import Catalog
 from tiering.config import load_config
 from tiering.mover.ops import RESTORE_TMP_PREFIX, Mover
 from tiering.stores.checksum import checksum_bytes
 from tiering.stores.keys import encode_key
-
-
-@pytest.fixture(params=["posix", "s3"])
-def mover(request, tmp_path, monkeypatch):
-    config = load_config(tier_config(request.param, tmp_path, request, monkeypatch))
-    catalog = Catalog.open(config.catalog_path, writer=True)
-    m = Mover(config, catalog)
-    yield m
-    m.close()
-    catalog.close()
 
 
 def hot_file(m: Mover, rel: bytes, data: bytes, mode: int = 0o640) -> Path:
