@@ -1,0 +1,114 @@
+"""Uploads to S3: one checked PUT up to the multipart threshold, a multipart upload above it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import obstore
+
+from tiering.core.errors import IntegrityError, SourceChangedError
+from tiering.core.faults import crash_point
+from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
+from tiering.stores.checksum import Hasher, verify_source
+from tiering.stores.localfile import open_source, read_source, with_holes
+
+
+class S3Puts:
+    """Mixin of ``S3Store``: ``put_file`` and ``put_file_async``."""
+
+    def _attributes(self, meta: FileMeta) -> dict[str, str]:
+        attrs = {"Content-Type": "application/octet-stream", **meta.to_headers()}
+        if self.storage_class:
+            attrs["Storage-Class"] = self.storage_class
+        return attrs
+
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+        name = self._name(key)
+        meta = with_holes(local, meta)
+        if meta.size <= self.threshold:
+            return self._put_single(Path(local), key, name, meta, progress)
+        return self._put_multipart(Path(local), key, name, meta, progress)
+
+    def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        data, stored = self._single_body(local, key, meta)
+        result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
+        etag = (result.get("e_tag") or "").strip('"')
+        info = self._stored(key, data, stored, etag)
+        if info is None:
+            self.delete(key)
+            raise _etag_mismatch(self.url, key, etag)
+        if progress:
+            progress(len(data))
+        return info
+
+    async def put_file_async(self, local: str | Path, key: str, meta: FileMeta) -> ObjectInfo:
+        """``put_file`` as a coroutine: small files go up from the event loop (``S3Http``), large ones on a thread.
+
+        The body's MD5 travels as ``Content-MD5``, so a server that checks it
+        refuses bytes damaged on the way; the ETag is checked against it as well.
+        """
+        if meta.size > INLINE_MAX or self._http is None:
+            return await asyncio.to_thread(self.put_file, local, key, meta)
+        data, stored = self._single_body(Path(local), key, with_holes(local, meta))
+        md5 = hashlib.md5(data, usedforsecurity=False)
+        headers = {"content-type": "application/octet-stream", "content-md5": base64.b64encode(md5.digest()).decode()}
+        headers |= {f"x-amz-meta-{name}": value for name, value in stored.to_headers().items()}
+        if self.storage_class:
+            headers["x-amz-storage-class"] = self.storage_class
+        response = await self._request(key, "PUT", headers=headers, body=data)
+        etag = response.headers.get("etag", "").strip('"')
+        info = self._stored(key, data, stored, etag, md5.hexdigest())
+        if info is None:
+            await self.delete_async(key)
+            raise _etag_mismatch(self.url, key, etag)
+        return info
+
+    def _single_body(self, local: Path, key: str, meta: FileMeta) -> tuple[bytes, FileMeta]:
+        """The whole file, and the metadata to store with it (checksum taken over exactly these bytes)."""
+        data = read_source(local, meta.size)
+        hasher = Hasher()
+        hasher.update(data)
+        return data, verify_source(hasher, meta, key, self.url)
+
+    def _stored(self, key: str, data: bytes, stored: FileMeta, etag: str, md5: str = "") -> ObjectInfo | None:
+        """What a single PUT stored; None if its MD5 ETag says the server has other bytes than ``data``."""
+        md5_etag = re.fullmatch(r"[0-9a-f]{32}", etag) is not None
+        if md5_etag and etag != (md5 or hashlib.md5(data, usedforsecurity=False).hexdigest()):
+            return None
+        return ObjectInfo(key, len(data), etag=etag, storage_class=self.storage_class, meta=stored, verified=md5_etag)
+
+    def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+        first = Hasher.of_file(local)
+        stored = verify_source(first, meta, key, self.url)
+        second = Hasher()
+
+        def chunks(hasher: Hasher) -> Iterator[bytes]:
+            with open_source(local) as f:
+                while data := f.read(self.part_size):
+                    hasher.update(data)
+                    if progress:
+                        progress(len(data))
+                    yield data
+                    crash_point("upload:part")
+
+        def put():
+            # A retry restarts the upload whole, re-reading the file: its hash starts afresh too.
+            nonlocal second
+            second = Hasher()
+            return obstore.put(self._obs, name, chunks(second), attributes=self._attributes(stored),
+                               use_multipart=True, chunk_size=self.part_size, max_concurrency=self.jobs)
+
+        result = self._call(key, put)
+        if second.value != first.value or second.size != first.size:
+            self.delete(key)
+            raise SourceChangedError(f"{self.url}: {key}: source changed during the upload", store=self.url, key=key)
+        return ObjectInfo(key, first.size, etag=(result.get("e_tag") or "").strip('"'), storage_class=self.storage_class, meta=stored)
+
+
+def _etag_mismatch(url: str, key: str, etag: str) -> IntegrityError:
+    return IntegrityError(f"{url}: {key}: server stored different bytes (ETag {etag})", store=url, key=key)
