@@ -38,24 +38,35 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
         """Run ``fn`` until it succeeds, fails for good, or the policy is spent."""
-        start = time.monotonic()
-        attempt = 1
-        while True:
-            try:
-                return fn()
-            except TransientError as exc:
-                sleep(self._wait_or_give_up(exc, attempt, start))
-                attempt += 1
+        async def attempt() -> T:
+            return fn()
+
+        async def wait(seconds: float) -> None:
+            sleep(seconds)
+
+        # The loop below never suspends when its awaits are plain calls: drive it to its end without an event
+        # loop, so the blocking and the event-loop callers share one loop (~0.6 us more per call).
+        loop = self._tries(attempt, wait)
+        try:
+            loop.send(None)
+        except StopIteration as done:
+            return done.value
+        loop.close()
+        raise RuntimeError("RetryPolicy.call: the retry loop suspended")  # (it cannot: nothing in it awaits a loop)
 
     async def call_async(self, fn: Callable[[], Awaitable[T]]) -> T:
         """``call`` for a coroutine function: the same tries and waits, without blocking the event loop."""
+        return await self._tries(fn, asyncio.sleep)
+
+    async def _tries(self, fn: Callable[[], Awaitable[T]], sleep: Callable[[float], Awaitable[None]]) -> T:
+        """The one retry loop, for ``call`` and ``call_async``."""
         start = time.monotonic()
         attempt = 1
         while True:
             try:
                 return await fn()
             except TransientError as exc:
-                await asyncio.sleep(self._wait_or_give_up(exc, attempt, start))
+                await sleep(self._wait_or_give_up(exc, attempt, start))
                 attempt += 1
 
     def _wait_or_give_up(self, exc: TransientError, attempt: int, start: float) -> float:
