@@ -7,13 +7,11 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import obstore.exceptions as oe
-
 from tiering.core.errors import CredentialsError
 from tiering.stores.keys import join_key
 from tiering.stores.options import S3_OPTIONS
-from tiering.stores.s3_errors import classify, translate
-from tiering.stores.s3_http import BlockingRanges, NetworkError, Response, S3Endpoint, S3Http
+from tiering.stores.s3_errors import Translated, classify, translate
+from tiering.stores.s3_http import BlockingRanges, Response, S3Endpoint, S3Http
 from tiering.stores.sigv4 import S3Credentials
 
 
@@ -76,23 +74,16 @@ class S3Client:
     def _call(self, key: str, fn, *, retry: bool = True):
         """``fn()`` with SDK errors translated, and transient ones retried unless ``retry`` is off."""
         def attempt():
-            try:
+            with Translated(self._error, key):
                 return fn()
-            except (oe.BaseError, OSError, ValueError, NetworkError) as exc:
-                if (error := self._error(exc, key)) is exc:
-                    raise
-                raise error from exc
 
         return self.retry.call(attempt) if retry else attempt()
 
     async def _call_async(self, key: str, fn):
+        """``_call`` for a coroutine function: the same translation (``Translated``) and retries."""
         async def attempt():
-            try:
+            with Translated(self._error, key):
                 return await fn()
-            except (oe.BaseError, OSError, ValueError, NetworkError) as exc:
-                if (error := self._error(exc, key)) is exc:
-                    raise
-                raise error from exc
 
         return await self.retry.call_async(attempt)
 

@@ -4,6 +4,7 @@ code becomes the project's error (``tiering.core.errors``), whichever client ask
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import obstore.exceptions as oe
 
@@ -41,3 +42,26 @@ def classify(url: str, key: str, status: int, code: str, text: str = "", *, not_
 def _looks_like_network(text: str) -> bool:
     lowered = text.lower()
     return any(s in lowered for s in ("error sending request", "timed out", "connection", "broken pipe", "reset"))
+
+
+#: What a request through obstore or ``s3_http`` may raise that is not yet the project's.
+SDK_ERRORS = (oe.BaseError, OSError, ValueError, NetworkError)
+
+
+class Translated:
+    """Within it, an SDK error leaves as ``error(exc, key)``, the project's error, with the SDK's as its cause
+    (or as it is, when ``error`` returns it unchanged). The one place that wraps every S3 call, blocking or not."""
+
+    __slots__ = ("_error", "_key")
+
+    def __init__(self, error: Callable[[Exception, str], Exception], key: str) -> None:
+        self._error = error
+        self._key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        if isinstance(exc, SDK_ERRORS) and (error := self._error(exc, self._key)) is not exc:
+            raise error from exc
+        return False

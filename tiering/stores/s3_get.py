@@ -19,7 +19,7 @@ from tiering.stores.base import INLINE_MAX, ObjectInfo, Progress
 from tiering.stores.checksum import CHUNK, Hasher, verify_object
 from tiering.stores.directio import PartWriter
 from tiering.stores.localfile import start_writeback, write_all, write_sparse
-from tiering.stores.s3_errors import classify
+from tiering.stores.s3_errors import Translated, classify
 
 MiB = 1024 * 1024
 
@@ -197,7 +197,7 @@ class S3Gets:
     def open(self, key: str) -> BinaryIO:
         name = self._name(key)
         return self._call(key, lambda: _Reader(obstore.open_reader(self._obs, name, buffer_size=CHUNK),
-                                               lambda exc: self._error(exc, key)))
+                                               Translated(self._error, key)))
 
 
 def _sparse(info: ObjectInfo) -> bool:
@@ -263,19 +263,15 @@ class _InOrder:
 
 class _Reader:
     """A read-only binary file over obstore's ReadableFile; a failed read raises the project's error
-    (``error`` translates it), never the SDK's."""
+    (``translated``), never the SDK's."""
 
-    def __init__(self, raw, error: Callable[[Exception], Exception]) -> None:
+    def __init__(self, raw, translated: Translated) -> None:
         self._raw = raw
-        self._error = error
+        self._translated = translated
 
     def read(self, size: int = -1) -> bytes:
-        try:
+        with self._translated:
             return bytes(self._raw.read(size) if size is not None and size >= 0 else self._raw.read())
-        except (oe.BaseError, OSError, ValueError) as exc:
-            if (error := self._error(exc)) is exc:
-                raise
-            raise error from exc
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._raw.seek(offset, whence)
