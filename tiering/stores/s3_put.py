@@ -6,7 +6,7 @@ import asyncio
 import base64
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import obstore
@@ -16,6 +16,7 @@ from tiering.core.faults import crash_point
 from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
 from tiering.stores.checksum import Hasher, verify_source
 from tiering.stores.localfile import open_source, read_source, with_holes
+from tiering.stores.retry import finish
 
 
 class S3Puts:
@@ -35,15 +36,17 @@ class S3Puts:
         return self._put_multipart(Path(local), key, name, meta, progress)
 
     def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
-        data, stored = self._single_body(local, key, meta)
-        result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored), use_multipart=False))
-        etag = (result.get("e_tag") or "").strip('"')
-        info = self._stored(key, data, stored, etag)
-        if info is None:
+        async def send(data: bytes, stored: FileMeta) -> tuple[str, str]:
+            result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored),
+                                                         use_multipart=False))
+            return (result.get("e_tag") or "").strip('"'), ""
+
+        async def delete(key: str) -> None:
             self.delete(key)
-            raise _etag_mismatch(self.url, key, etag)
+
+        info = finish(self._put_checked(local, key, meta, send, delete))
         if progress:
-            progress(len(data))
+            progress(info.size)
         return info
 
     async def put_file_async(self, local: str | Path, key: str, meta: FileMeta) -> ObjectInfo:
@@ -54,17 +57,27 @@ class S3Puts:
         """
         if meta.size > INLINE_MAX or self._http is None:
             return await asyncio.to_thread(self.put_file, local, key, meta)
-        data, stored = self._single_body(Path(local), key, with_holes(local, meta))
-        md5 = hashlib.md5(data, usedforsecurity=False)
-        headers = {"content-type": "application/octet-stream", "content-md5": base64.b64encode(md5.digest()).decode()}
-        headers |= {f"x-amz-meta-{name}": value for name, value in stored.to_headers().items()}
-        if self.storage_class:
-            headers["x-amz-storage-class"] = self.storage_class
-        response = await self._request(key, "PUT", headers=headers, body=data)
-        etag = response.headers.get("etag", "").strip('"')
-        info = self._stored(key, data, stored, etag, md5.hexdigest())
+
+        async def send(data: bytes, stored: FileMeta) -> tuple[str, str]:
+            md5 = hashlib.md5(data, usedforsecurity=False)
+            headers = _wire_headers(self._attributes(stored))
+            headers["content-md5"] = base64.b64encode(md5.digest()).decode()
+            response = await self._request(key, "PUT", headers=headers, body=data)
+            return response.headers.get("etag", "").strip('"'), md5.hexdigest()
+
+        return await self._put_checked(Path(local), key, with_holes(local, meta), send, self.delete_async)
+
+    async def _put_checked(self, local: Path, key: str, meta: FileMeta,
+                           send: Callable[[bytes, FileMeta], Awaitable[tuple[str, str]]],
+                           delete: Callable[[str], Awaitable[None]]) -> ObjectInfo:
+        """One PUT of a whole small file, checked: the one code path of ``put_file`` (driven by ``finish``, with
+        obstore) and ``put_file_async`` (with ``S3Http``). ``send(data, stored)`` stores the bytes and answers
+        the ETag and the MD5 it sent ("" if none); a mismatch is deleted (``delete``) and raises."""
+        data, stored = self._single_body(local, key, meta)
+        etag, md5 = await send(data, stored)
+        info = self._stored(key, data, stored, etag, md5)
         if info is None:
-            await self.delete_async(key)
+            await delete(key)
             raise _etag_mismatch(self.url, key, etag)
         return info
 
@@ -112,3 +125,14 @@ class S3Puts:
 
 def _etag_mismatch(url: str, key: str, etag: str) -> IntegrityError:
     return IntegrityError(f"{url}: {key}: server stored different bytes (ETag {etag})", store=url, key=key)
+
+
+def _wire_headers(attributes: dict[str, str]) -> dict[str, str]:
+    """The HTTP headers of a PUT for the obstore ``attributes`` of ``S3Puts._attributes``: one mapping of what
+    an object carries, whichever client sends it."""
+    headers = {"content-type": attributes["Content-Type"]}
+    headers |= {f"x-amz-meta-{name}": value for name, value in attributes.items()
+                if name not in ("Content-Type", "Storage-Class")}
+    if "Storage-Class" in attributes:
+        headers["x-amz-storage-class"] = attributes["Storage-Class"]
+    return headers
