@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,14 +30,11 @@ class S3Gets:
 
     def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
         local = Path(local)
-        try:
+        with _removed_on_failure(local):
             info, hasher, first = self._call(key, lambda: self._get_streamed(key, local, progress))
             if hasher is None:  # too big for one stream: the rest in parallel ranged GETs
                 hasher = self._get_parallel(key, info.size, local, progress, first, sparse=_sparse(info))
             verify_object(hasher, info.meta, key, self.url)
-        except BaseException:
-            local.unlink(missing_ok=True)
-            raise
         return info
 
     async def get_file_async(self, key: str, local: str | Path) -> ObjectInfo:
@@ -46,30 +44,18 @@ class S3Gets:
         large objects to ``get_file`` themselves (``call_async(..., size=)``);
         should a response still announce more than ``INLINE_MAX`` bytes, its
         body is left unread and ``get_file`` fetches the object on a thread.
+        (Not one code path with ``get_file``: that one streams through obstore and
+        splits large objects into ranged GETs; what they share is below.)
         """
         if self._http is None:
             return await asyncio.to_thread(self.get_file, key, local)
         local = Path(local)
-        try:
+        with _removed_on_failure(local):
             response = await self._request(key, "GET", max_body=INLINE_MAX)
             if response.body is None:
                 return await asyncio.to_thread(self.get_file, key, local)
             info = self._info_of(key, response, len(response.body))
-            hasher = Hasher()
-            hasher.update(response.body)
-            fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            try:
-                if _sparse(info):
-                    write_sparse(fd, response.body, 0)
-                    os.ftruncate(fd, len(response.body))
-                else:
-                    write_all(fd, memoryview(response.body), 0)
-            finally:
-                os.close(fd)
-            verify_object(hasher, info.meta, key, self.url)
-        except BaseException:
-            local.unlink(missing_ok=True)
-            raise
+            verify_object(_write_whole(local, response.body, sparse=_sparse(info)), info.meta, key, self.url)
         return info
 
     def _get_streamed(self, key: str, local: Path, progress: Progress | None):
@@ -198,6 +184,32 @@ class S3Gets:
         name = self._name(key)
         return self._call(key, lambda: _Reader(obstore.open_reader(self._obs, name, buffer_size=CHUNK),
                                                Translated(self._error, key)))
+
+
+@contextmanager
+def _removed_on_failure(local: Path) -> Iterator[None]:
+    """A download that fails leaves no file behind, whatever stopped it (an interrupt included)."""
+    try:
+        yield
+    except BaseException:
+        local.unlink(missing_ok=True)
+        raise
+
+
+def _write_whole(local: Path, body: bytes, *, sparse: bool) -> Hasher:
+    """Write a whole object's ``body`` to ``local`` (its zeros as holes if ``sparse``); the hash of the body."""
+    hasher = Hasher()
+    hasher.update(body)
+    fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        if sparse:
+            write_sparse(fd, body, 0)
+            os.ftruncate(fd, len(body))
+        else:
+            write_all(fd, memoryview(body), 0)
+    finally:
+        os.close(fd)
+    return hasher
 
 
 def _sparse(info: ObjectInfo) -> bool:
