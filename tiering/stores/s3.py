@@ -21,6 +21,13 @@ thread, which costs a quarter of the CPU of obstore's thread hand-offs.
 
 Options: ``S3_OPTIONS`` (``tiering.stores.options``, each with its default and
 doc); credentials and the endpoint default to the ``AWS_*`` environment variables.
+
+``S3Store`` is composed of one module per idea: ``s3_errors`` (the table for S3
+answers), ``s3_client`` (the clients, and every call translated and retried),
+``s3_put`` (single and multipart uploads), ``s3_get`` (streamed and parallel
+ranged downloads, ranges, file objects), ``s3_list`` (listings, unfinished
+uploads); beneath them ``s3_http`` and ``sigv4`` (our own requests),
+``s3_listpage`` and ``s3_uploads`` (the requests obstore cannot make).
 """
 
 
