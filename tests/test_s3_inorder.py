@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tiering.stores.checksum import Hasher
-from tiering.stores.s3 import _InOrder
+from tiering.stores.s3_get import _InOrder
 
 PART = 64 * 1024
 

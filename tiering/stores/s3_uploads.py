@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit
 
 from tiering.core.errors import FatalError, TransientError
+from tiering.stores.s3_errors import classify
 from tiering.stores.sigv4 import S3Credentials, Signer, canonical_query, quote_path
 
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")
@@ -107,10 +108,8 @@ def abort_upload(endpoint: str, creds: S3Credentials, bucket: str, name: str, up
 
 
 def _check(status: int, body: bytes, url: str, key: str) -> None:
-    """Raise the project's error for a failed answer: the same table as every other S3 request (``s3.classify``)."""
+    """Raise the project's error for a failed answer: the same table as every other S3 request (``s3_errors.classify``)."""
     if status < 300:
         return
-    from tiering.stores.s3 import classify  # (s3 imports this module)
-
     code = m.group(1).decode("utf-8", "replace") if (m := _CODE.search(body)) else ""
     raise classify(url, key, status, code)
