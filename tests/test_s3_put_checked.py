@@ -14,7 +14,7 @@ from conftest import S3_BUCKET, S3_KEY, S3_SECRET
 from tiering.core.errors import IntegrityError, NotFoundError
 from tiering.stores import open_store
 from tiering.stores.base import FileMeta
-from tiering.stores.retry import finish
+from tiering.core.aio import finish
 
 
 @pytest.fixture

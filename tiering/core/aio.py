@@ -116,3 +116,15 @@ def settle(future, value: object, error: BaseException | None) -> None:
         future.set_result(value)
     else:
         future.set_exception(error)
+
+
+def finish(coroutine: Coroutine[object, None, T]) -> T:
+    """Run ``coroutine`` to its end on this thread, without an event loop: for a coroutine whose awaits are
+    all on coroutines that never suspend (plain calls wrapped in ``async def``), so that one coroutine is the
+    code path of a blocking function and of its ``*_async`` twin."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError(f"{coroutine!r} waited for an event loop")

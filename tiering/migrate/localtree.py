@@ -33,7 +33,7 @@ from tiering.core.errors import IntegrityError, InvalidKeyError, PathError, Sour
 from tiering.migrate.beneath import open_dir, split_parent
 from tiering.migrate.listing import Entry
 from tiering.migrate.result import FAILED, ItemResult
-from tiering.stores.base import FileMeta, Progress
+from tiering.stores.base import FileMeta, OnBytes
 from tiering.stores.checksum import CHUNK, Hasher, verify_source
 from tiering.stores.keys import decode_key, encode_key
 from tiering.stores.localfile import fsync_path, open_source, write_all
@@ -172,7 +172,7 @@ class LocalTree:
     def temp_path(self) -> Path:
         return self._tmp / f"migrate~{_WRITER}~{secrets.token_hex(8)}"
 
-    def copy_in(self, source: Path, key: str, meta: FileMeta, progress: Progress | None = None) -> str:
+    def copy_in(self, source: Path, key: str, meta: FileMeta, progress: OnBytes | None = None) -> str:
         """Copy a local file here, verified (size, and BLAKE3 of the written file); returns the checksum."""
         tmp = self.temp_path()
         try:
@@ -236,7 +236,7 @@ def check_unchanged(path: Path, before: os.stat_result, key: str) -> None:
         raise SourceChangedError(f"{path}: source changed while it was copied; it will be copied again", key=key)
 
 
-def _copy(src: Path, dst: Path, size: int, progress: Progress | None) -> Hasher:
+def _copy(src: Path, dst: Path, size: int, progress: OnBytes | None) -> Hasher:
     hasher = Hasher()
     buf = bytearray(max(4096, min(CHUNK, size + 1)))  # small files: one read, one small buffer
     view = memoryview(buf)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from tiering.core.errors import UserError
 from tiering.mover.executor import Executor, ThreadExecutor, bounded_map
 from tiering.stores import open_store
-from tiering.stores.base import FileMeta, ObjectInfo, Progress, Store, TransfersElsewhere
+from tiering.stores.base import FileMeta, ObjectInfo, OnBytes, Store, TransfersElsewhere
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 #: A partition closes at this many items or this many bytes, whichever comes first.
@@ -174,13 +174,13 @@ class OffloadedStore(TransfersElsewhere):
         self._spec = spec
         self.url = store.url
 
-    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: OnBytes | None = None) -> ObjectInfo:
         info = self._client.submit(_put, self._spec, str(local), key, meta, pure=False).result()
         if progress:
             progress(info.size)
         return info
 
-    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+    def get_file(self, key: str, local: str | Path, progress: OnBytes | None = None) -> ObjectInfo:
         info = self._client.submit(_get, self._spec, key, str(local), pure=False).result()
         if progress:
             progress(info.size)

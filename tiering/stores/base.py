@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote, unquote
 
-#: Progress callback: called with the number of bytes just transferred.
-Progress = Callable[[int], None]
+#: A transfer's byte callback: told the number of bytes just moved (the runs' progress types are
+#: ``mover.executor.Progress`` and ``scan.ScanProgress``, which a bar draws).
+OnBytes = Callable[[int], None]
 
 #: The largest object a store's ``*_async`` coroutines move on the event loop itself
 #: (reading and hashing it takes well under a millisecond); larger ones run the
@@ -132,10 +133,10 @@ class Store(Protocol):
     #: The tier's URL, with no secrets in it.
     url: str
 
-    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: OnBytes | None = None) -> ObjectInfo:
         """Upload a local file as ``key``; returns the stored object's info (with checksum)."""
 
-    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+    def get_file(self, key: str, local: str | Path, progress: OnBytes | None = None) -> ObjectInfo:
         """Download ``key`` into the local path, verified against its metadata."""
 
     def read_range(self, key: str, start: int, length: int) -> bytes:

@@ -49,7 +49,7 @@ from tiering.core.errors import (
     TransientError,
     UserError,
 )
-from tiering.stores.base import FileMeta, ObjectInfo, Progress
+from tiering.stores.base import FileMeta, ObjectInfo, OnBytes
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.codes import TRANSIENT_CODES, classify_answer
 from tiering.stores.keys import join_key, shown_key, split_key
@@ -111,7 +111,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())[:200]
 
 
-def _progress_adapter(progress: Progress | None) -> Callable[[int, int | None], None] | None:
+def _progress_adapter(progress: OnBytes | None) -> Callable[[int, int | None], None] | None:
     """oss2 reports bytes done so far; our callers want the bytes just transferred.
 
     Only growth is reported, so bytes sent again by a retry are not counted twice.
@@ -269,7 +269,7 @@ class OssStore:
 
     # -- put ---------------------------------------------------------------------------
 
-    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: OnBytes | None = None) -> ObjectInfo:
         """Upload ``local`` as ``key`` with ``meta``; the checksum is filled in and checked."""
         local, name = Path(local), self._name(key)
         meta = with_holes(local, meta)
@@ -277,7 +277,7 @@ class OssStore:
             return self._put_single(local, key, name, meta, progress)
         return self._put_multipart(local, key, name, meta, progress)
 
-    def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+    def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: OnBytes | None) -> ObjectInfo:
         data = read_source(local, meta.size)
         hasher = Hasher()
         hasher.update(data)
@@ -293,7 +293,7 @@ class OssStore:
         # oss2 compared the server's CRC-64 of what it stored with ours of what it sent.
         return ObjectInfo(key, len(data), etag=result.etag, storage_class=self.storage_class, meta=stored, verified=True)
 
-    def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+    def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: OnBytes | None) -> ObjectInfo:
         before = local.stat()
         hasher, crc = _hash_file(local)
         stored = verify_source(hasher, meta, key, self.url)
@@ -359,7 +359,7 @@ class OssStore:
 
     # -- get ---------------------------------------------------------------------------
 
-    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+    def get_file(self, key: str, local: str | Path, progress: OnBytes | None = None) -> ObjectInfo:
         """Download ``key`` into exactly ``local``, verified; nothing is left behind on failure."""
         local, name = Path(local), self._name(key)
         info = self.head(key)
@@ -385,7 +385,7 @@ class OssStore:
             raise
         return info
 
-    def _get_sparse(self, key: str, name: str, local: Path, info: ObjectInfo, progress: Progress | None) -> ObjectInfo:
+    def _get_sparse(self, key: str, name: str, local: Path, info: ObjectInfo, progress: OnBytes | None) -> ObjectInfo:
         """``get_file`` of an object whose source had holes: one streamed GET, zeros written as holes.
 
         (oss2's resumable download writes every byte itself.) A retry starts the file afresh.

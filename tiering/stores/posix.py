@@ -35,7 +35,7 @@ from tiering.core.errors import (
     TransientError,
     UserError,
 )
-from tiering.stores.base import FileMeta, ObjectInfo, Progress
+from tiering.stores.base import FileMeta, ObjectInfo, OnBytes
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.directio import BufferPool, PartWriter
 from tiering.stores.keys import decode_key, encode_key
@@ -137,11 +137,11 @@ class PosixStore:
 
         return self.retry.call(attempt)
 
-    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: OnBytes | None = None) -> ObjectInfo:
         target = self._path(key)
         return self._call(key, lambda: self._put(Path(local), target, key, meta, progress))
 
-    def _put(self, local: Path, target: Path, key: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+    def _put(self, local: Path, target: Path, key: str, meta: FileMeta, progress: OnBytes | None) -> ObjectInfo:
         tmp = self._tmp / f"put~{_WRITER}~{secrets.token_hex(8)}"
         self._tmp.mkdir(parents=True, exist_ok=True)
         try:
@@ -160,7 +160,7 @@ class PosixStore:
         # We wrote and fsynced exactly the bytes we hashed: verified by construction.
         return ObjectInfo(key, hasher.size, etag=_etag(target.stat()), meta=stored, verified=self.fsync)
 
-    def _copy(self, src: Path, dst: Path, progress: Progress | None, *, sparse: bool = False) -> Hasher:
+    def _copy(self, src: Path, dst: Path, progress: OnBytes | None, *, sparse: bool = False) -> Hasher:
         """Copy ``src`` to a new ``dst``, hashing the bytes as they pass; large files are written direct,
         ``sparse`` ones with holes for their blocks of zeros."""
         hasher = Hasher()
@@ -187,11 +187,11 @@ class PosixStore:
                 os.fsync(fout.fileno())
         return hasher
 
-    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+    def get_file(self, key: str, local: str | Path, progress: OnBytes | None = None) -> ObjectInfo:
         source = self._path(key)
         return self._call(key, lambda: self._get(source, Path(local), key, progress))
 
-    def _get(self, source: Path, local: Path, key: str, progress: Progress | None) -> ObjectInfo:
+    def _get(self, source: Path, local: Path, key: str, progress: OnBytes | None) -> ObjectInfo:
         meta = self._read_meta(source, key)
         try:
             hasher = self._copy(source, local, progress, sparse=bool(meta and meta.sparse))

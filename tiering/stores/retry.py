@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from tiering.core.aio import finish
 from tiering.core.errors import TierUnavailableError, TransientError
 
 T = TypeVar("T")
@@ -75,15 +76,4 @@ class RetryPolicy:
 
 DEFAULT_RETRY = RetryPolicy()
 
-
-def finish(coroutine: Coroutine[object, None, T]) -> T:
-    """Run ``coroutine`` to its end on this thread, without an event loop: for a coroutine whose awaits are
-    all on coroutines that never suspend (plain calls wrapped in ``async def``), so that one coroutine is the
-    code path of a blocking function and of its ``*_async`` twin."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise RuntimeError(f"{coroutine!r} waited for an event loop")
 

@@ -16,7 +16,7 @@ import obstore
 import obstore.exceptions as oe
 
 from tiering.core.errors import RefusedError
-from tiering.stores.base import INLINE_MAX, ObjectInfo, Progress
+from tiering.stores.base import INLINE_MAX, ObjectInfo, OnBytes
 from tiering.stores.checksum import CHUNK, Hasher, verify_object
 from tiering.stores.directio import PartWriter
 from tiering.stores.localfile import start_writeback, write_all, write_sparse
@@ -28,7 +28,7 @@ MiB = 1024 * 1024
 class S3Gets:
     """Mixin of ``S3Store``: ``get_file``, ``get_file_async``, ``read_range`` and ``open``."""
 
-    def get_file(self, key: str, local: str | Path, progress: Progress | None = None) -> ObjectInfo:
+    def get_file(self, key: str, local: str | Path, progress: OnBytes | None = None) -> ObjectInfo:
         local = Path(local)
         with _removed_on_failure(local):
             info, hasher, first = self._call(key, lambda: self._get_streamed(key, local, progress))
@@ -58,7 +58,7 @@ class S3Gets:
             verify_object(_write_whole(local, response.body, sparse=_sparse(info)), info.meta, key, self.url)
         return info
 
-    def _get_streamed(self, key: str, local: Path, progress: Progress | None):
+    def _get_streamed(self, key: str, local: Path, progress: OnBytes | None):
         """One GET: metadata and, for objects up to the threshold, the bytes (hashed on the way).
 
         For a larger object the response is handed back unread: its first part
@@ -70,7 +70,7 @@ class S3Gets:
             return info, None, result
         return info, self._stream_into(result, local, progress, sparse=_sparse(info)), None
 
-    def _stream_into(self, result, local: Path, progress: Progress | None, *, sparse: bool = False) -> Hasher:
+    def _stream_into(self, result, local: Path, progress: OnBytes | None, *, sparse: bool = False) -> Hasher:
         """Read GET response ``result`` into ``local``, hashing each chunk as it passes."""
         hasher = Hasher()
 
@@ -86,7 +86,7 @@ class S3Gets:
             writer.write_stream(chunks())
         return hasher
 
-    def _get_parallel(self, key: str, size: int, local: Path, progress: Progress | None, first, *,
+    def _get_parallel(self, key: str, size: int, local: Path, progress: OnBytes | None, first, *,
                       sparse: bool = False) -> Hasher:
         """The first part from the open response ``first``, the others as ranged GETs ``jobs`` at a time,
         written with direct I/O where the filesystem allows it (``PartWriter``) and hashed in order

@@ -13,10 +13,10 @@ import obstore
 
 from tiering.core.errors import IntegrityError, SourceChangedError
 from tiering.core.faults import crash_point
-from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Progress
+from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, OnBytes
 from tiering.stores.checksum import Hasher, verify_source
 from tiering.stores.localfile import open_source, read_source, with_holes
-from tiering.stores.retry import finish
+from tiering.core.aio import finish
 
 
 class S3Puts:
@@ -28,14 +28,14 @@ class S3Puts:
             attrs["Storage-Class"] = self.storage_class
         return attrs
 
-    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: Progress | None = None) -> ObjectInfo:
+    def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: OnBytes | None = None) -> ObjectInfo:
         name = self._name(key)
         meta = with_holes(local, meta)
         if meta.size <= self.threshold:
             return self._put_single(Path(local), key, name, meta, progress)
         return self._put_multipart(Path(local), key, name, meta, progress)
 
-    def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+    def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: OnBytes | None) -> ObjectInfo:
         async def send(data: bytes, stored: FileMeta) -> tuple[str, str]:
             result = self._call(key, lambda: obstore.put(self._obs, name, data, attributes=self._attributes(stored),
                                                          use_multipart=False))
@@ -95,7 +95,7 @@ class S3Puts:
             return None
         return ObjectInfo(key, len(data), etag=etag, storage_class=self.storage_class, meta=stored, verified=md5_etag)
 
-    def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: Progress | None) -> ObjectInfo:
+    def _put_multipart(self, local: Path, key: str, name: str, meta: FileMeta, progress: OnBytes | None) -> ObjectInfo:
         first = Hasher.of_file(local)
         stored = verify_source(first, meta, key, self.url)
         second = Hasher()
