@@ -7,7 +7,8 @@ crash) and ``runs``. One writer process at a time (``WriterLock``); any
 number of readers.
 """
 
-from tiering.catalog.db import Catalog, FileRecord, JournalEntry, STATES
+from tiering.catalog.db import Catalog, FileRecord, JournalEntry
+from tiering.core.states import STATES
 from tiering.catalog.lock import CatalogBusyError
 
 __all__ = ["Catalog", "CatalogBusyError", "FileRecord", "JournalEntry", "STATES"]

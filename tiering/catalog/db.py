@@ -21,7 +21,6 @@ from tiering.catalog.commit import GroupCommitter
 from tiering.catalog.lock import WriterLock
 from tiering.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 from tiering.core.errors import CatalogError, UserError
-from tiering.core.states import STATES
 
 
 @dataclass(frozen=True, slots=True)
