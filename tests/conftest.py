@@ -285,3 +285,70 @@ def mover(request, tmp_path, monkeypatch):
     yield m
     m.close()
     catalog.close()
+
+
+# --- A networked hot tier: SeaweedFS FUSE mounts of the session's filer (tests/servers/weed_mount.py) ---
+
+#: The filer directory the FUSE fixtures mount; two mounts of it are two client nodes of one filesystem.
+FUSE_FILER_PATH = "/fuse-hot"
+
+
+def _weed_mount(seaweed: SeaweedServer, tmp_path_factory, name: str):
+    from servers.weed_mount import WeedMount, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp(f"weedmount-{name}")
+    mount = WeedMount(f"127.0.0.1:{seaweed.ports['filer']}", work / "mnt", FUSE_FILER_PATH, work)
+    mount.start()
+    return mount
+
+
+@pytest.fixture(scope="session")
+def fuse_mount(seaweed, tmp_path_factory):
+    """A ``weed mount`` of the session's filer (node A); skipped when not root or without /dev/fuse."""
+    mount = _weed_mount(seaweed, tmp_path_factory, "a")
+    yield mount
+    mount.stop()
+
+
+@pytest.fixture(scope="session")
+def fuse_mount_b(seaweed, fuse_mount, tmp_path_factory):
+    """A second ``weed mount`` process of the same filer path as ``fuse_mount`` (node B)."""
+    mount = _weed_mount(seaweed, tmp_path_factory, "b")
+    yield mount
+    mount.stop()
+
+
+def _fresh_dir(mount, request) -> Path:
+    name = f"{request.node.name[:60]}-{uuid.uuid4().hex[:8]}".replace("/", "_").replace("[", "-").replace("]", "")
+    path = mount.mountpoint / name
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def fuse_hot(fuse_mount, request) -> Iterator[Path]:
+    """A fresh empty directory on the FUSE mount, for one test; removed after it."""
+    import shutil
+
+    path = _fresh_dir(fuse_mount, request)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fuse_two_mounts(fuse_mount, fuse_mount_b, request) -> Iterator[tuple[Path, Path]]:
+    """``(dir_via_A, dir_via_B)``: one fresh directory of the shared filer path, seen through two mounts."""
+    import shutil
+    import time
+
+    path_a = _fresh_dir(fuse_mount, request)
+    path_b = fuse_mount_b.mountpoint / path_a.name
+    deadline = time.monotonic() + 10
+    while not path_b.is_dir():  # B's metadata cache learns of A's mkdir from the filer's event stream
+        assert time.monotonic() < deadline, f"{path_a.name} made via A never appeared via B"
+        time.sleep(0.05)
+    yield path_a, path_b
+    shutil.rmtree(path_a, ignore_errors=True)

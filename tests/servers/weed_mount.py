@@ -1,0 +1,138 @@
+"""A SeaweedFS FUSE mount (``weed mount``) of a running filer: a networked hot tier for tests.
+
+Every metadata call on the mount (``lstat``, ``open``, ``setxattr``,
+``ftruncate``, ``rename``, directory reads) is a gRPC round trip to the filer,
+as on a parallel filesystem (CPFS, Lustre, GPFS, BeeGFS). Two ``WeedMount``
+processes of the same ``filer_path`` stand in for two client nodes that share
+one filesystem.
+
+Mounting needs root (no ``fusermount`` then) and ``/dev/fuse``:
+``unavailable()`` gives the one-line reason when either is missing.
+
+``start()`` returns once the kernel lists the mount point as ``fuse.*`` in
+``/proc/self/mountinfo`` AND a file written through it reads back: the process
+prints "mounted" before the first request is served. ``stop()`` unmounts
+(``umount``, then ``umount -l`` if busy) and then stops the process group, so
+no stale mount is left behind even when a test failed with files open.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from bench.peers.seaweed import weed_binary
+
+
+def unavailable() -> str:
+    """Why a FUSE mount cannot be made here ("" when it can)."""
+    if os.geteuid() != 0:
+        return "FUSE mount needs root (weed mount without fusermount)"
+    if not os.path.exists("/dev/fuse"):
+        return "FUSE unavailable: /dev/fuse is missing"
+    return ""
+
+
+def _unescape(field: str) -> str:
+    """A path field of /proc/self/mountinfo (space, tab, newline, backslash are octal escapes)."""
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def mount_fstype(path: str | os.PathLike) -> str | None:
+    """The filesystem type /proc/self/mountinfo gives for the mount point ``path`` (None: not a mount point)."""
+    target = os.path.realpath(path)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields = left.split()
+            if len(fields) > 4 and _unescape(fields[4]) == target:
+                found = right.split()[0]  # the last one listed is the one on top
+    return found
+
+
+class WeedMount:
+    """One ``weed mount`` process of ``filer_path`` on ``mountpoint``; its cache, socket and log go in ``work``."""
+
+    def __init__(self, filer: str, mountpoint: Path, filer_path: str, work: Path, options: tuple[str, ...] = ()) -> None:
+        self.filer = filer
+        self.mountpoint = Path(mountpoint)
+        self.filer_path = filer_path
+        self.work = Path(work)
+        self.options = options
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        (self.work / "cache").mkdir(parents=True, exist_ok=True)
+        args = [weed_binary(), "mount", f"-filer={self.filer}", f"-dir={self.mountpoint}",
+                f"-filer.path={self.filer_path}", f"-cacheDir={self.work / 'cache'}",
+                # its own control socket: the default is one per mount-point hash in /tmp, left behind
+                f"-localSocket={self.work / 'mount.sock'}", *self.options]
+        self._log = open(self.work / "mount.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.work,
+                                     start_new_session=True)
+        try:
+            self._wait_live(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_live(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        probe = self.mountpoint / f".mount-probe-{uuid.uuid4().hex[:8]}"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed mount exited with {self.proc.returncode}; see {self.work / 'mount.log'}")
+            if (mount_fstype(self.mountpoint) or "").startswith("fuse"):
+                try:
+                    probe.write_bytes(b"live")
+                    ok = probe.read_bytes() == b"live"
+                    probe.unlink()
+                    if ok:
+                        return
+                except OSError:
+                    pass  # mounted, not serving yet
+            time.sleep(0.1)
+        raise RuntimeError(f"weed mount of {self.mountpoint} not live in {timeout}s; see {self.work / 'mount.log'}")
+
+    @property
+    def mounted(self) -> bool:
+        return mount_fstype(self.mountpoint) is not None
+
+    def unmount(self) -> None:
+        """Detach the mount point: a clean ``umount``, else a lazy one (a test left a file open)."""
+        if not self.mounted:
+            return
+        if subprocess.run(["umount", str(self.mountpoint)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
+
+    def stop(self) -> None:
+        """Unmount, then stop the process (SIGTERM, SIGKILL after 10 s); leaves no mount behind."""
+        try:
+            self.unmount()
+        finally:
+            if self.proc is not None:
+                if self.proc.poll() is None:
+                    os.killpg(self.proc.pid, signal.SIGTERM)
+                    try:
+                        self.proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(self.proc.pid, signal.SIGKILL)
+                        self.proc.wait()
+                self._log.close()
+                self.proc = None
+            # a killed FUSE server leaves a dead mount ("Transport endpoint is not connected")
+            if self.mounted:
+                subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
+
+    def __enter__(self) -> WeedMount:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
