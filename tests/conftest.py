@@ -252,24 +252,25 @@ def store_case(request, tmp_path) -> Iterator[StoreCase]:
     case.store.close()
 
 
-def write_config(tmp_path: Path, tier_toml: str) -> Path:
-    """A config under ``tmp_path``: hot tier ``hot/``, catalog in ``state/``, one capacity tier ``cap``."""
-    (tmp_path / "hot").mkdir(exist_ok=True)
+def write_config(tmp_path: Path, tier_toml: str, hot: Path | None = None) -> Path:
+    """A config under ``tmp_path``: hot tier ``hot/`` (or ``hot``), catalog in ``state/``, one capacity tier ``cap``."""
+    if hot is None:
+        (tmp_path / "hot").mkdir(exist_ok=True)
     cfg = tmp_path / "tiering.toml"
-    cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
+    cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "{hot or "hot"}"\n[catalog]\npath = "state/catalog.db"\n'
                    f'[concurrency]\npart_size = "5MiB"\nmultipart_threshold = "5MiB"\n[tiers.cap]\n{tier_toml}\n')
     return cfg
 
 
-def tier_config(kind: str, tmp_path: Path, request, monkeypatch) -> Path:
+def tier_config(kind: str, tmp_path: Path, request, monkeypatch, hot: Path | None = None) -> Path:
     """``write_config`` with a ``posix`` tier (a folder) or an ``s3`` tier on the session's SeaweedFS."""
     if kind == "posix":
         (tmp_path / "capacity").mkdir()
-        return write_config(tmp_path, 'url = "capacity"')
+        return write_config(tmp_path, 'url = "capacity"', hot)
     server = request.getfixturevalue("seaweed")
     monkeypatch.setenv("TEST_S3_SECRET", S3_SECRET)
     return write_config(tmp_path, f'url = "s3://{S3_BUCKET}/{tmp_path.name}"\nendpoint = "{server.endpoint}"\n'
-                                  f'access_key_id = "{S3_KEY}"\nsecret_access_key = "${{TEST_S3_SECRET}}"')
+                                  f'access_key_id = "{S3_KEY}"\nsecret_access_key = "${{TEST_S3_SECRET}}"', hot)
 
 
 @pytest.fixture(params=["posix", "s3"])

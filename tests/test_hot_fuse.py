@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+from conftest import tier_config
 from servers.weed_mount import mount_fstype
 
 
@@ -49,3 +53,43 @@ def test_written_via_a_is_read_via_b(fuse_two_mounts):
 def test_fresh_dirs_are_cleaned_up(fuse_mount, fuse_hot):
     # every earlier test's directory (and the mount's liveness probe) was removed after it
     assert list(fuse_mount.mountpoint.iterdir()) == [fuse_hot]
+
+
+# --- the mover on a FUSE hot tier, as real `tiering` processes ---------------------------------------------
+
+# the console script `pip install` made (TIERING_TEST_CLI: another build of it, e.g. the base commit's)
+TIERING = os.environ.get("TIERING_TEST_CLI") or str(Path(sys.executable).with_name("tiering"))
+
+
+def tiering(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A real ``tiering`` run with a timeout: a hang fails the test instead of hanging the suite."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TIERING_CONFIG", "TIERING_HOME")}
+    return subprocess.run([TIERING, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def file_with_high_inode(folder: Path, data: bytes) -> Path:
+    """A file whose inode number is 2**63 or more (SeaweedFS hands out the whole unsigned 64-bit range)."""
+    for i in range(64):
+        path = folder / f"f{i}"
+        path.write_bytes(data)
+        if os.stat(path).st_ino >= 2**63:
+            return path
+        path.unlink()
+    raise AssertionError("64 files on the FUSE mount, none with an inode number of 2**63 or more")
+
+
+def test_release_and_restore_of_a_file_whose_inode_is_past_2_63(fuse_hot, tmp_path, request, monkeypatch):
+    # issue 19: `tiering release` of one 350,000-byte file on the FUSE hot tier hung (the 70-210 KB files that
+    # worked happened to get inode numbers below 2**63; a SQLite INTEGER is signed 64-bit)
+    cfg = tier_config("s3", tmp_path, request, monkeypatch, hot=fuse_hot)
+    data = os.urandom(350_000)
+    path = file_with_high_inode(fuse_hot, data)
+    done = tiering("release", "-c", str(cfg), str(path), timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "released 1 file" in done.stdout + done.stderr
+    assert os.stat(path).st_size == 0
+    status = tiering("status", "-c", str(cfg), str(path), timeout=30)
+    assert status.returncode == 0 and "released" in status.stdout, status.stdout + status.stderr
+    back = tiering("restore", "-c", str(cfg), str(path), timeout=30)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert path.read_bytes() == data

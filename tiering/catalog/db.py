@@ -47,6 +47,7 @@ class FileRecord:
 
 _FILE_COLUMNS = [f.name for f in fields(FileRecord)]
 _PINNED, _UPDATED_AT = _FILE_COLUMNS.index("pinned"), _FILE_COLUMNS.index("updated_at")
+_INO = _FILE_COLUMNS.index("ino")
 #: Heat and pin have writers of their own (add_heat, set_pinned): a state change
 #: computed from an older read of the record must not roll them back.
 _KEPT_ON_UPDATE = ("path", "heat", "heat_at", "pinned")
@@ -241,7 +242,7 @@ class Catalog:
             "pinned": pa.array([bool(p) for p in cols[5]], pa.bool_()),
             "size": pa.array(cols[6], pa.int64()),
             "mtime_ns": pa.array(cols[7], pa.int64()),
-            "ino": pa.array(cols[8], pa.int64()),
+            "ino": pa.array(cols[8], pa.int64()),  # as stored: compare with an inventory's uint64 cast unsafely
         })
 
     # -- journal -----------------------------------------------------------------
@@ -337,6 +338,10 @@ def _upsert(conn: sqlite3.Connection, record: FileRecord) -> None:
     # Plain attribute reads: dataclasses.asdict deep-copies, and this runs for every journal step.
     values = [getattr(record, c) for c in _FILE_COLUMNS]
     values[_PINNED], values[_UPDATED_AT] = int(record.pinned), time.time()
+    if record.ino is not None and record.ino >= 1 << 63:
+        # SQLite INTEGER is signed 64-bit and FUSE filesystems (SeaweedFS) hand out the whole unsigned
+        # range: stored two's complement, read back unsigned by _record
+        values[_INO] = record.ino - (1 << 64)
     conn.execute(_UPSERT, values)
 
 
@@ -363,6 +368,8 @@ def _merge(conn: sqlite3.Connection, entry_id: int, step: str | None, status: st
 def _record(row: tuple) -> FileRecord:
     values = dict(zip(_FILE_COLUMNS, row))
     values["pinned"] = bool(values["pinned"])
+    if values["ino"] is not None and values["ino"] < 0:
+        values["ino"] += 1 << 64
     return FileRecord(**values)
 
 

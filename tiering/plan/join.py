@@ -60,7 +60,8 @@ def normalize(batch: pa.RecordBatch) -> pa.RecordBatch:
     archived = pc.fill_null(pc.equal(batch["cat_state"], FileState.ARCHIVED), False)
     changed = pc.or_(pc.or_(pc.not_equal(batch["size"], batch["cat_size"]),
                             pc.not_equal(batch["mtime_ns"], batch["cat_mtime_ns"])),
-                     pc.not_equal(batch["ino"].cast(pa.int64()), batch["cat_ino"]))
+                     # a uint64 inode past 2**63 (FUSE filesystems hand those out) wraps as the catalog stores it
+                     pc.not_equal(batch["ino"].cast(pa.int64(), safe=False), batch["cat_ino"]))
     dirty = pc.and_(archived, pc.fill_null(changed, False))
     state = pc.if_else(dirty, FileState.DIRTY, pc.fill_null(batch["cat_state"], FileState.RESIDENT))
     released = pc.fill_null(pc.equal(state, FileState.RELEASED), False)
