@@ -125,7 +125,10 @@ async def run_action(mover: Mover, task: Task) -> Outcome:
 
     Whatever an action lets escape (a bug, an error nobody classified) fails
     that task, and, being of run scope, stops the run: it is a result, so the
-    run still ends with its summary (``errors.scope_of``).
+    run still ends with its summary (``errors.scope_of``). That includes a
+    ``CancelledError`` an action raises while nobody cancelled its task (a
+    timeout or a library's cancellation that leaked): it is not an
+    ``Exception``, and left to escape it would end the run with no summary.
     """
     try:
         if task.action == "archive":
@@ -137,6 +140,11 @@ async def run_action(mover: Mover, task: Task) -> Outcome:
         if task.action == "pin":
             return await mover.pin_async(task.path)
     except Exception as exc:
+        return failure(task.path, task.action, exc, task.tier)
+    except asyncio.CancelledError as exc:
+        current = asyncio.current_task()
+        if current is None or current.cancelling():
+            raise  # this action's task really is being cancelled: let it end
         return failure(task.path, task.action, exc, task.tier)
     return Outcome(task.path, task.action, FAILED, f"unknown action {task.action!r}")
 
