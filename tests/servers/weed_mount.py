@@ -14,6 +14,41 @@ Mounting needs root (no ``fusermount`` then) and ``/dev/fuse``:
 prints "mounted" before the first request is served. ``stop()`` unmounts
 (``umount``, then ``umount -l`` if busy) and then stops the process group, so
 no stale mount is left behind even when a test failed with files open.
+
+What differs from ext4 (measured with SeaweedFS 4.48, kernel 6.18, two mounts A
+and B of one filer path on loopback):
+
+- xattrs: ``user.*`` (and ``trusted.*``) set/get/list/remove work; a value may
+  be 65,536 bytes (the kernel's XATTR_SIZE_MAX; more is E2BIG); 200 xattrs of
+  1,000 bytes on one file are fine. They survive truncate and rename and are
+  seen via B at once (xattrs are not cached by the kernel).
+- ``st_blocks`` is ceil(size/512) (``st_blksize`` 512): 0 for a file truncated
+  to 0, 684 for 350,000 bytes. ``O_TMPFILE`` is EOPNOTSUPP; ``fallocate``,
+  hard links and directory ``fsync`` work.
+- Times: mtime/ctime in nanoseconds, and ``utime(ns=...)`` round-trips mtime
+  exactly. **atime is not kept**: it reads as mtime once the kernel's
+  attribute cache (1 s) expires; a utime'd atime is lost and reads do not
+  advance it.
+- Inode numbers span the whole unsigned 64-bit range (about half are 2**63
+  or more: too big for a signed SQLite INTEGER); an inode is stable across
+  writes, flushes, truncate and rename.
+- Leases: ``F_SETLEASE`` (read and write) is granted, but it is the kernel's
+  local lease: an open via A breaks it, an open via B does not.
+- Two nodes: ``O_CREAT|O_EXCL`` of one new name at once via A and via B gave
+  TWO winners in 148 of 200 tries (``link()`` onto one name: 10 of 50);
+  ``mkdir`` gave exactly one winner and one EEXIST in 200 of 200. Via one
+  mount both are exclusive. So the cross-node lock is a ``mkdir``.
+- Visibility via B: a new name is seen at once (1-2 ms); a write, truncate or
+  unlink of a file B already looked up shows after 1.0 s (the kernel's FUSE
+  attribute/entry timeout; ``weed mount`` has no option for it:
+  ``-cacheMetaTtlSec`` is its own metadata cache, kept fresh by the filer's
+  event stream).
+- fanotify: ``FAN_OPEN_PERM|FAN_EVENT_ON_CHILD`` on a directory of the mount
+  works in a ``FAN_CLASS_PRE_CONTENT`` group and in a ``FAN_CLASS_CONTENT``
+  one: bytes written through the event's fd before ``FAN_ALLOW`` are what
+  ``cat`` and an mmap reader get (350,000 bytes, sha256 equal);
+  ``FAN_DENY_ERRNO(EIO)`` gives the reader EIO in the pre-content class (the
+  content class refuses that response with EINVAL, as on ext4).
 """
 
 from __future__ import annotations
