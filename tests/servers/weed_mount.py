@@ -48,7 +48,8 @@ and B of one filer path on loopback):
   one: bytes written through the event's fd before ``FAN_ALLOW`` are what
   ``cat`` and an mmap reader get (350,000 bytes, sha256 equal);
   ``FAN_DENY_ERRNO(EIO)`` gives the reader EIO in the pre-content class (the
-  content class refuses that response with EINVAL, as on ext4).
+  content class refuses that response with EINVAL, as on ext4). A
+  ``FAN_PRE_ACCESS`` mark is EOPNOTSUPP on the mount (accepted on ext4).
 """
 
 from __future__ import annotations
