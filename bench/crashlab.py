@@ -50,7 +50,8 @@ class TrialResult:
         return not (self.lost or self.corrupt or self.problems)
 
 
-def make_lab(root: Path, files: int, seed: int, tier_toml: str = 'url = "capacity"', big: int = 2_500_000) -> Path:
+def make_lab(root: Path, files: int, seed: int, tier_toml: str = 'url = "capacity"', big: int = 2_500_000,
+             hot: Path | None = None) -> Path:
     """A config, a hot tier of ``files`` files and their pristine copies under ``root``.
 
     ``tier_toml`` is the body of the capacity tier's table (a local folder by
@@ -64,13 +65,13 @@ def make_lab(root: Path, files: int, seed: int, tier_toml: str = 'url = "capacit
     for i in range(files):
         rel = f"set{i % 4}/file-{i:04d}" + (" odd\nname" if i % 7 == 0 else "") + ".bin"
         data = rng.randbytes(sizes[i % len(sizes)])
-        for base in ("hot", "pristine"):
-            path = root / base / rel
+        for base in (hot or root / "hot", root / "pristine"):
+            path = base / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
     config = root / "tiering.toml"
     part = "5MiB" if "s3://" in tier_toml else "1MiB"
-    config.write_text('default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
+    config.write_text(f'default_tier = "cap"\n[hot]\npath = "{hot or "hot"}"\n[catalog]\npath = "state/catalog.db"\n'
                       f'[concurrency]\njobs = 8\npart_size = "{part}"\nmultipart_threshold = "{part}"\n'
                       f'[tiers.cap]\n{tier_toml}\n')
     return config
@@ -91,10 +92,11 @@ def drive(config: Path) -> None:
 
 
 def run_trial(root: Path, point: str, *, files: int = 24, seed: int = 0, kill_after: float | None = None,
-              tier_toml: str = 'url = "capacity"', big: int = 2_500_000) -> TrialResult:
-    """One trial in a fresh ``root``. ``point`` is ``step:n``, ``any:n``, or ``random`` (use ``kill_after``)."""
+              tier_toml: str = 'url = "capacity"', big: int = 2_500_000, hot: Path | None = None) -> TrialResult:
+    """One trial in a fresh ``root``. ``point`` is ``step:n``, ``any:n``, or ``random`` (use ``kill_after``).
+    ``hot``: an empty folder elsewhere (another filesystem) for the hot tier, instead of ``root/hot``."""
     shutil.rmtree(root, ignore_errors=True)
-    config = make_lab(root, files, seed, tier_toml, big)
+    config = make_lab(root, files, seed, tier_toml, big, hot)
     env = {**os.environ, "TIERING_CRASH_AT": point if point != "random" else ""}
     proc = subprocess.Popen([sys.executable, "-m", "bench.crashlab", "--drive", str(config)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -273,19 +273,23 @@ def tier_config(kind: str, tmp_path: Path, request, monkeypatch, hot: Path | Non
                                   f'access_key_id = "{S3_KEY}"\nsecret_access_key = "${{TEST_S3_SECRET}}"', hot)
 
 
-@pytest.fixture(params=["posix", "s3"])
-def mover(request, tmp_path, monkeypatch):
-    """A ``Mover`` over a fresh hot tier and catalog, with a posix or an S3 (SeaweedFS) capacity tier."""
+def _mover(kind: str, tmp_path: Path, request, monkeypatch, hot: Path | None = None):
     from tiering.catalog import Catalog
     from tiering.config import load_config
     from tiering.mover.ops import Mover
 
-    config = load_config(tier_config(request.param, tmp_path, request, monkeypatch))
+    config = load_config(tier_config(kind, tmp_path, request, monkeypatch, hot))
     catalog = Catalog.open(config.catalog_path, writer=True)
     m = Mover(config, catalog)
     yield m
     m.close()
     catalog.close()
+
+
+@pytest.fixture(params=["posix", "s3"])
+def mover(request, tmp_path, monkeypatch):
+    """A ``Mover`` over a fresh hot tier and catalog, with a posix or an S3 (SeaweedFS) capacity tier."""
+    yield from _mover(request.param, tmp_path, request, monkeypatch)
 
 
 # --- A networked hot tier: SeaweedFS FUSE mounts of the session's filer (tests/servers/weed_mount.py) ---
@@ -323,7 +327,7 @@ def fuse_mount_b(seaweed, fuse_mount, tmp_path_factory):
 
 
 def _fresh_dir(mount, request) -> Path:
-    name = f"{request.node.name[:60]}-{uuid.uuid4().hex[:8]}".replace("/", "_").replace("[", "-").replace("]", "")
+    name = f"{request.node.name[:20]}-{uuid.uuid4().hex[:8]}".replace("/", "_").replace("[", "-").replace("]", "")
     path = mount.mountpoint / name
     path.mkdir()
     return path
@@ -353,3 +357,9 @@ def fuse_two_mounts(fuse_mount, fuse_mount_b, request) -> Iterator[tuple[Path, P
         time.sleep(0.05)
     yield path_a, path_b
     shutil.rmtree(path_a, ignore_errors=True)
+
+
+@pytest.fixture
+def fuse_mover(request, tmp_path, monkeypatch, fuse_hot):
+    """``mover`` with its hot tier on the FUSE mount (``fuse_hot``) and an S3 (SeaweedFS) capacity tier."""
+    yield from _mover("s3", tmp_path, request, monkeypatch, hot=fuse_hot)

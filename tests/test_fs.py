@@ -91,8 +91,8 @@ class Dataset:
             catalog.close()
 
 
-def build(tmp_path: Path, kind: str, request, monkeypatch) -> Dataset:
-    cfg = tier_config(kind, tmp_path, request, monkeypatch)
+def build(tmp_path: Path, kind: str, request, monkeypatch, hot: Path | None = None) -> Dataset:
+    cfg = tier_config(kind, tmp_path, request, monkeypatch, hot)
     config = load_config(cfg)
     for rel, data in ALL.items():
         path = config.hot_path / rel

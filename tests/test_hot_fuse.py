@@ -6,9 +6,13 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
+import pytest
 from conftest import tier_config
+
+from bench.crashlab import run_trial
 from servers.weed_mount import mount_fstype
 
 
@@ -93,3 +97,16 @@ def test_release_and_restore_of_a_file_whose_inode_is_past_2_63(fuse_hot, tmp_pa
     back = tiering("restore", "-c", str(cfg), str(path), timeout=30)
     assert back.returncode == 0, back.stdout + back.stderr
     assert path.read_bytes() == data
+
+
+# --- recover after SIGKILL, with the hot tier on FUSE (bench.crashlab; test_crash runs many more points on ext4) ---
+
+FUSE_CRASH_POINTS = ["archive:copied:1", "release:stubbed:3", "restore:fetched:1", "restore:renamed:3", "any:40"]
+
+
+@pytest.mark.parametrize("point", FUSE_CRASH_POINTS)
+def test_sigkill_then_recover_on_a_fuse_hot_tier_loses_nothing(tmp_path, fuse_hot, point):
+    result = run_trial(tmp_path / "lab", point, files=12, seed=zlib.crc32(point.encode()) % 1000, hot=fuse_hot)
+    assert result.problems == []
+    assert result.lost == [] and result.corrupt == []
+    assert result.killed, f"{point} was never reached"
