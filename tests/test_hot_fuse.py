@@ -54,6 +54,27 @@ def test_written_via_a_is_read_via_b(fuse_two_mounts):
     assert _eventually(lambda: os.getxattr(a / "shared", "user.tiering.node") == b"B")
 
 
+def _mkdir_at(path: Path, start: float) -> str:
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        os.mkdir(path)
+        return "won"
+    except FileExistsError:
+        return "EEXIST"
+
+
+def test_mkdir_of_one_name_via_two_mounts_at_once_has_exactly_one_winner(fuse_two_mounts):
+    # the cross-node lock a guard can rely on here; O_CREAT|O_EXCL via two mounts let BOTH win (weed_mount.py)
+    import multiprocessing
+
+    a, b = fuse_two_mounts
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for i in range(20):
+            start = time.time() + 0.05
+            results = [pool.apply_async(_mkdir_at, (base / f"lock-{i}", start)) for base in (a, b)]
+            assert sorted(r.get(timeout=10) for r in results) == ["EEXIST", "won"], i
+
+
 def test_fresh_dirs_are_cleaned_up(fuse_mount, fuse_hot):
     # every earlier test's directory (and the mount's liveness probe) was removed after it
     assert list(fuse_mount.mountpoint.iterdir()) == [fuse_hot]

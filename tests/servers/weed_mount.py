@@ -29,6 +29,9 @@ and B of one filer path on loopback):
   exactly. **atime is not kept**: it reads as mtime once the kernel's
   attribute cache (1 s) expires; a utime'd atime is lost and reads do not
   advance it.
+- Names are strings on the filer: bytes that are not valid UTF-8 are replaced
+  (``b"\\xff\\xfe-x"`` is listed as ``b"_-x"``); valid UTF-8 (newlines, tabs,
+  ``é``) is kept exactly.
 - Inode numbers span the whole unsigned 64-bit range (about half are 2**63
   or more: too big for a signed SQLite INTEGER); an inode is stable across
   writes, flushes, truncate and rename.
