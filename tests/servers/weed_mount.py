@@ -45,7 +45,10 @@ and B of one filer path on loopback):
   unlink of a file B already looked up shows after 1.0 s (the kernel's FUSE
   attribute/entry timeout; ``weed mount`` has no option for it:
   ``-cacheMetaTtlSec`` is its own metadata cache, kept fresh by the filer's
-  event stream).
+  event stream). Nothing on B refreshes it sooner: ``stat``, ``open`` then
+  ``fstat``, a read, a ``getxattr``, an ``O_DIRECT`` open all still gave the
+  old size. So a mover on node B checking a file's identity after a copy
+  does not see a write node A made in the last second.
 - fanotify: ``FAN_OPEN_PERM|FAN_EVENT_ON_CHILD`` on a directory of the mount
   works in a ``FAN_CLASS_PRE_CONTENT`` group and in a ``FAN_CLASS_CONTENT``
   one: bytes written through the event's fd before ``FAN_ALLOW`` are what
