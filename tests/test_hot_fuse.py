@@ -1,4 +1,12 @@
-"""The FUSE hot-tier fixtures work: a SeaweedFS ``weed mount`` behaves as a shared networked filesystem."""
+"""A SeaweedFS FUSE mount as the hot tier (issue 19).
+
+The fixtures work (a ``weed mount`` behaves as a shared networked filesystem,
+two mounts as two client nodes); ``tiering release``/``status``/``restore`` of
+a file whose inode number is past 2**63 (which hung, then failed); SIGKILL then
+``recover`` with the hot tier on FUSE. What differs on the mount is written
+down in tests/servers/weed_mount.py; test_fuse_*.py rerun the mover's, the
+scanner's and ``tiered://``'s tests on it.
+"""
 
 from __future__ import annotations
 
