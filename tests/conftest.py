@@ -363,3 +363,20 @@ def fuse_two_mounts(fuse_mount, fuse_mount_b, request) -> Iterator[tuple[Path, P
 def fuse_mover(request, tmp_path, monkeypatch, fuse_hot):
     """``mover`` with its hot tier on the FUSE mount (``fuse_hot``) and an S3 (SeaweedFS) capacity tier."""
     yield from _mover("s3", tmp_path, request, monkeypatch, hot=fuse_hot)
+@pytest.fixture(scope="session")
+def ext4_loop(tmp_path_factory) -> Iterator[Path]:
+    """A real ext4 filesystem on a loop device (a sparse 1 GiB image), mounted for the session; root only."""
+    if not is_root():
+        pytest.skip("a loop-mounted ext4 needs root")
+    base = tmp_path_factory.mktemp("ext4")
+    image, mnt = base / "fs.img", base / "mnt"
+    mnt.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(1 << 30)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, text=True, check=False)
+    mounted = made.returncode == 0 and subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True, check=False).returncode == 0
+    if not mounted:
+        pytest.skip(f"cannot make or loop-mount an ext4 image: {made.stderr.strip()[:200]}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)

@@ -193,6 +193,15 @@ class Catalog:
             yield from (_record(r) for r in rows)
             after = rows[-1][0]
 
+    def released_since(self, since: float) -> list[tuple[bytes, float]]:
+        """(path, released_at) of the files released after ``since`` (Unix time), oldest first.
+
+        For the access guard on a node that does not own the catalog: it follows new stubs this way.
+        """
+        return [(bytes(p), t) for p, t in self._read(
+            "SELECT path, released_at FROM files WHERE state = 'released' AND released_at > ? ORDER BY released_at",
+            (since,))]
+
     def counts(self) -> dict[str, tuple[int, int]]:
         """Files and bytes by state."""
         rows = self._read("SELECT state, count(*), coalesce(sum(size), 0) FROM files GROUP BY state")

@@ -101,6 +101,9 @@ def _register() -> None:
     add(app, "status", status_cmd.status)
     add(app, "run", run_cmd.run)
     add(app, "daemon", run_cmd.daemon)
+    from tiering.cli import guard_cmd
+
+    add(app, "guard", guard_cmd.guard)
     from tiering.cli import migrate_cmd
 
     add(app, "migrate", migrate_cmd.migrate)

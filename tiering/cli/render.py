@@ -45,7 +45,7 @@ def status_lines(results) -> list[str]:
     lines = []
     for r in results:
         where = f" in {r.tier} as {r.object_key}" if r.tier else ""
-        check = f" [verify: {r.verified}]" if r.verified else ""
+        check = (f" [verify: {r.verified}]" if r.verified else "") + (f" [{r.note}]" if getattr(r, "note", "") else "")
         size = format_size(r.size) if r.size is not None else "?"
         lines.append(f"{show_path(r.path)}: {r.state}{' (pinned)' if r.pinned else ''}, {size}{where}"
                      f"{', ' + r.checksum if r.checksum else ''}{check}")

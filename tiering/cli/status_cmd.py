@@ -28,8 +28,12 @@ def status(
 
     cfg = load_config(find_config(config))
     if not paths:
+        from tiering.access.keeper import guard_status
+
         summary = tier_summary(cfg)
-        typer.echo(json.dumps(summary) if as_json else "\n".join(summary_lines(summary, cfg)))
+        guard = guard_status(cfg)
+        summary["guard"] = {"state": guard.state, "detail": guard.detail}
+        typer.echo(json.dumps(summary) if as_json else "\n".join([*summary_lines(summary, cfg), guard.line()]))
         return
     catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
     results, refused = [], []  # a path that is missing or not ours is one line; the others are still reported

@@ -27,6 +27,9 @@ A configuration is one TOML file (see ``configs/example.toml``)::
     [daemon]                       # all optional: `tiering run` / `tiering daemon`
     interval = "1h"                # (every key: tiering.config.daemon)
 
+    [guard]                        # all optional: the access guard (every key: tiering.config.guard)
+    mode = "auto"
+
     [tiers.hdd]                    # one table per capacity tier
     url = "${TIERING_HOME:-../var/demo}/capacity"
 
@@ -65,6 +68,8 @@ from typing import Any
 
 from tiering.config.daemon import DURATION_KEYS as _DAEMON_DURATIONS
 from tiering.config.daemon import DaemonConfig, daemon_values, parse_daemon
+from tiering.config.guard import DURATION_KEYS as _GUARD_DURATIONS
+from tiering.config.guard import GuardConfig, guard_values, parse_guard
 from tiering.config.locations import check_hot_tier, check_locations
 from tiering.config.tiers import SCHEME_OPTIONS, PartDefaults, TierConfig, parse_tier
 from tiering.config.values import SECRET_KEYS, Table
@@ -80,7 +85,7 @@ CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
 DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 
-_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "tiers")
+_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "guard", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
 
@@ -91,7 +96,7 @@ def _store_keys(kind: str) -> frozenset[str]:
 
 
 _SIZE_KEYS = frozenset({"part_size", "multipart_threshold"}) | _store_keys("size")
-_DURATION_KEYS = (frozenset({"max_backoff", "deadline", "half_life", "max_age"}) | _DAEMON_DURATIONS
+_DURATION_KEYS = (frozenset({"max_backoff", "deadline", "half_life", "max_age"}) | _DAEMON_DURATIONS | _GUARD_DURATIONS
                   | _store_keys("duration"))
 
 
@@ -112,6 +117,7 @@ class Config:
     policy_path: Path | None = None  # the policy `plan`/`apply`/`run` use unless told otherwise
     heat_half_life: float = 7 * 86400.0  # seconds; heat halves over this long without access
     daemon: DaemonConfig = field(default_factory=DaemonConfig)  # `run` and `daemon` settings
+    guard: GuardConfig = field(default_factory=GuardConfig)  # the access guard (`tiering guard`)
     scan_max_age: float = 3600.0  # seconds; `plan`/`apply` rescan rather than plan on an older inventory
 
     def tier(self, name: str | None = None) -> TierConfig:
@@ -173,6 +179,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         policy_path=top.path("policy", base, None),
         heat_half_life=_heat(top.sub("heat")),
         daemon=parse_daemon(top.sub("daemon"), base, tiers),
+        guard=parse_guard(top.sub("guard"), base),
         scan_max_age=_scan(top.sub("scan")),
     )
     _check_hot(hot, config.hot_path)
@@ -255,6 +262,7 @@ def describe(config: Config) -> str:
         ("heat", {"half_life": config.heat_half_life}),
         ("scan", {"max_age": config.scan_max_age}),
         ("daemon", daemon_values(config.daemon)),
+        ("guard", guard_values(config.guard)),
         ("concurrency", {k: getattr(config, k) for k in _CONCURRENCY_KEYS}),
         ("retry", {"attempts": config.retry.attempts, "max_backoff": config.retry.cap,
                    "deadline": config.retry.deadline}),

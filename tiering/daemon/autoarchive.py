@@ -19,6 +19,7 @@ from tiering.config import Config
 from tiering.ops.cycle import ActionHooks, HookedMover, until_stopped
 from tiering.daemon.events import PendingWrites
 from tiering.mover.executor import RunResult, Task, execute
+from tiering.mover.handoff import join_guard
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import DONE
 
@@ -34,6 +35,7 @@ def archive_quiet(config: Config, catalog: Catalog, writes: PendingWrites, hooks
         return None
     mover = Mover(config, catalog)  # a fresh one: it snapshots who has files open for writing
     try:
+        join_guard(mover)
         tasks = until_stopped((Task(rel, "archive", config.daemon.auto_archive_tier) for rel in due), stop)
         result = execute(HookedMover(mover, hooks), tasks, jobs=config.jobs)
     finally:

@@ -40,6 +40,7 @@ SERIES: dict[str, tuple[str, str]] = {
     "tiering_events_watching": ("gauge", "1 while file events are being received from the hot tier."),
     "tiering_auto_archive_pending": ("gauge", "Written files waiting to be quiet before auto-archive."),
     "tiering_reloads_total": ("counter", "SIGHUP reloads, by result (ok|rejected)."),
+    "tiering_guard_active": ("gauge", "1 while this host's access guard serves opens of released files."),
 }
 
 Labels = tuple[tuple[str, str], ...]

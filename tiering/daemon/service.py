@@ -38,6 +38,7 @@ from tiering.daemon.events import (
     OwnActions,
     PendingWrites,
 )
+from tiering.daemon.guarded import GuardProcess
 from tiering.daemon.metrics import Metrics, MetricsServer
 from tiering.daemon.rescan import changes
 from tiering.daemon.signals import Signals
@@ -71,6 +72,7 @@ class Daemon:
         self._misses = 0  # watermark cycles in a row that left usage above high
         self._next_rescan = time.monotonic() + config.daemon.rescan
         self._baseline: Path | None = None  # the snapshot rescans compare against
+        self.guard = GuardProcess(config)
 
     # -- life --------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class Daemon:
                                 f"{d.metrics_address}:{d.metrics_port} ({exc.strerror}); "
                                 "expected a free port, or 0 for no metrics") from None
             self.server.start()
+        self.guard.start()
         self._live_metrics()
         self.observer = self._watch()
         self.writes.enabled = d.auto_archive > 0
@@ -132,6 +135,7 @@ class Daemon:
             self.debouncer.stop()
         if self.server is not None:
             self.server.stop()
+        self.guard.stop(self.config.daemon.stop_timeout)
         log.info("daemon stopped")
 
     # -- file events ---------------------------------------------------------------
@@ -294,6 +298,7 @@ class Daemon:
         m.live("tiering_hot_used_ratio", lambda: round(Usage.of(hot).fraction, 6))
         m.live("tiering_watermark_ratio", self._watermarks)
         m.live("tiering_event_queue_depth", lambda: len(self.intake.queue))
+        m.live("tiering_guard_active", self.guard.state)
         m.live("tiering_events_dropped_total", lambda: self.intake.dropped)
         m.live("tiering_events_watching", lambda: int(self.observer is not None))
         m.live("tiering_auto_archive_pending", lambda: len(self.writes))

@@ -25,6 +25,7 @@ from tiering.config import Config
 from tiering.core.display import show_path
 from tiering.core.errors import EXIT_FAILED, EXIT_OK
 from tiering.mover.executor import RunResult, Task, execute, plan_tasks
+from tiering.mover.handoff import join_guard
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
 from tiering.mover.recover import recover
@@ -112,7 +113,7 @@ def run_cycle(config: Config, policy: Policy, catalog: Catalog, *, command: str 
 def _cycle(config: Config, policy: Policy, mover: Mover, command: str, run_id: str, stop: threading.Event | None,
            jobs: int, hooks: ActionHooks | None, start: float) -> CycleReport:
     # 1. recover: settle whatever a crash left open before anything else moves
-    recovered = recover(mover)
+    recovered = recover(mover) + join_guard(mover)  # join_guard: restores the access guard did meanwhile
     for outcome in recovered:
         log.info("recovered: %s %s: %s", outcome.action, show_path(outcome.path), outcome.reason)
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from tiering.catalog import Catalog
 from tiering.config import Config, check_hot_tier, check_locations
+from tiering.mover.handoff import join_guard
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
 from tiering.mover.recover import recover
@@ -27,6 +28,7 @@ def mover_session(config: Config, purpose: str) -> Iterator[tuple[Mover, list[Ou
     try:
         mover = Mover(config, catalog)
         recovered = recover(mover)
+        recovered += join_guard(mover)  # restores the access guard did while the catalog was not ours
         yield mover, recovered
     finally:
         if mover is not None:

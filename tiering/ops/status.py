@@ -10,7 +10,7 @@ from tiering.catalog import Catalog, FileRecord
 from tiering.catalog.lock import read_holder
 from tiering.config import Config, open_tier
 from tiering.core.display import show_path
-from tiering.core.errors import ITEM, PathError, StoreError, UserError, scope_of
+from tiering.core.errors import ITEM, CatalogError, PathError, StoreError, UserError, scope_of
 from tiering.core.states import FileState
 from tiering.plan import Usage
 from tiering.policy import load_policy
@@ -27,11 +27,12 @@ class FileStatus:
     checksum: str | None
     pinned: bool
     verified: str = ""  # with --verify: "ok" or what is wrong with the capacity copy
+    note: str = ""  # what is under way for it elsewhere (an access guard's request to restore its object)
 
     def as_json(self) -> dict:
         return {"path": os.fsdecode(self.path), "state": self.state, "size": self.size, "tier": self.tier,
                 "object_key": self.object_key, "checksum": self.checksum, "pinned": self.pinned,
-                **({"verified": self.verified} if self.verified else {})}
+                **({"verified": self.verified} if self.verified else {}), **({"note": self.note} if self.note else {})}
 
 
 def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: bool = False) -> FileStatus:
@@ -44,7 +45,28 @@ def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: boo
             raise PathError(f"{show_path(rel)}: no such file", path=rel) from None
         return FileStatus(rel, FileState.RESIDENT, size, None, None, None, False, "no capacity copy" if verify else "")
     checked = verify_copy(config, rec) if verify and rec.tier else ""
-    return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked)
+    note = object_restore_note(config, rec) if rec.state == FileState.RELEASED else ""
+    return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked, note)
+
+
+def object_restore_note(config: Config, rec: FileRecord) -> str:
+    """"restoring object, requested at ..." when an access guard asked the store to restore the file's
+    archived object since it was released ('' otherwise)."""
+    from tiering.mover.guardlink import GuardPaths
+
+    folder = GuardPaths.of(config).dir
+    latest = 0.0
+    for path in sorted(folder.glob("*.db")) if folder.is_dir() else ():
+        try:
+            with Catalog.open(path) as ledger:
+                for entry in ledger.history(rec.path):
+                    if entry.action == "object-restore" and entry.object_key == rec.object_key:
+                        latest = max(latest, entry.started_at)
+        except (UserError, CatalogError):
+            continue
+    if latest <= (rec.released_at or 0):
+        return ""
+    return f"restoring object, requested at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(latest))}"
 
 
 def verify_copy(config: Config, rec: FileRecord) -> str:

@@ -27,6 +27,8 @@ OSS_STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArch
 #: OSS classes whose objects must be restored before they can be read.
 OSS_ARCHIVE_CLASSES = frozenset(OSS_STORAGE_CLASSES[2:])
 OSS_RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
+#: Every class (any store) whose objects must be restored before they can be read.
+ARCHIVE_CLASSES = OSS_ARCHIVE_CLASSES | {"GLACIER", "DEEP_ARCHIVE"}
 
 
 @dataclass(frozen=True)

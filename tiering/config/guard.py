@@ -1,0 +1,48 @@
+"""The ``[guard]`` table: the access guard that restores a released file when any process opens it.
+
+Every key is optional; these are the defaults::
+
+    [guard]
+    mode = "auto"        # auto: `tiering daemon` starts the guard where the kernel and the hot
+                         # tier's filesystem allow it (one line says why not, elsewhere); off: never
+    timeout = "10m"      # a reader waits at most this long for its file; then its open fails (EIO)
+    # dir = "..."        # the guard's socket, status and restore ledger (default: a "guard" folder
+                         # beside the catalog; on many nodes, a folder every node and the catalog's
+                         # owner can reach)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tiering.config.values import Table
+
+GUARD_KEYS = ("mode", "timeout", "dir")
+DURATION_KEYS = frozenset({"timeout"})
+MODES = ("auto", "off")
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """The resolved ``[guard]`` table (``timeout`` in seconds; ``dir`` None: beside the catalog)."""
+
+    mode: str = "auto"
+    timeout: float = 600.0
+    dir: Path | None = None
+
+
+def parse_guard(table: Table, base: Path) -> GuardConfig:
+    """Check and resolve the ``[guard]`` table."""
+    table.check_keys(GUARD_KEYS)
+    d = GuardConfig()
+    timeout = table.duration("timeout", d.timeout)
+    if timeout <= 0:
+        raise table.error("timeout", f"{timeout:g}s is not positive", "expected a duration above zero, like '10m'")
+    return GuardConfig(mode=table.choice("mode", MODES, d.mode), timeout=timeout, dir=table.path("dir", base, None))
+
+
+def guard_values(g: GuardConfig) -> dict[str, Any]:
+    """The table as ``describe`` prints it (unset optional keys left out)."""
+    return {k: v for k, v in {"mode": g.mode, "timeout": g.timeout, "dir": g.dir}.items() if v is not None}

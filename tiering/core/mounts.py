@@ -1,0 +1,50 @@
+"""What kind of filesystem a path lives on, from ``/proc/self/mountinfo``.
+
+Some behaviour depends on it: on a networked filesystem (a FUSE client such
+as SeaweedFS's or Alluxio's, NFS, Lustre, GPFS, BeeGFS, CephFS, SMB) another
+node's change reaches this node's view of a file only after its attribute
+cache expires (``attribute_lag``), and every metadata call is a round trip.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Filesystem types whose files live on this machine's own disks (or memory).
+LOCAL = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "ramfs", "f2fs", "zfs", "bcachefs", "overlay",
+                   "vfat", "exfat", "jfs", "reiserfs", "nilfs2", "hfsplus", "squashfs", "erofs"})
+#: How stale a networked filesystem client's view of another node's change may be, in seconds (the
+#: kernel's FUSE attribute timeout and NFS's ``acregmin`` default to about 1 s; Lustre/GPFS are coherent,
+#: but cost nothing to wait for in the rare case this is used: a restore that waited on another node).
+NETWORK_LAG = 1.5
+
+
+def fs_type(path: str | os.PathLike[str]) -> str:
+    """The type of the filesystem ``path`` is on (``ext4``, ``fuse.weed``, ``nfs4``, ...); '' if unknown."""
+    try:
+        target = os.path.realpath(path)
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    best, kind = "", ""
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):  # the deepest mount wins (a later one of equal depth covers it)
+            best, kind = point, right.split()[0]
+    return kind
+
+
+def is_networked(kind: str) -> bool:
+    """True for a filesystem whose files another machine may change (anything not known to be local)."""
+    return bool(kind) and kind not in LOCAL
+
+
+def attribute_lag(path: str | os.PathLike[str]) -> float:
+    """Seconds another node's change to a file under ``path`` may take to show here (0 on local disks)."""
+    return NETWORK_LAG if is_networked(fs_type(path)) else 0.0
