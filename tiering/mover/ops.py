@@ -54,6 +54,7 @@ from tiering.core.errors import (
     TieringError,
 )
 from tiering.core.faults import crash_point
+from tiering.core.mounts import attribute_lag
 from tiering.core.states import FileState
 from tiering.mover import restorelock
 from tiering.mover.beneath import Entry, HotRoot
@@ -62,6 +63,7 @@ from tiering.mover.identity import Identity, open_for_writing
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 from tiering.mover.restorelock import Holder
 from tiering.mover.stub import (
+    STUB_DIGEST,
     StubBusyError,
     StubError,
     StubRefusedError,
@@ -105,6 +107,8 @@ class Mover:
         self.lease_wait = LEASE_WAIT
         #: Seconds a restore waits for another restorer of the same file, in any process or node, to finish.
         self.lock_wait = LOCK_WAIT
+        #: How long another node's change to a hot file may take to show here (0 on a local filesystem).
+        self.view_lag = attribute_lag(self.hot)
         #: Called with a file's directory descriptor under the write lease, just before it is truncated to a
         #: stub (the access guard marks the directory there, before the stub can be opened). If it raises,
         #: that file's release fails (it stays archived, no stub) with the hook's message as the reason.
@@ -492,7 +496,11 @@ class Mover:
                           Outcome(rel, "restore", NOOP, again, tier=rec.tier if rec else None))
         now = where.lstat()
         if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino:
-            return rec, now  # still our stub (its ctime may have moved: a restore that rolled back)
+            if _marked(where):
+                return rec, now  # still our stub (its ctime may have moved: a restore that rolled back)
+            # Unmarked: another restorer filled it in place, maybe on another node, and this node's view of
+            # its size may lag (a networked filesystem's attribute cache): look until it shows.
+            now = await _view_settled(where, now, self.view_lag)
         if (stat.S_ISREG(now.st_mode) and now.st_size == rec.size and not _marked(where)
                 and await asyncio.to_thread(_checksum_at, where) == rec.checksum):
             # Its closing commit is not in yet (it lets go of the lock first), or it had no catalog to write.
@@ -549,7 +557,7 @@ class Mover:
             # The store checked the bytes against the object's own metadata; the catalog's checksum is
             # checked too, so an object whose metadata was lost (or replaced) never passes for the file.
             got = info.checksum or (await asyncio.to_thread(_checksum_of, fd) if info.size == rec.size else "")
-            if got != rec.checksum or info.size != rec.size:
+            if not _same_checksum(got, rec.checksum) or info.size != rec.size:
                 lost = "" if info.checksum else ", its metadata is missing"
                 raise IntegrityError(f"{show_path(rec.path)}: the object in {rec.tier} is not the archived version "
                                      f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
@@ -662,6 +670,24 @@ def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
     if etag and copy.etag and copy.etag != etag:
         return f"{where} was replaced since it was written (ETag {copy.etag}, written as {etag})"
     return ""
+
+
+async def _view_settled(where: Entry, now: os.stat_result, lag: float) -> os.stat_result:
+    """``where``'s status once it shows bytes, looking for up to ``lag`` seconds (``now`` if it never does)."""
+    deadline = time.monotonic() + lag
+    while now.st_size == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        now = where.lstat()
+    return now
+
+
+def _same_checksum(got: str, expected: str | None) -> bool:
+    """``got`` (a full checksum) is ``expected``, or starts with it where ``expected`` is the short one
+    a stub's own mark carries (a guard restoring without the catalog: ``handoff.record_from_stub``)."""
+    if not got or not expected:
+        return False
+    short = len(expected.partition(":")[2]) == STUB_DIGEST
+    return got == expected or (short and got.startswith(expected))
 
 
 def _checksum_of(fd: int) -> str:

@@ -1,25 +1,27 @@
-"""One restore of a file at a time, across processes and nodes: a lock file beside the stub.
+"""One restore of a file at a time, across processes and nodes: a lock beside the stub.
 
 Every restore of a file (``tiering restore``, a pin, the access guard's
 restore-on-open) first takes this lock. It lives on the hot tier's own
 filesystem, which on a cluster is shared by every client node, so it works
 where an in-memory or ``flock`` lock would not (``flock`` is per-node on most
-parallel filesystems). The lock is a file in the stub's own directory, reached
+parallel filesystems). The lock is a directory beside the stub, reached
 through the ``Entry``'s directory descriptor (never through a symlink)::
 
     .tiering-restore-lock-<16 hex digits of a hash of the file's name>
 
-created with ``O_CREAT | O_EXCL`` and holding one line, ``host pid start
-token``: the holder's host name, process id, the process's start time (clock
-ticks since boot, from ``/proc/PID/stat``, so a reused pid is not taken for the
-holder) and a random token naming this one hold. The name starts with the
+made with ``mkdir`` (exclusive across the nodes of a networked filesystem,
+where ``O_CREAT | O_EXCL`` may let two nodes both win) and holding a file
+``holder`` of one line, ``host pid start token``: the holder's host name,
+process id, the process's start time (clock ticks since boot, from
+``/proc/PID/stat``, so a reused pid is not taken for the holder) and a random
+token naming this one hold. The name starts with the
 restore temp files' prefix, so everything that skips those (the daemon's
 events, ``tiered://`` listings, the crash lab's leftover check) skips locks too.
 
 A lock is *stale*, and broken at once by the next restorer, when its holder
 is on this host and that process is gone (or its start time differs); a
 holder on another host cannot be asked, so its lock is stale once the file's
-mtime is older than ``STALE_AFTER``. A holder refreshes the mtime every
+lock's mtime is older than ``STALE_AFTER``. A holder refreshes the mtime every
 ``REFRESH_EVERY`` seconds from one shared thread while it holds any lock, so
 a long transfer never looks stale (the bound assumes the nodes' clocks agree
 to well within it). Breaking renames the lock aside first and checks it is
@@ -27,8 +29,7 @@ still the one judged stale, so a lock taken afresh in between is put back,
 not removed. ``recover`` removes the locks of this host's dead holders.
 
 The filesystem primitive is ``_claim`` (with ``_read`` and ``_drop``): one
-small function each, so it can be swapped (``mkdir``, say) if ``O_EXCL`` turns
-out not to be race-safe on some networked filesystem.
+small function each.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from tiering.mover.beneath import Entry
 
 LOCK_PREFIX = ".tiering-restore-lock-"
+_HOLDER = b"holder"  # the file in a lock (a directory) that names its holder
 #: Seconds after which a lock held from another host, not refreshed, is taken for its holder's crash.
 STALE_AFTER = 60.0
 #: How often a holder refreshes its locks' mtime (well inside ``STALE_AFTER``).
@@ -171,13 +173,28 @@ def clear_dead(where: Entry) -> Holder | None:
 
 
 def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
-    """Create the lock ``name`` holding ``line``, atomically: an open descriptor of it, or None if it exists."""
+    """Create the lock ``name`` holding ``line``, atomically: an open descriptor of it, or None if it exists.
+
+    A directory: ``mkdir`` is exclusive across the client nodes of a networked
+    filesystem where ``O_CREAT|O_EXCL`` may not be (SeaweedFS's FUSE mount let
+    two nodes both create one name in 148 of 200 tries; ``mkdir``: never,
+    tests/servers/weed_mount.py). The holder's line is a file inside it.
+    """
     try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
     except FileExistsError:
         return None
     try:
-        os.write(fd, line)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        _drop(dir_fd, name)
+        raise
+    try:
+        holder = os.open(_HOLDER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=fd)
+        try:
+            os.write(holder, line)
+        finally:
+            os.close(holder)
     except BaseException:
         os.close(fd)
         _drop(dir_fd, name)
@@ -186,21 +203,33 @@ def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
 
 
 def _read(dir_fd: int, name: bytes) -> tuple[bytes, float] | None:
-    """The lock's line and mtime, or None if there is no lock."""
+    """The lock's line and mtime, or None if there is no lock (b"" while its holder writes the line)."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    except FileNotFoundError:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        return os.read(fd, 512), os.fstat(fd).st_mtime
+        mtime = os.fstat(fd).st_mtime
+        try:
+            holder = os.open(_HOLDER, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+        except FileNotFoundError:
+            return b"", mtime
+        try:
+            return os.read(holder, 512), mtime
+        finally:
+            os.close(holder)
     finally:
         os.close(fd)
 
 
 def _drop(dir_fd: int, name: bytes) -> None:
     try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
+        os.unlink(os.path.join(name, _HOLDER), dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
         pass
 
 
@@ -235,9 +264,10 @@ def _break(dir_fd: int, name: bytes, judged: bytes) -> None:
     moved = _read(dir_fd, aside)
     if moved is not None and moved[0] != judged:  # taken afresh between our look and the rename
         try:
-            os.link(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            os.rename(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # put back (refused if a third took it)
+            return
         except OSError:
-            pass  # a third restorer took it meanwhile: it holds the lock now
+            pass
     _drop(dir_fd, aside)
 
 

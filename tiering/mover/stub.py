@@ -80,10 +80,14 @@ def ignore_lease_breaks() -> bool:
     return True
 
 
+#: Hex digits of the checksum a stub's mark carries (the full one is in the catalog and the object's metadata).
+STUB_DIGEST = 16
+
+
 def stub_attributes(size: int, checksum: str, tier: str) -> dict[str, bytes]:
     """The extended attributes a released stub carries (see the module docstring)."""
     algorithm, _, digest = checksum.partition(":")
-    return {STUB_XATTR: f"{FileState.RELEASED} {size} {tier} {algorithm}:{digest[:16]}".encode()}
+    return {STUB_XATTR: f"{FileState.RELEASED} {size} {tier} {algorithm}:{digest[:STUB_DIGEST]}".encode()}
 
 
 def is_stub(path: str | Path, *, follow_symlinks: bool = True) -> bool:
