@@ -50,7 +50,7 @@ class Guarded:
         done = self.tiering("release", *[str(self.hot / n) for n in names or self.files])
         assert done.returncode == 0, done.stderr
         for name in names or self.files:
-            assert (self.hot / name).stat().st_size == 0, name
+            assert (self.hot / name).stat().st_size == 0, (name, done.stdout, done.stderr)
 
     def status(self) -> dict:
         try:

@@ -67,8 +67,8 @@ def ledger_restores(g, name: str) -> int:
     (ledger,) = g.guard_dir.glob("*.db")
     conn = sqlite3.connect(ledger)
     try:
-        return conn.execute("SELECT count(*) FROM journal WHERE action = 'restore' AND path = ? AND status = 'done'",
-                            (name.encode(),)).fetchone()[0]
+        return conn.execute("SELECT count(*) FROM journal WHERE action = 'restore' AND path = ? "
+                            "AND status = 'done' AND step = 'filling'", (name.encode(),)).fetchone()[0]
     finally:
         conn.close()
 

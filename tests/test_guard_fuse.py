@@ -65,7 +65,7 @@ def _restores(guard_dir: Path, name: str) -> dict[str, int]:
         conn = sqlite3.connect(ledger)
         try:
             counts[ledger.stem] = conn.execute(
-                "SELECT count(*) FROM journal WHERE action = 'restore' AND path = ? AND status = 'done'",
+                "SELECT count(*) FROM journal WHERE action = 'restore' AND path = ? AND status = 'done' AND step = 'filling'",
                 (name.encode(),)).fetchone()[0]
         finally:
             conn.close()

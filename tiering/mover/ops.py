@@ -82,6 +82,8 @@ from tiering.stores.keys import encode_key
 RESTORE_TMP_PREFIX = ".tiering-restore-"
 #: How long a restore waits for another process to close the stub it would replace, before failing it.
 LEASE_WAIT = 5.0
+#: How long a release tries again while the file is open in another process (a moment, not a reader's session).
+BUSY_WAIT = 0.5
 #: How long a restore waits for another restorer of the same file (``restorelock``) before failing it.
 LOCK_WAIT = 60.0
 #: Restored files counted as used (heat) per catalog commit.
@@ -336,7 +338,7 @@ class Mover:
         crash_point("release:begin")
         try:
             attrs = stub_attributes(rec.size, rec.checksum, rec.tier)
-            release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease, self.before_truncate)
+            await self._release_to_stub(where, rec, attrs)
         except StubError as exc:
             await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
             refused = isinstance(exc, StubRefusedError)  # (the hook's own failure: not a file that was busy)
@@ -424,6 +426,10 @@ class Mover:
             why = f"{lock} has been restoring it for over {self.lock_wait:g}s"
             await self.catalog.end_async(entry, "rolled_back", error=why)
             return Outcome(rel, "restore", FAILED, f"{why}; left as it is (try again later)", tier=rec.tier)
+        if lock.waited and self.view_lag:
+            # Another restorer, maybe on another node, just let go: what it did reaches this node's view
+            # of the file (size, mark) only after the filesystem client's caches expire.
+            await asyncio.sleep(self.view_lag)
         try:
             close = await self._restore_locked(where, stub, tmp, entry, in_place)
         except _Unsettled as exc:
@@ -531,6 +537,19 @@ class Mover:
         where.unlink(tmp)
         await self._syncer().sync_dir(where.dir_fd)  # no temp file outlives the journal entry
         return new
+
+    async def _release_to_stub(self, where: Entry, rec: FileRecord, attrs: dict[str, bytes]) -> None:
+        """``release_to_stub``, trying again for up to ``BUSY_WAIT`` seconds while the file is open
+        elsewhere: an access guard holds each file opened in a watched folder for a moment."""
+        deadline, pause = time.monotonic() + BUSY_WAIT, 0.005
+        while True:
+            try:
+                return release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease, self.before_truncate)
+            except StubBusyError:
+                if (left := deadline - time.monotonic()) <= 0:
+                    raise
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, 0.1)
 
     async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
         """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub."""

@@ -82,6 +82,8 @@ class RestoreLock:
         self.where = where
         self.name = name
         self.line = line
+        #: Another restorer held the lock first (``acquire`` waited for it): the file may be restored now.
+        self.waited = False
         self._fd = fd
         self._fd_lock = threading.Lock()  # (a refresh never touches a descriptor number closed and reused)
         _refresher.add(self)
@@ -148,10 +150,13 @@ async def acquire(where: Entry, wait: float) -> RestoreLock | Holder:
     the holder if it is still held then."""
     deadline, pause = time.monotonic() + wait, _FIRST_PAUSE
     got = try_acquire(where)
+    waited = False
     while isinstance(got, Holder) and (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, _LONGEST_PAUSE)
-        got = try_acquire(where)
+        got, waited = try_acquire(where), True
+    if isinstance(got, RestoreLock):
+        got.waited = waited
     return got
 
 
