@@ -36,7 +36,8 @@ def accept(include: list[str] | None, exclude: list[str] | None, min_size: str |
         return None
     from tiering.core.errors import UserError
     from tiering.core.units import parse_duration, parse_size
-    from tiering.migrate.listing import Filter
+    from tiering.migrate.listing import Filter  # (here: a run without filters does not load tiering.migrate)
+
     if not sized and (min_size or max_size):
         raise UserError("--min-size/--max-size: released files are stubs on the hot tier; filter restores by "
                         "name or age")
