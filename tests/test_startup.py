@@ -121,3 +121,12 @@ def test_the_version_printed_is_the_installed_one():
     import tiering
 
     assert tiering.__version__ == version("tiering")  # --version prints the constant; the metadata is the truth
+
+
+def test_the_benchmark_runs_and_prints_every_command():
+    done = subprocess.run([sys.executable, "-m", "bench.startup", "--runs", "1", "--as-is"], capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    rows = {line[:24].strip(): line[24:].split() for line in done.stdout.splitlines()[2:]}
+    for label in ("python -c pass", "tiering --version", "tiering status FILE", "tiering restore FILE"):
+        assert len(rows[label]) == 3 and all(value.isdigit() for value in rows[label]), done.stdout
