@@ -7,10 +7,6 @@ from typing import Annotated
 
 import typer
 
-from tiering.ops import selftest
-from tiering.config import check_hot_tier, describe, find_config, load_config, open_tier
-from tiering.core.units import plural
-
 app = typer.Typer(help="Check configuration files.", no_args_is_help=True, rich_markup_mode=None)
 
 FILE_HELP = "Config file (default: $TIERING_CONFIG, ./tiering.toml, configs/local.toml)."
@@ -24,7 +20,10 @@ def check(
     probe: Annotated[bool, typer.Option("--probe", help="Also open each tier and list one key.")] = False,
 ) -> None:
     """Validate a config file and print it resolved, with secrets masked."""
+    from tiering.config import check_hot_tier, describe, find_config, load_config, open_tier
     from tiering.core.errors import UserError
+    from tiering.core.units import plural
+    from tiering.ops import selftest
 
     if file is not None and config_opt is not None and file != config_opt:
         raise UserError(f"config check: two files named ({file} and --config {config_opt}); name one")

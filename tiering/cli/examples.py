@@ -34,6 +34,8 @@ _EXAMPLES = {
             "tiering run --json -q >> /var/log/tiering-runs.jsonl"],
     "daemon": ["tiering daemon -c /etc/tiering/tiering.toml",
                "tiering daemon -v                         # debug logging on stderr"],
+    "guard": ["tiering guard -c /etc/tiering/tiering.toml   # root; `tiering daemon` starts one by itself",
+              "tiering status                              # says 'guard: active' while it serves"],
     "migrate": ["tiering migrate ./dataset s3://bucket/dataset",
                 "tiering migrate s3://bucket/dataset ./dataset --include '*.jpg' --dry-run",
                 "tiering migrate ./dataset hdd --min-age 30d      # a tier of the config, by name"],

@@ -32,12 +32,12 @@ def accept(include: list[str] | None, exclude: list[str] | None, min_size: str |
 
     ``sized`` False (restore: the hot tier holds zero-length stubs) refuses the size options.
     """
-    from tiering.core.errors import UserError
-    from tiering.migrate.listing import Filter
-    from tiering.core.units import parse_duration, parse_size
-
     if not any((include, exclude, min_size, max_size, min_age, max_age)):
         return None
+    from tiering.core.errors import UserError
+    from tiering.core.units import parse_duration, parse_size
+    from tiering.migrate.listing import Filter  # (here: a run without filters does not load tiering.migrate)
+
     if not sized and (min_size or max_size):
         raise UserError("--min-size/--max-size: released files are stubs on the hot tier; filter restores by "
                         "name or age")

@@ -228,14 +228,17 @@ def _dry_run(action: str, files: list[bytes], cfg, as_json: bool, refused: list,
 def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None = None, refused=(), *,
          as_json: bool = False) -> None:
     from tiering.cli.output import limit, note, problem, show_progress, state
-    from tiering.cli.progress import ProgressBar
     from tiering.cli.told import Telling, line as told_line
     from tiering.cli.render import moved_line
     from tiering.core.display import show_path
     from tiering.mover.distributed import open_executor
     from tiering.mover.executor import execute
 
-    bar = ProgressBar() if show_progress() else None
+    bar = None
+    if show_progress():  # rich only for a terminal: a cron job or a script does not pay for it
+        from tiering.cli.progress import ProgressBar
+
+        bar = ProgressBar()
     if state.verbose:  # a line per file as it ends (the bar, if any, keeps the bottom line)
         mover = Telling(mover, lambda outcome: (bar.print if bar else note)(told_line(outcome)))
     ex = open_executor(executor)

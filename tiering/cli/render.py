@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 from tiering.core.display import show_path
-from tiering.plan import Plan
 from tiering.core.units import format_size, plural
+
+if TYPE_CHECKING:  # the plan's types: pyarrow and the policy engine, which status and restore never need
+    from tiering.plan import Plan
 
 
 def plan_json_line(row: dict) -> str:

@@ -8,12 +8,39 @@ on this machine's threads or on a Dask cluster (``tiering.mover.distributed``).
 
     job = Job(resolve("/data/set", {}), resolve("s3://bucket/set", opts, side="destination"))
     result = migrate(job, jobs=32)
+
+Names are imported lazily: ``archive``/``release``/``restore`` use only the
+``Filter`` of ``listing``, and a cron job should not load every endpoint for it.
 """
 
-from tiering.migrate.endpoints import EndpointSpec, check_apart, resolve
-from tiering.migrate.listing import Filter
-from tiering.migrate.result import ItemResult, MigrateResult
-from tiering.migrate.run import migrate
-from tiering.migrate.transfer import Job
+from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "EndpointSpec": "endpoints",
+    "check_apart": "endpoints",
+    "resolve": "endpoints",
+    "Filter": "listing",
+    "ItemResult": "result",
+    "MigrateResult": "result",
+    "migrate": "run",
+    "Job": "transfer",
+}
 __all__ = ["EndpointSpec", "Filter", "ItemResult", "Job", "MigrateResult", "check_apart", "migrate", "resolve"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tiering.migrate.endpoints import EndpointSpec, check_apart, resolve
+    from tiering.migrate.listing import Filter
+    from tiering.migrate.result import ItemResult, MigrateResult
+    from tiering.migrate.run import migrate
+    from tiering.migrate.transfer import Job
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'tiering.migrate' has no attribute {name!r}") from None
+    return getattr(import_module(f"tiering.migrate.{module}"), name)

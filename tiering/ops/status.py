@@ -12,8 +12,6 @@ from tiering.config import Config, open_tier
 from tiering.core.display import show_path
 from tiering.core.errors import ITEM, CatalogError, PathError, StoreError, UserError, scope_of
 from tiering.core.states import FileState
-from tiering.plan import Usage
-from tiering.policy import load_policy
 from tiering.stores.checksum import CHUNK, Hasher
 
 
@@ -97,6 +95,8 @@ def verify_copy(config: Config, rec: FileRecord) -> str:
 def tier_summary(config: Config) -> dict:
     """Hot-tier usage against the policy's watermarks, files and bytes by state, the last cycle,
     whether a daemon (or another writer) holds the catalog."""
+    from tiering.plan import Usage  # pyarrow and the policy engine: only the summary needs them, not a file's status
+
     usage = Usage.of(config.hot_path)
     out = {"hot_tier": str(config.hot_path), "used": usage.used, "total": usage.total,
            "used_fraction": round(usage.fraction, 4), "watermark": _watermark(config), "by_state": {},
@@ -121,6 +121,8 @@ def _watermark(config: Config) -> dict | None:
     """The configured policy's watermarks (None: no policy or no [watermark]; an error: what is wrong)."""
     if config.policy_path is None:
         return None
+    from tiering.policy import load_policy
+
     try:
         wm = load_policy(config.policy_path, config).watermark
     except UserError as exc:
