@@ -2,7 +2,8 @@
 
     archive: resident/dirty -> archived   (copy, verify, record)
     release: archived -> released         (archives first when needed)
-    restore: released -> archived         (fetch to a temp file, verify, rename over the stub)
+    restore: released -> archived         (fetch to a temp file, verify, rename over the stub;
+                                           or, in place, copy into the stub's own inode)
 
 Every action is journaled before it touches anything and closed in the same
 transaction that records the file's new state, so ``recover`` can always tell
@@ -12,7 +13,10 @@ how far an interrupted action got. The invariants, never traded for speed:
   checksum) and the file is still exactly the version that was copied;
 - a file that changed while it was copied becomes dirty, not released;
 - restore never replaces a stub that was written to, and never leaves a
-  temp file behind on failure.
+  temp file behind on failure;
+- one restore of a file runs at a time, across processes and nodes
+  (``restorelock``); an in-place fill is journaled before it starts, and a
+  partial fill never looks like a restored file (``stub.fill_stub``).
 
 The actions are coroutines (``archive_async`` ...), so one event loop keeps
 many files in flight: their journal writes group-commit, small objects move
@@ -32,9 +36,10 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from tiering.core.aio import PerLoop, run_blocking
 from tiering.catalog import Catalog, FileRecord
@@ -50,15 +55,20 @@ from tiering.core.errors import (
 )
 from tiering.core.faults import crash_point
 from tiering.core.states import FileState
+from tiering.mover import restorelock
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.identity import Identity, open_for_writing
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
+from tiering.mover.restorelock import Holder
 from tiering.mover.stub import (
     StubBusyError,
     StubError,
+    StubRefusedError,
     copy_user_xattrs,
+    fill_stub,
     ignore_lease_breaks,
+    is_stub,
     release_to_stub,
     replace_stub,
     stub_attributes,
@@ -70,8 +80,12 @@ from tiering.stores.keys import encode_key
 RESTORE_TMP_PREFIX = ".tiering-restore-"
 #: How long a restore waits for another process to close the stub it would replace, before failing it.
 LEASE_WAIT = 5.0
+#: How long a restore waits for another restorer of the same file (``restorelock``) before failing it.
+LOCK_WAIT = 60.0
 #: Restored files counted as used (heat) per catalog commit.
 HEAT_BATCH = 4096
+
+R = TypeVar("R")
 
 
 class Mover:
@@ -89,6 +103,12 @@ class Mover:
         self._use_lease = ignore_lease_breaks()
         #: Seconds a restore waits for other processes to close the stub it would replace.
         self.lease_wait = LEASE_WAIT
+        #: Seconds a restore waits for another restorer of the same file, in any process or node, to finish.
+        self.lock_wait = LOCK_WAIT
+        #: Called with a file's directory descriptor under the write lease, just before it is truncated to a
+        #: stub (the access guard marks the directory there, before the stub can be opened). If it raises,
+        #: that file's release fails (it stays archived, no stub) with the hook's message as the reason.
+        self.before_truncate: Callable[[int], None] | None = None
         self._used: list[bytes] = []  # restored since the last flush_heat: each counts as one access
         self._used_lock = threading.Lock()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
@@ -312,10 +332,11 @@ class Mover:
         crash_point("release:begin")
         try:
             attrs = stub_attributes(rec.size, rec.checksum, rec.tier)
-            release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease)
+            release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease, self.before_truncate)
         except StubError as exc:
             await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
-            return Outcome(rel, "release", SKIPPED, exc.reason, tier=rec.tier)
+            refused = isinstance(exc, StubRefusedError)  # (the hook's own failure: not a file that was busy)
+            return Outcome(rel, "release", FAILED if refused else SKIPPED, exc.reason, tier=rec.tier)
         except BaseException as exc:
             await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
@@ -342,23 +363,45 @@ class Mover:
 
     # -- restore -----------------------------------------------------------------
 
-    def restore(self, rel: bytes) -> Outcome:
+    def restore(self, rel: bytes, *, in_place: bool = False) -> Outcome:
         """Bring a released file's bytes back from its capacity tier, verified."""
-        return run_blocking(self.restore_async(rel))
+        return run_blocking(self.restore_async(rel, in_place=in_place))
 
-    async def restore_async(self, rel: bytes) -> Outcome:
-        """``restore`` as a coroutine."""
+    async def restore_async(self, rel: bytes, *, in_place: bool = False) -> Outcome:
+        """``restore`` as a coroutine.
+
+        Every restore of a file first takes its restore lock (``restorelock``),
+        so one restore runs at a time per file across processes and nodes; a
+        second restorer waits up to ``lock_wait`` seconds, then finds the file
+        restored (noop) or fails.
+
+        ``in_place``: for a reader whose open already resolved to the stub's
+        inode (the access guard). The verified bytes are copied into the stub's
+        own inode instead of a new file renamed over it. Outcomes: done
+        (restored); noop (resident already, its record not released: restored
+        by another process meanwhile, say); failed with a one-line reason on any
+        failure, the stub left exactly as it was (empty, marked), also for a
+        file that carries a stub mark the catalog does not call released;
+        skipped only when the stub was written to (kept as dirty: the reader
+        sees the writer's bytes) or replaced. An in-place restore is never
+        stopped part-way: cancelled, it runs to its end (a filled stub the
+        catalog still called released would be taken for a written one), then
+        the cancellation is passed on; to answer a reader on time, wait on it
+        with a timeout rather than cancel it.
+        """
         try:
             with self.hot_root.entry(rel) as where:
-                return await self._restore(where)
+                if in_place:
+                    return await _to_the_end(self._restore(where, True))
+                return await self._restore(where, False)
         except (TieringError, OSError) as exc:
             return failure(rel, "restore", exc, None)
 
-    async def _restore(self, where: Entry) -> Outcome:
+    async def _restore(self, where: Entry, in_place: bool) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
         if rec is None or rec.state != FileState.RELEASED:
-            return Outcome(rel, "restore", NOOP, f"not released ({rec.state if rec else 'unmanaged'})")
+            return _not_released(where, rec, in_place)
         stub = where.lstat()
         if not stat.S_ISREG(stub.st_mode):
             raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
@@ -368,35 +411,117 @@ class Mover:
             return Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty", tier=rec.tier)
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
-                                               tmp=os.fsdecode(tmp), stub_ino=stub.st_ino)
+                                               tmp=os.fsdecode(tmp), stub_ino=stub.st_ino,
+                                               **({"in_place": True} if in_place else {}))
         crash_point("restore:begin")
         try:
-            note = await self._fetch(rec, where, tmp, stub)
-            crash_point("restore:fetched")
-            await self._replace_stub(where, tmp, stub)
-            # The rename must be on disk before the journal says "restored";
-            # renames in one directory share one fsync of it.
-            await self._syncer().sync_dir(where.dir_fd)
-        except StubError as exc:
-            where.unlink(tmp)
-            await self.catalog.end_async(entry, "rolled_back", error=exc.reason)
-            if isinstance(exc, StubBusyError):  # work not done is not success: the stub is still there
-                return Outcome(rel, "restore", FAILED, f"the stub stayed open in another process for "
-                               f"{self.lease_wait:g}s; left as it is (try again once it is closed)", tier=rec.tier)
-            return Outcome(rel, "restore", SKIPPED, f"the stub changed ({exc.reason}); left as it is")
+            lock = await restorelock.acquire(where, self.lock_wait)
         except BaseException as exc:
-            where.unlink(tmp)
             await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
-        crash_point("restore:renamed")
-        new = where.lstat()
-        await self.catalog.end_async(entry, record=replace(rec, state=FileState.ARCHIVED, mtime_ns=new.st_mtime_ns,
-                                                           ctime_ns=new.st_ctime_ns, ino=new.st_ino, released_at=None))
+        if isinstance(lock, Holder):
+            why = f"{lock} has been restoring it for over {self.lock_wait:g}s"
+            await self.catalog.end_async(entry, "rolled_back", error=why)
+            return Outcome(rel, "restore", FAILED, f"{why}; left as it is (try again later)", tier=rec.tier)
+        try:
+            close = await self._restore_locked(where, rec, stub, tmp, entry, in_place, lock.waited)
+        except _Unsettled as exc:
+            # The entry stays open and this process keeps the lock until it ends: ``recover`` settles the file.
+            out = failure(rel, "restore", exc.__cause__ or exc, rec.tier)
+            return replace(out, reason=f"{out.reason}; the partly filled stub is left for `tiering recover`")
+        except BaseException as exc:
+            lock.release()
+            await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
+            raise
+        # The lock goes before the journal closes, so a crash never leaves a lock without an open entry
+        # for ``recover`` to find it by; a restorer that gets it meanwhile finds the file restored.
+        lock.release()
+        await self.catalog.end_async(entry, close.status, record=close.record, **close.detail)
+        if close.outcome.status != DONE:
+            return close.outcome
         crash_point("restore:end")
         if self._mark_used(rel):
             await asyncio.to_thread(self.flush_heat)
-        return Outcome(rel, "restore", DONE, f"restored from {rec.tier} and verified", bytes=rec.size,
-                       tier=rec.tier, warning=note)
+        return close.outcome
+
+    async def _restore_locked(self, where: Entry, rec: FileRecord, stub: os.stat_result, tmp: bytes, entry: int,
+                              in_place: bool, waited: bool) -> _Close:
+        """The restore proper, under the file's restore lock: how to close its journal entry."""
+        rel = where.rel
+        if waited:  # another restorer held the lock: look again at what it left
+            found = await self._look_again(where, stub)
+            if isinstance(found, _Close):
+                return found
+            rec, stub = found
+        try:
+            note = await self._fetch(rec, where, tmp, stub, in_place)
+            crash_point("restore:fetched")
+            if in_place:
+                new = await self._fill(where, tmp, stub, entry)
+            else:
+                await self._replace_stub(where, tmp, stub)
+                # The rename must be on disk before the journal says "restored";
+                # renames in one directory share one fsync of it.
+                await self._syncer().sync_dir(where.dir_fd)
+                crash_point("restore:renamed")
+                new = where.lstat()
+        except _Unsettled:
+            raise  # (its temp file is what recovery finishes the fill from)
+        except StubError as exc:
+            where.unlink(tmp)
+            if isinstance(exc, StubBusyError):  # work not done is not success: the stub is still there
+                outcome = Outcome(rel, "restore", FAILED, f"the stub stayed open in another process for "
+                                  f"{self.lease_wait:g}s; left as it is (try again once it is closed)", tier=rec.tier)
+            else:
+                outcome = Outcome(rel, "restore", SKIPPED, f"the stub changed ({exc.reason}); left as it is")
+            return _Close("rolled_back", None, {"error": exc.reason}, outcome)
+        except BaseException:
+            where.unlink(tmp)
+            raise
+        record = replace(rec, state=FileState.ARCHIVED, mtime_ns=new.st_mtime_ns, ctime_ns=new.st_ctime_ns,
+                         ino=new.st_ino, released_at=None)
+        how = "in place " if in_place else ""
+        return _Close("done", record, {}, Outcome(rel, "restore", DONE, f"restored {how}from {rec.tier} and verified",
+                                                 bytes=rec.size, tier=rec.tier, warning=note))
+
+    async def _look_again(self, where: Entry, stub: os.stat_result) -> tuple[FileRecord, os.stat_result] | _Close:
+        """After waiting for another restorer of the file: the record and stub to restore from, or
+        how to close the entry (noop when the other one restored it)."""
+        rel, again = where.rel, "restored by another process"
+        rec = self.catalog.get(rel)
+        if rec is None or rec.state != FileState.RELEASED:
+            return _Close("rolled_back", None, {"error": again},
+                          Outcome(rel, "restore", NOOP, again, tier=rec.tier if rec else None))
+        now = where.lstat()
+        if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino:
+            return rec, now  # still our stub (its ctime may have moved: a restore that rolled back)
+        if (stat.S_ISREG(now.st_mode) and now.st_size == rec.size and not _marked(where)
+                and await asyncio.to_thread(_checksum_at, where) == rec.checksum):
+            # Its closing commit is not in yet (it lets go of the lock first), or it had no catalog to write.
+            record = replace(rec, state=FileState.ARCHIVED, mtime_ns=now.st_mtime_ns, ctime_ns=now.st_ctime_ns,
+                             ino=now.st_ino, released_at=None)
+            return _Close("done", record, {"found": again}, Outcome(rel, "restore", NOOP, again, tier=rec.tier))
+        return _Close("rolled_back", None, {"error": "the stub changed"},
+                      Outcome(rel, "restore", SKIPPED, "the stub changed while another process had it; left as it is",
+                              tier=rec.tier))
+
+    async def _fill(self, where: Entry, tmp: bytes, stub: os.stat_result, entry: int) -> os.stat_result:
+        """Copy the verified ``tmp`` into the stub's own inode (``fill_stub``), journaled first; the file's status."""
+        await asyncio.to_thread(self.catalog.step, entry, "filling", stub_atime_ns=stub.st_atime_ns,
+                                stub_mtime_ns=stub.st_mtime_ns)
+        crash_point("restore:filling")
+        try:
+            new = await asyncio.to_thread(fill_stub, where, tmp, Identity.of(stub))
+        except StubError:
+            raise
+        except BaseException as exc:
+            if where.lstat().st_size != 0:  # the fill could not be undone: only recovery may settle it now
+                raise _Unsettled() from exc
+            raise
+        crash_point("restore:filled")
+        where.unlink(tmp)
+        await self._syncer().sync_dir(where.dir_fd)  # no temp file outlives the journal entry
+        return new
 
     async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
         """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub."""
@@ -410,9 +535,10 @@ class Mover:
                 await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, 0.5)
 
-    async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result) -> str:
+    async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result, in_place: bool) -> str:
         """Download into ``tmp`` beside ``where``, check it against the catalog, give it the stub's
-        owner/mode/times; returns a warning for the outcome ('' when all was as expected)."""
+        owner/mode/times (``in_place``: only the bytes matter, which are copied into the stub itself,
+        and the stub is not opened); returns a warning for the outcome ('' when all was as expected)."""
         store = self.store(rec.tier)
         os.close(where.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, name=tmp))  # ours, not a planted link
         info = await self._transfer(store, "get_file", rec.object_key, self._local_name(store, where, name=tmp),
@@ -428,22 +554,27 @@ class Mover:
                                      f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
             if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
                 raise IntegrityError(f"{show_path(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
-            stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
-            try:
-                copy_user_xattrs(stub_fd, fd)
-            finally:
-                os.close(stub_fd)
-            if os.geteuid() == 0:
-                os.fchown(fd, stub.st_uid, stub.st_gid)
-            os.fchmod(fd, stat.S_IMODE(stub.st_mode))
-            # A restore is a use: atime says "now", or the next policy cycle would take the file that was
-            # just staged in for the coldest on the tier and release it again. mtime stays the file's own.
-            os.utime(fd, ns=(time.time_ns(), stub.st_mtime_ns))
-            await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
+            if not in_place:
+                await self._settle_copy(where, fd, stub)
         finally:
             os.close(fd)
         return "" if info.checksum else (f"the object's metadata is missing in {rec.tier}; the bytes were verified "
                                           "against the catalog's checksum instead")
+
+    async def _settle_copy(self, where: Entry, fd: int, stub: os.stat_result) -> None:
+        """Give the restored copy ``fd`` the stub's attributes, owner, mode and times, and fsync it."""
+        stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            copy_user_xattrs(stub_fd, fd)
+        finally:
+            os.close(stub_fd)
+        if os.geteuid() == 0:
+            os.fchown(fd, stub.st_uid, stub.st_gid)
+        os.fchmod(fd, stat.S_IMODE(stub.st_mode))
+        # A restore is a use: atime says "now", or the next policy cycle would take the file that was
+        # just staged in for the coldest on the tier and release it again. mtime stays the file's own.
+        os.utime(fd, ns=(time.time_ns(), stub.st_mtime_ns))
+        await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +594,57 @@ class _Archived:
     release_entry: int | None = None  # the release journal entry opened with the archive's commit
     copy: ObjectInfo | None = None  # the stored object as read back after the copy, if it was
     etag: str = ""  # the stored object's ETag as the write reported it
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    """How a restore closes its journal entry: status, the file's new record, details; and its outcome."""
+
+    status: str
+    record: FileRecord | None
+    detail: dict
+    outcome: Outcome
+
+
+class _Unsettled(Exception):
+    """An in-place fill failed and could not be undone (its cause says why): left for ``recover``."""
+
+
+async def _to_the_end(coro: Coroutine[object, object, R]) -> R:
+    """Await ``coro`` to its end even if the caller is cancelled meanwhile; then pass the cancellation on."""
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()
+
+
+def _not_released(where: Entry, rec: FileRecord | None, in_place: bool) -> Outcome:
+    """The outcome of restoring a file the catalog does not call released."""
+    state = rec.state if rec else "unmanaged"
+    if in_place and _marked(where) and where.lstat().st_size == 0:
+        # A reader must never be given an empty stub for the file: refuse rather than call it resident.
+        return Outcome(where.rel, "restore", FAILED, f"it is a stub, but the catalog has it as {state}; not "
+                       f"restoring it (the stub is left as it is)", tier=rec.tier if rec else None)
+    return Outcome(where.rel, "restore", NOOP, f"not released ({state})")
+
+
+def _marked(where: Entry) -> bool:
+    """True if ``where`` carries our released-stub mark (read without following a symlink)."""
+    return is_stub(where.fd_path(), follow_symlinks=False)
+
+
+def _checksum_at(where: Entry) -> str:
+    fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return _checksum_of(fd)
+    finally:
+        os.close(fd)
 
 
 def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:

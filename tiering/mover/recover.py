@@ -13,6 +13,14 @@ the last step it recorded (a step is journaled *before* it is taken):
 - restore: the temp file is removed. If the rename already happened (the
   file has its true size again and its checksum matches), finish (archived);
   if the stub is still there, roll back (still released).
+- restore in place, caught while "filling" the stub's own inode: if the
+  inode already holds exactly the archived bytes (size and checksum), finish
+  (its stub mark goes); else if the verified temp file is still there, fill
+  the inode from it again and finish, once the inode verifies; otherwise
+  empty the inode again (it keeps, or gets back, its stub mark): still
+  released. A partial fill is never left looking like a restored file.
+- a restore's lock (``restorelock``) left by a dead holder of this host is
+  removed once its entry is settled.
 
 Recovery is idempotent: a crash during recovery is settled by the next one.
 It is cheap when there is nothing to do (one indexed query).
@@ -24,13 +32,15 @@ import os
 import stat
 from dataclasses import replace
 
-from tiering.catalog import JournalEntry
+from tiering.catalog import FileRecord, JournalEntry
 from tiering.core.errors import PathError, StoreError
 from tiering.core.states import FileState
+from tiering.mover import restorelock
 from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import DONE, FAILED, Outcome
+from tiering.mover.stub import empty_stub, fill_from, stub_attributes, unmark
 from tiering.stores.base import SupportsCleanup
 from tiering.stores.checksum import Hasher
 
@@ -84,32 +94,96 @@ def _release(mover: Mover, entry: JournalEntry) -> Outcome:
 def _restore(mover: Mover, entry: JournalEntry) -> Outcome:
     try:
         with mover.hot_root.entry(entry.path) as where:
-            if tmp := entry.detail.get("tmp"):
-                where.unlink(os.fsencode(tmp))
-            return _settle_restore(mover, entry, where)
+            if entry.detail.get("in_place") and entry.step == "filling":
+                status, why, record = _settle_fill(mover, entry, where)
+            else:
+                if tmp := entry.detail.get("tmp"):
+                    where.unlink(os.fsencode(tmp))
+                status, why, record = _settle_restore(mover, entry, where)
+            # Settled: the crashed restorer's lock goes first, so none outlives its entry.
+            restorelock.clear_dead(where)
+            return _close(mover, entry, status, why, record)
     except FileNotFoundError:
         return _close(mover, entry, "rolled_back", "file is gone from the hot tier")
     except PathError as exc:
         return _close(mover, entry, "rolled_back", f"file cannot be reached safely any more: {exc}")
 
 
-def _settle_restore(mover: Mover, entry: JournalEntry, where: Entry) -> Outcome:
+def _settle_restore(mover: Mover, entry: JournalEntry, where: Entry) -> tuple[str, str, FileRecord | None]:
     rec = mover.catalog.get(entry.path)
     st = where.lstat()
     if rec is None or rec.state != FileState.RELEASED:
-        return _close(mover, entry, "rolled_back", "record is no longer released")
+        return "rolled_back", "record is no longer released", None
     if st.st_size == 0 and st.st_ino == entry.detail.get("stub_ino", rec.ino):
-        return _close(mover, entry, "rolled_back", "stub still in place")
+        return "rolled_back", "stub still in place", None
     if stat.S_ISREG(st.st_mode) and st.st_size == rec.size and _checksum(where) == rec.checksum:
-        record = replace(rec, state=FileState.ARCHIVED, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
-                         released_at=None)
-        return _close(mover, entry, "done", "restored file is in place and verifies", record)
-    return _close(mover, entry, "rolled_back", "file changed", replace(rec, state=FileState.DIRTY))
+        return "done", "restored file is in place and verifies", _archived(rec, st)
+    return "rolled_back", "file changed", replace(rec, state=FileState.DIRTY)
+
+
+def _settle_fill(mover: Mover, entry: JournalEntry, where: Entry) -> tuple[str, str, FileRecord | None]:
+    """An in-place restore caught while filling the stub's inode: finish it, or empty the inode again."""
+    rec = mover.catalog.get(entry.path)
+    tmp = os.fsencode(entry.detail["tmp"])
+    st = where.lstat()
+    if (rec is None or rec.state != FileState.RELEASED or not stat.S_ISREG(st.st_mode)
+            or st.st_ino != entry.detail.get("stub_ino")):
+        where.unlink(tmp)
+        return _settle_restore(mover, entry, where)  # not our stub's inode any more: as any restore
+    atime_ns = entry.detail.get("stub_atime_ns", st.st_atime_ns)
+    mtime_ns = entry.detail.get("stub_mtime_ns", rec.mtime_ns or st.st_mtime_ns)
+    fd = where.open(os.O_RDWR | os.O_NONBLOCK)
+    try:
+        if st.st_size == rec.size and _fd_checksum(fd) == rec.checksum:
+            unmark(fd, mtime_ns)
+            status, why = "done", "the stub's inode holds the restored bytes"
+        elif _verifies(where, tmp, rec):
+            os.ftruncate(fd, 0)  # (it keeps its stub mark until every byte is back)
+            src = where.open(os.O_RDONLY, name=tmp)
+            try:
+                fill_from(fd, src, rec.size, atime_ns, mtime_ns)
+            finally:
+                os.close(src)
+            if _fd_checksum(fd) == rec.checksum:
+                status, why = "done", "filled the stub's inode from the verified temp file"
+            else:
+                status, why = "rolled_back", "the fill from the temp file did not verify; the stub was emptied again"
+        else:
+            status, why = "rolled_back", "partly filled stub emptied again (no verified copy to finish from)"
+        if status != "done":
+            empty_stub(fd, atime_ns, mtime_ns, stub_attributes(rec.size, rec.checksum, rec.tier))
+    finally:
+        os.close(fd)
+    where.unlink(tmp)
+    where.fsync_dir()
+    return status, why, _archived(rec, where.lstat()) if status == "done" else None
+
+
+def _archived(rec: FileRecord, st: os.stat_result) -> FileRecord:
+    return replace(rec, state=FileState.ARCHIVED, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino,
+                   released_at=None)
+
+
+def _verifies(where: Entry, tmp: bytes, rec: FileRecord) -> bool:
+    """True if the temp file ``tmp`` is there and holds exactly the archived bytes."""
+    try:
+        fd = where.open(os.O_RDONLY | os.O_NONBLOCK, name=tmp)
+    except FileNotFoundError:
+        return False
+    try:
+        st = os.fstat(fd)
+        return stat.S_ISREG(st.st_mode) and st.st_size == rec.size and _fd_checksum(fd) == rec.checksum
+    finally:
+        os.close(fd)
 
 
 def _checksum(where: Entry) -> str:
     fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
     try:
-        return Hasher.of_file(f"/proc/self/fd/{fd}").value
+        return _fd_checksum(fd)
     finally:
         os.close(fd)
+
+
+def _fd_checksum(fd: int) -> str:
+    return Hasher.of_file(f"/proc/self/fd/{fd}").value

@@ -32,11 +32,14 @@ import fcntl
 import json
 import os
 import signal
+import stat
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tiering.core.faults import crash_point
 from tiering.core.states import FileState
 from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
@@ -44,6 +47,8 @@ from tiering.mover.identity import Identity
 XATTR_PREFIX = "user.tiering."
 STUB_XATTR = XATTR_PREFIX + "stub"
 _LEGACY_STATE_XATTR = XATTR_PREFIX + "state"  # stubs released before STUB_XATTR carried one per field
+#: Bytes copied into a stub's inode per call when restoring in place (a crash can land between two).
+FILL_CHUNK = 64 << 20
 
 
 class StubError(Exception):
@@ -56,6 +61,10 @@ class StubError(Exception):
 
 class StubBusyError(StubError):
     """Another process has the file open (or holds a lease on it): trying again later may succeed."""
+
+
+class StubRefusedError(StubError):
+    """The ``before_truncate`` hook refused the release (its message is the reason); nothing changed."""
 
 
 def ignore_lease_breaks() -> bool:
@@ -77,10 +86,13 @@ def stub_attributes(size: int, checksum: str, tier: str) -> dict[str, bytes]:
     return {STUB_XATTR: f"{FileState.RELEASED} {size} {tier} {algorithm}:{digest[:16]}".encode()}
 
 
-def is_stub(path: str | Path) -> bool:
-    """True if ``path`` carries our released-stub mark (this version's, or an older one's)."""
+def is_stub(path: str | Path, *, follow_symlinks: bool = True) -> bool:
+    """True if ``path`` carries our released-stub mark (this version's, or an older one's).
+
+    (For an ``Entry``: ``is_stub(where.fd_path(), follow_symlinks=False)``.)
+    """
     try:
-        mark = os.getxattr(path, STUB_XATTR)
+        mark = os.getxattr(path, STUB_XATTR, follow_symlinks=follow_symlinks)
     except (OSError, AttributeError):
         mark = b""
     if mark.startswith(FileState.RELEASED.encode() + b" "):
@@ -91,7 +103,7 @@ def is_stub(path: str | Path) -> bool:
         except (ValueError, AttributeError):
             return False
     try:
-        return os.getxattr(path, _LEGACY_STATE_XATTR) == FileState.RELEASED.encode()
+        return os.getxattr(path, _LEGACY_STATE_XATTR, follow_symlinks=follow_symlinks) == FileState.RELEASED.encode()
     except OSError:
         return False
 
@@ -123,12 +135,21 @@ def exclusive(where: Entry, expected: Identity, use_lease: bool,
         os.close(fd)
 
 
-def release_to_stub(where: Entry, expected: Identity, attributes: dict[str, bytes], use_lease: bool) -> None:
+def release_to_stub(where: Entry, expected: Identity, attributes: dict[str, bytes], use_lease: bool,
+                    before_truncate: Callable[[int], None] | None = None) -> None:
     """Truncate ``where`` to a stub if it is still exactly ``expected``.
 
+    ``before_truncate`` is called with the file's directory descriptor under
+    the lease, before anything changes (the access guard marks the directory
+    there, before the stub can be opened); if it raises, ``StubRefusedError``.
     Raises ``StubError`` (nothing changed) if the file is open elsewhere or has changed.
     """
     with exclusive(where, expected, use_lease, os.O_WRONLY) as (fd, st):
+        if before_truncate is not None:
+            try:
+                before_truncate(where.dir_fd)
+            except Exception as exc:  # (whatever the hook raises refuses this one file, as its reason)
+                raise StubRefusedError(" ".join(str(exc).split()) or type(exc).__name__) from exc
         _set_xattrs(fd, attributes)
         os.ftruncate(fd, 0)
         os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -144,6 +165,94 @@ def replace_stub(where: Entry, tmp: bytes, stub: Identity, use_lease: bool) -> N
     """
     with exclusive(where, stub, use_lease):
         where.rename_over(tmp)
+
+
+def fill_stub(where: Entry, tmp: bytes, expected: Identity) -> os.stat_result:
+    """Copy the verified restored copy ``tmp`` (beside ``where``) into the stub's own inode; its status after.
+
+    For a reader whose open already resolved to the stub (the access guard):
+    the bytes go into that inode, not into a new file renamed over it. The
+    stub must still be ``expected`` (same inode, empty, untouched), else
+    ``StubError`` and nothing changed. No lease: the reader's blocked open
+    holds the file open, so one would be refused; every open of a stub is
+    held by the guard, so nobody writes to it meanwhile. If the copy fails
+    the inode is emptied again (it keeps its stub mark) before the error is
+    raised: a partial fill never looks like a restored file.
+    """
+    try:
+        fd = where.open(os.O_WRONLY | os.O_NONBLOCK)  # (non-blocking: another's lease, or a FIFO, never hangs us)
+    except BlockingIOError:
+        raise StubBusyError("open in another process") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or Identity.of(st) != expected:
+            raise StubError("changed since it was released")
+        src = where.open(os.O_RDONLY, name=tmp)
+        try:
+            fill_from(fd, src, os.fstat(src).st_size, st.st_atime_ns, st.st_mtime_ns)
+        finally:
+            os.close(src)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def fill_from(fd: int, src: int, size: int, atime_ns: int, mtime_ns: int) -> None:
+    """Fill the empty stub open as ``fd`` with the first ``size`` bytes of ``src``, then unmark it.
+
+    The bytes are on disk before the stub mark goes (two fsyncs: a crash in
+    between leaves a full file still marked as a stub, which recovery
+    finishes; never a partial one without the mark). On failure before the
+    mark goes, the stub is emptied again (``empty_stub``) and the error raised.
+    """
+    try:
+        copy_in(src, fd, size)
+        os.fsync(fd)
+    except BaseException:
+        empty_stub(fd, atime_ns, mtime_ns)
+        raise
+    unmark(fd, mtime_ns)
+
+
+def unmark(fd: int, mtime_ns: int) -> None:
+    """Make the filled stub open as ``fd`` a restored file: no stub mark, atime now, mtime ``mtime_ns``; durably."""
+    clear_stub_xattrs(fd)
+    os.utime(fd, ns=(time.time_ns(), mtime_ns))  # a restore is a use: atime now; mtime stays the file's own
+    os.fsync(fd)
+
+
+def empty_stub(fd: int, atime_ns: int, mtime_ns: int, attributes: dict[str, bytes] | None = None) -> None:
+    """Truncate the stub open as ``fd`` back to zero length with its times (and, given, its stub mark), durably."""
+    os.ftruncate(fd, 0)
+    if attributes:
+        _set_xattrs(fd, attributes)
+    os.utime(fd, ns=(atime_ns, mtime_ns))
+    os.fsync(fd)
+
+
+def copy_in(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes from the start of ``src`` to the same offsets of ``dst``, in the kernel.
+
+    ``copy_file_range`` (a reflink where the filesystem can), else ``sendfile``
+    (filesystems or kernels that refuse the former, such as some FUSE mounts).
+    """
+    done = 0
+    while done < size:
+        n = _copy_chunk(src, dst, min(FILL_CHUNK, size - done), done)
+        if n <= 0:
+            raise OSError(errno.EIO, f"{os.strerror(errno.EIO)}: the restored copy ended after {done} of {size} bytes")
+        done += n
+        crash_point("restore:fill-chunk")
+
+
+def _copy_chunk(src: int, dst: int, count: int, offset: int) -> int:
+    try:
+        return os.copy_file_range(src, dst, count, offset, offset)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+    os.lseek(dst, offset, os.SEEK_SET)
+    return os.sendfile(dst, src, offset, count)
 
 
 def _take_lease(fd: int) -> bool:
@@ -182,6 +291,17 @@ def copy_user_xattrs(src: Path | int, dst: int) -> None:
 
 
 def clear_stub_xattrs(fd: int) -> None:
-    for name in os.listxattr(fd):
+    """Remove our ``user.tiering.*`` attributes from the open file ``fd`` (none to remove without user xattrs)."""
+    try:
+        names = os.listxattr(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return
+        raise
+    for name in names:
         if name.startswith(XATTR_PREFIX):
-            os.removexattr(fd, name)
+            try:
+                os.removexattr(fd, name)
+            except OSError as exc:
+                if exc.errno != errno.ENODATA:  # (removed meanwhile)
+                    raise

@@ -1,0 +1,407 @@
+"""Restore into the stub's own inode (for a reader whose open already resolved to it), the restore lock
+shared by every restorer of a file, and the release hook the access guard marks directories from.
+
+Real files, real processes as readers and lock holders, a posix and a SeaweedFS S3 tier (``mover``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import closed_port, write_config
+
+from tiering.catalog import Catalog
+from tiering.config import load_config
+from tiering.core.states import FileState
+from tiering.mover import restorelock
+from tiering.mover.ops import RESTORE_TMP_PREFIX, Mover
+from tiering.mover.restorelock import Holder, holder_of, lock_name
+from tiering.mover.stub import STUB_XATTR, is_stub
+from tiering.stores.keys import encode_key
+
+MTIME = 1_690_000_000_222_222_222
+
+
+def hot_file(m: Mover, rel: bytes, data: bytes) -> Path:
+    path = m.hot_path(rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.chmod(path, 0o640)
+    os.utime(path, ns=(1_700_000_000_111_111_111, MTIME))
+    return path
+
+
+def released(m: Mover, rel: bytes, data: bytes) -> tuple[Path, os.stat_result]:
+    path = hot_file(m, rel, data)
+    out = m.release(rel)
+    assert out.status == "done", out
+    return path, path.stat()
+
+
+def leftovers(m: Mover) -> list[str]:
+    """Restore temp files and restore locks anywhere on the hot tier."""
+    return [p.name for p in m.hot.rglob("*") if p.name.startswith(RESTORE_TMP_PREFIX)]
+
+
+def ended(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe:
+            pipe.close()
+
+
+def assert_stub_as_it_was(m: Mover, rel: bytes, path: Path, before: os.stat_result) -> None:
+    st = path.stat()
+    assert (st.st_size, st.st_ino, st.st_mtime_ns, st.st_mode) == (0, before.st_ino, before.st_mtime_ns, before.st_mode)
+    assert is_stub(path)
+    assert m.catalog.get(rel).state == FileState.RELEASED
+    assert leftovers(m) == [] and m.catalog.open_entries() == []
+
+
+# -- in place -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 70_000, 12 * 1024 * 1024 + 3])
+def test_in_place_restore_fills_the_stubs_own_inode(mover, size):
+    rel = b"data/shard \xff.bin"
+    data = os.urandom(size)
+    path, stub = released(mover, rel, data)
+    os.setxattr(path, "user.owner-note", b"keep me")
+    started = time.time_ns()
+
+    out = mover.restore(rel, in_place=True)
+    assert out.status == "done" and "in place" in out.reason and out.bytes == size, out
+    st = path.stat()
+    assert st.st_ino == stub.st_ino  # the very inode a reader's open resolved to
+    assert path.read_bytes() == data
+    assert (st.st_mode, st.st_uid, st.st_mtime_ns) == (stub.st_mode, stub.st_uid, MTIME)
+    assert st.st_atime_ns >= started  # a restore is a use
+    assert os.getxattr(path, "user.owner-note") == b"keep me"
+    assert not [n for n in os.listxattr(path) if n.startswith("user.tiering.")]
+    rec = mover.catalog.get(rel)
+    assert (rec.state, rec.ino, rec.mtime_ns, rec.ctime_ns) == ("archived", st.st_ino, MTIME, st.st_ctime_ns)
+    assert leftovers(mover) == [] and mover.catalog.open_entries() == []
+    assert [e.step for e in mover.catalog.history(rel, 1)] == ["filling"]
+
+    assert mover.restore(rel, in_place=True).status == "noop"  # resident now: nothing to do
+    assert mover.release(rel).status == "done" and path.stat().st_size == 0  # and it releases as any file
+
+
+def test_a_reader_holding_the_stub_open_reads_the_restored_bytes(mover):
+    """The guard's case: a process opened the stub before the restore; its descriptor gets the bytes.
+    (A restore that renames a new file over the stub cannot do this: the reader keeps the empty inode.)"""
+    data = os.urandom(300_000)
+    path, _ = released(mover, b"held.bin", data)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import hashlib, sys\nf = open(sys.argv[1], 'rb')\nprint('open', flush=True)\n"
+         "sys.stdin.readline()\nprint(hashlib.sha256(f.read()).hexdigest(), flush=True)", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline() == "open\n"
+        out = mover.restore(b"held.bin", in_place=True)  # no lease: the reader's open would refuse one
+        assert out.status == "done", out
+        got, _ = reader.communicate("go\n", timeout=30)
+    finally:
+        ended(reader)
+    assert got.strip() == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt"])
+def test_a_failed_in_place_restore_leaves_the_stub_exactly_as_it_was(mover, damage):
+    path, stub = released(mover, b"victim.bin", b"precious bytes" * 1000)
+    store, key = mover.store("cap"), encode_key(b"victim.bin")
+    if damage == "delete":
+        store.delete(key)
+    else:
+        from tiering.stores.base import FileMeta
+
+        src = path.parent / "impostor"
+        src.write_bytes(b"x" * 14000)
+        store.put_file(src, key, FileMeta.from_stat(src.stat(), key))
+        src.unlink()
+    out = mover.restore(b"victim.bin", in_place=True)
+    assert out.status == "failed" and "\n" not in out.reason, out
+    assert ("no such object" in out.reason) if damage == "delete" else ("not the archived version" in out.reason)
+    assert_stub_as_it_was(mover, b"victim.bin", path, stub)
+
+
+def test_a_tier_that_is_down_fails_the_in_place_restore_and_leaves_the_stub(tmp_path, seaweed, monkeypatch):
+    from conftest import S3_BUCKET, S3_KEY, S3_SECRET
+
+    monkeypatch.setenv("TEST_S3_SECRET", S3_SECRET)
+    tier = (f'url = "s3://{S3_BUCKET}/{tmp_path.name}"\nendpoint = "ENDPOINT"\naccess_key_id = "{S3_KEY}"\n'
+            'secret_access_key = "${TEST_S3_SECRET}"\n')
+    up = load_config(write_config(tmp_path, tier.replace("ENDPOINT", seaweed.endpoint)))
+    down_cfg = write_config(tmp_path, tier.replace("ENDPOINT", f"http://127.0.0.1:{closed_port()}"))
+    down_cfg.write_text(down_cfg.read_text() + '[retry]\nattempts = 2\nmax_backoff = "0.1s"\ndeadline = "2s"\n')
+    with Catalog.open(up.catalog_path, writer=True) as cat:
+        m = Mover(up, cat)
+        path, stub = released(m, b"far.bin", os.urandom(50_000))
+        m.close()
+        m = Mover(load_config(down_cfg), cat)
+        out = m.restore(b"far.bin", in_place=True)
+        assert out.status == "failed" and out.fatal and "\n" not in out.reason, out  # run scope, as today
+        assert_stub_as_it_was(m, b"far.bin", path, stub)
+        m.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs hot tier needs root")
+def test_disk_full_while_filling_the_stub_empties_it_again(tmp_path):
+    """The temp copy fits, the fill into the stub does not: the stub must come back empty and marked."""
+    (tmp_path / "capacity").mkdir()
+    cfg = write_config(tmp_path, 'url = "capacity"')
+    hot = tmp_path / "hot"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(hot)], check=True)
+    try:
+        config = load_config(cfg)
+        with Catalog.open(config.catalog_path, writer=True) as cat:
+            m = Mover(config, cat)
+            data = os.urandom(3 * 1024 * 1024)
+            path, stub = released(m, b"big.bin", data)
+            out = m.restore(b"big.bin", in_place=True)
+            assert out.status == "failed" and out.fatal, out
+            assert "No space left on device" in out.reason and "\n" not in out.reason
+            assert_stub_as_it_was(m, b"big.bin", path, stub)
+            assert [e.step for e in cat.history(b"big.bin", 1)] == ["filling"]  # it failed in the fill itself
+            m.close()
+    finally:
+        subprocess.run(["umount", str(hot)], check=False)
+
+
+def test_a_stub_the_catalog_does_not_call_released_is_refused_not_passed_off_as_resident(mover):
+    """A reader must never get an empty stub as the file: no record saying released means no restore,
+    and a failure, not a noop."""
+    path, stub = released(mover, b"orphan.bin", os.urandom(1000))
+    rec = mover.catalog.get(b"orphan.bin")
+    mover.catalog.put(replace(rec, state=FileState.ARCHIVED))
+    out = mover.restore(b"orphan.bin", in_place=True)
+    assert out.status == "failed" and "is a stub" in out.reason, out
+    assert path.stat().st_size == 0 and is_stub(path)
+    assert mover.restore(b"orphan.bin").status == "noop"  # (`tiering restore` keeps today's answer)
+
+
+@pytest.mark.parametrize("phase", ["fetch", "fill"])
+def test_a_cancelled_in_place_restore_runs_to_its_end(mover, monkeypatch, phase):
+    """Stopping a fill part-way would leave bytes in a stub the catalog calls released: a cancelled in-place
+    restore finishes, then the cancellation goes on; catalog and file agree afterwards."""
+    from tiering.mover import ops
+
+    data = os.urandom(12 * 1024 * 1024)
+    path, stub = released(mover, b"cancel.bin", data)
+    cancelled = threading.Event()
+
+    async def cancel_it() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(mover.restore_async(b"cancel.bin", in_place=True))
+
+        def cancel(*_) -> None:  # (on a worker thread, while the bytes move)
+            if not cancelled.is_set():
+                cancelled.set()
+                loop.call_soon_threadsafe(task.cancel)
+                time.sleep(0.1)  # the cancellation lands while this step still runs
+
+        if phase == "fetch":
+            mover.on_bytes = cancel
+        else:
+            fill = ops.fill_stub
+            monkeypatch.setattr(ops, "fill_stub", lambda *a: (cancel(), fill(*a))[1])
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_it())
+    assert cancelled.is_set()
+    assert mover.catalog.open_entries() == [] and leftovers(mover) == []
+    assert mover.catalog.get(b"cancel.bin").state == "archived"
+    assert path.read_bytes() == data and path.stat().st_ino == stub.st_ino
+
+
+# -- the restore lock ----------------------------------------------------------------------------
+
+
+def test_concurrent_restores_of_one_file_end_in_one_restore(mover):
+    """Two restorers of one stub (in place and not, as the guard and `tiering restore`): one restores, the
+    other waits for it and finds the file restored."""
+    data = os.urandom(3 * 1024 * 1024)
+    path, _ = released(mover, b"shared.bin", data)
+
+    async def both():
+        return await asyncio.gather(mover.restore_async(b"shared.bin", in_place=True),
+                                    mover.restore_async(b"shared.bin", in_place=True),
+                                    mover.restore_async(b"shared.bin"))
+
+    outs = asyncio.run(both())
+    assert sorted(o.status for o in outs) == ["done", "noop", "noop"], outs
+    assert all("restored by another process" in o.reason for o in outs if o.status == "noop")
+    assert path.read_bytes() == data  # (in its own inode or a new one: whichever restorer came first)
+    assert mover.catalog.get(b"shared.bin").state == "archived"
+    assert leftovers(mover) == [] and mover.catalog.open_entries() == []
+
+
+def lock_holder(where_dir: Path, name: bytes) -> subprocess.Popen:
+    """A real process that takes the restore lock of ``where_dir/name`` and holds it until stdin closes."""
+    code = ("import os, sys, pathlib\nfrom tiering.mover.beneath import HotRoot\n"
+            "from tiering.mover.restorelock import try_acquire\n"
+            "lock = try_acquire(HotRoot(pathlib.Path(sys.argv[1])).entry(os.fsencode(sys.argv[2])))\n"
+            "print(type(lock).__name__, flush=True)\nsys.stdin.read()\nlock.release()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(where_dir), os.fsdecode(name)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "RestoreLock\n"
+    return proc
+
+
+def test_a_live_holder_makes_a_restore_wait_then_fail_and_its_end_lets_it_through(mover):
+    data = os.urandom(40_000)
+    path, stub = released(mover, b"locked.bin", data)
+    holder = lock_holder(mover.hot, b"locked.bin")
+    try:
+        with mover.hot_root.entry(b"locked.bin") as where:
+            assert holder_of(where) == Holder(socket.gethostname(), holder.pid, restorelock._start_time(holder.pid))
+        mover.lock_wait = 0.5
+        started = time.monotonic()
+        out = mover.restore(b"locked.bin", in_place=True)
+        assert 0.5 <= time.monotonic() - started < 3
+        assert out.status == "failed" and f"process {holder.pid} on {socket.gethostname()}" in out.reason, out
+        assert path.stat().st_size == 0 and path.stat().st_ino == stub.st_ino and is_stub(path)
+        assert mover.catalog.get(b"locked.bin").state == "released" and mover.catalog.open_entries() == []
+
+        mover.lock_wait = 10
+        threading.Timer(0.3, holder.stdin.close).start()  # the holder ends while we wait: we go on
+        out = mover.restore(b"locked.bin", in_place=True)
+        assert out.status == "done", out
+    finally:
+        ended(holder)
+    assert path.read_bytes() == data and leftovers(mover) == []
+
+
+def write_lock(m: Mover, rel: bytes, line: str, age: float = 0.0) -> Path:
+    lock = m.hot_path(rel).parent / os.fsdecode(lock_name(os.path.basename(rel)))
+    lock.write_text(line)
+    if age:
+        os.utime(lock, (time.time() - age, time.time() - age))
+    return lock
+
+
+def test_stale_locks_are_broken_at_once_and_live_remote_ones_are_waited_for(mover):
+    here = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    mover.lock_wait = 0.3
+    try:
+        cases = {  # name: (lock line, age in seconds, restored?)
+            b"dead-pid.bin": (f"{here} {gone.stdout.strip()} 12345 aa\n", 0, True),
+            b"reused-pid.bin": (f"{here} {sleeper.pid} 1 bb\n", 0, True),  # alive, but started at another time
+            b"remote-fresh.bin": (f"other-node 4242 777 cc\n", 0, False),
+            b"remote-stale.bin": (f"other-node 4242 777 dd\n", restorelock.STALE_AFTER + 5, True),
+            b"half-written.bin": ("", restorelock.STALE_AFTER + 5, True),
+        }
+        for rel, (line, age, ok) in cases.items():
+            data = os.urandom(5000)
+            path, _ = released(mover, rel, data)
+            lock = write_lock(mover, rel, line, age)
+            out = mover.restore(rel, in_place=True)
+            assert out.status == ("done" if ok else "failed"), (rel, out)
+            assert path.read_bytes() == (data if ok else b"")
+            assert lock.exists() != ok, rel
+            if not ok:
+                assert "process 4242 on other-node" in out.reason
+                lock.unlink()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert leftovers(mover) == []
+
+
+def test_a_tiering_restore_process_holds_the_lock_while_it_restores(mover, tmp_path):
+    """`holder_of` names the restoring process, so the guard can let that process's own opens of the stub
+    through; the lock goes when the restore ends."""
+    data = os.urandom(100_000)
+    path, _ = released(mover, b"cli.bin", data)
+    cfg = tmp_path / "tiering.toml"
+    mover.catalog.close()  # (the CLI takes the catalog's writer lock)
+    env = {**os.environ, "TIERING_CRASH_AT": "restore:fetched", "TIERING_CRASH_SIGNAL": "STOP"}
+    proc = subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", "restore", "-c", str(cfg),
+                             str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not _stopped(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.01)
+        with mover.hot_root.entry(b"cli.bin") as where:
+            held = holder_of(where)
+        assert (held.host, held.pid) == (socket.gethostname(), proc.pid) and held.alive()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    with mover.hot_root.entry(b"cli.bin") as where:
+        assert holder_of(where) is None
+    assert path.read_bytes() == data and leftovers(mover) == []
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_held_lock_is_refreshed_and_the_refresher_stops_with_the_last_lock(mover, monkeypatch):
+    monkeypatch.setattr(restorelock, "REFRESH_EVERY", 0.05)
+    hot_file(mover, b"long.bin", b"x")
+    with mover.hot_root.entry(b"long.bin") as where:
+        lock = restorelock.try_acquire(where)
+        assert isinstance(lock, restorelock.RestoreLock)
+        name = mover.hot / os.fsdecode(lock.name)
+        os.utime(name, (1, 1))
+        time.sleep(0.3)
+        assert time.time() - name.stat().st_mtime < 5  # the holder said it is alive
+        lock.release()
+        assert not name.exists()
+    deadline = time.monotonic() + 2
+    while any(t.name == "tiering-restore-locks" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the refresher outlived the last lock"
+        time.sleep(0.02)
+
+
+# -- the release hook ----------------------------------------------------------------------------
+
+
+def test_the_release_hook_gets_the_directory_before_the_truncate(mover):
+    data = os.urandom(20_000)
+    path = hot_file(mover, b"sub/dir/hooked.bin", data)
+    seen = []
+
+    def hook(dir_fd: int) -> None:
+        st = os.stat(b"hooked.bin", dir_fd=dir_fd, follow_symlinks=False)
+        seen.append((os.fstat(dir_fd).st_ino, st.st_size, STUB_XATTR in os.listxattr(path)))
+
+    mover.before_truncate = hook
+    assert mover.release(b"sub/dir/hooked.bin").status == "done"
+    assert seen == [(path.parent.stat().st_ino, len(data), False)]  # the file's own directory, still whole
+    assert path.stat().st_size == 0
+
+
+def test_a_release_hook_that_raises_fails_that_release_and_leaves_the_file_archived(mover):
+    data = os.urandom(20_000)
+    path = hot_file(mover, b"refused.bin", data)
+
+    def hook(dir_fd: int) -> None:
+        raise OSError(28, "no space for another fanotify mark")
+
+    mover.before_truncate = hook
+    out = mover.release(b"refused.bin")
+    assert out.status == "failed" and "no space for another fanotify mark" in out.reason, out
+    assert path.read_bytes() == data and not is_stub(path)
+    assert mover.catalog.get(b"refused.bin").state == "archived" and mover.catalog.open_entries() == []
+    mover.before_truncate = None
+    assert mover.release(b"refused.bin").status == "done"

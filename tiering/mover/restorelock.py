@@ -1,0 +1,291 @@
+"""One restore of a file at a time, across processes and nodes: a lock file beside the stub.
+
+Every restore of a file (``tiering restore``, a pin, the access guard's
+restore-on-open) first takes this lock. It lives on the hot tier's own
+filesystem, which on a cluster is shared by every client node, so it works
+where an in-memory or ``flock`` lock would not (``flock`` is per-node on most
+parallel filesystems). The lock is a file in the stub's own directory, reached
+through the ``Entry``'s directory descriptor (never through a symlink)::
+
+    .tiering-restore-lock-<16 hex digits of a hash of the file's name>
+
+created with ``O_CREAT | O_EXCL`` and holding one line, ``host pid start
+token``: the holder's host name, process id, the process's start time (clock
+ticks since boot, from ``/proc/PID/stat``, so a reused pid is not taken for the
+holder) and a random token naming this one hold. The name starts with the
+restore temp files' prefix, so everything that skips those (the daemon's
+events, ``tiered://`` listings, the crash lab's leftover check) skips locks too.
+
+A lock is *stale*, and broken at once by the next restorer, when its holder
+is on this host and that process is gone (or its start time differs); a
+holder on another host cannot be asked, so its lock is stale once the file's
+mtime is older than ``STALE_AFTER``. A holder refreshes the mtime every
+``REFRESH_EVERY`` seconds from one shared thread while it holds any lock, so
+a long transfer never looks stale (the bound assumes the nodes' clocks agree
+to well within it). Breaking renames the lock aside first and checks it is
+still the one judged stale, so a lock taken afresh in between is put back,
+not removed. ``recover`` removes the locks of this host's dead holders.
+
+The filesystem primitive is ``_claim`` (with ``_read`` and ``_drop``): one
+small function each, so it can be swapped (``mkdir``, say) if ``O_EXCL`` turns
+out not to be race-safe on some networked filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from tiering.mover.beneath import Entry
+
+LOCK_PREFIX = ".tiering-restore-lock-"
+#: Seconds after which a lock held from another host, not refreshed, is taken for its holder's crash.
+STALE_AFTER = 60.0
+#: How often a holder refreshes its locks' mtime (well inside ``STALE_AFTER``).
+REFRESH_EVERY = STALE_AFTER / 6
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.02, 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a restore lock: a process on a host (``started``: its start time, to tell a reused pid)."""
+
+    host: str
+    pid: int
+    started: str = ""
+
+    @property
+    def local(self) -> bool:
+        """True if the holder is on this host."""
+        return self.host == socket.gethostname()
+
+    def alive(self) -> bool:
+        """Whether the holder may still be running: checked on this host; assumed for another host's."""
+        return not self.local or (self.pid > 0 and _start_time(self.pid) == self.started)
+
+    def __str__(self) -> str:
+        return f"process {self.pid} on {self.host}"
+
+
+class RestoreLock:
+    """A held restore lock; ``release`` it (also on failure). Valid while its ``Entry`` is open."""
+
+    def __init__(self, where: Entry, name: bytes, fd: int, line: bytes, waited: bool) -> None:
+        self.where = where
+        self.name = name
+        self.line = line
+        #: True if another restorer held the lock first and this one waited for it.
+        self.waited = waited
+        self._fd = fd
+        self._fd_lock = threading.Lock()  # (a refresh never touches a descriptor number closed and reused)
+        _refresher.add(self)
+
+    def refresh(self) -> None:
+        """Move the lock file's mtime to now: its holder is alive (through our own descriptor of it)."""
+        with self._fd_lock:
+            if self._fd >= 0:
+                try:
+                    os.utime(self._fd)
+                except OSError:
+                    pass  # a refresh that fails leaves the lock as it was; the next one tries again
+
+    def release(self) -> None:
+        """Remove the lock file, if it is still ours (a stale-judged lock may have been broken and taken)."""
+        with self._fd_lock:
+            if self._fd < 0:
+                return
+            os.close(self._fd)
+            self._fd = -1
+        _refresher.remove(self)
+        seen = _read(self.where.dir_fd, self.name)
+        if seen is not None and seen[0] == self.line:
+            _drop(self.where.dir_fd, self.name)
+
+
+def lock_name(name: bytes) -> bytes:
+    """The lock file's name for a file called ``name`` (its last component; the lock sits beside it)."""
+    return LOCK_PREFIX.encode() + hashlib.blake2b(name, digest_size=8).hexdigest().encode()
+
+
+def holder_of(where: Entry) -> Holder | None:
+    """Who holds the restore lock of ``where`` now (None: nobody, or a lock still being written).
+
+    For the access guard: opens of a stub by its lock holder (a ``tiering
+    restore`` opens the stub it restores) are let through at once.
+    """
+    seen = _read(where.dir_fd, lock_name(where.name))
+    return _parse(seen[0]) if seen else None
+
+
+def try_acquire(where: Entry, *, waited: bool = False) -> RestoreLock | Holder:
+    """Take ``where``'s restore lock, breaking a stale one; else the live holder (not waiting)."""
+    name = lock_name(where.name)
+    line = _line()
+    holder = Holder("?", 0)
+    for _ in range(4):  # (a lock released or broken between our tries: try again, a few times)
+        fd = _claim(where.dir_fd, name, line)
+        if fd is not None:
+            return RestoreLock(where, name, fd, line, waited)
+        seen = _read(where.dir_fd, name)
+        if seen is None:
+            continue
+        content, mtime = seen
+        holder = _parse(content) or Holder("?", 0)
+        if not _stale(holder, mtime):
+            return holder
+        _break(where.dir_fd, name, content)
+    return holder
+
+
+async def acquire(where: Entry, wait: float) -> RestoreLock | Holder:
+    """``try_acquire``, waiting up to ``wait`` seconds (polling with backoff) for a live holder to finish;
+    the holder if it is still held then."""
+    deadline, pause = time.monotonic() + wait, _FIRST_PAUSE
+    got = try_acquire(where)
+    while isinstance(got, Holder) and (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, _LONGEST_PAUSE)
+        got = try_acquire(where, waited=True)
+    return got
+
+
+def clear_dead(where: Entry) -> Holder | None:
+    """Remove ``where``'s restore lock if its holder is a process of this host that is gone (for
+    ``recover``); returns that holder, or None when there was no such lock."""
+    name = lock_name(where.name)
+    seen = _read(where.dir_fd, name)
+    if seen is None:
+        return None
+    holder = _parse(seen[0])
+    if holder is None or not holder.local or holder.alive():
+        return None
+    _break(where.dir_fd, name, seen[0])
+    return holder
+
+
+# -- the filesystem primitive ---------------------------------------------------------------------
+
+
+def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
+    """Create the lock ``name`` holding ``line``, atomically: an open descriptor of it, or None if it exists."""
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    except FileExistsError:
+        return None
+    try:
+        os.write(fd, line)
+    except BaseException:
+        os.close(fd)
+        _drop(dir_fd, name)
+        raise
+    return fd
+
+
+def _read(dir_fd: int, name: bytes) -> tuple[bytes, float] | None:
+    """The lock's line and mtime, or None if there is no lock."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    try:
+        return os.read(fd, 512), os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+
+
+def _drop(dir_fd: int, name: bytes) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+# -- staleness ---------------------------------------------------------------------------------
+
+
+def _line() -> bytes:
+    pid = os.getpid()
+    return f"{socket.gethostname()} {pid} {_start_time(pid)} {secrets.token_hex(8)}\n".encode()
+
+
+def _parse(content: bytes) -> Holder | None:
+    fields = content.decode(errors="replace").split()
+    if len(fields) != 4 or not fields[1].isdigit():
+        return None  # (being written: the creator writes its line right after the create)
+    return Holder(fields[0], int(fields[1]), fields[2])
+
+
+def _stale(holder: Holder, mtime: float) -> bool:
+    if holder.local:
+        return not holder.alive()
+    return time.time() - mtime > STALE_AFTER  # another host's holder, or a line never written
+
+
+def _break(dir_fd: int, name: bytes, judged: bytes) -> None:
+    """Remove the stale lock ``name`` whose line was ``judged``; a fresh lock in its place is put back."""
+    aside = name + b".broken-" + secrets.token_hex(4).encode()
+    try:
+        os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except FileNotFoundError:
+        return  # another restorer broke it first
+    moved = _read(dir_fd, aside)
+    if moved is not None and moved[0] != judged:  # taken afresh between our look and the rename
+        try:
+            os.link(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            pass  # a third restorer took it meanwhile: it holds the lock now
+    _drop(dir_fd, aside)
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time (clock ticks after boot), '' if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+class _Refresher:
+    """One thread that refreshes every lock this process holds, running only while it holds any."""
+
+    def __init__(self) -> None:
+        self._held: set[RestoreLock] = set()
+        self._cond = threading.Condition()
+        self._running = False
+
+    def add(self, lock: RestoreLock) -> None:
+        with self._cond:
+            self._held.add(lock)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="tiering-restore-locks", daemon=True).start()
+
+    def remove(self, lock: RestoreLock) -> None:
+        with self._cond:
+            self._held.discard(lock)
+            if not self._held:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        due = time.monotonic() + REFRESH_EVERY
+        while True:
+            with self._cond:
+                while self._held and (left := due - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                if not self._held:
+                    self._running = False
+                    return
+                held = list(self._held)
+            for lock in held:
+                lock.refresh()
+            due = time.monotonic() + REFRESH_EVERY
+
+
+_refresher = _Refresher()
