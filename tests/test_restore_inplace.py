@@ -323,6 +323,27 @@ def test_stale_locks_are_broken_at_once_and_live_remote_ones_are_waited_for(move
     assert leftovers(mover) == []
 
 
+def test_a_file_another_node_restored_meanwhile_is_a_noop_and_archived(mover):
+    """A node without the catalog restores the stub in place under the lock; this node's restorer waits for
+    the lock, finds the archived bytes in the stub's inode (checksum) and records the file as archived."""
+    data = os.urandom(200_000)
+    path, stub = released(mover, b"elsewhere.bin", data)
+    lock = write_lock(mover, b"elsewhere.bin", "other-node 4242 777 ee\n")
+
+    def other_node() -> None:
+        with open(path, "r+b") as f:
+            f.write(data)
+        os.removexattr(path, STUB_XATTR)
+        lock.unlink()
+
+    threading.Timer(0.3, other_node).start()
+    out = mover.restore(b"elsewhere.bin", in_place=True)
+    assert out.status == "noop" and "restored by another process" in out.reason, out
+    rec = mover.catalog.get(b"elsewhere.bin")
+    assert (rec.state, rec.ino) == ("archived", stub.st_ino)
+    assert path.read_bytes() == data and leftovers(mover) == [] and mover.catalog.open_entries() == []
+
+
 def test_a_tiering_restore_process_holds_the_lock_while_it_restores(mover, tmp_path):
     """`holder_of` names the restoring process, so the guard can let that process's own opens of the stub
     through; the lock goes when the restore ends."""

@@ -406,9 +406,6 @@ class Mover:
         if not stat.S_ISREG(stub.st_mode):
             raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
-        if stub.st_size != 0:
-            await self.catalog.put_async(replace(rec, state=FileState.DIRTY))
-            return Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty", tier=rec.tier)
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
                                                tmp=os.fsdecode(tmp), stub_ino=stub.st_ino,
@@ -424,7 +421,7 @@ class Mover:
             await self.catalog.end_async(entry, "rolled_back", error=why)
             return Outcome(rel, "restore", FAILED, f"{why}; left as it is (try again later)", tier=rec.tier)
         try:
-            close = await self._restore_locked(where, rec, stub, tmp, entry, in_place, lock.waited)
+            close = await self._restore_locked(where, stub, tmp, entry, in_place)
         except _Unsettled as exc:
             # The entry stays open and this process keeps the lock until it ends: ``recover`` settles the file.
             out = failure(rel, "restore", exc.__cause__ or exc, rec.tier)
@@ -444,15 +441,16 @@ class Mover:
             await asyncio.to_thread(self.flush_heat)
         return close.outcome
 
-    async def _restore_locked(self, where: Entry, rec: FileRecord, stub: os.stat_result, tmp: bytes, entry: int,
-                              in_place: bool, waited: bool) -> _Close:
+    async def _restore_locked(self, where: Entry, stub: os.stat_result, tmp: bytes, entry: int,
+                              in_place: bool) -> _Close:
         """The restore proper, under the file's restore lock: how to close its journal entry."""
         rel = where.rel
-        if waited:  # another restorer held the lock: look again at what it left
-            found = await self._look_again(where, stub)
-            if isinstance(found, _Close):
-                return found
-            rec, stub = found
+        # Look again now that no other restorer can be at work: one may have finished since we looked
+        # (while we waited for the lock, or just before we took it).
+        found = await self._look_again(where, stub)
+        if isinstance(found, _Close):
+            return found
+        rec, stub = found
         try:
             note = await self._fetch(rec, where, tmp, stub, in_place)
             crash_point("restore:fetched")
@@ -485,8 +483,8 @@ class Mover:
                                                  bytes=rec.size, tier=rec.tier, warning=note))
 
     async def _look_again(self, where: Entry, stub: os.stat_result) -> tuple[FileRecord, os.stat_result] | _Close:
-        """After waiting for another restorer of the file: the record and stub to restore from, or
-        how to close the entry (noop when the other one restored it)."""
+        """Under the lock: the record and stub to restore from, or how to close the entry (noop when
+        another restorer restored the file, in this process or another, on this node or another)."""
         rel, again = where.rel, "restored by another process"
         rec = self.catalog.get(rel)
         if rec is None or rec.state != FileState.RELEASED:
@@ -501,9 +499,12 @@ class Mover:
             record = replace(rec, state=FileState.ARCHIVED, mtime_ns=now.st_mtime_ns, ctime_ns=now.st_ctime_ns,
                              ino=now.st_ino, released_at=None)
             return _Close("done", record, {"found": again}, Outcome(rel, "restore", NOOP, again, tier=rec.tier))
+        if stat.S_ISREG(now.st_mode) and now.st_size != 0:
+            return _Close("rolled_back", replace(rec, state=FileState.DIRTY), {"error": "the stub was written to"},
+                          Outcome(rel, "restore", SKIPPED, "the stub was written to after release; kept as dirty",
+                                  tier=rec.tier))
         return _Close("rolled_back", None, {"error": "the stub changed"},
-                      Outcome(rel, "restore", SKIPPED, "the stub changed while another process had it; left as it is",
-                              tier=rec.tier))
+                      Outcome(rel, "restore", SKIPPED, "the stub changed (replaced); left as it is", tier=rec.tier))
 
     async def _fill(self, where: Entry, tmp: bytes, stub: os.stat_result, entry: int) -> os.stat_result:
         """Copy the verified ``tmp`` into the stub's own inode (``fill_stub``), journaled first; the file's status."""
@@ -620,6 +621,8 @@ async def _to_the_end(coro: Coroutine[object, object, R]) -> R:
         except asyncio.CancelledError:
             cancelled = True
     if cancelled:
+        if not task.cancelled():
+            task.exception()  # (seen: its outcome is the file's state, which the journal holds)
         raise asyncio.CancelledError
     return task.result()
 

@@ -76,12 +76,10 @@ class Holder:
 class RestoreLock:
     """A held restore lock; ``release`` it (also on failure). Valid while its ``Entry`` is open."""
 
-    def __init__(self, where: Entry, name: bytes, fd: int, line: bytes, waited: bool) -> None:
+    def __init__(self, where: Entry, name: bytes, fd: int, line: bytes) -> None:
         self.where = where
         self.name = name
         self.line = line
-        #: True if another restorer held the lock first and this one waited for it.
-        self.waited = waited
         self._fd = fd
         self._fd_lock = threading.Lock()  # (a refresh never touches a descriptor number closed and reused)
         _refresher.add(self)
@@ -123,7 +121,7 @@ def holder_of(where: Entry) -> Holder | None:
     return _parse(seen[0]) if seen else None
 
 
-def try_acquire(where: Entry, *, waited: bool = False) -> RestoreLock | Holder:
+def try_acquire(where: Entry) -> RestoreLock | Holder:
     """Take ``where``'s restore lock, breaking a stale one; else the live holder (not waiting)."""
     name = lock_name(where.name)
     line = _line()
@@ -131,7 +129,7 @@ def try_acquire(where: Entry, *, waited: bool = False) -> RestoreLock | Holder:
     for _ in range(4):  # (a lock released or broken between our tries: try again, a few times)
         fd = _claim(where.dir_fd, name, line)
         if fd is not None:
-            return RestoreLock(where, name, fd, line, waited)
+            return RestoreLock(where, name, fd, line)
         seen = _read(where.dir_fd, name)
         if seen is None:
             continue
@@ -151,7 +149,7 @@ async def acquire(where: Entry, wait: float) -> RestoreLock | Holder:
     while isinstance(got, Holder) and (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, _LONGEST_PAUSE)
-        got = try_acquire(where, waited=True)
+        got = try_acquire(where)
     return got
 
 
