@@ -426,3 +426,34 @@ def test_a_release_hook_that_raises_fails_that_release_and_leaves_the_file_archi
     assert mover.catalog.get(b"refused.bin").state == "archived" and mover.catalog.open_entries() == []
     mover.before_truncate = None
     assert mover.release(b"refused.bin").status == "done"
+
+
+# -- the copy into the stub ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs a tmpfs at /dev/shm beside a disk filesystem")
+def test_the_fill_falls_back_to_sendfile_where_copy_file_range_is_refused(tmp_path, monkeypatch):
+    """copy_file_range refuses a copy between two kinds of filesystem (EXDEV), as some FUSE mounts refuse it
+    outright: the fill goes on with sendfile, chunk by chunk, and a short source is an error, not a short file."""
+    from tiering.mover import stub
+
+    monkeypatch.setattr(stub, "FILL_CHUNK", 1 << 20)
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    src_path = Path("/dev/shm") / f"tiering-test-{os.getpid()}-{time.monotonic_ns()}"
+    src_path.write_bytes(data)
+    try:
+        src = os.open(src_path, os.O_RDONLY)
+        dst = os.open(tmp_path / "stub", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            with pytest.raises(OSError) as refused:
+                os.copy_file_range(src, dst, 10, 0, 0)
+            assert refused.value.errno == 18  # EXDEV: the kernel really refuses it here
+            stub.copy_in(src, dst, len(data))
+            assert (tmp_path / "stub").read_bytes() == data
+            with pytest.raises(OSError, match="ended after"):
+                stub.copy_in(src, dst, len(data) + 10)
+        finally:
+            os.close(src)
+            os.close(dst)
+    finally:
+        src_path.unlink()
