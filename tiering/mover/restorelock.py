@@ -10,9 +10,9 @@ through the ``Entry``'s directory descriptor (never through a symlink)::
     .tiering-restore-lock-<16 hex digits of a hash of the file's name>
 
 created with ``O_CREAT | O_EXCL`` and holding one line, ``host pid start
-token``: the holder's host name, process id, the process's start time (clock
+hold``: the holder's host name, process id, the process's start time (clock
 ticks since boot, from ``/proc/PID/stat``, so a reused pid is not taken for the
-holder) and a random token naming this one hold. The name starts with the
+holder) and a number naming this one hold of that process. The name starts with the
 restore temp files' prefix, so everything that skips those (the daemon's
 events, ``tiered://`` listings, the crash lab's leftover check) skips locks too.
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import secrets
 import socket
@@ -98,11 +99,16 @@ class RestoreLock:
         with self._fd_lock:
             if self._fd < 0:
                 return
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                ours = _same_file(os.fstat(self._fd), os.stat(self.name, dir_fd=self.where.dir_fd,
+                                                              follow_symlinks=False))
+            except FileNotFoundError:
+                ours = False
+            finally:
+                os.close(self._fd)
+                self._fd = -1
         _refresher.remove(self)
-        seen = _read(self.where.dir_fd, self.name)
-        if seen is not None and seen[0] == self.line:
+        if ours:
             _drop(self.where.dir_fd, self.name)
 
 
@@ -209,7 +215,17 @@ def _drop(dir_fd: int, name: bytes) -> None:
 
 def _line() -> bytes:
     pid = os.getpid()
-    return f"{socket.gethostname()} {pid} {_start_time(pid)} {secrets.token_hex(8)}\n".encode()
+    if _whoami[0] != pid:  # (once per process: a forked child is another holder)
+        _whoami[:] = [pid, f"{socket.gethostname()} {pid} {_start_time(pid)}"]
+    return f"{_whoami[1]} {next(_holds)}\n".encode()
+
+
+_whoami: list = [0, ""]
+_holds = itertools.count(1)  # numbers this process's holds (cheaper than random bytes, and as unique)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _parse(content: bytes) -> Holder | None:
