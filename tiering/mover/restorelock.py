@@ -96,6 +96,7 @@ class RestoreLock:
 
     def release(self) -> None:
         """Remove the lock file, if it is still ours (a stale-judged lock may have been broken and taken)."""
+        _refresher.remove(self)
         with self._fd_lock:
             if self._fd < 0:
                 return
@@ -107,7 +108,6 @@ class RestoreLock:
             finally:
                 os.close(self._fd)
                 self._fd = -1
-        _refresher.remove(self)
         if ours:
             _drop(self.where.dir_fd, self.name)
 
