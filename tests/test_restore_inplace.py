@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -286,8 +287,11 @@ def test_a_live_holder_makes_a_restore_wait_then_fail_and_its_end_lets_it_throug
 
 
 def write_lock(m: Mover, rel: bytes, line: str, age: float = 0.0) -> Path:
+    """A restore lock as another restorer leaves it (``line`` '': one that died before writing its line)."""
     lock = m.hot_path(rel).parent / os.fsdecode(lock_name(os.path.basename(rel)))
-    lock.write_text(line)
+    lock.mkdir()
+    if line:
+        (lock / "holder").write_text(line)
     if age:
         os.utime(lock, (time.time() - age, time.time() - age))
     return lock
@@ -316,7 +320,7 @@ def test_stale_locks_are_broken_at_once_and_live_remote_ones_are_waited_for(move
             assert lock.exists() != ok, rel
             if not ok:
                 assert "process 4242 on other-node" in out.reason
-                lock.unlink()
+                shutil.rmtree(lock)
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -334,7 +338,7 @@ def test_a_file_another_node_restored_meanwhile_is_a_noop_and_archived(mover):
         with open(path, "r+b") as f:
             f.write(data)
         os.removexattr(path, STUB_XATTR)
-        lock.unlink()
+        shutil.rmtree(lock)
 
     threading.Timer(0.3, other_node).start()
     out = mover.restore(b"elsewhere.bin", in_place=True)
