@@ -461,3 +461,47 @@ def test_the_fill_falls_back_to_sendfile_where_copy_file_range_is_refused(tmp_pa
             os.close(dst)
     finally:
         src_path.unlink()
+
+
+# -- a networked hot tier: the SeaweedFS FUSE mount, and two mounts of it as two nodes -----------------
+
+
+def test_in_place_restore_on_the_fuse_hot_tier_serves_a_reader_holding_the_stub(fuse_mover):
+    test_a_reader_holding_the_stub_open_reads_the_restored_bytes(fuse_mover)
+    rec = fuse_mover.catalog.get(b"held.bin")
+    assert rec.state == "archived" and rec.ino == fuse_mover.hot_path(b"held.bin").stat().st_ino
+
+
+def _race_for_the_lock(hot: Path, name: bytes, start: float) -> str:
+    """In a child process: try to take ``hot/name``'s restore lock at ``start``; hold a win a moment."""
+    from tiering.mover.beneath import HotRoot
+
+    root = HotRoot(hot)
+    with root.entry(name) as where:
+        time.sleep(max(0.0, start - time.time()))
+        got = restorelock.try_acquire(where)
+        if isinstance(got, Holder):
+            return f"held by {got.pid}"
+        time.sleep(0.3)  # (the loser has tried by now)
+        got.release()
+        return "won"
+    root.close()
+
+
+def test_the_restore_lock_has_one_winner_across_two_mounts(fuse_two_mounts):
+    """Two nodes restoring one stub at once must end in one restore: through two `weed mount` clients of one
+    filer path, exactly one of two restorers racing for a file's lock gets it, every time."""
+    import multiprocessing
+
+    a, b = fuse_two_mounts
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for i in range(10):
+            name = f"shard-{i}.bin".encode()
+            start = time.time() + 0.1
+            results = [pool.apply_async(_race_for_the_lock, (base, name, start)) for base in (a, b)]
+            outcomes = sorted(r.get(timeout=30) for r in results)
+            assert outcomes[1] == "won" and outcomes[0].startswith("held by "), (i, outcomes)
+    deadline = time.monotonic() + 5
+    while [p.name for p in a.iterdir() if p.name.startswith(RESTORE_TMP_PREFIX)]:
+        assert time.monotonic() < deadline, "a lock outlived its holder"
+        time.sleep(0.1)
