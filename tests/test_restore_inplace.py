@@ -287,9 +287,11 @@ def test_a_live_holder_makes_a_restore_wait_then_fail_and_its_end_lets_it_throug
 
 
 def write_lock(m: Mover, rel: bytes, line: str, age: float = 0.0) -> Path:
+    """A restore lock as another restorer leaves it (``line`` '': one that died before writing its line)."""
     lock = m.hot_path(rel).parent / os.fsdecode(lock_name(os.path.basename(rel)))
-    lock.mkdir()  # (a lock is a directory holding its holder's line: restorelock._claim)
-    (lock / "holder").write_text(line)
+    lock.mkdir()
+    if line:
+        (lock / "holder").write_text(line)
     if age:
         os.utime(lock, (time.time() - age, time.time() - age))
     return lock
@@ -378,18 +380,24 @@ def _stopped(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
-def test_a_held_lock_is_refreshed_and_the_refresher_stops_with_the_last_lock(mover, monkeypatch):
+@pytest.mark.parametrize("where", ["disk", "fuse"])
+def test_a_held_lock_is_refreshed_and_the_refresher_stops_with_the_last_lock(tmp_path, request, monkeypatch, where):
+    from tiering.mover.beneath import HotRoot
+
     monkeypatch.setattr(restorelock, "REFRESH_EVERY", 0.05)
-    hot_file(mover, b"long.bin", b"x")
-    with mover.hot_root.entry(b"long.bin") as where:
-        lock = restorelock.try_acquire(where)
+    hot = request.getfixturevalue("fuse_hot") if where == "fuse" else tmp_path
+    (hot / "long.bin").write_bytes(b"x")
+    root = HotRoot(hot)
+    with root.entry(b"long.bin") as entry:
+        lock = restorelock.try_acquire(entry)
         assert isinstance(lock, restorelock.RestoreLock)
-        name = mover.hot / os.fsdecode(lock.name)
+        name = hot / os.fsdecode(lock.name)
         os.utime(name, (1, 1))
-        time.sleep(0.3)
+        time.sleep(1.5 if where == "fuse" else 0.3)  # (the mount caches attributes for 1 s)
         assert time.time() - name.stat().st_mtime < 5  # the holder said it is alive
         lock.release()
         assert not name.exists()
+    root.close()
     deadline = time.monotonic() + 2
     while any(t.name == "tiering-restore-locks" for t in threading.enumerate()):
         assert time.monotonic() < deadline, "the refresher outlived the last lock"
@@ -428,3 +436,80 @@ def test_a_release_hook_that_raises_fails_that_release_and_leaves_the_file_archi
     assert mover.catalog.get(b"refused.bin").state == "archived" and mover.catalog.open_entries() == []
     mover.before_truncate = None
     assert mover.release(b"refused.bin").status == "done"
+
+
+# -- the copy into the stub ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs a tmpfs at /dev/shm beside a disk filesystem")
+def test_the_fill_falls_back_to_sendfile_where_copy_file_range_is_refused(tmp_path, monkeypatch):
+    """copy_file_range refuses a copy between two kinds of filesystem (EXDEV), as some FUSE mounts refuse it
+    outright: the fill goes on with sendfile, chunk by chunk, and a short source is an error, not a short file."""
+    from tiering.mover import stub
+
+    monkeypatch.setattr(stub, "FILL_CHUNK", 1 << 20)
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    src_path = Path("/dev/shm") / f"tiering-test-{os.getpid()}-{time.monotonic_ns()}"
+    src_path.write_bytes(data)
+    try:
+        src = os.open(src_path, os.O_RDONLY)
+        dst = os.open(tmp_path / "stub", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            with pytest.raises(OSError) as refused:
+                os.copy_file_range(src, dst, 10, 0, 0)
+            assert refused.value.errno == 18  # EXDEV: the kernel really refuses it here
+            stub.copy_in(src, dst, len(data))
+            assert (tmp_path / "stub").read_bytes() == data
+            with pytest.raises(OSError, match="ended after"):
+                stub.copy_in(src, dst, len(data) + 10)
+        finally:
+            os.close(src)
+            os.close(dst)
+    finally:
+        src_path.unlink()
+
+
+# -- a networked hot tier: the SeaweedFS FUSE mount, and two mounts of it as two nodes -----------------
+
+
+def test_in_place_restore_on_the_fuse_hot_tier_serves_a_reader_holding_the_stub(fuse_mover):
+    test_a_reader_holding_the_stub_open_reads_the_restored_bytes(fuse_mover)
+    rec = fuse_mover.catalog.get(b"held.bin")
+    assert rec.state == "archived" and rec.ino == fuse_mover.hot_path(b"held.bin").stat().st_ino
+
+
+def _race_for_the_lock(hot: Path, name: bytes, start: float) -> str:
+    """In a child process: try to take ``hot/name``'s restore lock at ``start``; hold a win a moment."""
+    from tiering.mover.beneath import HotRoot
+
+    root = HotRoot(hot)
+    try:
+        with root.entry(name) as where:
+            time.sleep(max(0.0, start - time.time()))
+            got = restorelock.try_acquire(where)
+            if isinstance(got, Holder):
+                return f"held by {got.pid}"
+            time.sleep(0.3)  # (the loser has tried by now)
+            got.release()
+            return "won"
+    finally:
+        root.close()
+
+
+def test_the_restore_lock_has_one_winner_across_two_mounts(fuse_two_mounts):
+    """Two nodes restoring one stub at once must end in one restore: through two `weed mount` clients of one
+    filer path, exactly one of two restorers racing for a file's lock gets it, every time."""
+    import multiprocessing
+
+    a, b = fuse_two_mounts
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        for i in range(10):
+            name = f"shard-{i}.bin".encode()
+            start = time.time() + 0.1
+            results = [pool.apply_async(_race_for_the_lock, (base, name, start)) for base in (a, b)]
+            outcomes = sorted(r.get(timeout=30) for r in results)
+            assert outcomes[1] == "won" and outcomes[0].startswith("held by "), (i, outcomes)
+    deadline = time.monotonic() + 5
+    while [p.name for p in a.iterdir() if p.name.startswith(RESTORE_TMP_PREFIX)]:
+        assert time.monotonic() < deadline, "a lock outlived its holder"
+        time.sleep(0.1)

@@ -431,7 +431,7 @@ class Mover:
             # of the file (size, mark) only after the filesystem client's caches expire.
             await asyncio.sleep(self.view_lag)
         try:
-            close = await self._restore_locked(where, stub, tmp, entry, in_place)
+            close = await self._restore_locked(where, rec, stub, tmp, entry, in_place)
         except _Unsettled as exc:
             # The entry stays open and this process keeps the lock until it ends: ``recover`` settles the file.
             out = failure(rel, "restore", exc.__cause__ or exc, rec.tier)
@@ -451,13 +451,13 @@ class Mover:
             await asyncio.to_thread(self.flush_heat)
         return close.outcome
 
-    async def _restore_locked(self, where: Entry, stub: os.stat_result, tmp: bytes, entry: int,
+    async def _restore_locked(self, where: Entry, rec: FileRecord, stub: os.stat_result, tmp: bytes, entry: int,
                               in_place: bool) -> _Close:
         """The restore proper, under the file's restore lock: how to close its journal entry."""
         rel = where.rel
         # Look again now that no other restorer can be at work: one may have finished since we looked
         # (while we waited for the lock, or just before we took it).
-        found = await self._look_again(where, stub)
+        found = await self._look_again(where, rec, stub)
         if isinstance(found, _Close):
             return found
         rec, stub = found
@@ -492,21 +492,23 @@ class Mover:
         return _Close("done", record, {}, Outcome(rel, "restore", DONE, f"restored {how}from {rec.tier} and verified",
                                                  bytes=rec.size, tier=rec.tier, warning=note))
 
-    async def _look_again(self, where: Entry, stub: os.stat_result) -> tuple[FileRecord, os.stat_result] | _Close:
+    async def _look_again(self, where: Entry, rec: FileRecord,
+                          stub: os.stat_result) -> tuple[FileRecord, os.stat_result] | _Close:
         """Under the lock: the record and stub to restore from, or how to close the entry (noop when
         another restorer restored the file, in this process or another, on this node or another)."""
         rel, again = where.rel, "restored by another process"
+        now = where.lstat()
+        if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino:
+            if _marked(where):
+                # Still our stub, so nobody restored it (its ctime may have moved: a restore that rolled back).
+                return rec, now
+            # Unmarked: another restorer filled it in place, maybe on another node, and this node's view of
+            # its size may lag (a networked filesystem's attribute cache): look until it shows.
+            now = await _view_settled(where, now, self.view_lag)
         rec = self.catalog.get(rel)
         if rec is None or rec.state != FileState.RELEASED:
             return _Close("rolled_back", None, {"error": again},
                           Outcome(rel, "restore", NOOP, again, tier=rec.tier if rec else None))
-        now = where.lstat()
-        if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino:
-            if _marked(where):
-                return rec, now  # still our stub (its ctime may have moved: a restore that rolled back)
-            # Unmarked: another restorer filled it in place, maybe on another node, and this node's view of
-            # its size may lag (a networked filesystem's attribute cache): look until it shows.
-            now = await _view_settled(where, now, self.view_lag)
         if (stat.S_ISREG(now.st_mode) and now.st_size == rec.size and not _marked(where)
                 and await asyncio.to_thread(_checksum_at, where) == rec.checksum):
             # Its closing commit is not in yet (it lets go of the lock first), or it had no catalog to write.

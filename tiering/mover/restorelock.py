@@ -4,38 +4,41 @@ Every restore of a file (``tiering restore``, a pin, the access guard's
 restore-on-open) first takes this lock. It lives on the hot tier's own
 filesystem, which on a cluster is shared by every client node, so it works
 where an in-memory or ``flock`` lock would not (``flock`` is per-node on most
-parallel filesystems). The lock is a directory beside the stub, reached
-through the ``Entry``'s directory descriptor (never through a symlink)::
+parallel filesystems). The lock is a directory in the stub's own directory,
+reached through the ``Entry``'s directory descriptor (never through a
+symlink), made with ``mkdir`` (which fails if it exists)::
 
-    .tiering-restore-lock-<16 hex digits of a hash of the file's name>
+    .tiering-restore-lock-<16 hex digits of a hash of the file's name>/holder
 
-made with ``mkdir`` (exclusive across the nodes of a networked filesystem,
-where ``O_CREAT | O_EXCL`` may let two nodes both win) and holding a file
-``holder`` of one line, ``host pid start token``: the holder's host name,
+``holder`` is one line, ``host pid start hold``: the holder's host name,
 process id, the process's start time (clock ticks since boot, from
-``/proc/PID/stat``, so a reused pid is not taken for the holder) and a random
-token naming this one hold. The name starts with the
+``/proc/PID/stat``, so a reused pid is not taken for the holder) and a
+number naming this one hold of that process. The name starts with the
 restore temp files' prefix, so everything that skips those (the daemon's
 events, ``tiered://`` listings, the crash lab's leftover check) skips locks too.
 
 A lock is *stale*, and broken at once by the next restorer, when its holder
 is on this host and that process is gone (or its start time differs); a
-holder on another host cannot be asked, so its lock is stale once the file's
-lock's mtime is older than ``STALE_AFTER``. A holder refreshes the mtime every
-``REFRESH_EVERY`` seconds from one shared thread while it holds any lock, so
-a long transfer never looks stale (the bound assumes the nodes' clocks agree
-to well within it). Breaking renames the lock aside first and checks it is
-still the one judged stale, so a lock taken afresh in between is put back,
-not removed. ``recover`` removes the locks of this host's dead holders.
+holder on another host cannot be asked, so its lock is stale once the lock's
+mtime is older than ``STALE_AFTER`` (so is a lock whose line was never
+written). A holder refreshes the mtime every ``REFRESH_EVERY`` seconds from
+one shared thread while it holds any lock, so a long transfer never looks
+stale (the bound assumes the nodes' clocks agree to well within it).
+Breaking renames the lock aside first and checks it is still the one judged
+stale, so a lock taken afresh in between is put back, not removed.
+``recover`` removes the locks of this host's dead holders.
 
 The filesystem primitive is ``_claim`` (with ``_read`` and ``_drop``): one
-small function each.
+small function each, so it can be swapped for a filesystem that needs
+another. ``mkdir`` was measured exclusive across two nodes of a networked
+filesystem where ``O_CREAT | O_EXCL`` was not (see ``_claim``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import secrets
 import socket
@@ -46,7 +49,6 @@ from dataclasses import dataclass
 from tiering.mover.beneath import Entry
 
 LOCK_PREFIX = ".tiering-restore-lock-"
-_HOLDER = b"holder"  # the file in a lock (a directory) that names its holder
 #: Seconds after which a lock held from another host, not refreshed, is taken for its holder's crash.
 STALE_AFTER = 60.0
 #: How often a holder refreshes its locks' mtime (well inside ``STALE_AFTER``).
@@ -89,7 +91,7 @@ class RestoreLock:
         _refresher.add(self)
 
     def refresh(self) -> None:
-        """Move the lock file's mtime to now: its holder is alive (through our own descriptor of it)."""
+        """Move the lock's mtime to now: its holder is alive (through our own descriptor of it)."""
         with self._fd_lock:
             if self._fd >= 0:
                 try:
@@ -98,20 +100,25 @@ class RestoreLock:
                     pass  # a refresh that fails leaves the lock as it was; the next one tries again
 
     def release(self) -> None:
-        """Remove the lock file, if it is still ours (a stale-judged lock may have been broken and taken)."""
+        """Remove the lock, if it is still ours (a stale-judged lock may have been broken and taken)."""
+        _refresher.remove(self)
         with self._fd_lock:
             if self._fd < 0:
                 return
-            os.close(self._fd)
-            self._fd = -1
-        _refresher.remove(self)
-        seen = _read(self.where.dir_fd, self.name)
-        if seen is not None and seen[0] == self.line:
+            try:
+                ours = _same_file(os.fstat(self._fd), os.stat(self.name, dir_fd=self.where.dir_fd,
+                                                              follow_symlinks=False))
+            except FileNotFoundError:
+                ours = False
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+        if ours:
             _drop(self.where.dir_fd, self.name)
 
 
 def lock_name(name: bytes) -> bytes:
-    """The lock file's name for a file called ``name`` (its last component; the lock sits beside it)."""
+    """The lock's name for a file called ``name`` (its last component; the lock sits beside it)."""
     return LOCK_PREFIX.encode() + hashlib.blake2b(name, digest_size=8).hexdigest().encode()
 
 
@@ -178,45 +185,45 @@ def clear_dead(where: Entry) -> Holder | None:
 
 
 def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
-    """Create the lock ``name`` holding ``line``, atomically: an open descriptor of it, or None if it exists.
+    """Make the lock ``name`` holding ``line``, atomically: an open descriptor of it, or None if it exists.
 
-    A directory: ``mkdir`` is exclusive across the client nodes of a networked
-    filesystem where ``O_CREAT|O_EXCL`` may not be (SeaweedFS's FUSE mount let
-    two nodes both create one name in 148 of 200 tries; ``mkdir``: never,
-    tests/servers/weed_mount.py). The holder's line is a file inside it.
+    The lock is a directory: ``mkdir`` was exclusive across two nodes of a
+    networked filesystem where ``O_CREAT | O_EXCL`` was not (two SeaweedFS
+    FUSE mounts of one filer path: ``mkdir`` had one winner in 200 of 200
+    races; ``O_EXCL`` let both win in 148 of 200, ``link`` in 10 of 50).
     """
     try:
-        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
     except FileExistsError:
         return None
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        _drop(dir_fd, name)
-        raise
-    try:
-        holder = os.open(_HOLDER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=fd)
+        fd = os.open(name, _O_LOCK_DIR, dir_fd=dir_fd)
         try:
-            os.write(holder, line)
-        finally:
-            os.close(holder)
+            holder = os.open(_HOLDER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                             dir_fd=fd)
+            try:
+                os.write(holder, line)
+            finally:
+                os.close(holder)
+        except BaseException:
+            os.close(fd)
+            raise
     except BaseException:
-        os.close(fd)
         _drop(dir_fd, name)
         raise
     return fd
 
 
 def _read(dir_fd: int, name: bytes) -> tuple[bytes, float] | None:
-    """The lock's line and mtime, or None if there is no lock (b"" while its holder writes the line)."""
+    """The lock's line (b'' while it is being written) and mtime, or None if there is no lock."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except (FileNotFoundError, NotADirectoryError):
+        fd = os.open(name, _O_LOCK_DIR, dir_fd=dir_fd)
+    except FileNotFoundError:
         return None
     try:
         mtime = os.fstat(fd).st_mtime
         try:
-            holder = os.open(_HOLDER, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+            holder = os.open(_HOLDER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
         except FileNotFoundError:
             return b"", mtime
         try:
@@ -228,14 +235,25 @@ def _read(dir_fd: int, name: bytes) -> tuple[bytes, float] | None:
 
 
 def _drop(dir_fd: int, name: bytes) -> None:
+    """Remove the lock ``name`` (its holder line, then the directory), if it is there."""
     try:
-        os.unlink(os.path.join(name, _HOLDER), dir_fd=dir_fd)
-    except (FileNotFoundError, NotADirectoryError):
+        fd = os.open(name, _O_LOCK_DIR, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    try:
+        os.unlink(_HOLDER, dir_fd=fd)
+    except FileNotFoundError:
         pass
+    finally:
+        os.close(fd)
     try:
         os.rmdir(name, dir_fd=dir_fd)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         pass
+
+
+_HOLDER = b"holder"
+_O_LOCK_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 # -- staleness ---------------------------------------------------------------------------------
@@ -243,7 +261,17 @@ def _drop(dir_fd: int, name: bytes) -> None:
 
 def _line() -> bytes:
     pid = os.getpid()
-    return f"{socket.gethostname()} {pid} {_start_time(pid)} {secrets.token_hex(8)}\n".encode()
+    if _whoami[0] != pid:  # (once per process: a forked child is another holder)
+        _whoami[:] = [pid, f"{socket.gethostname()} {pid} {_start_time(pid)}"]
+    return f"{_whoami[1]} {next(_holds)}\n".encode()
+
+
+_whoami: list = [0, ""]
+_holds = itertools.count(1)  # numbers this process's holds (cheaper than random bytes, and as unique)
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _parse(content: bytes) -> Holder | None:
@@ -267,12 +295,12 @@ def _break(dir_fd: int, name: bytes, judged: bytes) -> None:
     except FileNotFoundError:
         return  # another restorer broke it first
     moved = _read(dir_fd, aside)
-    if moved is not None and moved[0] != judged:  # taken afresh between our look and the rename
+    if moved is not None and moved[0] != judged:  # taken afresh between our look and the rename: put it back
         try:
-            os.rename(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # put back (refused if a third took it)
+            os.rename(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             return
         except OSError:
-            pass
+            pass  # a third restorer took it meanwhile (its lock is not empty): that one holds it now
     _drop(dir_fd, aside)
 
 

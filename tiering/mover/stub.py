@@ -23,6 +23,13 @@ open until we let go. So between "the file is still the version we archived"
 and "its blocks are freed" no writer can slip in. Filesystems without leases
 (NFS and most parallel filesystems) fall back to check-then-truncate with
 the window kept as small as we can make it.
+
+A restore normally renames a verified copy over the stub. For a reader whose
+open already resolved to the stub (the access guard's restore-on-open), the
+bytes are copied into the stub's own inode instead (``fill_stub``): all of
+them, fsynced, before the stub mark goes, so a crash or a failure part-way
+leaves a file still marked as a stub (which recovery finishes or empties
+again), never a partial file that looks restored.
 """
 
 from __future__ import annotations
