@@ -259,3 +259,22 @@ def test_an_archived_object_fails_the_open_at_once_then_reads_once_back(ext4_loo
     finally:
         g.stop_guard()
         shutil.rmtree(g.guard_dir, ignore_errors=True)
+
+
+def test_every_open_on_the_node_counts_as_heat(g):
+    g.write({"warm/read.bin": b"r" * 3000, "warm/mapped.bin": b"m" * 3000, "warm/untouched.bin": b"u" * 3000,
+             "stub.bin": b"s" * 3000})
+    g.release("stub.bin")
+    g.start_guard()
+    assert "heat from every open" in g.tiering("status").stdout
+    assert read_in_process(["cat", str(g.hot / "warm/read.bin")]).returncode == 0
+    assert read_in_process([sys.executable, "-c", MMAP_READ, str(g.hot / "warm/mapped.bin")]).returncode == 0
+    time.sleep(3)  # the guard's heat log is written every 2 s
+    assert g.tiering("recover").returncode == 0  # the catalog's next writer takes the heat log
+    conn = sqlite3.connect(g.config.parent / "state/catalog.db")
+    try:
+        heat = {bytes(p).decode(): h for p, h in conn.execute("SELECT path, heat FROM files")}
+    finally:
+        conn.close()
+    assert heat.get("warm/read.bin", 0) >= 1 and heat.get("warm/mapped.bin", 0) >= 1, heat
+    assert heat.get("warm/untouched.bin", 0) == 0, heat

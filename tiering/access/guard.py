@@ -509,7 +509,7 @@ def released_files(catalog) -> Iterable[bytes]:
 
 
 
-def work(config, group: Group, listener: socket.socket | None, ready=lambda watched: None) -> int:
+def work(config, group: Group, listener: socket.socket | None, ready=lambda watched, heat: None) -> int:
     """A worker's life (run by the keeper in a forked child): settle what a crash left, mark, serve.
 
     Returns the exit status: 0 after SIGTERM.
@@ -543,12 +543,30 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
             dirs = len(worker._marked)
             log.info("guarding %s: %d director%s with released files watched", config.hot_path, dirs,
                      "y" if dirs == 1 else "ies")
-            ready(dirs)
+            ready(dirs, heat is not None)
 
+        heat = _heat_watch(config, paths)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())
-        worker.serve(startup)
+        try:
+            worker.serve(startup)
+        finally:
+            if heat is not None:
+                heat.stop()
         return 0
     finally:
         mover.close()
         ledger.close()
+
+
+def _heat_watch(config, paths):
+    """Heat from every open on this node (``access.heat``), or None (one log line says why)."""
+    from tiering.access.heat import HeatWatch
+
+    try:
+        watch = HeatWatch(config.hot_path, paths.heat)
+    except (FanotifyUnsupported, OSError) as exc:
+        log.warning("heat from fanotify: off (%s); the daemon's file events still count accesses", exc)
+        return None
+    watch.start()
+    return watch

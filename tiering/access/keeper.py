@@ -60,6 +60,8 @@ def guard_status(config, probe: bool = True) -> GuardStatus:
     if info is not None:
         restarts = info.get("restarts", 0)
         detail = f"pid {info.get('pid')}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.get('started', 0)))}"
+        if info.get("heat"):
+            detail += ", heat from every open (fanotify)"
         if restarts:
             detail += f", worker restarted {restarts}x"
         if not info.get("errno_responses", True):
@@ -168,9 +170,10 @@ class Keeper:
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, data, 0)
 
-    def ready(self, watched: int) -> None:
-        """Called by a worker once it serves: the status says so (and how many directories it watches)."""
-        self.status.update(ready=time.time(), worker=os.getpid(), watched=watched)
+    def ready(self, watched: int, heat: bool = False) -> None:
+        """Called by a worker once it serves: the status says so, how many directories it watches,
+        and whether it counts every open as heat."""
+        self.status.update(ready=time.time(), worker=os.getpid(), watched=watched, heat=heat)
         self._write_status()
 
     def run(self, work) -> int:

@@ -39,6 +39,8 @@ from tiering.daemon.events import (
     PendingWrites,
 )
 from tiering.daemon.guarded import GuardProcess
+from tiering.mover.guardlink import GuardPaths
+from tiering.mover.handoff import apply_heat
 from tiering.daemon.metrics import Metrics, MetricsServer
 from tiering.daemon.rescan import changes
 from tiering.daemon.signals import Signals
@@ -73,6 +75,7 @@ class Daemon:
         self._next_rescan = time.monotonic() + config.daemon.rescan
         self._baseline: Path | None = None  # the snapshot rescans compare against
         self.guard = GuardProcess(config)
+        self._guard_paths = GuardPaths.of(config)
 
     # -- life --------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class Daemon:
             elif self.config.daemon.auto_archive:
                 self._auto_archive()
             self._check_observer()
+            self._guard_heat()
             self.signals.stop.wait(tick)
 
     def _shutdown(self) -> None:
@@ -164,6 +168,12 @@ class Daemon:
             self.observer.stop()
             self.observer.join(timeout=5)
             self.observer = None
+
+    def _guard_heat(self) -> None:
+        """Count the opens this host's access guard saw (its heat log) as heat."""
+        logs = sorted(self._guard_paths.dir.glob("*.heat")) if self._guard_paths.dir.is_dir() else []
+        if logs and (n := apply_heat(self.catalog, logs, self.config.heat_half_life)):
+            self.metrics.inc("tiering_heat_events_total", n)
 
     def _record_heat(self, paths: list[bytes]) -> None:
         try:

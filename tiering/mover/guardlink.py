@@ -67,6 +67,11 @@ class GuardPaths:
         return self.dir / f"{self.host}.stubdirs"
 
     @property
+    def heat(self) -> Path:
+        """This host's heat log: the hot-tier files opened here, one hex-encoded path per line (``access.heat``)."""
+        return self.dir / f"{self.host}.heat"
+
+    @property
     def ledger(self) -> Path:
         """The guard's own catalog: its restore journal and the restores it hands to the catalog's owner."""
         return self.dir / f"{self.host}.db"

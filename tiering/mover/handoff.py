@@ -18,7 +18,9 @@ the guard left it, DIRTY if it was written since. Applying is idempotent.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -140,5 +142,36 @@ def join_guard(mover) -> list[Outcome]:
     paths = GuardPaths.of(mover.config)
     link = GuardLink(paths, mover.hot)
     mover.before_truncate = link.announce
-    ledgers = sorted(paths.dir.glob("*.db")) if paths.dir.is_dir() else []
-    return apply_handoffs(mover.catalog, mover.hot_root, ledgers)
+    if not paths.dir.is_dir():
+        return []
+    apply_heat(mover.catalog, sorted(paths.dir.glob("*.heat")), mover.config.heat_half_life)
+    return apply_handoffs(mover.catalog, mover.hot_root, sorted(paths.dir.glob("*.db")))
+
+
+def apply_heat(catalog: Catalog, logs: list[Path], half_life: float) -> int:
+    """Count the opens in the guards' heat logs as heat (``Catalog.add_heat``), and remove what was taken.
+
+    A log is renamed aside before it is read: the guard's next flush starts a
+    new one, so no count is applied twice.
+    """
+    counted: list[bytes] = []
+    for log_path in logs:
+        taken = log_path.with_name(f"{log_path.name}.taking-{secrets.token_hex(4)}")
+        try:
+            os.rename(log_path, taken)
+        except FileNotFoundError:
+            continue
+        try:
+            for line in taken.read_bytes().split():
+                try:
+                    counted.append(bytes.fromhex(line.decode()))
+                except ValueError:
+                    continue  # a torn line: one count less
+        finally:
+            taken.unlink(missing_ok=True)
+    if counted:
+        try:
+            catalog.add_heat(counted, time.time(), half_life)
+        except CatalogError:
+            return 0  # heat only ranks files: a catalog that cannot take it loses the counts, not the run
+    return len(counted)
