@@ -278,3 +278,13 @@ def test_every_open_on_the_node_counts_as_heat(g):
         conn.close()
     assert heat.get("warm/read.bin", 0) >= 1 and heat.get("warm/mapped.bin", 0) >= 1, heat
     assert heat.get("warm/untouched.bin", 0) == 0, heat
+
+
+def test_a_file_with_bytes_and_a_stale_stub_mark_is_read_as_it_is(g):
+    """A release that failed between marking and truncating leaves a mark on a whole file: never denied."""
+    g.write({"m/stub.bin": b"s" * 4000, "m/whole.bin": b"w" * 4000})
+    g.release("m/stub.bin")  # the folder is watched
+    os.setxattr(g.hot / "m/whole.bin", "user.tiering.stub", b"released 4000 cap blake3:0123456789abcdef")
+    g.start_guard()
+    out = read_in_process(["cat", str(g.hot / "m/whole.bin")])
+    assert (out.returncode, out.stdout) == (0, b"w" * 4000), out.stderr

@@ -308,7 +308,8 @@ class Worker:
     async def _restore(self, key: tuple[int, int], rel: bytes, job: _Restore) -> None:
         why = ""
         try:
-            await self._settled_release(job)
+            if await self._settled_release(job):
+                return  # it has its bytes: a stale mark (a release that failed after marking), no stub
             if why := await asyncio.to_thread(self._object_asleep, rel, False):
                 return  # (finally answers: an error at once, not a wait of hours)
             outcome = await self.mover.restore_async(rel, in_place=True)
@@ -368,14 +369,17 @@ class Worker:
         return (f"{show_path(rel)}: its object is in {rec.tier}'s {info.storage_class} class: restore of the object "
                 f"requested at {time.strftime('%Y-%m-%d %H:%M:%S')}; the file can be opened once it is back")
 
-    async def _settled_release(self, job: _Restore) -> None:
-        """Wait while the stub still has bytes: a release is between its mark and its truncate."""
+    async def _settled_release(self, job: _Restore) -> bool:
+        """Wait while a marked file still has bytes: a release is between its mark and its truncate.
+        True if it still has them after ``RELEASE_SETTLE`` seconds (then it is no stub: let it be read)."""
         deadline = time.monotonic() + RELEASE_SETTLE
-        while job.waiters and time.monotonic() < deadline:
-            st = os.fstat(job.waiters[0].fd)
-            if st.st_size == 0:
-                return
+        while job.waiters:
+            if os.fstat(job.waiters[0].fd).st_size == 0:
+                return False
+            if time.monotonic() >= deadline:
+                return True
             await asyncio.sleep(0.01)
+        return False
 
     def _expire(self, job: _Restore, event: Event, rel: bytes) -> None:
         if event in job.waiters:
@@ -387,8 +391,8 @@ class Worker:
         for event in events:
             ok = allow
             if not ok and not why:
-                try:
-                    ok = not is_stub(event.fd) and os.fstat(event.fd).st_size > 0
+                try:  # a stub is empty: bytes are the file's own (restored, or never released)
+                    ok = os.fstat(event.fd).st_size > 0
                 except OSError:
                     ok = False
                 if not ok:
