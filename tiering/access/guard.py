@@ -513,7 +513,8 @@ def released_files(catalog) -> Iterable[bytes]:
 
 
 
-def work(config, group: Group, listener: socket.socket | None, ready=lambda watched, heat: None) -> int:
+def work(config, group: Group, listener: socket.socket | None, ready=lambda watched, heat: None,
+         heat_fd: int | None = None, heat_off: str = "") -> int:
     """A worker's life (run by the keeper in a forked child): settle what a crash left, mark, serve.
 
     Returns the exit status: 0 after SIGTERM.
@@ -549,7 +550,7 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
                      "y" if dirs == 1 else "ies")
             ready(dirs, heat is not None)
 
-        heat = _heat_watch(config, paths)
+        heat = _heat_watch(config, paths, heat_fd, heat_off)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())
         try:
@@ -563,14 +564,13 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
         ledger.close()
 
 
-def _heat_watch(config, paths):
+def _heat_watch(config, paths, fd: int | None, off: str):
     """Heat from every open on this node (``access.heat``), or None (one log line says why)."""
     from tiering.access.heat import HeatWatch
 
-    try:
-        watch = HeatWatch(config.hot_path, paths.heat)
-    except (FanotifyUnsupported, OSError) as exc:
-        log.warning("heat from fanotify: off (%s); the daemon's file events still count accesses", exc)
+    if fd is None:
+        log.warning("heat from fanotify: off (%s); the daemon's file events still count accesses", off)
         return None
+    watch = HeatWatch(fd, config.hot_path, paths.heat)
     watch.start()
     return watch

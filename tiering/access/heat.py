@@ -46,28 +46,41 @@ FLUSH_EVERY = 2.0
 CACHE_DIRS = 65536
 
 
-class HeatWatch:
-    """A thread counting opens under ``hot`` into the heat log ``log_path``; ``start``/``stop``."""
+def heat_group(hot: Path) -> int:
+    """A notification group marking the whole filesystem of ``hot`` for opens (``FanotifyUnsupported``).
 
-    def __init__(self, hot: Path, log_path: Path) -> None:
+    The keeper creates it and holds it, like the permission group: if the worker
+    that reads it owned it, a worker killed while a reader waits on the guard
+    would hang in the kernel tearing it down (the waiting reader holds a reference
+    to this group's mark until it is answered, which only the next worker can do).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+    fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DIR_FID | FAN_REPORT_NAME,
+                            os.O_RDONLY)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise FanotifyUnsupported(f"no fanotify notification group with names ({os.strerror(err)})", err)
+    if libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, -100, os.fsencode(hot)) != 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise FanotifyUnsupported(f"the hot tier's filesystem refuses a filesystem mark ({os.strerror(err)})", err)
+    return fd
+
+
+class HeatWatch:
+    """A thread counting opens under ``hot`` (reported by the group ``fd``: ``heat_group``) into the heat
+    log ``log_path``; ``start``/``stop``. The group stays its creator's to close."""
+
+    def __init__(self, fd: int, hot: Path, log_path: Path) -> None:
         self.hot = os.fsencode(hot) + b"/"
         self.log_path = log_path
         self.seen = 0  # opens counted since start
         self.lost = 0  # times the kernel's queue overflowed
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
         libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._libc = libc
-        fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DIR_FID | FAN_REPORT_NAME,
-                                os.O_RDONLY)
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise FanotifyUnsupported(f"no fanotify notification group with names ({os.strerror(err)})", err)
         self.fd = fd
-        if libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, -100, bytes(self.hot)) != 0:
-            err = ctypes.get_errno()
-            os.close(fd)
-            raise FanotifyUnsupported(f"the hot tier's filesystem refuses a filesystem mark ({os.strerror(err)})", err)
         self._mount_fd = os.open(hot, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dirs: dict[bytes, bytes | None] = {}  # handle -> directory under the hot tier ('' for its top), None
         self._counted: list[bytes] = []
@@ -81,7 +94,7 @@ class HeatWatch:
         os.write(self._stop_w, b"x")
         self._thread.join(timeout=10)
         self._flush()
-        for fd in (self.fd, self._mount_fd, self._stop_r, self._stop_w):
+        for fd in (self._mount_fd, self._stop_r, self._stop_w):
             os.close(fd)
 
     def _run(self) -> None:

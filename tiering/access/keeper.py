@@ -27,9 +27,10 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from tiering.access.fanotify import FanotifyUnsupported, Group
+from tiering.access.heat import heat_group
+from tiering.catalog.lock import read_holder
 from tiering.core.errors import CatalogBusyError, UserError
 from tiering.mover.guardlink import GuardPaths
 
@@ -56,7 +57,7 @@ class GuardStatus:
 def guard_status(config, probe: bool = True) -> GuardStatus:
     """Is a guard serving this host's hot tier? (``probe``: when not, say whether one could.)"""
     paths = GuardPaths.of(config)
-    info = _held_status(paths.lock)
+    info = read_holder(paths.lock)
     if info is not None:
         restarts = info.get("restarts", 0)
         detail = f"pid {info.get('pid')}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.get('started', 0)))}"
@@ -96,25 +97,6 @@ def unsupported_reason(config) -> str:
     return ""
 
 
-def _held_status(lock: Path) -> dict | None:
-    """The keeper's status if one holds ``lock``, else None."""
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                return json.loads(os.pread(fd, 65536, 0) or b"{}")
-            except ValueError:
-                return {}
-        return None
-    finally:
-        os.close(fd)
-
-
 class Keeper:
     """Holds the group, the lock and the socket; runs workers (``run``)."""
 
@@ -124,6 +106,9 @@ class Keeper:
         self.status: dict = {}
         self._lock_fd = -1
         self.group: Group | None = None
+        #: The heat group (``access.heat``), or None where it cannot be had (``heat_off`` says why).
+        self.heat_fd: int | None = None
+        self.heat_off = ""
         self.listener: socket.socket | None = None
 
     def open(self) -> None:
@@ -140,12 +125,18 @@ class Keeper:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            held = _held_status(self.paths.lock) or {}
+            held = read_holder(self.paths.lock) or {}
             os.close(fd)
             raise CatalogBusyError(f"a guard already serves {self.config.hot_path} on this host "
                                    f"(pid {held.get('pid', '?')}; lock {self.paths.lock})", held) from None
         self._lock_fd = fd
         self.group = Group.create()
+        try:
+            # After the permission group, so its descriptor number is higher: a process that dies holding
+            # both closes the permission group first, letting waiting readers go before this one goes.
+            self.heat_fd = heat_group(self.config.hot_path)
+        except FanotifyUnsupported as exc:
+            self.heat_off = exc.reason
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             self.paths.socket.unlink()  # a dead keeper's: we hold the lock, nobody else serves it
@@ -238,7 +229,10 @@ class Keeper:
             except FileNotFoundError:
                 pass
         if self.group is not None:
-            self.group.close()
+            self.group.close()  # (first: a reader still waiting is let go before the heat group goes)
+        if self.heat_fd is not None:
+            os.close(self.heat_fd)
+            self.heat_fd = None
         if self._lock_fd >= 0:
             os.ftruncate(self._lock_fd, 0)
             os.close(self._lock_fd)

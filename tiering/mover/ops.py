@@ -510,7 +510,7 @@ class Mover:
             return _Close("rolled_back", None, {"error": again},
                           Outcome(rel, "restore", NOOP, again, tier=rec.tier if rec else None))
         if (stat.S_ISREG(now.st_mode) and now.st_size == rec.size and not _marked(where)
-                and await asyncio.to_thread(_checksum_at, where) == rec.checksum):
+                and _same_checksum(await asyncio.to_thread(checksum_at, where), rec.checksum)):
             # Its closing commit is not in yet (it lets go of the lock first), or it had no catalog to write.
             record = replace(rec, state=FileState.ARCHIVED, mtime_ns=now.st_mtime_ns, ctime_ns=now.st_ctime_ns,
                              ino=now.st_ino, released_at=None)
@@ -577,7 +577,7 @@ class Mover:
         try:
             # The store checked the bytes against the object's own metadata; the catalog's checksum is
             # checked too, so an object whose metadata was lost (or replaced) never passes for the file.
-            got = info.checksum or (await asyncio.to_thread(_checksum_of, fd) if info.size == rec.size else "")
+            got = info.checksum or (await asyncio.to_thread(checksum_of, fd) if info.size == rec.size else "")
             if not _same_checksum(got, rec.checksum) or info.size != rec.size:
                 lost = "" if info.checksum else ", its metadata is missing"
                 raise IntegrityError(f"{show_path(rec.path)}: the object in {rec.tier} is not the archived version "
@@ -671,10 +671,11 @@ def _marked(where: Entry) -> bool:
     return is_stub(where.fd_path(), follow_symlinks=False)
 
 
-def _checksum_at(where: Entry) -> str:
+def checksum_at(where: Entry) -> str:
+    """The checksum of the file at ``where`` (opened without following a symlink, never blocking)."""
     fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
     try:
-        return _checksum_of(fd)
+        return checksum_of(fd)
     finally:
         os.close(fd)
 
@@ -711,7 +712,7 @@ def _same_checksum(got: str, expected: str | None) -> bool:
     return got == expected or (short and got.startswith(expected))
 
 
-def _checksum_of(fd: int) -> str:
+def checksum_of(fd: int) -> str:
     """The checksum of the open file ``fd``'s bytes (for an object whose own metadata has none)."""
     return Hasher.of_file(f"/proc/self/fd/{fd}").value
 

@@ -38,11 +38,10 @@ from tiering.core.states import FileState
 from tiering.mover import restorelock
 from tiering.mover.beneath import Entry
 from tiering.mover.identity import Identity
-from tiering.mover.ops import Mover
+from tiering.mover.ops import Mover, checksum_at, checksum_of
 from tiering.mover.outcome import DONE, FAILED, Outcome
 from tiering.mover.stub import empty_stub, fill_from, stub_attributes, unmark
 from tiering.stores.base import SupportsCleanup
-from tiering.stores.checksum import Hasher
 
 
 def recover(mover: Mover) -> list[Outcome]:
@@ -116,7 +115,7 @@ def _settle_restore(mover: Mover, entry: JournalEntry, where: Entry) -> tuple[st
         return "rolled_back", "record is no longer released", None
     if st.st_size == 0 and st.st_ino == entry.detail.get("stub_ino", rec.ino):
         return "rolled_back", "stub still in place", None
-    if stat.S_ISREG(st.st_mode) and st.st_size == rec.size and _checksum(where) == rec.checksum:
+    if stat.S_ISREG(st.st_mode) and st.st_size == rec.size and checksum_at(where) == rec.checksum:
         return "done", "restored file is in place and verifies", _archived(rec, st)
     return "rolled_back", "file changed", replace(rec, state=FileState.DIRTY)
 
@@ -134,7 +133,7 @@ def _settle_fill(mover: Mover, entry: JournalEntry, where: Entry) -> tuple[str, 
     mtime_ns = entry.detail.get("stub_mtime_ns", rec.mtime_ns or st.st_mtime_ns)
     fd = where.open(os.O_RDWR | os.O_NONBLOCK)
     try:
-        if st.st_size == rec.size and _fd_checksum(fd) == rec.checksum:
+        if st.st_size == rec.size and checksum_of(fd) == rec.checksum:
             unmark(fd, mtime_ns)
             status, why = "done", "the stub's inode holds the restored bytes"
         elif _verifies(where, tmp, rec):
@@ -144,7 +143,7 @@ def _settle_fill(mover: Mover, entry: JournalEntry, where: Entry) -> tuple[str, 
                 fill_from(fd, src, rec.size, atime_ns, mtime_ns)
             finally:
                 os.close(src)
-            if _fd_checksum(fd) == rec.checksum:
+            if checksum_of(fd) == rec.checksum:
                 status, why = "done", "filled the stub's inode from the verified temp file"
             else:
                 status, why = "rolled_back", "the fill from the temp file did not verify; the stub was emptied again"
@@ -172,18 +171,6 @@ def _verifies(where: Entry, tmp: bytes, rec: FileRecord) -> bool:
         return False
     try:
         st = os.fstat(fd)
-        return stat.S_ISREG(st.st_mode) and st.st_size == rec.size and _fd_checksum(fd) == rec.checksum
+        return stat.S_ISREG(st.st_mode) and st.st_size == rec.size and checksum_of(fd) == rec.checksum
     finally:
         os.close(fd)
-
-
-def _checksum(where: Entry) -> str:
-    fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        return _fd_checksum(fd)
-    finally:
-        os.close(fd)
-
-
-def _fd_checksum(fd: int) -> str:
-    return Hasher.of_file(f"/proc/self/fd/{fd}").value
