@@ -192,10 +192,15 @@ def test_kill9_of_the_worker_mid_restore_leaves_the_reader_waiting_then_served(g
     gp.start_guard()
     s3_proxy.rules({"op": "GetObject", "action": "stall", "seconds": 2.5, "times": 1})
     reader = subprocess.Popen(["cat", str(gp.hot / "k.bin")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.0)  # the worker is inside the restore, the stalled GET
-    worker = gp.status()["worker"]
-    os.kill(worker, signal.SIGKILL)
-    out, err = reader.communicate(timeout=60)
+    try:
+        time.sleep(1.0)  # the worker is inside the restore, the stalled GET
+        worker = gp.status()["worker"]
+        os.kill(worker, signal.SIGKILL)
+        out, err = reader.communicate(timeout=60)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.communicate()
     # Never wrong or empty bytes: either the whole file (the new worker restored it) or an error.
     assert (reader.returncode == 0 and out == gp.files["k.bin"]) or (reader.returncode != 0 and out == b""), err
     assert reader.returncode == 0, err  # and here, with the keeper holding the group, the reader is served

@@ -498,13 +498,14 @@ class Mover:
         another restorer restored the file, in this process or another, on this node or another)."""
         rel, again = where.rel, "restored by another process"
         now = where.lstat()
+        if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino and self.view_lag:
+            # On a networked filesystem an empty, unmarked stub may be one another node just filled in
+            # place, its size not yet in this node's view (the client's attribute cache): look until it shows.
+            if not _marked(where):
+                now = await _view_settled(where, now, self.view_lag)
         if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino:
-            if _marked(where):
-                # Still our stub, so nobody restored it (its ctime may have moved: a restore that rolled back).
-                return rec, now
-            # Unmarked: another restorer filled it in place, maybe on another node, and this node's view of
-            # its size may lag (a networked filesystem's attribute cache): look until it shows.
-            now = await _view_settled(where, now, self.view_lag)
+            # Still our stub, so nobody restored it (its ctime may have moved: a restore that rolled back).
+            return rec, now
         rec = self.catalog.get(rel)
         if rec is None or rec.state != FileState.RELEASED:
             return _Close("rolled_back", None, {"error": again},
