@@ -3,11 +3,12 @@
     python -m bench.guard_reads [--hot DIR] [--resident 100000] [--small-stubs 50] [--large-stubs 5]
                                 [--loader-files 1000] [--rounds 3]
 
-(a) open+read of N resident 4 KiB files by one process, without a guard and
-    with one: in a folder the guard does not watch (no stub in it: the common
-    case, zero cost by design) and in a folder it watches (one stub among the
-    residents: each open is a round trip to the guard). Medians over rounds,
-    and per-open p99 from a sample of timed opens.
+(a) open+read of N resident 4 KiB files by one process: no guard, a guard
+    with ``[guard] heat = false``, and one with heat (every open on the
+    filesystem is a notification event it reads); in a folder the guard does
+    not watch (no stub in it: the common case) and in one it watches (one stub
+    among the residents: each open is a round trip to the guard). Medians over
+    rounds, and per-open p99 from a sample of timed opens.
 (b) first-read latency of released 64 KiB and 64 MiB files through the guard:
     open() to the last byte, median and p99 over the files.
 (c) a 4-process dataloader-style read of released files (each process reads
@@ -32,11 +33,11 @@ import time
 from pathlib import Path
 
 from bench.peers.seaweed import SeaweedServer
-from bench.peers.tools import BUCKET, KEY, SECRET, binary
+from bench.peers.tools import BUCKET, KEY, SECRET, binary, rotation
 
 READER = r"""
 import os, sys, time
-paths = sys.argv[2:]
+paths = open(sys.argv[2], "rb").read().split(b"\n")[:-1]
 sample = int(sys.argv[1])
 lat = []
 t0 = time.perf_counter()
@@ -52,18 +53,22 @@ print(time.perf_counter() - t0, *lat)
 """
 
 
-def config(work: Path, hot: Path, endpoint: str, prefix: str) -> Path:
+def config(work: Path, hot: Path, endpoint: str, prefix: str, heat: bool = True) -> Path:
     guard = Path(tempfile.mkdtemp(prefix="tgb-", dir="/tmp"))
     cfg = work / f"{prefix}.toml"
     cfg.write_text(f'default_tier = "s3"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{work}/state-{prefix}/catalog.db"\n'
-                   f'[guard]\ndir = "{guard}"\ntimeout = "10m"\n[concurrency]\njobs = 16\n'
+                   f'[guard]\ndir = "{guard}"\ntimeout = "10m"\nheat = {str(heat).lower()}\n[concurrency]\njobs = 16\n'
                    f'[tiers.s3]\nurl = "s3://{BUCKET}/{prefix}"\nendpoint = "{endpoint}"\n'
-                   f'access_key_id = "{KEY}"\nsecret_access_key = "{SECRET}"\n')
+                   f'access_key_id = "{KEY}"\nsecret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"\n')
     return cfg
 
 
+ENV = {**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+
 def tiering(cfg: Path, *args: str) -> None:
-    done = subprocess.run([binary("tiering"), *args, "-c", str(cfg)], capture_output=True, text=True, check=False)
+    done = subprocess.run([binary("tiering"), *args, "-c", str(cfg)], capture_output=True, text=True, check=False,
+                          env=ENV)
     if done.returncode:
         raise SystemExit(f"tiering {args[0]} failed: {done.stderr[-2000:]}")
 
@@ -71,10 +76,11 @@ def tiering(cfg: Path, *args: str) -> None:
 class Guard:
     def __init__(self, cfg: Path) -> None:
         self.proc = subprocess.Popen([binary("tiering"), "guard", "-c", str(cfg)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, env=ENV)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            done = subprocess.run([binary("tiering"), "status", "--json", "-c", str(cfg)], capture_output=True, text=True)
+            done = subprocess.run([binary("tiering"), "status", "--json", "-c", str(cfg)], capture_output=True, text=True,
+                                  env=ENV)
             if '"state": "active"' in done.stdout:
                 time.sleep(0.5)  # its worker marks the released files' folders
                 return
@@ -86,20 +92,35 @@ class Guard:
         self.proc.wait(60)
 
 
+def listed(paths: list[Path]) -> str:
+    """A file naming ``paths`` one per line (the readers take their list from it: argv is too short)."""
+    fd, name = tempfile.mkstemp(prefix="guard-bench-", suffix=".list")
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"".join(os.fsencode(p) + b"\n" for p in paths))
+    return name
+
+
 def read_all(paths: list[Path], sample: int = 50) -> tuple[float, list[float]]:
-    out = subprocess.run([sys.executable, "-c", READER, str(sample), *map(str, paths)], capture_output=True, text=True,
-                         check=True).stdout.split()
+    names = listed(paths)
+    try:
+        out = subprocess.run([sys.executable, "-c", READER, str(sample), names], capture_output=True, text=True,
+                             check=True).stdout.split()
+    finally:
+        os.unlink(names)
     return float(out[0]), [float(x) for x in out[1:]]
 
 
 def loader(paths: list[Path], procs: int = 4) -> float:
+    names = [listed(paths[i::procs]) for i in range(procs)]
     start = time.perf_counter()
-    running = [subprocess.Popen([sys.executable, "-c", READER, "1000000", *map(str, paths[i::procs])],
-                                stdout=subprocess.DEVNULL) for i in range(procs)]
-    for p in running:
-        if p.wait():
-            raise SystemExit("a loader process failed")
-    return time.perf_counter() - start
+    running = [subprocess.Popen([sys.executable, "-c", READER, "1000000", n], stdout=subprocess.DEVNULL) for n in names]
+    failed = [p.wait() for p in running]
+    took = time.perf_counter() - start
+    for n in names:
+        os.unlink(n)
+    if any(failed):
+        raise SystemExit("a loader process failed")
+    return took
 
 
 def p99(xs: list[float]) -> float:
@@ -136,34 +157,37 @@ def main() -> None:
         cfg = config(work, hot, server.endpoint, "g")
         print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}, hot tier {hot}, SeaweedFS S3 on loopback")
 
-        # (a) resident opens
+        # (a) resident opens: no guard, a guard without heat, a guard with heat (every open is an event)
+        cold = config(work, hot, server.endpoint, "g", heat=False)
         plain = make(hot / "resident", args.resident, 4096)
         mixed = make(hot / "mixed", args.resident // 10, 4096)
         stub_beside = make(hot / "mixed", 1, 4096, prefix="stub")
         tiering(cfg, "release", *map(str, stub_beside))  # one stub makes its folder watched
         read_all(plain)  # warm the page cache
-        base, base_mixed, with_g, with_g_mixed, lat_base, lat_g = [], [], [], [], [], []
+        runs: dict[str, tuple[list[float], list[float], list[float]]] = {k: ([], [], []) for k in ("none", "off", "on")}
         for r in range(args.rounds):
-            t, lat = read_all(plain)
-            base.append(t)
-            lat_base += lat
-            base_mixed.append(read_all(mixed)[0])
-            guard = Guard(cfg)
-            try:
-                t, lat = read_all(plain)
-                with_g.append(t)
-                lat_g += lat
-                with_g_mixed.append(read_all(mixed)[0])
-            finally:
-                guard.stop()
+            for kind in rotation(("none", "off", "on"), r):
+                guard = Guard(cold if kind == "off" else cfg) if kind != "none" else None
+                try:
+                    t, lat = read_all(plain)
+                    runs[kind][0].append(t)
+                    runs[kind][1].extend(lat)
+                    runs[kind][2].append(read_all(mixed)[0])
+                finally:
+                    if guard:
+                        guard.stop()
         print("\n## (a) open+read of resident 4 KiB files, one process (median of rounds)")
-        print("| files | where | no guard | guard | overhead | p99 per open, no guard / guard |")
+        print("| files | where | no guard | guard, heat off | guard, heat on | p99 per open (none / off / on) |")
         print("|---|---|---|---|---|---|")
-        mb, mg = statistics.median(base), statistics.median(with_g)
-        print(f"| {len(plain)} | unwatched folder | {mb:.2f} s | {mg:.2f} s | {100 * (mg / mb - 1):+.1f} % | "
-              f"{p99(lat_base) * 1e6:.0f} µs / {p99(lat_g) * 1e6:.0f} µs |")
-        mb, mg = statistics.median(base_mixed), statistics.median(with_g_mixed)
-        print(f"| {len(mixed)} | watched folder (a stub in it) | {mb:.2f} s | {mg:.2f} s | {100 * (mg / mb - 1):+.1f} % | |")
+        base = statistics.median(runs["none"][0])
+        cells = [f"{statistics.median(runs[k][0]):.2f} s ({100 * (statistics.median(runs[k][0]) / base - 1):+.0f} %)"
+                 for k in ("off", "on")]
+        print(f"| {len(plain)} | unwatched folder | {base:.2f} s | {cells[0]} | {cells[1]} | "
+              + " / ".join(f"{p99(runs[k][1]) * 1e6:.0f} µs" for k in ("none", "off", "on")) + " |")
+        base = statistics.median(runs["none"][2])
+        cells = [f"{statistics.median(runs[k][2]):.2f} s ({100 * (statistics.median(runs[k][2]) / base - 1):+.0f} %)"
+                 for k in ("off", "on")]
+        print(f"| {len(mixed)} | watched folder (a stub in it) | {base:.2f} s | {cells[0]} | {cells[1]} | |")
 
         # (b) first read of released files
         small = make(hot / "small", args.small_stubs, 64 * 1024)

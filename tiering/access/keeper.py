@@ -131,12 +131,15 @@ class Keeper:
                                    f"(pid {held.get('pid', '?')}; lock {self.paths.lock})", held) from None
         self._lock_fd = fd
         self.group = Group.create()
-        try:
-            # After the permission group, so its descriptor number is higher: a process that dies holding
-            # both closes the permission group first, letting waiting readers go before this one goes.
-            self.heat_fd = heat_group(self.config.hot_path)
-        except FanotifyUnsupported as exc:
-            self.heat_off = exc.reason
+        if not self.config.guard.heat:
+            self.heat_off = "[guard] heat = false"
+        else:
+            try:
+                # After the permission group, so its descriptor number is higher: a process that dies holding
+                # both closes the permission group first, letting waiting readers go before this one goes.
+                self.heat_fd = heat_group(self.config.hot_path)
+            except FanotifyUnsupported as exc:
+                self.heat_off = exc.reason
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             self.paths.socket.unlink()  # a dead keeper's: we hold the lock, nobody else serves it

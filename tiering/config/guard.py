@@ -6,6 +6,9 @@ Every key is optional; these are the defaults::
     mode = "auto"        # auto: `tiering daemon` starts the guard where the kernel and the hot
                          # tier's filesystem allow it (one line says why not, elsewhere); off: never
     timeout = "10m"      # a reader waits at most this long for its file; then its open fails (EIO)
+    heat = true          # count every open of a hot-tier file on this node as heat (a fanotify
+                         # notification group on the whole filesystem: every open there pays for
+                         # one event; false leaves heat to the daemon's file events)
     # dir = "..."        # the guard's socket, status and restore ledger (default: a "guard" folder
                          # beside the catalog; on many nodes, a folder every node and the catalog's
                          # owner can reach)
@@ -19,7 +22,7 @@ from typing import Any
 
 from tiering.config.values import Table
 
-GUARD_KEYS = ("mode", "timeout", "dir")
+GUARD_KEYS = ("mode", "timeout", "heat", "dir")
 DURATION_KEYS = frozenset({"timeout"})
 MODES = ("auto", "off")
 
@@ -30,6 +33,7 @@ class GuardConfig:
 
     mode: str = "auto"
     timeout: float = 600.0
+    heat: bool = True
     dir: Path | None = None
 
 
@@ -40,9 +44,11 @@ def parse_guard(table: Table, base: Path) -> GuardConfig:
     timeout = table.duration("timeout", d.timeout)
     if timeout <= 0:
         raise table.error("timeout", f"{timeout:g}s is not positive", "expected a duration above zero, like '10m'")
-    return GuardConfig(mode=table.choice("mode", MODES, d.mode), timeout=timeout, dir=table.path("dir", base, None))
+    return GuardConfig(mode=table.choice("mode", MODES, d.mode), timeout=timeout, heat=table.boolean("heat", d.heat),
+                       dir=table.path("dir", base, None))
 
 
 def guard_values(g: GuardConfig) -> dict[str, Any]:
     """The table as ``describe`` prints it (unset optional keys left out)."""
-    return {k: v for k, v in {"mode": g.mode, "timeout": g.timeout, "dir": g.dir}.items() if v is not None}
+    values = {"mode": g.mode, "timeout": g.timeout, "heat": g.heat, "dir": g.dir}
+    return {k: v for k, v in values.items() if v is not None}
