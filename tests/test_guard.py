@@ -293,3 +293,17 @@ def test_a_file_with_bytes_and_a_stale_stub_mark_is_read_as_it_is(g):
     g.start_guard()
     out = read_in_process(["cat", str(g.hot / "m/whole.bin")])
     assert (out.returncode, out.stdout) == (0, b"w" * 4000), out.stderr
+
+
+def test_opening_a_stub_restores_the_ones_after_it_in_its_folder(g):
+    g.write({f"shard/{i:02d}.bin": payload(20_000 + i, 1) for i in range(8)} | {"shard/other/x.bin": b"x" * 100})
+    g.release()
+    g.start_guard()  # [guard] read_ahead: 16 by default
+    assert read_in_process(["cat", str(g.hot / "shard/03.bin")]).stdout == g.files["shard/03.bin"]
+    deadline = time.monotonic() + 20
+    while any((g.hot / f"shard/{i:02d}.bin").stat().st_size == 0 for i in range(4, 8)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for i in range(8):  # the ones after it came back unasked, verified; the ones before it, and other folders, did not
+        data = (g.hot / f"shard/{i:02d}.bin").read_bytes() if i >= 3 else None
+        assert data == g.files[f"shard/{i:02d}.bin"] if i >= 3 else (g.hot / f"shard/{i:02d}.bin").stat().st_size == 0
+    assert (g.hot / "shard/other/x.bin").stat().st_size == 0

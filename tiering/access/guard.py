@@ -30,6 +30,7 @@ answer what its predecessor left waiting (``Worker.sweep_orphans``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import errno
 import logging
 import os
@@ -59,6 +60,8 @@ FOLLOW_EVERY = 2.0
 #: After a restore, how long an opener's view of the file may lag (a networked filesystem's client
 #: caches attributes: SeaweedFS's FUSE mount for 1 s) before "still a stub" is believed.
 VIEW_LAG = 3.0
+#: How long a folder's list of stubs (for read-ahead) is used before it is listed again.
+LISTING_TTL = 30.0
 #: A stub mark on a file that still has bytes is a release under way (the mark is set just before the
 #: truncate): an opener waits this long for it to settle before being let through to the bytes.
 RELEASE_SETTLE = 2.0
@@ -91,13 +94,17 @@ class Worker:
     """Serves one fanotify group over one hot tier, with one mover (its catalog: a ``GuardLedger``)."""
 
     def __init__(self, group: Group, mover, *, timeout: float, pending_log: Path,
-                 listener: socket.socket | None = None, catalog=None, guard_dir: Path | None = None) -> None:
+                 listener: socket.socket | None = None, catalog=None, guard_dir: Path | None = None,
+                 read_ahead: int = 0) -> None:
         self.group = group
         self.mover = mover
         self.hot = os.fsencode(mover.hot) + b"/"
         self.timeout = timeout
         self.counters = Counters()
         self.listener = listener
+        #: Stubs after an opened one (in its folder, by name) restored before they are opened; 0: none.
+        self.read_ahead = read_ahead
+        self._listings: dict[bytes, tuple[float, list[bytes]]] = {}  # folder -> (when listed, its stubs' names)
         #: The catalog (read-only) whose new released files are followed (``FOLLOW_EVERY``); None: none here.
         self.catalog = catalog
         self._followed = 0.0
@@ -290,12 +297,59 @@ class Worker:
         key = (st.st_dev, st.st_ino)
         job = self._restores.get(key)
         if job is None:
-            job = self._restores[key] = _Restore()
-            job.task = asyncio.ensure_future(self._restore(key, rel, job))
+            job = self._begin(key, rel)
         else:
             self.counters.waited += 1
         job.waiters.append(event)
         self._loop.call_later(self.timeout, self._expire, job, event, rel)
+        if self.read_ahead:
+            asyncio.ensure_future(self._read_ahead(rel))
+
+    def _begin(self, key: tuple[int, int], rel: bytes) -> _Restore:
+        job = self._restores[key] = _Restore()
+        job.task = asyncio.ensure_future(self._restore(key, rel, job))
+        return job
+
+    async def _read_ahead(self, rel: bytes) -> None:
+        """Start restoring the ``read_ahead`` stubs that follow ``rel`` in its folder (in name order):
+        a dataloader reads a folder through, and each of its opens then finds its file on the way."""
+        folder, _, name = rel.rpartition(b"/")
+        listed = self._listings.get(folder)
+        if listed is None or time.monotonic() - listed[0] > LISTING_TTL:
+            try:
+                listed = self._listings[folder] = (time.monotonic(), await asyncio.to_thread(self._stubs_in, folder))
+            except (OSError, PathError):
+                return
+        names = listed[1]
+        at = bisect.bisect_right(names, name)
+        for follower in names[at:at + self.read_ahead]:
+            path = folder + b"/" + follower if folder else follower
+            try:
+                with self.mover.hot_root.entry(path) as where:
+                    st = where.lstat()
+            except (OSError, PathError):
+                continue
+            key = (st.st_dev, st.st_ino)
+            if st.st_size == 0 and key not in self._restores:
+                self._begin(key, path)
+
+    def _stubs_in(self, folder: bytes) -> list[bytes]:
+        """The names of the stubs in ``folder`` (under the hot tier), sorted."""
+        if len(self._listings) > 1024:
+            self._listings.clear()
+        with self.mover.hot_root.entry(folder + b"/-" if folder else b"-") as where:
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=where.dir_fd)
+        names = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                try:
+                    if (entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size == 0
+                            and is_stub(f"/proc/self/fd/{fd}/{entry.name}", follow_symlinks=False)):
+                        names.append(os.fsencode(entry.name))
+                except OSError:
+                    continue
+        os.close(fd)
+        return sorted(names)
 
     def _opened_by_restorer(self, rel: bytes, pid: int) -> bool:
         try:
@@ -534,7 +588,7 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
     mover = Mover(config, ledger, check_writers=False)  # type: ignore[arg-type]  (a catalog by duck typing)
     try:
         worker = Worker(group, mover, timeout=config.guard.timeout, pending_log=paths.pending, listener=listener,
-                        guard_dir=paths.dir)
+                        guard_dir=paths.dir, read_ahead=config.guard.read_ahead)
         if denied := worker.sweep_orphans():
             log.warning("failed %d open(s) a crashed worker had taken and not logged (EIO)", denied)
 

@@ -6,6 +6,8 @@ Every key is optional; these are the defaults::
     mode = "auto"        # auto: `tiering daemon` starts the guard where the kernel and the hot
                          # tier's filesystem allow it (one line says why not, elsewhere); off: never
     timeout = "10m"      # a reader waits at most this long for its file; then its open fails (EIO)
+    read_ahead = 16      # when a stub is opened, also restore the next this many stubs of its
+                         # folder (by name): a dataloader reading a folder finds them on its way; 0: off
     heat = true          # count every open of a hot-tier file on this node as heat (a fanotify
                          # notification group on the whole filesystem: every open there pays for
                          # one event; false leaves heat to the daemon's file events)
@@ -22,7 +24,7 @@ from typing import Any
 
 from tiering.config.values import Table
 
-GUARD_KEYS = ("mode", "timeout", "heat", "dir")
+GUARD_KEYS = ("mode", "timeout", "read_ahead", "heat", "dir")
 DURATION_KEYS = frozenset({"timeout"})
 MODES = ("auto", "off")
 
@@ -33,6 +35,7 @@ class GuardConfig:
 
     mode: str = "auto"
     timeout: float = 600.0
+    read_ahead: int = 16
     heat: bool = True
     dir: Path | None = None
 
@@ -44,11 +47,13 @@ def parse_guard(table: Table, base: Path) -> GuardConfig:
     timeout = table.duration("timeout", d.timeout)
     if timeout <= 0:
         raise table.error("timeout", f"{timeout:g}s is not positive", "expected a duration above zero, like '10m'")
-    return GuardConfig(mode=table.choice("mode", MODES, d.mode), timeout=timeout, heat=table.boolean("heat", d.heat),
+    return GuardConfig(mode=table.choice("mode", MODES, d.mode), timeout=timeout,
+                       read_ahead=table.integer("read_ahead", d.read_ahead, minimum=0, maximum=100_000),
+                       heat=table.boolean("heat", d.heat),
                        dir=table.path("dir", base, None))
 
 
 def guard_values(g: GuardConfig) -> dict[str, Any]:
     """The table as ``describe`` prints it (unset optional keys left out)."""
-    values = {"mode": g.mode, "timeout": g.timeout, "heat": g.heat, "dir": g.dir}
+    values = {"mode": g.mode, "timeout": g.timeout, "read_ahead": g.read_ahead, "heat": g.heat, "dir": g.dir}
     return {k: v for k, v in values.items() if v is not None}
