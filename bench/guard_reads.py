@@ -53,11 +53,11 @@ print(time.perf_counter() - t0, *lat)
 """
 
 
-def config(work: Path, hot: Path, endpoint: str, prefix: str, heat: bool = True) -> Path:
+def config(work: Path, hot: Path, endpoint: str, prefix: str, heat: bool = True, read_ahead: int = 16) -> Path:
     guard = Path(tempfile.mkdtemp(prefix="tgb-", dir="/tmp"))
-    cfg = work / f"{prefix}.toml"
+    cfg = work / f"{prefix}-{int(heat)}-{read_ahead}.toml"
     cfg.write_text(f'default_tier = "s3"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{work}/state-{prefix}/catalog.db"\n'
-                   f'[guard]\ndir = "{guard}"\ntimeout = "10m"\nheat = {str(heat).lower()}\n[concurrency]\njobs = 16\n'
+                   f'[guard]\ndir = "{guard}"\ntimeout = "10m"\nheat = {str(heat).lower()}\nread_ahead = {read_ahead}\n[concurrency]\njobs = 16\n'
                    f'[tiers.s3]\nurl = "s3://{BUCKET}/{prefix}"\nendpoint = "{endpoint}"\n'
                    f'access_key_id = "{KEY}"\nsecret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"\n')
     return cfg
@@ -194,28 +194,31 @@ def main() -> None:
         large = make(hot / "large", args.large_stubs, 64 * 1024 * 1024)
         tiering(cfg, "release", *map(str, small + large))
         os.sync()
-        guard = Guard(cfg)
+        guard = Guard(config(work, hot, server.endpoint, "g", read_ahead=0))  # each file's own first read
         try:
             _, lat_small = read_all(small, sample=1)
             _, lat_large = read_all(large, sample=1)
         finally:
             guard.stop()
-        print("\n## (b) first read of a released file through the guard (open to last byte)")
+        print("\n## (b) first read of a released file through the guard (open to last byte; no read-ahead)")
         print("| size | files | median | p99 |")
         print("|---|---|---|---|")
         for label, lat in (("64 KiB", lat_small), ("64 MiB", lat_large)):
             print(f"| {label} | {len(lat)} | {statistics.median(lat) * 1e3:.1f} ms | {p99(lat) * 1e3:.1f} ms |")
 
-        # (c) dataloader: guard vs restore-then-read
-        through, staged = [], []
+        # (c) dataloader: the guard (with read-ahead 0, 16, 64) vs restore-then-read
+        settings = (0, 16, 64)
+        through: dict[int, list[float]] = {n: [] for n in settings}
+        staged = []
         for r in range(args.rounds):
-            files = make(hot / f"loader{r}", args.loader_files, 256 * 1024)
-            tiering(cfg, "release", *map(str, files))
-            guard = Guard(cfg)
-            try:
-                through.append(loader(files))
-            finally:
-                guard.stop()
+            for n in settings:
+                files = make(hot / f"loader{r}-{n}", args.loader_files, 256 * 1024)
+                tiering(cfg, "release", *map(str, files))
+                guard = Guard(config(work, hot, server.endpoint, "g", read_ahead=n))
+                try:
+                    through[n].append(loader(files))
+                finally:
+                    guard.stop()
             files2 = make(hot / f"staged{r}", args.loader_files, 256 * 1024)
             tiering(cfg, "release", *map(str, files2))
             manifest = work / f"m{r}.txt"
@@ -224,11 +227,13 @@ def main() -> None:
             tiering(cfg, "restore", "--manifest", str(manifest))
             loader(files2)
             staged.append(time.perf_counter() - start)
-        mt, ms = statistics.median(through), statistics.median(staged)
+        ms = statistics.median(staged)
         print(f"\n## (c) 4 processes read {args.loader_files} released 256 KiB files (median of {args.rounds})")
-        print("| through the guard | `tiering restore --manifest`, then read | ratio |")
-        print("|---|---|---|")
-        print(f"| {mt:.2f} s | {ms:.2f} s | {ms / mt:.2f}x |")
+        print("| through the guard, read-ahead | time | `tiering restore --manifest`, then read | ratio |")
+        print("|---|---|---|---|")
+        for n in settings:
+            mt = statistics.median(through[n])
+            print(f"| {n} | {mt:.2f} s | {ms:.2f} s | {ms / mt:.2f}x |")
     shutil.rmtree(work, ignore_errors=True)
 
 
