@@ -53,17 +53,20 @@ print(time.perf_counter() - t0, *lat)
 """
 
 
-def config(work: Path, hot: Path, endpoint: str, prefix: str, heat: bool = True, read_ahead: int = 16) -> Path:
-    guard = Path(tempfile.mkdtemp(prefix="tgb-", dir="/tmp"))
+def config(work: Path, hot: Path, endpoint: str, prefix: str, heat: bool = False, read_ahead: int = 16) -> Path:
+    guard = Path(tempfile.mkdtemp(prefix="tgb-", dir="/tmp"))  # (short: Unix socket paths are limited)
+    GUARD_DIRS.append(guard)
     cfg = work / f"{prefix}-{int(heat)}-{read_ahead}.toml"
     cfg.write_text(f'default_tier = "s3"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{work}/state-{prefix}/catalog.db"\n'
-                   f'[guard]\ndir = "{guard}"\ntimeout = "10m"\nheat = {str(heat).lower()}\nread_ahead = {read_ahead}\n[concurrency]\njobs = 16\n'
+                   f'[guard]\ndir = "{guard}"\ntimeout = "10m"\nheat = {str(heat).lower()}\nread_ahead = {read_ahead}\n'
+                   f'[concurrency]\njobs = 16\n'
                    f'[tiers.s3]\nurl = "s3://{BUCKET}/{prefix}"\nendpoint = "{endpoint}"\n'
                    f'access_key_id = "{KEY}"\nsecret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"\n')
     return cfg
 
 
 ENV = {**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET}
+GUARD_DIRS: list[Path] = []
 
 
 def tiering(cfg: Path, *args: str) -> None:
@@ -158,7 +161,7 @@ def main() -> None:
         print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}, hot tier {hot}, SeaweedFS S3 on loopback")
 
         # (a) resident opens: no guard, a guard without heat, a guard with heat (every open is an event)
-        cold = config(work, hot, server.endpoint, "g", heat=False)
+        warm = config(work, hot, server.endpoint, "g", heat=True)
         plain = make(hot / "resident", args.resident, 4096)
         mixed = make(hot / "mixed", args.resident // 10, 4096)
         stub_beside = make(hot / "mixed", 1, 4096, prefix="stub")
@@ -167,7 +170,7 @@ def main() -> None:
         runs: dict[str, tuple[list[float], list[float], list[float]]] = {k: ([], [], []) for k in ("none", "off", "on")}
         for r in range(args.rounds):
             for kind in rotation(("none", "off", "on"), r):
-                guard = Guard(cold if kind == "off" else cfg) if kind != "none" else None
+                guard = Guard(warm if kind == "on" else cfg) if kind != "none" else None
                 try:
                     t, lat = read_all(plain)
                     runs[kind][0].append(t)
@@ -235,6 +238,8 @@ def main() -> None:
             mt = statistics.median(through[n])
             print(f"| {n} | {mt:.2f} s | {ms:.2f} s | {ms / mt:.2f}x |")
     shutil.rmtree(work, ignore_errors=True)
+    for folder in GUARD_DIRS:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

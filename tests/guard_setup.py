@@ -96,7 +96,7 @@ def guarded_setup(hot: Path, tmp_path: Path, endpoint: str, timeout: str = "60s"
     guard_dir = Path(tempfile.mkdtemp(prefix="tg-", dir="/tmp"))
     cfg = tmp_path / "tiering.toml"
     cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "{hot}"\n[catalog]\npath = "{tmp_path}/state/catalog.db"\n'
-                   f'[guard]\ntimeout = "{timeout}"\ndir = "{guard_dir}"\n'
+                   f'[guard]\ntimeout = "{timeout}"\ndir = "{guard_dir}"\nheat = true\n'
                    f'[retry]\nattempts = 3\nmax_backoff = "0.1s"\ndeadline = "3s"\n'
                    f'[tiers.cap]\n' + (tier or
                    f'url = "s3://{S3_BUCKET}/guard-{tmp_path.name}-{time.time_ns() % 10**8}"\n'

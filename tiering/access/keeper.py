@@ -60,7 +60,8 @@ def guard_status(config, probe: bool = True) -> GuardStatus:
     info = read_holder(paths.lock)
     if info is not None:
         restarts = info.get("restarts", 0)
-        detail = f"pid {info.get('pid')}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.get('started', 0)))}"
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("started", 0)))
+        detail = f"pid {info.get('pid')}, since {since}"
         if info.get("heat"):
             detail += ", heat from every open (fanotify)"
         if restarts:
@@ -155,7 +156,8 @@ class Keeper:
             os.umask(old)
         sock.listen(64)
         self.listener = sock
-        self.status = {"pid": os.getpid(), "host": self.paths.host, "started": time.time(), "hot": str(self.config.hot_path),
+        self.status = {"pid": os.getpid(), "host": self.paths.host, "started": time.time(),
+                       "hot": str(self.config.hot_path),
                        "errno_responses": self.group.errno_responses, "restarts": 0, "worker": None}
         self._write_status()
 

@@ -8,9 +8,9 @@ Every key is optional; these are the defaults::
     timeout = "10m"      # a reader waits at most this long for its file; then its open fails (EIO)
     read_ahead = 16      # when a stub is opened, also restore the next this many stubs of its
                          # folder (by name): a dataloader reading a folder finds them on its way; 0: off
-    heat = true          # count every open of a hot-tier file on this node as heat (a fanotify
-                         # notification group on the whole filesystem: every open there pays for
-                         # one event; false leaves heat to the daemon's file events)
+    heat = false         # true: count every open of a hot-tier file on this node as heat (a fanotify
+                         # notification group on the whole filesystem: every open there is one event
+                         # the guard reads; on 2 cores that cost readers of small files ~20 %)
     # dir = "..."        # the guard's socket, status and restore ledger (default: a "guard" folder
                          # beside the catalog; on many nodes, a folder every node and the catalog's
                          # owner can reach)
@@ -36,7 +36,7 @@ class GuardConfig:
     mode: str = "auto"
     timeout: float = 600.0
     read_ahead: int = 16
-    heat: bool = True
+    heat: bool = False
     dir: Path | None = None
 
 

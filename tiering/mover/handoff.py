@@ -128,7 +128,8 @@ def _now(hot_root: HotRoot, done: FileRecord) -> tuple[str | None, str]:
         return None, ""
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         return None, ""  # still (or again) a stub: nothing to hand over
-    same = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) == (done.ino, done.mtime_ns, done.ctime_ns, done.size)
+    now = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+    same = now == (done.ino, done.mtime_ns, done.ctime_ns, done.size)
     if same:
         return FileState.ARCHIVED, "restored by the access guard"
     return FileState.DIRTY, "restored by the access guard, written since"
