@@ -97,7 +97,11 @@ def test_every_kind_of_reader_gets_the_original_bytes(g):
     assert arrow.stdout.split() == [b"50000", str(sum(range(50_000))).encode()], arrow.stderr
     for name, data in g.files.items():  # and on disk, for everyone after
         assert sha((g.hot / name).read_bytes()) == sha(data), name
-    assert "guard: active" in g.tiering("status").stdout
+    deadline = time.monotonic() + 10  # the worker's counts reach the status every 2 s
+    while "6 restored for readers, 0 opens failed" not in (out := g.tiering("status").stdout):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.3)
+    assert "guard: active" in out
 
 
 def test_four_readers_of_one_stub_wait_on_one_restore(g):

@@ -4,8 +4,8 @@ The kernel holds every open of a file in a marked directory (``FAN_OPEN_PERM``,
 see ``access.fanotify``) until this process answers. Per event:
 
 - our own opens (the restore's), a file with bytes, a file without our stub
-  mark: allowed at once. Only stubs cost anything; a directory without stubs
-  is not marked at all;
+  mark: allowed at once, without the catalog. Only folders that hold stubs
+  are marked, so opens elsewhere never reach us;
 - the open of a stub by the process restoring it right now (it holds the
   file's restore lock: a ``tiering restore`` in another process): allowed,
   or the two would wait on each other;
@@ -22,9 +22,9 @@ never empty or wrong bytes.
 
 Threads: the reader (reads events, answers the cheap ones itself), the
 announcer (marks directories other processes' releases announce), and the
-asyncio loop (restores). Every event we take is written to the pending log
-before anything else happens to it, so a worker restarted after a crash can
-answer what its predecessor left waiting (``Worker.sweep_orphans``).
+asyncio loop (restores). Every stub event we take is written to the pending
+log before anything else happens to it, so a worker restarted after a crash
+can answer what its predecessor left waiting (``Worker.sweep_orphans``).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class Worker:
 
     def __init__(self, group: Group, mover, *, timeout: float, pending_log: Path,
                  listener: socket.socket | None = None, catalog=None, guard_dir: Path | None = None,
-                 read_ahead: int = 0) -> None:
+                 read_ahead: int = 0, report=None) -> None:
         self.group = group
         self.mover = mover
         self.hot = os.fsencode(mover.hot) + b"/"
@@ -104,6 +104,8 @@ class Worker:
         self.listener = listener
         #: Stubs after an opened one (in its folder, by name) restored before they are opened; 0: none.
         self.read_ahead = read_ahead
+        #: Told the counters every ``FOLLOW_EVERY`` seconds (the keeper's status file), if set.
+        self.report = report
         self._listings: dict[bytes, tuple[float, list[bytes]]] = {}  # folder -> (when listed, its stubs' names)
         #: The catalog (read-only) whose new released files are followed (``FOLLOW_EVERY``); None: none here.
         self.catalog = catalog
@@ -224,6 +226,10 @@ class Worker:
                 log.error("new released files cannot be watched: %s", exc.reason)
             except Exception as exc:  # a catalog being rewritten, say: the next look tries again
                 log.warning("could not look for newly released files: %s", exc)
+            if self.report is not None:
+                c = self.counters
+                self.report(counts={"allowed": c.allowed, "restored": c.restored, "waited": c.waited,
+                                    "denied": c.denied, "failures": c.failures})
             await asyncio.sleep(FOLLOW_EVERY)
 
     # -- the reader thread -----------------------------------------------------------
@@ -568,7 +574,7 @@ def released_files(catalog) -> Iterable[bytes]:
 
 
 def work(config, group: Group, listener: socket.socket | None, ready=lambda watched, heat: None,
-         heat_fd: int | None = None, heat_off: str = "") -> int:
+         heat_fd: int | None = None, heat_off: str = "", note=None) -> int:
     """A worker's life (run by the keeper in a forked child): settle what a crash left, mark, serve.
 
     Returns the exit status: 0 after SIGTERM.
@@ -588,7 +594,7 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
     mover = Mover(config, ledger, check_writers=False)  # type: ignore[arg-type]  (a catalog by duck typing)
     try:
         worker = Worker(group, mover, timeout=config.guard.timeout, pending_log=paths.pending, listener=listener,
-                        guard_dir=paths.dir, read_ahead=config.guard.read_ahead)
+                        guard_dir=paths.dir, read_ahead=config.guard.read_ahead, report=note)
         if denied := worker.sweep_orphans():
             log.warning("failed %d open(s) a crashed worker had taken and not logged (EIO)", denied)
 

@@ -64,6 +64,9 @@ def guard_status(config, probe: bool = True) -> GuardStatus:
         detail = f"pid {info.get('pid')}, since {since}"
         if info.get("heat"):
             detail += ", heat from every open (fanotify)"
+        counts = info.get("counts") or {}
+        if counts.get("restored") or counts.get("denied"):
+            detail += f"; {counts.get('restored', 0)} restored for readers, {counts.get('denied', 0)} opens failed"
         if restarts:
             detail += f", worker restarted {restarts}x"
         if not info.get("errno_responses", True):
@@ -169,7 +172,11 @@ class Keeper:
     def ready(self, watched: int, heat: bool = False) -> None:
         """Called by a worker once it serves: the status says so, how many directories it watches,
         and whether it counts every open as heat."""
-        self.status.update(ready=time.time(), worker=os.getpid(), watched=watched, heat=heat)
+        self.note(ready=time.time(), worker=os.getpid(), watched=watched, heat=heat)
+
+    def note(self, **fields) -> None:
+        """Put ``fields`` in the status (a worker's counts, say), for ``tiering status`` to show."""
+        self.status.update(fields)
         self._write_status()
 
     def run(self, work) -> int:

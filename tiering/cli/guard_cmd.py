@@ -29,7 +29,8 @@ def guard(config: ConfigOpt = None, verbose: VerboseOpt = False) -> None:
     started = time.monotonic()
     try:
         keeper.open()
-        code = keeper.run(lambda group, listener: work(cfg, group, listener, keeper.ready, keeper.heat_fd, keeper.heat_off))
+        code = keeper.run(lambda group, listener: work(cfg, group, listener, keeper.ready, keeper.heat_fd,
+                                                       keeper.heat_off, keeper.note))
     finally:
         keeper.close()
     restarts = keeper.status.get("restarts", 0)
