@@ -264,6 +264,7 @@ class Worker:
         """Answer an event at once unless it is the open of a stub; hand those to the loop."""
         if event.fd < 0 or event.mask & FAN_Q_OVERFLOW:
             return
+        closed = False
         try:
             if event.pid != self._pid:
                 st = os.fstat(event.fd)
@@ -272,11 +273,21 @@ class Worker:
                     os.write(self._pending, b"+%d %s\n" % (event.fd, (rel or b"").hex().encode()))
                     self._loop.call_soon_threadsafe(self._stub_opened, event, st, rel)
                     return
-            self._answer(event, True)
+            # Closed before the answer: the opener may take a lease the moment it is let through (a release
+            # does), and our descriptor of its file would refuse it. The kernel matches the answer by number;
+            # only this thread reads events, so the number cannot be handed to another event in between.
+            os.close(event.fd)
+            closed = True
+            self.group.answer(event.fd, True)
             self.counters.allowed += 1
         except OSError as exc:
-            log.warning("an open could not be checked (%s); failed with EIO", exc)
-            self._answer(event, False)
+            log.warning("an open could not be answered as checked (%s); failing it with EIO", exc)
+            try:
+                self.group.answer(event.fd, False)
+            except OSError:
+                pass  # (the kernel no longer waits on it)
+            if not closed:
+                os.close(event.fd)
 
     def _answer(self, event: Event, allow: bool) -> None:
         try:
