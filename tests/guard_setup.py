@@ -31,6 +31,7 @@ class Guarded:
     config: Path
     guard_dir: Path
     files: dict[str, bytes] = field(default_factory=dict)
+    work: Path | None = None  # where the guard's log goes (the test's own temporary folder)
     proc: subprocess.Popen | None = None
     log: Path | None = None
 
@@ -60,7 +61,7 @@ class Guarded:
             return {}
 
     def start_guard(self, wait: float = 30.0) -> None:
-        self.log = self.guard_dir.parent / f"{self.guard_dir.name}.log"
+        self.log = (self.work or self.guard_dir.parent) / f"guard-{self.guard_dir.name}.log"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "tiering", "guard", "-c", str(self.config)],
                                          stdout=subprocess.DEVNULL, stderr=out, cwd=REPO,
@@ -101,7 +102,7 @@ def guarded_setup(hot: Path, tmp_path: Path, endpoint: str, timeout: str = "60s"
                    f'[tiers.cap]\n' + (tier or
                    f'url = "s3://{S3_BUCKET}/guard-{tmp_path.name}-{time.time_ns() % 10**8}"\n'
                    f'endpoint = "{endpoint}"\naccess_key_id = "{S3_KEY}"\nsecret_access_key = "${{TEST_S3_SECRET}}"\n'))
-    return Guarded(hot, cfg, guard_dir)
+    return Guarded(hot, cfg, guard_dir, work=tmp_path)
 
 
 def read_in_process(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:

@@ -81,16 +81,17 @@ def test_two_nodes_open_one_stub_at_once_one_restore_two_right_readers(fuse_two_
     b_cfg = tmp_path / "b" / "tiering.toml"
     text = a.config.read_text().replace(f'path = "{dir_a}"', f'path = "{dir_b}"')
     b_cfg.write_text(text.replace(f'{tmp_path / "a"}/state/catalog.db', f'{tmp_path / "b"}/no-catalog-here.db'))
-    b = Guarded(dir_b, b_cfg, shared)
+    b = Guarded(dir_b, b_cfg, shared, work=tmp_path / "b")
     b_proc = None
     try:
         a.write({f"big{i}.bin": os.urandom(3_000_000 + i) for i in range(3)})
         a.start_guard()
         a.release()  # on node A, which owns the catalog: announced to A's guard and to the shared log
-        b_proc = _node_b_guard(b, shared.parent / f"{shared.name}-b.log")
+        b_log = tmp_path / "b" / "guard.log"
+        b_proc = _node_b_guard(b, b_log)
         deadline = time.monotonic() + 30
         while not (shared / "nodeb.lock").exists() or b"ready" not in (shared / "nodeb.lock").read_bytes():
-            assert b_proc.poll() is None and time.monotonic() < deadline, (shared.parent / f"{shared.name}-b.log").read_text()
+            assert b_proc.poll() is None and time.monotonic() < deadline, b_log.read_text()
             time.sleep(0.1)
         time.sleep(1.5)  # B's view of the stubs (its FUSE attribute cache) and its log follower catch up
         for name, data in a.files.items():
