@@ -25,23 +25,20 @@ import struct
 from dataclasses import dataclass
 
 FAN_CLOEXEC = 0x1
-FAN_NONBLOCK = 0x2
 FAN_CLASS_CONTENT = 0x4
 FAN_CLASS_PRE_CONTENT = 0x8
 FAN_UNLIMITED_QUEUE = 0x10
 FAN_UNLIMITED_MARKS = 0x20
 
 FAN_MARK_ADD = 0x1
-FAN_MARK_REMOVE = 0x2
-FAN_MARK_FLUSH = 0x80
 
+_FAN_OPEN = 0x20
 FAN_OPEN_PERM = 0x10000
 FAN_Q_OVERFLOW = 0x4000
 FAN_EVENT_ON_CHILD = 0x08000000
 
 FAN_ALLOW = 0x1
 FAN_DENY = 0x2
-FAN_NOFD = -1
 
 _METADATA = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 _RESPONSE = struct.Struct("=iI")  # fd, response
@@ -80,7 +77,7 @@ def deny_errno(err: int) -> int:
 
 
 class Group:
-    """A content-class fanotify group; ``Group.create()`` or ``Group.adopt(fd)`` (inherited from a parent)."""
+    """A content-class fanotify group (``Group.create()``); a forked worker uses its parent's."""
 
     def __init__(self, fd: int, errno_responses: bool) -> None:
         self.fd = fd
@@ -112,18 +109,10 @@ class Group:
                                       "(CONFIG_FANOTIFY_ACCESS_PERMISSIONS)", last)
         raise FanotifyUnsupported(f"fanotify_init failed: {os.strerror(last)}", last)
 
-    @classmethod
-    def adopt(cls, fd: int, errno_responses: bool) -> Group:
-        """A group created by another process and inherited as ``fd``."""
-        return cls(fd, errno_responses)
-
     def mark_dir(self, dir_fd: int) -> None:
         """Hold every open of a file in the directory ``dir_fd`` until answered (``FanotifyUnsupported``
         when the filesystem refuses the mark)."""
         self._mark(FAN_MARK_ADD, FAN_OPEN_PERM | FAN_EVENT_ON_CHILD, dir_fd)
-
-    def unmark_dir(self, dir_fd: int) -> None:
-        self._mark(FAN_MARK_REMOVE, FAN_OPEN_PERM | FAN_EVENT_ON_CHILD, dir_fd)
 
     def _mark(self, flags: int, mask: int, dir_fd: int) -> None:
         if self._libc.fanotify_mark(self.fd, flags, mask, dir_fd, None) == 0:
@@ -160,3 +149,21 @@ class Group:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def check_marks(dir_fd: int) -> None:
+    """``FanotifyUnsupported`` if the filesystem of directory ``dir_fd`` refuses fanotify marks.
+
+    Tried with a notification group, whose mark never holds anybody's open up
+    (a permission mark would, for the instant it exists, with nobody to answer).
+    """
+    libc = _libc()
+    fd = libc.fanotify_init(FAN_CLOEXEC, os.O_RDONLY)  # FAN_CLASS_NOTIF
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise FanotifyUnsupported(f"fanotify_init failed: {os.strerror(err)}", err)
+    try:
+        group = Group(fd, False)
+        group._mark(FAN_MARK_ADD, _FAN_OPEN | FAN_EVENT_ON_CHILD, dir_fd)
+    finally:
+        os.close(fd)

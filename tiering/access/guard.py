@@ -79,7 +79,7 @@ class Counters:
 
     def failed(self, why: str) -> None:
         self.denied += 1
-        self.failures = (self.failures + [why])[-5:]
+        self.failures = (self.failures + [why[:300]])[-5:]  # (the status file stays small)
 
 
 class _Restore:

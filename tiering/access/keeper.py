@@ -28,7 +28,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from tiering.access.fanotify import FanotifyUnsupported, Group
+from tiering.access.fanotify import FanotifyUnsupported, Group, check_marks
 from tiering.access.heat import heat_group
 from tiering.catalog.lock import read_holder
 from tiering.core.errors import CatalogBusyError, UserError
@@ -82,22 +82,19 @@ def guard_status(config, probe: bool = True) -> GuardStatus:
 def unsupported_reason(config) -> str:
     """Why no guard can run here ('' if one can): kernel, privileges, or the hot tier's filesystem."""
     try:
-        group = Group.create()
+        Group.create().close()  # privileges and the kernel's permission events
     except FanotifyUnsupported as exc:
         return exc.reason
     try:
         fd = os.open(config.hot_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        group.close()
         return f"hot tier {config.hot_path}: {exc.strerror}"
     try:
-        group.mark_dir(fd)
-        group.unmark_dir(fd)
+        check_marks(fd)
     except FanotifyUnsupported as exc:
         return f"hot tier {config.hot_path}: {exc.reason}"
     finally:
         os.close(fd)
-        group.close()
     return ""
 
 
