@@ -544,27 +544,13 @@ class Mover:
     async def _release_to_stub(self, where: Entry, rec: FileRecord, attrs: dict[str, bytes]) -> None:
         """``release_to_stub``, trying again for up to ``BUSY_WAIT`` seconds while the file is open
         elsewhere: an access guard holds each file opened in a watched folder for a moment."""
-        deadline, pause = time.monotonic() + BUSY_WAIT, 0.005
-        while True:
-            try:
-                return release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease, self.before_truncate)
-            except StubBusyError:
-                if (left := deadline - time.monotonic()) <= 0:
-                    raise
-                await asyncio.sleep(min(pause, left))
-                pause = min(pause * 2, 0.1)
+        await _while_busy(lambda: release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease,
+                                                  self.before_truncate), BUSY_WAIT, 0.005, 0.1)
 
     async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
         """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub."""
-        deadline, pause = time.monotonic() + self.lease_wait, 0.02
-        while True:
-            try:
-                return replace_stub(where, tmp, Identity.of(stub), self._use_lease)
-            except StubBusyError:
-                if (left := deadline - time.monotonic()) <= 0:
-                    raise
-                await asyncio.sleep(min(pause, left))
-                pause = min(pause * 2, 0.5)
+        await _while_busy(lambda: replace_stub(where, tmp, Identity.of(stub), self._use_lease),
+                          self.lease_wait, 0.02, 0.5)
 
     async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result, in_place: bool) -> str:
         """Download into ``tmp`` beside ``where``, check it against the catalog, give it the stub's
@@ -693,6 +679,20 @@ def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
     if etag and copy.etag and copy.etag != etag:
         return f"{where} was replaced since it was written (ETag {copy.etag}, written as {etag})"
     return ""
+
+
+async def _while_busy(step: Callable[[], None], wait: float, pause: float, longest: float) -> None:
+    """Run ``step`` until it does not raise ``StubBusyError`` (the file open in another process), waiting
+    between tries (``pause`` doubling up to ``longest``); after ``wait`` seconds the error is raised."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return step()
+        except StubBusyError:
+            if (left := deadline - time.monotonic()) <= 0:
+                raise
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, longest)
 
 
 async def _view_settled(where: Entry, now: os.stat_result, lag: float) -> os.stat_result:
