@@ -25,14 +25,17 @@ import struct
 from dataclasses import dataclass
 
 FAN_CLOEXEC = 0x1
+FAN_NONBLOCK = 0x2
+FAN_CLASS_NOTIF = 0x0
 FAN_CLASS_CONTENT = 0x4
 FAN_CLASS_PRE_CONTENT = 0x8
 FAN_UNLIMITED_QUEUE = 0x10
 FAN_UNLIMITED_MARKS = 0x20
 
 FAN_MARK_ADD = 0x1
+FAN_MARK_FILESYSTEM = 0x100
 
-_FAN_OPEN = 0x20
+FAN_OPEN = 0x20
 FAN_OPEN_PERM = 0x10000
 FAN_Q_OVERFLOW = 0x4000
 FAN_EVENT_ON_CHILD = 0x08000000
@@ -40,7 +43,7 @@ FAN_EVENT_ON_CHILD = 0x08000000
 FAN_ALLOW = 0x1
 FAN_DENY = 0x2
 
-_METADATA = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
+METADATA = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, mask, fd, pid
 _RESPONSE = struct.Struct("=iI")  # fd, response
 _METADATA_VERSION = 3
 
@@ -115,20 +118,15 @@ class Group:
         self._mark(FAN_MARK_ADD, FAN_OPEN_PERM | FAN_EVENT_ON_CHILD, dir_fd)
 
     def _mark(self, flags: int, mask: int, dir_fd: int) -> None:
-        if self._libc.fanotify_mark(self.fd, flags, mask, dir_fd, None) == 0:
-            return
-        err = ctypes.get_errno()
-        if err in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENODEV):
-            raise FanotifyUnsupported(f"this filesystem refuses fanotify marks ({os.strerror(err)})", err)
-        raise OSError(err, f"fanotify_mark: {os.strerror(err)}")
+        _mark(self._libc, self.fd, flags, mask, dir_fd)
 
     def read(self, size: int = 64 * 1024) -> list[Event]:
         """The events waiting (blocks until at least one, unless the fd is non-blocking)."""
         data = os.read(self.fd, size)
         events, at = [], 0
-        while at + _METADATA.size <= len(data):
-            length, version, _, _, mask, fd, pid = _METADATA.unpack_from(data, at)
-            if version != _METADATA_VERSION or length < _METADATA.size:
+        while at + METADATA.size <= len(data):
+            length, version, _, _, mask, fd, pid = METADATA.unpack_from(data, at)
+            if version != _METADATA_VERSION or length < METADATA.size:
                 raise OSError(errno.EPROTO, f"fanotify event format {version} is not the one this code reads")
             events.append(Event(mask, fd, pid))
             at += length
@@ -151,19 +149,39 @@ class Group:
             self.fd = -1
 
 
+def notification_group(init_flags: int, mark_flags: int, mask: int, dir_fd: int) -> int:
+    """A notification-class group (it never holds anybody's open up) with one mark on ``dir_fd``: its fd.
+
+    ``FanotifyUnsupported`` when the kernel will not make one or the filesystem
+    refuses the mark; ``OSError`` for any other failure of the mark.
+    """
+    libc = _libc()
+    fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | init_flags, os.O_RDONLY)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise FanotifyUnsupported(f"fanotify_init failed: {os.strerror(err)}", err)
+    try:
+        _mark(libc, fd, FAN_MARK_ADD | mark_flags, mask, dir_fd)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def check_marks(dir_fd: int) -> None:
     """``FanotifyUnsupported`` if the filesystem of directory ``dir_fd`` refuses fanotify marks.
 
     Tried with a notification group, whose mark never holds anybody's open up
     (a permission mark would, for the instant it exists, with nobody to answer).
     """
-    libc = _libc()
-    fd = libc.fanotify_init(FAN_CLOEXEC, os.O_RDONLY)  # FAN_CLASS_NOTIF
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise FanotifyUnsupported(f"fanotify_init failed: {os.strerror(err)}", err)
-    try:
-        group = Group(fd, False)
-        group._mark(FAN_MARK_ADD, _FAN_OPEN | FAN_EVENT_ON_CHILD, dir_fd)
-    finally:
-        os.close(fd)
+    os.close(notification_group(0, 0, FAN_OPEN | FAN_EVENT_ON_CHILD, dir_fd))
+
+
+def _mark(libc, group_fd: int, flags: int, mask: int, dir_fd: int) -> None:
+    """Mark the object ``dir_fd`` refers to; a filesystem's refusal is ``FanotifyUnsupported``."""
+    if libc.fanotify_mark(group_fd, flags, mask, dir_fd, None) == 0:
+        return
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENODEV):
+        raise FanotifyUnsupported(f"this filesystem refuses fanotify marks ({os.strerror(err)})", err)
+    raise OSError(err, f"fanotify_mark: {os.strerror(err)}")

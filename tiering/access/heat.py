@@ -28,16 +28,20 @@ import threading
 import time
 from pathlib import Path
 
-from tiering.access.fanotify import FanotifyUnsupported
+from tiering.access.fanotify import (
+    FAN_MARK_FILESYSTEM,
+    FAN_NONBLOCK,
+    FAN_OPEN,
+    FAN_Q_OVERFLOW,
+    METADATA,
+    FanotifyUnsupported,
+    notification_group,
+)
 
 log = logging.getLogger("tiering.guard")
 
-FAN_CLASS_NOTIF, FAN_CLOEXEC, FAN_NONBLOCK = 0x0, 0x1, 0x2
 FAN_REPORT_DIR_FID, FAN_REPORT_NAME = 0x400, 0x800
-FAN_MARK_ADD, FAN_MARK_FILESYSTEM = 0x1, 0x100
-FAN_OPEN, FAN_Q_OVERFLOW = 0x20, 0x4000
 _INFO_DFID_NAME = 2
-_METADATA = struct.Struct("=IBBHQii")
 _INFO_HEADER = struct.Struct("=BBH")  # info_type, pad, len; then fsid (8 bytes), then a struct file_handle
 _HANDLE_HEAD = struct.Struct("=Ii")  # handle_bytes, handle_type
 #: How often the counted opens go to the heat log.
@@ -54,18 +58,17 @@ def heat_group(hot: Path) -> int:
     would hang in the kernel tearing it down (the waiting reader holds a reference
     to this group's mark until it is answered, which only the next worker can do).
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
-    fd = libc.fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_DIR_FID | FAN_REPORT_NAME,
-                            os.O_RDONLY)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise FanotifyUnsupported(f"no fanotify notification group with names ({os.strerror(err)})", err)
-    if libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, -100, os.fsencode(hot)) != 0:
-        err = ctypes.get_errno()
-        os.close(fd)
-        raise FanotifyUnsupported(f"the hot tier's filesystem refuses a filesystem mark ({os.strerror(err)})", err)
-    return fd
+    try:
+        fd = os.open(hot, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return notification_group(FAN_NONBLOCK | FAN_REPORT_DIR_FID | FAN_REPORT_NAME, FAN_MARK_FILESYSTEM,
+                                      FAN_OPEN, fd)
+        finally:
+            os.close(fd)
+    except FanotifyUnsupported:
+        raise  # (an OSError too, saying why already)
+    except OSError as exc:  # anything else this filesystem will not take: no heat, the guard still serves
+        raise FanotifyUnsupported(f"no whole-filesystem mark here ({exc.strerror})", exc.errno or 0) from None
 
 
 class HeatWatch:
@@ -120,8 +123,8 @@ class HeatWatch:
 
     def _take(self, data: bytes, me: int) -> None:
         at = 0
-        while at + _METADATA.size <= len(data):
-            length, _, _, meta_len, mask, _, pid = _METADATA.unpack_from(data, at)
+        while at + METADATA.size <= len(data):
+            length, _, _, meta_len, mask, _, pid = METADATA.unpack_from(data, at)
             if mask & FAN_Q_OVERFLOW:
                 self.lost += 1
             elif pid != me:
@@ -134,7 +137,7 @@ class HeatWatch:
                         name = data[info + 20 + size: info + info_len].split(b"\0", 1)[0]
                         self._count(handle, name)
                     info += max(info_len, _INFO_HEADER.size)
-            at += max(length, _METADATA.size)
+            at += max(length, METADATA.size)
 
     def _count(self, handle: bytes, name: bytes) -> None:
         if handle not in self._dirs:
