@@ -15,8 +15,9 @@ Names are imported lazily: ``archive``/``release``/``restore`` use only the
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tiering.core.lazy import lazy_exports
 
 _EXPORTS = {
     "EndpointSpec": "endpoints",
@@ -38,9 +39,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from tiering.migrate.transfer import Job
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'tiering.migrate' has no attribute {name!r}") from None
-    return getattr(import_module(f"tiering.migrate.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

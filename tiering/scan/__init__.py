@@ -16,8 +16,9 @@ scan worker processes, which import ``tiering.scan.walker`` and
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tiering.core.lazy import lazy_exports
 
 _EXPORTS = {
     "Scan": "scanner",
@@ -57,9 +58,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from tiering.scan.walker import STATE_DIR
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'tiering.scan' has no attribute {name!r}") from None
-    return getattr(import_module(f"tiering.scan.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
