@@ -292,14 +292,14 @@ def mover(request, tmp_path, monkeypatch):
     yield from _mover(request.param, tmp_path, request, monkeypatch)
 
 
-# --- A networked hot tier: SeaweedFS FUSE mounts of the session's filer (tests/servers/weed_mount.py) ---
+# --- A networked hot tier: SeaweedFS FUSE mounts of the session's filer (bench/peers/weed_mount.py) ---
 
 #: The filer directory the FUSE fixtures mount; two mounts of it are two client nodes of one filesystem.
 FUSE_FILER_PATH = "/fuse-hot"
 
 
 def _weed_mount(seaweed: SeaweedServer, tmp_path_factory, name: str):
-    from servers.weed_mount import WeedMount, unavailable
+    from bench.peers.weed_mount import WeedMount, unavailable
 
     reason = unavailable()
     if reason:

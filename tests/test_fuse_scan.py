@@ -4,7 +4,7 @@ A subset that covers what a networked filesystem could change: lstat values
 (inode numbers past 2**63 in the uint64 column), symlinks, special files, hard
 links, the state directory, permission errors, a snapshot with worker
 processes, the CLI. Names must be valid UTF-8 here: SeaweedFS stores a name
-as a string and replaces invalid bytes (see tests/servers/weed_mount.py).
+as a string and replaces invalid bytes (see bench/peers/weed_mount.py).
 """
 
 from __future__ import annotations

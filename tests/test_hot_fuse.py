@@ -4,7 +4,7 @@ The fixtures work (a ``weed mount`` behaves as a shared networked filesystem,
 two mounts as two client nodes); ``tiering release``/``status``/``restore`` of
 a file whose inode number is past 2**63 (which hung, then failed); SIGKILL then
 ``recover`` with the hot tier on FUSE. What differs on the mount is written
-down in tests/servers/weed_mount.py; test_fuse_*.py rerun the mover's, the
+down in bench/peers/weed_mount.py; test_fuse_*.py rerun the mover's, the
 scanner's and ``tiered://``'s tests on it.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from conftest import tier_config
 
 from bench.crashlab import run_trial
-from servers.weed_mount import mount_fstype
+from bench.peers.weed_mount import mount_fstype
 
 
 def _eventually(check, timeout: float = 10.0):

@@ -1,4 +1,4 @@
-"""A SeaweedFS FUSE mount (``weed mount``) of a running filer: a networked hot tier for tests.
+"""A SeaweedFS FUSE mount (``weed mount``) of a running filer: a networked hot tier for tests and benchmarks.
 
 Every metadata call on the mount (``lstat``, ``open``, ``setxattr``,
 ``ftruncate``, ``rename``, directory reads) is a gRPC round trip to the filer,
