@@ -6,6 +6,9 @@ A configuration is one TOML file (see ``configs/example.toml``)::
 
     [hot]
     path = "${TIERING_HOME:-../var/demo}/hot"     # the hot tier (a POSIX path)
+    io = "auto"                    # hot-tier metadata calls: "inline" on the mover's event loop,
+                                   # "threads" on a bounded pool (a networked filesystem, where each
+                                   # call is a round trip), "auto": by the mount's type
 
     [catalog]
     path = "${TIERING_HOME:-../var/demo}/state/catalog.db"
@@ -74,6 +77,7 @@ from tiering.config.locations import check_hot_tier, check_locations
 from tiering.config.tiers import SCHEME_OPTIONS, PartDefaults, TierConfig, parse_tier
 from tiering.config.values import SECRET_KEYS, Table
 from tiering.core.errors import ConfigError, UserError
+from tiering.core.mounts import HOT_IO_MODES
 from tiering.stores import Store, open_store
 from tiering.stores.retry import RetryPolicy
 from tiering.core.units import format_duration, format_size
@@ -119,6 +123,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)  # `run` and `daemon` settings
     guard: GuardConfig = field(default_factory=GuardConfig)  # the access guard (`tiering guard`)
     scan_max_age: float = 3600.0  # seconds; `plan`/`apply` rescan rather than plan on an older inventory
+    hot_io: str = "auto"  # "auto" | "inline" | "threads": see ``tiering.core.mounts.hot_io``
 
     def tier(self, name: str | None = None) -> TierConfig:
         """The named tier (the default tier when ``name`` is None)."""
@@ -155,7 +160,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     top.check_keys(_TOP_KEYS)
     base = Path(os.path.abspath(path)).parent
     hot, catalog = top.sub("hot"), top.sub("catalog")
-    hot.check_keys(("path",))
+    hot.check_keys(("path", "io"))
     catalog.check_keys(("path",))
     conc = top.sub("concurrency")
     conc.check_keys(_CONCURRENCY_KEYS)
@@ -168,6 +173,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     config = Config(
         path=Path(os.path.abspath(path)),
         hot_path=hot.path("path", base),
+        hot_io=hot.choice("io", HOT_IO_MODES, "auto"),
         catalog_path=catalog.path("path", base),
         tiers=tiers,
         default_tier=_default_tier(top, tiers),
@@ -257,7 +263,7 @@ def describe(config: Config) -> str:
     if config.policy_path:
         lines.append(f"policy = {_value('', config.policy_path)}")
     sections: list[tuple[str, dict[str, Any]]] = [
-        ("hot", {"path": config.hot_path}),
+        ("hot", {"path": config.hot_path, "io": config.hot_io}),
         ("catalog", {"path": config.catalog_path}),
         ("heat", {"half_life": config.heat_half_life}),
         ("scan", {"max_age": config.scan_max_age}),

@@ -48,3 +48,21 @@ def is_networked(kind: str) -> bool:
 def attribute_lag(path: str | os.PathLike[str]) -> float:
     """Seconds another node's change to a file under ``path`` may take to show here (0 on local disks)."""
     return NETWORK_LAG if is_networked(fs_type(path)) else 0.0
+
+
+#: The ``[hot] io`` settings: how the hot tier's metadata calls are issued.
+HOT_IO_MODES = ("auto", "inline", "threads")
+
+
+def hot_io(setting: str, path: str | os.PathLike[str]) -> str:
+    """``"inline"`` or ``"threads"``: how to issue metadata calls (lstat, open, setxattr, rename...) on ``path``.
+
+    On a local disk a call takes microseconds and a thread hop costs more than
+    the call, so they run inline. On a networked filesystem each call is a
+    round trip to a server (100 µs to milliseconds) and inline calls would
+    serialise them, so they go to a bounded thread pool and overlap.
+    ``setting`` "auto" decides by the mount's type; "inline"/"threads" force it.
+    """
+    if setting in ("inline", "threads"):
+        return setting
+    return "threads" if is_networked(fs_type(path)) else "inline"
