@@ -68,14 +68,20 @@ def timed(argv: list[str], env: dict[str, str], settle: Callable[[], object] | N
 
 
 def peer_command(tool: str, op: str, local: Path, prefix: str, endpoint: str, jobs: int) -> list[str]:
-    """The command line of a peer ``tool`` for ``op`` (put: local -> s3, get: s3 -> local)."""
+    """The command line of a peer ``tool`` for ``op``.
+
+    put: copy local -> s3; move: the same, then delete each local file once it
+    is stored (``s5cmd mv``, ``rclone move``); get: copy s3 -> local.
+    """
     if tool == "s5cmd":
         url = f"s3://{BUCKET}/{prefix}/"
-        pair = [f"{local}/*", url] if op == "put" else [url + "*", f"{local}/"]
-        return [binary("s5cmd"), "--endpoint-url", endpoint, "--numworkers", str(jobs), "cp", *pair]
+        pair = [url + "*", f"{local}/"] if op == "get" else [f"{local}/*", url]
+        verb = "mv" if op == "move" else "cp"
+        return [binary("s5cmd"), "--endpoint-url", endpoint, "--numworkers", str(jobs), verb, *pair]
     remote = f"sw:{BUCKET}/{prefix}"
-    pair = [str(local), remote] if op == "put" else [remote, str(local)]
-    return [binary("rclone"), "copy", *pair, "--transfers", str(jobs), "--checkers", str(jobs),
+    pair = [remote, str(local)] if op == "get" else [str(local), remote]
+    verb = "move" if op == "move" else "copy"
+    return [binary("rclone"), verb, *pair, "--transfers", str(jobs), "--checkers", str(jobs),
             "--s3-no-check-bucket"]
 
 
