@@ -27,7 +27,7 @@ from tiering.config import load_config
 from tiering.core.states import FileState
 from tiering.mover import restorelock
 from tiering.mover.ops import RESTORE_TMP_PREFIX, Mover
-from tiering.mover.restorelock import Holder, holder_of, lock_name
+from tiering.mover.restorelock import Holder, holder_of, lock_path
 from tiering.mover.stub import STUB_XATTR, is_stub
 from tiering.stores.keys import encode_key
 
@@ -288,7 +288,8 @@ def test_a_live_holder_makes_a_restore_wait_then_fail_and_its_end_lets_it_throug
 
 def write_lock(m: Mover, rel: bytes, line: str, age: float = 0.0) -> Path:
     """A restore lock as another restorer leaves it (``line`` '': one that died before writing its line)."""
-    lock = m.hot_path(rel).parent / os.fsdecode(lock_name(os.path.basename(rel)))
+    lock = m.hot / os.fsdecode(lock_path(rel))
+    lock.parent.mkdir(parents=True, exist_ok=True)
     lock.mkdir()
     if line:
         (lock / "holder").write_text(line)
@@ -391,7 +392,7 @@ def test_a_held_lock_is_refreshed_and_the_refresher_stops_with_the_last_lock(tmp
     with root.entry(b"long.bin") as entry:
         lock = restorelock.try_acquire(entry)
         assert isinstance(lock, restorelock.RestoreLock)
-        name = hot / os.fsdecode(lock.name)
+        name = hot / os.fsdecode(restorelock.lock_path(b"long.bin"))
         os.utime(name, (1, 1))
         time.sleep(1.5 if where == "fuse" else 0.3)  # (the mount caches attributes for 1 s)
         assert time.time() - name.stat().st_mtime < 5  # the holder said it is alive
@@ -513,3 +514,56 @@ def test_the_restore_lock_has_one_winner_across_two_mounts(fuse_two_mounts):
     while [p.name for p in a.iterdir() if p.name.startswith(RESTORE_TMP_PREFIX)]:
         assert time.monotonic() < deadline, "a lock outlived its holder"
         time.sleep(0.1)
+
+
+def test_the_lock_lives_in_the_state_folder_not_beside_the_stub(tmp_path):
+    """A networked filesystem serialises changes to one directory: a restore's lock must not add two more
+    (mkdir, rmdir) to the user's folder, whose temp file and rename are already two."""
+    from tiering.mover.beneath import HotRoot
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.bin").write_bytes(b"x")
+    root = HotRoot(tmp_path)
+    with root.entry(b"data/a.bin") as entry:
+        lock = restorelock.try_acquire(entry)
+        assert isinstance(lock, restorelock.RestoreLock)
+        assert sorted(os.listdir(tmp_path / "data")) == ["a.bin"]
+        held = tmp_path / os.fsdecode(restorelock.lock_path(b"data/a.bin"))
+        assert held.is_dir() and held.parent.parent == tmp_path / ".tiering" / "locks"
+        assert holder_of(entry) == Holder(socket.gethostname(), os.getpid(), restorelock._start_time(os.getpid()))
+        lock.release()
+        assert not held.exists() and holder_of(entry) is None
+    root.close()
+
+
+def test_a_link_planted_as_the_state_folder_is_refused_not_followed(tmp_path):
+    from tiering.core.errors import PathError
+    from tiering.mover.beneath import HotRoot
+
+    hot, elsewhere = tmp_path / "hot", tmp_path / "elsewhere"
+    hot.mkdir()
+    elsewhere.mkdir()
+    (hot / "a.bin").write_bytes(b"x")
+    (hot / ".tiering").symlink_to(elsewhere)
+    root = HotRoot(hot)
+    with root.entry(b"a.bin") as entry, pytest.raises(PathError, match=r"\.tiering.*not a folder of ours"):
+        restorelock.try_acquire(entry)
+    root.close()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_recover_clears_a_lock_whose_maker_died_before_writing_its_line(mover, monkeypatch):
+    """A SIGKILL can land between a lock's mkdir and its holder line (another thread was taking it):
+    ``clear_dead`` gives such a lock a grace to show its line, then breaks it; a line that shows is kept."""
+    monkeypatch.setattr(restorelock, "EMPTY_GRACE", 0.3)
+    for rel in (b"empty.bin", b"live.bin"):
+        (mover.hot / os.fsdecode(rel)).write_bytes(b"")
+    empty = write_lock(mover, b"empty.bin", "")
+    live = write_lock(mover, b"live.bin", "")
+    threading.Timer(0.1, (live / "holder").write_text, [f"{socket.gethostname()} {os.getpid()} "
+                                                        f"{restorelock._start_time(os.getpid())} 1\n"]).start()
+    with mover.hot_root.entry(b"empty.bin") as where:
+        assert restorelock.clear_dead(where) == Holder("?", 0)
+    with mover.hot_root.entry(b"live.bin") as where:
+        assert restorelock.clear_dead(where) is None
+    assert not empty.exists() and live.is_dir()

@@ -42,7 +42,7 @@ def test_a_blocking_put_whose_etag_differs_is_deleted_and_refused(store, tmp_pat
         store.delete(key)
 
     with pytest.raises(IntegrityError, match="server stored different bytes"):
-        finish(store._put_checked(local, "blocking", meta, send_other_bytes, delete))
+        finish(store._put_checked("blocking", store._single_body(local, "blocking", meta), send_other_bytes, delete))
     with pytest.raises(NotFoundError):
         store.head("blocking")
     assert store.put_file(local, "blocking", meta).verified  # the honest path stores and checks
@@ -58,7 +58,8 @@ def test_an_event_loop_put_whose_etag_differs_is_deleted_and_refused(store, tmp_
         return response.headers["etag"].strip('"'), hashlib.md5(data, usedforsecurity=False).hexdigest()
 
     async def put() -> None:
-        await store._put_checked(local, "looping", meta, send_other_bytes, store.delete_async)
+        await store._put_checked("looping", store._single_body(local, "looping", meta), send_other_bytes,
+                                 store.delete_async)
 
     with pytest.raises(IntegrityError, match="server stored different bytes"):
         asyncio.run(put())

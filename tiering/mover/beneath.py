@@ -35,6 +35,8 @@ from tiering.core.display import show_path
 from tiering.core.errors import PathError
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: The hot tier's reserved folder, at its root: tiering's own (restore locks); never scanned or moved.
+STATE_DIR = b".tiering"
 _RESOLVE_NO_MAGICLINKS, _RESOLVE_NO_SYMLINKS, _RESOLVE_BENEATH = 0x02, 0x04, 0x08
 _SYS_OPENAT2 = 437  # the same on every architecture (allocated after the syscall tables were unified)
 
@@ -49,10 +51,12 @@ class Entry:
     Close it (or use it as a context manager) when done.
     """
 
-    def __init__(self, rel: bytes, dir_fd: int, name: bytes) -> None:
+    def __init__(self, rel: bytes, dir_fd: int, name: bytes, root: HotRoot | None = None) -> None:
         self.rel = rel
         self.dir_fd = dir_fd
         self.name = name
+        #: The hot root it was reached from (its state folder holds the file's restore lock).
+        self.root = root
 
     def lstat(self) -> os.stat_result:
         """The entry's own status (a symlink is reported as one, never followed)."""
@@ -99,6 +103,7 @@ class HotRoot:
         self.root = root
         self._fd = -1
         self._lock = threading.Lock()
+        self._state_dirs: dict[tuple[bytes, ...], int] = {}
 
     def _root_fd(self) -> int:
         with self._lock:
@@ -112,13 +117,53 @@ class HotRoot:
         parent, name = parts[:-1], parts[-1]
         root = self._root_fd()
         dir_fd = _open_beneath(root, b"/".join(parent), rel) if _openat2() else _walk(root, parent, rel)
-        return Entry(rel, dir_fd, name)
+        return Entry(rel, dir_fd, name, self)
+
+    def state_dir(self, *parts: bytes) -> int:
+        """A descriptor of ``<root>/.tiering/<parts...>``, made if missing (kept open until ``close``).
+
+        The hot tier's reserved folder (``STATE_DIR``: scans and events skip it).
+        No component is followed if it is a symlink (refused with ``PathError``).
+        """
+        with self._lock:
+            fd = self._state_dirs.get(parts)
+        if fd is not None:
+            return fd
+        fd = os.dup(self._root_fd())
+        try:
+            for i, part in enumerate((STATE_DIR, *parts)):
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                try:
+                    nxt = os.open(part, _O_DIR | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        where = b"/".join((STATE_DIR, *parts)[:i + 1])
+                        raise PathError(f"{show_path(where)} in the hot tier is not a folder of ours (a link or "
+                                        f"a file); move it away", path=where) from None
+                    raise
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._lock:
+            if parts in self._state_dirs:  # made by another thread meanwhile: keep one
+                os.close(fd)
+                return self._state_dirs[parts]
+            self._state_dirs[parts] = fd
+        return fd
 
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            for fd in self._state_dirs.values():
+                os.close(fd)
+            self._state_dirs.clear()
 
 
 def _components(rel: bytes) -> list[bytes]:

@@ -31,12 +31,13 @@ from many threads at once. Library code never prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -54,11 +55,12 @@ from tiering.core.errors import (
     TieringError,
 )
 from tiering.core.faults import crash_point
-from tiering.core.mounts import attribute_lag
+from tiering.core.mounts import attribute_lag, hot_io
 from tiering.core.states import FileState
 from tiering.mover import restorelock
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
+from tiering.mover.hotio import HotIO
 from tiering.mover.identity import Identity, open_for_writing
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 from tiering.mover.restorelock import Holder
@@ -75,7 +77,17 @@ from tiering.mover.stub import (
     replace_stub,
     stub_attributes,
 )
-from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, Store, TransfersElsewhere, WritesBackEarly, call_async
+from tiering.stores.base import (
+    INLINE_MAX,
+    FileMeta,
+    ObjectInfo,
+    OffloadsLocalIO,
+    Store,
+    TransfersElsewhere,
+    WritesBackEarly,
+    call_async,
+    fills_descriptors,
+)
 from tiering.stores.checksum import Hasher
 from tiering.stores.keys import encode_key
 
@@ -111,6 +123,8 @@ class Mover:
         self.lock_wait = LOCK_WAIT
         #: How long another node's change to a hot file may take to show here (0 on a local filesystem).
         self.view_lag = attribute_lag(self.hot)
+        #: Runs the hot tier's blocking calls: inline on a local disk, on threads on a networked filesystem.
+        self.io = HotIO(hot_io(config.hot_io, self.hot), config.jobs)
         #: Called with a file's directory descriptor under the write lease, just before it is truncated to a
         #: stub (the access guard marks the directory there, before the stub can be opened). If it raises,
         #: that file's release fails (it stays archived, no stub) with the hook's message as the reason.
@@ -133,6 +147,8 @@ class Mover:
                 store = self._stores[tier] = open_tier(self.config, tier)
                 if isinstance(store, WritesBackEarly):
                     store.write_back_early = True  # every restore is fsynced: start its disk writes early
+                if isinstance(store, OffloadsLocalIO) and self.io.threaded:
+                    store.local_io = self.io  # its small transfers' file reads and writes are round trips too
             return self._stores[tier]
 
     def close(self) -> None:
@@ -140,6 +156,7 @@ class Mover:
         for store in self._stores.values():
             store.close()
         self.hot_root.close()
+        self.io.close()
 
     def flush_heat(self) -> None:
         """Count the files restored since the last flush as used now (``Catalog.add_heat``), in one commit.
@@ -178,6 +195,12 @@ class Mover:
     def _syncer(self) -> SyncBatcher:
         return self._per_loop.get().syncer
 
+    @contextlib.asynccontextmanager
+    async def _entry(self, rel: bytes) -> AsyncIterator[Entry]:
+        """``hot_root.entry(rel)``, opened through ``io`` (closing a directory is no round trip: inline)."""
+        with await self.io.acquire(self.hot_root.entry, Entry.close, rel) as where:
+            yield where
+
     async def _transfer(self, store: Store, method: str, *args, size: int):
         """A store call that moves ``size`` bytes: at most ``transfer_jobs`` at once, however many actions wait."""
         async with self._per_loop.get().transfers:
@@ -205,7 +228,7 @@ class Mover:
     async def archive_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         """``archive`` as a coroutine."""
         try:
-            with self.hot_root.entry(rel) as where:
+            async with self._entry(rel) as where:
                 return (await self._archive(where, tier, storage_class)).outcome
         except (TieringError, OSError) as exc:
             return failure(rel, "archive", exc, tier)
@@ -216,7 +239,7 @@ class Mover:
         """Archive ``where``. ``known``: its catalog record and lstat, when the caller has them already.
         ``then_release``: journal the release in the same commit that records the verified copy."""
         rel = where.rel
-        rec, st = known if known else (self.catalog.get(rel), where.lstat())
+        rec, st = known if known else (self.catalog.get(rel), await self.io(where.lstat))
         if skip := self._unmovable(st):
             return _Archived(Outcome(rel, "archive", SKIPPED, skip))
         ident = Identity.of(st)
@@ -233,16 +256,15 @@ class Mover:
         try:
             # Opened once, without following links (a symlink swapped in since the lstat is refused), and
             # handed to the store by descriptor: the bytes copied are this file's, wherever its name points now.
-            fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
+            fd = await self.io.acquire(_open_unchanged, os.close, where, ident)
             try:
-                if Identity.of(os.fstat(fd)) != ident:
-                    raise SourceChangedError(f"{show_path(rel)}: changed before it was copied")
                 info = await self._transfer(store, "put_file", self._local_name(store, where, fd), key,
                                             FileMeta.from_stat(st, key), size=st.st_size)
-            finally:
+            except BaseException:
                 os.close(fd)
+                raise
+            after = Identity.of(await self.io(_close_then_lstat, fd, where))
             crash_point("archive:copied")
-            after = Identity.of(where.lstat())
             if after != ident:
                 raise SourceChangedError(f"{show_path(rel)}: changed while it was copied")
             copy = None
@@ -301,7 +323,7 @@ class Mover:
     async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
         """``release`` as a coroutine."""
         try:
-            with self.hot_root.entry(rel) as where:
+            async with self._entry(rel) as where:
                 return await self._release(where, tier)
         except (TieringError, OSError) as exc:
             return failure(rel, "release", exc, tier)
@@ -311,7 +333,7 @@ class Mover:
         rec = self.catalog.get(rel)
         if rec and rec.state == FileState.RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
-        st = where.lstat()
+        st = await self.io(where.lstat)
         entry, copy, etag = None, None, ""
         if rec is None or rec.state != FileState.ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
@@ -396,7 +418,7 @@ class Mover:
         with a timeout rather than cancel it.
         """
         try:
-            with self.hot_root.entry(rel) as where:
+            async with self._entry(rel) as where:
                 if in_place:
                     return await _to_the_end(self._restore(where, True))
                 return await self._restore(where, False)
@@ -408,7 +430,7 @@ class Mover:
         rec = self.catalog.get(rel)
         if rec is None or rec.state != FileState.RELEASED:
             return _not_released(where, rec, in_place)
-        stub = where.lstat()
+        stub = await self.io(where.lstat)
         if not stat.S_ISREG(stub.st_mode):
             raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
@@ -418,7 +440,7 @@ class Mover:
                                                **({"in_place": True} if in_place else {}))
         crash_point("restore:begin")
         try:
-            lock = await restorelock.acquire(where, self.lock_wait)
+            lock = await restorelock.acquire(where, self.lock_wait, self.io)
         except BaseException as exc:
             await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise
@@ -442,7 +464,7 @@ class Mover:
             raise
         # The lock goes before the journal closes, so a crash never leaves a lock without an open entry
         # for ``recover`` to find it by; a restorer that gets it meanwhile finds the file restored.
-        lock.release()
+        await self.io(lock.release)
         await self.catalog.end_async(entry, close.status, record=close.record, **close.detail)
         if close.outcome.status != DONE:
             return close.outcome
@@ -467,12 +489,11 @@ class Mover:
             if in_place:
                 new = await self._fill(where, tmp, stub, entry)
             else:
-                await self._replace_stub(where, tmp, stub)
+                new = await self._replace_stub(where, tmp, stub)
                 # The rename must be on disk before the journal says "restored";
                 # renames in one directory share one fsync of it.
                 await self._syncer().sync_dir(where.dir_fd)
                 crash_point("restore:renamed")
-                new = where.lstat()
         except _Unsettled:
             raise  # (its temp file is what recovery finishes the fill from)
         except StubError as exc:
@@ -497,12 +518,11 @@ class Mover:
         """Under the lock: the record and stub to restore from, or how to close the entry (noop when
         another restorer restored the file, in this process or another, on this node or another)."""
         rel, again = where.rel, "restored by another process"
-        now = where.lstat()
-        if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino and self.view_lag:
+        now, marked = await self.io(_stub_now, where, stub.st_ino)
+        if marked is False and self.view_lag:
             # On a networked filesystem an empty, unmarked stub may be one another node just filled in
             # place, its size not yet in this node's view (the client's attribute cache): look until it shows.
-            if not _marked(where):
-                now = await _view_settled(where, now, self.view_lag)
+            now = await _view_settled(where, now, self.view_lag)
         if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino:
             # Still our stub, so nobody restored it (its ctime may have moved: a restore that rolled back).
             return rec, now
@@ -544,24 +564,30 @@ class Mover:
     async def _release_to_stub(self, where: Entry, rec: FileRecord, attrs: dict[str, bytes]) -> None:
         """``release_to_stub``, trying again for up to ``BUSY_WAIT`` seconds while the file is open
         elsewhere: an access guard holds each file opened in a watched folder for a moment."""
-        await _while_busy(lambda: release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease,
-                                                  self.before_truncate), BUSY_WAIT, 0.005, 0.1)
+        await _while_busy(self.io, lambda: release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease,
+                                                           self.before_truncate), BUSY_WAIT, 0.005, 0.1)
 
-    async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> None:
-        """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub."""
-        await _while_busy(lambda: replace_stub(where, tmp, Identity.of(stub), self._use_lease),
-                          self.lease_wait, 0.02, 0.5)
+    async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> os.stat_result:
+        """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub;
+        the restored file's status."""
+        def step() -> os.stat_result:
+            replace_stub(where, tmp, Identity.of(stub), self._use_lease)
+            return where.lstat()
+
+        return await _while_busy(self.io, step, self.lease_wait, 0.02, 0.5)
 
     async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result, in_place: bool) -> str:
         """Download into ``tmp`` beside ``where``, check it against the catalog, give it the stub's
         owner/mode/times (``in_place``: only the bytes matter, which are copied into the stub itself,
         and the stub is not opened); returns a warning for the outcome ('' when all was as expected)."""
         store = self.store(rec.tier)
-        os.close(where.open(os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, name=tmp))  # ours, not a planted link
-        info = await self._transfer(store, "get_file", rec.object_key, self._local_name(store, where, name=tmp),
-                                    size=rec.size)
-        fd = where.open(os.O_RDWR, name=tmp)
+        # Ours, not a planted link; kept open for the checks and attributes after the download (on a
+        # networked filesystem every open and close is a round trip).
+        fd = await self.io.acquire(_create_copy, os.close, where, tmp, stub)
         try:
+            into = fd if rec.size <= INLINE_MAX and fills_descriptors(store) else \
+                self._local_name(store, where, name=tmp)
+            info = await self._transfer(store, "get_file", rec.object_key, into, size=rec.size)
             # The store checked the bytes against the object's own metadata; the catalog's checksum is
             # checked too, so an object whose metadata was lost (or replaced) never passes for the file.
             got = info.checksum or (await asyncio.to_thread(checksum_of, fd) if info.size == rec.size else "")
@@ -569,29 +595,15 @@ class Mover:
                 lost = "" if info.checksum else ", its metadata is missing"
                 raise IntegrityError(f"{show_path(rec.path)}: the object in {rec.tier} is not the archived version "
                                      f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
-            if (landed := os.fstat(fd).st_size) != rec.size:  # belt and braces: the bytes must be on our disk
-                raise IntegrityError(f"{show_path(rec.path)}: restored copy has {landed} bytes, expected {rec.size}")
-            if not in_place:
-                await self._settle_copy(where, fd, stub)
+            # One trip to the pool on a networked filesystem (fsync included); on a local disk the fsync
+            # joins the loop's batch.
+            await self.io(_settle_copy, where, fd, rec, None if in_place else stub, self.io.threaded)
+            if not in_place and not self.io.threaded:
+                await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
-            os.close(fd)
+            await self.io(os.close, fd)
         return "" if info.checksum else (f"the object's metadata is missing in {rec.tier}; the bytes were verified "
                                           "against the catalog's checksum instead")
-
-    async def _settle_copy(self, where: Entry, fd: int, stub: os.stat_result) -> None:
-        """Give the restored copy ``fd`` the stub's attributes, owner, mode and times, and fsync it."""
-        stub_fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            copy_user_xattrs(stub_fd, fd)
-        finally:
-            os.close(stub_fd)
-        if os.geteuid() == 0:
-            os.fchown(fd, stub.st_uid, stub.st_gid)
-        os.fchmod(fd, stat.S_IMODE(stub.st_mode))
-        # A restore is a use: atime says "now", or the next policy cycle would take the file that was
-        # just staged in for the coldest on the tier and release it again. mtime stays the file's own.
-        os.utime(fd, ns=(time.time_ns(), stub.st_mtime_ns))
-        await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,13 +693,14 @@ def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
     return ""
 
 
-async def _while_busy(step: Callable[[], None], wait: float, pause: float, longest: float) -> None:
-    """Run ``step`` until it does not raise ``StubBusyError`` (the file open in another process), waiting
-    between tries (``pause`` doubling up to ``longest``); after ``wait`` seconds the error is raised."""
+async def _while_busy(io: HotIO, step: Callable[[], R], wait: float, pause: float, longest: float) -> R:
+    """Run ``step`` (through ``io``) until it does not raise ``StubBusyError`` (the file open in another
+    process), waiting between tries (``pause`` doubling up to ``longest``); after ``wait`` seconds the
+    error is raised."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            return step()
+            return await io(step)
         except StubBusyError:
             if (left := deadline - time.monotonic()) <= 0:
                 raise
@@ -702,6 +715,64 @@ async def _view_settled(where: Entry, now: os.stat_result, lag: float) -> os.sta
         await asyncio.sleep(0.05)
         now = where.lstat()
     return now
+
+
+def _open_unchanged(where: Entry, ident: Identity) -> int:
+    """``where`` opened for reading, once (no link followed), and still the version ``ident`` names."""
+    fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if Identity.of(os.fstat(fd)) != ident:
+            raise SourceChangedError(f"{show_path(where.rel)}: changed before it was copied")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _close_then_lstat(fd: int, where: Entry) -> os.stat_result:
+    os.close(fd)
+    return where.lstat()
+
+
+def _stub_now(where: Entry, ino: int) -> tuple[os.stat_result, bool | None]:
+    """``where``'s status, and whether it carries the stub mark when it still looks like the stub
+    (the inode ``ino``, empty); None when it does not look like it."""
+    now = where.lstat()
+    if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == ino:
+        return now, _marked(where)
+    return now, None
+
+
+def _create_copy(where: Entry, name: bytes, stub: os.stat_result) -> int:
+    """Create ``name`` beside ``where`` for a restored copy (a name already there is refused), open for
+    reading and writing; with the stub's permission bits where it can (our own always: the store writes it)."""
+    return where.open(os.O_RDWR | os.O_CREAT | os.O_EXCL, stat.S_IMODE(stub.st_mode) | 0o600, name=name)
+
+
+def _settle_copy(where: Entry, fd: int, rec: FileRecord, stub: os.stat_result | None, sync: bool) -> None:
+    """Check the downloaded copy ``fd`` holds ``rec.size`` bytes and give it ``stub``'s attributes (none
+    when ``stub`` is None: an in-place restore copies only the bytes); ``sync``: then fsync it."""
+    st = os.fstat(fd)
+    if st.st_size != rec.size:  # belt and braces: the bytes must be on our disk
+        raise IntegrityError(f"{show_path(rec.path)}: restored copy has {st.st_size} bytes, expected {rec.size}")
+    if stub is None:
+        return
+    _take_stub_attributes(where, fd, st, stub)
+    if sync:
+        os.fsync(fd)  # the bytes are on disk before the rename publishes them
+
+
+def _take_stub_attributes(where: Entry, fd: int, st: os.stat_result, stub: os.stat_result) -> None:
+    """Give the restored copy ``fd`` (now ``st``) the stub's user xattrs, owner, mode and times; what
+    it has already is not set again (each call is a round trip on a networked filesystem)."""
+    copy_user_xattrs(where.fd_path(), fd)  # (by name through our directory descriptor: no link followed)
+    if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (stub.st_uid, stub.st_gid):
+        os.fchown(fd, stub.st_uid, stub.st_gid)
+    if stat.S_IMODE(st.st_mode) != stat.S_IMODE(stub.st_mode):
+        os.fchmod(fd, stat.S_IMODE(stub.st_mode))
+    # A restore is a use: atime says "now", or the next policy cycle would take the file that was
+    # just staged in for the coldest on the tier and release it again. mtime stays the file's own.
+    os.utime(fd, ns=(time.time_ns(), stub.st_mtime_ns))
 
 
 def _same_checksum(got: str, expected: str | None) -> bool:

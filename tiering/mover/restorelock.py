@@ -1,16 +1,26 @@
-"""One restore of a file at a time, across processes and nodes: a lock beside the stub.
+"""One restore of a file at a time, across processes and nodes: a lock in the hot tier's state folder.
 
 Every restore of a file (``tiering restore``, a pin, the access guard's
 restore-on-open) first takes this lock. It lives on the hot tier's own
 filesystem, which on a cluster is shared by every client node, so it works
 where an in-memory or ``flock`` lock would not (``flock`` is per-node on most
-parallel filesystems). The lock is a directory in the stub's own directory,
-reached through the ``Entry``'s directory descriptor (never through a
-symlink), made with ``mkdir`` (which fails if it exists)::
+parallel filesystems). The lock is a directory made with ``mkdir`` (which
+fails if it exists) in the hot tier's reserved folder (``beneath.STATE_DIR``,
+reached from the root's descriptor without following links)::
 
-    .tiering-restore-lock-<16 hex digits of a hash of the file's name>/holder
+    .tiering/locks/<h>/.tiering-restore-lock-<16 hex digits of a hash of the file's path>
 
-``holder`` is one line, ``host pid start hold``: the holder's host name,
+where ``<h>`` is the hash's first two digits (256 shards). Not beside the
+stub: a networked filesystem serialises the changes to one directory (the
+kernel locks the directory; on a SeaweedFS FUSE mount 16 threads made ~450
+mkdirs/s in one directory and ~1,500/s spread over 16), so a lock beside each
+stub doubled the directory changes a restore makes in the user's folder
+(temp file, rename; plus mkdir, rmdir) and halved the rate of restoring a
+folder of small files. Old locks beside a stub (from an earlier version)
+are still cleared by ``recover`` (``clear_dead``).
+
+Its extended attribute ``user.tiering.holder`` (on a filesystem without user
+xattrs: a file ``holder`` inside it) is one line, ``host pid start hold``: the holder's host name,
 process id, the process's start time (clock ticks since boot, from
 ``/proc/PID/stat``, so a reused pid is not taken for the holder) and a
 number naming this one hold of that process. The name starts with the
@@ -37,6 +47,7 @@ filesystem where ``O_CREAT | O_EXCL`` was not (see ``_claim``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import itertools
 import os
@@ -46,7 +57,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tiering.mover.beneath import Entry
+from tiering.mover.beneath import STATE_DIR, Entry
+from tiering.mover.hotio import HotIO
 
 LOCK_PREFIX = ".tiering-restore-lock-"
 #: Seconds after which a lock held from another host, not refreshed, is taken for its holder's crash.
@@ -54,6 +66,9 @@ STALE_AFTER = 60.0
 #: How often a holder refreshes its locks' mtime (well inside ``STALE_AFTER``).
 REFRESH_EVERY = STALE_AFTER / 6
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.02, 1.0
+#: Seconds ``recover`` gives a lock with no holder line yet before taking its maker for dead (a live
+#: maker writes it just after its mkdir; the margin covers a networked client's 1 s attribute cache).
+EMPTY_GRACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +95,8 @@ class Holder:
 class RestoreLock:
     """A held restore lock; ``release`` it (also on failure). Valid while its ``Entry`` is open."""
 
-    def __init__(self, where: Entry, name: bytes, fd: int, line: bytes) -> None:
-        self.where = where
+    def __init__(self, dir_fd: int, name: bytes, fd: int, line: bytes) -> None:
+        self.dir_fd = dir_fd  # (the lock's shard folder: open as long as the hot root is)
         self.name = name
         self.line = line
         #: Another restorer held the lock first (``acquire`` waited for it): the file may be restored now.
@@ -106,20 +121,30 @@ class RestoreLock:
             if self._fd < 0:
                 return
             try:
-                ours = _same_file(os.fstat(self._fd), os.stat(self.name, dir_fd=self.where.dir_fd,
-                                                              follow_symlinks=False))
+                ours = _same_file(os.fstat(self._fd), os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False))
             except FileNotFoundError:
                 ours = False
             finally:
                 os.close(self._fd)
                 self._fd = -1
         if ours:
-            _drop(self.where.dir_fd, self.name)
+            _drop(self.dir_fd, self.name)
 
 
-def lock_name(name: bytes) -> bytes:
-    """The lock's name for a file called ``name`` (its last component; the lock sits beside it)."""
-    return LOCK_PREFIX.encode() + hashlib.blake2b(name, digest_size=8).hexdigest().encode()
+def lock_path(rel: bytes) -> bytes:
+    """Where the restore lock of the file at ``rel`` lives, relative to the hot tier's root."""
+    digest = _digest(rel)
+    return b"/".join((STATE_DIR, b"locks", digest[:2], LOCK_PREFIX.encode() + digest))
+
+
+def _digest(rel: bytes) -> bytes:
+    return hashlib.blake2b(rel, digest_size=8).hexdigest().encode()
+
+
+def _place(where: Entry) -> tuple[int, bytes]:
+    """The lock of ``where``: its folder's descriptor and its name in it."""
+    digest = _digest(where.rel)
+    return where.root.state_dir(b"locks", digest[:2]), LOCK_PREFIX.encode() + digest
 
 
 def holder_of(where: Entry) -> Holder | None:
@@ -128,57 +153,75 @@ def holder_of(where: Entry) -> Holder | None:
     For the access guard: opens of a stub by its lock holder (a ``tiering
     restore`` opens the stub it restores) are let through at once.
     """
-    seen = _read(where.dir_fd, lock_name(where.name))
+    seen = _read(*_place(where))
     return _parse(seen[0]) if seen else None
 
 
 def try_acquire(where: Entry) -> RestoreLock | Holder:
     """Take ``where``'s restore lock, breaking a stale one; else the live holder (not waiting)."""
-    name = lock_name(where.name)
+    dir_fd, name = _place(where)
     line = _line()
     holder = Holder("?", 0)
     for _ in range(4):  # (a lock released or broken between our tries: try again, a few times)
-        fd = _claim(where.dir_fd, name, line)
+        fd = _claim(dir_fd, name, line)
         if fd is not None:
-            return RestoreLock(where, name, fd, line)
-        seen = _read(where.dir_fd, name)
+            return RestoreLock(dir_fd, name, fd, line)
+        seen = _read(dir_fd, name)
         if seen is None:
             continue
         content, mtime = seen
         holder = _parse(content) or Holder("?", 0)
         if not _stale(holder, mtime):
             return holder
-        _break(where.dir_fd, name, content)
+        _break(dir_fd, name, content)
     return holder
 
 
-async def acquire(where: Entry, wait: float) -> RestoreLock | Holder:
+async def acquire(where: Entry, wait: float, io: HotIO | None = None) -> RestoreLock | Holder:
     """``try_acquire``, waiting up to ``wait`` seconds (polling with backoff) for a live holder to finish;
-    the holder if it is still held then."""
+    the holder if it is still held then. ``io`` runs each try (inline when None)."""
+    async def attempt() -> RestoreLock | Holder:
+        return await io.acquire(try_acquire, _let_go, where) if io else try_acquire(where)
+
     deadline, pause = time.monotonic() + wait, _FIRST_PAUSE
-    got = try_acquire(where)
+    got = await attempt()
     waited = False
     while isinstance(got, Holder) and (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, _LONGEST_PAUSE)
-        got, waited = try_acquire(where), True
+        got, waited = await attempt(), True
     if isinstance(got, RestoreLock):
         got.waited = waited
     return got
 
 
+def _let_go(got: RestoreLock | Holder) -> None:
+    if isinstance(got, RestoreLock):
+        got.release()
+
+
 def clear_dead(where: Entry) -> Holder | None:
     """Remove ``where``'s restore lock if its holder is a process of this host that is gone (for
-    ``recover``); returns that holder, or None when there was no such lock."""
-    name = lock_name(where.name)
-    seen = _read(where.dir_fd, name)
-    if seen is None:
-        return None
-    holder = _parse(seen[0])
-    if holder is None or not holder.local or holder.alive():
-        return None
-    _break(where.dir_fd, name, seen[0])
-    return holder
+    ``recover``); returns that holder, or None when there was no such lock. A lock an earlier
+    version left beside the stub is looked for too."""
+    found = None
+    legacy = LOCK_PREFIX.encode() + hashlib.blake2b(where.name, digest_size=8).hexdigest().encode()
+    for dir_fd, name in (_place(where), (where.dir_fd, legacy)):
+        seen = _read(dir_fd, name)
+        if seen is not None and not seen[0] and (young := EMPTY_GRACE - (time.time() - seen[1])) > 0:
+            # No line yet: a live claimer writes it right after its mkdir; give it the grace to show.
+            time.sleep(young)
+            seen = _read(dir_fd, name)
+        if seen is None:
+            continue
+        holder = _parse(seen[0])
+        if seen[0] and (holder is None or not holder.local or holder.alive()):
+            continue
+        # A dead holder of this host; or a lock still empty after the grace: its maker died between the
+        # mkdir and writing its line (a SIGKILL while another thread was taking a lock).
+        _break(dir_fd, name, seen[0])
+        found = found or holder or Holder("?", 0)
+    return found
 
 
 # -- the filesystem primitive ---------------------------------------------------------------------
@@ -191,6 +234,9 @@ def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
     networked filesystem where ``O_CREAT | O_EXCL`` was not (two SeaweedFS
     FUSE mounts of one filer path: ``mkdir`` had one winner in 200 of 200
     races; ``O_EXCL`` let both win in 148 of 200, ``link`` in 10 of 50).
+    The line goes in an xattr of the directory: on a networked filesystem a
+    file inside it would cost a create, a data write and an unlink, each a
+    round trip (and the write a trip to a data server).
     """
     try:
         os.mkdir(name, 0o755, dir_fd=dir_fd)
@@ -199,12 +245,12 @@ def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
     try:
         fd = os.open(name, _O_LOCK_DIR, dir_fd=dir_fd)
         try:
-            holder = os.open(_HOLDER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                             dir_fd=fd)
             try:
-                os.write(holder, line)
-            finally:
-                os.close(holder)
+                os.setxattr(fd, _HOLDER_XATTR, line)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                _write_holder_file(fd, line)  # (a filesystem without user xattrs)
         except BaseException:
             os.close(fd)
             raise
@@ -212,6 +258,15 @@ def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
         _drop(dir_fd, name)
         raise
     return fd
+
+
+def _write_holder_file(lock_fd: int, line: bytes) -> None:
+    holder = os.open(_HOLDER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                     dir_fd=lock_fd)
+    try:
+        os.write(holder, line)
+    finally:
+        os.close(holder)
 
 
 def _read(dir_fd: int, name: bytes) -> tuple[bytes, float] | None:
@@ -223,6 +278,11 @@ def _read(dir_fd: int, name: bytes) -> tuple[bytes, float] | None:
     try:
         mtime = os.fstat(fd).st_mtime
         try:
+            return os.getxattr(fd, _HOLDER_XATTR), mtime
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+        try:  # no xattr: a lock on a filesystem without them, or one an earlier version made
             holder = os.open(_HOLDER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
         except FileNotFoundError:
             return b"", mtime
@@ -235,7 +295,15 @@ def _read(dir_fd: int, name: bytes) -> tuple[bytes, float] | None:
 
 
 def _drop(dir_fd: int, name: bytes) -> None:
-    """Remove the lock ``name`` (its holder line, then the directory), if it is there."""
+    """Remove the lock ``name`` (the directory; first its holder file, where it has one), if it is there."""
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
     try:
         fd = os.open(name, _O_LOCK_DIR, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -253,6 +321,7 @@ def _drop(dir_fd: int, name: bytes) -> None:
 
 
 _HOLDER = b"holder"
+_HOLDER_XATTR = "user.tiering.holder"
 _O_LOCK_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

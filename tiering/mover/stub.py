@@ -286,8 +286,9 @@ def _set_xattrs(fd: int, attributes: dict[str, bytes]) -> None:
             raise
 
 
-def copy_user_xattrs(src: Path | int, dst: int) -> None:
-    """Copy the user's own extended attributes (not ours) from ``src`` to fd ``dst``."""
+def copy_user_xattrs(src: Path | str | int, dst: int) -> None:
+    """Copy the user's own extended attributes (not ours) from ``src`` (a descriptor, or a path whose
+    last component is never followed) to fd ``dst``."""
     try:
         names = os.listxattr(src, follow_symlinks=False) if not isinstance(src, int) else os.listxattr(src)
     except OSError:
@@ -296,7 +297,8 @@ def copy_user_xattrs(src: Path | int, dst: int) -> None:
         if name.startswith(XATTR_PREFIX):
             continue
         try:
-            os.setxattr(dst, name, os.getxattr(src, name))
+            value = os.getxattr(src, name) if isinstance(src, int) else os.getxattr(src, name, follow_symlinks=False)
+            os.setxattr(dst, name, value)
         except OSError:
             continue  # e.g. security.* we may not set; the file's bytes matter more
 

@@ -213,6 +213,41 @@ class WritesBackEarly(Protocol):
     write_back_early: bool
 
 
+#: Runs a blocking call for a coroutine: ``await run(fn, *args)`` (the mover's hot-tier ``HotIO``).
+LocalIO = Callable[..., Awaitable]
+
+
+@runtime_checkable
+class OffloadsLocalIO(Protocol):
+    """An ``AsyncTransfers`` store whose small transfers read and write the local file on the event loop.
+
+    That costs microseconds on a local disk; on a networked filesystem each
+    open, read and close is a round trip, and on the loop they would serialise.
+    A caller that knows its files are on one sets ``local_io`` (None: inline).
+    """
+
+    local_io: LocalIO | None
+
+
+@runtime_checkable
+class FillsDescriptors(Protocol):
+    """An ``AsyncTransfers`` store whose ``get_file_async`` also takes an open, empty file's descriptor.
+
+    For an object of up to ``INLINE_MAX`` bytes it writes the bytes into it:
+    no open, truncate or close of its own, each a round trip on a networked
+    filesystem. The caller owns the descriptor, closes it and removes the file
+    on failure. Ask ``fills_descriptors(store)``: it looks at the store's class,
+    so a wrapper that forwards attributes to another process is not one.
+    """
+
+    fills_descriptors: bool  # (a class attribute)
+
+
+def fills_descriptors(store: Store) -> bool:
+    """True if ``store``'s own class is a ``FillsDescriptors``."""
+    return bool(getattr(type(store), "fills_descriptors", False))
+
+
 @runtime_checkable
 class TransfersElsewhere(Protocol):
     """A store whose ``put_file``/``get_file`` run in another process (a cluster worker).

@@ -40,7 +40,7 @@ import obstore
 from obstore.store import S3Store as _ObStore
 
 from tiering.core.errors import FatalError
-from tiering.stores.base import AsyncTransfers, FileMeta, ObjectInfo, WritesBackEarly
+from tiering.stores.base import AsyncTransfers, FileMeta, FillsDescriptors, LocalIO, ObjectInfo, WritesBackEarly
 from tiering.stores.directio import BufferPool
 from tiering.stores.options import S3_OPTIONS, S3_STORAGE_CLASSES
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
@@ -56,8 +56,11 @@ __all__ = ["S3Store", "classify", "translate"]  # the error table lives in s3_er
 MiB = 1024 * 1024
 
 
-class S3Store(S3Client, S3Puts, S3Gets, S3Listing, AsyncTransfers, WritesBackEarly):
+class S3Store(S3Client, S3Puts, S3Gets, S3Listing, AsyncTransfers, WritesBackEarly, FillsDescriptors):
     """Store protocol over an S3-compatible bucket, with its own coroutines for small objects."""
+
+    #: ``get_file_async`` takes an open file's descriptor for a small object (``FillsDescriptors``).
+    fills_descriptors = True
 
     storage_classes = S3_STORAGE_CLASSES
     OPTIONS = S3_OPTIONS
@@ -79,6 +82,8 @@ class S3Store(S3Client, S3Puts, S3Gets, S3Listing, AsyncTransfers, WritesBackEar
         #: download (the mover's restores), so the disk write overlaps the download instead of
         #: following it. Off by default: without an fsync it only moves the kernel's work earlier.
         self.write_back_early = False
+        #: Runs the local file reads and writes of small transfers made from an event loop (``OffloadsLocalIO``).
+        self.local_io: LocalIO | None = None
         # Aligned buffers for direct writes: one per part in flight, for a few files at once.
         self._buffers = BufferPool(self.get_part_size, keep=4 * self.jobs)
         self._obs = _ObStore(self.bucket, **self._client_config(options))

@@ -4,6 +4,7 @@ ones (``_InOrder``), and reads of a range or through a file object (``_Reader``)
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -37,7 +38,7 @@ class S3Gets:
             verify_object(hasher, info.meta, key, self.url)
         return info
 
-    async def get_file_async(self, key: str, local: str | Path) -> ObjectInfo:
+    async def get_file_async(self, key: str, local: str | Path | int) -> ObjectInfo:
         """``get_file`` as a coroutine: small objects come down on the event loop, large ones on a thread.
 
         The GET goes out through ``S3Http``. Callers that know the size send
@@ -46,16 +47,25 @@ class S3Gets:
         body is left unread and ``get_file`` fetches the object on a thread.
         (Not one code path with ``get_file``: that one streams through obstore and
         splits large objects into ranged GETs; what they share is below.)
+        ``local`` may be an open, empty file's descriptor (``FillsDescriptors``).
         """
-        if self._http is None:
-            return await asyncio.to_thread(self.get_file, key, local)
+        if self._http is None or isinstance(local, int):
+            return await self._get_file_async(key, local)
         local = Path(local)
         with _removed_on_failure(local):
-            response = await self._request(key, "GET", max_body=INLINE_MAX)
-            if response.body is None:
-                return await asyncio.to_thread(self.get_file, key, local)
-            info = self._info_of(key, response, len(response.body))
-            verify_object(_write_whole(local, response.body, sparse=_sparse(info)), info.meta, key, self.url)
+            return await self._get_file_async(key, local)
+
+    async def _get_file_async(self, key: str, local: Path | int) -> ObjectInfo:
+        named = f"/proc/self/fd/{local}" if isinstance(local, int) else local  # (for the blocking path)
+        if self._http is None:
+            return await asyncio.to_thread(self.get_file, key, named)
+        response = await self._request(key, "GET", max_body=INLINE_MAX)
+        if response.body is None:
+            return await asyncio.to_thread(self.get_file, key, named)
+        info = self._info_of(key, response, len(response.body))
+        write = functools.partial(_write_whole, local, response.body, sparse=_sparse(info))
+        hasher = await self.local_io(write) if self.local_io is not None else write()
+        verify_object(hasher, info.meta, key, self.url)
         return info
 
     def _get_streamed(self, key: str, local: Path, progress: OnBytes | None):
@@ -196,11 +206,12 @@ def _removed_on_failure(local: Path) -> Iterator[None]:
         raise
 
 
-def _write_whole(local: Path, body: bytes, *, sparse: bool) -> Hasher:
-    """Write a whole object's ``body`` to ``local`` (its zeros as holes if ``sparse``); the hash of the body."""
+def _write_whole(local: Path | int, body: bytes, *, sparse: bool) -> Hasher:
+    """Write a whole object's ``body`` to ``local`` (a path, or an open empty file's descriptor, left
+    open), its zeros as holes if ``sparse``; the hash of the body."""
     hasher = Hasher()
     hasher.update(body)
-    fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    fd = local if isinstance(local, int) else os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
         if sparse:
             write_sparse(fd, body, 0)
@@ -208,7 +219,8 @@ def _write_whole(local: Path, body: bytes, *, sparse: bool) -> Hasher:
         else:
             write_all(fd, memoryview(body), 0)
     finally:
-        os.close(fd)
+        if not isinstance(local, int):
+            os.close(fd)
     return hasher
 
 

@@ -44,7 +44,7 @@ class S3Puts:
         async def delete(key: str) -> None:
             self.delete(key)
 
-        info = finish(self._put_checked(local, key, meta, send, delete))
+        info = finish(self._put_checked(key, self._single_body(local, key, meta), send, delete))
         if progress:
             progress(info.size)
         return info
@@ -65,15 +65,20 @@ class S3Puts:
             response = await self._request(key, "PUT", headers=headers, body=data)
             return response.headers.get("etag", "").strip('"'), md5.hexdigest()
 
-        return await self._put_checked(Path(local), key, with_holes(local, meta), send, self.delete_async)
+        def body() -> tuple[bytes, FileMeta]:
+            return self._single_body(Path(local), key, with_holes(local, meta))
 
-    async def _put_checked(self, local: Path, key: str, meta: FileMeta,
+        data = await self.local_io(body) if self.local_io is not None else body()
+        return await self._put_checked(key, data, send, self.delete_async)
+
+    async def _put_checked(self, key: str, body: tuple[bytes, FileMeta],
                            send: Callable[[bytes, FileMeta], Awaitable[tuple[str, str]]],
                            delete: Callable[[str], Awaitable[None]]) -> ObjectInfo:
         """One PUT of a whole small file, checked: the one code path of ``put_file`` (driven by ``finish``, with
         obstore) and ``put_file_async`` (with ``S3Http``). ``send(data, stored)`` stores the bytes and answers
-        the ETag and the MD5 it sent ("" if none); a mismatch is deleted (``delete``) and raises."""
-        data, stored = self._single_body(local, key, meta)
+        the ETag and the MD5 it sent ("" if none); a mismatch is deleted (``delete``) and raises. ``body``: the
+        bytes and the metadata to store with them, as ``_single_body`` read them."""
+        data, stored = body
         etag, md5 = await send(data, stored)
         info = self._stored(key, data, stored, etag, md5)
         if info is None:
