@@ -52,10 +52,11 @@ def comparable(rows: dict[bytes, dict]) -> dict[bytes, tuple]:
     return {path: tuple(row[c] for c in COMPARED) for path, row in rows.items()}
 
 
-def assert_same_scan(root: Path, jobs: int, threads: int = 8) -> None:
+def assert_same_scan(root: Path, jobs: int, threads: int = 8, batch_rows: int = 65536) -> None:
+    """The threaded scan's rows and summary equal the inline scan's (``batch_rows`` also sets the read chunk)."""
     scan_rows(root, jobs=1, io="inline")  # reading directories may bump their atime once; settle it first
-    inline, inline_scan = scan_rows(root, jobs=jobs, io="inline")
-    threaded, threaded_scan = scan_rows(root, jobs=jobs, io="threads", threads=threads)
+    inline, inline_scan = scan_rows(root, jobs=jobs, io="inline", batch_rows=batch_rows)
+    threaded, threaded_scan = scan_rows(root, jobs=jobs, io="threads", threads=threads, batch_rows=batch_rows)
     assert (inline_scan.io, threaded_scan.io) == ("inline", "threads")
     assert set(threaded) == set(inline)
     assert comparable(threaded) == comparable(inline)
@@ -100,24 +101,30 @@ def test_write_snapshot_passes_io_to_the_scan(tmp_path):
     assert summary.files == 50 and readers
 
 
-def test_entries_deleted_mid_scan_are_counted_as_vanished(tmp_path):
+def assert_deletions_mid_scan_are_counted(root: Path, per_dir: int) -> None:
+    """12 directories, all deleted when the first batch is out: the ones no thread had opened are "vanished"."""
     for d in range(12):
-        make_files(tmp_path / f"d{d:02d}", 200)
-    before = {p.relative_to(tmp_path).as_posix().encode() for p in tmp_path.rglob("*")}
+        make_files(root / f"d{d:02d}", per_dir)
+    before = {p.relative_to(root).as_posix().encode() for p in root.rglob("*")}
     deleted: list[ScanProgress] = []
 
     def delete_everything(progress: ScanProgress) -> None:
         if not deleted:  # at the first full batch: at most 4 directories are open, 8 not yet
-            for child in tmp_path.iterdir():
+            for child in root.iterdir():
                 shutil.rmtree(child)
             deleted.append(progress)
 
-    rows, scan = scan_rows(tmp_path, jobs=1, io="threads", threads=4, batch_rows=100, progress=delete_everything)
+    rows, scan = scan_rows(root, jobs=1, io="threads", threads=4, batch_rows=per_dir // 2,
+                           progress=delete_everything)
     assert deleted
     assert set(rows) <= before and len(rows) == scan.summary.files + scan.summary.dirs
     assert set(scan.summary.errors) == {"vanished"}
     assert scan.summary.errors["vanished"] >= 8  # the directories no thread had opened yet
-    assert scan.summary.files < 12 * 200
+    assert scan.summary.files < 12 * per_dir
+
+
+def test_entries_deleted_mid_scan_are_counted_as_vanished(tmp_path):
+    assert_deletions_mid_scan_are_counted(tmp_path, 200)
 
 
 def test_a_directory_swapped_for_a_symlink_mid_scan_is_not_followed(tmp_path):
