@@ -1,8 +1,9 @@
 """Scan with several worker processes that share out directories as they go.
 
-Threads do not help here: per entry the scanner spends about as long in
-Python as in ``fstatat``, and the GIL serialises the Python half (measured:
-two threads were slower than one). Processes do: each worker runs a
+On a local disk threads do not help: per entry the scanner spends about as
+long in Python as in ``fstatat``, and the GIL serialises the Python half
+(measured: two threads were slower than one). On a networked filesystem they
+do, as the wait dominates: see ``io`` below. Processes help on both: each worker runs a
 ``Walker`` over its own stack of directories and sends full batches back as
 raw buffers. Workers are fresh interpreters (``python -c``, talking over a
 socketpair with ``multiprocessing.connection`` framing): unlike ``fork`` this is
