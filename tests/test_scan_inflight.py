@@ -157,3 +157,14 @@ def test_open_directories_stay_bounded_by_the_threads(tmp_path):
     rows, _ = scan_rows(tmp_path, jobs=1, io="threads", threads=3, batch_rows=10, progress=sample)
     assert len(rows) == 60 * 22
     assert 0 < peak[0] <= 2 * 3 + 1  # each listing: its fd and scandir's dup (+ the root fd)
+
+
+def test_stopping_early_ends_the_reader_threads_and_closes_every_directory(tmp_path):
+    for d in range(30):
+        make_files(tmp_path / f"d{d:02d}", 100)
+    fds = len(os.listdir("/proc/self/fd"))
+    with Scan(tmp_path, jobs=1, io="threads", threads=6, batch_rows=50) as scan:
+        next(iter(scan))
+        assert [t for t in threading.enumerate() if t.name.startswith("scan-read")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("scan-read")]
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -104,6 +104,7 @@ class InFlight:
         were recorded; it may take tasks off ``stack`` (to share them)."""
         walker = self.walker
         running: dict[Future[_Listing], _Listing] = {}
+        held: _Listing | None = None  # taken off ``running``, not yet handed back or closed
         try:
             while stack or running:
                 while stack and len(running) < self.threads:
@@ -112,28 +113,26 @@ class InFlight:
                     running[self._pool.submit(self._read, listing)] = listing
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    listing = running.pop(future)
-                    try:
-                        future.result()  # out-of-resources errors escalate from here
-                    except BaseException:
-                        listing.close()
-                        raise
+                    held = listing = running.pop(future)
+                    future.result()  # out-of-resources errors escalate from here
                     if listing.errors.total:
                         walker.errors.merge(listing.errors)
                     if listing.names:
                         if not walker.room_for(len(listing.names)):
                             yield walker.take()
                         walker.record(listing.prefix, listing.names, listing.stats, stack)
-                    if listing.fd is None:
-                        continue  # could not be opened, or its listing failed
-                    if listing.names or listing.errors.total:  # not at its end yet: read the next chunk
+                    if listing.fd is not None and (listing.names or listing.errors.total):
+                        # not at its end yet: read the next chunk
                         listing.names, listing.stats, listing.errors = [], [], ErrorLog()
                         running[self._pool.submit(self._read, listing)] = listing
-                    else:
+                    else:  # at its end, or it could not be opened, or its listing failed
                         listing.close()
+                    held = None
                 if between is not None:
                     between()
         finally:
+            if held is not None:
+                held.close()
             for future, listing in running.items():
                 if future.cancel() or future.done():
                     listing.close()
@@ -159,7 +158,6 @@ class InFlight:
             listing.names, listing.stats = walker.stat_names(listing.fd, listing.prefix, names, errors)
         elif errors.total:  # the listing failed: nothing more will come from it
             listing.close()
-            listing.fd = None
         return listing
 
 
