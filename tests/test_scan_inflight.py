@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -168,3 +170,26 @@ def test_stopping_early_ends_the_reader_threads_and_closes_every_directory(tmp_p
         assert [t for t in threading.enumerate() if t.name.startswith("scan-read")]
     assert not [t for t in threading.enumerate() if t.name.startswith("scan-read")]
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+RUN_OUT_OF_FDS = """
+import errno, os, resource, sys
+from tiering.scan import Scan
+in_use = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 6, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+try:
+    with Scan(sys.argv[1], jobs=1, io="threads", threads=8) as scan:
+        rows = sum(batch.num_rows for batch in scan)
+except OSError as exc:
+    print(errno.errorcode[exc.errno])
+else:
+    print("finished", rows, scan.summary.errors)
+"""
+
+
+def test_running_out_of_file_descriptors_stops_the_scan_not_just_an_entry(tmp_path):
+    for d in range(20):
+        make_files(tmp_path / f"d{d:02d}", 5)
+    done = subprocess.run([sys.executable, "-c", RUN_OUT_OF_FDS, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.stdout.strip() == "EMFILE", done.stdout + done.stderr
