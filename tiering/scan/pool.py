@@ -2,10 +2,10 @@
 
 On a local disk threads do not help: per entry the scanner spends about as
 long in Python as in ``fstatat``, and the GIL serialises the Python half
-(measured: two threads were slower than one). On a networked filesystem they
-do, as the wait dominates: see ``io`` below. Processes help on both: each worker runs a
-``Walker`` over its own stack of directories and sends full batches back as
-raw buffers. Workers are fresh interpreters (``python -c``, talking over a
+(measured: two threads were slower than one); on a networked filesystem they
+do, as the wait dominates (see ``threads`` below). Processes help on both:
+each worker runs a ``Walker`` over its own stack of directories and sends
+full batches back as raw buffers. Workers are fresh interpreters (``python -c``, talking over a
 socketpair with ``multiprocessing.connection`` framing): unlike ``fork`` this is
 safe whatever threads the parent runs, and unlike multiprocessing's ``spawn``
 it never re-imports the caller's ``__main__``. They import only the standard
