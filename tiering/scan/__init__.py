@@ -2,7 +2,7 @@
 
 Public API::
 
-    Scan(root, jobs=None, batch_rows=65536, progress=None, io="auto")   # iterate pa.RecordBatch; .summary
+    Scan(root, jobs=None, batch_rows=65536, progress=None, io="auto", threads=8)  # iterate pa.RecordBatch; .summary
     write_snapshot(root, out_path, ..., io="auto") -> ScanSummary   # stream a scan into Parquet
     iter_snapshot(path) -> Iterator[pa.RecordBatch]           # read one back
     fresh_snapshot(config) -> Path                            # scan the hot tier now, mark it latest
