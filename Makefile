@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/local.toml
 
-.PHONY: run test env fio clean
+.PHONY: run test env fio peers clean
 
 run: $(STAMP)
 	$(BIN)/tiering demo --config $(CONFIG)
@@ -28,6 +28,13 @@ fio:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null; \
 	  else echo "note: fio is not installed and we are not root; fio tests will be skipped" >&2; fi; }
+
+# fd (Debian fd-find, binary fdfind) is the parallel peer of bench.scan_vs_peers; same rule as fio.
+peers:
+	@command -v fdfind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fd-find >/dev/null; \
+	  else echo "note: fdfind is not installed and we are not root: apt-get install fd-find" >&2; fi; }
 
 clean:
 	rm -rf $(VENV) var

@@ -5,6 +5,10 @@ A subset that covers what a networked filesystem could change: lstat values
 links, the state directory, permission errors, a snapshot with worker
 processes, the CLI. Names must be valid UTF-8 here: SeaweedFS stores a name
 as a string and replaces invalid bytes (see bench/peers/weed_mount.py).
+
+Here ``io="auto"`` picks "threads" (many reads in flight, ``tiering.scan.inflight``),
+so all of the above also runs that mode; the threaded rows are compared with
+the inline scan's on a skewed tree.
 """
 
 from __future__ import annotations
@@ -12,6 +16,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from test_scan_inflight import (  # noqa: F401  (collected here again, on FUSE)
+    assert_deletions_mid_scan_are_counted,
+    assert_same_scan,
+    make_skewed_tree,
+)
 from test_scan import (  # noqa: F401  (collected here again, on FUSE)
     JOBS,
     scan_rows,
@@ -43,3 +52,20 @@ def test_odd_utf8_filenames_are_recorded_as_exact_bytes(tmp_path, jobs):
     rows, _ = scan_rows(tmp_path, jobs=jobs)
     assert set(rows) == {b"sub \xc3\xbc"} | set(names) | {b"sub \xc3\xbc/" + name for name in names}
     assert max(row["ino"] for row in rows.values()) > 0
+
+
+def test_auto_reads_many_directories_at_once_on_fuse(tmp_path):
+    from tiering.scan import Scan
+
+    assert Scan(tmp_path).io == "threads"
+
+
+@JOBS
+def test_threads_give_the_inline_rows_on_a_skewed_tree_on_fuse(tmp_path, jobs):
+    # creating files costs a round trip each here: a smaller "huge" directory, read in smaller chunks
+    make_skewed_tree(tmp_path, utf8_only=True, huge=1100, depth=20)
+    assert_same_scan(tmp_path, jobs, batch_rows=400)
+
+
+def test_entries_deleted_mid_scan_are_counted_as_vanished_on_fuse(tmp_path):
+    assert_deletions_mid_scan_are_counted(tmp_path, 30)

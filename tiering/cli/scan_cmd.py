@@ -42,7 +42,7 @@ def scan(
 
     progress = _Progress() if show_progress() else None
     try:
-        summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress)
+        summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress, io=cfg.hot_io)
     finally:
         if progress is not None:
             progress.end()

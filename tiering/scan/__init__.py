@@ -2,8 +2,8 @@
 
 Public API::
 
-    Scan(root, jobs=None, batch_rows=65536, progress=None)   # iterate pa.RecordBatch; .summary
-    write_snapshot(root, out_path, ...) -> ScanSummary        # stream a scan into Parquet
+    Scan(root, jobs=None, batch_rows=65536, progress=None, io="auto", threads=8)  # iterate pa.RecordBatch; .summary
+    write_snapshot(root, out_path, ..., io="auto") -> ScanSummary   # stream a scan into Parquet
     iter_snapshot(path) -> Iterator[pa.RecordBatch]           # read one back
     fresh_snapshot(config) -> Path                            # scan the hot tier now, mark it latest
     prune_snapshots(latest, keep) -> int                      # keep the newest ``keep``

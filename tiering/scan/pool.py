@@ -1,10 +1,11 @@
 """Scan with several worker processes that share out directories as they go.
 
-Threads do not help here: per entry the scanner spends about as long in
-Python as in ``fstatat``, and the GIL serialises the Python half (measured:
-two threads were slower than one). Processes do: each worker runs a
-``Walker`` over its own stack of directories and sends full batches back as
-raw buffers. Workers are fresh interpreters (``python -c``, talking over a
+On a local disk threads do not help: per entry the scanner spends about as
+long in Python as in ``fstatat``, and the GIL serialises the Python half
+(measured: two threads were slower than one); on a networked filesystem they
+do, as the wait dominates (see ``threads`` below). Processes help on both:
+each worker runs a ``Walker`` over its own stack of directories and sends
+full batches back as raw buffers. Workers are fresh interpreters (``python -c``, talking over a
 socketpair with ``multiprocessing.connection`` framing): unlike ``fork`` this is
 safe whatever threads the parent runs, and unlike multiprocessing's ``spawn``
 it never re-imports the caller's ``__main__``. They import only the standard
@@ -23,6 +24,10 @@ Load balancing is work sharing, coordinated by the parent:
 Memory stays bounded: a worker holds at most one batch and its stack; the
 parent holds the unowned directories and one batch at a time (a worker blocks
 on the pipe while the parent is busy writing).
+
+With ``threads`` > 0 (``io = "threads"``, a networked filesystem) each worker
+keeps that many directory reads in flight (``tiering.scan.inflight``); the
+sharing above is unchanged (its stack is the directories not started yet).
 """
 
 from __future__ import annotations
@@ -37,9 +42,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from tiering.scan.walker import ErrorLog, RawBatch, Task, Walker
+
+if TYPE_CHECKING:
+    from tiering.scan.inflight import InFlight
 
 #: A busy worker reports its counters at least this often (seconds).
 PROGRESS_EVERY = 0.2
@@ -52,7 +60,7 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 class _Worker:
     """The parent's view of one worker process."""
 
-    def __init__(self, index: int, root: bytes, batch_rows: int) -> None:
+    def __init__(self, index: int, root: bytes, batch_rows: int, threads: int) -> None:
         ours, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
             # -P: the caller's working directory must not shadow the package.
@@ -62,7 +70,7 @@ class _Worker:
         theirs.close()
         self.conn = Connection(ours.detach())
         self.index, self.busy, self.asked = index, False, False
-        self.send(("start", root, batch_rows))
+        self.send(("start", root, batch_rows, threads))
 
     def send(self, message: tuple) -> None:
         try:
@@ -105,13 +113,15 @@ def _worker_env() -> dict[str, str]:
 
 
 def scan_with_workers(root: bytes, root_task: Task, jobs: int, batch_rows: int,
-                      report: Callable[[int, Counters], None], errors: ErrorLog) -> Iterator[RawBatch]:
-    """Raw batches of the tree at ``root`` read by ``jobs`` processes; each worker's
-    running counters go to ``report(index, counters)``, their error logs into ``errors``."""
+                      report: Callable[[int, Counters], None], errors: ErrorLog,
+                      threads: int = 0) -> Iterator[RawBatch]:
+    """Raw batches of the tree at ``root`` read by ``jobs`` processes (each with ``threads``
+    reads in flight; 0: one at a time); each worker's running counters go to
+    ``report(index, counters)``, their error logs into ``errors``."""
     workers: list[_Worker] = []
     try:
         for i in range(jobs):
-            workers.append(_Worker(i, root, batch_rows))
+            workers.append(_Worker(i, root, batch_rows, threads))
         yield from _coordinate(workers, deque([root_task]), report)
         for w in workers:
             w.send(("stop",))
@@ -173,37 +183,45 @@ def worker_main(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # on Ctrl-C the parent stops us
     conn = Connection(fd)
     try:
-        _, root, batch_rows = conn.recv()
-        _serve(conn, root, batch_rows)
+        _, root, batch_rows, threads = conn.recv()
+        _serve(conn, root, batch_rows, threads)
     except Exception as exc:  # noqa: BLE001 - whatever it is, the parent re-raises it
         conn.send(("failed", exc))
     finally:
         conn.close()
 
 
-def _serve(conn: Connection, root: bytes, batch_rows: int) -> None:
+def _serve(conn: Connection, root: bytes, batch_rows: int, threads: int) -> None:
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     walker = Walker(root_fd, batch_rows)
+    inflight = None
+    if threads:  # here only: inline workers start without loading the thread pool
+        from tiering.scan.inflight import InFlight
+
+        inflight = InFlight(walker, threads)
     stack: list[Task] = []
-    while True:
-        message = conn.recv()
-        if message[0] == "stop":
-            conn.send(("done", walker.take(), walker.counters(), walker.errors))
-            return
-        if message[0] == "share":  # asked while idle: nothing to give
-            conn.send(("share", []))
-            continue
-        stack.extend(message[1])
-        _drain(conn, walker, stack)
-        conn.send(("idle", walker.counters()))
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                conn.send(("done", walker.take(), walker.counters(), walker.errors))
+                return
+            if message[0] == "share":  # asked while idle: nothing to give
+                conn.send(("share", []))
+                continue
+            stack.extend(message[1])
+            _drain(conn, walker, stack, inflight)
+            conn.send(("idle", walker.counters()))
+    finally:
+        if inflight is not None:
+            inflight.close()
 
 
-def _drain(conn: Connection, walker: Walker, stack: list[Task]) -> None:
+def _drain(conn: Connection, walker: Walker, stack: list[Task], inflight: InFlight | None) -> None:
     last = time.monotonic()
-    while stack:
-        for raw in walker.scan(stack.pop(), stack):
-            conn.send(("batch", raw, walker.counters()))
-            last = time.monotonic()
+
+    def between() -> None:
+        nonlocal last
         if conn.poll():  # the only message a busy worker gets is a share request
             conn.recv()
             half = len(stack) // 2
@@ -212,3 +230,14 @@ def _drain(conn: Connection, walker: Walker, stack: list[Task]) -> None:
         elif time.monotonic() - last >= PROGRESS_EVERY:
             conn.send(("progress", walker.counters()))
             last = time.monotonic()
+
+    if inflight is not None:
+        for raw in inflight.drain(stack, between):
+            conn.send(("batch", raw, walker.counters()))
+            last = time.monotonic()
+        return
+    while stack:
+        for raw in walker.scan(stack.pop(), stack):
+            conn.send(("batch", raw, walker.counters()))
+            last = time.monotonic()
+        between()

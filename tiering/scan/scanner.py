@@ -12,7 +12,9 @@ from typing import Self
 import pyarrow as pa
 
 from tiering.core.errors import UserError
+from tiering.core.mounts import HOT_IO_MODES, hot_io
 from tiering.scan.batches import to_record_batch
+from tiering.scan.inflight import DEFAULT_THREADS, InFlight
 from tiering.scan.pool import PROGRESS_EVERY, scan_with_workers
 from tiering.scan.results import ProgressCallback, ScanProgress, ScanSummary
 from tiering.scan.walker import MAX_BATCH_ROWS, ErrorLog, RawBatch, Task, Walker
@@ -37,6 +39,13 @@ class Scan:
     many worker processes (default: ``default_jobs()``); batch order is then
     unspecified. ``progress`` is called now and then with a ``ScanProgress``.
 
+    ``io`` is the config's ``[hot] io``: "auto" (the default) decides by the
+    filesystem ``root`` is on (``tiering.core.mounts.hot_io``). "inline" reads
+    one directory at a time per worker, the fastest on a local disk;
+    "threads" keeps ``threads`` directory reads in flight per worker
+    (``tiering.scan.inflight``), for a networked filesystem where each call is
+    a round trip. The rows are the same either way; ``io`` is what was chosen.
+
     Iterate it once, then read ``summary``. Use it as a context manager (or
     call ``close``) to stop the workers if you stop iterating early::
 
@@ -47,10 +56,15 @@ class Scan:
     """
 
     def __init__(self, root: str | os.PathLike[str], *, jobs: int | None = None,
-                 batch_rows: int = DEFAULT_BATCH_ROWS, progress: ProgressCallback | None = None) -> None:
+                 batch_rows: int = DEFAULT_BATCH_ROWS, progress: ProgressCallback | None = None,
+                 io: str = "auto", threads: int = DEFAULT_THREADS) -> None:
         if not 1 <= batch_rows <= MAX_BATCH_ROWS:
             raise ValueError(f"batch_rows must be within 1..{MAX_BATCH_ROWS}, not {batch_rows}")
+        if io not in HOT_IO_MODES:
+            raise ValueError(f"io must be one of {', '.join(HOT_IO_MODES)}, not {io!r}")
         self.root = Path(os.path.abspath(root))
+        self.io = hot_io(io, self.root)  # "inline" or "threads"
+        self.threads = max(1, threads) if self.io == "threads" else 0
         self.jobs = default_jobs() if jobs is None else max(1, jobs)
         self.batch_rows = batch_rows
         self._progress = progress
@@ -94,7 +108,7 @@ class Scan:
                 raws = self._scan_here(root_fd, root_task)
             else:
                 raws = scan_with_workers(os.fsencode(self.root), root_task, self.jobs, self.batch_rows,
-                                         self._report, self._errors)
+                                         self._report, self._errors, self.threads)
             with closing(raws):
                 for raw in raws:
                     yield to_record_batch(raw)
@@ -105,14 +119,28 @@ class Scan:
     def _scan_here(self, root_fd: int, root_task: Task) -> Iterator[RawBatch]:
         walker = Walker(root_fd, self.batch_rows)
         stack, last = [root_task], time.monotonic()
+
+        def between() -> None:
+            nonlocal last
+            if time.monotonic() - last >= PROGRESS_EVERY:
+                self._report(0, walker.counters())
+                last = time.monotonic()
+
+        if self.threads:
+            inflight = InFlight(walker, self.threads)
+            try:
+                for raw in inflight.drain(stack, between):
+                    self._report(0, walker.counters())
+                    yield raw
+                    last = time.monotonic()
+            finally:
+                inflight.close()
         while stack:
             for raw in walker.scan(stack.pop(), stack):
                 self._report(0, walker.counters())
                 yield raw
                 last = time.monotonic()
-            if time.monotonic() - last >= PROGRESS_EVERY:
-                self._report(0, walker.counters())
-                last = time.monotonic()
+            between()
         self._errors.merge(walker.errors)
         self._report(0, walker.counters())
         final = walker.take()

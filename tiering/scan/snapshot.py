@@ -40,12 +40,13 @@ _DICTIONARY_COLUMNS = ["type", "mode", "uid", "gid", "nlink"]
 
 def write_snapshot(root: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                    jobs: int | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-                   progress: ProgressCallback | None = None) -> ScanSummary:
-    """Scan ``root`` (see ``Scan``) into the Parquet file ``out_path``; return the summary."""
+                   progress: ProgressCallback | None = None, io: str = "auto") -> ScanSummary:
+    """Scan ``root`` (see ``Scan``; ``io`` is the config's ``[hot] io``) into the Parquet file
+    ``out_path``; return the summary."""
     out = Path(out_path)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with Scan(root, jobs=jobs, batch_rows=batch_rows, progress=progress) as scan, \
+        with Scan(root, jobs=jobs, batch_rows=batch_rows, progress=progress, io=io) as scan, \
                 pq.ParquetWriter(tmp, SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS) as writer:
             for batch in scan:
                 writer.write_batch(batch)
@@ -99,7 +100,7 @@ def fresh_snapshot(config: Config, jobs: int | None = None) -> Path:
     check_locations(config)  # each time: a symlink or mount may have changed since the config was loaded
     target = new_snapshot_path(snapshot_dir(config.catalog_path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_snapshot(config.hot_path, target, jobs=jobs)
+    write_snapshot(config.hot_path, target, jobs=jobs, io=config.hot_io)
     mark_latest(target)
     return target
 

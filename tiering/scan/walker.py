@@ -134,20 +134,23 @@ class Walker:
     def scan(self, task: Task, stack: list[Task]) -> Iterator[RawBatch]:
         """Read one directory: record its entries, push its subdirectories on
         ``stack``, and yield each batch that fills up on the way."""
-        fd = self._open(task)
+        fd = self.open_dir(task, self.errors)
         if fd is None:
             return
         prefix = task.rel + b"/" if task.rel else b""
         try:
             with os.scandir(fd) as entries:
-                while names := self._next_names(entries, task.rel):
-                    if not task.rel:
-                        names = [name for name in names if name != STATE_DIR]
+                while names := self.next_names(entries, task.rel, self.errors):
                     if len(self._paths) + len(names) > self.batch_rows:
                         yield self.take()
-                    self._add(fd, prefix, names, stack)
+                    names, stats = self.stat_names(fd, prefix, names, self.errors)
+                    self.record(prefix, names, stats, stack)
         finally:
             os.close(fd)
+
+    def room_for(self, rows: int) -> bool:
+        """Whether ``rows`` more rows fit in the pending batch (else ``take`` it first)."""
+        return len(self._paths) + rows <= self.batch_rows
 
     def take(self) -> RawBatch:
         """Hand out the pending rows (possibly none) and start a new batch."""
@@ -157,36 +160,51 @@ class Walker:
         self._reset()
         return RawBatch(len(paths), buffers)
 
-    def _open(self, task: Task) -> int | None:
+    # The reading steps below touch no state of the walker but ``errors`` (the
+    # sink they are given), so threads may run them for the walker (``inflight``).
+
+    def open_dir(self, task: Task, errors: ErrorLog) -> int | None:
+        """A directory fd for ``task``; None (and an error logged) if it is gone or was replaced."""
         try:
             fd = os.open(task.rel or b".", _DIR_FLAGS, dir_fd=self.root_fd)
         except OSError as exc:
             # A directory that is now a file or (O_NOFOLLOW) a symlink was replaced, not removed.
             replaced = exc.errno in (errno.ENOTDIR, errno.ELOOP)
-            self.errors.add("changed" if replaced else error_kind(exc), task.rel)
+            errors.add("changed" if replaced else error_kind(exc), task.rel)
             return None
         if task.ino is not None:
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) != (task.dev, task.ino):
                 os.close(fd)
-                self.errors.add("changed", task.rel)
+                errors.add("changed", task.rel)
                 return None
         return fd
 
-    def _next_names(self, entries: Iterator[os.DirEntry[str]], rel: bytes) -> list[bytes]:
+    def next_names(self, entries: Iterator[os.DirEntry[str]], rel: bytes, errors: ErrorLog) -> list[bytes]:
+        """The next (at most ``chunk``) names of a directory being listed; [] at its end."""
         # scandir on an fd yields str names, decoded with the filesystem codec;
         # encoding them back the same way restores the exact bytes.
         try:
-            return [e.name.encode(_FS_ENCODING, _FS_ERRORS) for e in islice(entries, self.chunk)]
+            names = [e.name.encode(_FS_ENCODING, _FS_ERRORS) for e in islice(entries, self.chunk)]
         except OSError as exc:
-            self.errors.add(error_kind(exc), rel)
+            errors.add(error_kind(exc), rel)
             return []
+        if not rel and STATE_DIR in names:
+            names.remove(STATE_DIR)
+            if not names:  # the state dir was the whole chunk: the listing goes on
+                return self.next_names(entries, rel, errors)
+        return names
 
-    def _add(self, fd: int, prefix: bytes, names: list[bytes], stack: list[Task]) -> None:
+    def stat_names(self, fd: int, prefix: bytes, names: list[bytes],
+                   errors: ErrorLog) -> tuple[list[bytes], list[os.stat_result]]:
+        """``lstat`` of each name in directory ``fd``; names that failed are logged and dropped."""
         try:
-            stats = [os.stat(name, dir_fd=fd, follow_symlinks=False) for name in names]
+            return names, [os.stat(name, dir_fd=fd, follow_symlinks=False) for name in names]
         except OSError:  # rare: something vanished; redo this chunk one entry at a time
-            names, stats = self._stat_each(fd, prefix, names)
+            return self._stat_each(fd, prefix, names, errors)
+
+    def record(self, prefix: bytes, names: list[bytes], stats: list[os.stat_result], stack: list[Task]) -> None:
+        """Append the rows of one chunk of a directory; push its subdirectories on ``stack``."""
         kinds = [st.st_mode & 0o170000 for st in stats]
         files, dirs, links = kinds.count(_REG), kinds.count(_DIR), kinds.count(_LNK)
         if files + dirs + links < len(kinds):
@@ -210,13 +228,15 @@ class Walker:
         self.specials += len(kinds) - len(kept)
         return [names[i] for i in kept], [stats[i] for i in kept], [kinds[i] for i in kept]
 
-    def _stat_each(self, fd: int, prefix: bytes, names: list[bytes]) -> tuple[list[bytes], list[os.stat_result]]:
+    @staticmethod
+    def _stat_each(fd: int, prefix: bytes, names: list[bytes],
+                   errors: ErrorLog) -> tuple[list[bytes], list[os.stat_result]]:
         kept, stats = [], []
         for name in names:
             try:
                 stats.append(os.stat(name, dir_fd=fd, follow_symlinks=False))
             except OSError as exc:
-                self.errors.add(error_kind(exc), prefix + name)
+                errors.add(error_kind(exc), prefix + name)
             else:
                 kept.append(name)
         return kept, stats
