@@ -29,6 +29,7 @@ import functools
 import os
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tiering.core.display import show_path
@@ -129,26 +130,14 @@ class HotRoot:
             fd = self._state_dirs.get(parts)
         if fd is not None:
             return fd
-        fd = os.dup(self._root_fd())
-        try:
-            for i, part in enumerate((STATE_DIR, *parts)):
-                try:
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                try:
-                    nxt = os.open(part, _O_DIR | os.O_NOFOLLOW, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        where = b"/".join((STATE_DIR, *parts)[:i + 1])
-                        raise PathError(f"{show_path(where)} in the hot tier is not a folder of ours (a link or "
-                                        f"a file); move it away", path=where) from None
-                    raise
-                os.close(fd)
-                fd = nxt
-        except BaseException:
-            os.close(fd)
-            raise
+        path = [STATE_DIR, *parts]
+
+        def refused(_: int, i: int) -> PathError:
+            where = b"/".join(path[:i + 1])
+            return PathError(f"{show_path(where)} in the hot tier is not a folder of ours (a link or a file); "
+                             f"move it away", path=where)
+
+        fd = _descend(self._root_fd(), path, refused, make=True)
         with self._lock:
             if parts in self._state_dirs:  # made by another thread meanwhile: keep one
                 os.close(fd)
@@ -185,14 +174,30 @@ def _open_beneath(root: int, parent: bytes, rel: bytes) -> int:
 
 
 def _walk(root: int, parent: list[bytes], rel: bytes) -> int:
-    fd = os.dup(root)
+    def refused(fd: int, i: int) -> PathError | None:
+        return _refused(rel, root, b"/".join(parent[:i + 1])) if _is_link(fd, parent[i]) else None
+
+    return _descend(root, parent, refused)
+
+
+def _descend(start: int, parts: list[bytes], refused: Callable[[int, int], Exception | None], *,
+             make: bool = False) -> int:
+    """A new descriptor of the directory ``parts`` below ``start``, opened one component at a time and
+    never through a link: where component ``i`` (opened from ``fd``) is a link or not a directory,
+    ``refused(fd, i)`` is raised if it gives an error. ``make``: create missing components."""
+    fd = os.dup(start)
     try:
-        for i, part in enumerate(parent):
+        for i, part in enumerate(parts):
+            if make:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
             try:
                 nxt = os.open(part, _O_DIR | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, part):
-                    raise _refused(rel, root, b"/".join(parent[:i + 1])) from None
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and (err := refused(fd, i)) is not None:
+                    raise err from None
                 raise
             os.close(fd)
             fd = nxt

@@ -766,9 +766,10 @@ def _take_stub_attributes(where: Entry, fd: int, st: os.stat_result, stub: os.st
     """Give the restored copy ``fd`` (now ``st``) the stub's user xattrs, owner, mode and times; what
     it has already is not set again (each call is a round trip on a networked filesystem)."""
     copy_user_xattrs(where.fd_path(), fd)  # (by name through our directory descriptor: no link followed)
-    if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (stub.st_uid, stub.st_gid):
+    chowned = os.geteuid() == 0 and (st.st_uid, st.st_gid) != (stub.st_uid, stub.st_gid)
+    if chowned:
         os.fchown(fd, stub.st_uid, stub.st_gid)
-    if stat.S_IMODE(st.st_mode) != stat.S_IMODE(stub.st_mode):
+    if chowned or stat.S_IMODE(st.st_mode) != stat.S_IMODE(stub.st_mode):  # (a chown drops set-id bits)
         os.fchmod(fd, stat.S_IMODE(stub.st_mode))
     # A restore is a use: atime says "now", or the next policy cycle would take the file that was
     # just staged in for the coldest on the tier and release it again. mtime stays the file's own.
