@@ -93,7 +93,7 @@ class Holder:
 
 
 class RestoreLock:
-    """A held restore lock; ``release`` it (also on failure). Valid while its ``Entry`` is open."""
+    """A held restore lock; ``release`` it (also on failure). Valid while its hot root (``HotRoot``) is open."""
 
     def __init__(self, dir_fd: int, name: bytes, fd: int, line: bytes) -> None:
         self.dir_fd = dir_fd  # (the lock's shard folder: open as long as the hot root is)
