@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -55,10 +54,11 @@ from bench.peers.tools import (
     add_data_args,
     binary,
     data_sets,
-    drop_prefix,
+    drop_round,
     environment,
     peer_command,
     rotation,
+    summary_row,
     timed,
 )
 
@@ -67,7 +67,7 @@ FUSE_FILER_PATH = "/bench-hot"
 
 
 def tiering_config(work: Path, hot: Path, endpoint: str, prefix: str, jobs: int, io: str) -> Path:
-    name = prefix.replace("/", "-").replace(":", "-")
+    name = prefix.replace("/", "-")
     cfg = work / f"{name}.toml"
     cfg.write_text(f'default_tier = "s3"\n[hot]\npath = "{hot}"\nio = "{io}"\n'
                    f'[catalog]\npath = "{work}/state-{name}/catalog.db"\n'
@@ -79,7 +79,7 @@ def tiering_config(work: Path, hot: Path, endpoint: str, prefix: str, jobs: int,
 def tiering_round(work: Path, hot: Path, files: list[Path], server: SeaweedServer, prefix: str, jobs: int,
                   io: str) -> tuple[Run, Run]:
     cfg = tiering_config(work, hot, server.endpoint, prefix, jobs, io)
-    manifest = work / f"{prefix.replace('/', '-').replace(':', '-')}.txt"
+    manifest = work / f"{prefix.replace('/', '-')}.txt"
     manifest.write_text("".join(f"{p.relative_to(hot)}\n" for p in files))
     env = environment(server.endpoint)
     release = timed([binary("tiering"), "release", "-c", str(cfg), "--manifest", str(manifest)], env,
@@ -106,11 +106,12 @@ def run_set(fs: str, label: str, hot: Path, src: Path, rounds: int, jobs: int, s
     expected = {p.name: p.stat().st_size for p in files}
     nbytes = sum(expected.values())
     ours = tuple(f"tiering:{io}" if len(ios) > 1 else "tiering" for io in ios)
+    folder = {tool: tool.replace(":", "-") for tool in (*ours, *PEERS)}  # each tool's objects: FOLDER/fs-label/round
     runs: dict[tuple[str, str], list[Run]] = {}
     env = environment(server.endpoint)
     for r in range(rounds):
         for tool in rotation((*ours, *PEERS), r):
-            prefix = f"{tool.replace(':', '-')}/{fs}-{label}/{r}"
+            prefix = f"{folder[tool]}/{fs}-{label}/{r}"
             if tool in ours:
                 io = ios[ours.index(tool)]
                 move, restore = tiering_round(work, hot, files, server, prefix, jobs, io)
@@ -121,17 +122,9 @@ def run_set(fs: str, label: str, hot: Path, src: Path, rounds: int, jobs: int, s
             check_folder(src, expected, f"{tool} ({fs}, {label}, round {r})")
             runs.setdefault(("archive+release", tool), []).append(move)
             runs.setdefault(("restore", tool), []).append(restore)
-        for tool in (*ours, *PEERS):
-            drop_prefix(server.endpoint, f"{tool.replace(':', '-')}/{fs}-{label}/{r}")
-        server.reclaim()
+        drop_round(server, f"{fs}-{label}", r, tuple(folder.values()))
         print(f"  {fs} {label} round {r} done", file=sys.stderr)
-    rows = []
-    for (op, tool), rs in runs.items():
-        sec = statistics.median(x.seconds for x in rs)
-        rows.append({"fs": fs, "data": label, "op": op, "tool": tool, "seconds": sec, "files_per_s": len(files) / sec,
-                     "mb_per_s": nbytes / sec / 1e6, "cpu_s": statistics.median(x.cpu for x in rs),
-                     "all_seconds": [round(x.seconds, 2) for x in rs]})
-    return rows
+    return [{"fs": fs, **summary_row(label, op, tool, len(files), nbytes, rs)} for (op, tool), rs in runs.items()]
 
 
 def table(rows: list[dict], rounds: int) -> str:

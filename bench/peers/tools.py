@@ -133,9 +133,10 @@ def drop_prefix(endpoint: str, prefix: str) -> None:
     subprocess.run(argv, env=environment(endpoint), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
-def drop_round(server, label: str, r: int) -> None:
-    """Delete every tool's objects of round ``r`` and have the server free their space (a SeaweedServer)."""
-    for tool in ("tiering", *PEERS):
+def drop_round(server, label: str, r: int, tools: tuple[str, ...] = ("tiering", *PEERS)) -> None:
+    """Delete every tool's objects of round ``r`` (under ``TOOL/label/r``) and have the server free their
+    space (a SeaweedServer)."""
+    for tool in tools:
         drop_prefix(server.endpoint, f"{tool}/{label}/{r}")
     server.reclaim()
 
