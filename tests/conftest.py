@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,6 +261,30 @@ def write_config(tmp_path: Path, tier_toml: str, hot: Path | None = None) -> Pat
     cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "{hot or "hot"}"\n[catalog]\npath = "state/catalog.db"\n'
                    f'[concurrency]\npart_size = "5MiB"\nmultipart_threshold = "5MiB"\n[tiers.cap]\n{tier_toml}\n')
     return cfg
+
+
+@contextlib.contextmanager
+def small_hot_tier(tmp_path: Path, size: str):
+    """A ``(Mover, Catalog)`` whose hot tier ``tmp_path/hot`` is a tmpfs of ``size`` (a disk that fills up;
+    needs root) and whose capacity tier is a folder; the mover is closed and the tmpfs unmounted after."""
+    from tiering.catalog import Catalog
+    from tiering.config import load_config
+    from tiering.mover.ops import Mover
+
+    (tmp_path / "capacity").mkdir()
+    cfg = write_config(tmp_path, 'url = "capacity"')
+    hot = tmp_path / "hot"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(hot)], check=True)
+    try:
+        config = load_config(cfg)
+        with Catalog.open(config.catalog_path, writer=True) as cat:
+            m = Mover(config, cat)
+            try:
+                yield m, cat
+            finally:
+                m.close()
+    finally:
+        subprocess.run(["umount", str(hot)], check=False)
 
 
 def tier_config(kind: str, tmp_path: Path, request, monkeypatch, hot: Path | None = None) -> Path:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import write_config
+from conftest import small_hot_tier
 
-from tiering.catalog import Catalog
-from tiering.config import load_config
 from tiering.mover.ops import RESTORE_TMP_PREFIX, Mover
 from tiering.stores.checksum import checksum_bytes
 from tiering.stores.keys import encode_key
@@ -178,30 +175,21 @@ def test_restore_refuses_a_damaged_capacity_copy_and_keeps_the_stub(mover, damag
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs hot tier needs root")
 def test_disk_full_during_restore_is_a_clear_error_and_loses_nothing(tmp_path):
-    (tmp_path / "capacity").mkdir()
-    cfg = write_config(tmp_path, 'url = "capacity"')
     hot = tmp_path / "hot"
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(hot)], check=True)
-    try:
-        config = load_config(cfg)
-        with Catalog.open(config.catalog_path, writer=True) as cat:
-            m = Mover(config, cat)
-            data = os.urandom(3 * 1024 * 1024)
-            hot_file(m, b"big.bin", data)
-            assert m.release(b"big.bin").status == "done"
-            hot_file(m, b"filler.bin", os.urandom(3 * 1024 * 1024))  # the tier fills up meanwhile
-            out = m.restore(b"big.bin")
-            assert out.status == "failed" and out.fatal
-            assert "No space left on device" in out.reason and "\n" not in out.reason
-            assert (hot / "big.bin").stat().st_size == 0
-            assert cat.get(b"big.bin").state == "released"
-            assert leftovers(m) == []
-            (hot / "filler.bin").unlink()
-            assert m.restore(b"big.bin").status == "done"
-            assert (hot / "big.bin").read_bytes() == data
-            m.close()
-    finally:
-        subprocess.run(["umount", str(hot)], check=False)
+    with small_hot_tier(tmp_path, "4m") as (m, cat):
+        data = os.urandom(3 * 1024 * 1024)
+        hot_file(m, b"big.bin", data)
+        assert m.release(b"big.bin").status == "done"
+        hot_file(m, b"filler.bin", os.urandom(3 * 1024 * 1024))  # the tier fills up meanwhile
+        out = m.restore(b"big.bin")
+        assert out.status == "failed" and out.fatal
+        assert "No space left on device" in out.reason and "\n" not in out.reason
+        assert (hot / "big.bin").stat().st_size == 0
+        assert cat.get(b"big.bin").state == "released"
+        assert leftovers(m) == []
+        (hot / "filler.bin").unlink()
+        assert m.restore(b"big.bin").status == "done"
+        assert (hot / "big.bin").read_bytes() == data
 
 
 def test_a_restore_waits_a_bounded_time_for_a_stub_held_open_then_fails_it(mover):

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import closed_port, write_config
+from conftest import closed_port, small_hot_tier, write_config
 
 from tiering.catalog import Catalog
 from tiering.config import load_config
@@ -161,24 +161,14 @@ def test_a_tier_that_is_down_fails_the_in_place_restore_and_leaves_the_stub(tmp_
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs hot tier needs root")
 def test_disk_full_while_filling_the_stub_empties_it_again(tmp_path):
     """The temp copy fits, the fill into the stub does not: the stub must come back empty and marked."""
-    (tmp_path / "capacity").mkdir()
-    cfg = write_config(tmp_path, 'url = "capacity"')
-    hot = tmp_path / "hot"
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(hot)], check=True)
-    try:
-        config = load_config(cfg)
-        with Catalog.open(config.catalog_path, writer=True) as cat:
-            m = Mover(config, cat)
-            data = os.urandom(3 * 1024 * 1024)
-            path, stub = released(m, b"big.bin", data)
-            out = m.restore(b"big.bin", in_place=True)
-            assert out.status == "failed" and out.fatal, out
-            assert "No space left on device" in out.reason and "\n" not in out.reason
-            assert_stub_as_it_was(m, b"big.bin", path, stub)
-            assert [e.step for e in cat.history(b"big.bin", 1)] == ["filling"]  # it failed in the fill itself
-            m.close()
-    finally:
-        subprocess.run(["umount", str(hot)], check=False)
+    with small_hot_tier(tmp_path, "5m") as (m, cat):
+        data = os.urandom(3 * 1024 * 1024)
+        path, stub = released(m, b"big.bin", data)
+        out = m.restore(b"big.bin", in_place=True)
+        assert out.status == "failed" and out.fatal, out
+        assert "No space left on device" in out.reason and "\n" not in out.reason
+        assert_stub_as_it_was(m, b"big.bin", path, stub)
+        assert [e.step for e in cat.history(b"big.bin", 1)] == ["filling"]  # it failed in the fill itself
 
 
 def test_a_stub_the_catalog_does_not_call_released_is_refused_not_passed_off_as_resident(mover):
