@@ -97,8 +97,10 @@ def test_two_nodes_open_one_stub_at_once_one_restore_two_right_readers(fuse_two_
         for name, data in a.files.items():
             with ThreadPoolExecutor(2) as pool:
                 via_a, via_b = pool.map(lambda d: read_in_process(["cat", str(d / name)], timeout=60), (dir_a, dir_b))
-            assert (via_a.returncode, sha(via_a.stdout)) == (0, sha(data)), via_a.stderr
-            assert (via_b.returncode, sha(via_b.stdout)) == (0, sha(data)), via_b.stderr
+            logs = lambda: f"A: {via_a.stderr!r} B: {via_b.stderr!r}\n--- A's guard\n{a.log.read_text()}\n" \
+                           f"--- B's guard\n{b_log.read_text()}"  # noqa: E731
+            assert (via_a.returncode, sha(via_a.stdout)) == (0, sha(data)), logs()
+            assert (via_b.returncode, sha(via_b.stdout)) == (0, sha(data)), logs()
             assert sum(_restores(shared, name).values()) == 1, _restores(shared, name)
         assert not list(dir_a.glob(".tiering-lock*")), "no restore lock is left behind"
     finally:

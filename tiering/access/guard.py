@@ -389,9 +389,9 @@ class Worker:
                 log.info("%s: restored for a reader (%s)", show_path(rel), outcome.reason)
             elif outcome.status != NOOP:
                 why = (await asyncio.to_thread(self._object_asleep, rel, True)
-                       or f"{show_path(rel)}: {outcome.reason}")
+                       or await self._unless_filled(job, f"{show_path(rel)}: {outcome.reason}"))
         except (TieringError, OSError) as exc:
-            why = f"{show_path(rel)}: {exc}"
+            why = await self._unless_filled(job, f"{show_path(rel)}: {exc}")
         except Exception as exc:  # never leave a reader waiting on a bug
             log.exception("restore of %s failed", show_path(rel))
             why = f"{show_path(rel)}: {type(exc).__name__}: {exc}"
@@ -401,6 +401,30 @@ class Worker:
             self._restores.pop(key, None)
             self._settle(job.waiters, why)
             job.waiters = []
+
+    async def _unless_filled(self, job: _Restore, why: str) -> str:
+        """``why`` this guard's restore did not succeed, or '' when the openers' file has its bytes anyway.
+
+        On a filesystem shared by nodes another node's guard may have restored
+        the file while this one looked at a stale view of it (and then found
+        "the stub changed"): the reader must get the bytes, not EIO. Bytes
+        without the stub mark are whole (a fill takes the mark off only after
+        its bytes are durable), so they are the file's own. Looked for up to
+        ``VIEW_LAG`` seconds.
+        """
+        deadline = time.monotonic() + VIEW_LAG
+        while job.waiters:
+            try:
+                fd = job.waiters[0].fd
+                if os.fstat(fd).st_size > 0 and not is_stub(fd):
+                    log.info("%s; the file has its bytes now (restored by another restorer): the reader gets them", why)
+                    return ""
+            except OSError:
+                return why
+            if time.monotonic() >= deadline:
+                return why
+            await asyncio.sleep(0.05)
+        return why
 
     async def _until_seen(self, job: _Restore) -> None:
         """Wait (up to ``VIEW_LAG``) until the openers' view of the restored file shows its bytes."""
