@@ -355,15 +355,68 @@ def test_a_tiering_restore_process_holds_the_lock_while_it_restores(mover, tmp_p
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.01)
         with mover.hot_root.entry(b"cli.bin") as where:
-            held = holder_of(where)
+            held = holder_of(where, mover.host_locks)
         assert (held.host, held.pid) == (socket.gethostname(), proc.pid) and held.alive()
     finally:
         proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     with mover.hot_root.entry(b"cli.bin") as where:
-        assert holder_of(where) is None
+        assert holder_of(where, mover.host_locks) is None
     assert path.read_bytes() == data and leftovers(mover) == []
+
+
+def _lock_dirs(m: Mover) -> list[str]:
+    return sorted(p.name for p in (m.hot / ".tiering" / "locks").rglob(f"{restorelock.LOCK_PREFIX}*"))
+
+
+def test_on_a_local_disk_the_lock_is_a_record_lock_that_dies_with_its_holder(mover, tmp_path):
+    """A local hot tier's restore lock makes no directory (no inode made and removed per restore); the
+    guard still learns the holder; a SIGKILLed holder's lock is gone at once, with nothing to judge stale."""
+    assert mover.host_locks  # (tmp_path is on a local filesystem)
+    data = os.urandom(50_000)
+    path, _ = released(mover, b"rec.bin", data)
+    cfg = tmp_path / "tiering.toml"
+    mover.catalog.close()
+    env = {**os.environ, "TIERING_CRASH_AT": "restore:fetched", "TIERING_CRASH_SIGNAL": "STOP"}
+    proc = subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", "restore", "-c", str(cfg),
+                             str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not _stopped(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.01)
+        assert _lock_dirs(mover) == []
+        with mover.hot_root.entry(b"rec.bin") as where:
+            assert holder_of(where, True) == Holder(socket.gethostname(), proc.pid, restorelock._start_time(proc.pid))
+            busy = restorelock.try_acquire(where, True)
+            assert isinstance(busy, Holder) and busy.pid == proc.pid
+            proc.kill()
+            proc.wait(30)
+            assert holder_of(where, True) is None
+            lock = restorelock.try_acquire(where, True)
+            assert not isinstance(lock, Holder)
+            lock.release()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_one_process_never_holds_a_record_lock_twice(mover):
+    """Record locks never conflict within one process: the lock's own table keeps a second restorer of the
+    same file in the same process out until the first lets go."""
+    released(mover, b"twice.bin", os.urandom(1000))
+    with mover.hot_root.entry(b"twice.bin") as where:
+        first = restorelock.try_acquire(where, True)
+        assert not isinstance(first, Holder)
+        assert restorelock.try_acquire(where, True) == Holder(socket.gethostname(), os.getpid(),
+                                                              restorelock._start_time(os.getpid()))
+        first.release()
+        first.release()  # (twice: the second does nothing)
+        again = restorelock.try_acquire(where, True)
+        assert not isinstance(again, Holder)
+        again.release()
 
 
 def _stopped(pid: int) -> bool:

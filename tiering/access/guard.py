@@ -371,7 +371,7 @@ class Worker:
     def _opened_by_restorer(self, rel: bytes, pid: int) -> bool:
         try:
             with self.mover.hot_root.entry(rel) as where:
-                holder = holder_of(where)
+                holder = holder_of(where, self.mover.host_locks)
         except (OSError, PathError):
             return False
         return holder is not None and holder.pid == pid and holder.host == self._host

@@ -45,6 +45,11 @@ def is_networked(kind: str) -> bool:
     return bool(kind) and kind not in LOCAL
 
 
+def is_local(kind: str) -> bool:
+    """True for a filesystem known to live on this machine's own disks (or memory): only its processes write it."""
+    return kind in LOCAL
+
+
 def attribute_lag(path: str | os.PathLike[str]) -> float:
     """Seconds another node's change to a file under ``path`` may take to show here (0 on local disks)."""
     return NETWORK_LAG if is_networked(fs_type(path)) else 0.0

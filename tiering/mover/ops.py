@@ -55,7 +55,7 @@ from tiering.core.errors import (
     TieringError,
 )
 from tiering.core.faults import crash_point
-from tiering.core.mounts import attribute_lag, hot_io
+from tiering.core.mounts import attribute_lag, fs_type, hot_io, is_local
 from tiering.core.states import FileState
 from tiering.mover import restorelock
 from tiering.mover.beneath import Entry, HotRoot
@@ -123,6 +123,9 @@ class Mover:
         self.lock_wait = LOCK_WAIT
         #: How long another node's change to a hot file may take to show here (0 on a local filesystem).
         self.view_lag = attribute_lag(self.hot)
+        #: The hot tier is on this host's own disk: restore locks are record locks (``hostlock``), not
+        #: ``mkdir`` locks that other nodes would see.
+        self.host_locks = is_local(fs_type(self.hot))
         #: Runs the hot tier's blocking calls: inline on a local disk, on threads on a networked filesystem.
         self.io = HotIO(hot_io(config.hot_io, self.hot), config.jobs)
         #: Called with a file's directory descriptor under the write lease, just before it is truncated to a
@@ -440,7 +443,7 @@ class Mover:
                                                **({"in_place": True} if in_place else {}))
         crash_point("restore:begin")
         try:
-            lock = await restorelock.acquire(where, self.lock_wait, self.io)
+            lock = await restorelock.acquire(where, self.lock_wait, self.io, self.host_locks)
         except BaseException as exc:
             await self.catalog.end_async(entry, "failed", error=str(exc)[:500])
             raise

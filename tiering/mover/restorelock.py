@@ -1,5 +1,14 @@
 """One restore of a file at a time, across processes and nodes: a lock in the hot tier's state folder.
 
+Two kinds, by where the hot tier lives (the mover decides, ``Mover.host_locks``):
+
+- on a filesystem of this machine's own disks (ext4, XFS, tmpfs...) only
+  this host's processes restore, and the lock is a record lock in one file
+  (``hostlock``): no inode is made and removed per restore, and the kernel
+  lets go of it when its holder dies. A directory lock (below) of an
+  earlier version's restorer is still respected, and broken if stale;
+- on a networked filesystem, the directory lock described here.
+
 Every restore of a file (``tiering restore``, a pin, the access guard's
 restore-on-open) first takes this lock. It lives on the hot tier's own
 filesystem, which on a cluster is shared by every client node, so it works
@@ -57,7 +66,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tiering.mover import hostlock
 from tiering.mover.beneath import STATE_DIR, Entry
+from tiering.mover.hostlock import HostLock
 from tiering.mover.hotio import HotIO
 
 LOCK_PREFIX = ".tiering-restore-lock-"
@@ -147,18 +158,48 @@ def _place(where: Entry) -> tuple[int, bytes]:
     return where.root.state_dir(b"locks", digest[:2]), LOCK_PREFIX.encode() + digest
 
 
-def holder_of(where: Entry) -> Holder | None:
+def holder_of(where: Entry, host_only: bool = False) -> Holder | None:
     """Who holds the restore lock of ``where`` now (None: nobody, or a lock still being written).
 
     For the access guard: opens of a stub by its lock holder (a ``tiering
     restore`` opens the stub it restores) are let through at once.
+    ``host_only``: the hot tier is on this host's own disk (see ``try_acquire``).
     """
+    if host_only and (held := hostlock.holder(where, _digest(where.rel))) is not None:
+        return _local_holder(held.pid)
     seen = _read(*_place(where))
     return _parse(seen[0]) if seen else None
 
 
-def try_acquire(where: Entry) -> RestoreLock | Holder:
-    """Take ``where``'s restore lock, breaking a stale one; else the live holder (not waiting)."""
+def try_acquire(where: Entry, host_only: bool = False) -> RestoreLock | HostLock | Holder:
+    """Take ``where``'s restore lock, breaking a stale one; else the live holder (not waiting).
+
+    ``host_only``: the hot tier is on a local filesystem, written by this
+    host's processes only, so the lock is a record lock (``hostlock``: no
+    inode made and removed per restore). A ``mkdir`` lock found as well (an
+    earlier version's restorer) is still respected.
+    """
+    if not host_only:
+        return _try_dir_lock(where)
+    got = hostlock.try_acquire(where, _digest(where.rel))
+    if isinstance(got, hostlock.Held):
+        return _local_holder(got.pid)
+    dir_fd, name = _place(where)
+    seen = _read(dir_fd, name)
+    if seen is not None:
+        held = _parse(seen[0]) or Holder("?", 0)
+        if not _stale(held, seen[1]):
+            got.release()
+            return held
+        _break(dir_fd, name, seen[0])  # (a dead holder's: nobody else clears it)
+    return got
+
+
+def _local_holder(pid: int) -> Holder:
+    return Holder(socket.gethostname(), pid, _start_time(pid) if pid > 0 else "")
+
+
+def _try_dir_lock(where: Entry) -> RestoreLock | Holder:
     dir_fd, name = _place(where)
     line = _line()
     holder = Holder("?", 0)
@@ -177,11 +218,12 @@ def try_acquire(where: Entry) -> RestoreLock | Holder:
     return holder
 
 
-async def acquire(where: Entry, wait: float, io: HotIO | None = None) -> RestoreLock | Holder:
+async def acquire(where: Entry, wait: float, io: HotIO | None = None,
+                  host_only: bool = False) -> RestoreLock | HostLock | Holder:
     """``try_acquire``, waiting up to ``wait`` seconds (polling with backoff) for a live holder to finish;
     the holder if it is still held then. ``io`` runs each try (inline when None)."""
-    async def attempt() -> RestoreLock | Holder:
-        return await io.acquire(try_acquire, _let_go, where) if io else try_acquire(where)
+    async def attempt() -> RestoreLock | HostLock | Holder:
+        return await io.acquire(try_acquire, _let_go, where, host_only) if io else try_acquire(where, host_only)
 
     deadline, pause = time.monotonic() + wait, _FIRST_PAUSE
     got = await attempt()
@@ -190,13 +232,13 @@ async def acquire(where: Entry, wait: float, io: HotIO | None = None) -> Restore
         await asyncio.sleep(min(pause, left))
         pause = min(pause * 2, _LONGEST_PAUSE)
         got, waited = await attempt(), True
-    if isinstance(got, RestoreLock):
+    if not isinstance(got, Holder):
         got.waited = waited
     return got
 
 
-def _let_go(got: RestoreLock | Holder) -> None:
-    if isinstance(got, RestoreLock):
+def _let_go(got: RestoreLock | HostLock | Holder) -> None:
+    if not isinstance(got, Holder):
         got.release()
 
 
