@@ -41,6 +41,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "restore": ("move_cmd", "restore"),
     "recover": ("move_cmd", "recover"),
     "status": ("status_cmd", "status"),
+    "reconcile": ("reconcile_cmd", "reconcile"),
     "run": ("run_cmd", "run"),
     "daemon": ("run_cmd", "daemon"),
     "guard": ("guard_cmd", "guard"),

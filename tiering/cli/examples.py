@@ -30,6 +30,8 @@ _EXAMPLES = {
                 "tiering recover --json -q"],
     "status": ["tiering status                            # usage, files by state, last run",
                "tiering status datasets/old-corpus/shards/shard-00000.tar --verify"],
+    "reconcile": ["tiering reconcile                         # hot tier vs catalog vs buckets, by kind",
+                  "tiering reconcile --fix --json             # repair what is safe; never deletes"],
     "run": ["tiering run                               # one cycle, as cron runs it",
             "tiering run --json -q >> /var/log/tiering-runs.jsonl"],
     "daemon": ["tiering daemon -c /etc/tiering/tiering.toml",

@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tiering.core.faults import crash_point
@@ -95,6 +96,30 @@ def stub_attributes(size: int, checksum: str, tier: str) -> dict[str, bytes]:
     """The extended attributes a released stub carries (see the module docstring)."""
     algorithm, _, digest = checksum.partition(":")
     return {STUB_XATTR: f"{FileState.RELEASED} {size} {tier} {algorithm}:{digest[:STUB_DIGEST]}".encode()}
+
+
+@dataclass(frozen=True, slots=True)
+class StubMark:
+    """What a stub's one-line mark says: the released file's size, its tier and the start of its checksum."""
+
+    size: int
+    tier: str
+    checksum: str  # "algorithm:" and the digest's first ``STUB_DIGEST`` hex digits
+
+    def matches(self, checksum: str | None) -> bool:
+        """True if ``checksum`` (a whole one, "algorithm:digest") is the one this mark names."""
+        return bool(checksum) and checksum.startswith(self.checksum) and len(self.checksum.partition(":")[2]) > 0
+
+
+def read_mark(path: str | Path) -> StubMark | None:
+    """The stub mark of ``path`` (not following a final link); None without one (or an older, JSON mark)."""
+    try:
+        fields = os.getxattr(path, STUB_XATTR, follow_symlinks=False).decode(errors="replace").split(" ")
+    except (OSError, AttributeError):
+        return None
+    if len(fields) != 4 or fields[0] != FileState.RELEASED or not fields[1].isdigit():
+        return None
+    return StubMark(int(fields[1]), fields[2], fields[3])
 
 
 def is_stub(path: str | Path, *, follow_symlinks: bool = True) -> bool:
