@@ -1,6 +1,7 @@
 """Group commit: many threads' catalog writes, one durable transaction at a time.
 
-The catalog runs with ``synchronous=FULL``: a commit that returned is on disk,
+The catalog commits durably (SQLite ``synchronous=FULL``, PostgreSQL
+``synchronous_commit = on``): a commit that returned is on disk,
 which is what lets the mover truncate a file on the strength of it. One fsync
 per journal step would cap a mover at a few thousand steps a second, so
 writers hand their statements to one committer thread, which runs everything
@@ -18,23 +19,26 @@ is paid per batch, not per item, and the loop never waits on the fsync.
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from tiering.catalog.backend import Connection
 from tiering.core.aio import LoopBatcher, Outcomes, PerLoop, settle
 
-Work = Callable[[sqlite3.Connection], Any]
+Work = Callable[[Connection], Any]
 _STOP = object()
 
 
 class GroupCommitter:
     """Runs write functions on one connection, in batches, on its own thread."""
 
-    def __init__(self, conn: sqlite3.Connection, max_batch: int = 512) -> None:
+    def __init__(self, conn: Connection, max_batch: int = 512, *, begin: str = "BEGIN IMMEDIATE",
+                 cursor_types: tuple[type, ...] = ()) -> None:
         self._conn = conn
+        self._begin = begin  # SQLite's BEGIN IMMEDIATE takes the write lock up front; PostgreSQL's BEGIN
+        self._cursor_types = cursor_types
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._conn_lock = threading.Lock()  # one transaction at a time: the thread's, or a loop's
@@ -80,20 +84,20 @@ class GroupCommitter:
         with self._conn_lock:
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(self._begin)
                 try:
-                    outcomes: Outcomes = [(_no_cursor(work(conn)), None) for work in works]
+                    outcomes: Outcomes = [(self._no_cursor(work(conn)), None) for work in works]
                 except Exception:  # some item failed: redo them one by one, so it fails alone
                     conn.execute("ROLLBACK")
-                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute(self._begin)
                     outcomes = [self._isolated(work) for work in works]
                 conn.execute("COMMIT")
             except BaseException as exc:  # the commit itself failed: nothing is durable
-                if conn.in_transaction:
-                    try:
+                try:
+                    if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # (SQLite may have rolled back already, e.g. on a full disk); the writers get exc
+                except Exception:  # noqa: BLE001 - SQLite may have rolled back already (a full disk), a
+                    pass  # server's connection may be gone: either way the writers get exc
                 return [(None, exc)] * len(works)
             return outcomes
 
@@ -102,7 +106,7 @@ class GroupCommitter:
         conn = self._conn
         conn.execute("SAVEPOINT item")
         try:
-            value = _no_cursor(work(conn))
+            value = self._no_cursor(work(conn))
         except Exception as exc:
             conn.execute("ROLLBACK TO item")
             conn.execute("RELEASE item")
@@ -111,9 +115,9 @@ class GroupCommitter:
         return value, None
 
 
-def _no_cursor(value: Any) -> Any:
-    """A cursor must not outlive this thread's use of the connection: results are values only."""
-    if isinstance(value, sqlite3.Cursor):
-        value.close()
-        return None
-    return value
+    def _no_cursor(self, value: Any) -> Any:
+        """A cursor must not outlive this thread's use of the connection: results are values only."""
+        if isinstance(value, self._cursor_types):
+            value.close()
+            return None
+        return value

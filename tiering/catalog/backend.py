@@ -1,0 +1,71 @@
+"""Which database a catalog lives in: a SQLite file (the default) or a PostgreSQL server.
+
+``Catalog.open`` takes a path or a URL. A ``postgresql://`` (or ``postgres://``)
+URL selects the server backend, imported only then (the ``postgres`` extra);
+anything else is a SQLite file. Both backends hand the catalog the same
+three things: a connection for reads, one for the group committer (writers
+only) under the writer lock, and a bulk read into Arrow. Their connections
+take the catalog's SQL with ``?`` placeholders.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+PG_SCHEMES = ("postgresql", "postgres")
+
+
+class Connection(Protocol):
+    """What the catalog's SQL runs on: ``sqlite3.Connection`` itself, or an adapter to it."""
+
+    def execute(self, sql: str, args: Any = ()) -> Any: ...
+    def executemany(self, sql: str, rows: Any) -> Any: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+
+class Backend(Protocol):
+    """One open catalog database (see the module docstring)."""
+
+    name: str               # for messages: the file, or the URL without its password
+    begin_sql: str          # how a write transaction starts
+    operational: tuple[type[BaseException], ...]  # the database cannot be reached or written: a CatalogError
+    cursor_types: tuple[type, ...]
+    reader: Connection
+    writer: Connection | None
+
+    def schema_version(self) -> int: ...
+    def arrow(self, sql: str) -> pa.Table: ...
+    def close(self) -> None: ...
+
+
+def is_url(target: str | os.PathLike[str]) -> bool:
+    """Whether ``target`` names a catalog server rather than a SQLite file."""
+    return isinstance(target, str) and urlsplit(target).scheme in PG_SCHEMES
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``: the form every message and log shows."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def open_backend(target: str | os.PathLike[str], *, writer: bool, purpose: str) -> Backend:
+    """Open the catalog database ``target`` names (a writer takes the writer lock and migrates)."""
+    if is_url(target):
+        from tiering.catalog.postgres import PostgresBackend
+
+        return PostgresBackend.open(str(target), writer=writer, purpose=purpose)
+    from tiering.catalog.sqlite import SqliteBackend
+
+    return SqliteBackend.open(Path(target), writer=writer, purpose=purpose)
