@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from tiering.config.catalog_url import SCHEMES as PG_SCHEMES
+from tiering.config.catalog_url import redact
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-PG_SCHEMES = ("postgresql", "postgres")
-
 
 class Connection(Protocol):
     """What the catalog's SQL runs on: ``sqlite3.Connection`` itself, or an adapter to it."""
@@ -49,15 +49,6 @@ class Backend(Protocol):
 def is_url(target: str | os.PathLike[str]) -> bool:
     """Whether ``target`` names a catalog server rather than a SQLite file."""
     return isinstance(target, str) and urlsplit(target).scheme in PG_SCHEMES
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``: the form every message and log shows."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def open_backend(target: str | os.PathLike[str], *, writer: bool, purpose: str) -> Backend:

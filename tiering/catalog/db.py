@@ -181,14 +181,18 @@ class Catalog:
             f"heat = files.heat * pow(0.5, (? - coalesce(files.heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?, {_SIZE}",
             rows))
 
+    def _arrow(self, sql: str) -> pa.Table:
+        """The rows of ``sql`` straight into Arrow (the backend's bulk path)."""
+        with self._read_lock:
+            return self._db.arrow(sql)
+
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
         pin, and the identity (size, mtime, inode) of the archived version."""
         import pyarrow as pa  # only planning needs Arrow; movers start faster without it
         import pyarrow.compute as pc
 
-        with self._read_lock:
-            raw = self._db.arrow("SELECT path, state, tier, heat, heat_at, pinned, size, mtime_ns, ino FROM files")
+        raw = self._arrow("SELECT path, state, tier, heat, heat_at, pinned, size, mtime_ns, ino FROM files")
 
         def col(name: str, type_: pa.DataType) -> pa.Array:
             return raw.column(name).cast(type_)

@@ -108,8 +108,8 @@ def tier_summary(config: Config) -> dict:
             d = config.daemon
             out["daemon"] = {**holder, "metrics": f"http://{d.metrics_address}:{d.metrics_port}/metrics"
                              if d.metrics_port else None}
-    if config.catalog_path.exists():
-        with Catalog.open(config.catalog_path) as cat:
+    if config.catalog_url or config.catalog_path.exists():
+        with Catalog.open(config.catalog_target) as cat:
             out["by_state"] = {s: {"files": n, "bytes": b} for s, (n, b) in cat.counts().items()}
             out["last_run"] = cat.last_run()
             out["interrupted"] = len(cat.open_entries())
