@@ -78,6 +78,41 @@ def test_state_table_is_the_same_arrow_table_on_both_backends(target):
     assert rows[b"b"]["heat"] == pytest.approx(0.5) and rows[b"c"]["pinned"] is True
 
 
+def test_a_bulk_read_keeps_nulls_and_types_past_the_first_batch(target):
+    """SQLite's ADBC driver guesses a column's type from its first rows: a tier that is NULL for the first
+    thousands of files (resident ones) and text later must still read as text, its NULLs as nulls."""
+    import pyarrow as pa
+
+    with Catalog.open(target, writer=True) as cat:
+        cat.add_heat([f"a/{i:05d}".encode() for i in range(3000)], now=0.0, half_life=1.0)
+        cat.put(FileRecord(b"z/last", "archived", tier="hdd", size=7, ino=(1 << 64) - 1, heat_at=2.5))
+        table = cat.state_table(now=0.0, half_life=1.0)
+        raw = cat.columns("files", {"path": pa.binary(), "tier": pa.string(), "heat_at": pa.float64(),
+                                    "ino": pa.int64()})
+    rows = {r["path"]: r for r in raw.to_pylist()}
+    assert table.num_rows == 3001 and table.column("tier").null_count == 3000
+    assert rows[b"z/last"] == {"path": b"z/last", "tier": "hdd", "heat_at": 2.5, "ino": -1}
+    assert rows[b"a/00000"]["tier"] is None and rows[b"a/00000"]["heat_at"] == 0.0
+
+
+def test_the_sqlite_bulk_read_matches_the_row_by_row_read(tmp_path):
+    import pyarrow as pa
+
+    from tiering.catalog.arrow import _rows_to_arrow, sqlite_columns
+
+    db = tmp_path / "catalog.db"
+    with Catalog.open(db, writer=True) as cat:
+        cat.add_heat([b"r"], now=1.0, half_life=1.0, sizes={b"r": 4})
+        cat.put(FileRecord(b"a", "archived", tier="hdd", checksum="blake3:00", size=3, mtime_ns=1, ino=2))
+    types = {"path": pa.binary(), "state": pa.string(), "tier": pa.string(), "checksum": pa.string(),
+             "size": pa.int64(), "mtime_ns": pa.int64(), "heat": pa.float64(), "heat_at": pa.float64()}
+    conn = sqlite3.connect(db)
+    try:
+        assert sqlite_columns(db, conn, "files", types).equals(_rows_to_arrow(conn, "files", types))
+    finally:
+        conn.close()
+
+
 def test_empty_state_table_keeps_its_types(target):
     with Catalog.open(target, writer=True) as cat:
         table = cat.state_table(now=1.0, half_life=1.0)

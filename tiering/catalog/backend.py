@@ -4,7 +4,7 @@
 URL selects the server backend, imported only then (the ``postgres`` extra);
 anything else is a SQLite file. Both backends hand the catalog the same
 three things: a connection for reads, one for the group committer (writers
-only) under the writer lock, and a bulk read into Arrow. Their connections
+only) under the writer lock, and a bulk read of columns into Arrow. Their connections
 take the catalog's SQL with ``?`` placeholders.
 """
 
@@ -42,7 +42,11 @@ class Backend(Protocol):
     writer: Connection | None
 
     def schema_version(self) -> int: ...
-    def arrow(self, sql: str) -> pa.Table: ...
+
+    def columns(self, table: str, types: dict[str, pa.DataType]) -> pa.Table:
+        """Every row of ``table``, the columns ``types`` names, typed so: the bulk read into Arrow,
+        no Python object per row (``arrow.py``)."""
+        ...
     def close(self) -> None: ...
 
 

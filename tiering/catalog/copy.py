@@ -117,7 +117,7 @@ def export_parquet(source: str | os.PathLike[str], out: Path, table: str = "file
     if table not in COLUMNS:
         raise UserError(f"catalog export: unknown table {table!r}; expected one of {', '.join(COLUMNS)}")
     with Catalog.open(source) as cat:
-        data = cat._arrow(f"SELECT {', '.join(COLUMNS[table])} FROM {table} ORDER BY {COLUMNS[table][0]}")
+        data = cat.columns(table, {c: _arrow_type(table, c) for c in COLUMNS[table]})
     if table == "files":
         data = data.set_column(data.schema.get_field_index("pinned"), "pinned",
                                pc.not_equal(data.column("pinned").cast(pa.int64()), 0))
@@ -131,3 +131,22 @@ def export_parquet(source: str | os.PathLike[str], out: Path, table: str = "file
         tmp.unlink(missing_ok=True)
         raise
     return data.num_rows
+
+
+_TEXT = {"state", "tier", "object_key", "storage_class", "checksum", "run_id", "action", "step", "status", "detail",
+         "command", "host", "summary"}
+_INTEGER = {"size", "mtime_ns", "ctime_ns", "ino", "pinned", "pid"}
+
+
+def _arrow_type(table: str, column: str):
+    import pyarrow as pa
+
+    if column == "id":
+        return pa.string() if table == "runs" else pa.int64()
+    if column == "path":
+        return pa.binary()
+    if column in _TEXT:
+        return pa.string()
+    if column in _INTEGER:
+        return pa.int64()
+    return pa.float64()  # the times and the heat

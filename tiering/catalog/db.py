@@ -181,10 +181,14 @@ class Catalog:
             f"heat = files.heat * pow(0.5, (? - coalesce(files.heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?, {_SIZE}",
             rows))
 
-    def _arrow(self, sql: str) -> pa.Table:
-        """The rows of ``sql`` straight into Arrow (the backend's bulk path)."""
+    def columns(self, table: str, types: dict[str, pa.DataType]) -> pa.Table:
+        """Every row of ``table`` (``files``, ``journal``, ``runs``) as Arrow, the columns ``types`` names,
+        typed so, read in bulk (``tiering.catalog.arrow``: no Python object per row)."""
         with self._read_lock:
-            return self._db.arrow(sql)
+            try:
+                return self._db.columns(table, types)
+            except self._db.operational as exc:
+                raise CatalogError(f"catalog {self.name} cannot be read: {_one_line(exc)}") from exc
 
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
@@ -192,22 +196,20 @@ class Catalog:
         import pyarrow as pa  # only planning needs Arrow; movers start faster without it
         import pyarrow.compute as pc
 
-        raw = self._arrow("SELECT path, state, tier, heat, heat_at, pinned, size, mtime_ns, ino FROM files")
-
-        def col(name: str, type_: pa.DataType) -> pa.Array:
-            return raw.column(name).cast(type_)
-
-        heat_at = pc.fill_null(col("heat_at", pa.float64()), now)
+        raw = self.columns("files", {"path": pa.binary(), "state": pa.string(), "tier": pa.string(),
+                                     "heat": pa.float64(), "heat_at": pa.float64(), "pinned": pa.int64(),
+                                     "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64()})
+        heat_at = pc.fill_null(raw.column("heat_at"), now)
         decay = pc.power(0.5, pc.divide(pc.subtract(pa.scalar(now), heat_at), half_life))
         return pa.table({
-            "path": col("path", pa.binary()),
-            "state": col("state", pa.string()),
-            "tier": col("tier", pa.string()),
-            "heat": pc.multiply(col("heat", pa.float64()), decay),
-            "pinned": pc.not_equal(col("pinned", pa.int64()), 0),
-            "size": col("size", pa.int64()),
-            "mtime_ns": col("mtime_ns", pa.int64()),
-            "ino": col("ino", pa.int64()),  # as stored: compare with an inventory's uint64 cast unsafely
+            "path": raw.column("path"),
+            "state": raw.column("state"),
+            "tier": raw.column("tier"),
+            "heat": pc.multiply(raw.column("heat"), decay),
+            "pinned": pc.not_equal(raw.column("pinned"), 0),
+            "size": raw.column("size"),
+            "mtime_ns": raw.column("mtime_ns"),
+            "ino": raw.column("ino"),  # as stored: compare with an inventory's uint64 cast unsafely
         })
 
     # -- journal -----------------------------------------------------------------

@@ -8,9 +8,7 @@ lock is a session-level advisory lock on the writer's connection: the server
 drops it when that session ends, however its process died. The holder is
 named by the connection's ``application_name`` (pid, host, purpose).
 
-Bulk reads into Arrow go through ADBC's PostgreSQL driver, which reads the
-server's binary COPY stream straight into Arrow buffers in C: no Python object
-per row, unlike psycopg's ``COPY`` rows or ``fetchall``.
+Bulk reads into Arrow go through ADBC's PostgreSQL driver (``arrow.py``).
 """
 
 from __future__ import annotations
@@ -113,19 +111,19 @@ class PostgresBackend:
     def schema_version(self) -> int:
         return _version(self.reader)
 
-    def arrow(self, sql: str) -> pa.Table:
-        """The rows of ``sql`` as an Arrow table, read by ADBC (binary COPY into Arrow, no per-row Python)."""
+    def columns(self, table: str, types: dict[str, pa.DataType]) -> pa.Table:
+        """Read by ADBC's PostgreSQL driver: the server's binary COPY straight into Arrow, in C."""
+        from tiering.catalog.arrow import postgres_columns
+
         try:
-            from adbc_driver_postgresql import dbapi
+            return postgres_columns(self.url, table, types)
         except ImportError as exc:
             raise UserError(f"reading a postgresql:// catalog into Arrow needs adbc-driver-postgresql; "
                             f"{_INSTALL_HINT}") from exc
-        try:
-            with dbapi.connect(self.url) as conn, conn.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetch_arrow_table()
-        except dbapi.Error as exc:
-            raise CatalogError(f"catalog {self.name} cannot be read: {_one_line(exc)}") from exc
+        except Exception as exc:  # adbc_driver_manager's errors: a server gone, a read refused
+            if exc.__class__.__module__.startswith("adbc_driver"):
+                raise CatalogError(f"catalog {self.name} cannot be read: {_one_line(exc)}") from exc
+            raise
 
     def close(self) -> None:
         if self.writer is not None:

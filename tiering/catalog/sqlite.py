@@ -57,14 +57,11 @@ class SqliteBackend:
     def schema_version(self) -> int:
         return _version(self.reader)
 
-    def arrow(self, sql: str) -> pa.Table:
-        """The rows of ``sql`` as an Arrow table, columns typed by SQLite's declared types."""
-        import pyarrow as pa
+    def columns(self, table: str, types: dict[str, pa.DataType]) -> pa.Table:
+        """Read by ADBC's SQLite driver (C: rows into Arrow buffers) when it is installed, else row by row."""
+        from tiering.catalog.arrow import sqlite_columns
 
-        cur = self.reader.execute(sql)
-        names = [d[0] for d in cur.description]
-        cols = list(zip(*cur.fetchall())) or [()] * len(names)
-        return pa.table({n: pa.array(c) if c else pa.array([], pa.null()) for n, c in zip(names, cols)})
+        return sqlite_columns(self.path, self.reader, table, types)
 
     def close(self) -> None:
         if self.writer is not None:
