@@ -8,7 +8,11 @@ writers hand their statements to one committer thread, which runs everything
 queued in one transaction, commits once, and only then wakes the writers. If
 an item fails, the batch is redone with each item in its own SAVEPOINT, so the
 failing item fails alone and the others still commit.
-Latency per write stays one commit; throughput grows with concurrency.
+Latency per write stays one commit; throughput grows with concurrency. On a
+server every statement would be a network round trip, so a batch is sent
+pipelined (psycopg's pipeline mode): its statements go out without waiting,
+values a writer needs back (a new journal id) are ``Pending`` until the batch's
+results arrive, and the batch costs about one round trip plus the commit.
 
 Writers on an event loop (the mover's actions) batch on the loop side
 (``tiering.core.aio``): their items collect while the loop runs other
@@ -18,6 +22,7 @@ is paid per batch, not per item, and the loop never waits on the fsync.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -28,6 +33,24 @@ from tiering.catalog.backend import Connection
 from tiering.core.aio import LoopBatcher, Outcomes, PerLoop, settle
 
 Work = Callable[[Connection], Any]
+
+
+class Pending:
+    """A statement's one value that arrives with the batch's results (a pipelined ``RETURNING``)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def get(self) -> Any:
+        row = self.cursor.fetchone()
+        self.cursor.close()
+        return row[0]
+
+
+def _pipelined(conn: Connection):
+    """The connection's pipeline (statements sent without waiting for each answer), where it has one."""
+    pipeline = getattr(conn, "pipeline", None)
+    return pipeline() if pipeline is not None else contextlib.nullcontext()
 _STOP = object()
 
 
@@ -86,7 +109,9 @@ class GroupCommitter:
             try:
                 conn.execute(self._begin)
                 try:
-                    outcomes: Outcomes = [(self._no_cursor(work(conn)), None) for work in works]
+                    with _pipelined(conn):  # a server: the whole batch in one round trip
+                        values = [work(conn) for work in works]
+                    outcomes: Outcomes = [(self._value(value), None) for value in values]
                 except Exception:  # some item failed: redo them one by one, so it fails alone
                     conn.execute("ROLLBACK")
                     conn.execute(self._begin)
@@ -106,7 +131,7 @@ class GroupCommitter:
         conn = self._conn
         conn.execute("SAVEPOINT item")
         try:
-            value = self._no_cursor(work(conn))
+            value = self._value(work(conn))
         except Exception as exc:
             conn.execute("ROLLBACK TO item")
             conn.execute("RELEASE item")
@@ -115,8 +140,10 @@ class GroupCommitter:
         return value, None
 
 
-    def _no_cursor(self, value: Any) -> Any:
+    def _value(self, value: Any) -> Any:
         """A cursor must not outlive this thread's use of the connection: results are values only."""
+        if isinstance(value, Pending):
+            return value.get()
         if isinstance(value, self._cursor_types):
             value.close()
             return None

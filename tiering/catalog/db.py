@@ -227,9 +227,9 @@ class Catalog:
     def _begin_work(self, action: str, path: bytes, step: str, tier: str | None, object_key: str | None,
                     detail: dict):
         args = (self.run_id, action, path, tier, object_key, step, json.dumps(detail), time.time())
-        return lambda conn: conn.execute(
-            "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id", args).fetchone()[0]
+        return lambda conn: _returning(
+            conn, "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id", args)
 
     def step(self, entry_id: int, step: str, **detail) -> None:
         """Journal that an open action reached ``step`` (``detail`` is merged in)."""
@@ -318,16 +318,24 @@ def _end_work(entry_id: int, status: str, record: FileRecord | None, detail: dic
     return work
 
 
+def _returning(conn: Connection, sql: str, args: tuple):
+    """The one value ``sql`` returns: now, or (a server's pipeline) once the batch's results are in."""
+    deferred = getattr(conn, "returning", None)
+    return deferred(sql, args) if deferred is not None else conn.execute(sql, args).fetchone()[0]
+
+
 def _merge(conn: Connection, entry_id: int, step: str | None, status: str | None, detail: dict) -> None:
-    merged = None
-    if detail:
+    detail_sql, detail_arg = "coalesce(?, detail)", None
+    on_server = getattr(conn, "merge_detail", None)
+    if detail and on_server:  # merged by the server: no read in the middle of a pipelined batch
+        detail_sql, detail_arg = on_server, json.dumps(detail)
+    elif detail:
         row = conn.execute("SELECT detail FROM journal WHERE id = ?", (entry_id,)).fetchone()
-        merged = {**json.loads(row[0]), **detail}
+        detail_arg = json.dumps({**json.loads(row[0]), **detail})
     conn.execute(
         "UPDATE journal SET step = coalesce(?, step), status = coalesce(?, status), "
-        "detail = coalesce(?, detail), ended_at = coalesce(?, ended_at) WHERE id = ?",
-        (step, status, json.dumps(merged) if merged is not None else None,
-         None if status is None else time.time(), entry_id))
+        f"detail = {detail_sql}, ended_at = coalesce(?, ended_at) WHERE id = ?",
+        (step, status, detail_arg, None if status is None else time.time(), entry_id))
 
 
 def _entry(row: tuple) -> JournalEntry:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from tiering.catalog.backend import redact
+from tiering.catalog.commit import Pending
 from tiering.catalog.lock import describe_holder
 from tiering.catalog.schema import PG_MIGRATIONS, SCHEMA_VERSION
 from tiering.core.errors import CatalogBusyError, CatalogError, ConfigError, UserError
@@ -54,6 +55,16 @@ class PgConnection:
         cur = self.raw.cursor()
         cur.executemany(_pg_sql(sql), list(rows))
         return cur
+
+    def returning(self, sql: str, args: Any) -> Pending:
+        """Run an ``INSERT ... RETURNING``; its value is ``Pending`` (it arrives with the pipeline's results)."""
+        return Pending(self.raw.execute(_pg_sql(sql), args))
+
+    #: Merge a journal entry's detail on the server (a shallow merge, as ``{**old, **new}``): no read first.
+    merge_detail = "(detail::jsonb || ?::jsonb)::text"  # (detail's column is text on both backends)
+
+    def pipeline(self):
+        return self.raw.pipeline()
 
     @property
     def in_transaction(self) -> bool:
