@@ -12,7 +12,9 @@ Both go through ADBC drivers, which fill Arrow buffers in C:
   put back together here with a validity mask. Without the driver installed,
   rows are read through ``sqlite3`` (the slow path, one tuple per row).
 
-On a million rows (this machine) the SQLite read takes ~1.2 s instead of ~4.2 s.
+Ten million rows of ``files`` into ``state_table`` on this machine (warm cache): SQLite
+19 s and 1.6 GiB peak RSS through ADBC, batch by batch, against 40 s and 5.9 GiB row by row;
+PostgreSQL 12 s and 1.4 GiB.
 """
 
 from __future__ import annotations
@@ -45,16 +47,15 @@ def sqlite_columns(path: Path, reader: sqlite3.Connection, table: str, types: di
     except ImportError:
         return _rows_to_arrow(reader, table, types)
     select = ", ".join(f"{c} IS NULL, coalesce({c}, {_zero(t)})" for c, t in types.items())
+    schema = empty(types).schema
+    batches = []
     with dbapi.connect(f"file:{quote(str(path))}?mode=ro") as conn, conn.cursor() as cur:
         cur.execute(f"SELECT {select} FROM {table}")
-        raw = cur.fetch_arrow_table()
-    if raw.num_rows == 0:
-        return empty(types)
-    out = {}
-    for i, (name, type_) in enumerate(types.items()):
-        values = raw.column(2 * i + 1).cast(type_)
-        out[name] = pc.if_else(pc.equal(raw.column(2 * i), 1), pa.scalar(None, type_), values)
-    return pa.table(out)
+        for raw in cur.fetch_record_batch():  # batch by batch: the doubled columns never all at once
+            columns = [pc.if_else(pc.equal(raw.column(2 * i), 1), pa.scalar(None, type_),
+                                  raw.column(2 * i + 1).cast(type_)) for i, type_ in enumerate(types.values())]
+            batches.append(pa.record_batch(columns, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def _rows_to_arrow(reader: sqlite3.Connection, table: str, types: dict[str, pa.DataType]) -> pa.Table:
