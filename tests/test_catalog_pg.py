@@ -248,3 +248,22 @@ def test_bad_url_down_server_and_refused_credentials_are_one_line_errors(pg_serv
     assert exit_status(refused) == 2 and "password authentication failed" in str(refused)
     missing = _one_line_error(pg_server.url("no_such_db"), UserError)
     assert "does not exist" in str(missing)
+
+
+def test_a_server_that_goes_away_mid_run_is_a_catalog_error(pg_url):
+    """A write or read after the server dropped our sessions: ``CatalogError`` (exit 1), one line, and no
+    write is acknowledged that was not committed."""
+    import psycopg
+
+    with Catalog.open(pg_url, writer=True) as cat:
+        cat.put(FileRecord(b"kept", "resident"))
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        with pytest.raises(CatalogError, match="cannot be written") as err:
+            cat.begin("archive", b"lost", "copying")
+        assert exit_status(err.value) == 1 and "\n" not in str(err.value)
+        with pytest.raises(CatalogError, match="cannot be read"):
+            cat.get(b"kept")
+    with Catalog.open(pg_url) as reader:
+        assert reader.get(b"kept") is not None and reader.open_entries() == []
