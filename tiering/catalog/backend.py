@@ -64,3 +64,15 @@ def open_backend(target: str | os.PathLike[str], *, writer: bool, purpose: str) 
     from tiering.catalog.sqlite import SqliteBackend
 
     return SqliteBackend.open(Path(target), writer=writer, purpose=purpose)
+
+
+def writer_holder(target: str | os.PathLike[str]) -> dict | None:
+    """Who holds the writer lock of the catalog ``target`` names now (pid, host, purpose, started), or None."""
+    if is_url(target):
+        from tiering.catalog.postgres import holder_of
+
+        return holder_of(str(target))
+    from tiering.catalog.lock import read_holder
+
+    path = Path(target)
+    return read_holder(path.with_name(path.name + ".lock"))

@@ -211,7 +211,17 @@ def _holder(conn: PgConnection) -> dict:
     if not row or not (row[0] or "").startswith("tiering:"):
         return {}
     _, pid, host, purpose = (row[0].split(":", 3) + ["", "", ""])[:4]
-    return {"pid": pid, "host": host, "purpose": purpose, "started": row[1] or time.time()}
+    return {"pid": int(pid) if pid.isdigit() else pid, "host": host, "purpose": purpose,
+            "started": row[1] or time.time()}
+
+
+def holder_of(url: str) -> dict | None:
+    """Who holds the writer lock on the server ``url`` names, or None (``backend.writer_holder``)."""
+    conn = _connect(url, "status")
+    try:
+        return _holder(conn) or None
+    finally:
+        conn.close()
 
 
 def _version(conn: PgConnection) -> int:
