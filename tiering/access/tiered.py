@@ -276,8 +276,8 @@ class _Handles:
         """The catalog, read-only; None while it does not exist (then no file is released)."""
         self._forked()
         with self._lock:
-            if self._catalog is None and os.path.exists(self.config.catalog_path):
-                self._catalog = Catalog.open(self.config.catalog_path)
+            if self._catalog is None and (self.config.catalog_url or os.path.exists(self.config.catalog_path)):
+                self._catalog = Catalog.open(self.config.catalog_target)
             return self._catalog
 
     def close(self) -> None:

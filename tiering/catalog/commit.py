@@ -1,13 +1,18 @@
 """Group commit: many threads' catalog writes, one durable transaction at a time.
 
-The catalog runs with ``synchronous=FULL``: a commit that returned is on disk,
+The catalog commits durably (SQLite ``synchronous=FULL``, PostgreSQL
+``synchronous_commit = on``): a commit that returned is on disk,
 which is what lets the mover truncate a file on the strength of it. One fsync
 per journal step would cap a mover at a few thousand steps a second, so
 writers hand their statements to one committer thread, which runs everything
 queued in one transaction, commits once, and only then wakes the writers. If
 an item fails, the batch is redone with each item in its own SAVEPOINT, so the
 failing item fails alone and the others still commit.
-Latency per write stays one commit; throughput grows with concurrency.
+Latency per write stays one commit; throughput grows with concurrency. On a
+server every statement would be a network round trip, so a batch is sent
+pipelined (psycopg's pipeline mode): its statements go out without waiting,
+values a writer needs back (a new journal id) are ``Pending`` until the batch's
+results arrive, and the batch costs about one round trip plus the commit.
 
 Writers on an event loop (the mover's actions) batch on the loop side
 (``tiering.core.aio``): their items collect while the loop runs other
@@ -17,24 +22,46 @@ is paid per batch, not per item, and the loop never waits on the fsync.
 
 from __future__ import annotations
 
+import contextlib
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from tiering.catalog.backend import Connection
 from tiering.core.aio import LoopBatcher, Outcomes, PerLoop, settle
 
-Work = Callable[[sqlite3.Connection], Any]
+Work = Callable[[Connection], Any]
+
+
+class Pending:
+    """A statement's one value that arrives with the batch's results (a pipelined ``RETURNING``)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def get(self) -> Any:
+        row = self.cursor.fetchone()
+        self.cursor.close()
+        return row[0]
+
+
+def _pipelined(conn: Connection):
+    """The connection's pipeline (statements sent without waiting for each answer), where it has one."""
+    pipeline = getattr(conn, "pipeline", None)
+    return pipeline() if pipeline is not None else contextlib.nullcontext()
 _STOP = object()
 
 
 class GroupCommitter:
     """Runs write functions on one connection, in batches, on its own thread."""
 
-    def __init__(self, conn: sqlite3.Connection, max_batch: int = 512) -> None:
+    def __init__(self, conn: Connection, max_batch: int = 512, *, begin: str = "BEGIN IMMEDIATE",
+                 cursor_types: tuple[type, ...] = ()) -> None:
         self._conn = conn
+        self._begin = begin  # SQLite's BEGIN IMMEDIATE takes the write lock up front; PostgreSQL's BEGIN
+        self._cursor_types = cursor_types
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._conn_lock = threading.Lock()  # one transaction at a time: the thread's, or a loop's
@@ -80,20 +107,22 @@ class GroupCommitter:
         with self._conn_lock:
             conn = self._conn
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(self._begin)
                 try:
-                    outcomes: Outcomes = [(_no_cursor(work(conn)), None) for work in works]
+                    with _pipelined(conn):  # a server: the whole batch in one round trip
+                        values = [work(conn) for work in works]
+                    outcomes: Outcomes = [(self._value(value), None) for value in values]
                 except Exception:  # some item failed: redo them one by one, so it fails alone
                     conn.execute("ROLLBACK")
-                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute(self._begin)
                     outcomes = [self._isolated(work) for work in works]
                 conn.execute("COMMIT")
             except BaseException as exc:  # the commit itself failed: nothing is durable
-                if conn.in_transaction:
-                    try:
+                try:
+                    if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # (SQLite may have rolled back already, e.g. on a full disk); the writers get exc
+                except Exception:  # noqa: BLE001 - SQLite may have rolled back already (a full disk), a
+                    pass  # server's connection may be gone: either way the writers get exc
                 return [(None, exc)] * len(works)
             return outcomes
 
@@ -102,7 +131,7 @@ class GroupCommitter:
         conn = self._conn
         conn.execute("SAVEPOINT item")
         try:
-            value = _no_cursor(work(conn))
+            value = self._value(work(conn))
         except Exception as exc:
             conn.execute("ROLLBACK TO item")
             conn.execute("RELEASE item")
@@ -111,9 +140,11 @@ class GroupCommitter:
         return value, None
 
 
-def _no_cursor(value: Any) -> Any:
-    """A cursor must not outlive this thread's use of the connection: results are values only."""
-    if isinstance(value, sqlite3.Cursor):
-        value.close()
-        return None
-    return value
+    def _value(self, value: Any) -> Any:
+        """A cursor must not outlive this thread's use of the connection: results are values only."""
+        if isinstance(value, Pending):
+            return value.get()
+        if isinstance(value, self._cursor_types):
+            value.close()
+            return None
+        return value

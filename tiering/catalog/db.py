@@ -1,53 +1,35 @@
-"""``Catalog``: typed access to the SQLite catalog (see ``tiering.catalog``)."""
+"""``Catalog``: typed access to the catalog (see ``tiering.catalog``), on either backend.
+
+The SQL here is the common ground of SQLite and PostgreSQL (``?`` placeholders,
+``ON CONFLICT``, ``RETURNING``); what differs lives in ``sqlite`` and ``postgres``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+from tiering.catalog.backend import Backend, Connection, open_backend
 from tiering.catalog.commit import GroupCommitter
-from tiering.catalog.lock import WriterLock
-from tiering.catalog.schema import MIGRATIONS, SCHEMA_VERSION
+from tiering.catalog.records import FILE_COLUMNS as _FILE_COLUMNS
+from tiering.catalog.records import FileRecord, JournalEntry, record, stored_ino
 from tiering.core.errors import CatalogError, UserError
 
+__all__ = ["Catalog", "FileRecord", "JournalEntry"]
 
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    """One managed file, as the catalog knows it."""
-
-    path: bytes
-    state: str
-    tier: str | None = None
-    object_key: str | None = None
-    storage_class: str | None = None
-    checksum: str | None = None
-    size: int | None = None
-    mtime_ns: int | None = None
-    ctime_ns: int | None = None
-    ino: int | None = None
-    archived_at: float | None = None
-    released_at: float | None = None
-    heat: float = 0.0
-    heat_at: float | None = None
-    pinned: bool = False
-    updated_at: float = 0.0
-
-
-_FILE_COLUMNS = [f.name for f in fields(FileRecord)]
 _PINNED, _UPDATED_AT = _FILE_COLUMNS.index("pinned"), _FILE_COLUMNS.index("updated_at")
 _INO = _FILE_COLUMNS.index("ino")
+_record = record
 #: Heat and pin have writers of their own (add_heat, set_pinned): a state change
 #: computed from an older read of the record must not roll them back.
 _KEPT_ON_UPDATE = ("path", "heat", "heat_at", "pinned")
@@ -58,75 +40,40 @@ _UPSERT = (f"INSERT INTO files ({', '.join(_FILE_COLUMNS)}) VALUES ({', '.join('
            + ", ".join(f"{c} = excluded.{c}" for c in _FILE_COLUMNS if c not in _KEPT_ON_UPDATE))
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One journaled mover action and the last step it reached."""
-
-    id: int
-    run_id: str
-    action: str
-    path: bytes
-    tier: str | None
-    object_key: str | None
-    step: str
-    status: str
-    detail: dict
-    started_at: float
-    ended_at: float | None
-
-
 class Catalog:
-    """The catalog database. Open with ``Catalog.open(path, writer=...)``; use as a context manager."""
+    """The catalog database. Open with ``Catalog.open(path_or_url, writer=...)``; use as a context manager."""
 
-    def __init__(self, path: Path, reader: sqlite3.Connection, writer: sqlite3.Connection | None,
-                 lock: WriterLock | None) -> None:
-        self.path = path
-        self._conn = reader  # reads only; serialised by _read_lock
+    def __init__(self, db: Backend) -> None:
+        self._db = db
+        self.path = getattr(db, "path", db.name)  # the SQLite file; a server's URL without its password
+        self.name = db.name
+        self._conn = db.reader  # reads only; serialised by _read_lock
         self._read_lock = threading.Lock()
-        self._writer_conn = writer
-        self._committer = GroupCommitter(writer) if writer is not None else None
-        self._lock = lock
+        self._committer = (GroupCommitter(db.writer, begin=db.begin_sql, cursor_types=db.cursor_types)
+                           if db.writer is not None else None)
         self.run_id = uuid.uuid4().hex[:12]
 
     # -- opening -----------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, writer: bool = False, purpose: str = "") -> Catalog:
-        """Open (and, for a writer, create or migrate) the catalog at ``path``.
+    def open(cls, target: str | os.PathLike[str], *, writer: bool = False, purpose: str = "") -> Catalog:
+        """Open (and, for a writer, create or migrate) the catalog ``target`` names: a SQLite file's
+        path, or a ``postgresql://`` URL (``tiering.catalog.backend``).
 
         A writer takes the writer lock first: a second writer gets
         ``CatalogBusyError`` naming the holder. Readers never block writers.
         """
-        path = Path(path)
-        lock = None
-        if writer:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock = WriterLock(path.with_name(path.name + ".lock"), purpose)
-            lock.acquire()
-        elif not path.exists():
-            raise UserError(f"catalog {path} does not exist yet (run a scan or an archive first)")
-        try:
-            write_conn = _connect(path, writer=True) if writer else None
-            if write_conn is not None:
-                _migrate(write_conn, path)
-            read_conn = _connect(path, writer=False)
-            _check_version(read_conn, path)
-            if not writer and read_conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-                read_conn.close()  # a writer has just created the file and not yet its tables
-                raise UserError(f"catalog {path} is still being created; try again in a moment")
-        except BaseException:
-            if lock:
-                lock.release()
-            raise
-        return cls(path, read_conn, write_conn, lock)
+        return cls(open_backend(target, writer=writer, purpose=purpose))
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "sqlite" if isinstance(self.path, Path) else "postgresql"
 
     def close(self) -> None:
         if self._committer:
             self._committer.close()
-            self._writer_conn.close()
-        self._conn.close()
-        if self._lock:
-            self._lock.release()
+        self._db.close()
 
     def __enter__(self) -> Catalog:
         return self
@@ -136,37 +83,39 @@ class Catalog:
 
     @property
     def schema_version(self) -> int:
-        return self._read("PRAGMA user_version")[0][0]
+        with self._read_lock:
+            return self._db.schema_version()
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._read_lock:
             try:
                 return self._conn.execute(sql, args).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise CatalogError(f"catalog {self.path} cannot be read: {exc}") from exc
+            except self._db.operational as exc:
+                raise CatalogError(f"catalog {self.name} cannot be read: {_one_line(exc)}") from exc
 
     def _write(self, work):
         """Run ``work(conn)`` in a durable transaction (group-committed with other threads').
 
-        A write SQLite refuses (disk full, an unwritable file) is a ``CatalogError``: the run cannot go on.
+        A write the database refuses (disk full, an unwritable file, a server gone) is a
+        ``CatalogError``: the run cannot go on.
         """
         if self._committer is None:
-            raise UserError(f"catalog {self.path} was opened read-only")
+            raise UserError(f"catalog {self.name} was opened read-only")
         try:
             return self._committer.submit(work)
-        except sqlite3.OperationalError as exc:  # (not a constraint a bad record broke: that is a bug)
+        except self._db.operational as exc:  # (not a constraint a bad record broke: that is a bug)
             raise self._unwritable(exc) from exc
 
     async def _write_async(self, work):
         if self._committer is None:
-            raise UserError(f"catalog {self.path} was opened read-only")
+            raise UserError(f"catalog {self.name} was opened read-only")
         try:
             return await self._committer.submit_async(work)
-        except sqlite3.OperationalError as exc:  # (not a constraint a bad record broke: that is a bug)
+        except self._db.operational as exc:  # (not a constraint a bad record broke: that is a bug)
             raise self._unwritable(exc) from exc
 
-    def _unwritable(self, exc: sqlite3.OperationalError) -> CatalogError:
-        return CatalogError(f"catalog {self.path} cannot be written: {exc}")
+    def _unwritable(self, exc: BaseException) -> CatalogError:
+        return CatalogError(f"catalog {self.name} cannot be written: {_one_line(exc)}")
 
     # -- files -------------------------------------------------------------------
 
@@ -204,7 +153,7 @@ class Catalog:
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """Files and bytes by state."""
-        rows = self._read("SELECT state, count(*), coalesce(sum(size), 0) FROM files GROUP BY state")
+        rows = self._read("SELECT state, count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM files GROUP BY state")
         return {state: (n, b) for state, n, b in rows}
 
     def set_pinned(self, paths: Iterable[bytes], pinned: bool, sizes: Mapping[bytes, int] | None = None) -> None:
@@ -229,8 +178,17 @@ class Catalog:
         self._write(lambda conn: conn.executemany(
             "INSERT INTO files (path, state, size, heat, heat_at, updated_at) VALUES (?, 'resident', ?, 1, ?, ?) "
             "ON CONFLICT (path) DO UPDATE SET "
-            f"heat = heat * pow(0.5, (? - coalesce(heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?, {_SIZE}",
+            f"heat = files.heat * pow(0.5, (? - coalesce(files.heat_at, ?)) / ?) + 1, heat_at = ?, updated_at = ?, {_SIZE}",
             rows))
+
+    def columns(self, table: str, types: dict[str, pa.DataType]) -> pa.Table:
+        """Every row of ``table`` (``files``, ``journal``, ``runs``) as Arrow, the columns ``types`` names,
+        typed so, read in bulk (``tiering.catalog.arrow``: no Python object per row)."""
+        with self._read_lock:
+            try:
+                return self._db.columns(table, types)
+            except self._db.operational as exc:
+                raise CatalogError(f"catalog {self.name} cannot be read: {_one_line(exc)}") from exc
 
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
@@ -238,20 +196,20 @@ class Catalog:
         import pyarrow as pa  # only planning needs Arrow; movers start faster without it
         import pyarrow.compute as pc
 
-        rows = self._read("SELECT path, state, tier, heat, coalesce(heat_at, ?), pinned, size, mtime_ns, ino "
-                          "FROM files", (now,))
-        cols = list(zip(*rows)) or [()] * 9
-        age = pc.subtract(pa.scalar(now), pa.array(cols[4], pa.float64()))
-        decay = pc.power(0.5, pc.divide(age, half_life))
+        raw = self.columns("files", {"path": pa.binary(), "state": pa.string(), "tier": pa.string(),
+                                     "heat": pa.float64(), "heat_at": pa.float64(), "pinned": pa.int64(),
+                                     "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64()})
+        heat_at = pc.fill_null(raw.column("heat_at"), now)
+        decay = pc.power(0.5, pc.divide(pc.subtract(pa.scalar(now), heat_at), half_life))
         return pa.table({
-            "path": pa.array(cols[0], pa.binary()),
-            "state": pa.array(cols[1], pa.string()),
-            "tier": pa.array(cols[2], pa.string()),
-            "heat": pc.multiply(pa.array(cols[3], pa.float64()), decay),
-            "pinned": pa.array([bool(p) for p in cols[5]], pa.bool_()),
-            "size": pa.array(cols[6], pa.int64()),
-            "mtime_ns": pa.array(cols[7], pa.int64()),
-            "ino": pa.array(cols[8], pa.int64()),  # as stored: compare with an inventory's uint64 cast unsafely
+            "path": raw.column("path"),
+            "state": raw.column("state"),
+            "tier": raw.column("tier"),
+            "heat": pc.multiply(raw.column("heat"), decay),
+            "pinned": pc.not_equal(raw.column("pinned"), 0),
+            "size": raw.column("size"),
+            "mtime_ns": raw.column("mtime_ns"),
+            "ino": raw.column("ino"),  # as stored: compare with an inventory's uint64 cast unsafely
         })
 
     # -- journal -----------------------------------------------------------------
@@ -269,9 +227,9 @@ class Catalog:
     def _begin_work(self, action: str, path: bytes, step: str, tier: str | None, object_key: str | None,
                     detail: dict):
         args = (self.run_id, action, path, tier, object_key, step, json.dumps(detail), time.time())
-        return lambda conn: conn.execute(
-            "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)", args).lastrowid
+        return lambda conn: _returning(
+            conn, "INSERT INTO journal (run_id, action, path, tier, object_key, step, status, detail, started_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id", args)
 
     def step(self, entry_id: int, step: str, **detail) -> None:
         """Journal that an open action reached ``step`` (``detail`` is merged in)."""
@@ -293,7 +251,7 @@ class Catalog:
         end = _end_work(entry_id, "done", record, detail)
         begin = self._begin_work(action, record.path, step, tier, object_key, begin_detail)
 
-        def work(conn: sqlite3.Connection) -> int:
+        def work(conn: Connection) -> int:
             end(conn)
             return begin(conn)
 
@@ -308,13 +266,13 @@ class Catalog:
         rows = self._read(
             "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
             "FROM journal WHERE status = 'open' ORDER BY id")
-        return [JournalEntry(*r[:8], json.loads(r[8]), r[9], r[10]) for r in rows]
+        return [_entry(r) for r in rows]
 
     def history(self, path: bytes, limit: int = 20) -> list[JournalEntry]:
         rows = self._read(
             "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
             "FROM journal WHERE path = ? ORDER BY id DESC LIMIT ?", (path, limit))
-        return [JournalEntry(*r[:8], json.loads(r[8]), r[9], r[10]) for r in rows]
+        return [_entry(r) for r in rows]
 
     # -- runs --------------------------------------------------------------------
 
@@ -343,19 +301,16 @@ class Catalog:
         return {**dict(zip(keys, row)), "summary": json.loads(row[6]) if row[6] else None}
 
 
-def _upsert(conn: sqlite3.Connection, record: FileRecord) -> None:
+def _upsert(conn: Connection, record: FileRecord) -> None:
     # Plain attribute reads: dataclasses.asdict deep-copies, and this runs for every journal step.
     values = [getattr(record, c) for c in _FILE_COLUMNS]
     values[_PINNED], values[_UPDATED_AT] = int(record.pinned), time.time()
-    if record.ino is not None and record.ino >= 1 << 63:
-        # SQLite INTEGER is signed 64-bit and FUSE filesystems (SeaweedFS) hand out the whole unsigned
-        # range: stored two's complement, read back unsigned by _record
-        values[_INO] = record.ino - (1 << 64)
+    values[_INO] = stored_ino(record.ino)
     conn.execute(_UPSERT, values)
 
 
 def _end_work(entry_id: int, status: str, record: FileRecord | None, detail: dict):
-    def work(conn: sqlite3.Connection) -> None:
+    def work(conn: Connection) -> None:
         _merge(conn, entry_id, None, status, detail)
         if record is not None:
             _upsert(conn, record)
@@ -363,68 +318,29 @@ def _end_work(entry_id: int, status: str, record: FileRecord | None, detail: dic
     return work
 
 
-def _merge(conn: sqlite3.Connection, entry_id: int, step: str | None, status: str | None, detail: dict) -> None:
-    merged = None
-    if detail:
+def _returning(conn: Connection, sql: str, args: tuple):
+    """The one value ``sql`` returns: now, or (a server's pipeline) once the batch's results are in."""
+    deferred = getattr(conn, "returning", None)
+    return deferred(sql, args) if deferred is not None else conn.execute(sql, args).fetchone()[0]
+
+
+def _merge(conn: Connection, entry_id: int, step: str | None, status: str | None, detail: dict) -> None:
+    detail_sql, detail_arg = "coalesce(?, detail)", None
+    on_server = getattr(conn, "merge_detail", None)
+    if detail and on_server:  # merged by the server: no read in the middle of a pipelined batch
+        detail_sql, detail_arg = on_server, json.dumps(detail)
+    elif detail:
         row = conn.execute("SELECT detail FROM journal WHERE id = ?", (entry_id,)).fetchone()
-        merged = {**json.loads(row[0]), **detail}
+        detail_arg = json.dumps({**json.loads(row[0]), **detail})
     conn.execute(
         "UPDATE journal SET step = coalesce(?, step), status = coalesce(?, status), "
-        "detail = coalesce(?, detail), ended_at = CASE WHEN ? IS NULL THEN ended_at ELSE ? END WHERE id = ?",
-        (step, status, json.dumps(merged) if merged is not None else None, status, time.time(), entry_id))
+        f"detail = {detail_sql}, ended_at = coalesce(?, ended_at) WHERE id = ?",
+        (step, status, detail_arg, None if status is None else time.time(), entry_id))
 
 
-def _record(row: tuple) -> FileRecord:
-    values = dict(zip(_FILE_COLUMNS, row))
-    values["pinned"] = bool(values["pinned"])
-    if values["ino"] is not None and values["ino"] < 0:
-        values["ino"] += 1 << 64
-    return FileRecord(**values)
+def _entry(row: tuple) -> JournalEntry:
+    return JournalEntry(*row[:3], bytes(row[3]), *row[4:8], json.loads(row[8]), row[9], row[10])
 
 
-def _connect(path: Path, writer: bool) -> sqlite3.Connection:
-    uri = f"file:{path}?mode={'rwc' if writer else 'ro'}"
-    try:
-        # The writer runs in autocommit mode: GroupCommitter issues BEGIN/COMMIT itself.
-        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False,
-                               isolation_level=None if writer else "")
-        if writer:
-            conn.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit that returned is on disk; the mover releases files on the strength of it.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA busy_timeout = 30000")
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"catalog {path} cannot be opened: {exc}") from exc
-    return conn
-
-
-def _check_version(conn: sqlite3.Connection, path: Path) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise UserError(f"catalog {path} has schema version {version}, newer than this tiering ({SCHEMA_VERSION}); upgrade tiering")
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    _check_version(conn, path)
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        script = MIGRATIONS[target - 1]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-def _statements(script: str) -> Iterator[str]:
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line.split("--", 1)[0] + ("\n" if "--" in line else "")
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                yield buf.strip()
-            buf = ""
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())

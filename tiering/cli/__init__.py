@@ -48,6 +48,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "migrate": ("migrate_cmd", "migrate"),
     "sync": ("migrate_cmd", "sync"),
     "config": ("config_cmd", "app"),
+    "catalog": ("catalog_cmd", "app"),
     "bench": ("bench_cmd", "app"),
 }
 

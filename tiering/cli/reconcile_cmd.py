@@ -39,9 +39,9 @@ def reconcile(
             report = run(cfg, mover.catalog, deep=deep, fix=True, archive=mover.archive, note=note)
     else:
         check_hot_tier(cfg)
-        if not cfg.catalog_path.exists():
+        if cfg.catalog_url is None and not cfg.catalog_path.exists():
             raise UserError(f"{cfg.catalog_path}: no catalog (nothing was archived with this configuration yet)")
-        catalog = Catalog.open(cfg.catalog_path)
+        catalog = Catalog.open(cfg.catalog_target)
         try:
             report = run(cfg, catalog, deep=deep, note=note)
         finally:

@@ -36,7 +36,7 @@ DAEMON_KEYS = ("interval", "watermark_check", "rescan", "debounce", "auto_archiv
 DURATION_KEYS = frozenset({"interval", "watermark_check", "rescan", "debounce", "auto_archive", "stop_timeout"})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: What a SIGHUP cannot change in a running daemon.
-_RESTART_ONLY = ("hot_path", "catalog_path")
+_RESTART_ONLY = ("hot_path", "catalog_path", "catalog_url")
 _RESTART_ONLY_DAEMON = ("metrics_port", "metrics_address", "log_file", "debounce")
 
 

@@ -12,6 +12,7 @@ A configuration is one TOML file (see ``configs/example.toml``)::
 
     [catalog]
     path = "${TIERING_HOME:-../var/demo}/state/catalog.db"
+    # url = "postgresql://tiering:${TIERING_PG_PASSWORD}@db:5432/tiering"  # a shared catalog server instead
 
     [concurrency]                  # all optional, these are the defaults
     jobs = 16                      # files in flight
@@ -69,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tiering.config.catalog_url import parse_catalog_url, redact
 from tiering.config.daemon import DURATION_KEYS as _DAEMON_DURATIONS
 from tiering.config.daemon import DaemonConfig, daemon_values, parse_daemon
 from tiering.config.guard import DURATION_KEYS as _GUARD_DURATIONS
@@ -124,6 +126,12 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)  # the access guard (`tiering guard`)
     scan_max_age: float = 3600.0  # seconds; `plan`/`apply` rescan rather than plan on an older inventory
     hot_io: str = "auto"  # "auto" | "inline" | "threads": see ``tiering.core.mounts.hot_io``
+    catalog_url: str | None = None  # a PostgreSQL catalog (``tiering.config.catalog_url``); None: the file
+
+    @property
+    def catalog_target(self) -> str | Path:
+        """What ``Catalog.open`` is given: the server's URL if there is one, else the SQLite file."""
+        return self.catalog_url or self.catalog_path
 
     def tier(self, name: str | None = None) -> TierConfig:
         """The named tier (the default tier when ``name`` is None)."""
@@ -161,7 +169,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     base = Path(os.path.abspath(path)).parent
     hot, catalog = top.sub("hot"), top.sub("catalog")
     hot.check_keys(("path", "io"))
-    catalog.check_keys(("path",))
+    catalog.check_keys(("path", "url"))
     conc = top.sub("concurrency")
     conc.check_keys(_CONCURRENCY_KEYS)
     parts = PartDefaults(
@@ -175,6 +183,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         hot_path=hot.path("path", base),
         hot_io=hot.choice("io", HOT_IO_MODES, "auto"),
         catalog_path=catalog.path("path", base),
+        catalog_url=parse_catalog_url(catalog),
         tiers=tiers,
         default_tier=_default_tier(top, tiers),
         jobs=conc.integer("jobs", 16, minimum=1),
@@ -264,7 +273,7 @@ def describe(config: Config) -> str:
         lines.append(f"policy = {_value('', config.policy_path)}")
     sections: list[tuple[str, dict[str, Any]]] = [
         ("hot", {"path": config.hot_path, "io": config.hot_io}),
-        ("catalog", {"path": config.catalog_path}),
+        ("catalog", {"path": config.catalog_path, **({"url": redact(config.catalog_url)} if config.catalog_url else {})}),
         ("heat", {"half_life": config.heat_half_life}),
         ("scan", {"max_age": config.scan_max_age}),
         ("daemon", daemon_values(config.daemon)),

@@ -83,7 +83,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; raises ``CatalogBusyError`` when another writer holds the catalog,
         ``UserError`` when the hot tier is not there to serve."""
         check_hot_tier(self.config)
-        with self.signals, Catalog.open(self.config.catalog_path, writer=True, purpose="daemon") as catalog:
+        with self.signals, Catalog.open(self.config.catalog_target, writer=True, purpose="daemon") as catalog:
             self.catalog = catalog
             try:
                 self._start()

@@ -83,7 +83,7 @@ class CycleReport:
 def run_once(config: Config, policy: Policy, *, stop: threading.Event | None = None,
              jobs: int | None = None) -> CycleReport:
     """One cycle for cron: takes the catalog's writer lock (``CatalogBusyError`` names the holder)."""
-    with Catalog.open(config.catalog_path, writer=True, purpose="run") as catalog:
+    with Catalog.open(config.catalog_target, writer=True, purpose="run") as catalog:
         return run_cycle(config, policy, catalog, command="run", stop=stop, jobs=jobs)
 
 

@@ -23,7 +23,7 @@ def mover_session(config: Config, purpose: str) -> Iterator[tuple[Mover, list[Ou
     """(mover, what recovery settled) for the length of a command."""
     check_hot_tier(config)
     check_locations(config)  # again: a symlink or mount may have changed since the config was checked
-    catalog = Catalog.open(config.catalog_path, writer=True, purpose=purpose)
+    catalog = Catalog.open(config.catalog_target, writer=True, purpose=purpose)
     mover = None
     try:
         mover = Mover(config, catalog)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from tiering.catalog import Catalog, FileRecord
-from tiering.catalog.lock import read_holder
+from tiering.catalog.backend import writer_holder
 from tiering.config import Config, open_tier
 from tiering.core.display import show_path
 from tiering.core.errors import ITEM, CatalogError, PathError, StoreError, UserError, scope_of
@@ -101,15 +101,15 @@ def tier_summary(config: Config) -> dict:
     out = {"hot_tier": str(config.hot_path), "used": usage.used, "total": usage.total,
            "used_fraction": round(usage.fraction, 4), "watermark": _watermark(config), "by_state": {},
            "last_run": None, "writer": None, "daemon": None}
-    holder = read_holder(config.catalog_path.with_name(config.catalog_path.name + ".lock"))
+    holder = writer_holder(config.catalog_target)
     if holder:
         out["writer"] = holder
         if holder.get("purpose") == "daemon":  # the lock is held, so its holder is alive
             d = config.daemon
             out["daemon"] = {**holder, "metrics": f"http://{d.metrics_address}:{d.metrics_port}/metrics"
                              if d.metrics_port else None}
-    if config.catalog_path.exists():
-        with Catalog.open(config.catalog_path) as cat:
+    if config.catalog_url or config.catalog_path.exists():
+        with Catalog.open(config.catalog_target) as cat:
             out["by_state"] = {s: {"files": n, "bytes": b} for s, (n, b) in cat.counts().items()}
             out["last_run"] = cat.last_run()
             out["interrupted"] = len(cat.open_entries())

@@ -44,9 +44,9 @@ def catalog_state(config: Config, catalog: Catalog | None = None) -> pa.Table | 
     now = time.time()
     if catalog is not None:
         return catalog.state_table(now, config.heat_half_life)
-    if not config.catalog_path.exists():
+    if config.catalog_url is None and not config.catalog_path.exists():
         return None
-    with Catalog.open(config.catalog_path) as reader:
+    with Catalog.open(config.catalog_target) as reader:
         return reader.state_table(now, config.heat_half_life)
 
 
