@@ -23,6 +23,10 @@ def reconcile(
     = False,
     parquet: Annotated[Path | None, typer.Option("--parquet", metavar="FILE",
                                                  help="Also write the disagreements to this Parquet file.")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild-catalog", help="After losing the catalog: rebuild it into an "
+                                                                    "empty one from the tiers' self-describing "
+                                                                    "objects and the hot tier (implies --fix).")]
+    = False,
 ) -> None:
     """Compare the hot tier, the catalog and every capacity tier; list each disagreement by kind."""
     from tiering.catalog import Catalog
@@ -34,8 +38,11 @@ def reconcile(
     from tiering.ops.session import mover_session
 
     cfg = load_config(find_config(config))
-    if fix:
+    if fix or rebuild:
         with mover_session(cfg, "reconcile") as (mover, _):
+            if rebuild and (held := sum(n for n, _ in mover.catalog.counts().values())):
+                raise UserError(f"--rebuild-catalog: the catalog has {held:,} entries; it rebuilds into an empty "
+                                "catalog only (move this one aside first, or run reconcile --fix)")
             report = run(cfg, mover.catalog, deep=deep, fix=True, archive=mover.archive, note=note)
     else:
         check_hot_tier(cfg)
