@@ -223,7 +223,7 @@ def _judge(hot: dict[bytes, _HotFile], records: dict[bytes, FileRecord], listing
                     rel = b""
                 if rel in hot and hot[rel].mark is not None and hot[rel].mark.tier == tier:
                     continue  # the copy of a stub the catalog does not know: reported as ``stub-unknown``
-                yield Finding("orphan", rel, tier, key, f"{info.size} bytes")
+                yield Finding("orphan", rel, tier, key, f"{info.size} bytes; no catalog entry names it")
 
 
 def _deep(rel: bytes, rec: FileRecord, store: Store) -> Iterator[Finding]:
