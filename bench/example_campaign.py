@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                        f'access_key_id = "{KEY}"\nsecret_access_key = "${{BENCH_SECRET}}"\n')
         (disk / "hot").mkdir()
         try:
-            fio = ["--runtime", args.runtime, "--ramp", "1", "--numjobs", "1,2,4", "--out", str(results)]
+            fio = ["--runtime", args.runtime, "--ramp", "1", "--numjobs", "1,2,4", "--drop-caches", "--out", str(results)]
             for target in (disk, ram):
                 tiering("bench", "fio", "--target", str(target), "--profile", "large-shards", "--iodepth", "1,8",
                         "--bs", "1MiB", "--size", "256MiB", *fio, env=env)

@@ -10,8 +10,9 @@ Each point is one fio run, laid out as fio-plot's bench-fio lays it out, so
 
 ``label`` is the target directory's name, ``bs`` is written as fio writes it
 (``4k``, ``128k``, ``1m``). A point runs in three steps: lay the data files
-out (read workloads only, with ``create_only``), drop the page cache (root),
-then the timed run with ``--output-format=json+``. The data files live in
+out (read workloads only, with ``create_only``), drop the page cache (only
+with ``--drop-caches``, never with ``--direct``; root), then the timed run
+with ``--output-format=json+``. The data files live in
 ``<target>/tiering-bench-fio`` and are removed when the campaign ends.
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from bench.fio import parse as fio_parse
 from bench.campaign import new_campaign, write_results
-from bench.fio.env import Environment, cache_warning, drop_caches, environment
+from bench.fio.env import DROPPED, Environment, cache_warning, drop_before_run, environment, memory_ratio
 from bench.fio.profiles import Profile, job_file, load_profile
 from tiering.core.errors import RUN_ERRNOS, UserError
 from tiering.core.units import format_size, parse_size
@@ -57,7 +58,7 @@ class Campaign:
     ramp: float = 5.0
     size: int | None = None  # --size: the data set per job; None keeps the profile's
     direct: bool = False
-    drop_caches: bool = True
+    drop_caches: bool = False  # machine-wide: only on request, and never with direct I/O
     fio: str = "fio"
     id: str = field(default_factory=lambda: new_campaign("fio"))
 
@@ -91,8 +92,12 @@ class Point:
     job_path: Path
     result_path: Path
     dataset_bytes: int
-    cache_dropped: bool
+    cache_drop: str  # what was done about the page cache: one of bench.fio.env's DROP* texts
     warning: str | None
+
+    @property
+    def cache_dropped(self) -> bool:
+        return self.cache_drop == DROPPED
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,7 @@ def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = 
 
 
 def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs: int, iodepth: int, numjobs: int) -> Point:
-    """Lay out, drop caches, run fio once, and parse its json+ into rows."""
+    """Lay out, drop caches if asked, run fio once, and parse its json+ into rows."""
     directory = out / campaign.label / bs_label(bs)
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{campaign.profile.mode}-{iodepth}-{numjobs}"
@@ -182,9 +187,9 @@ def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs
     job_path.write_text(job_file(campaign.profile, data, bs=bs, numjobs=numjobs, iodepth=iodepth, runtime=campaign.runtime,
                                  ramp=campaign.ramp, direct=campaign.direct, size=campaign.size))
     if campaign.profile.reads:
-        # Lay the files out first: writing them fills the page cache, which the drop then empties.
+        # Lay the files out first: writing them fills the page cache, which a drop then empties.
         _fio(campaign.fio, "--create_only=1", "--output-format=json", str(job_path))
-    dropped = drop_caches() if campaign.drop_caches else False
+    cache_drop = drop_before_run(requested=campaign.drop_caches, direct=campaign.direct)
     text = _fio(campaign.fio, "--output-format=json+", str(job_path))
     result_path.write_text(text)
     context = {"campaign": campaign.id, "tier": campaign.label, "target": str(campaign.target),
@@ -193,9 +198,10 @@ def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs
     rows = fio_parse.rows(json.loads(text), campaign.profile.mode, **context)
     dataset = campaign.dataset_bytes(numjobs)
     warning = cache_warning(env, dataset_bytes=dataset, moved_bytes=sum(r["bytes"] for r in rows),
-                            reads=campaign.profile.reads, direct=campaign.direct, dropped=dropped)
+                            reads=campaign.profile.reads, direct=campaign.direct,
+                            dropped=cache_drop == DROPPED)
     rows = [{**row, "warning": warning} for row in rows]
-    return Point(bs, iodepth, numjobs, tuple(rows), job_path, result_path, dataset, dropped, warning)
+    return Point(bs, iodepth, numjobs, tuple(rows), job_path, result_path, dataset, cache_drop, warning)
 
 
 def _fio(fio: str, *args: str) -> str:
@@ -238,10 +244,9 @@ def _manifest(campaign: Campaign, env: Environment, out: Path, points: list[Poin
         "profile": {"name": prof.name, "path": str(prof.path), "description": prof.description, "options": dict(prof.options)},
         "sweep": {"bs": list(campaign.bs), "numjobs": list(campaign.numjobs), "iodepth": list(campaign.iodepth)},
         "runtime_s": campaign.runtime, "ramp_s": campaign.ramp, "direct": campaign.direct,
-        "cache_drop": {"requested": campaign.drop_caches, "root": os.geteuid() == 0,
-                       "succeeded": bool(points) and all(p.cache_dropped for p in points)},
+        "cache_drop": _cache_drop_json(campaign, points),
         **env.to_json(),
-        "dataset_bytes": largest, "dataset_to_ram": largest / env.ram_bytes,
+        "dataset_bytes": largest, "dataset_to_ram": largest / env.ram_bytes, "memory": memory_ratio(env, largest),
         "warning": _joined(p.warning for p in points), "results": "results.parquet",
         "points": [_point_json(p, out, env) for p in points],
     }
@@ -250,7 +255,15 @@ def _manifest(campaign: Campaign, env: Environment, out: Path, points: list[Poin
 def _point_json(p: Point, out: Path, env: Environment) -> dict:
     return {"bs": p.bs, "iodepth": p.iodepth, "numjobs": p.numjobs, "job_file": str(p.job_path.relative_to(out)),
             "result": str(p.result_path.relative_to(out)), "dataset_bytes": p.dataset_bytes,
-            "dataset_to_ram": p.dataset_bytes / env.ram_bytes, "cache_dropped": p.cache_dropped, "warning": p.warning}
+            "dataset_to_ram": p.dataset_bytes / env.ram_bytes, "cache_drop": p.cache_drop, "cache_dropped": p.cache_dropped, "warning": p.warning}
+
+
+def _cache_drop_json(campaign: Campaign, points: list[Point]) -> dict:
+    """What the campaign asked for and what each point's runs actually did about the page cache."""
+    done = list(dict.fromkeys(p.cache_drop for p in points))
+    return {"requested": campaign.drop_caches, "direct": campaign.direct, "root": os.geteuid() == 0,
+            "done": done[0] if len(done) == 1 else done, "points_dropped": sum(p.cache_dropped for p in points),
+            "points": len(points)}
 
 
 def _joined(warnings) -> str | None:

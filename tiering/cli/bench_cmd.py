@@ -79,7 +79,8 @@ def fio(
     ramp: Annotated[float, typer.Option(help="Seconds run unmeasured before each point.")] = 5.0,
     size: Annotated[Optional[str], typer.Option(help="Data per job (default: the profile's).")] = None,
     direct: Annotated[bool, typer.Option("--direct", help="O_DIRECT: bypass the page cache.")] = False,
-    drop_caches: Annotated[bool, typer.Option(help="Drop the page cache before each point (root).")] = True,
+    drop_caches: Annotated[bool, typer.Option(
+        help="Drop the whole machine's page cache before each buffered run (root; never with --direct).")] = False,
     profile_dir: Annotated[Optional[Path], typer.Option(help="Extra profiles (NAME.toml), searched first.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Results folder (default: bench-results/<campaign>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result row, then one with the paths.")] = False,
@@ -89,6 +90,8 @@ def fio(
 
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
                              out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches)
+    if direct and drop_caches:
+        typer.echo("note: --drop-caches ignored: O_DIRECT bypasses the page cache", err=True)
     warned: set[str] = set()
 
     def show(point) -> None:
