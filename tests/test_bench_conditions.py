@@ -87,7 +87,7 @@ def supports_direct(directory: Path) -> bool:
 
 
 def run(target: Path, out: Path, **options):
-    options = {"numjobs": "1", "iodepth": "1", "runtime": 1, "ramp": 0, "size": "2MiB", "out": out, **options}
+    options = {"numjobs": "1", "iodepth": "1", "runtime": 1, "ramp": 0, "size": "2MiB", "out": out, "repeats": 1, **options}
     result = run_campaign(open_campaign(target, "randread-4k", **options))
     return result, json.loads(result.manifest_path.read_text())
 

@@ -189,7 +189,7 @@ def test_unknown_profile_suggests_the_closest():
 
 
 def campaign(target: Path, out: Path, profile: str = "randread-4k", **options):
-    options = {"numjobs": "1", "iodepth": "1", "runtime": 1, "ramp": 0, "size": "2MiB", "out": out, **options}
+    options = {"numjobs": "1", "iodepth": "1", "runtime": 1, "ramp": 0, "size": "2MiB", "out": out, "repeats": 1, **options}
     return run_campaign(open_campaign(target, profile, **options))
 
 

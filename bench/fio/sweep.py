@@ -32,6 +32,8 @@ from bench.fio import parse as fio_parse
 from bench.campaign import new_campaign, write_results
 from bench.fio.env import DROPPED, Environment, cache_warning, drop_before_run, environment, memory_ratio
 from bench.fio.profiles import Profile, job_file, load_profile
+from bench.stats import DEFAULT_REPEATS, SPREAD_LIMIT, median_index, spread_warning
+from bench.stats import spread as stats_spread
 from tiering.core.errors import RUN_ERRNOS, UserError
 from tiering.core.units import format_size, parse_size
 
@@ -58,6 +60,7 @@ class Campaign:
     ramp: float = 5.0
     size: int | None = None  # --size: the data set per job; None keeps the profile's
     direct: bool = False
+    repeats: int = DEFAULT_REPEATS  # fio runs per point; the median run is kept
     drop_caches: bool = False  # machine-wide: only on request, and never with direct I/O
     fio: str = "fio"
     id: str = field(default_factory=lambda: new_campaign("fio"))
@@ -94,6 +97,7 @@ class Point:
     dataset_bytes: int
     cache_drop: str  # what was done about the page cache: one of bench.fio.env's DROP* texts
     warning: str | None
+    throughput: tuple[float, ...] = ()  # bytes/s of every run, in run order
 
     @property
     def cache_dropped(self) -> bool:
@@ -131,6 +135,8 @@ def open_campaign(target: str | os.PathLike[str], profile: str, *, profile_dir: 
     given = {"bs": _values(bs, "bs", parse_size), "numjobs": _values(numjobs, "numjobs", int),
              "iodepth": _values(iodepth, "iodepth", int)}
     sweep = {key: values or prof.sweep.get(key) or DEFAULT_SWEEP[key] for key, values in given.items()}
+    if int(options.get("repeats", 1)) < 1:
+        raise UserError(f"--repeats: expected a positive whole number; got {options['repeats']!r}")
     per_job = None if size is None else _values(size, "size", parse_size)[0]
     prof.sized(per_job)  # a profile without a size fails here, before anything runs
     return Campaign(path, prof, out=Path(out) if out else None, fio=fio_path, size=per_job, **sweep, **options)
@@ -158,8 +164,13 @@ def bs_label(bs: int) -> str:
     return str(bs)
 
 
-def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = None) -> CampaignResult:
-    """Run every point, keeping job files, json+ output, the manifest and the Parquet table under ``out``."""
+def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = None,
+                 on_run: Callable[[int, int, int, int], None] | None = None) -> CampaignResult:
+    """Run every point, keeping job files, json+ output, the manifest and the Parquet table under ``out``.
+
+    ``on_run(bs, iodepth, numjobs, k)`` is called before each fio run (``k`` counts a point's repeats
+    from 1), ``on_point`` after each point: the caller's progress display.
+    """
     out = campaign.out_dir
     out.mkdir(parents=True, exist_ok=True)
     env = environment(campaign.target, campaign.fio)
@@ -168,7 +179,8 @@ def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = 
     points: list[Point] = []
     try:
         for bs, iodepth, numjobs in campaign.points():
-            point = run_point(campaign, env, out, data, bs=bs, iodepth=iodepth, numjobs=numjobs)
+            tell = (lambda k, at=(bs, iodepth, numjobs): on_run(*at, k)) if on_run else None
+            point = run_point(campaign, env, out, data, bs=bs, iodepth=iodepth, numjobs=numjobs, on_run=tell)
             points.append(point)
             _save(campaign, env, out, points)  # after every point, so a stopped campaign keeps what it measured
             if on_point:
@@ -178,8 +190,14 @@ def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = 
     return _save(campaign, env, out, points)
 
 
-def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs: int, iodepth: int, numjobs: int) -> Point:
-    """Lay out, drop caches if asked, run fio once, and parse its json+ into rows."""
+def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs: int, iodepth: int, numjobs: int,
+              on_run: Callable[[int], None] | None = None) -> Point:
+    """Lay out, then ``repeats`` times: drop caches if asked and run fio; the median run becomes the point.
+
+    Every run's json+ is kept under ``<bs>/repeats/``; the median run's is also
+    written as ``<stem>.json``, where bench-fio and fio-plot expect the point.
+    ``on_run(k)`` is called before run ``k`` (1-based).
+    """
     directory = out / campaign.label / bs_label(bs)
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{campaign.profile.mode}-{iodepth}-{numjobs}"
@@ -189,19 +207,31 @@ def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs
     if campaign.profile.reads:
         # Lay the files out first: writing them fills the page cache, which a drop then empties.
         _fio(campaign.fio, "--create_only=1", "--output-format=json", str(job_path))
-    cache_drop = drop_before_run(requested=campaign.drop_caches, direct=campaign.direct)
-    text = _fio(campaign.fio, "--output-format=json+", str(job_path))
-    result_path.write_text(text)
     context = {"campaign": campaign.id, "tier": campaign.label, "target": str(campaign.target),
                "profile": campaign.profile.name, "block_size": bs, "numjobs": numjobs, "iodepth": iodepth,
                "result_path": str(result_path.relative_to(out))}
-    rows = fio_parse.rows(json.loads(text), campaign.profile.mode, **context)
+    runs: list[tuple[str, list[dict], str]] = []  # (json text, rows, cache drop) per run
+    for k in range(1, campaign.repeats + 1):
+        if on_run:
+            on_run(k)
+        cache_drop = drop_before_run(requested=campaign.drop_caches, direct=campaign.direct)
+        text = _fio(campaign.fio, "--output-format=json+", str(job_path))
+        if campaign.repeats > 1:
+            (directory / "repeats").mkdir(exist_ok=True)
+            (directory / "repeats" / f"{stem}.r{k}.json").write_text(text)
+        runs.append((text, fio_parse.rows(json.loads(text), campaign.profile.mode, **context), cache_drop))
+    throughput = [sum(r["bw_bytes_s"] for r in rows) for _, rows, _ in runs]
+    text, rows, cache_drop = runs[median_index(throughput)]
+    result_path.write_text(text)
     dataset = campaign.dataset_bytes(numjobs)
-    warning = cache_warning(env, dataset_bytes=dataset, moved_bytes=sum(r["bytes"] for r in rows),
-                            reads=campaign.profile.reads, direct=campaign.direct,
-                            dropped=cache_drop == DROPPED)
-    rows = [{**row, "warning": warning} for row in rows]
-    return Point(bs, iodepth, numjobs, tuple(rows), job_path, result_path, dataset, cache_drop, warning)
+    drops = list(dict.fromkeys(drop for _, _, drop in runs))
+    spread = stats_spread(throughput)
+    warning = _joined([cache_warning(env, dataset_bytes=dataset, moved_bytes=sum(r["bytes"] for r in rows),
+                                     reads=campaign.profile.reads, direct=campaign.direct,
+                                     dropped=all(drop == DROPPED for drop in drops)), spread_warning(spread)])
+    rows = [{**row, "repeats": campaign.repeats, "spread": spread, "warning": warning} for row in rows]
+    return Point(bs, iodepth, numjobs, tuple(rows), job_path, result_path, dataset,
+                 drops[0] if len(drops) == 1 else "; ".join(drops), warning, tuple(throughput))
 
 
 def _fio(fio: str, *args: str) -> str:
@@ -243,7 +273,7 @@ def _manifest(campaign: Campaign, env: Environment, out: Path, points: list[Poin
         "target": str(campaign.target), "label": campaign.label,
         "profile": {"name": prof.name, "path": str(prof.path), "description": prof.description, "options": dict(prof.options)},
         "sweep": {"bs": list(campaign.bs), "numjobs": list(campaign.numjobs), "iodepth": list(campaign.iodepth)},
-        "runtime_s": campaign.runtime, "ramp_s": campaign.ramp, "direct": campaign.direct,
+        "runtime_s": campaign.runtime, "ramp_s": campaign.ramp, "direct": campaign.direct, "repeats": campaign.repeats,
         "cache_drop": _cache_drop_json(campaign, points),
         **env.to_json(),
         "dataset_bytes": largest, "dataset_to_ram": largest / env.ram_bytes, "memory": memory_ratio(env, largest),
@@ -255,7 +285,9 @@ def _manifest(campaign: Campaign, env: Environment, out: Path, points: list[Poin
 def _point_json(p: Point, out: Path, env: Environment) -> dict:
     return {"bs": p.bs, "iodepth": p.iodepth, "numjobs": p.numjobs, "job_file": str(p.job_path.relative_to(out)),
             "result": str(p.result_path.relative_to(out)), "dataset_bytes": p.dataset_bytes,
-            "dataset_to_ram": p.dataset_bytes / env.ram_bytes, "cache_drop": p.cache_drop, "cache_dropped": p.cache_dropped, "warning": p.warning}
+            "dataset_to_ram": p.dataset_bytes / env.ram_bytes, "cache_drop": p.cache_drop, "cache_dropped": p.cache_dropped,
+            "throughput_runs": list(p.throughput), "spread": p.rows[0]["spread"] if p.rows else None,
+            "warning": p.warning}
 
 
 def _cache_drop_json(campaign: Campaign, points: list[Point]) -> dict:
@@ -271,11 +303,13 @@ def _joined(warnings) -> str | None:
     return "; ".join(distinct) or None
 
 
-HEADER = f"{'bs':>6} {'jobs':>4} {'qd':>4} {'op':<10} {'MB/s':>9} {'IOPS':>10} {'p99 ms':>8}"
+HEADER = f"{'bs':>6} {'jobs':>4} {'qd':>4} {'op':<10} {'MB/s':>9} {'IOPS':>10} {'p99 ms':>8} {'spread':>8}"
 
 
 def point_line(row: dict) -> str:
-    """One result row as a line under ``HEADER``."""
+    """One result row as a line under ``HEADER``; a spread past ``SPREAD_LIMIT`` is marked ``!``."""
     p99 = "-" if row["lat_p99_s"] is None else f"{row['lat_p99_s'] * 1e3:.4g}"
+    spread = row.get("spread")
+    cell = "-" if spread is None else f"{spread:.1%}" + ("!" if spread > SPREAD_LIMIT else "")
     return (f"{format_size(row['block_size']):>6} {row['numjobs']:>4} {row['iodepth']:>4} {row['op']:<10} "
-            f"{row['bw_bytes_s'] / 1e6:>9.1f} {row['iops']:>10.0f} {p99:>8}")
+            f"{row['bw_bytes_s'] / 1e6:>9.1f} {row['iops']:>10.0f} {p99:>8} {cell:>8}")

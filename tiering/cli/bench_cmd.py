@@ -78,6 +78,7 @@ def fio(
     runtime: Annotated[float, typer.Option(help="Seconds measured per point.")] = 30.0,
     ramp: Annotated[float, typer.Option(help="Seconds run unmeasured before each point.")] = 5.0,
     size: Annotated[Optional[str], typer.Option(help="Data per job (default: the profile's).")] = None,
+    repeats: Annotated[int, typer.Option(min=1, metavar="N", help="fio runs per point; the median is kept, the spread shown.")] = 3,
     direct: Annotated[bool, typer.Option("--direct", help="O_DIRECT: bypass the page cache.")] = False,
     drop_caches: Annotated[bool, typer.Option(
         help="Drop the whole machine's page cache before each buffered run (root; never with --direct).")] = False,
@@ -89,7 +90,8 @@ def fio(
     from bench.fio.sweep import HEADER, open_campaign, point_line, run_campaign
 
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
-                             out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches)
+                             out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches,
+                             repeats=repeats)
     if direct and drop_caches:
         typer.echo("note: --drop-caches ignored: O_DIRECT bypasses the page cache", err=True)
     warned: set[str] = set()
