@@ -137,3 +137,15 @@ def test_fio_plot_charts_bench_fio_layout(tmp_path):
     for png in charts:
         png_size(png)
         assert f"](fio-plot/{png.name})" in text
+
+
+def test_cli_report_says_what_it_is_doing(campaigns, tmp_path):
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tiering", "bench", "report", str(campaigns), "--out",
+                           str(tmp_path / "r")], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    steps = done.stderr.splitlines()
+    assert steps[0].startswith("reading results under ") and "3 file(s)" in steps[1] and "series" in steps[1]
+    assert any(s.startswith("drawing plots") for s in steps) and steps[-1] == f"writing {tmp_path / 'r' / 'report.md'} ..."
+    assert done.stdout.strip() == str(tmp_path / "r" / "report.md")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,20 +178,30 @@ def _where(r: dict) -> str:
     return " ".join(at + ([f"qd{r['iodepth']}"] if r["iodepth"] else []))
 
 
-def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, fmt: str = "md") -> Path:
-    """Write the plots and the report for every campaign under ``directory``; returns the report's path."""
+def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, fmt: str = "md",
+          on_step: Callable[[str], None] | None = None) -> Path:
+    """Write the plots and the report for every campaign under ``directory``; returns the report's path.
+
+    ``on_step(text)`` is told each step as it starts (reading, fitting, drawing, fio-plot, writing):
+    the caller's running commentary.
+    """
+    say = on_step or (lambda text: None)
     try:
         from bench.report import plots  # matplotlib is an optional dependency: imported only here
     except ImportError as exc:
         raise UserError(f"bench report needs matplotlib ({exc.name} is missing): pip install 'tiering[bench]'") from exc
     if fmt not in ("md", "html"):
         raise UserError(f"unknown report format {fmt!r}; expected md or html")
+    say(f"reading results under {directory}")
     data, files = load(directory)
     rows = data.to_pylist()
     out_dir = Path(out) if out else Path(directory)
     all_series = series(rows)
+    say(f"read {len(rows)} point(s) from {len(files)} file(s); fitting {len(all_series)} series")
     heads = headlines(rows, all_series)
+    say(f"drawing plots into {out_dir / 'plots'}")
     images = plots.draw_all(all_series, heads, rows, out_dir / "plots")
+    say(f"drew {len(images)} plot(s); running fio-plot on the fio result folders (if installed)")
     fio_images, fio_notes = plots.fio_plot(Path(directory), out_dir / "fio-plot")
     # Name the results folder relative to the report, so a report moved with its data stays true.
     shown = os.path.relpath(Path(directory).absolute(), out_dir.absolute())
@@ -205,6 +216,7 @@ def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None 
         for path, caption in fio_images:
             doc.image(path, caption)
     report = out_dir / f"report.{fmt}"
+    say(f"writing {report}")
     report.write_text(render(doc, fmt, base=out_dir), encoding="utf-8")
     return report
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -85,27 +86,37 @@ def fio(
     profile_dir: Annotated[Optional[Path], typer.Option(help="Extra profiles (NAME.toml), searched first.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Results folder (default: bench-results/<campaign>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result row, then one with the paths.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="List the points and the estimated time; run nothing.")] = False,
 ) -> None:
     """fio sweep of a profile over numjobs x iodepth x block size on a directory."""
-    from bench.fio.sweep import HEADER, open_campaign, point_line, run_campaign
+    from bench.fio.sweep import HEADER, estimate, open_campaign, plan_lines, point_line, run_campaign
 
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
                              out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches,
                              repeats=repeats)
     if direct and drop_caches:
         typer.echo("note: --drop-caches ignored: O_DIRECT bypasses the page cache", err=True)
+    if dry_run:
+        est = estimate(campaign)
+        typer.echo(json.dumps({"points": [dict(zip(("bs", "iodepth", "numjobs"), p)) for p in campaign.points()],
+                               "repeats": campaign.repeats, "runs": est.runs, "estimated_s": est.total_s})
+                   if as_json else "\n".join(plan_lines(campaign)))
+        return
     warned: set[str] = set()
+    bar = _SweepBar(estimate(campaign), enabled=not as_json)
 
     def show(point) -> None:
         for row in point.rows:
-            typer.echo(json.dumps(row) if as_json else point_line(row))
-        if point.warning and point.warning not in warned and not as_json:
-            warned.add(point.warning)
-            typer.echo(f"warning: {point.warning}", err=True)
+            bar.echo(json.dumps(row) if as_json else point_line(row))
+        for warning in (point.warning or "").split("; ") if not as_json else ():
+            if warning and warning not in warned:
+                warned.add(warning)
+                bar.echo(f"warning: {warning}", err=True)
 
     if not as_json:
         typer.echo(HEADER)
-    result = run_campaign(campaign, on_point=show)
+    with bar:
+        result = run_campaign(campaign, on_point=show, on_run=bar.run)
     paths = {"results": str(result.results_path), "manifest": str(result.manifest_path), "warning": result.warning}
     typer.echo(json.dumps(paths) if as_json else f"results: {paths['results']}\nmanifest: {paths['manifest']}")
 
@@ -161,7 +172,46 @@ def report(
     """Plots and a Markdown/HTML report over every campaign under DIRECTORY."""
     from bench.report.build import build
 
-    typer.echo(build(directory, out, fmt))
+    typer.echo(build(directory, out, fmt, on_step=lambda text: typer.echo(f"{text} ...", err=True)))
+
+
+class _SweepBar:
+    """A rich progress bar on stderr over a sweep's fio runs, with the time left by the estimate.
+
+    Drawn only when stdout and stderr are both a terminal: rich then moves the rows
+    printed meanwhile above the bar; with either redirected there is no bar.
+    """
+
+    def __init__(self, est, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._est, self._done = est, 0
+        console = Console(stderr=True)
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                  TextColumn("runs"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
+                                  console=console, transient=True,
+                                  disable=not (enabled and console.is_terminal and sys.stdout.isatty()))
+        self._task = self._progress.add_task("fio", total=est.runs, left="")
+
+    def __enter__(self):
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def run(self, bs: int, iodepth: int, numjobs: int, k: int) -> None:
+        from tiering.core.units import format_elapsed, format_size
+
+        left = (self._est.runs - self._done) * self._est.run_s
+        self._progress.update(self._task, completed=self._done, left=f"~{format_elapsed(left)} left",
+                              description=f"bs {format_size(bs)} qd{iodepth} x{numjobs} run {k}")
+        self._done += 1
+
+    @staticmethod
+    def echo(text: str, err: bool = False) -> None:
+        typer.echo(text, err=err)  # while the bar is drawn, rich's redirect puts this above it
 
 
 #: (header, width, row key, format) for the objects and dataloader tables.
