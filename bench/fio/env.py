@@ -135,6 +135,7 @@ class Environment:
     device: dict
     ram_bytes: int
     git: dict
+    host: str = ""  # the node name: figures belong to a machine
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -148,7 +149,7 @@ def environment(target: Path, fio: str) -> Environment:
     mount = mount_of(target)
     uname = os.uname()
     return Environment(fio_version(fio), f"{uname.sysname} {uname.release} {uname.version} {uname.machine}",
-                       asdict(mount) if mount else None, device_of(mount), ram_bytes(), git_revision())
+                       asdict(mount) if mount else None, device_of(mount), ram_bytes(), git_revision(), uname.nodename)
 
 
 #: MLPerf Storage's rule for a valid run: the data set is at least this many times host memory,

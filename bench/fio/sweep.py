@@ -8,7 +8,8 @@ Each point is one fio run, laid out as fio-plot's bench-fio lays it out, so
     <out>/<label>/<bs>/<mode>-<iodepth>-<numjobs>.fio    the job file that ran
     <out>/<label>/<bs>/<mode>-<iodepth>-<numjobs>.json   fio's json+ output
 
-``label`` is the target directory's name, ``bs`` is written as fio writes it
+``label`` is ``--label`` (the tier's name, e.g. its name in the config) or the
+target directory's name, ``bs`` is written as fio writes it
 (``4k``, ``128k``, ``1m``). A point runs in three steps: lay the data files
 out (read workloads only, with ``create_only``), drop the page cache (only
 with ``--drop-caches``, never with ``--direct``; root), then the timed run
@@ -72,6 +73,7 @@ class Campaign:
     repeats: int = DEFAULT_REPEATS  # fio runs per point; the median run is kept
     drop_caches: bool = False  # machine-wide: only on request, and never with direct I/O
     fio: str = "fio"
+    name: str | None = None  # --label: the tier's name in results and plots; None: the target's folder name
     id: str = field(default_factory=lambda: new_campaign("fio"))
 
     @property
@@ -80,8 +82,8 @@ class Campaign:
 
     @property
     def label(self) -> str:
-        """The target's name, as bench-fio names a target's result directory."""
-        return self.target.name or "root"
+        """The tier's name in rows, plots and the result folder: ``--label``, else the target folder's name."""
+        return self.name or self.target.name or "root"
 
     def points(self) -> list[tuple[int, int, int]]:
         """(bs, iodepth, numjobs) in run order."""
@@ -144,6 +146,11 @@ def open_campaign(target: str | os.PathLike[str], profile: str, *, profile_dir: 
     given = {"bs": _values(bs, "bs", parse_size), "numjobs": _values(numjobs, "numjobs", int),
              "iodepth": _values(iodepth, "iodepth", int)}
     sweep = {key: values or prof.sweep.get(key) or DEFAULT_SWEEP[key] for key, values in given.items()}
+    label = options.pop("label", None)
+    if label is not None and (not label.strip() or "/" in label or label in (".", "..")):
+        raise UserError(f"--label: {label!r}: expected a tier name (it names a folder: no '/')")
+    if label is not None:
+        options["name"] = label
     if int(options.get("repeats", 1)) < 1:
         raise UserError(f"--repeats: expected a positive whole number; got {options['repeats']!r}")
     per_job = None if size is None else _values(size, "size", parse_size)[0]

@@ -20,6 +20,7 @@ accelerator adds its full demand).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import defaultdict
@@ -200,12 +201,16 @@ def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None 
     say(f"read {len(rows)} point(s) from {len(files)} file(s); fitting {len(all_series)} series")
     heads = headlines(rows, all_series)
     say(f"drawing plots into {out_dir / 'plots'}")
-    images = plots.draw_all(all_series, heads, rows, out_dir / "plots")
+    manifests = _manifests(Path(directory))
+    images = plots.draw_all(all_series, heads, rows, out_dir / "plots", footer=footer(manifests, rows))
     say(f"drew {len(images)} plot(s); running fio-plot on the fio result folders (if installed)")
     fio_images, fio_notes = plots.fio_plot(Path(directory), out_dir / "fio-plot")
     # Name the results folder relative to the report, so a report moved with its data stays true.
     shown = os.path.relpath(Path(directory).absolute(), out_dir.absolute())
     doc = _document(shown, files, rows, all_series, heads)
+    doc.section("Raw data")
+    doc.para(f"Conditions: {footer(manifests, rows)}.")
+    doc.links(list(files) + sorted(manifests))
     doc.section("Plots")
     for path, caption in images:
         doc.image(path, caption)
@@ -219,6 +224,37 @@ def build(directory: str | os.PathLike[str], out: str | os.PathLike[str] | None 
     say(f"writing {report}")
     report.write_text(render(doc, fmt, base=out_dir), encoding="utf-8")
     return report
+
+
+def _manifests(directory: Path) -> dict[Path, dict]:
+    """Every fio manifest under ``directory`` (they hold the tool versions and the filesystem of each target)."""
+    found = {}
+    for path in sorted(directory.rglob("manifest*.json")):
+        try:
+            found[path] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or half-written: the footer makes do without it
+    return found
+
+
+def footer(manifests: dict[Path, dict], rows: list[dict]) -> str:
+    """One line of conditions, as fio-plot prints under its charts: tools, host, kernel, filesystems, dates."""
+    import matplotlib
+
+    docs = list(manifests.values())
+    fio = sorted({d["fio_version"] for d in docs if d.get("fio_version")})
+    revs = sorted({(d.get("git") or {}).get("revision", "unknown")[:10] + ("+dirty" if (d.get("git") or {}).get("dirty")
+                                                                             else "") for d in docs})
+    uname = os.uname()
+    hosts = sorted({d["host"] for d in docs if d.get("host")}) or [uname.nodename]
+    kernels = sorted({d["kernel"].split()[1] for d in docs if len(d.get("kernel", "").split()) > 1}) or [uname.release]
+    fs = sorted({f"{d.get('label')}: {d['mount']['fstype']}" for d in docs if d.get("mount")})
+    dates = sorted(d["created"][:10] for d in docs if d.get("created"))
+    when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]}..{dates[-1]}") if dates else time.strftime("%Y-%m-%d")
+    parts = [", ".join(fio) or None, f"tiering {', '.join(revs)}" if revs else None, f"matplotlib {matplotlib.__version__}",
+             f"host {', '.join(hosts)}", f"Linux {', '.join(kernels)}", f"fs {'; '.join(fs)}" if fs else None,
+             f"measured {when}", f"{len(rows)} points"]
+    return " · ".join(p for p in parts if p)
 
 
 def _document(directory, files, rows, all_series: list[Series], heads: list[Headline]) -> Doc:

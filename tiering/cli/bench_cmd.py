@@ -83,6 +83,7 @@ def fio(
     direct: Annotated[bool, typer.Option("--direct", help="O_DIRECT: bypass the page cache.")] = False,
     drop_caches: Annotated[bool, typer.Option(
         help="Drop the whole machine's page cache before each buffered run (root; never with --direct).")] = False,
+    label: Annotated[Optional[str], typer.Option(metavar="NAME", help="Tier name in results and plots (default: the target folder's name).")] = None,
     profile_dir: Annotated[Optional[Path], typer.Option(help="Extra profiles (NAME.toml), searched first.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Results folder (default: bench-results/<campaign>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result row, then one with the paths.")] = False,
@@ -93,7 +94,7 @@ def fio(
 
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
                              out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches,
-                             repeats=repeats)
+                             repeats=repeats, label=label)
     if direct and drop_caches:
         typer.echo("note: --drop-caches ignored: O_DIRECT bypasses the page cache", err=True)
     if dry_run:
