@@ -40,7 +40,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bench.objects import percentile
-from bench.dataloader.samples import Dataset
+from bench.dataloader.samples import CACHES, Dataset, cache_warning
+from tiering.core.errors import UserError
 
 #: MLPerf Storage: a tier "feeds" an accelerator while AU stays at or above this.
 AU_TARGET = 0.9
@@ -57,6 +58,7 @@ class Pipeline:
     min_steps: int = 8  # per rank, so many-accelerator points still measure something
     read_delay_s: float = 0.0
     seed: int = 0
+    cache: str = "cold"  # cold: the dataset is evicted from this host's page cache before every point; warm: filled once
 
     def steps(self, count: int, accelerators: int) -> int:
         """Steps per rank: its share of ``epochs`` passes (drop_last), at least ``min_steps``."""
@@ -161,11 +163,15 @@ def point_row(point: LoadPoint, pipeline: Pipeline, dataset: Dataset, *, campaig
 
 
 def profile_name(pipeline: Pipeline) -> str:
-    return f"dataloader-b{pipeline.batch}-{pipeline.compute_s * 1e3:g}ms"
+    """Names the emulated job, and a warm cache, so cold and warm campaigns are never one series."""
+    warm = "-warm" if pipeline.cache == "warm" else ""
+    return f"dataloader-b{pipeline.batch}-{pipeline.compute_s * 1e3:g}ms{warm}"
 
 
 def run_point(dataset: Dataset, pipeline: Pipeline, workers: int, accelerators: int) -> LoadPoint:
-    """Run ``accelerators`` ranks with ``workers`` readers each, all at once; one point."""
+    """Run ``accelerators`` ranks with ``workers`` readers each, all at once; one point (a cold one starts evicted)."""
+    if pipeline.cache == "cold":
+        dataset.evict()
     steps = pipeline.steps(dataset.count, accelerators)
     stop = threading.Event()
     ranks = [_Rank(dataset, pipeline, batches, workers, stop)
@@ -289,10 +295,12 @@ def run(dataset: Dataset, pipeline: Pipeline, workers: Sequence[int], *, campaig
     A dataset this call created is removed afterwards unless ``keep_dataset``;
     one that was already there is left as found.
     """
-    from bench.dataloader.samples import cache_warning
-
+    if pipeline.cache not in CACHES:
+        raise UserError(f"--cache: {pipeline.cache!r}: expected one of {', '.join(CACHES)}")
     created = dataset.ensure()
-    warning = cache_warning(dataset)
+    if pipeline.cache == "warm":
+        dataset.warm()
+    warning = cache_warning(dataset, pipeline.cache)
     try:
         return [point_row(p, pipeline, dataset, campaign=campaign, tier=tier, warning=warning)
                 for p in sweep(dataset, pipeline, workers, max_accelerators=max_accelerators, on_point=on_point)]

@@ -134,6 +134,9 @@ def dataloader(
     read_delay_ms: Annotated[float, typer.Option(min=0, help="Extra sleep per sample read: throttles the tier.")] = 0.0,
     max_accelerators: Annotated[int, typer.Option(min=1, help="Stop the accelerator search here.")] = 64,
     keep_dataset: Annotated[bool, typer.Option(help="Keep a dataset this run created (for the next run).")] = False,
+    cache: Annotated[str, typer.Option(metavar="cold|warm",
+                                       help="cold: evict the dataset from this host's page cache before each point; "
+                                            "warm: read it once first.")] = "cold",
     out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
@@ -145,7 +148,8 @@ def dataloader(
     from tiering.config import find_config, load_config
     from tiering.core.units import parse_size
 
-    pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3)
+    pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3,
+                           cache=cache)
     readers = _csv(workers, int, "--workers")
     dataset = open_dataset(load_config(find_config(config)), tier, samples, _one(sample_size, parse_size, "--sample-size"))
     if not as_json:
