@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--concurrency", "1,4,16", "--total", "32MiB", "--epoch-objects", "500", "--out", str(results),
                     env=env)
             for tier in ("hot", "seaweedfs"):
-                tiering("bench", "dataloader", "--config", str(cfg), "--tier", tier, "--workers", "1,4",
+                tiering("bench", "dataloader", "--config", str(cfg), "--tier", tier, "--mode", "storage", "--workers", "1,4",
                         "--samples", "1024", "--sample-size", "128KiB", "--batch", "32", "--compute-ms", "50",
                         "--out", str(results), env=env)
         finally:

@@ -38,7 +38,7 @@ def test_fast_storage_keeps_the_accelerators_busy(tmp_path):
     # At AU ~ 1 one accelerator consumes its full demand: batch / compute samples/s.
     assert 0.7 * pipeline.demand < first["samples_s"] <= 1.05 * pipeline.demand
     assert first["bw_bytes_s"] == pytest.approx(first["samples_s"] * 4 * KiB)
-    assert first["profile"] == "dataloader-b4-20ms" and first["op"] == "load"
+    assert first["profile"] == "storage-path-b4-20ms" and first["op"] == "load"
     assert "page cache" in first["warning"]
     assert table(rows).schema == SCHEMA
     assert not (tmp_path / "samples").exists()  # created by the run, so removed by it
@@ -122,7 +122,7 @@ def test_cli_writes_results(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", "from tiering.cli import main; main()", "bench", "dataloader", "--tier", "hot",
          "--config", str(tmp_path / "tiering.toml"), "--workers", "1,2", "--sample-size", "4KiB", "--batch", "4",
-         "--compute-ms", "10", "--samples", "32", "--max-accelerators", "1", "--out", str(tmp_path / "out")],
+         "--compute-ms", "10", "--samples", "32", "--max-accelerators", "1", "--mode", "storage", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -167,7 +167,7 @@ def test_cold_evicts_before_each_point_and_warm_fills_first(tmp_path):
     evicted.clear()
     rows = dl.run(observed, warm, [1], campaign="c", tier="hot", max_accelerators=2)
     assert evicted == [] and min(resident_fraction(f) for f in files) > 0.9  # warmed first, never evicted
-    assert rows[0]["profile"] == "dataloader-b4-1ms-warm" and "warm cache by request" in rows[0]["warning"]
+    assert rows[0]["profile"] == "storage-path-b4-1ms-warm" and "warm cache by request" in rows[0]["warning"]
 
 
 def test_cli_cache_option_is_checked(tmp_path):

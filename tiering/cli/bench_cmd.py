@@ -137,6 +137,11 @@ def dataloader(
     cache: Annotated[str, typer.Option(metavar="cold|warm",
                                        help="cold: evict the dataset from this host's page cache before each point; "
                                             "warm: read it once first.")] = "cold",
+    mode: Annotated[Optional[str], typer.Option(metavar="dlio|storage", help=(
+        "dlio: reader processes decode, collate and hand batches over shared memory, a barrier per step "
+        "(as MLPerf Storage charges; hot tier); storage: the storage path only (reads, an upper bound). "
+        "Default: dlio on the hot tier, storage on a capacity tier."))] = None,
+    sample_format: Annotated[str, typer.Option("--format", metavar="npz|raw", help="Sample files of --mode dlio.")] = "npz",
     out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
@@ -151,15 +156,27 @@ def dataloader(
     pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3,
                            cache=cache)
     readers = _csv(workers, int, "--workers")
-    dataset = open_dataset(load_config(find_config(config)), tier, samples, _one(sample_size, parse_size, "--sample-size"))
+    mode = mode or ("dlio" if tier == "hot" else "storage")
+    if mode not in ("dlio", "storage"):
+        raise UserError(f"--mode: {mode!r}: expected dlio or storage")
+    cfg, size = load_config(find_config(config)), _one(sample_size, parse_size, "--sample-size")
+    options = dict(campaign=new_campaign("dataloader"), tier=tier, max_accelerators=max_accelerators,
+                   keep_dataset=keep_dataset,
+                   on_point=None if as_json else lambda p: typer.echo(_line(LOADER_COLUMNS, _loader_cells(p))))
+    typer.echo(f"mode: {mode} ({'DLIO-faithful' if mode == 'dlio' else 'storage path only: an upper bound'})",
+               err=as_json)
     if not as_json:
         typer.echo(_header(LOADER_COLUMNS))
-    try:
-        rows = dl.run(dataset, pipeline, readers, campaign=new_campaign("dataloader"), tier=tier,
-                      max_accelerators=max_accelerators, keep_dataset=keep_dataset,
-                      on_point=None if as_json else lambda p: typer.echo(_line(LOADER_COLUMNS, _loader_cells(p))))
-    finally:
-        dataset.close()
+    if mode == "dlio":
+        from bench.dataloader import faithful
+
+        rows = faithful.run(faithful.open_files(cfg, tier, samples, size, sample_format), pipeline, readers, **options)
+    else:
+        dataset = open_dataset(cfg, tier, samples, size)
+        try:
+            rows = dl.run(dataset, pipeline, readers, **options)
+        finally:
+            dataset.close()
     for row in rows if as_json else ():
         typer.echo(json.dumps(row))
     for w, k in sorted(dl.fed_by_workers(rows).items()):
