@@ -21,9 +21,12 @@ charges them the same way:
   and sends its name; the rank maps it, unlinks it and drops it after the step;
 - *a barrier per step* across ranks (``multiprocessing.Barrier``), after the
   emulated compute (a sleep of ``compute_s``);
-- *AU as DLIO reports it*: nominal compute over wall time, both without the
-  first step (which holds the workers' start-up): ``AU = (steps − 1) ·
-  compute_s / (end − end of step 1)``; samples/s over the same window.
+- *AU and samples/s as DLIO 2.0 computes them* (``StatsCounter.compute_metrics_train``):
+  nominal compute over wall time, both without the first step (which holds
+  the workers' start-up): ``AU = (steps − 1) · compute_s / (end − start −
+  first step)``; but samples/s over *every* step and the whole wall time,
+  first step included: ``steps · batch / (end − start)`` per rank, summed
+  over ranks.
 
 Only hot-tier (local file) datasets are read this way: reader processes fork
 from the rank, and a capacity tier's open connections do not survive a fork.
@@ -152,9 +155,9 @@ def run_point(files: SampleFiles, pipeline: Pipeline, workers: int, accelerators
         _stop(ranks)
         for leftover in SHM_DIR.glob(f"{tag}*"):
             leftover.unlink(missing_ok=True)
-    window = max(r["window"] for r in reports)
+    window = max(r["wall"] for r in reports)
     latencies = [lat for r in reports for lat in r["latencies"]]
-    samples = accelerators * (steps - 1) * pipeline.batch
+    samples = accelerators * steps * pipeline.batch
     return LoadPoint(workers, accelerators, steps, samples, samples * files.file_bytes(), window,
                      statistics.fmean(r["au"] for r in reports), statistics.fmean(latencies) if latencies else 0.0,
                      percentile(latencies, 0.5), percentile(latencies, 0.99), percentile(latencies, 0.999))
@@ -206,9 +209,10 @@ def _rank(files: SampleFiles, pipeline: Pipeline, batches: list[list[int]], work
             barrier.wait(timeout=_TIMEOUT_S)
             if step == 0:
                 first_end = time.perf_counter()
-        window = time.perf_counter() - first_end
+        end = time.perf_counter()
         nominal = (len(batches) - 1) * pipeline.compute_s
-        results.put({"au": min(1.0, nominal / window) if window > 0 else 0.0, "window": window,
+        window = end - first_end
+        results.put({"au": min(1.0, nominal / window) if window > 0 else 0.0, "wall": end - started,
                      "latencies": latencies})
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
         results.put(exc)
