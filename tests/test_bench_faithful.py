@@ -102,3 +102,15 @@ def test_cli_defaults_to_dlio_on_the_hot_tier_and_refuses_it_elsewhere(tmp_path)
     refused = subprocess.run([*common, "--tier", "hdd", "--mode", "dlio"], capture_output=True, text=True, timeout=60,
                              check=False)
     assert refused.returncode == 2 and "use --mode storage" in refused.stderr
+
+
+def test_existing_files_of_another_tool_are_read_in_name_order(tmp_path):
+    theirs = tmp_path / "train"
+    theirs.mkdir()
+    for i in (2, 0, 1):  # DLIO's generator names them img_<i>_of_<n>.npz, x of shape (dim, dim, samples)
+        np.savez(theirs / f"img_{i}_of_3.npz", x=np.full((8, 8, 1), i, dtype=np.uint8), y=np.zeros(1))
+    files = SampleFiles.existing(theirs)
+    assert files.count == 3 and files.names == ("img_0_of_3.npz", "img_1_of_3.npz", "img_2_of_3.npz")
+    assert not files.ensure() and files.decode(2).shape == (8, 8, 1) and files.decode(2).max() == 2
+    with pytest.raises(UserError, match="no \\*.bin sample files"):
+        SampleFiles.existing(tmp_path / "train" / "..", "raw")

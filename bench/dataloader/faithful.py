@@ -67,6 +67,16 @@ class SampleFiles:
     count: int
     size: int
     fmt: str = "npz"
+    names: tuple[str, ...] = ()  # existing files to read (another tool's data set); empty: ours, sample-NNNNNN
+
+    @classmethod
+    def existing(cls, root: Path, fmt: str = "npz") -> "SampleFiles":
+        """The ``*.npz`` (or raw ``*.bin``) files already in ``root`` (e.g. DLIO's generator's), in name order."""
+        suffix = "npz" if fmt == "npz" else "bin"
+        names = tuple(sorted(p.name for p in Path(root).glob(f"*.{suffix}")))
+        if not names:
+            raise UserError(f"{root}: no *.{suffix} sample files in it")
+        return cls(Path(root), len(names), (Path(root) / names[0]).stat().st_size, fmt, names)
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
@@ -85,10 +95,14 @@ class SampleFiles:
         return (self.size,)
 
     def path(self, index: int) -> Path:
+        if self.names:
+            return self.root / self.names[index]
         return self.root / f"sample-{index:06d}.{'npz' if self.fmt == 'npz' else 'bin'}"
 
     def ensure(self) -> bool:
-        """Write missing samples (random pixels); True when any had to be written."""
+        """Write missing samples (random pixels); True when any had to be written (never for ``existing``)."""
+        if self.names:
+            return False
         self.root.mkdir(parents=True, exist_ok=True)
         rng, created = np.random.default_rng(0), False
         for i in range(self.count):
