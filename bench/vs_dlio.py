@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -44,11 +43,7 @@ def dlio_argv(venv: Path, ranks: int, data: Path, out: Path, args, *, compute_s:
         "train.epochs": 1, "train.computation_time": compute_s, "output.folder": out,
     }
     return ["mpirun", "--allow-run-as-root", "--bind-to", "none", "-np", str(ranks), str(venv / "bin" / "dlio_benchmark"),
-            f"workload={WORKLOAD}", f"hydra.run.dir={out}", *(f"++workload.{k}={_hydra(v)}" for k, v in overrides.items())]
-
-
-def _hydra(value) -> str:
-    return str(value) if not isinstance(value, bool) else str(value)
+            f"workload={WORKLOAD}", f"hydra.run.dir={out}", *(f"++workload.{k}={v}" for k, v in overrides.items())]
 
 
 def run_dlio(venv: Path, ranks: int, data: Path, work: Path, args, compute_s: float) -> tuple[float, float]:
