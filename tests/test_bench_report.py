@@ -139,13 +139,22 @@ def test_fio_plot_charts_bench_fio_layout(tmp_path):
         assert f"](fio-plot/{png.name})" in text
 
 
-def test_cli_report_says_what_it_is_doing(campaigns, tmp_path):
+def test_cli_report_says_what_it_is_doing_on_a_terminal(campaigns, tmp_path):
+    import shlex
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "tiering", "bench", "report", str(campaigns), "--out",
-                           str(tmp_path / "r")], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    steps = done.stderr.splitlines()
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) for a terminal")
+    argv = [sys.executable, "-m", "tiering", "bench", "report", str(campaigns), "--out", str(tmp_path / "r")]
+    done = subprocess.run(["script", "-qec", shlex.join(argv), "/dev/null"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stdout
+    steps = [line.strip() for line in done.stdout.splitlines()]
     assert steps[0].startswith("reading results under ") and "3 file(s)" in steps[1] and "series" in steps[1]
-    assert any(s.startswith("drawing plots") for s in steps) and steps[-1] == f"writing {tmp_path / 'r' / 'report.md'} ..."
-    assert done.stdout.strip() == str(tmp_path / "r" / "report.md")
+    assert any(s.startswith("drawing plots") for s in steps)
+    assert steps[-2:] == [f"writing {tmp_path / 'r' / 'report.md'} ...", str(tmp_path / "r" / "report.md")]
+    quiet = subprocess.run(["script", "-qec", shlex.join([*argv, "-q"]), "/dev/null"], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert quiet.stdout.strip() == str(tmp_path / "r" / "report.md")  # -q: the path only
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert piped.stderr == "" and piped.stdout.strip() == str(tmp_path / "r" / "report.md")  # a script's stderr: errors only

@@ -194,7 +194,11 @@ def report(
     """Plots and a Markdown/HTML report over every campaign under DIRECTORY."""
     from bench.report.build import build
 
-    typer.echo(build(directory, out, fmt, on_step=lambda text: typer.echo(f"{text} ...", err=True)))
+    from tiering.cli.output import show_progress
+
+    # Each step as it starts, for the person at a terminal (not -q); a script's stderr keeps only errors.
+    say = (lambda text: typer.echo(f"{text} ...", err=True)) if show_progress() else None
+    typer.echo(build(directory, out, fmt, on_step=say))
 
 
 class _SweepBar:
