@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/local.toml
 
-.PHONY: run test env fio peers dlio clean
+.PHONY: run test env fio peers clean
 
 run: $(STAMP)
 	$(BIN)/tiering demo --config $(CONFIG)
