@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/local.toml
 
-.PHONY: run test env fio postgres peers clean
+.PHONY: run test env fio postgres peers dlio clean
 
 run: $(STAMP)
 	$(BIN)/tiering demo --config $(CONFIG)
@@ -43,6 +43,17 @@ peers:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fd-find >/dev/null; \
 	  else echo "note: fdfind is not installed and we are not root: apt-get install fd-find" >&2; fi; }
+
+# MLPerf Storage's DLIO for `python -m bench.vs_dlio` only: opt-in, in its own venv, never part of env or test.
+# Its nvidia-dali dependency downloads from outside the registries, so it is installed without deps, then its real ones.
+DLIO_VENV := .venv-dlio
+dlio:
+	@command -v mpirun >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin >/dev/null; }
+	test -x $(DLIO_VENV)/bin/python || $(PYTHON) -m venv $(DLIO_VENV)
+	$(DLIO_VENV)/bin/pip install --quiet --upgrade pip
+	$(DLIO_VENV)/bin/pip install --quiet --no-deps dlio-benchmark==2.0.0
+	$(DLIO_VENV)/bin/pip install --quiet mpi4py numpy omegaconf hydra-core pandas psutil h5py Pillow PyYAML \
+	  pydftracer==1.0.2 'torch==2.13.0+cpu' tensorflow-cpu
 
 clean:
 	rm -rf $(VENV) var

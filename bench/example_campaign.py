@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                        f'access_key_id = "{KEY}"\nsecret_access_key = "${{BENCH_SECRET}}"\n')
         (disk / "hot").mkdir()
         try:
-            fio = ["--runtime", args.runtime, "--ramp", "1", "--numjobs", "1,2,4", "--out", str(results)]
+            fio = ["--runtime", args.runtime, "--ramp", "1", "--numjobs", "1,2,4", "--drop-caches", "--out", str(results)]
             for target in (disk, ram):
                 tiering("bench", "fio", "--target", str(target), "--profile", "large-shards", "--iodepth", "1,8",
                         "--bs", "1MiB", "--size", "256MiB", *fio, env=env)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                     "--concurrency", "1,4,16", "--total", "32MiB", "--epoch-objects", "500", "--out", str(results),
                     env=env)
             for tier in ("hot", "seaweedfs"):
-                tiering("bench", "dataloader", "--config", str(cfg), "--tier", tier, "--workers", "1,4",
+                tiering("bench", "dataloader", "--config", str(cfg), "--tier", tier, "--mode", "storage", "--workers", "1,4",
                         "--samples", "1024", "--sample-size", "128KiB", "--batch", "32", "--compute-ms", "50",
                         "--out", str(results), env=env)
         finally:

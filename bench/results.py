@@ -34,6 +34,8 @@ SCHEMA = pa.schema(
         pa.field("samples_s", pa.float64()),  # dataloader only
         pa.field("au", pa.float64()),  # dataloader: accelerator utilisation, 0..1
         pa.field("accelerators", pa.int32()),  # dataloader: emulated accelerators in this point
+        pa.field("repeats", pa.int32()),  # runs of this point; the row is the median run (by throughput)
+        pa.field("spread", pa.float64()),  # (max − min) / median throughput over the repeats; null for one run
         pa.field("warning", pa.string()),  # e.g. "probably served from page cache"
         pa.field("result_path", pa.string()),  # the raw result (fio JSON) kept beside the table
     ],

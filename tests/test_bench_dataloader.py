@@ -38,7 +38,7 @@ def test_fast_storage_keeps_the_accelerators_busy(tmp_path):
     # At AU ~ 1 one accelerator consumes its full demand: batch / compute samples/s.
     assert 0.7 * pipeline.demand < first["samples_s"] <= 1.05 * pipeline.demand
     assert first["bw_bytes_s"] == pytest.approx(first["samples_s"] * 4 * KiB)
-    assert first["profile"] == "dataloader-b4-20ms" and first["op"] == "load"
+    assert first["profile"] == "storage-path-b4-20ms" and first["op"] == "load"
     assert "page cache" in first["warning"]
     assert table(rows).schema == SCHEMA
     assert not (tmp_path / "samples").exists()  # created by the run, so removed by it
@@ -122,7 +122,7 @@ def test_cli_writes_results(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", "from tiering.cli import main; main()", "bench", "dataloader", "--tier", "hot",
          "--config", str(tmp_path / "tiering.toml"), "--workers", "1,2", "--sample-size", "4KiB", "--batch", "4",
-         "--compute-ms", "10", "--samples", "32", "--max-accelerators", "1", "--out", str(tmp_path / "out")],
+         "--compute-ms", "10", "--samples", "32", "--max-accelerators", "1", "--mode", "storage", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -130,3 +130,53 @@ def test_cli_writes_results(tmp_path):
     rows = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
     assert [(r["engine"], r["numjobs"], r["accelerators"]) for r in rows] == [("dataloader", 1, 1), ("dataloader", 2, 1)]
     assert not (tmp_path / "hot" / "tiering-bench").exists()
+
+
+# -- --cache cold|warm ---------------------------------------------------------
+
+
+def test_cold_evicts_before_each_point_and_warm_fills_first(tmp_path):
+    from bench_cache_fixtures import resident_fraction
+
+    from bench.fio.env import MEMORY_FILESYSTEMS, mount_of
+
+    if mount_of(tmp_path) is None or mount_of(tmp_path).fstype in MEMORY_FILESYSTEMS:
+        pytest.skip(f"{tmp_path} is not on a disk-backed filesystem")
+    dataset = HotDataset(tmp_path / "samples", 16, 64 * KiB)
+    dataset.ensure()
+    files = sorted((tmp_path / "samples").glob("sample-*.bin"))
+    dataset.warm()
+    assert min(resident_fraction(f) for f in files) > 0.9
+    dataset.evict()
+    assert max(resident_fraction(f) for f in files) < 0.5
+    evicted: list[float] = []
+
+    class Observed(HotDataset):
+        def evict(self) -> None:  # the real eviction, then what the kernel holds right after it
+            super().evict()
+            evicted.append(max(resident_fraction(f) for f in files))
+
+    observed = Observed(tmp_path / "samples", 16, 64 * KiB)
+    observed.warm()
+    cold = dl.Pipeline(batch=4, compute_s=0.001, min_steps=2, cache="cold")
+    dl.run(observed, cold, [1], campaign="c", tier="hot", max_accelerators=2)
+    assert len(evicted) == 2 and max(evicted) < 0.5  # before each of the two points, warm or not
+    evicted.clear()
+    warm = dl.Pipeline(batch=4, compute_s=0.001, min_steps=2, cache="warm")
+    observed.evict()
+    evicted.clear()
+    rows = dl.run(observed, warm, [1], campaign="c", tier="hot", max_accelerators=2)
+    assert evicted == [] and min(resident_fraction(f) for f in files) > 0.9  # warmed first, never evicted
+    assert rows[0]["profile"] == "storage-path-b4-1ms-warm" and "warm cache by request" in rows[0]["warning"]
+
+
+def test_cli_cache_option_is_checked(tmp_path):
+    (tmp_path / "tiering.toml").write_text('[hot]\npath = "hot"\n[catalog]\npath = "state/c.db"\n'
+                                          '[tiers.hdd]\nurl = "cap"\n')
+    (tmp_path / "hot").mkdir()
+    (tmp_path / "cap").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "tiering", "bench", "dataloader", "--tier", "hot", "--config", str(tmp_path / "tiering.toml"),
+         "--samples", "8", "--sample-size", "4KiB", "--batch", "2", "--compute-ms", "1", "--workers", "1",
+         "--max-accelerators", "1", "--cache", "tepid"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "--cache: 'tepid': expected one of cold, warm" in done.stderr

@@ -33,7 +33,8 @@ def fio_rows(tier: str, model: USLFit) -> list[dict]:
             bw = model.predict(n) * (1 if iodepth == 1 else 1.5)
             rows.append({"campaign": f"fio-{tier}", "engine": "fio", "tier": tier, "target": f"/mnt/{tier}",
                          "profile": "random-4k", "op": "randread", "block_size": 4096, "numjobs": n,
-                         "iodepth": iodepth, "bw_bytes_s": bw, "iops": bw / 4096, "lat_p99_s": 1e-4 * n * iodepth})
+                         "iodepth": iodepth, "bw_bytes_s": bw, "iops": bw / 4096, "lat_p99_s": 1e-4 * n * iodepth,
+                         "repeats": 3, "spread": 0.25 if (tier, iodepth, n) == ("disk", 16, 8) else 0.02})
     return rows
 
 
@@ -76,6 +77,18 @@ def test_markdown_report_with_valid_plots(campaigns, tmp_path):
     from matplotlib.image import imread
 
     assert imread(tmp_path / "report" / "plots" / "tiers.png").shape[2] in (3, 4)
+
+
+def test_report_flags_spread_and_fits_only_enough_points(campaigns, tmp_path):
+    text = build(campaigns, tmp_path / "report").read_text()
+    scaling = text.split("## Scaling analysis")[1].split("\n\n")[1].splitlines()[2:]
+    cells = {(r.split("|")[1].strip(), r.split("|")[4].strip(), r.split("|")[5].strip()): r for r in scaling}
+    assert "25.0% ⚠ > 10%" in cells[("disk", "randread", "4KiB qd16")]
+    assert "2.0%" in cells[("disk", "randread", "4KiB qd1")] and "⚠" not in cells[("disk", "randread", "4KiB qd1")]
+    get = cells[("seaweed", "get", "1MiB")]  # three concurrencies: no fit, and it says so
+    assert "not enough points to fit (3 of 6 concurrencies)" in get and "R²" not in get
+    disk = cells[("disk", "randread", "4KiB qd1")]
+    assert "+0.0 +0.0 +0.0 +0.0 +0.0 +0.0" in disk  # six points exactly on the curve: residuals shown per point
 
 
 def test_headline_figures(campaigns):
@@ -124,3 +137,24 @@ def test_fio_plot_charts_bench_fio_layout(tmp_path):
     for png in charts:
         png_size(png)
         assert f"](fio-plot/{png.name})" in text
+
+
+def test_cli_report_says_what_it_is_doing_on_a_terminal(campaigns, tmp_path):
+    import shlex
+    import sys
+
+    if shutil.which("script") is None:
+        pytest.skip("needs script(1) for a terminal")
+    argv = [sys.executable, "-m", "tiering", "bench", "report", str(campaigns), "--out", str(tmp_path / "r")]
+    done = subprocess.run(["script", "-qec", shlex.join(argv), "/dev/null"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stdout
+    steps = [line.strip() for line in done.stdout.splitlines()]
+    assert steps[0].startswith("reading results under ") and "3 file(s)" in steps[1] and "series" in steps[1]
+    assert any(s.startswith("drawing plots") for s in steps)
+    assert steps[-2:] == [f"writing {tmp_path / 'r' / 'report.md'} ...", str(tmp_path / "r" / "report.md")]
+    quiet = subprocess.run(["script", "-qec", shlex.join([*argv, "-q"]), "/dev/null"], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert quiet.stdout.strip() == str(tmp_path / "r" / "report.md")  # -q: the path only
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert piped.stderr == "" and piped.stdout.strip() == str(tmp_path / "r" / "report.md")  # a script's stderr: errors only

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.report.scaling import USLFit, efficiency, kneedle, usl_fit
+from bench.report.scaling import MIN_USL_POINTS, USLFit, efficiency, kneedle, usl_fit
 
 N = [1, 2, 4, 8, 16, 32, 64]
 
@@ -51,13 +51,30 @@ def test_usl_peak_and_its_label():
 
 def test_usl_never_reports_negative_parameters():
     # Super-linear at first (caches warming): the unconstrained fit would give σ < 0.
-    fit = usl_fit([1, 2, 4, 8], [100, 220, 450, 900])
+    fit = usl_fit([1, 2, 4, 8, 16, 32], [100, 220, 450, 900, 1850, 3800])
     assert fit is not None and fit.sigma >= 0 and fit.kappa >= 0
 
 
-def test_usl_needs_three_concurrencies():
-    assert usl_fit([1, 2], [100, 190]) is None
-    assert usl_fit([4, 4, 4], [100, 101, 99]) is None
+def test_usl_is_not_fitted_to_fewer_than_six_concurrencies():
+    # Three points fit the three parameters exactly: R² = 1.000 would be shown as evidence.
+    truth = USLFit(1000.0, 0.05, 0.001, 1.0)
+    assert MIN_USL_POINTS == 6
+    for k in range(1, MIN_USL_POINTS):
+        assert usl_fit(N[:k], [truth.predict(n) for n in N[:k]]) is None, k
+    assert usl_fit([1, 2, 4, 4, 4, 4, 4], [100, 190, 350, 351, 349, 350, 352]) is None  # 3 distinct
+    assert usl_fit(N[:6], [truth.predict(n) for n in N[:6]]) is not None
+
+
+def test_usl_fit_reports_its_residuals_per_point():
+    truth = USLFit(1000.0, 0.05, 0.001, 1.0)
+    measured = [truth.predict(n) for n in N]
+    measured[3] *= 1.2  # one point 20 % above the curve
+    fit = usl_fit(list(reversed(N)), list(reversed(measured)))  # residuals come back in ascending n
+    assert len(fit.residuals) == len(N)
+    assert max(range(len(N)), key=lambda i: abs(fit.residuals[i])) == 3
+    assert 0.1 < fit.residuals[3] < 0.25 and fit.max_residual == pytest.approx(abs(fit.residuals[3]))
+    exact = usl_fit(N, [truth.predict(n) for n in N])
+    assert exact.max_residual == pytest.approx(0.0, abs=1e-9)
 
 
 def test_kneedle_finds_the_knee_of_a_saturating_curve():

@@ -1,4 +1,9 @@
-"""Dataloader emulation: how many accelerators can a tier keep busy?
+"""Dataloader emulation, the storage path only: how many accelerators can a tier keep busy?
+
+This mode charges only the reads (raw bytes, reader threads, no decode, no
+hand-off between processes): an upper bound on what a training job gets. The
+DLIO-faithful mode (``bench.dataloader.faithful``) charges what MLPerf
+Storage charges on top; results name their mode in ``profile``.
 
 One *accelerator* is emulated the way MLPerf Storage (DLIO) does it: a
 data-parallel rank with its own input pipeline. Each rank has ``workers``
@@ -40,7 +45,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from bench.objects import percentile
-from bench.dataloader.samples import Dataset
+from bench.dataloader.samples import CACHES, Dataset, cache_warning
+from tiering.core.errors import UserError
 
 #: MLPerf Storage: a tier "feeds" an accelerator while AU stays at or above this.
 AU_TARGET = 0.9
@@ -57,6 +63,7 @@ class Pipeline:
     min_steps: int = 8  # per rank, so many-accelerator points still measure something
     read_delay_s: float = 0.0
     seed: int = 0
+    cache: str = "cold"  # cold: the dataset is evicted from this host's page cache before every point; warm: filled once
 
     def steps(self, count: int, accelerators: int) -> int:
         """Steps per rank: its share of ``epochs`` passes (drop_last), at least ``min_steps``."""
@@ -100,18 +107,26 @@ def sweep(
     *,
     max_accelerators: int = 64,
     on_point: Callable[[LoadPoint], None] | None = None,
+    measure: Measure | None = None,
 ) -> Iterator[LoadPoint]:
     """For each reader-worker count, the accelerator search (see the module docstring)."""
     for w in workers:
-        yield from search(dataset, pipeline, w, max_accelerators=max_accelerators, on_point=on_point)
+        yield from search(dataset, pipeline, w, max_accelerators=max_accelerators, on_point=on_point, measure=measure)
+
+
+#: How one point is measured: ``(dataset, pipeline, workers, accelerators) -> LoadPoint``.
+Measure = Callable[..., "LoadPoint"]
 
 
 def search(dataset: Dataset, pipeline: Pipeline, workers: int, *, max_accelerators: int = 64,
-           on_point: Callable[[LoadPoint], None] | None = None) -> Iterator[LoadPoint]:
-    """Double k until AU < target (or the cap), then bisect between the last good and first bad k."""
+           on_point: Callable[[LoadPoint], None] | None = None, measure: Measure | None = None) -> Iterator[LoadPoint]:
+    """Double k until AU < target (or the cap), then bisect between the last good and first bad k.
+
+    ``measure`` runs one point: this module's ``run_point`` (the storage path only) unless given.
+    """
     good, bad, k = 0, None, 1
     while bad is None and k <= max_accelerators:
-        point = run_point(dataset, pipeline, workers, k)
+        point = (measure or run_point)(dataset, pipeline, workers, k)
         if on_point:
             on_point(point)
         yield point
@@ -122,7 +137,7 @@ def search(dataset: Dataset, pipeline: Pipeline, workers: int, *, max_accelerato
             k = max_accelerators if k < max_accelerators < 2 * k else 2 * k
     while bad is not None and bad - good > 1:
         k = (good + bad) // 2
-        point = run_point(dataset, pipeline, workers, k)
+        point = (measure or run_point)(dataset, pipeline, workers, k)
         if on_point:
             on_point(point)
         yield point
@@ -146,8 +161,8 @@ def point_row(point: LoadPoint, pipeline: Pipeline, dataset: Dataset, *, campaig
               warning: str | None = None) -> dict:
     """One point as a row of ``bench.results.SCHEMA`` (engine ``dataloader``, op ``load``).
 
-    The profile names the emulated job (``dataloader-b<batch>-<compute>ms``) so
-    campaigns with different steps are never mixed; ``numjobs`` is the reader
+    The profile names the mode and the emulated job (``storage-path-b<batch>-<compute>ms``)
+    so campaigns with different steps or modes are never mixed; ``numjobs`` is the reader
     workers per accelerator and ``iops`` equals ``samples_s``.
     """
     return {
@@ -161,11 +176,15 @@ def point_row(point: LoadPoint, pipeline: Pipeline, dataset: Dataset, *, campaig
 
 
 def profile_name(pipeline: Pipeline) -> str:
-    return f"dataloader-b{pipeline.batch}-{pipeline.compute_s * 1e3:g}ms"
+    """Names the mode (the storage path only), the emulated job and a warm cache, so different runs are never one series."""
+    warm = "-warm" if pipeline.cache == "warm" else ""
+    return f"storage-path-b{pipeline.batch}-{pipeline.compute_s * 1e3:g}ms{warm}"
 
 
 def run_point(dataset: Dataset, pipeline: Pipeline, workers: int, accelerators: int) -> LoadPoint:
-    """Run ``accelerators`` ranks with ``workers`` readers each, all at once; one point."""
+    """Run ``accelerators`` ranks with ``workers`` readers each, all at once; one point (a cold one starts evicted)."""
+    if pipeline.cache == "cold":
+        dataset.evict()
     steps = pipeline.steps(dataset.count, accelerators)
     stop = threading.Event()
     ranks = [_Rank(dataset, pipeline, batches, workers, stop)
@@ -289,10 +308,12 @@ def run(dataset: Dataset, pipeline: Pipeline, workers: Sequence[int], *, campaig
     A dataset this call created is removed afterwards unless ``keep_dataset``;
     one that was already there is left as found.
     """
-    from bench.dataloader.samples import cache_warning
-
+    if pipeline.cache not in CACHES:
+        raise UserError(f"--cache: {pipeline.cache!r}: expected one of {', '.join(CACHES)}")
     created = dataset.ensure()
-    warning = cache_warning(dataset)
+    if pipeline.cache == "warm":
+        dataset.warm()
+    warning = cache_warning(dataset, pipeline.cache)
     try:
         return [point_row(p, pipeline, dataset, campaign=campaign, tier=tier, warning=warning)
                 for p in sweep(dataset, pipeline, workers, max_accelerators=max_accelerators, on_point=on_point)]

@@ -9,11 +9,15 @@ A dataset is ``count`` samples of ``size`` random bytes, created when missing:
   and read with one ``Store.read_range(key, 0, size)`` per sample (one GET,
   as map-style object datasets do).
 
-A hot-tier dataset is flushed and evicted from this host's page cache
-(``fdatasync`` + ``posix_fadvise(DONTNEED)``, per file, no root needed) before
-a run, so the first epoch does not read our own writes back from RAM; later
-epochs of a dataset smaller than RAM may still be served from cache, which
-``cache_warning`` says. (On tmpfs the pages are the data: nothing to evict.)
+The cache state of a run is chosen (``--cache``): *cold* evicts a hot-tier
+dataset from this host's page cache before every point (``fdatasync`` +
+``posix_fadvise(DONTNEED)``, per file: no root, and no other tenant's cache is
+touched); *warm* reads every sample once before the first point and evicts
+nothing. Later epochs of a cold dataset smaller than RAM may still be served
+from cache, which ``cache_warning`` says. (On tmpfs the pages are the data:
+nothing to evict.) Objects on a capacity tier are not cached on this host:
+``evict`` is a no-op there, ``warm`` reads them once (warming the server's
+caches, if it has any).
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ class Dataset(Protocol):
     def read(self, index: int) -> int:
         """Read sample ``index`` completely, the way a training job would."""
 
+    def evict(self) -> None:
+        """Drop this host's cached pages of the samples (nothing else's)."""
+
+    def warm(self) -> None:
+        """Read every sample once, so a warm run starts from cache."""
+
     def remove(self) -> None:
         """Delete every sample (and the folder or prefix)."""
 
@@ -78,9 +88,15 @@ class HotDataset:
             if not path.is_file() or path.stat().st_size != self.size:
                 path.write_bytes(os.urandom(self.size))
                 created = True
+        return created
+
+    def evict(self) -> None:
         for path in self._paths:
             _drop_cache(path)
-        return created
+
+    def warm(self) -> None:
+        for index in range(self.count):
+            self.read(index)
 
     def read(self, index: int) -> int:
         with open(self._paths[index], "rb", buffering=0) as f:
@@ -126,6 +142,13 @@ class StoreDataset:
     def read(self, index: int) -> int:
         return len(self.store.read_range(self._keys[index], 0, self.size))
 
+    def evict(self) -> None:
+        pass  # nothing of an object tier is cached on this host
+
+    def warm(self) -> None:
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="samples") as pool:
+            list(pool.map(self.read, range(self.count)))
+
     def remove(self) -> None:
         with ThreadPoolExecutor(self.jobs, thread_name_prefix="samples") as pool:
             list(pool.map(self.store.delete, self._keys))
@@ -144,10 +167,16 @@ def open_dataset(config: Config, tier: str, count: int, size: int) -> Dataset:
     return StoreDataset(open_tier(config, tier), f"{BENCH_FOLDER}/{name}", count, size, jobs=config.jobs)
 
 
-def cache_warning(dataset: Dataset) -> str | None:
-    """A warning when a local dataset fits in RAM, so epochs may be served from the page cache."""
+#: How a run finds the page cache: evicted before every point, or filled before the first.
+CACHES = ("cold", "warm")
+
+
+def cache_warning(dataset: Dataset, cache: str = "cold") -> str | None:
+    """A warning when a local dataset is (warm) or may be (fits in RAM) served from the page cache."""
     total = dataset.count * dataset.size
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if dataset.local and cache == "warm":
+        return "warm cache by request (--cache warm): reads are served from the page cache, not the tier"
     if dataset.local and total < ram:
         return (f"dataset ({format_size(total)}) is smaller than RAM ({format_size(ram)}): "
                 "reads after the first epoch may be served from the page cache")

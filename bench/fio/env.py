@@ -135,6 +135,7 @@ class Environment:
     device: dict
     ram_bytes: int
     git: dict
+    host: str = ""  # the node name: figures belong to a machine
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -148,7 +149,32 @@ def environment(target: Path, fio: str) -> Environment:
     mount = mount_of(target)
     uname = os.uname()
     return Environment(fio_version(fio), f"{uname.sysname} {uname.release} {uname.version} {uname.machine}",
-                       asdict(mount) if mount else None, device_of(mount), ram_bytes(), git_revision())
+                       asdict(mount) if mount else None, device_of(mount), ram_bytes(), git_revision(), uname.nodename)
+
+
+#: MLPerf Storage's rule for a valid run: the data set is at least this many times host memory,
+#: so the page cache cannot hold a useful part of it.
+MLPERF_DATASET_TO_RAM = 5.0
+
+#: What a point did about the page cache before its run (recorded per point in the manifest).
+DROPPED = "dropped"
+DROP_REFUSED = "refused by the kernel (needs root and a writable /proc/sys/vm/drop_caches)"
+DROP_NOT_REQUESTED = "not dropped: not requested (pass --drop-caches to drop before each run)"
+DROP_NEEDLESS = "not dropped: O_DIRECT bypasses the page cache"
+
+
+def drop_before_run(*, requested: bool, direct: bool) -> str:
+    """Drop the page cache if asked and if it matters; what was done, as one of the ``DROP*`` texts.
+
+    Dropping is machine-wide (every tenant of the host loses its cache), so it
+    happens only on request, and never for direct I/O, where it changes nothing
+    the run measures.
+    """
+    if direct:
+        return DROP_NEEDLESS
+    if not requested:
+        return DROP_NOT_REQUESTED
+    return DROPPED if drop_caches() else DROP_REFUSED
 
 
 def cache_warning(env: Environment, *, dataset_bytes: int, moved_bytes: int, reads: bool,
@@ -156,19 +182,32 @@ def cache_warning(env: Environment, *, dataset_bytes: int, moved_bytes: int, rea
     """Why a point's figures are probably served from memory rather than the device; None if not.
 
     - a memory-backed target (tmpfs, overlay, ...) always is;
-    - without O_DIRECT, a data set smaller than RAM is, unless caches were dropped
+    - with O_DIRECT the page cache is out of the path: no warning;
+    - buffered, a data set smaller than RAM is, unless caches were dropped
       before the point; even then, a read point that read more than the data set
-      re-read pages the first pass left in the cache.
+      re-read pages the first pass left in the cache;
+    - buffered, any data set under ``MLPERF_DATASET_TO_RAM`` times RAM may be
+      partly served from cache (MLPerf Storage would not accept the run).
     """
     if env.memory_backed:
         return f"target is on {env.mount['fstype']}, which serves I/O from memory: not a device figure"
-    if direct or dataset_bytes >= env.ram_bytes:
+    if direct:
         return None
     # Worded without per-point numbers so one campaign's warnings collapse to one line;
     # the manifest keeps each point's data set size and ratio to RAM.
     fits = f"data set smaller than RAM ({format_size(env.ram_bytes)}) and no direct I/O"
-    if not dropped:
+    if dataset_bytes < env.ram_bytes and not dropped:
         return f"{fits}, caches not dropped: probably served from page cache"
-    if reads and moved_bytes > dataset_bytes:
+    if dataset_bytes < env.ram_bytes and reads and moved_bytes > dataset_bytes:
         return f"{fits}, data read more than once: re-reads probably served from page cache"
+    if dataset_bytes < MLPERF_DATASET_TO_RAM * env.ram_bytes:
+        return (f"buffered I/O on a data set under {MLPERF_DATASET_TO_RAM:g}x host memory "
+                "(MLPerf Storage's rule for a valid run): part may be served from page cache")
     return None
+
+
+def memory_ratio(env: Environment, dataset_bytes: int) -> dict:
+    """The data set against host memory, and whether it meets MLPerf Storage's rule."""
+    ratio = dataset_bytes / env.ram_bytes
+    return {"dataset_bytes": dataset_bytes, "ram_bytes": env.ram_bytes, "dataset_to_ram": ratio,
+            "required_to_ram": MLPERF_DATASET_TO_RAM, "meets_mlperf_rule": ratio >= MLPERF_DATASET_TO_RAM}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 @dataclass
 class Doc:
-    """Blocks in order: ``(kind, payload)`` with kind h1|h2|p|ul|table|img."""
+    """Blocks in order: ``(kind, payload)`` with kind h1|h2|p|ul|links|table|img."""
 
     title: str
     blocks: list[tuple[str, object]] = field(default_factory=list)
@@ -29,6 +29,10 @@ class Doc:
     def bullets(self, items: list[str]) -> None:
         self.blocks.append(("ul", items))
 
+    def links(self, paths: list[Path]) -> None:
+        """A list of files linked by their path relative to the report (the raw data beside it)."""
+        self.blocks.append(("links", [Path(p) for p in paths]))
+
     def table(self, header: list[str], rows: list[list[str]]) -> None:
         self.blocks.append(("table", (header, rows)))
 
@@ -38,7 +42,7 @@ class Doc:
 
 def render(doc: Doc, fmt: str, base: Path) -> str:
     """The document as ``md`` or ``html`` text; image paths are made relative to ``base``."""
-    return _markdown(doc, base) if fmt == "md" else _html(doc)
+    return _markdown(doc, base) if fmt == "md" else _html(doc, base)
 
 
 def _markdown(doc: Doc, base: Path) -> str:
@@ -50,6 +54,9 @@ def _markdown(doc: Doc, base: Path) -> str:
             out += [str(payload), ""]
         elif kind == "ul":
             out += [f"- {item}" for item in payload] + [""]  # type: ignore[union-attr]
+        elif kind == "links":
+            rel = [os.path.relpath(Path(p).absolute(), Path(base).absolute()) for p in payload]  # type: ignore[union-attr]
+            out += [f"- [{r}]({r})" for r in rel] + [""]
         elif kind == "table":
             header, rows = payload  # type: ignore[misc]
             out += [_md_row(header), _md_row(["---"] * len(header)), *(_md_row(r) for r in rows), ""]
@@ -67,7 +74,7 @@ _STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{bo
           "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}img{max-width:100%}")
 
 
-def _html(doc: Doc) -> str:
+def _html(doc: Doc, base: Path) -> str:
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(doc.title)}</title>",
            f"<style>{_STYLE}</style></head><body><h1>{e(doc.title)}</h1>"]
@@ -78,6 +85,9 @@ def _html(doc: Doc) -> str:
             out.append(f"<p>{e(str(payload))}</p>")
         elif kind == "ul":
             out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in payload) + "</ul>")  # type: ignore[union-attr]
+        elif kind == "links":
+            rel = [os.path.relpath(Path(p).absolute(), Path(base).absolute()) for p in payload]  # type: ignore[union-attr]
+            out.append("<ul>" + "".join(f"<li><a href='{e(r)}'>{e(r)}</a></li>" for r in rel) + "</ul>")
         elif kind == "table":
             header, rows = payload  # type: ignore[misc]
             head = "".join(f"<th>{e(h)}</th>" for h in header)

@@ -16,6 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -28,8 +29,8 @@ Image = tuple[Path, str]  # (png path, caption)
 FIO_JSON = re.compile(r"^(?P<mode>[a-z]+)-(?P<iodepth>\d+)-(?P<numjobs>\d+)\.json$")
 
 
-def draw_all(all_series, heads, rows: list[dict], out: Path) -> list[Image]:
-    """Every plot the report shows, written under ``out``."""
+def draw_all(all_series, heads, rows: list[dict], out: Path, footer: str = "") -> list[Image]:
+    """Every plot the report shows, written under ``out``; ``footer`` (tools, host, kernel, fs, date) on each."""
     out.mkdir(parents=True, exist_ok=True)
     images: list[Image] = []
     groups: dict[tuple, list] = defaultdict(list)
@@ -37,34 +38,51 @@ def draw_all(all_series, heads, rows: list[dict], out: Path) -> list[Image]:
         groups[s.group].append(s)
     for group, members in groups.items():
         name, title = _slug(*group), " · ".join(str(g) for g in (group[1], group[0], group[2], group[3]))
-        images.append(_save(scaling(members, title), out / f"scaling-{name}.png", f"throughput and IOPS, {title}"))
+        images.append(_save(scaling(members, title), out / f"scaling-{name}.png",
+                            f"throughput, IOPS and p99 against concurrency, {title}", footer))
         images.append(_save(efficiency_map(members, title), out / f"efficiency-{name}.png",
-                            f"scaling efficiency, {title}"))
+                            f"scaling efficiency, {title}", footer))
         if any(p is not None for s in members for p in s.p99):
             images.append(_save(latency(members, title), out / f"latency-{name}.png",
-                                f"throughput against p99, {title}"))
+                                f"throughput against p99, {title}", footer))
     if heads:
-        images.append(_save(tiers(heads), out / "tiers.png", "peak throughput, tiers side by side"))
+        images.append(_save(tiers(heads), out / "tiers.png", "peak per workload, tiers side by side", footer))
     loads = [r for r in rows if r["engine"] == "dataloader" and r["au"] is not None]
     if loads:
-        images.append(_save(accelerators(loads), out / "accelerators.png", "accelerators fed per tier and profile"))
+        images.append(_save(accelerators(loads), out / "accelerators.png", "accelerators fed per tier and profile",
+                            footer))
     return images
 
 
+def concurrency_axis(ax, ns) -> None:
+    """A log2 concurrency axis labelled 1, 2, 4, ... at the measured values (never 2⁰, 2¹)."""
+    ax.set_xscale("log", base=2)
+    ticks = sorted({n for n in ns if n and n > 0})
+    if ticks:
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def scaling(members, title: str) -> Figure:
-    """Throughput and IOPS against concurrency, one line per block size / iodepth."""
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    bw_ax, iops_ax = fig.subplots(1, 2)
-    for s in members:
-        bw_ax.plot(s.n, [b / 1e6 for b in s.bw], marker="o", label=s.label)
-        iops_ax.plot(s.n, s.iops, marker="o", label=s.label)
-    for ax, ylabel in ((bw_ax, "throughput (MB/s)"), (iops_ax, "IOPS (ops/s)")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("concurrency (numjobs / requests / workers)")
+    """Throughput, IOPS and p99 latency against concurrency: one metric per panel, one line per block size / iodepth."""
+    has_p99 = any(p is not None for s in members for p in s.p99)
+    fig = Figure(figsize=(15 if has_p99 else 11, 4.4), layout="constrained")
+    axes = fig.subplots(1, 3 if has_p99 else 2)
+    metrics = [("throughput (MB/s)", lambda s: [b / 1e6 for b in s.bw]), ("IOPS (ops/s)", lambda s: list(s.iops))]
+    if has_p99:
+        metrics.append(("p99 latency (ms)", lambda s: [None if p is None else p * 1e3 for p in s.p99]))
+    ns = [n for s in members for n in s.n]
+    for ax, (ylabel, values) in zip(axes, metrics):
+        for s in members:
+            pts = sorted((n, v) for n, v in zip(s.n, values(s)) if v is not None)  # lines in x order
+            ax.plot([n for n, _ in pts], [v for _, v in pts], marker="o", label=s.label)
+        concurrency_axis(ax, ns)
+        ax.set_xlabel("concurrency (numjobs / requests / accelerators)")
         ax.set_ylabel(ylabel)
+        ax.set_title(ylabel.split(" (")[0], fontsize="medium")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(title)
+    fig.suptitle(title, wrap=True)
     return fig
 
 
@@ -75,7 +93,8 @@ def efficiency_map(members, title: str) -> Figure:
     for i, s in enumerate(members):
         for n, e in zip(s.n, s.efficiency):
             grid[i, cols.index(n)] = e
-    fig = Figure(figsize=(1.2 + 0.9 * len(cols), 1.4 + 0.45 * len(members)), layout="constrained")
+    # Wide enough for its title: a narrow grid clipped "scaling efficiency, <tier> · fio · ..." before.
+    fig = Figure(figsize=(max(7.5, 1.2 + 0.9 * len(cols)), 1.8 + 0.45 * len(members)), layout="constrained")
     ax = fig.subplots()
     finite = grid[np.isfinite(grid)]
     image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=max(1.0, float(finite.max()) if finite.size else 1.0),
@@ -83,27 +102,27 @@ def efficiency_map(members, title: str) -> Figure:
     for (i, j), e in np.ndenumerate(grid):
         if math.isfinite(e):
             ax.text(j, i, f"{e:.2f}", ha="center", va="center", fontsize="small")
-    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols])
     ax.set_yticks(range(len(members)), [s.label for s in members])
     ax.set_xlabel("concurrency n")
-    fig.colorbar(image, ax=ax, label="E(n)")
-    ax.set_title(f"scaling efficiency, {title}", fontsize="medium")
+    fig.colorbar(image, ax=ax, label="E(n) = T(n) / (n T(1))")
+    fig.suptitle(f"scaling efficiency\n{title}", fontsize="medium")
     return fig
 
 
 def latency(members, title: str) -> Figure:
-    """Throughput against p99 latency along each series, its knee marked."""
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    """Throughput against p99 latency along each series, its knee marked; lines run in latency order."""
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
     for s in members:
-        pts = [(p * 1e3, b / 1e6, n) for p, b, n in zip(s.p99, s.bw, s.n) if p is not None]
+        pts = sorted((p * 1e3, b / 1e6, n) for p, b, n in zip(s.p99, s.bw, s.n) if p is not None)
         line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s.label)
         for x, y, n in pts:
-            ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+            ax.annotate(f"{n:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
         knee = next((p for p in pts if s.knee is not None and p[2] == s.knee), None)
         if knee:
             ax.plot([knee[0]], [knee[1]], marker="*", markersize=16, color=line.get_color(), linestyle="none",
-                    label=f"knee {s.label} (n={knee[2]})")
+                    label=f"knee {s.label} (n={knee[2]:g})")
     if all(p is not None and p > 0 for s in members for p in s.p99):
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -112,35 +131,42 @@ def latency(members, title: str) -> Figure:
     ax.set_ylabel("throughput (MB/s)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    ax.set_title(f"{title} (points labelled with concurrency)", fontsize="medium")
+    fig.suptitle(f"{title}\n(points labelled with concurrency)", fontsize="medium")
     return fig
 
 
 def tiers(heads) -> Figure:
-    """Peak throughput of each workload, one bar per tier."""
+    """Each workload's peak in its own panel (its own axis and unit), one bar per tier.
+
+    fio, object and dataloader peaks are different quantities at different
+    scales: on one shared MB/s axis the small ones vanish and the comparison
+    invites reading across workloads.
+    """
     workloads = sorted({(h.engine, h.profile, h.op) for h in heads})
     names = sorted({h.tier for h in heads})
     peak = {(h.tier, h.engine, h.profile, h.op): h.peak_bw / 1e6 for h in heads}
-    fig = Figure(figsize=(max(6.0, 1.1 * len(workloads) * max(1, len(names)) ** 0.5 + 3), 4.8), layout="constrained")
-    ax = fig.subplots()
-    width = 0.8 / len(names)
-    for i, tier in enumerate(names):
-        xs = [j + i * width for j in range(len(workloads))]
-        ax.bar(xs, [peak.get((tier, *w), 0.0) for w in workloads], width, label=tier)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))],
-                  ["\n".join(dict.fromkeys((e, p, o))) for e, p, o in workloads], fontsize="x-small")
-    values = [v for v in peak.values() if v > 0]
-    if values and max(values) / min(values) > 100:
-        ax.set_yscale("log")
-    ax.set_ylabel("peak throughput (MB/s)")
-    ax.legend(title="tier")
-    ax.set_title("tiers side by side", fontsize="medium")
+    cols = min(4, len(workloads))
+    rows_ = math.ceil(len(workloads) / cols)
+    fig = Figure(figsize=(3.4 * cols + 0.6, 3.2 * rows_ + 0.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows_, cols, squeeze=False).ravel())
+    colours = {tier: f"C{i}" for i, tier in enumerate(names)}
+    for ax, (engine, profile, op) in zip(axes, workloads):
+        present = [t for t in names if peak.get((t, engine, profile, op))]
+        ax.bar(range(len(present)), [peak[(t, engine, profile, op)] for t in present],
+               color=[colours[t] for t in present])
+        ax.set_xticks(range(len(present)), present, fontsize="small")
+        ax.set_ylabel("peak throughput (MB/s)")
+        ax.set_title(" · ".join(dict.fromkeys((engine, profile, op))), fontsize="small")
+        ax.grid(True, axis="y", alpha=0.3)
+    for ax in axes[len(workloads):]:
+        ax.set_visible(False)
+    fig.suptitle("peak throughput per workload, tiers side by side")
     return fig
 
 
 def accelerators(loads: list[dict]) -> Figure:
     """Left: accelerators fed at >= 90 % AU per tier and profile; right: AU against accelerators."""
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
     bars, curves = fig.subplots(1, 2)
     fed: dict[str, int] = defaultdict(int)
     lines: dict[str, dict[int, float]] = defaultdict(dict)
@@ -151,13 +177,15 @@ def accelerators(loads: list[dict]) -> Figure:
     bars.bar(range(len(fed)), list(fed.values()))
     bars.set_xticks(range(len(fed)), list(fed), fontsize="x-small")
     bars.set_ylabel(f"accelerators fed (AU >= {AU_TARGET:.0%})")
+    bars.set_title("accelerators fed", fontsize="medium")
     for label, points in sorted(lines.items()):
         ks = sorted(points)
         curves.plot(ks, [points[k] for k in ks], marker="o", label=label)
     curves.axhline(AU_TARGET, color="grey", linestyle="--", linewidth=1)
-    curves.set_xscale("log", base=2)
+    concurrency_axis(curves, [r["accelerators"] for r in loads])
     curves.set_xlabel("emulated accelerators")
     curves.set_ylabel("accelerator utilisation (AU)")
+    curves.set_title("AU against accelerators", fontsize="medium")
     curves.set_ylim(0, 1.05)
     curves.legend(fontsize="x-small")
     fig.suptitle("dataloader emulation")
@@ -209,8 +237,13 @@ def _run(argv: list[str], png: Path, timeout: float) -> str | None:
     return None
 
 
-def _save(fig: Figure, path: Path, caption: str) -> Image:
-    fig.savefig(path, dpi=100)
+def _save(fig: Figure, path: Path, caption: str, footer: str = "") -> Image:
+    """Write ``fig`` with the footer under it; the caption and footer also go in the PNG's text chunks."""
+    if footer:
+        fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))  # room for the footer below the panels
+        fig.text(0.5, 0.01, footer, ha="center", va="bottom", fontsize="x-small", color="dimgrey", wrap=True)
+    fig.savefig(path, dpi=100, metadata={"Title": caption, "Description": footer,
+                                        "Software": f"tiering bench report (matplotlib {matplotlib.__version__})"})
     return path, caption
 
 

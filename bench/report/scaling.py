@@ -22,6 +22,10 @@ import numpy as np
 
 #: Below this the coherency term cannot produce a retrograde region worth naming.
 KAPPA_ZERO = 1e-6
+#: Distinct concurrencies needed before the USL is fitted: its three parameters fit three
+#: points exactly (R² = 1 says nothing), so at least three more are needed to test the fit.
+MIN_USL_POINTS = 6
+NOT_ENOUGH_POINTS = "not enough points to fit"
 
 
 def efficiency(n: Sequence[float], throughput: Sequence[float]) -> list[float]:
@@ -88,6 +92,13 @@ class USLFit:
     sigma: float  # contention (serial fraction), σ >= 0
     kappa: float  # coherency (crosstalk), κ >= 0
     r2: float  # coefficient of determination against the measured throughput
+    #: (measured − predicted) / predicted at each fitted concurrency, in ascending n
+    residuals: tuple[float, ...] = ()
+
+    @property
+    def max_residual(self) -> float:
+        """The largest relative miss of the fit over the measured points (0.05 = 5 %)."""
+        return max((abs(r) for r in self.residuals), default=0.0)
 
     def predict(self, n: float | np.ndarray) -> float | np.ndarray:
         """Throughput the fit predicts at concurrency ``n``."""
@@ -113,7 +124,7 @@ class USLFit:
 
 
 def usl_fit(n: Sequence[float], throughput: Sequence[float]) -> USLFit | None:
-    """Least-squares USL fit; None with fewer than three distinct concurrencies.
+    """Least-squares USL fit; None with fewer than ``MIN_USL_POINTS`` distinct concurrencies.
 
     The model is linear after a change of variable: ``N / X = a + b(N−1) + c·N(N−1)``
     with ``λ = 1/a``, ``σ = b/a``, ``κ = c/a``. It is solved with ``numpy.linalg.lstsq``
@@ -124,7 +135,7 @@ def usl_fit(n: Sequence[float], throughput: Sequence[float]) -> USLFit | None:
     ns, xs = np.asarray(n, dtype=float), np.asarray(throughput, dtype=float)
     keep = (ns > 0) & (xs > 0)
     ns, xs = ns[keep], xs[keep]
-    if len(np.unique(ns)) < 3:
+    if len(np.unique(ns)) < MIN_USL_POINTS:
         return None
     columns = np.column_stack([np.ones_like(ns), ns - 1, ns * (ns - 1)])
     target = ns / xs
@@ -139,7 +150,12 @@ def usl_fit(n: Sequence[float], throughput: Sequence[float]) -> USLFit | None:
         fit = USLFit(fit.lam, fit.sigma, fit.kappa, _r2(xs, fit.predict(ns)))
         if best is None or fit.r2 > best.r2 + 1e-12:
             best = fit
-    return best
+    if best is None:
+        return None
+    order = np.argsort(ns, kind="stable")
+    predicted = best.predict(ns[order])
+    residuals = tuple(float(r) for r in (xs[order] - predicted) / predicted)
+    return USLFit(best.lam, best.sigma, best.kappa, best.r2, residuals)
 
 
 def _r2(measured: np.ndarray, predicted: np.ndarray) -> float:

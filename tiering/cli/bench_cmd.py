@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -78,29 +79,45 @@ def fio(
     runtime: Annotated[float, typer.Option(help="Seconds measured per point.")] = 30.0,
     ramp: Annotated[float, typer.Option(help="Seconds run unmeasured before each point.")] = 5.0,
     size: Annotated[Optional[str], typer.Option(help="Data per job (default: the profile's).")] = None,
+    repeats: Annotated[int, typer.Option(min=1, metavar="N", help="fio runs per point; the median is kept, the spread shown.")] = 3,
     direct: Annotated[bool, typer.Option("--direct", help="O_DIRECT: bypass the page cache.")] = False,
-    drop_caches: Annotated[bool, typer.Option(help="Drop the page cache before each point (root).")] = True,
+    drop_caches: Annotated[bool, typer.Option(
+        help="Drop the whole machine's page cache before each buffered run (root; never with --direct).")] = False,
+    label: Annotated[Optional[str], typer.Option(metavar="NAME", help="Tier name in results and plots (default: the target folder's name).")] = None,
     profile_dir: Annotated[Optional[Path], typer.Option(help="Extra profiles (NAME.toml), searched first.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Results folder (default: bench-results/<campaign>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result row, then one with the paths.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="List the points and the estimated time; run nothing.")] = False,
 ) -> None:
     """fio sweep of a profile over numjobs x iodepth x block size on a directory."""
-    from bench.fio.sweep import HEADER, open_campaign, point_line, run_campaign
+    from bench.fio.sweep import HEADER, estimate, open_campaign, plan_lines, point_line, run_campaign
 
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
-                             out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches)
+                             out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches,
+                             repeats=repeats, label=label)
+    if direct and drop_caches:
+        typer.echo("note: --drop-caches ignored: O_DIRECT bypasses the page cache", err=True)
+    if dry_run:
+        est = estimate(campaign)
+        typer.echo(json.dumps({"points": [dict(zip(("bs", "iodepth", "numjobs"), p)) for p in campaign.points()],
+                               "repeats": campaign.repeats, "runs": est.runs, "estimated_s": est.total_s})
+                   if as_json else "\n".join(plan_lines(campaign)))
+        return
     warned: set[str] = set()
+    bar = _SweepBar(estimate(campaign), enabled=not as_json)
 
     def show(point) -> None:
         for row in point.rows:
-            typer.echo(json.dumps(row) if as_json else point_line(row))
-        if point.warning and point.warning not in warned and not as_json:
-            warned.add(point.warning)
-            typer.echo(f"warning: {point.warning}", err=True)
+            bar.echo(json.dumps(row) if as_json else point_line(row))
+        for warning in (point.warning or "").split("; ") if not as_json else ():
+            if warning and warning not in warned:
+                warned.add(warning)
+                bar.echo(f"warning: {warning}", err=True)
 
     if not as_json:
         typer.echo(HEADER)
-    result = run_campaign(campaign, on_point=show)
+    with bar:
+        result = run_campaign(campaign, on_point=show, on_run=bar.run)
     paths = {"results": str(result.results_path), "manifest": str(result.manifest_path), "warning": result.warning}
     typer.echo(json.dumps(paths) if as_json else f"results: {paths['results']}\nmanifest: {paths['manifest']}")
 
@@ -117,6 +134,14 @@ def dataloader(
     read_delay_ms: Annotated[float, typer.Option(min=0, help="Extra sleep per sample read: throttles the tier.")] = 0.0,
     max_accelerators: Annotated[int, typer.Option(min=1, help="Stop the accelerator search here.")] = 64,
     keep_dataset: Annotated[bool, typer.Option(help="Keep a dataset this run created (for the next run).")] = False,
+    cache: Annotated[str, typer.Option(metavar="cold|warm",
+                                       help="cold: evict the dataset from this host's page cache before each point; "
+                                            "warm: read it once first.")] = "cold",
+    mode: Annotated[Optional[str], typer.Option(metavar="dlio|storage", help=(
+        "dlio: reader processes decode, collate and hand batches over shared memory, a barrier per step "
+        "(as MLPerf Storage charges; hot tier); storage: the storage path only (reads, an upper bound). "
+        "Default: dlio on the hot tier, storage on a capacity tier."))] = None,
+    sample_format: Annotated[str, typer.Option("--format", metavar="npz|raw", help="Sample files of --mode dlio.")] = "npz",
     out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
@@ -128,17 +153,30 @@ def dataloader(
     from tiering.config import find_config, load_config
     from tiering.core.units import parse_size
 
-    pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3)
+    pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3,
+                           cache=cache)
     readers = _csv(workers, int, "--workers")
-    dataset = open_dataset(load_config(find_config(config)), tier, samples, _one(sample_size, parse_size, "--sample-size"))
+    mode = mode or ("dlio" if tier == "hot" else "storage")
+    if mode not in ("dlio", "storage"):
+        raise UserError(f"--mode: {mode!r}: expected dlio or storage")
+    cfg, size = load_config(find_config(config)), _one(sample_size, parse_size, "--sample-size")
+    options = dict(campaign=new_campaign("dataloader"), tier=tier, max_accelerators=max_accelerators,
+                   keep_dataset=keep_dataset,
+                   on_point=None if as_json else lambda p: typer.echo(_line(LOADER_COLUMNS, _loader_cells(p))))
+    typer.echo(f"mode: {mode} ({'DLIO-faithful' if mode == 'dlio' else 'storage path only: an upper bound'})",
+               err=as_json)
     if not as_json:
         typer.echo(_header(LOADER_COLUMNS))
-    try:
-        rows = dl.run(dataset, pipeline, readers, campaign=new_campaign("dataloader"), tier=tier,
-                      max_accelerators=max_accelerators, keep_dataset=keep_dataset,
-                      on_point=None if as_json else lambda p: typer.echo(_line(LOADER_COLUMNS, _loader_cells(p))))
-    finally:
-        dataset.close()
+    if mode == "dlio":
+        from bench.dataloader import faithful
+
+        rows = faithful.run(faithful.open_files(cfg, tier, samples, size, sample_format), pipeline, readers, **options)
+    else:
+        dataset = open_dataset(cfg, tier, samples, size)
+        try:
+            rows = dl.run(dataset, pipeline, readers, **options)
+        finally:
+            dataset.close()
     for row in rows if as_json else ():
         typer.echo(json.dumps(row))
     for w, k in sorted(dl.fed_by_workers(rows).items()):
@@ -156,7 +194,50 @@ def report(
     """Plots and a Markdown/HTML report over every campaign under DIRECTORY."""
     from bench.report.build import build
 
-    typer.echo(build(directory, out, fmt))
+    from tiering.cli.output import show_progress
+
+    # Each step as it starts, for the person at a terminal (not -q); a script's stderr keeps only errors.
+    say = (lambda text: typer.echo(f"{text} ...", err=True)) if show_progress() else None
+    typer.echo(build(directory, out, fmt, on_step=say))
+
+
+class _SweepBar:
+    """A rich progress bar on stderr over a sweep's fio runs, with the time left by the estimate.
+
+    Drawn only when stdout and stderr are both a terminal: rich then moves the rows
+    printed meanwhile above the bar; with either redirected there is no bar.
+    """
+
+    def __init__(self, est, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._est, self._done = est, 0
+        console = Console(stderr=True)
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                  TextColumn("runs"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
+                                  console=console, transient=True,
+                                  disable=not (enabled and console.is_terminal and sys.stdout.isatty()))
+        self._task = self._progress.add_task("fio", total=est.runs, left="")
+
+    def __enter__(self):
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def run(self, bs: int, iodepth: int, numjobs: int, k: int) -> None:
+        from tiering.core.units import format_elapsed, format_size
+
+        left = (self._est.runs - self._done) * self._est.run_s
+        self._progress.update(self._task, completed=self._done, left=f"~{format_elapsed(left)} left",
+                              description=f"bs {format_size(bs)} qd{iodepth} x{numjobs} run {k}")
+        self._done += 1
+
+    @staticmethod
+    def echo(text: str, err: bool = False) -> None:
+        typer.echo(text, err=err)  # while the bar is drawn, rich's redirect puts this above it
 
 
 #: (header, width, row key, format) for the objects and dataloader tables.

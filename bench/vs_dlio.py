@@ -1,0 +1,135 @@
+"""Our DLIO-faithful dataloader against MLPerf Storage's DLIO, on the same files.
+
+    make dlio        # once: DLIO 2.0.0 in .venv-dlio (opt-in; OpenMPI from Debian)
+    python -m bench.vs_dlio [--files 400] [--compute-ms 50,10] [--accelerators 1,2] [--cache cold,warm] [--rounds 3]
+
+DLIO's own generator writes a scaled-down unet3d-style data set (npz files of
+about 2 MiB, one sample each); then, for every compute time x accelerator count
+x cache state, DLIO (``mpirun -np K dlio_benchmark workload=unet3d_a100`` with
+the same batch, readers, prefetch and compute time, one epoch, no checkpoint)
+and ``bench.dataloader.faithful`` read those very files, in alternating order,
+``--rounds`` times each. The table shows medians of samples/s and AU and our
+figure over DLIO's. *cold*: the files are evicted from the page cache
+(``posix_fadvise``, per file) before every run of either tool; *warm*: they are
+read once first. A benchmark script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.dataloader.emulate import Pipeline
+from bench.dataloader.faithful import SampleFiles, run_point
+
+PROJECT = Path(__file__).resolve().parents[1]
+WORKLOAD = "unet3d_a100"
+
+
+def dlio_argv(venv: Path, ranks: int, data: Path, out: Path, args, *, compute_s: float, generate: bool) -> list[str]:
+    overrides = {
+        "workflow.generate_data": generate, "workflow.train": not generate, "workflow.checkpoint": False,
+        "dataset.data_folder": data, "dataset.num_files_train": args.files, "dataset.num_samples_per_file": 1,
+        "dataset.record_length": args.size, "dataset.record_length_stdev": 0, "dataset.record_length_resize": args.size,
+        "reader.batch_size": args.batch, "reader.read_threads": args.readers,
+        "reader.prefetch_size": args.prefetch * args.readers,  # DLIO's is per rank: prefetch_factor = size / threads
+        "train.epochs": 1, "train.computation_time": compute_s, "output.folder": out,
+    }
+    return ["mpirun", "--allow-run-as-root", "--bind-to", "none", "-np", str(ranks), str(venv / "bin" / "dlio_benchmark"),
+            f"workload={WORKLOAD}", f"hydra.run.dir={out}", *(f"++workload.{k}={v}" for k, v in overrides.items())]
+
+
+def run_dlio(venv: Path, ranks: int, data: Path, work: Path, args, compute_s: float) -> tuple[float, float]:
+    """One DLIO run: (samples/s over all ranks, AU 0..1) from its summary.json."""
+    out = Path(tempfile.mkdtemp(prefix="dlio-out-", dir=work))
+    done = subprocess.run(dlio_argv(venv, ranks, data, out, args, compute_s=compute_s, generate=False),
+                          capture_output=True, text=True, cwd=work, timeout=3600, check=False)
+    summary = out / "summary.json"
+    if done.returncode != 0 or not summary.is_file():
+        sys.exit(f"dlio_benchmark failed (exit {done.returncode}):\n{(done.stderr or done.stdout)[-3000:]}")
+    metric = json.loads(summary.read_text())["metric"]
+    shutil.rmtree(out, ignore_errors=True)
+    return metric["train_throughput_mean_samples_per_second"], metric["train_au_mean_percentage"] / 100
+
+
+def run_ours(files: SampleFiles, ranks: int, args, compute_s: float) -> tuple[float, float]:
+    pipeline = Pipeline(batch=args.batch, compute_s=compute_s, prefetch=args.prefetch, min_steps=2, cache="warm")
+    point = run_point(files, pipeline, args.readers, ranks)  # cache handled by the caller, same as for DLIO
+    return point.samples_s, point.au
+
+
+def prepare(files: SampleFiles, cache: str) -> None:
+    files.evict() if cache == "cold" else files.warm()
+
+
+def generate(venv: Path, data: Path, work: Path, args) -> SampleFiles:
+    train = data / "train"
+    if not train.is_dir() or len(list(train.glob("*.npz"))) != args.files:
+        shutil.rmtree(data, ignore_errors=True)
+        out = work / "dlio-generate"
+        done = subprocess.run(dlio_argv(venv, 1, data, out, args, compute_s=0, generate=True), capture_output=True,
+                              text=True, cwd=work, timeout=3600, check=False)
+        if done.returncode != 0:
+            sys.exit(f"DLIO's generator failed:\n{(done.stderr or done.stdout)[-3000:]}")
+    return SampleFiles.existing(train, "npz")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=400)
+    ap.add_argument("--size", type=int, default=2 << 20, help="bytes per sample (record_length)")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--readers", type=int, default=2, help="reader processes per accelerator")
+    ap.add_argument("--prefetch", type=int, default=2, help="batches prefetched per reader")
+    ap.add_argument("--compute-ms", default="50,10")
+    ap.add_argument("--accelerators", default="1,2")
+    ap.add_argument("--cache", default="cold,warm")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workdir", default="/var/tmp")
+    ap.add_argument("--keep", action="store_true", help="keep the generated data set")
+    ap.add_argument("--dlio-venv", default=str(PROJECT / ".venv-dlio"))
+    args = ap.parse_args(argv)
+    venv = Path(args.dlio_venv)
+    if not (venv / "bin" / "dlio_benchmark").exists() or shutil.which("mpirun") is None:
+        sys.exit(f"DLIO is not installed in {venv} (or mpirun is missing): run `make dlio` first")
+    work = Path(args.workdir) / "tiering-vs-dlio"
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "data"
+    files = generate(venv, data, work, args)
+    print(f"{files.count} npz files of {files.file_bytes():,} bytes in {files.root}; batch {args.batch}, "
+          f"{args.readers} readers x {args.prefetch} prefetched batches per accelerator; medians of {args.rounds}",
+          flush=True)
+    print(f"{'compute':>8} {'accel':>5} {'cache':>5} | {'DLIO samples/s':>14} {'AU':>6} | {'ours samples/s':>14} "
+          f"{'AU':>6} | {'ratio s/s':>9} {'AU diff':>8}")
+    try:
+        for compute_ms in (float(v) for v in args.compute_ms.split(",")):
+            for ranks in (int(v) for v in args.accelerators.split(",")):
+                for cache in args.cache.split(","):
+                    dlio, ours = [], []
+                    for r in range(args.rounds):
+                        for who in (("dlio", "ours") if r % 2 == 0 else ("ours", "dlio")):
+                            prepare(files, cache)
+                            if who == "dlio":
+                                dlio.append(run_dlio(venv, ranks, data, work, args, compute_ms / 1e3))
+                            else:
+                                ours.append(run_ours(files, ranks, args, compute_ms / 1e3))
+                    d_s, d_au = (statistics.median(x) for x in zip(*dlio))
+                    o_s, o_au = (statistics.median(x) for x in zip(*ours))
+                    print(f"{compute_ms:>6g}ms {ranks:>5} {cache:>5} | {d_s:>14.1f} {d_au:>6.1%} | {o_s:>14.1f} "
+                          f"{o_au:>6.1%} | {o_s / d_s:>9.2f} {100 * (o_au - d_au):>+7.1f}pt", flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    main()
+    print(f"took {time.monotonic() - started:.0f} s", file=sys.stderr)
