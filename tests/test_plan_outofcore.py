@@ -167,3 +167,16 @@ def test_a_partitioned_snapshot_is_planned_out_of_core_by_default_and_one_file_i
     assert plan.counts["cold: over the cap, left for the next run"] == 29 - 5
     assert plan.freed == 15 * GiB
     assert canonical(plan) == canonical(make_plan(iter(snap), None, policy, NOW, usage=usage))
+
+
+def test_explain_reads_the_one_partition_holding_the_path(tmp_path):
+    from tiering.plan.explain import find_row
+
+    rows = [dict(path=b"d/f%d" % i, type="file", size=i, blocks=1, mode=0o100644, uid=1000, gid=100, atime_ns=NOW,
+                 mtime_ns=NOW, ctime_ns=NOW, ino=i, nlink=1) for i in range(30)]
+    write_partitioned(rows, tmp_path / "p.parquet", 8)
+    catalog = catalog_table([dict(path=b"d/f7", state="released", tier="cap", heat=2.0, pinned=True, size=70,
+                                  mtime_ns=NOW, ino=7)])
+    row = find_row(read_inventory(tmp_path / "p.parquet"), catalog, b"d/f7")
+    assert (row["size"], row["state"], row["pinned"], row["tier"]) == (70, "released", True, "cap")
+    assert find_row(read_inventory(tmp_path / "p.parquet"), catalog, b"d/nope") is None

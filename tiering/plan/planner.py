@@ -19,7 +19,11 @@ default), and, when the hot tier is above the high watermark, candidates are
 taken in watermark order until projected usage reaches the low mark.
 
 Memory is bounded by what is *selected* (plus, with a watermark, one narrow
-row per candidate), never by a Python object per file.
+row per candidate), never by a Python object per file. A partitioned snapshot
+is planned out of core (``plan_partitions``): a few partitions at a time, each
+joined with the catalog rows of its own bucket, keeping only bounded running
+prefixes for capped rules and the watermark, so memory follows the partition
+size and the actions kept, not the namespace; the plan is the same.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import pyarrow.feather as feather
 
 from tiering.core.inventory import bucket_of
 from tiering.core.states import FileState
-from tiering.plan.join import catalog_frame, joined, normalize
+from tiering.plan.join import catalog_frame, joined, joined_partition, normalize
 from tiering.plan.model import ACTION_ORDER, Plan, Usage
 from tiering.policy import Policy, augment, needed_columns
 
@@ -156,7 +160,7 @@ def plan_partitions(snapshot: Snapshot, catalog: pa.Table | Iterable[pa.RecordBa
             part = _Accumulator()
             inventory = snapshot.partition(bucket)
             if inventory.num_rows:
-                for batch in _join_partition(inventory, catalog_of(bucket)):
+                for batch in joined_partition(inventory, catalog_of(bucket), PLAN_BATCH_ROWS):
                     part.merge(one(batch))
             return bounds.prune(bounds.split(part))
 
@@ -164,21 +168,6 @@ def plan_partitions(snapshot: Snapshot, catalog: pa.Table | Iterable[pa.RecordBa
             acc.merge(part)
             bounds.prune(acc)
     return _finish(policy, bounds.settle(acc), now_ns, usage, default_tier)
-
-
-def _join_partition(inventory: pa.Table, catalog: pa.Table) -> list[pa.RecordBatch]:
-    """One partition with the ``cat_*`` columns of its paths (null for unmanaged files), in inventory order:
-    the same rows as ``joined``; one hash of the partition's catalog rows, probed once."""
-    inventory = inventory.combine_chunks()
-    if catalog.num_rows:
-        where = pc.index_in(inventory["path"], value_set=catalog["cat_path"].combine_chunks())
-        right = catalog.drop_columns(["cat_path"]).take(where)
-    else:
-        right = pa.table({n: pa.nulls(inventory.num_rows, catalog.schema.field(n).type)
-                          for n in catalog.column_names[1:]})
-    table = pa.table({**{n: inventory[n] for n in inventory.column_names},
-                      **{n: right[n] for n in right.column_names}})
-    return table.to_batches(max_chunksize=PLAN_BATCH_ROWS)
 
 
 @contextmanager
