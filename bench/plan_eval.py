@@ -168,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.catalog_fraction:g}; {buckets} partitions for the partitioned modes")
     for mode, runs in results.items():
         med = statistics.median(r["seconds"] for r in runs)
-        print(f"{mode:9} rows {args.rows:,}  median {med:.2f}s of {args.rounds}  -> {args.rows / med / 1e6:.2f} M rows/s"
-              f"  actions {runs[0]['actions']:,}  peak RSS {max(r['rss_mb'] for r in runs):,.0f} MB")
+        rss = max(r["rss_mb"] for r in runs)
+        print(f"{mode:9} rows {args.rows:,}  median {med:.2f}s of {args.rounds}"
+              f"  -> {args.rows / med / 1e6:.2f} M rows/s  actions {runs[0]['actions']:,}  peak RSS {rss:,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -84,9 +84,9 @@ def test_the_bucket_key_is_crc32_of_the_path_bytes():
 
 def test_a_snapshot_written_the_old_way_still_reads(tmp_path):
     """A single Parquet file written as before partitioning (its summary in the file's metadata)."""
-    rows = {"path": [b"a", b"b/c"], "type": ["file", "dir"], "size": [1, 0], "blocks": [8, 0], "mode": [0o100644, 0o40755],
-            "uid": [0, 0], "gid": [0, 0], "atime_ns": [1, 2], "mtime_ns": [1, 2], "ctime_ns": [1, 2], "ino": [5, 6],
-            "nlink": [1, 2]}
+    rows = {"path": [b"a", b"b/c"], "type": ["file", "dir"], "size": [1, 0], "blocks": [8, 0],
+            "mode": [0o100644, 0o40755], "uid": [0, 0], "gid": [0, 0], "atime_ns": [1, 2], "mtime_ns": [1, 2],
+            "ctime_ns": [1, 2], "ino": [5, 6], "nlink": [1, 2]}
     old = tmp_path / "scan-20250101T000000.000000Z.parquet"
     with pq.ParquetWriter(old, SCHEMA, compression="zstd") as writer:
         writer.write_table(pa.Table.from_pydict(rows, schema=SCHEMA))

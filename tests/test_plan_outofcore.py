@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tiering.core.inventory import SCHEMA
 from tiering.plan import Usage, make_plan, read_inventory
-from tiering.plan.planner import plan_partitions
+from tiering.plan.outofcore import plan_partitions
 from tiering.policy import parse_policy
 from tiering.scan import PartitionedWriter, Snapshot
 
@@ -75,7 +75,8 @@ def worlds(draw):
     usage = None
     if draw(st.booleans()):
         order = draw(st.sampled_from(["lru", "heat", "expression"]))
-        text += f'[watermark]\nhigh = "80%"\nlow = "{draw(st.sampled_from(["10%", "60%", "79%"]))}"\norder = "{order}"\n'
+        low = draw(st.sampled_from(["10%", "60%", "79%"]))
+        text += f'[watermark]\nhigh = "80%"\nlow = "{low}"\norder = "{order}"\n'
         if order == "expression":
             text += "weight = 'size / 1GiB + heat'\n"
         if draw(st.booleans()):

@@ -7,6 +7,7 @@ Given a partitioned snapshot (``read_inventory``), it plans out of core
 """
 
 from tiering.plan.model import ACTION_ORDER, Plan, Usage
-from tiering.plan.planner import PLAN_BATCH_ROWS, make_plan, plan_partitions, read_inventory
+from tiering.plan.outofcore import plan_partitions
+from tiering.plan.planner import PLAN_BATCH_ROWS, make_plan, read_inventory
 
 __all__ = ["ACTION_ORDER", "PLAN_BATCH_ROWS", "Plan", "Usage", "make_plan", "plan_partitions", "read_inventory"]
