@@ -1,12 +1,26 @@
 """How fast the planner evaluates a policy: synthetic inventory rows/s and peak RSS.
 
     python -m bench.plan_eval [--rows 10000000] [--policy bench/policies/ten-rules.toml]
+                              [--catalog-fraction 0.5] [--modes old,new,new-table]
 
-Writes a synthetic inventory snapshot (Parquet, like ``tiering scan``; not
-timed), then times ``make_plan`` streaming it back with an empty catalog,
-exactly as ``tiering plan`` does, and prints rows/s, actions chosen and the
-peak RSS of the planning process (measured in a fresh subprocess per round so
-generation does not count). Median of ``--rounds`` runs.
+Writes a synthetic inventory snapshot (not timed), then times ``make_plan``
+streaming it back, as ``tiering plan`` does, and prints rows/s, actions chosen
+and the peak RSS of the planning process (measured in a fresh subprocess per
+round so generation does not count). Median of ``--rounds`` runs.
+
+``--catalog-fraction F``: that fraction of the rows also has catalog state,
+half archived (same size, mtime and inode: not dirty), half released, with some
+heat; the catalog is read in the timed part. Modes:
+
+- ``old``: one Parquet file, planned in memory with the catalog as one table
+  (what ``tiering plan`` did before partitioned inventories);
+- ``new``: a partitioned snapshot (``buckets_for(rows)`` partitions), planned
+  out of core with the catalog *streamed* in batches (bucketed to disk beside
+  the snapshot), as a catalog read that does not hold the whole catalog gives;
+- ``new-table``: the partitioned snapshot with the catalog as one table (what
+  ``tiering plan`` does now, the catalog's ``state_table`` being one table).
+
+The catalog stands in as a Parquet file (columns of ``Catalog.state_table``).
 """
 
 from __future__ import annotations
@@ -25,10 +39,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tiering.core.inventory import SCHEMA
-from tiering.plan import PLAN_BATCH_ROWS, Usage, make_plan
+from tiering.core.inventory import SCHEMA, buckets_for
+from tiering.plan import PLAN_BATCH_ROWS, Usage, make_plan, read_inventory
 from tiering.policy import load_policy
-from tiering.scan import iter_snapshot
+from tiering.scan import PartitionedWriter, iter_snapshot
 
 NS = 1_000_000_000
 DAY = 86400 * NS
@@ -55,42 +69,108 @@ def synthetic_batch(rng: np.random.Generator, n: int, start: int, now: int) -> p
     return pa.RecordBatch.from_pydict(cols, schema=SCHEMA)
 
 
+CATALOG_SCHEMA = pa.schema([("path", pa.binary()), ("state", pa.string()), ("tier", pa.string()),
+                            ("heat", pa.float64()), ("pinned", pa.bool_()), ("size", pa.int64()),
+                            ("mtime_ns", pa.int64()), ("ino", pa.int64())])
+
+
+def synthetic_catalog(rng: np.random.Generator, batch: pa.RecordBatch, fraction: float) -> pa.RecordBatch:
+    """Catalog state for about ``fraction`` of ``batch``'s rows: half archived (unchanged since), half released."""
+    rows = batch.filter(pa.array(rng.random(batch.num_rows) < fraction))
+    n = rows.num_rows
+    return pa.RecordBatch.from_pydict({
+        "path": rows["path"], "state": pa.array(np.where(rng.random(n) < 0.5, "archived", "released")),
+        "tier": pa.array(["capacity"] * n, pa.string()), "heat": rng.exponential(2.0, n),
+        "pinned": pa.array(rng.random(n) < 0.01), "size": rows["size"], "mtime_ns": rows["mtime_ns"],
+        "ino": rows["ino"].cast(pa.int64()),
+    }, schema=CATALOG_SCHEMA)
+
+
+def child(args: argparse.Namespace) -> None:
+    """The timed side: read the catalog (if any) and plan, as ``--mode`` says; print seconds, actions, RSS."""
+    now = int(args.now)
+    policy = load_policy(args.policy)
+    start = time.perf_counter()
+    catalog = None
+    if args.catalog:
+        catalog = pq.ParquetFile(args.catalog).iter_batches(PLAN_BATCH_ROWS) if args.mode == "new" \
+            else pq.read_table(args.catalog)
+    inventory = read_inventory(args.snapshot) if args.mode != "old" else \
+        iter_snapshot(args.snapshot, batch_rows=PLAN_BATCH_ROWS)
+    plan = make_plan(inventory, catalog, policy, now, usage=Usage(100 << 40, 90 << 40), default_tier="capacity")
+    seconds = time.perf_counter() - start
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "actions": len(plan), "rss_mb": rss}))
+
+
+def generate(directory: Path, rows: int, batch: int, now: int, fraction: float, partitioned: bool,
+             buckets: int) -> tuple[Path, Path, Path | None]:
+    """The synthetic inventory as one file and as a partitioned snapshot, and its catalog (None when empty)."""
+    single, parts = directory / "inventory.parquet", directory / "partitioned.parquet"
+    catalog = directory / "catalog.parquet" if fraction > 0 else None
+    rng = np.random.default_rng(7)
+    parts.mkdir()
+    with pq.ParquetWriter(single, SCHEMA) as writer, PartitionedWriter(parts, buckets) as split, \
+            (pq.ParquetWriter(catalog, CATALOG_SCHEMA) if catalog else _Nothing()) as cat:
+        for s in range(0, rows, batch):
+            part = synthetic_batch(rng, min(batch, rows - s), s, now)
+            writer.write_batch(part)
+            if partitioned:
+                split.write_batch(part)
+            if catalog:
+                cat.write_batch(synthetic_catalog(rng, part, fraction))
+    split.finish()
+    return single, parts, catalog
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--batch", type=int, default=1 << 20)
     ap.add_argument("--policy", default=str(Path(__file__).parent / "policies" / "ten-rules.toml"))
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--catalog-fraction", type=float, default=0.0,
+                    help="fraction of the rows with catalog state (half archived, half released)")
+    ap.add_argument("--buckets", type=int, help="partitions of the partitioned snapshot (default: buckets_for(rows))")
+    ap.add_argument("--modes", default="old,new", help="comma-separated: old, new, new-table (see above)")
     ap.add_argument("--snapshot", help=argparse.SUPPRESS)
+    ap.add_argument("--catalog", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="old", help=argparse.SUPPRESS)
     ap.add_argument("--now", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.snapshot:  # the timed child
-        now = int(args.now)
-        policy = load_policy(args.policy)
-        start = time.perf_counter()
-        plan = make_plan(iter_snapshot(args.snapshot, batch_rows=PLAN_BATCH_ROWS), None, policy, now,
-                         usage=Usage(100 << 40, 90 << 40),
-                         default_tier="capacity")
-        seconds = time.perf_counter() - start
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"seconds": seconds, "actions": len(plan), "rss_mb": rss}))
+        child(args)
         return
+    modes = args.modes.split(",")
+    buckets = args.buckets or buckets_for(args.rows)
     now = time.time_ns()
+    results = {}
     with tempfile.TemporaryDirectory(prefix="tiering-plan-") as tmp:
-        snapshot = Path(tmp) / "inventory.parquet"
-        rng = np.random.default_rng(7)
-        with pq.ParquetWriter(snapshot, SCHEMA) as writer:
-            for s in range(0, args.rows, args.batch):
-                writer.write_batch(synthetic_batch(rng, min(args.batch, args.rows - s), s, now))
-        runs = [json.loads(subprocess.run(
-            [sys.executable, "-m", "bench.plan_eval", "--snapshot", str(snapshot), "--now", str(now),
-             "--policy", args.policy], check=True, capture_output=True, text=True).stdout)
-            for _ in range(args.rounds)]
-    med = statistics.median(r["seconds"] for r in runs)
-    print(f"policy {args.policy}: {len(load_policy(args.policy).rules)} rules")
-    print(f"rows {args.rows:,}  median {med:.2f}s of {args.rounds}  -> {args.rows / med / 1e6:.2f} M rows/s")
-    print(f"actions chosen: {runs[0]['actions']:,}; peak RSS of the planner {max(r['rss_mb'] for r in runs):,.0f} MB")
+        single, parts, catalog = generate(Path(tmp), args.rows, args.batch, now, args.catalog_fraction,
+                                          partitioned=any(m != "old" for m in modes), buckets=buckets)
+        for mode in modes:
+            snapshot = single if mode == "old" else parts
+            extra = ["--catalog", str(catalog)] if catalog else []
+            results[mode] = [json.loads(subprocess.run(
+                [sys.executable, "-m", "bench.plan_eval", "--snapshot", str(snapshot), "--now", str(now),
+                 "--policy", args.policy, "--mode", mode, *extra], check=True, capture_output=True,
+                text=True).stdout) for _ in range(args.rounds)]
+    print(f"policy {args.policy}: {len(load_policy(args.policy).rules)} rules; catalog fraction "
+          f"{args.catalog_fraction:g}; {buckets} partitions for the partitioned modes")
+    for mode, runs in results.items():
+        med = statistics.median(r["seconds"] for r in runs)
+        rss = max(r["rss_mb"] for r in runs)
+        print(f"{mode:9} rows {args.rows:,}  median {med:.2f}s of {args.rounds}"
+              f"  -> {args.rows / med / 1e6:.2f} M rows/s  actions {runs[0]['actions']:,}  peak RSS {rss:,.0f} MB")
 
 
 if __name__ == "__main__":

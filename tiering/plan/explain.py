@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tiering.core.inventory import bucket_of
 from tiering.core.states import FileState
 from tiering.plan.join import catalog_frame, joined, normalize
 from tiering.core.display import show_path
@@ -17,7 +18,10 @@ NS = 1_000_000_000
 
 
 def find_row(batches: Iterable[pa.RecordBatch], catalog: pa.Table | None, rel: bytes) -> dict | None:
-    """The joined, normalized inventory row of ``rel`` (None when the scan did not see it)."""
+    """The joined, normalized inventory row of ``rel`` (None when the scan did not see it). Of a partitioned
+    snapshot (``read_inventory``), only the partition holding ``rel`` is read."""
+    if getattr(batches, "partitioned", False):
+        batches = batches.partition(int(bucket_of(pa.array([rel], pa.binary()), batches.buckets)[0])).to_batches()
     wanted = (b.filter(pc.equal(b["path"], pa.scalar(rel, pa.binary()))) for b in batches)
     for batch in joined((b for b in wanted if b.num_rows), catalog_frame(catalog)):
         if batch.num_rows:

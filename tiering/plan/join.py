@@ -2,8 +2,10 @@
 
 The scanner sees the hot tier as it is; the catalog knows what tiering did to
 each file. ``joined`` streams inventory batches through one Acero hash join
-against the catalog (built once, in memory), then ``normalize`` derives the
-columns rules read:
+against the catalog (built once, in memory); ``joined_partition`` joins one
+partition of a partitioned inventory with the catalog rows of the same
+partition (the out-of-core plan). Then ``normalize`` derives the columns rules
+read:
 
 - ``state``: the catalog's, with one correction: an *archived* file whose
   size, mtime or inode no longer match what was archived is *dirty* (a write
@@ -53,6 +55,22 @@ def joined(batches: Iterable[pa.RecordBatch], catalog: pa.Table) -> Iterator[pa.
         "left outer", ["path"], ["cat_path"], left_output=SCHEMA.names, right_output=catalog.column_names[1:]),
         inputs=[left, right])
     yield from join.to_reader(use_threads=True)
+
+
+def joined_partition(inventory: pa.Table, catalog: pa.Table, batch_rows: int) -> list[pa.RecordBatch]:
+    """One inventory partition (a table) with the ``cat_*`` columns of its paths (null for unmanaged files),
+    in inventory order, as batches of ``batch_rows``: the rows ``joined`` gives. ``catalog``: the catalog rows
+    of the same partition, as ``catalog_frame`` names them; one hash of them, probed once by the partition."""
+    inventory = inventory.combine_chunks()
+    if catalog.num_rows:
+        where = pc.index_in(inventory["path"], value_set=catalog["cat_path"].combine_chunks())
+        right = catalog.drop_columns(["cat_path"]).take(where)
+    else:
+        right = pa.table({n: pa.nulls(inventory.num_rows, catalog.schema.field(n).type)
+                          for n in catalog.column_names[1:]})
+    table = pa.table({**{n: inventory[n] for n in inventory.column_names},
+                      **{n: right[n] for n in right.column_names}})
+    return table.to_batches(max_chunksize=batch_rows)
 
 
 def normalize(batch: pa.RecordBatch) -> pa.RecordBatch:

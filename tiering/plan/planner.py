@@ -19,7 +19,11 @@ default), and, when the hot tier is above the high watermark, candidates are
 taken in watermark order until projected usage reaches the low mark.
 
 Memory is bounded by what is *selected* (plus, with a watermark, one narrow
-row per candidate), never by a Python object per file.
+row per candidate), never by a Python object per file. A partitioned snapshot
+is planned out of core (``outofcore.plan_partitions``): a few partitions at a time, each
+joined with the catalog rows of its own bucket, keeping only bounded running
+prefixes for capped rules and the watermark, so memory follows the partition
+size and the actions kept, not the namespace; the plan is the same.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -40,15 +45,19 @@ from tiering.plan.join import catalog_frame, joined, normalize
 from tiering.plan.model import ACTION_ORDER, Plan, Usage
 from tiering.policy import Policy, augment, needed_columns
 
+if TYPE_CHECKING:  # pragma: no cover
+    from tiering.scan import Snapshot
+
 #: Rows per batch when planning: large batches amortise per-batch work; a few are in flight at once.
 PLAN_BATCH_ROWS = 1 << 20
 
 
-def read_inventory(snapshot: str | os.PathLike[str]) -> Iterator[pa.RecordBatch]:
-    """A snapshot's batches, sized for ``make_plan``."""
-    from tiering.scan import iter_snapshot
+def read_inventory(snapshot: str | os.PathLike[str]) -> Snapshot:
+    """A snapshot, either form, to iterate for batches sized for ``make_plan`` (which plans a partitioned one
+    out of core)."""
+    from tiering.scan import Snapshot
 
-    return iter_snapshot(snapshot, batch_rows=PLAN_BATCH_ROWS)
+    return Snapshot(snapshot, batch_rows=PLAN_BATCH_ROWS)
 
 
 #: Columns kept for every chosen action: enough to act on it and to explain it.
@@ -67,6 +76,8 @@ class _Accumulator:
     chosen: list[pa.RecordBatch] = field(default_factory=list)  # with a rule_index column
     candidates: list[pa.RecordBatch] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    over: dict[int, int] = field(default_factory=dict)  # rule index -> rows an out-of-core cap dropped early
+    capped: list[pa.RecordBatch] = field(default_factory=list)  # out of core: capped rules' chosen rows
 
     def count(self, key: str, n: int) -> None:
         if n:
@@ -74,15 +85,40 @@ class _Accumulator:
 
     def merge(self, other: _Accumulator) -> None:
         self.chosen += other.chosen
+        self.capped += other.capped
         self.candidates += other.candidates
         for key, n in other.counts.items():
             self.count(key, n)
+        for i, n in other.over.items():
+            self.over[i] = self.over.get(i, 0) + n
 
 
-def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | None, policy: Policy, now_ns: int, *,
-              usage: Usage | None = None, default_tier: str | None = None) -> Plan:
-    """Decide what to do with every file; changes nothing."""
+def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa.RecordBatch] | None,
+              policy: Policy, now_ns: int, *, usage: Usage | None = None, default_tier: str | None = None,
+              out_of_core: bool | None = None) -> Plan:
+    """Decide what to do with every file; changes nothing.
+
+    ``batches`` from a partitioned snapshot (a ``Snapshot`` of more than one partition, as ``read_inventory``
+    gives) are planned out of core, partition by partition (``outofcore.plan_partitions``); anything else in
+    memory, as one stream. ``out_of_core`` forces either way (it needs a ``Snapshot``). Both give the same plan.
+    """
+    if out_of_core is None:
+        out_of_core = bool(getattr(batches, "partitioned", False))
+    if out_of_core:
+        from tiering.plan.outofcore import plan_partitions
+
+        return plan_partitions(batches, catalog, policy, now_ns, usage=usage, default_tier=default_tier)
+    if catalog is not None and not isinstance(catalog, pa.Table):
+        catalog = pa.Table.from_batches(list(catalog))
     acc = _Accumulator()
+    one = _batch_planner(policy, now_ns)
+    for part in _ordered_map(one, joined(batches, catalog_frame(catalog))):
+        acc.merge(part)
+    return _finish(policy, acc, now_ns, usage, default_tier)
+
+
+def _batch_planner(policy: Policy, now_ns: int):
+    """The function planning one joined batch into an accumulator of its own."""
     exprs = _expressions(policy)
     columns = needed_columns(*[r.match for r in policy.rules], *_watermark_exprs(policy)) | {"mtime_age", "ctime_age"}
 
@@ -92,9 +128,11 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | None, polic
             _plan_batch(augment(normalize(raw), columns, now_ns), policy, exprs, now_ns, part)
         return part
 
-    for part in _ordered_map(one, joined(batches, catalog_frame(catalog))):
-        acc.merge(part)
-    return _finish(policy, acc, now_ns, usage, default_tier)
+    return one
+
+
+def _over_cap(rule) -> str:
+    return f"{rule.name}: over the cap, left for the next run"
 
 
 def _ordered_map(fn, items: Iterable, workers: int = min(4, os.cpu_count() or 1)) -> Iterator:
@@ -236,8 +274,8 @@ def _rule_actions(policy: Policy, acc: _Accumulator, counts: dict, default_tier:
         if rule.max_files is not None or rule.max_bytes is not None:
             seg = seg[_coldest_first(table, seg)]
             allowed = _cap(table["size"].take(seg).to_numpy(), rule.max_files, rule.max_bytes)
-            if len(seg) - allowed:
-                counts[f"{rule.name}: over the cap, left for the next run"] = len(seg) - allowed
+            if len(seg) - allowed:  # added to what an out-of-core plan's caps dropped before
+                counts[_over_cap(rule)] = counts.get(_over_cap(rule), 0) + len(seg) - allowed
             seg = seg[:allowed]
         segments.append(seg)
         ranks.append(np.arange(1, len(seg) + 1))
@@ -300,12 +338,7 @@ def _watermark(policy: Policy, acc: _Accumulator, usage: Usage | None, freed: in
     table = pa.concat_tables([pa.Table.from_batches([b]) for b in acc.candidates])
     if need <= 0 or not table.num_rows:
         return None
-    keys = {"lru": [("atime_ns", "ascending")], "heat": [("heat", "ascending"), ("atime_ns", "ascending")],
-            "expression": [("weight", "descending")]}[wm.order]
-    table = table.sort_by(keys + _TIES)
-    allocated = pc.multiply(table["blocks"], 512)
-    before = pc.subtract(pc.cumulative_sum(allocated), allocated)  # bytes freed before each row
-    table = table.filter(pc.less(before, need))
+    table = _relief_prefix(_watermark_order(table, wm), need)
     n = table.num_rows
     for name in _KEEP:
         if name not in table.column_names:
@@ -314,6 +347,20 @@ def _watermark(policy: Policy, acc: _Accumulator, usage: Usage | None, freed: in
     table = table.append_column("rule_index", pa.repeat(pa.scalar(len(policy.rules), pa.int32()), n))
     table = table.append_column("rank", pa.array(np.arange(1, n + 1)))
     return _label(table, policy, default_tier)
+
+
+def _watermark_order(table: pa.Table, wm) -> pa.Table:
+    """Candidates in the order the watermark takes them (ties as ``_TIES``)."""
+    keys = {"lru": [("atime_ns", "ascending")], "heat": [("heat", "ascending"), ("atime_ns", "ascending")],
+            "expression": [("weight", "descending")]}[wm.order]
+    return table.sort_by(keys + _TIES)
+
+
+def _relief_prefix(table: pa.Table, need: int) -> pa.Table:
+    """The ordered candidates taken until their blocks free ``need`` bytes (the one that crosses it included)."""
+    allocated = pc.multiply(table["blocks"], 512)
+    before = pc.subtract(pc.cumulative_sum(allocated), allocated)  # bytes freed before each row
+    return table.filter(pc.less(before, need))
 
 
 __all__ = ["make_plan"]

@@ -1,9 +1,22 @@
-"""Inventory snapshots: one scan streamed into one Parquet file.
+"""Inventory snapshots: one scan streamed into Parquet, one file or one partitioned dataset.
+
+A snapshot of up to ``PARTITION_ROWS`` rows is one Parquet file, as it always
+was. A larger one is a partitioned Parquet dataset: a directory holding
+``bucket=NNNNN/part-0.parquet`` for each non-empty partition, where a row's
+partition is ``zlib.crc32(path) % buckets`` (``tiering.core.inventory``: the
+key and why it is the whole path and not its parent directory), plus
+``_tiering.json`` (the scan summary, the bucket count and the key). Anyone
+reads either form with ``pyarrow.dataset.dataset(path)`` (``partitioning="hive"``
+adds the ``bucket`` column; files starting with ``_`` are skipped by default);
+``Snapshot`` reads both, partition by partition. How many partitions: the
+caller's ``buckets``, else sized from the row count of the latest snapshot
+beside it (a namespace changes slowly between scans), else one.
 
 A snapshot is written under a hidden temporary name beside its final name,
 flushed to disk, then renamed into place: a crash leaves at most a stray
-``.scan-*.tmp`` file, never a half snapshot under the real name. The scan's
-summary travels in the file's key-value metadata (``tiering.scan.summary``).
+``.scan-*.tmp`` file or directory, never a half snapshot under the real name.
+A single-file snapshot's summary travels in its key-value metadata
+(``tiering.scan.summary``).
 
 Default layout, next to the catalog (``snapshot_dir``)::
 
@@ -19,57 +32,197 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tiering.config import Config, check_locations
-from tiering.core.inventory import SCHEMA
+from tiering.core.inventory import BUCKET_KEY_DOC, BUCKETS_KEY, SCHEMA, bucket_of, buckets_for
 from tiering.stores.localfile import fsync_path
 from tiering.scan.results import ProgressCallback, ScanSummary
 from tiering.scan.scanner import DEFAULT_BATCH_ROWS, Scan
 
 LATEST = "latest.parquet"
 SUMMARY_KEY = "tiering.scan.summary"
+#: A partitioned snapshot's own description (a leading ``_``: dataset readers skip it).
+LAYOUT_FILE = "_tiering.json"
 # Paths are unique, so a dictionary would only cost time; these repeat a lot.
 _DICTIONARY_COLUMNS = ["type", "mode", "uid", "gid", "nlink"]
+#: A partition's rows are buffered up to this many before they become one row group.
+_ROW_GROUP_ROWS = 1 << 16
+#: ... and all buffers are flushed when together they hold this many rows (memory stays bounded).
+_BUFFERED_ROWS = 1 << 20
 
 
 def write_snapshot(root: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                    jobs: int | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-                   progress: ProgressCallback | None = None, io: str = "auto") -> ScanSummary:
-    """Scan ``root`` (see ``Scan``; ``io`` is the config's ``[hot] io``) into the Parquet file
-    ``out_path``; return the summary."""
+                   progress: ProgressCallback | None = None, io: str = "auto",
+                   buckets: int | None = None) -> ScanSummary:
+    """Scan ``root`` (see ``Scan``; ``io`` is the config's ``[hot] io``) into the snapshot ``out_path``; return
+    the summary. ``buckets``: partitions (1: one Parquet file); default: sized from the latest snapshot beside
+    ``out_path``, one when there is none."""
     out = Path(out_path)
+    buckets = buckets or _buckets_like_latest(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with Scan(root, jobs=jobs, batch_rows=batch_rows, progress=progress, io=io) as scan, \
-                pq.ParquetWriter(tmp, SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS) as writer:
-            for batch in scan:
-                writer.write_batch(batch)
-            summary = replace(scan.summary, snapshot=out)
-            writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary.to_json())})
-        fsync_path(tmp)
+        with Scan(root, jobs=jobs, batch_rows=batch_rows, progress=progress, io=io) as scan:
+            if buckets == 1:
+                summary = _write_file(scan, tmp, out)
+            else:
+                summary = _write_partitioned(scan, tmp, out, buckets)
         os.replace(tmp, out)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
     fsync_path(out.parent)
     return summary
 
 
+def _write_file(scan: Scan, tmp: Path, out: Path) -> ScanSummary:
+    with pq.ParquetWriter(tmp, SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS) as writer:
+        for batch in scan:
+            writer.write_batch(batch)
+        summary = replace(scan.summary, snapshot=out)
+        writer.add_key_value_metadata({SUMMARY_KEY: json.dumps(summary.to_json())})
+    fsync_path(tmp)
+    return summary
+
+
+def _write_partitioned(scan: Scan, tmp: Path, out: Path, buckets: int) -> ScanSummary:
+    tmp.mkdir()
+    with PartitionedWriter(tmp, buckets) as writer:
+        for batch in scan:
+            writer.write_batch(batch)
+    summary = replace(scan.summary, snapshot=out)
+    writer.finish(summary.to_json())
+    return summary
+
+
+class PartitionedWriter:
+    """Rows into ``directory/bucket=NNNNN/part-0.parquet`` by ``bucket_of(path)``, keeping their order within
+    a partition; ``finish`` writes ``_tiering.json`` and makes everything durable."""
+
+    def __init__(self, directory: Path, buckets: int) -> None:
+        self.directory, self.buckets = directory, buckets
+        self._writers: dict[int, pq.ParquetWriter] = {}
+        self._buffers: dict[int, list[pa.RecordBatch]] = {}
+        self._buffered: dict[int, int] = {}
+        self.rows = 0
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        ids = bucket_of(batch["path"], self.buckets)
+        order = np.argsort(ids, kind="stable")  # stable: a partition keeps the scan's order
+        bounds = np.searchsorted(ids[order], np.arange(self.buckets + 1))
+        for b in np.flatnonzero(np.diff(bounds)):
+            part = batch.take(pa.array(order[bounds[b]:bounds[b + 1]]))
+            self._buffers.setdefault(int(b), []).append(part)
+            self._buffered[int(b)] = self._buffered.get(int(b), 0) + part.num_rows
+            if self._buffered[int(b)] >= _ROW_GROUP_ROWS:
+                self._flush(int(b))
+        self.rows += batch.num_rows
+        if sum(self._buffered.values()) >= _BUFFERED_ROWS:
+            for b in list(self._buffers):
+                self._flush(b)
+
+    def _flush(self, bucket: int) -> None:
+        parts = self._buffers.pop(bucket, [])
+        self._buffered.pop(bucket, None)
+        if not parts:
+            return
+        writer = self._writers.get(bucket)
+        if writer is None:
+            path = self.directory / partition_dir(bucket) / "part-0.parquet"
+            path.parent.mkdir()
+            writer = self._writers[bucket] = pq.ParquetWriter(
+                path, SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
+            writer.add_key_value_metadata({BUCKETS_KEY: str(self.buckets)})
+        writer.write_table(pa.Table.from_batches(parts, schema=SCHEMA), row_group_size=_ROW_GROUP_ROWS)
+
+    def close(self) -> None:
+        for b in list(self._buffers):
+            self._flush(b)
+        for writer in self._writers.values():
+            writer.close()
+
+    def finish(self, summary: dict | None = None) -> None:
+        """Describe the layout (and the scan) in ``_tiering.json``; fsync every file and directory."""
+        layout = {"buckets": self.buckets, "key": BUCKET_KEY_DOC, "rows": self.rows, "summary": summary}
+        (self.directory / LAYOUT_FILE).write_text(json.dumps(layout))
+        for bucket in sorted(self._writers):
+            fsync_path(self.directory / partition_dir(bucket) / "part-0.parquet")
+            fsync_path(self.directory / partition_dir(bucket))
+        fsync_path(self.directory / LAYOUT_FILE)
+        fsync_path(self.directory)
+
+    def __enter__(self) -> PartitionedWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def partition_dir(bucket: int) -> str:
+    """The directory of one partition (Hive style, so dataset readers can recover the ``bucket`` column)."""
+    return f"bucket={bucket:05d}"
+
+
+def _buckets_like_latest(out: Path) -> int:
+    latest = out.parent / LATEST
+    try:
+        summary = snapshot_summary(latest)
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return 1  # no earlier scan here (or an unreadable one): start with one file
+    return buckets_for(summary.get("files", 0) + summary.get("dirs", 0) + summary.get("symlinks", 0))
+
+
+class Snapshot:
+    """A snapshot on disk, either form: iterate it for its batches (partition after partition, each in its
+    scan order), or read one partition at a time with ``partition``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, batch_rows: int = DEFAULT_BATCH_ROWS,
+                 columns: list[str] | None = None) -> None:
+        self.path, self.batch_rows, self.columns = Path(path), batch_rows, columns
+        if self.path.is_dir():
+            layout = json.loads((self.path / LAYOUT_FILE).read_text())
+            self.buckets = int(layout["buckets"])
+            self._files = [sorted((self.path / partition_dir(b)).glob("*.parquet")) for b in range(self.buckets)]
+        else:
+            self.buckets, self._files = 1, [[self.path]]
+
+    @property
+    def partitioned(self) -> bool:
+        return self.buckets > 1
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for files in self._files:
+            for file in files:
+                with pq.ParquetFile(file) as parquet:
+                    yield from parquet.iter_batches(batch_size=self.batch_rows, columns=self.columns)
+
+    def partition(self, bucket: int) -> pa.Table:
+        """All rows of one partition, in scan order (an empty table when it has none)."""
+        tables = [pq.read_table(file, columns=self.columns, partitioning=None) for file in self._files[bucket]]
+        schema = SCHEMA if self.columns is None else pa.schema([SCHEMA.field(c) for c in self.columns])
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
 def iter_snapshot(path: str | os.PathLike[str], *, batch_rows: int = DEFAULT_BATCH_ROWS,
                   columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """The record batches of a snapshot (``inventory.SCHEMA``, or just ``columns``)."""
-    with pq.ParquetFile(path) as file:
-        yield from file.iter_batches(batch_size=batch_rows, columns=columns)
+    """The record batches of a snapshot, either form (``inventory.SCHEMA``, or just ``columns``)."""
+    yield from Snapshot(path, batch_rows=batch_rows, columns=columns)
 
 
 def snapshot_summary(path: str | os.PathLike[str]) -> dict:
     """The summary a snapshot was written with, as ``ScanSummary.to_json()`` made it."""
+    if Path(path).is_dir():
+        return json.loads((Path(path) / LAYOUT_FILE).read_text())["summary"]
     metadata = pq.read_metadata(path).metadata or {}
     return json.loads(metadata[SUMMARY_KEY.encode()])
 
@@ -111,6 +264,6 @@ def prune_snapshots(latest: Path, keep: int) -> int:
     removed = 0
     for old in snapshots[:-keep]:
         if old != latest:
-            old.unlink(missing_ok=True)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
             removed += 1
     return removed
