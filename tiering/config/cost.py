@@ -43,6 +43,7 @@ from tiering.config.prices import (
 )
 from tiering.config.values import Table, closest_hint, type_name
 from tiering.stores.options import OPTIONS
+from tiering.core.errors import ConfigError
 from tiering.core.units import format_duration
 
 __all__ = ["ClassPrice", "CostModel", "Retrieval", "TierPrices", "parse_cost", "describe_cost"]
@@ -114,7 +115,7 @@ def _tier(table: Table, tier: Any) -> TierPrices:
             continue
         if known and key not in known:
             hint = closest_hint(key, ("prices", *_CLASS_KEYS, *known))
-            raise table.error(None, f"unknown key or storage class {key!r}", hint)
+            raise ConfigError(f"{table.file}: {table.where('unknown key or storage class')} {key!r}; {hint}")
         classes[key] = _class(table.sub(key), classes.get(key, ClassPrice()))
     return TierPrices(name, default_class, classes)
 
