@@ -65,25 +65,37 @@ def cost_table(report) -> str:
     lines = [head]
     for r in report.rows:
         files = "-" if r.files is None else f"{r.files:,}"
-        line = f"{r.tier:<10} {r.storage_class or '-':<16} {files:>9} {format_size(r.bytes):>10} {r.per_month:>12.2f}"
+        line = f"{r.tier:<10} {r.storage_class or '-':<16} {files:>9} {format_size(r.bytes):>10} {_m(r.per_month):>12}"
         if report.with_plan:
             sign = "-" if r.plan_bytes < 0 else "+" if r.plan_bytes else ""
             risk = f"{r.at_risk_files:,}" if r.at_risk_files else "-"
-            line += (f" {sign + format_size(abs(r.plan_bytes)):>11} {r.plan_per_month:>+10.2f} {r.one_time:>9.2f} "
-                     f"{r.min_commitment:>9.2f} {risk:>9}")
+            line += (f" {sign + format_size(abs(r.plan_bytes)):>11} {_m(r.plan_per_month, '+'):>10} "
+                     f"{_m(r.one_time):>9} {_m(r.min_commitment):>9} {risk:>9}")
         if not r.priced:
             line += "  (no price: counted as free)"
         elif r.min_duration and report.with_plan and r.plan_bytes:
             line += f"  (min. {format_duration(r.min_duration)})"
         lines.append(line)
     now = report.total("per_month")
-    total = f"total: {now:,.2f} {cur}/month"
+    total = f"total: {_m(now)} {cur}/month"
     if report.with_plan:
         after = now + report.total("plan_per_month")
-        total += (f"; after the plan ({report.planned:,} actions): {after:,.2f} {cur}/month "
-                  f"({after - now:+,.2f}), {report.total('one_time'):,.2f} {cur} once, "
-                  f"{report.total('readback_once'):,.2f} {cur} to read the moved bytes back once")
+        total += (f"; after the plan ({report.planned:,} actions): {_m(after)} {cur}/month "
+                  f"({_m(after - now, '+')}), {_m(report.total('one_time'))} {cur} once, "
+                  f"{_m(report.total('readback_once'))} {cur} to read the moved bytes back once")
     return "\n".join([*lines, total])
+
+
+def _m(amount: float, sign: str = "") -> str:
+    """Money for people: cents from 1 up, three significant digits below (a small tier's cost is not 0.00)."""
+    if amount == 0:
+        return "0"
+    if abs(amount) >= 1:
+        return f"{amount:{sign},.2f}"
+    import math
+
+    places = min(8, 2 - math.floor(math.log10(abs(amount))))  # 0.0123, 0.000456: no exponents
+    return f"{amount:{sign}.{places}f}" if abs(amount) >= 5e-9 else f"{sign}0" if sign else "0"
 
 
 def _write_parquet(report, path: Path) -> None:
