@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -249,3 +250,34 @@ def test_tiering_cost_in_a_bad_environment_is_one_line_and_its_exit_status(tmp_p
     assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
     gone = _tiering("cost", "-c", str(tmp_path / "no.toml"))
     assert gone.returncode == 2 and gone.stderr.count("\n") == 1
+
+
+def test_plan_explain_shows_the_saving_per_month_the_minimum_and_the_risk(tmp_path):
+    (tmp_path / "capacity").mkdir()
+    cfg = write_config(tmp_path, 'url = "capacity"\ncost = { per_gb_month = 0.25, min_duration = "30d", '
+                                 'get_per_1000 = 1000, retrieval_per_gb = 0.5 }\n')
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "cold"\nmatch = \'size >= 1000\'\naction = "release"\n[safety]\nmin_age = "0s"\n')
+    cfg.write_text(cfg.read_text() + '[cost]\nhot_per_gb_month = 1.0\n')
+    hot = tmp_path / "hot"
+    with open(hot / "new.bin", "wb") as f:
+        f.truncate(2 * 2**30)  # sparse: 2 GiB to the scan, nothing on disk
+    with open(hot / "old.bin", "wb") as f:
+        f.truncate(2**30)
+    os.utime(hot / "old.bin", (0, time.time() - 40 * 86400))
+    (hot / "tiny.bin").write_bytes(b"x")
+    assert _tiering("scan", "-c", str(cfg), "-q").returncode == 0
+
+    def explain(name: str) -> list[str]:
+        done = _tiering("plan", "-c", str(cfg), "--policy", str(policy), "--explain", str(hot / name))
+        assert done.returncode == 0, done.stderr
+        return [line.strip() for line in done.stdout.splitlines() if "money:" in line]
+
+    saving, minimum, back = explain("new.bin")
+    assert saving == "money: release to cap saves 1.50 USD/month (hot tier 2.00 freed, cap 0.500 added)"
+    assert minimum.startswith("money: cap bills at least 30d (0.500 USD) even if it leaves early; AT RISK: changed ")
+    assert minimum.endswith(" ago, sooner than the minimum")
+    assert back == "money: reading it back once costs 2.00 USD"  # 1 GET at 1000/1,000 + 2 GiB at 0.5
+    old = explain("old.bin")
+    assert old[0].startswith("money: release to cap saves 0.750 USD/month") and "unchanged for 40d" in old[1]
+    assert explain("tiny.bin") == []  # no rule moves it: no money lines

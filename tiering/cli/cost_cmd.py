@@ -57,6 +57,7 @@ def cost(
 def cost_table(report) -> str:
     """The report for people: one line per tier/class, then the totals."""
     from tiering.core.units import format_duration, format_size
+    from tiering.ops.cost import show_money as _m
 
     cur = report.currency
     head = f"{'tier':<10} {'class':<16} {'files':>9} {'bytes':>10} {cur + '/month':>12}"
@@ -84,18 +85,6 @@ def cost_table(report) -> str:
                   f"({_m(after - now, '+')}), {_m(report.total('one_time'))} {cur} once, "
                   f"{_m(report.total('readback_once'))} {cur} to read the moved bytes back once")
     return "\n".join([*lines, total])
-
-
-def _m(amount: float, sign: str = "") -> str:
-    """Money for people: cents from 1 up, three significant digits below (a small tier's cost is not 0.00)."""
-    if amount == 0:
-        return "0"
-    if abs(amount) >= 1:
-        return f"{amount:{sign},.2f}"
-    import math
-
-    places = min(8, 2 - math.floor(math.log10(abs(amount))))  # 0.0123, 0.000456: no exponents
-    return f"{amount:{sign}.{places}f}" if abs(amount) >= 5e-9 else f"{sign}0" if sign else "0"
 
 
 def _write_parquet(report, path: Path) -> None:

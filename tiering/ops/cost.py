@@ -216,3 +216,80 @@ def _restore(config: Config, rows: _Rows, hot: TierCost, row: dict, catalog: Cat
     source.one_time += _readback(price, size / GIB, restore_tier)
     hot.plan_bytes += size
     hot.plan_per_month += size / GIB * hot.per_gb_month
+
+
+# -- plan --explain --------------------------------------------------------------------------------------------
+
+
+def explain_money(config: Config, row: dict | None, policy, now_ns: int) -> list[str]:
+    """``plan --explain``'s money lines for the rule that decides ``row`` (from ``find_row``); none when no
+    rule moves the file. Saving per month (hot tier freed less the capacity class's price), the minimum the
+    class bills, whether the file is at risk of leaving it earlier, and what reading it back once costs."""
+    if row is None or row.get("type") != "file":
+        return []
+    import pyarrow as pa
+
+    from tiering.policy import augment, needed_columns
+
+    facts = augment(pa.Table.from_pylist([row]), needed_columns(*[r.match for r in policy.rules]) | {"mtime_age"},
+                    now_ns).to_pylist()[0]
+    rule = next((r for r in policy.rules if r.match.evaluate_row(facts, now_ns)), None)
+    if rule is None or rule.action not in ("archive", "release", "restore"):
+        return []
+    return _money_lines(config, rule, row, facts["mtime_age"], now_ns)
+
+
+def _money_lines(config: Config, rule, row: dict, idle: float, now_ns: int) -> list[str]:
+    from tiering.core.units import format_duration, format_elapsed
+
+    model, cur = config.cost, config.cost.currency
+    state = row.get("state") or FileState.RESIDENT
+    size, gib = int(row.get("size") or 0), int(row.get("size") or 0) / GIB
+    tier = (row.get("tier") if rule.action == "restore" else None) or rule.tier or config.default_tier
+    cls = model.class_of(tier, None if rule.action == "restore" else rule.storage_class)
+    price = model.price(tier, cls) or ClassPrice()
+    where = f"{tier}/{cls}" if cls else tier
+    hot = gib * model.hot_per_gb_month
+    if rule.action == "restore":
+        back = _readback(price, _true_size(config, row) / GIB, config.tiers[tier].options.get("restore_tier")
+                         if tier in config.tiers else None)
+        return [f"  money: restoring from {where} costs {show_money(back)} {cur} once; the hot tier then costs "
+                f"{show_money(_true_size(config, row) / GIB * model.hot_per_gb_month)} {cur}/month more"]
+    adds = state == FileState.RESIDENT  # a new object joins the class (a dirty file's replaces its own)
+    keep = gib * price.per_gb_month if adds else 0.0
+    saving = (hot if rule.action == "release" else 0.0) - keep
+    verb = "saves" if saving >= 0 else "costs"
+    lines = [f"  money: {rule.action} to {where} {verb} {show_money(abs(saving))} {cur}/month "
+             f"(hot tier {show_money(hot if rule.action == 'release' else 0.0)} freed, {where} {show_money(keep)} added)"]
+    if price.min_duration and adds:
+        floor = gib * price.per_gb_month * price.min_duration / MONTH
+        risk = ("AT RISK: changed " + format_elapsed(idle) + " ago, sooner than the minimum"
+                if idle < price.min_duration else f"unchanged for {format_elapsed(idle)}")
+        lines.append(f"  money: {where} bills at least {format_duration(price.min_duration)} ({show_money(floor)} {cur}) "
+                     f"even if it leaves early; {risk}")
+    lines.append(f"  money: reading it back once costs {show_money(_readback(price, gib, None))} {cur}"
+                 + (f" and waits about {format_duration(next(iter(price.restore.values())).delay)}"
+                    if price.restore else ""))
+    return lines
+
+
+def show_money(amount: float, sign: str = "") -> str:
+    """Money for people: cents from 1 up, three significant digits below (a small tier's cost is not 0.00),
+    never an exponent. ``sign="+"`` shows the sign of a change."""
+    if abs(amount) >= 1:
+        return f"{amount:{sign},.2f}"
+    if abs(amount) < 5e-9:
+        return f"{sign}0" if sign else "0"
+    import math
+
+    places = min(8, 2 - math.floor(math.log10(abs(amount))))
+    return f"{amount:{sign}.{places}f}"
+
+
+def _true_size(config: Config, row: dict) -> int:
+    """A released file's size: the catalog's (the stub the scan saw is empty)."""
+    if config.catalog_url is None and not config.catalog_path.exists():
+        return int(row.get("size") or 0)
+    with Catalog.open(config.catalog_target) as catalog:
+        record = catalog.get(row["path"])
+    return int(record.size if record and record.size is not None else row.get("size") or 0)
