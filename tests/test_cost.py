@@ -151,7 +151,7 @@ def test_a_release_frees_hot_money_and_a_restore_costs_its_retrieval(tmp_path, r
         assert sorted((r["action"], r["path"]) for r in plan.rows()) == [("release", b"a.bin"), ("restore", b"b.bin")]
         report = price_plan(m.config, current_cost(m.config, m.catalog, hot_used=GIB), plan, m.catalog)
         hot_row, cap = report.rows
-        assert hot_row.plan_bytes == 5000 - 9000  # the stub's true size comes from the catalog, not the scan's 0
+        assert hot_row.plan_bytes == 5000 - 9000  # a stub counts its true size
         assert hot_row.plan_per_month == pytest.approx(-4000 / GIB * 0.2)
         assert cap.plan_bytes == 0 and cap.one_time == 0.0  # a folder tier: no request or retrieval charges
     finally:
@@ -281,3 +281,9 @@ def test_plan_explain_shows_the_saving_per_month_the_minimum_and_the_risk(tmp_pa
     old = explain("old.bin")
     assert old[0].startswith("money: release to cap saves 0.750 USD/month") and "unchanged for 40d" in old[1]
     assert explain("tiny.bin") == []  # no rule moves it: no money lines
+
+    assert _tiering("release", "-c", str(cfg), "-q", str(hot / "tiny.bin")).returncode == 0
+    assert _tiering("scan", "-c", str(cfg), "-q").returncode == 0
+    policy.write_text('[[rules]]\nname = "back"\nmatch = \'state == "released"\'\naction = "restore"\n')
+    assert explain("tiny.bin") == ["money: restoring from cap costs 1.00 USD once; the hot tier then costs "
+                                   "0 USD/month more"]  # a GET at 1000/1,000; 1 byte is (nearly) free

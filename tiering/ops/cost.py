@@ -209,7 +209,7 @@ def _readback(price: ClassPrice, gib: float, restore_tier: str | None) -> float:
 
 def _restore(config: Config, rows: _Rows, hot: TierCost, row: dict, catalog: Catalog | None) -> None:
     record = catalog.get(row["path"]) if catalog is not None else None
-    size = int((record.size if record and record.size is not None else row["size"]) or 0)  # a stub's is 0
+    size = int(row["size"] or 0)  # a stub's true size: the planner joins it from the catalog
     tier = (record.tier if record else None) or row["target_tier"]
     source, price = rows.get(tier, record.storage_class if record else None)
     restore_tier = config.tiers[tier].options.get("restore_tier") if tier in config.tiers else None
@@ -251,10 +251,10 @@ def _money_lines(config: Config, rule, row: dict, idle: float, now_ns: int) -> l
     where = f"{tier}/{cls}" if cls else tier
     hot = gib * model.hot_per_gb_month
     if rule.action == "restore":
-        back = _readback(price, _true_size(config, row) / GIB, config.tiers[tier].options.get("restore_tier")
-                         if tier in config.tiers else None)
+        # (priced at the tier's own class: the catalog's record of the object's class is not read here)
+        back = _readback(price, gib, config.tiers[tier].options.get("restore_tier") if tier in config.tiers else None)
         return [f"  money: restoring from {where} costs {show_money(back)} {cur} once; the hot tier then costs "
-                f"{show_money(_true_size(config, row) / GIB * model.hot_per_gb_month)} {cur}/month more"]
+                f"{show_money(hot)} {cur}/month more"]
     adds = state == FileState.RESIDENT  # a new object joins the class (a dirty file's replaces its own)
     keep = gib * price.per_gb_month if adds else 0.0
     saving = (hot if rule.action == "release" else 0.0) - keep
@@ -285,11 +285,3 @@ def show_money(amount: float, sign: str = "") -> str:
     places = min(8, 2 - math.floor(math.log10(abs(amount))))
     return f"{amount:{sign}.{places}f}"
 
-
-def _true_size(config: Config, row: dict) -> int:
-    """A released file's size: the catalog's (the stub the scan saw is empty)."""
-    if config.catalog_url is None and not config.catalog_path.exists():
-        return int(row.get("size") or 0)
-    with Catalog.open(config.catalog_target) as catalog:
-        record = catalog.get(row["path"])
-    return int(record.size if record and record.size is not None else row.get("size") or 0)
