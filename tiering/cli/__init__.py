@@ -42,6 +42,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "recover": ("move_cmd", "recover"),
     "status": ("status_cmd", "status"),
     "reconcile": ("reconcile_cmd", "reconcile"),
+    "cost": ("cost_cmd", "cost"),
     "run": ("run_cmd", "run"),
     "daemon": ("run_cmd", "daemon"),
     "guard": ("guard_cmd", "guard"),

@@ -32,6 +32,8 @@ _EXAMPLES = {
                "tiering status datasets/old-corpus/shards/shard-00000.tar --verify"],
     "reconcile": ["tiering reconcile                         # hot tier vs catalog vs buckets, by kind",
                   "tiering reconcile --fix --json             # repair what is safe; never deletes"],
+    "cost": ["tiering cost                              # per tier/class per month, and what the plan changes",
+             "tiering cost --no-plan --json --parquet /tmp/cost.parquet   # a dashboard row per tier/class"],
     "run": ["tiering run                               # one cycle, as cron runs it",
             "tiering run --json -q >> /var/log/tiering-runs.jsonl"],
     "daemon": ["tiering daemon -c /etc/tiering/tiering.toml",

@@ -40,6 +40,10 @@ def plan(
         snap = inventory or latest_snapshot(cfg) or None
         row = find_row(read_inventory(snap), catalog_state(cfg), rel) if snap else None
         typer.echo("\n".join(explain_path(row, rel, pol, now)))
+        from tiering.ops.cost import explain_money  # the decided move in money (``tiering cost``'s model)
+
+        if money := explain_money(cfg, row, pol, now):  # none when no rule moves it
+            typer.echo("\n".join(money))
         return
     picked = pick_inventory(cfg, inventory, rescan=rescan)  # the header says how old it is
     result = plan_now(cfg, pol, snapshot=picked.path)

@@ -34,8 +34,12 @@ A configuration is one TOML file (see ``configs/example.toml``)::
     [guard]                        # all optional: the access guard (every key: tiering.config.guard)
     mode = "auto"
 
+    [cost]                         # optional: prices (every key: tiering.config.cost)
+    hot_per_gb_month = 0.20
+
     [tiers.hdd]                    # one table per capacity tier
     url = "${TIERING_HOME:-../var/demo}/capacity"
+    cost.per_gb_month = 0.015      # optional: this tier's prices over its kind's defaults
 
     [tiers.s3]
     url = "s3://bucket/prefix"
@@ -71,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from tiering.config.catalog_url import parse_catalog_url, redact
+from tiering.config.cost import CostModel, describe_cost, parse_cost
 from tiering.config.daemon import DURATION_KEYS as _DAEMON_DURATIONS
 from tiering.config.daemon import DaemonConfig, daemon_values, parse_daemon
 from tiering.config.guard import DURATION_KEYS as _GUARD_DURATIONS
@@ -91,7 +96,7 @@ CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
 DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 
-_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "guard", "tiers")
+_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "guard", "cost", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
 
@@ -127,6 +132,7 @@ class Config:
     scan_max_age: float = 3600.0  # seconds; `plan`/`apply` rescan rather than plan on an older inventory
     hot_io: str = "auto"  # "auto" | "inline" | "threads": see ``tiering.core.mounts.hot_io``
     catalog_url: str | None = None  # a PostgreSQL catalog (``tiering.config.catalog_url``); None: the file
+    cost: CostModel = field(default_factory=CostModel)  # prices: ``[cost]``, ``[tiers.NAME.cost]`` (``config.cost``)
 
     @property
     def catalog_target(self) -> str | Path:
@@ -196,6 +202,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         daemon=parse_daemon(top.sub("daemon"), base, tiers),
         guard=parse_guard(top.sub("guard"), base),
         scan_max_age=_scan(top.sub("scan")),
+        cost=parse_cost(top, tiers),
     )
     _check_hot(hot, config.hot_path)
     check_locations(config)
@@ -288,6 +295,7 @@ def describe(config: Config) -> str:
         sections.append((f"tiers.{tier.name}", {"url": tier.url, **options}))
     for name, values in sections:
         lines += ["", f"[{name}]"] + [f"{key} = {_value(key, value)}" for key, value in values.items()]
+    lines += describe_cost(config.cost)
     return "\n".join(lines) + "\n"
 
 

@@ -78,7 +78,7 @@ def parse_tier(table: Table, name: str, base: Path, defaults: PartDefaults) -> T
     scheme = scheme_of(raw_url)
     if scheme not in SCHEME_KEYS:
         raise table.error("url", f"unknown scheme {scheme + '://'!r}", f"expected {SUPPORTED_URLS}")
-    table.check_keys(("url",) + SCHEME_KEYS[scheme], elsewhere=_other_kinds(scheme))
+    table.check_keys(("url", "cost") + SCHEME_KEYS[scheme], elsewhere=_other_kinds(scheme))  # cost: config.cost
     url = _posix_url(table, raw_url, base) if scheme == "file" else _bucket_url(table, raw_url, scheme)
     options = _store_options(table, scheme, base, defaults)
     return TierConfig(name, url, scheme, options.get("storage_class", ""), options)
