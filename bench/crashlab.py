@@ -85,7 +85,8 @@ def drive(config: Path) -> None:
 
     cfg = load_config(config)
     rels = sorted(os.fsencode(p.relative_to(cfg.hot_path)) for p in cfg.hot_path.rglob("*")
-                  if p.is_file() and not p.name.startswith(".tiering"))
+                  if p.is_file() and not p.name.startswith(".tiering")
+                  and p.relative_to(cfg.hot_path).parts[0] != ".tiering")  # (tiering's own folder: its locks)
     with mover_session(cfg, "crashlab") as (mover, _):
         for action, chosen in (("release", rels), ("restore", rels), ("release", rels[::2])):
             execute(mover, [Task(r, action) for r in chosen], jobs=4)

@@ -101,7 +101,10 @@ def options_args(flag: str, endpoint: str) -> list[str]:
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """The user's files under ``root`` with their bytes (not tiering's own folder ``.tiering``: its restore
+    locks are no file of the user's)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.relative_to(root).parts[0] != ".tiering"}
 
 
 def make_tree(root: Path, count: int, size: int = 100) -> dict[str, bytes]:

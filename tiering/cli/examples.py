@@ -91,7 +91,7 @@ def tidy_metavars(command) -> None:
         elif param.name in _BY_NAME:
             param.metavar = _BY_NAME[param.name]
         else:
-            param.metavar = _BY_TYPE.get(getattr(param.type, "name", ""), "VALUE")
+            param.metavar = _BY_TYPE.get(getattr(getattr(param, "type", None), "name", ""), "VALUE")
         if param.param_type_name == "argument":
             _plain_argument(param)
     for sub in getattr(command, "commands", {}).values():
