@@ -244,7 +244,7 @@ def _money_lines(config: Config, rule, row: dict, idle: float, now_ns: int) -> l
 
     model, cur = config.cost, config.cost.currency
     state = row.get("state") or FileState.RESIDENT
-    size, gib = int(row.get("size") or 0), int(row.get("size") or 0) / GIB
+    gib = int(row.get("size") or 0) / GIB
     tier = (row.get("tier") if rule.action == "restore" else None) or rule.tier or config.default_tier
     cls = model.class_of(tier, None if rule.action == "restore" else rule.storage_class)
     price = model.price(tier, cls) or ClassPrice()
