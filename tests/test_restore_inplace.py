@@ -344,16 +344,8 @@ def test_a_tiering_restore_process_holds_the_lock_while_it_restores(mover, tmp_p
     through; the lock goes when the restore ends."""
     data = os.urandom(100_000)
     path, _ = released(mover, b"cli.bin", data)
-    cfg = tmp_path / "tiering.toml"
-    mover.catalog.close()  # (the CLI takes the catalog's writer lock)
-    env = {**os.environ, "TIERING_CRASH_AT": "restore:fetched", "TIERING_CRASH_SIGNAL": "STOP"}
-    proc = subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", "restore", "-c", str(cfg),
-                             str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _restore_stopped_after_fetch(mover, tmp_path, path)
     try:
-        deadline = time.monotonic() + 30
-        while not _stopped(proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.01)
         with mover.hot_root.entry(b"cli.bin") as where:
             held = holder_of(where, mover.host_locks)
         assert (held.host, held.pid) == (socket.gethostname(), proc.pid) and held.alive()
@@ -376,16 +368,8 @@ def test_on_a_local_disk_the_lock_is_a_record_lock_that_dies_with_its_holder(mov
     assert mover.host_locks  # (tmp_path is on a local filesystem)
     data = os.urandom(50_000)
     path, _ = released(mover, b"rec.bin", data)
-    cfg = tmp_path / "tiering.toml"
-    mover.catalog.close()
-    env = {**os.environ, "TIERING_CRASH_AT": "restore:fetched", "TIERING_CRASH_SIGNAL": "STOP"}
-    proc = subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", "restore", "-c", str(cfg),
-                             str(path)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _restore_stopped_after_fetch(mover, tmp_path, path)
     try:
-        deadline = time.monotonic() + 30
-        while not _stopped(proc.pid):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.01)
         assert _lock_dirs(mover) == []
         with mover.hot_root.entry(b"rec.bin") as where:
             assert holder_of(where, True) == Holder(socket.gethostname(), proc.pid, restorelock._start_time(proc.pid))
@@ -417,6 +401,21 @@ def test_one_process_never_holds_a_record_lock_twice(mover):
         again = restorelock.try_acquire(where, True)
         assert not isinstance(again, Holder)
         again.release()
+
+
+def _restore_stopped_after_fetch(mover: Mover, tmp_path: Path, path: Path) -> subprocess.Popen:
+    """A `tiering restore` of ``path`` in its own process, stopped (SIGSTOP) once its copy is fetched,
+    holding the file's restore lock; the mover's catalog is closed first (the CLI takes its writer lock)."""
+    mover.catalog.close()
+    env = {**os.environ, "TIERING_CRASH_AT": "restore:fetched", "TIERING_CRASH_SIGNAL": "STOP"}
+    proc = subprocess.Popen([sys.executable, "-c", "from tiering.cli import main; main()", "restore", "-c",
+                             str(tmp_path / "tiering.toml"), str(path)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not _stopped(proc.pid):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    return proc
 
 
 def _stopped(pid: int) -> bool:
