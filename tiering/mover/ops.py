@@ -567,8 +567,10 @@ class Mover:
     async def _release_to_stub(self, where: Entry, rec: FileRecord, attrs: dict[str, bytes]) -> None:
         """``release_to_stub``, trying again for up to ``BUSY_WAIT`` seconds while the file is open
         elsewhere: an access guard holds each file opened in a watched folder for a moment."""
-        await _while_busy(self.io.off_loop, lambda: release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease,
-                                                           self.before_truncate), BUSY_WAIT, 0.005, 0.1)
+        def step() -> None:
+            release_to_stub(where, Identity.of_record(rec), attrs, self._use_lease, self.before_truncate)
+
+        await _while_busy(self.io.off_loop, step, BUSY_WAIT, 0.005, 0.1)
 
     async def _replace_stub(self, where: Entry, tmp: bytes, stub: os.stat_result) -> os.stat_result:
         """``replace_stub``, waiting up to ``lease_wait`` seconds for another process to close the stub;
@@ -696,7 +698,8 @@ def _unrestorable(copy: ObjectInfo, rec: FileRecord, etag: str) -> str:
     return ""
 
 
-async def _while_busy(io: Callable[..., Awaitable[R]], step: Callable[[], R], wait: float, pause: float, longest: float) -> R:
+async def _while_busy(io: Callable[..., Awaitable[R]], step: Callable[[], R], wait: float, pause: float,
+                      longest: float) -> R:
     """Run ``step`` (through ``io``) until it does not raise ``StubBusyError`` (the file open in another
     process), waiting between tries (``pause`` doubling up to ``longest``); after ``wait`` seconds the
     error is raised."""
