@@ -44,10 +44,10 @@ from tiering.core.display import show_path
 from tiering.core.errors import ITEM, StoreError, scope_of
 from tiering.core.states import FileState
 from tiering.mover.beneath import HotRoot
+from tiering.mover.ops import checksum_at
 from tiering.mover.outcome import DONE
 from tiering.mover.stub import StubMark, read_mark
 from tiering.stores.base import ObjectInfo, Store
-from tiering.stores.checksum import CHUNK, Hasher
 from tiering.stores.keys import decode_key
 
 #: Every kind of disagreement, most serious first, with what it means.
@@ -326,23 +326,10 @@ def _adopt_orphan(f: Finding, here: _HotFile, rec: FileRecord | None, stores: di
 
 
 def _checksum_of_file(root: HotRoot, rel: bytes) -> str:
-    """The whole checksum of the hot file ``rel``, read through the tier's root (no link followed)."""
+    """The whole checksum of the hot file ``rel``, read through the tier's root (no link followed); '' if it
+    is no longer a regular file."""
     with root.entry(rel) as where:
-        fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        hasher = Hasher()
-        while data := os.read(fd, CHUNK):
-            hasher.update(data)
-        return hasher.value
-    finally:
-        os.close(fd)
-
-
-def describe(kind: str) -> str:
-    """What a finding of ``kind`` means."""
-    return KINDS[kind]
+        return checksum_at(where) if stat.S_ISREG(where.lstat().st_mode) else ""
 
 
 def show(f: Finding) -> str:
