@@ -39,7 +39,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -409,33 +409,33 @@ class Worker:
         the file while this one looked at a stale view of it (and then found
         "the stub changed"): the reader must get the bytes, not EIO. Bytes
         without the stub mark are whole (a fill takes the mark off only after
-        its bytes are durable), so they are the file's own. Looked for up to
-        ``VIEW_LAG`` seconds.
+        its bytes are durable), so they are the file's own.
         """
-        deadline = time.monotonic() + VIEW_LAG
-        while job.waiters:
-            try:
-                fd = job.waiters[0].fd
-                if os.fstat(fd).st_size > 0 and not is_stub(fd):
-                    log.info("%s; the file has its bytes now (restored by another restorer): the reader gets them", why)
-                    return ""
-            except OSError:
-                return why
-            if time.monotonic() >= deadline:
-                return why
-            await asyncio.sleep(0.05)
+        if await self._openers_see(job, lambda fd: os.fstat(fd).st_size > 0 and not is_stub(fd)):
+            log.info("%s; the file has its bytes now (restored by another restorer): the reader gets them", why)
+            return ""
         return why
 
     async def _until_seen(self, job: _Restore) -> None:
         """Wait (up to ``VIEW_LAG``) until the openers' view of the restored file shows its bytes."""
+        await self._openers_see(job, lambda fd: os.fstat(fd).st_size > 0)
+
+    @staticmethod
+    async def _openers_see(job: _Restore, shown: Callable[[int], bool]) -> bool:
+        """Whether the openers' view of their file (the first waiter's descriptor) satisfies ``shown``
+        within ``VIEW_LAG`` seconds (a networked client's view of another node's change lags); False when
+        it does not, when its descriptor fails, or when no opener waits any more."""
         deadline = time.monotonic() + VIEW_LAG
-        while job.waiters and time.monotonic() < deadline:
+        while job.waiters:
             try:
-                if os.fstat(job.waiters[0].fd).st_size > 0:
-                    return
+                if shown(job.waiters[0].fd):
+                    return True
             except OSError:
-                return
+                return False
+            if time.monotonic() >= deadline:
+                return False
             await asyncio.sleep(0.05)
+        return False
 
     def _object_asleep(self, rel: bytes, failed: bool) -> str:
         """If the file's object sits in an archive class (OSS Archive/ColdArchive, S3 GLACIER/DEEP_ARCHIVE)
