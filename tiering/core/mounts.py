@@ -50,24 +50,26 @@ def is_local(kind: str) -> bool:
     return kind in LOCAL
 
 
-def attribute_lag(path: str | os.PathLike[str]) -> float:
-    """Seconds another node's change to a file under ``path`` may take to show here (0 on local disks)."""
-    return NETWORK_LAG if is_networked(fs_type(path)) else 0.0
+def attribute_lag(path: str | os.PathLike[str], kind: str | None = None) -> float:
+    """Seconds another node's change to a file under ``path`` may take to show here (0 on local disks).
+    ``kind``: ``path``'s filesystem type when the caller has read it already (``fs_type``)."""
+    return NETWORK_LAG if is_networked(fs_type(path) if kind is None else kind) else 0.0
 
 
 #: The ``[hot] io`` settings: how the hot tier's metadata calls are issued.
 HOT_IO_MODES = ("auto", "inline", "threads")
 
 
-def hot_io(setting: str, path: str | os.PathLike[str]) -> str:
+def hot_io(setting: str, path: str | os.PathLike[str], kind: str | None = None) -> str:
     """``"inline"`` or ``"threads"``: how to issue metadata calls (lstat, open, setxattr, rename...) on ``path``.
 
     On a local disk a call takes microseconds and a thread hop costs more than
     the call, so they run inline. On a networked filesystem each call is a
     round trip to a server (100 µs to milliseconds) and inline calls would
     serialise them, so they go to a bounded thread pool and overlap.
-    ``setting`` "auto" decides by the mount's type; "inline"/"threads" force it.
+    ``setting`` "auto" decides by the mount's type (``kind``, when the caller has read it already);
+    "inline"/"threads" force it.
     """
     if setting in ("inline", "threads"):
         return setting
-    return "threads" if is_networked(fs_type(path)) else "inline"
+    return "threads" if is_networked(fs_type(path) if kind is None else kind) else "inline"

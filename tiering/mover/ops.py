@@ -121,13 +121,14 @@ class Mover:
         self.lease_wait = LEASE_WAIT
         #: Seconds a restore waits for another restorer of the same file, in any process or node, to finish.
         self.lock_wait = LOCK_WAIT
+        kind = fs_type(self.hot)  # (read once: /proc/self/mountinfo can be long)
         #: How long another node's change to a hot file may take to show here (0 on a local filesystem).
-        self.view_lag = attribute_lag(self.hot)
+        self.view_lag = attribute_lag(self.hot, kind)
         #: The hot tier is on this host's own disk: restore locks are record locks (``hostlock``), not
         #: ``mkdir`` locks that other nodes would see.
-        self.host_locks = is_local(fs_type(self.hot))
+        self.host_locks = is_local(kind)
         #: Runs the hot tier's blocking calls: inline on a local disk, on threads on a networked filesystem.
-        self.io = HotIO(hot_io(config.hot_io, self.hot), config.jobs)
+        self.io = HotIO(hot_io(config.hot_io, self.hot, kind), config.jobs)
         #: Called with a file's directory descriptor under the write lease, just before it is truncated to a
         #: stub (the access guard marks the directory there, before the stub can be opened). If it raises,
         #: that file's release fails (it stays archived, no stub) with the hook's message as the reason.
