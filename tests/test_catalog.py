@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -148,16 +150,14 @@ HOLDER = textwrap.dedent("""
 """)
 
 
-def test_second_writer_gets_a_clear_error_and_the_lock_dies_with_its_holder(db):
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def writer_held_by_another_process(target) -> Iterator[subprocess.Popen]:
+    """A process holding ``target``'s writer lock (``HOLDER``) while the block runs, SIGKILLed after it; then
+    waits (up to 5 s) until a writer can open the catalog again: the lock died with its holder."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(target)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(CatalogBusyError) as err:
-            Catalog.open(db, writer=True)
-        assert f"pid {proc.pid}" in str(err.value) and "test holder" in str(err.value)
-        assert read_holder(db.with_name(db.name + ".lock"))["pid"] == proc.pid
-        with Catalog.open(db) as reader:  # readers are never blocked
-            assert reader.counts() == {}
+        yield proc
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -165,11 +165,21 @@ def test_second_writer_gets_a_clear_error_and_the_lock_dies_with_its_holder(db):
     deadline = time.monotonic() + 5
     while True:
         try:
-            Catalog.open(db, writer=True).close()
+            Catalog.open(target, writer=True).close()
             break
         except CatalogBusyError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+def test_second_writer_gets_a_clear_error_and_the_lock_dies_with_its_holder(db):
+    with writer_held_by_another_process(db) as proc:
+        with pytest.raises(CatalogBusyError) as err:
+            Catalog.open(db, writer=True)
+        assert f"pid {proc.pid}" in str(err.value) and "test holder" in str(err.value)
+        assert read_holder(db.with_name(db.name + ".lock"))["pid"] == proc.pid
+        with Catalog.open(db) as reader:  # readers are never blocked
+            assert reader.counts() == {}
     assert read_holder(db.with_name(db.name + ".lock")) is None
 
 

@@ -190,27 +190,13 @@ def test_a_begin_that_returned_survives_the_writer_being_killed(target):
 def test_second_writer_gets_a_clear_error_and_the_lock_dies_with_its_holder(db):
     """On a server the writer lock is an advisory lock held by the writer's session."""
     Catalog.open(db, writer=True).close()
-    proc = subprocess.Popen([sys.executable, "-c", on_sqlite.HOLDER, db], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with on_sqlite.writer_held_by_another_process(db) as proc:
         with pytest.raises(CatalogBusyError) as err:
             Catalog.open(db, writer=True)
         assert f"pid {proc.pid}" in str(err.value) and "test holder" in str(err.value)
         assert "pg-test-secret" not in str(err.value) and "***" in str(err.value)
         with Catalog.open(db) as reader:  # readers are never blocked
             assert reader.counts() == {}
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            Catalog.open(db, writer=True).close()
-            break
-        except CatalogBusyError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
 
 
 def test_a_reader_of_a_database_without_tables_gets_a_clear_error(pg_url):
