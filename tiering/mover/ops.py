@@ -61,7 +61,7 @@ from tiering.mover import restorelock
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.hotio import HotIO
-from tiering.mover.identity import Identity, open_for_writing
+from tiering.mover.identity import Identity, copied_version, open_for_writing
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 from tiering.mover.restorelock import Holder
 from tiering.mover.stub import (
@@ -269,8 +269,8 @@ class Mover:
                 raise
             after = Identity.of(await self.io(_close_then_lstat, fd, where))
             crash_point("archive:copied")
-            if after != ident:
-                raise SourceChangedError(f"{show_path(rel)}: changed while it was copied")
+            if after != ident:  # unless only its ctime moved and its bytes are still the copy's
+                ident = await self.io(copied_version, where, ident, after, info.checksum)
             copy = None
             if not info.verified:  # the store could not confirm the stored bytes itself: read its record back
                 copy = await call_async(store, "head", key)
@@ -729,7 +729,8 @@ def _open_unchanged(where: Entry, ident: Identity) -> int:
     fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
     try:
         if Identity.of(os.fstat(fd)) != ident:
-            raise SourceChangedError(f"{show_path(where.rel)}: changed before it was copied")
+            raise SourceChangedError(f"{show_path(where.rel)}: changed before it was copied "
+                                     f"({ident.changes(Identity.of(os.fstat(fd)))})")
     except BaseException:
         os.close(fd)
         raise
