@@ -116,6 +116,8 @@ class Mover:
         self._stores: dict[str, Store] = {}
         self._stores_lock = threading.Lock()
         self._writers = open_for_writing() if check_writers else frozenset()
+        #: Tiers whose store a release's read-back has shown, in this process, to keep our metadata.
+        self._keeps_metadata: set[str] = set()
         self._use_lease = ignore_lease_breaks()
         #: Seconds a restore waits for other processes to close the stub it would replace.
         self.lease_wait = LEASE_WAIT
@@ -293,7 +295,7 @@ class Mover:
             await self.catalog.end_async(entry, record=record, checksum=info.checksum)
         crash_point("archive:end")
         outcome = Outcome(rel, "archive", DONE, f"copied to {tier} and verified", bytes=ident.size, tier=tier)
-        return _Archived(outcome, record, release_entry, copy, info.etag)
+        return _Archived(outcome, record, release_entry, copy, info.etag, info if info.verified else None)
 
     async def _abandon_archive(self, entry: int, rec: FileRecord | None, rel: bytes, store: Store, key: str,
                                exc: BaseException) -> None:
@@ -338,26 +340,35 @@ class Mover:
         if rec and rec.state == FileState.RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
         st = await self.io(where.lstat)
-        entry, copy, etag = None, None, ""
+        entry, copy, etag, confirmed = None, None, "", None
         if rec is None or rec.state != FileState.ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
             archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
                 return replace(archived.outcome, action="release")
             rec, entry, copy, etag = archived.record, archived.release_entry, archived.copy, archived.etag
+            confirmed = archived.confirmed
         if skip := self._unmovable(st):
             return Outcome(rel, "release", SKIPPED, skip)
         if rec.size == 0:
             return Outcome(rel, "release", NOOP, "empty file: no blocks to free", tier=rec.tier)
         # Release only what a restore can undo: read the stored object back (however the copy was
         # verified when written: a store may keep the bytes and drop the metadata) and require
-        # everything a restore checks.
+        # everything a restore checks. Once one read-back in this process showed that the store keeps
+        # the metadata, a copy whose write the store itself confirmed (an MD5 ETag or CRC-64 over
+        # exactly our bytes, in the same run) is taken as written: reading every object back would
+        # repeat what the write answered, at a round trip per file.
+        if copy is None and confirmed is not None and rec.tier in self._keeps_metadata:
+            copy = confirmed
+        read_back = copy is None
         copy = copy or await call_async(self.store(rec.tier), "head", rec.object_key)
         if why := _unrestorable(copy, rec, etag):
             if entry is not None:
                 await self.catalog.end_async(entry, "rolled_back", error=why)
             return Outcome(rel, "release", FAILED, f"{why}; not releasing: the file stays on the hot tier "
                            f"(archived)", tier=rec.tier)
+        if read_back:
+            self._keeps_metadata.add(rec.tier)
         if entry is None:
             entry = await self.catalog.begin_async("release", rel, "stubbing", tier=rec.tier,
                                                    object_key=rec.object_key)
@@ -629,6 +640,7 @@ class _Archived:
     release_entry: int | None = None  # the release journal entry opened with the archive's commit
     copy: ObjectInfo | None = None  # the stored object as read back after the copy, if it was
     etag: str = ""  # the stored object's ETag as the write reported it
+    confirmed: ObjectInfo | None = None  # what the write stored, when the store itself confirmed the bytes
 
 
 @dataclass(frozen=True, slots=True)
