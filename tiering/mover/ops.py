@@ -115,7 +115,9 @@ class Mover:
         self.hot_root = HotRoot(self.hot)
         self._stores: dict[str, Store] = {}
         self._stores_lock = threading.Lock()
-        self._writers = open_for_writing() if check_writers else frozenset()
+        # Which files are open for writing, read from /proc on the first archive or release that asks
+        # (a restore never does: a run of restores does not read every process's descriptors).
+        self._writers: frozenset[tuple[int, int]] | None = None if check_writers else frozenset()
         #: Tiers whose store a release's read-back has shown, in this process, to keep our metadata.
         self._keeps_metadata: set[str] = set()
         self._use_lease = ignore_lease_breaks()
@@ -196,6 +198,8 @@ class Mover:
         return f"/proc/self/fd/{fd}" if fd is not None else where.fd_path(name)
 
     def _open_for_writing(self, st: os.stat_result) -> bool:
+        if self._writers is None:
+            self._writers = open_for_writing()
         return (st.st_dev, st.st_ino) in self._writers
 
     def _syncer(self) -> SyncBatcher:
