@@ -83,10 +83,10 @@ from tiering.stores.base import (
     ObjectInfo,
     OffloadsLocalIO,
     Store,
-    TransfersElsewhere,
     WritesBackEarly,
     call_async,
     fills_descriptors,
+    transfers_elsewhere,
 )
 from tiering.stores.checksum import Hasher
 from tiering.stores.keys import encode_key
@@ -193,7 +193,7 @@ class Mover:
         """The name a store's path-taking call gets for a hot file: one that resolves through our
         descriptors (``beneath``), unless the store moves bytes in another process (a cluster
         worker), which gets the plain path, checked through the descriptors just before and after."""
-        if isinstance(store, TransfersElsewhere):
+        if transfers_elsewhere(store):
             return str(self.hot / os.fsdecode(where.rel.rpartition(b"/")[0]) / os.fsdecode(name or where.name))
         return f"/proc/self/fd/{fd}" if fd is not None else where.fd_path(name)
 
@@ -215,7 +215,7 @@ class Mover:
         """A store call that moves ``size`` bytes: at most ``transfer_jobs`` at once, however many actions wait."""
         async with self._per_loop.get().transfers:
             report = self.on_bytes
-            if report is None or size <= INLINE_MAX or isinstance(store, TransfersElsewhere):
+            if report is None or size <= INLINE_MAX or transfers_elsewhere(store):
                 return await call_async(store, method, *args, size=size)  # small, or bytes moved by a worker
             sent = 0
 
