@@ -268,6 +268,13 @@ class Catalog:
             "FROM journal WHERE status = 'open' ORDER BY id")
         return [_entry(r) for r in rows]
 
+    def entries_at(self, action: str, step: str) -> list[JournalEntry]:
+        """Journal entries of ``action`` whose last step is ``step`` (an ``object-restore`` still waiting), oldest first."""
+        rows = self._read(
+            "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
+            "FROM journal WHERE action = ? AND step = ? ORDER BY id", (action, step))
+        return [_entry(r) for r in rows]
+
     def history(self, path: bytes, limit: int = 20) -> list[JournalEntry]:
         rows = self._read(
             "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "

@@ -144,6 +144,9 @@ def moved_line(result) -> str:
     skipped = sum(n for (_, status), n in counts.items() if status == "skipped")
     if skipped:
         line += f", {skipped:,} skipped"
+    pending = sum(n for (_, status), n in counts.items() if status == "pending")
+    if pending:  # archived objects whose store is restoring them: the same command finishes them later
+        line += f", {pending:,} pending (object restore requested)"
     line += f", {result.failed:,} failed"
     if result.stopped:
         line += f" ({result.stopped})"

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, 
 from tiering.core.aio import run_blocking
 from tiering.core.errors import exit_status
 from tiering.core.result import RunStatus
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
+from tiering.mover.outcome import DONE, FAILED, NOOP, PENDING, SKIPPED, Outcome, failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,7 @@ class RunResult(RunStatus):
     failures: list[Outcome] = field(default_factory=list)
     skipped: list[Outcome] = field(default_factory=list)
     warnings: list[Outcome] = field(default_factory=list)  # the first few done files that carry a warning
+    waiting: list[Outcome] = field(default_factory=list)  # the first few pending (an object being restored)
     stopped: str = ""  # why the run stopped starting new work, if it did
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
@@ -93,6 +94,10 @@ class RunResult(RunStatus):
     @property
     def failed(self) -> int:
         return sum(n for (_, status), n in self.counts.items() if status == FAILED)
+
+    @property
+    def pending(self) -> int:
+        return sum(n for (_, status), n in self.counts.items() if status == PENDING)
 
     @property
     def total(self) -> int:
@@ -108,13 +113,16 @@ class RunResult(RunStatus):
             self.failures.append(outcome)
         elif outcome.status == SKIPPED:
             self.skipped.append(outcome)
+        elif outcome.status == PENDING and len(self.waiting) < 1000:
+            self.waiting.append(outcome)
 
     def summary(self) -> dict:
         """The JSON summary line: counts by action and status, bytes, rate, failures."""
         by_action: dict[str, dict[str, int]] = {}
         for (action, status), n in sorted(self.counts.items()):
             by_action.setdefault(action, {})[status] = n
-        return {"actions": by_action, "files": self.total, "failed": self.failed, "bytes_moved": self.bytes_moved,
+        return {"actions": by_action, "files": self.total, "failed": self.failed,
+                **({"pending": self.pending} if self.pending else {}), "bytes_moved": self.bytes_moved,
                 "seconds": round(self.seconds, 3),
                 "mb_per_s": round(self.bytes_moved / self.seconds / 1e6, 2) if self.seconds else 0.0,
                 "stopped": self.stopped or None}

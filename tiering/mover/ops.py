@@ -49,6 +49,7 @@ from tiering.core.display import show_path
 from tiering.core.errors import (
     CatalogError,
     IntegrityError,
+    NeedsRestoreError,
     PathError,
     SourceChangedError,
     StoreError,
@@ -57,7 +58,7 @@ from tiering.core.errors import (
 from tiering.core.faults import crash_point
 from tiering.core.mounts import attribute_lag, fs_type, hot_io, is_local
 from tiering.core.states import FileState
-from tiering.mover import restorelock
+from tiering.mover import restorelock, thaw
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.hotio import HotIO
@@ -133,6 +134,8 @@ class Mover:
         #: stub (the access guard marks the directory there, before the stub can be opened). If it raises,
         #: that file's release fails (it stays archived, no stub) with the hook's message as the reason.
         self.before_truncate: Callable[[int], None] | None = None
+        #: The restore tier (Expedited/Standard/Bulk) of objects in archive classes (``thaw``); None: the tier's.
+        self.restore_tier: str | None = None
         self._used: list[bytes] = []  # restored since the last flush_heat: each counts as one access
         self._used_lock = threading.Lock()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
@@ -438,6 +441,10 @@ class Mover:
         if not stat.S_ISREG(stub.st_mode):
             raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
+        # An object in an archive class is asked for and waited for (``thaw``); the guard asks on its own.
+        if not in_place and thaw.may_sleep(self.config, rec):
+            if asleep := await asyncio.to_thread(thaw.wake, self, rec, self.restore_tier):
+                return asleep
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
                                                tmp=os.fsdecode(tmp), stub_ino=stub.st_ino,
@@ -473,6 +480,8 @@ class Mover:
         if close.outcome.status != DONE:
             return close.outcome
         crash_point("restore:end")
+        if not in_place and thaw.may_sleep(self.config, rec):
+            await asyncio.to_thread(thaw.woken, self.catalog, rel)
         if self._mark_used(rel):
             await asyncio.to_thread(self.flush_heat)
         return close.outcome
@@ -488,7 +497,13 @@ class Mover:
             return found
         rec, stub = found
         try:
-            note = await self._fetch(rec, where, tmp, stub, in_place)
+            try:
+                note = await self._fetch(rec, where, tmp, stub, in_place)
+            except NeedsRestoreError as exc:
+                if in_place or not (asleep := await asyncio.to_thread(thaw.wake, self, rec, self.restore_tier)):
+                    raise
+                where.unlink(tmp)
+                return _Close("rolled_back", None, {"error": str(exc)[:500]}, asleep)
             crash_point("restore:fetched")
             if in_place:
                 new = await self._fill(where, tmp, stub, entry)
