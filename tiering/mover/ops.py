@@ -443,7 +443,7 @@ class Mover:
                             path=rel)
         # An object in an archive class is asked for and waited for (``thaw``); the guard asks on its own.
         if not in_place and thaw.may_sleep(self.config, rec):
-            if asleep := await asyncio.to_thread(thaw.wake, self, rec, self.restore_tier):
+            if asleep := await thaw.wake(self, rec, self.restore_tier):
                 return asleep
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
@@ -500,7 +500,7 @@ class Mover:
             try:
                 note = await self._fetch(rec, where, tmp, stub, in_place)
             except NeedsRestoreError as exc:
-                if in_place or not (asleep := await asyncio.to_thread(thaw.wake, self, rec, self.restore_tier)):
+                if in_place or not (asleep := await thaw.wake(self, rec, self.restore_tier)):
                     raise
                 where.unlink(tmp)
                 return _Close("rolled_back", None, {"error": str(exc)[:500]}, asleep)

@@ -16,12 +16,13 @@ takes minutes to days. A restore of such a file therefore goes in two runs:
    as ever, verified; the waiting entries of the file then step on to ``restored``.
 
 Nothing here touches the hot tier: a file waiting for its object stays a stub.
-Blocking calls (the store's ``head`` and ``restore``, the catalog): run them
-on a worker thread from an event loop.
+``wake`` is a coroutine (its blocking calls run on worker threads); the rest
+are blocking calls on the catalog.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -29,7 +30,7 @@ from tiering.catalog import Catalog, FileRecord
 from tiering.config import Config
 from tiering.core.states import FileState
 from tiering.mover.outcome import PENDING, Outcome
-from tiering.stores.base import ObjectInfo, SupportsRestore
+from tiering.stores.base import ObjectInfo, SupportsRestore, call_async
 from tiering.stores.options import ARCHIVE_CLASSES
 
 #: The journal action of a request to restore an object, and the step it stays at until the file is back.
@@ -50,7 +51,7 @@ def may_sleep(config: Config, rec: FileRecord) -> bool:
     return bool(tier and tier.storage_class in ARCHIVE_CLASSES)
 
 
-def wake(mover, rec: FileRecord, restore_tier: str | None = None) -> Outcome | None:
+async def wake(mover, rec: FileRecord, restore_tier: str | None = None) -> Outcome | None:
     """None when ``rec``'s object can be read now (restore the file); else a ``PENDING`` outcome, after
     asking the store to restore the object unless a restore of it is under way already.
 
@@ -59,9 +60,13 @@ def wake(mover, rec: FileRecord, restore_tier: str | None = None) -> Outcome | N
     store = mover.store(rec.tier)
     if not isinstance(store, SupportsRestore):
         return None  # no archive classes: the download says what is wrong
-    info = store.head(rec.object_key)
+    info = await call_async(store, "head", rec.object_key)  # (S3: its own HEAD shows the class and restore state)
     if info.readable:
         return None
+    return await asyncio.to_thread(_wake, mover, store, rec, info, restore_tier)
+
+
+def _wake(mover, store, rec: FileRecord, info: ObjectInfo, restore_tier: str | None) -> Outcome:
     catalog: Catalog = mover.catalog
     if rec.storage_class != info.storage_class:  # (learnt: the next restore looks before it downloads)
         catalog.put(replace(rec, storage_class=info.storage_class))
