@@ -50,7 +50,7 @@ class Task:
     """One action to run: what ``apply`` takes from a plan row, or a CLI argument."""
 
     path: bytes
-    action: str  # archive | release | restore | pin
+    action: str  # archive | release | restore | pin | transition
     tier: str | None = None
     storage_class: str | None = None
     size: int = 0  # expected bytes, for progress
@@ -61,7 +61,9 @@ def plan_tasks(plan: Plan) -> Iterator[Task]:
     table = plan.actions.select(["path", "action", "target_tier", "storage_class", "size"])
     for batch in table.to_batches(max_chunksize=4096):
         cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        yield from (Task(path, action, tier, cls, size or 0) for path, action, tier, cls, size in zip(*cols))
+        # (A transition moves no bytes through here: the store copies the object in place.)
+        yield from (Task(path, action, tier, cls, 0 if action == "transition" else size or 0)
+                    for path, action, tier, cls, size in zip(*cols))
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,8 @@ async def run_action(mover: Mover, task: Task) -> Outcome:
             return await mover.restore_async(task.path)
         if task.action == "pin":
             return await mover.pin_async(task.path)
+        if task.action == "transition":
+            return await mover.transition_async(task.path, task.storage_class)
     except Exception as exc:
         return failure(task.path, task.action, exc, task.tier)
     except asyncio.CancelledError as exc:

@@ -58,7 +58,7 @@ from tiering.core.errors import (
 from tiering.core.faults import crash_point
 from tiering.core.mounts import attribute_lag, fs_type, hot_io, is_local
 from tiering.core.states import FileState
-from tiering.mover import restorelock, thaw
+from tiering.mover import classchange, restorelock, thaw
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.hotio import HotIO
@@ -148,15 +148,21 @@ class Mover:
 
     # -- plumbing --------------------------------------------------------------
 
-    def store(self, tier: str) -> Store:
+    def store(self, tier: str, storage_class: str | None = None) -> Store:
+        """The store of ``tier``; with a ``storage_class`` other than the tier's own, one that writes new
+        objects in that class (a rule's ``storage_class``). Any of a tier's stores reads its objects."""
+        if storage_class == self.config.tier(tier).storage_class:
+            storage_class = None
+        name = f"{tier}\0{storage_class}" if storage_class else tier
         with self._stores_lock:
-            if tier not in self._stores:
-                store = self._stores[tier] = open_tier(self.config, tier)
+            if name not in self._stores:
+                store = self._stores[name] = open_tier(self.config, tier) if not storage_class else \
+                    open_store_as(self.config, tier, storage_class)
                 if isinstance(store, WritesBackEarly):
                     store.write_back_early = True  # every restore is fsynced: start its disk writes early
                 if isinstance(store, OffloadsLocalIO) and self.io.threaded:
                     store.local_io = self.io  # its small transfers' file reads and writes are round trips too
-            return self._stores[tier]
+            return self._stores[name]
 
     def close(self) -> None:
         self.flush_heat()
@@ -256,7 +262,7 @@ class Mover:
             return _Archived(Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier), rec)
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
-        store = self.store(tier)
+        store = self.store(tier, storage_class) if storage_class else self.store(tier)
         entry = await self.catalog.begin_async("archive", rel, "copying", tier=tier, object_key=key,
                                                identity=ident.as_dict())
         crash_point("archive:begin")
@@ -379,6 +385,15 @@ class Mover:
         await self.catalog.end_async(entry, record=replace(rec, state=FileState.RELEASED, released_at=time.time()))
         crash_point("release:end")
         return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
+
+    # -- transition ----------------------------------------------------------------
+
+    async def transition_async(self, rel: bytes, storage_class: str) -> Outcome:
+        """Move a file's capacity copy to ``storage_class`` in place on its store (``classchange``)."""
+        try:
+            return await classchange.transition(self, rel, storage_class)
+        except (TieringError, OSError) as exc:
+            return failure(rel, classchange.ACTION, exc, None)
 
     # -- pin ---------------------------------------------------------------------
 
@@ -689,6 +704,14 @@ def _not_released(where: Entry, rec: FileRecord | None, in_place: bool) -> Outco
 def _marked(where: Entry) -> bool:
     """True if ``where`` carries our released-stub mark (read without following a symlink)."""
     return is_stub(where.fd_path(), follow_symlinks=False)
+
+
+def open_store_as(config: Config, tier: str, storage_class: str) -> Store:
+    """``tier``'s store, writing new objects in ``storage_class`` instead of the tier's own class."""
+    from tiering.stores import open_store
+
+    found = config.tier(tier)
+    return open_store(found.url, {**found.options, "storage_class": storage_class}, retry=config.retry)
 
 
 def checksum_at(where: Entry) -> str:

@@ -179,6 +179,10 @@ class HookedMover:
     async def pin_async(self, rel: bytes) -> Outcome:
         return await self._run(Task(rel, "pin"), self.mover.pin_async(rel))
 
+    async def transition_async(self, rel: bytes, storage_class: str) -> Outcome:
+        return await self._run(Task(rel, "transition", None, storage_class),
+                               self.mover.transition_async(rel, storage_class))
+
     async def _run(self, task: Task, action: Coroutine[object, object, Outcome]) -> Outcome:
         self.hooks.started(task)
         outcome = None

@@ -17,7 +17,8 @@ Conventions:
 - Ages are float seconds from ``now`` (a fixed ``int`` of ns since the epoch) to
   the timestamp; a timestamp in the future gives a negative age.
 - Catalog columns may be null or absent (unmanaged files): ``state`` is then
-  ``"resident"``, ``tier`` ``""``, ``heat`` ``0.0`` and ``pinned`` false.
+  ``"resident"``, ``tier`` ``""``, ``heat`` ``0.0``, ``pinned`` false and
+  ``storage_class`` (the capacity copy's, as recorded) ``""``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ _CATALOG_DEFAULTS: dict[str, tuple[Any, pa.DataType]] = {
     "tier": ("", pa.string()),
     "heat": (0.0, pa.float64()),
     "pinned": (False, pa.bool_()),
+    "storage_class": ("", pa.string()),
 }
 
 
@@ -84,6 +86,7 @@ FIELDS: dict[str, FieldSpec] = {
         _spec("state", TEXT, pa.string(), values=tuple(s.value for s in STATES)),  # plain text: shown with repr()
         _spec("tier", TEXT, pa.string()),
         _spec("pinned", BOOL, pa.bool_()),
+        _spec("storage_class", TEXT, pa.string()),
     )
 }
 

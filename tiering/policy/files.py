@@ -8,9 +8,9 @@ The layout (``policies/README.md`` and the shipped policies document it)::
     [[rules]]                            # in order; the first match wins
     name = "old-shards"
     match = 'path ~ "shards/**" and atime_age > 30d'
-    action = "release"                   # archive | release | restore | pin | exclude
+    action = "release"                   # archive | release | restore | pin | exclude | transition
     tier = "oss"                         # optional; archive/release only
-    storage_class = "IA"                 # optional; archive/release only
+    storage_class = "IA"                 # optional; archive/release; required by transition
     max_files = 10000                    # optional per-run caps
     max_bytes = "10TiB"
     [watermark]                          # optional
@@ -183,7 +183,8 @@ def _rule(section: Section, number: int, classes: dict[str, Condition], config: 
     action = section.choice("action", ACTIONS)
     match = section.string("match", expected="a condition such as 'atime_age > 30d'")
     condition = _expression(lambda: compile_condition(match, classes, _tiers(config)), section.where("match"))
-    tier, storage_class = _target(section, action, TIER_ACTIONS, config)
+    tier, storage_class = _target(section, action, TIER_ACTIONS, config) if action != "transition" else \
+        (None, _transition_class(section, config))
     capped = {key: section.data.get(key) for key in ("max_files", "max_bytes") if key in section.data}
     if capped and action not in CAPPED_ACTIONS:
         raise section.error(next(iter(capped)), f"not used by action {action!r}",
@@ -219,6 +220,17 @@ def _target(section: Section, action: str, tier_actions: tuple[str, ...],
     if storage_class is not None and choices:
         storage_class = section.choice("storage_class", choices)
     return tier, storage_class
+
+
+def _transition_class(section: Section, config: Config | None) -> str:
+    """A ``transition`` rule's ``storage_class`` (required; no ``tier``: the copy stays on its own tier),
+    one of the classes of the config's tiers' kinds when there is a config."""
+    if "tier" in section.data:
+        raise section.error("tier", "not used by action 'transition'",
+                            "expected only storage_class: the copy changes class on the tier it is on")
+    storage_class = section.string("storage_class", expected='the class to move copies to, like "Archive"')
+    choices = sorted({c for t in (config.tiers.values() if config else ()) for c in _STORAGE_CLASSES.get(t.scheme, ())})
+    return section.choice("storage_class", tuple(choices)) if choices else storage_class
 
 
 # -- watermark and safety ----------------------------------------------------------
