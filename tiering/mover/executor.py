@@ -144,7 +144,7 @@ async def run_action(mover: Mover, task: Task) -> Outcome:
         if task.action == "archive":
             return await mover.archive_async(task.path, task.tier, task.storage_class)
         if task.action == "release":
-            return await mover.release_async(task.path, task.tier)
+            return await mover.release_async(task.path, task.tier, task.storage_class)
         if task.action == "restore":
             return await mover.restore_async(task.path)
         if task.action == "pin":

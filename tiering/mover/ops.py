@@ -329,19 +329,20 @@ class Mover:
 
     # -- release -----------------------------------------------------------------
 
-    def release(self, rel: bytes, tier: str | None = None) -> Outcome:
-        """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed."""
-        return run_blocking(self.release_async(rel, tier))
+    def release(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed (in
+        ``storage_class``, when given)."""
+        return run_blocking(self.release_async(rel, tier, storage_class))
 
-    async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
+    async def release_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         """``release`` as a coroutine."""
         try:
             async with self._entry(rel) as where:
-                return await self._release(where, tier)
+                return await self._release(where, tier, storage_class)
         except (TieringError, OSError) as exc:
             return failure(rel, "release", exc, tier)
 
-    async def _release(self, where: Entry, tier: str | None) -> Outcome:
+    async def _release(self, where: Entry, tier: str | None, storage_class: str | None = None) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
         if rec and rec.state == FileState.RELEASED:
@@ -350,7 +351,7 @@ class Mover:
         entry, copy, etag = None, None, ""
         if rec is None or rec.state != FileState.ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
-            archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
+            archived = await self._archive(where, tier, storage_class, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
                 return replace(archived.outcome, action="release")
             rec, entry, copy, etag = archived.record, archived.release_entry, archived.copy, archived.etag

@@ -170,8 +170,9 @@ class HookedMover:
     async def archive_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         return await self._run(Task(rel, "archive", tier, storage_class), self.mover.archive_async(rel, tier, storage_class))
 
-    async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
-        return await self._run(Task(rel, "release", tier), self.mover.release_async(rel, tier))
+    async def release_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        return await self._run(Task(rel, "release", tier, storage_class),
+                               self.mover.release_async(rel, tier, storage_class))
 
     async def restore_async(self, rel: bytes) -> Outcome:
         return await self._run(Task(rel, "restore"), self.mover.restore_async(rel))
