@@ -162,3 +162,31 @@ def test_a_transition_rule_names_a_class_of_the_configured_tiers_and_no_tier(tmp
     policy.write_text(f'[[rules]]\nname = "t"\nmatch = "true"\n{rule}\n')
     with pytest.raises(PolicyError, match=message):
         load_policy(policy, load_config(cfg))
+
+
+def test_cost_terms_keep_moves_that_save_enough_and_files_idle_past_the_classes_minimum(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_OSS_SECRET", OSS_SECRET)
+    cfg = write_config(tmp_path, 'url = "oss://bucket/p"\nendpoint = "http://127.0.0.1:9"\n'
+                                 f'access_key_id = "{OSS_KEY}"\naccess_key_secret = "${{TEST_OSS_SECRET}}"\n')
+    config, hot = load_config(cfg), tmp_path / "hot"
+    (tmp_path / "p.toml").write_text('[[rules]]\nname = "to-ia"\nmatch = "true"\naction = "release"\n'
+                                     'storage_class = "IA"\nmin_saving = 0.00001\nidle_past_minimum = true\n'
+                                     '[safety]\nmin_age = "0s"\n')
+    policy = load_policy(tmp_path / "p.toml", config)
+    # Release to OSS IA saves (hot 0.20 - IA 0.0111) per GiB-month: 0.00001 a month takes 56,842 bytes.
+    assert "size >= 56842B" in policy.rules[0].match.text and "atime_age >= 30d" in policy.rules[0].match.text
+    _aged(hot / "big-idle.bin", os.urandom(100_000), 60)
+    _aged(hot / "small-idle.bin", os.urandom(10_000), 60)  # saves too little
+    _aged(hot / "big-fresh.bin", os.urandom(100_000), 5)  # read 5 days ago: IA bills 30 days at least
+    with Catalog.open(config.catalog_path, writer=True) as catalog:
+        plan = plan_now(config, policy, catalog=catalog, rescan=True)
+        row = find_row(read_inventory(latest_snapshot(config)), catalog_state(config, catalog), b"big-fresh.bin")
+    assert [t.path for t in plan_tasks(plan)] == [b"big-idle.bin"]
+    assert "no match: atime_age 5d < 30d" in "\n".join(explain_path(row, b"big-fresh.bin", policy, time.time_ns()))
+
+
+def test_cost_terms_refuse_a_move_that_never_saves(tmp_path):
+    cfg = write_config(tmp_path, 'url = "capacity"\n')
+    (tmp_path / "p.toml").write_text('[[rules]]\nname = "a"\nmatch = "true"\naction = "archive"\nmin_saving = 0.1\n')
+    with pytest.raises(PolicyError, match="min_saving: not used by action 'archive'.*never saves money"):
+        load_policy(tmp_path / "p.toml", load_config(cfg))

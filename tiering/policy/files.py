@@ -13,6 +13,8 @@ The layout (``policies/README.md`` and the shipped policies document it)::
     storage_class = "IA"                 # optional; archive/release; required by transition
     max_files = 10000                    # optional per-run caps
     max_bytes = "10TiB"
+    min_saving = 0.0005                  # optional cost terms (release/transition; ``costterms``)
+    idle_past_minimum = true
     [watermark]                          # optional
     high = "85%"
     low = "70%"
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from tiering.core.errors import PolicyError
 from tiering.policy.compiler import Condition, compile_condition, compile_value
+from tiering.policy.costterms import KEYS as COST_KEYS, cost_condition
 from tiering.policy.fields import FIELDS
 from tiering.stores.options import OPTIONS
 from tiering.policy.lexer import KEYWORDS
@@ -59,7 +62,8 @@ if TYPE_CHECKING:
     from tiering.config import Config
 
 _TOP_KEYS = ("description", "classes", "rules", "watermark", "safety")
-_RULE_KEYS = ("name", "description", "match", "action", "tier", "storage_class", "max_files", "max_bytes")
+_RULE_KEYS = ("name", "description", "match", "action", "tier", "storage_class", "max_files", "max_bytes",
+              *COST_KEYS)
 _WATERMARK_KEYS = ("high", "low", "order", "weight", "action", "tier", "storage_class", "match")
 _SAFETY_KEYS = ("min_age", "skip_hardlinks")
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -182,9 +186,11 @@ def _rule(section: Section, number: int, classes: dict[str, Condition], config: 
     section.check_keys(_RULE_KEYS)
     action = section.choice("action", ACTIONS)
     match = section.string("match", expected="a condition such as 'atime_age > 30d'")
-    condition = _expression(lambda: compile_condition(match, classes, _tiers(config)), section.where("match"))
     tier, storage_class = _target(section, action, TIER_ACTIONS, config) if action != "transition" else \
         (None, _transition_class(section, config))
+    if costs := cost_condition(section, action, tier, storage_class, config):  # (``costterms``: as conditions)
+        match = f"({match}) and {costs}"
+    condition = _expression(lambda: compile_condition(match, classes, _tiers(config)), section.where("match"))
     capped = {key: section.data.get(key) for key in ("max_files", "max_bytes") if key in section.data}
     if capped and action not in CAPPED_ACTIONS:
         raise section.error(next(iter(capped)), f"not used by action {action!r}",
