@@ -143,3 +143,26 @@ def test_an_object_moved_to_an_archive_class_behind_our_back_is_requested_when_i
     done = _tiering(cfg, "restore", target)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "hot" / "moved.bin").read_bytes() == data
+
+
+def test_on_s3_a_glacier_object_is_asked_for_with_restore_object(tmp_path, s3_proxy, monkeypatch):
+    """SeaweedFS keeps an object's GLACIER class but refuses RestoreObject (405): the proxy answers it
+    202 Accepted, as S3 does, and counts it; the file is pending, its request journaled."""
+    from conftest import S3_BUCKET, S3_KEY, S3_SECRET
+    from tiering.catalog import Catalog
+    from tiering.config import load_config
+    from tiering.mover.ops import Mover
+
+    monkeypatch.setenv("TEST_S3_SECRET", S3_SECRET)
+    cfg = write_config(tmp_path, f'url = "s3://{S3_BUCKET}/thaw-{time.time_ns() % 10**9}"\n'
+                                 f'endpoint = "{s3_proxy.endpoint}"\naccess_key_id = "{S3_KEY}"\n'
+                                 'secret_access_key = "${TEST_S3_SECRET}"\nrestore_tier = "Bulk"\n')
+    config = load_config(cfg)
+    (tmp_path / "hot" / "g.bin").write_bytes(os.urandom(4000))
+    s3_proxy.rules({"op": "POST?", "action": "status", "status": 202, "code": "Accepted"})
+    with Catalog.open(config.catalog_path, writer=True) as catalog, contextlib.closing(Mover(config, catalog)) as m:
+        assert m.release(b"g.bin", storage_class="GLACIER").status == "done"
+        outcome = m.restore(b"g.bin")
+        assert (outcome.status, outcome.reason) == ("pending", "requested from GLACIER (Bulk), ready in about 8 hours")
+        assert s3_proxy.stats()["hits"] == [1]  # one RestoreObject went out
+        assert catalog.get(b"g.bin").state == "released" and (tmp_path / "hot" / "g.bin").stat().st_size == 0

@@ -13,7 +13,8 @@ read:
 - ``size``: the true size, so a released stub (zero bytes on the hot tier)
   still reads as the size its data has; ``blocks`` stays what the hot tier holds.
 - ``heat`` (0 when unknown), ``pinned`` (false), ``tier`` (null), ``storage_class``
-  of the capacity copy as recorded (``""`` when none is: the tier's own class).
+  of the capacity copy as recorded (``""`` when none is: the tier's own class),
+  ``archived_at`` when that copy was made (null: none).
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from tiering.core.inventory import SCHEMA
 from tiering.core.states import FileState
 
 #: Catalog columns the join brings in, as ``cat_<name>``.
-CATALOG_COLUMNS = ("state", "tier", "heat", "pinned", "size", "mtime_ns", "ino", "storage_class")
+CATALOG_COLUMNS = ("state", "tier", "heat", "pinned", "size", "mtime_ns", "ino", "storage_class", "archived_at")
 
 
 def catalog_frame(table: pa.Table | None) -> pa.Table:
     """The catalog's ``state_table`` (plus identity columns) renamed for the join."""
     types = {"state": pa.string(), "tier": pa.string(), "heat": pa.float64(), "pinned": pa.bool_(),
-             "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64(), "storage_class": pa.string()}
+             "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64(), "storage_class": pa.string(),
+             "archived_at": pa.float64()}
     if table is None:
         table = pa.table({"path": pa.array([], pa.binary()), **{c: pa.array([], types[c]) for c in CATALOG_COLUMNS}})
 
@@ -92,5 +94,5 @@ def normalize(batch: pa.RecordBatch) -> pa.RecordBatch:
     columns = {name: batch[name] for name in SCHEMA.names}
     columns.update(size=size, state=state, tier=batch["cat_tier"], heat=pc.fill_null(batch["cat_heat"], 0.0),
                    pinned=pc.fill_null(batch["cat_pinned"], False),
-                   storage_class=pc.fill_null(batch["cat_storage_class"], ""))
+                   storage_class=pc.fill_null(batch["cat_storage_class"], ""), archived_at=batch["cat_archived_at"])
     return pa.RecordBatch.from_pydict(columns)

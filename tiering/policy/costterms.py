@@ -18,9 +18,10 @@ fact by fact)::
 - ``idle_past_minimum``: a file is taken as likely to stay idle about as long
   again as it has been idle already (the rule of thumb caches evict by), so
   it must have gone unread (``atime_age``) at least the target class's minimum
-  storage duration and have no recent reads (``heat < 1``). Moving it earlier
-  risks reading it back, or moving it on, before the minimum is served: the
-  early-deletion charge.
+  storage duration and have no recent reads (``heat < 1``); a transition also
+  waits until the copy has served the minimum of the class it leaves
+  (``archived_age``). Moving earlier risks reading it back, or moving it on,
+  before a minimum is served: the early-deletion charge.
 """
 
 from __future__ import annotations
@@ -102,4 +103,14 @@ def _idle(action: str, tier: str | None, storage_class: str | None, config: Conf
     model = config.cost
     tiers = [tier or config.default_tier] if action == "release" else list(model.tiers)
     minimum = max((p.min_duration for t in tiers if (p := model.price(t, storage_class))), default=0.0)
-    return f"atime_age >= {format_duration(float(int(minimum)))} and heat < 1"
+    term = f"atime_age >= {_days(minimum)} and heat < 1"
+    if action == "transition":  # and the copy has served the minimum of the class it leaves
+        served = {cls: p.min_duration for t in tiers for cls, p in model.tiers[t].classes.items()
+                  if p.min_duration and cls != storage_class}
+        term += "".join(f' and (storage_class != "{cls}" or archived_age >= {_days(d)})'
+                        for cls, d in sorted(served.items()))
+    return term
+
+
+def _days(seconds: float) -> str:
+    return format_duration(float(int(seconds)))
