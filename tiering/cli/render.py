@@ -118,7 +118,7 @@ def _when(ts: float | None) -> str:
 
 #: Each action's past tense, for summary lines.
 PAST = {"archive": "archived", "release": "released", "restore": "restored", "pin": "pinned",
-        "transition": "moved to another class"}
+        "transition": "transitioned"}
 #: What a file that an action had nothing to do for is (a restore's no-op: the file is not released).
 NOTHING_TO_DO = {"archive": "already archived", "release": "already released", "restore": "not released",
                  "pin": "already pinned"}
