@@ -117,7 +117,8 @@ def _when(ts: float | None) -> str:
 
 
 #: Each action's past tense, for summary lines.
-PAST = {"archive": "archived", "release": "released", "restore": "restored", "pin": "pinned"}
+PAST = {"archive": "archived", "release": "released", "restore": "restored", "pin": "pinned",
+        "transition": "transitioned"}
 #: What a file that an action had nothing to do for is (a restore's no-op: the file is not released).
 NOTHING_TO_DO = {"archive": "already archived", "release": "already released", "restore": "not released",
                  "pin": "already pinned"}
@@ -144,6 +145,9 @@ def moved_line(result) -> str:
     skipped = sum(n for (_, status), n in counts.items() if status == "skipped")
     if skipped:
         line += f", {skipped:,} skipped"
+    pending = sum(n for (_, status), n in counts.items() if status == "pending")
+    if pending:  # archived objects whose store is restoring them: the same command finishes them later
+        line += f", {pending:,} pending (object restore requested)"
     line += f", {result.failed:,} failed"
     if result.stopped:
         line += f" ({result.stopped})"

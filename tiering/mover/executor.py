@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, 
 from tiering.core.aio import run_blocking
 from tiering.core.errors import exit_status
 from tiering.core.result import RunStatus
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
+from tiering.mover.outcome import DONE, FAILED, NOOP, PENDING, SKIPPED, Outcome, failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class Task:
     """One action to run: what ``apply`` takes from a plan row, or a CLI argument."""
 
     path: bytes
-    action: str  # archive | release | restore | pin
+    action: str  # archive | release | restore | pin | transition
     tier: str | None = None
     storage_class: str | None = None
     size: int = 0  # expected bytes, for progress
@@ -61,7 +61,9 @@ def plan_tasks(plan: Plan) -> Iterator[Task]:
     table = plan.actions.select(["path", "action", "target_tier", "storage_class", "size"])
     for batch in table.to_batches(max_chunksize=4096):
         cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        yield from (Task(path, action, tier, cls, size or 0) for path, action, tier, cls, size in zip(*cols))
+        # (A transition moves no bytes through here: the store copies the object in place.)
+        yield from (Task(path, action, tier, cls, 0 if action == "transition" else size or 0)
+                    for path, action, tier, cls, size in zip(*cols))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class RunResult(RunStatus):
     failures: list[Outcome] = field(default_factory=list)
     skipped: list[Outcome] = field(default_factory=list)
     warnings: list[Outcome] = field(default_factory=list)  # the first few done files that carry a warning
+    waiting: list[Outcome] = field(default_factory=list)  # the first few pending (an object being restored)
     stopped: str = ""  # why the run stopped starting new work, if it did
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
@@ -93,6 +96,10 @@ class RunResult(RunStatus):
     @property
     def failed(self) -> int:
         return sum(n for (_, status), n in self.counts.items() if status == FAILED)
+
+    @property
+    def pending(self) -> int:
+        return sum(n for (_, status), n in self.counts.items() if status == PENDING)
 
     @property
     def total(self) -> int:
@@ -108,13 +115,16 @@ class RunResult(RunStatus):
             self.failures.append(outcome)
         elif outcome.status == SKIPPED:
             self.skipped.append(outcome)
+        elif outcome.status == PENDING and len(self.waiting) < 1000:
+            self.waiting.append(outcome)
 
     def summary(self) -> dict:
         """The JSON summary line: counts by action and status, bytes, rate, failures."""
         by_action: dict[str, dict[str, int]] = {}
         for (action, status), n in sorted(self.counts.items()):
             by_action.setdefault(action, {})[status] = n
-        return {"actions": by_action, "files": self.total, "failed": self.failed, "bytes_moved": self.bytes_moved,
+        return {"actions": by_action, "files": self.total, "failed": self.failed,
+                **({"pending": self.pending} if self.pending else {}), "bytes_moved": self.bytes_moved,
                 "seconds": round(self.seconds, 3),
                 "mb_per_s": round(self.bytes_moved / self.seconds / 1e6, 2) if self.seconds else 0.0,
                 "stopped": self.stopped or None}
@@ -134,11 +144,13 @@ async def run_action(mover: Mover, task: Task) -> Outcome:
         if task.action == "archive":
             return await mover.archive_async(task.path, task.tier, task.storage_class)
         if task.action == "release":
-            return await mover.release_async(task.path, task.tier)
+            return await mover.release_async(task.path, task.tier, task.storage_class)
         if task.action == "restore":
             return await mover.restore_async(task.path)
         if task.action == "pin":
             return await mover.pin_async(task.path)
+        if task.action == "transition":
+            return await mover.transition_async(task.path, task.storage_class)
     except Exception as exc:
         return failure(task.path, task.action, exc, task.tier)
     except asyncio.CancelledError as exc:

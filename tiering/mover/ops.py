@@ -49,6 +49,7 @@ from tiering.core.display import show_path
 from tiering.core.errors import (
     CatalogError,
     IntegrityError,
+    NeedsRestoreError,
     PathError,
     SourceChangedError,
     StoreError,
@@ -57,7 +58,7 @@ from tiering.core.errors import (
 from tiering.core.faults import crash_point
 from tiering.core.mounts import attribute_lag, fs_type, hot_io, is_local
 from tiering.core.states import FileState
-from tiering.mover import restorelock
+from tiering.mover import classchange, restorelock, thaw
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.hotio import HotIO
@@ -137,6 +138,8 @@ class Mover:
         #: stub (the access guard marks the directory there, before the stub can be opened). If it raises,
         #: that file's release fails (it stays archived, no stub) with the hook's message as the reason.
         self.before_truncate: Callable[[int], None] | None = None
+        #: The restore tier (Expedited/Standard/Bulk) of objects in archive classes (``thaw``); None: the tier's.
+        self.restore_tier: str | None = None
         self._used: list[bytes] = []  # restored since the last flush_heat: each counts as one access
         self._used_lock = threading.Lock()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
@@ -149,15 +152,21 @@ class Mover:
 
     # -- plumbing --------------------------------------------------------------
 
-    def store(self, tier: str) -> Store:
+    def store(self, tier: str, storage_class: str | None = None) -> Store:
+        """The store of ``tier``; with a ``storage_class`` other than the tier's own, one that writes new
+        objects in that class (a rule's ``storage_class``). Any of a tier's stores reads its objects."""
+        if storage_class == self.config.tier(tier).storage_class:
+            storage_class = None
+        name = f"{tier}\0{storage_class}" if storage_class else tier
         with self._stores_lock:
-            if tier not in self._stores:
-                store = self._stores[tier] = open_tier(self.config, tier)
+            if name not in self._stores:
+                store = self._stores[name] = open_tier(self.config, tier) if not storage_class else \
+                    open_store_as(self.config, tier, storage_class)
                 if isinstance(store, WritesBackEarly):
                     store.write_back_early = True  # every restore is fsynced: start its disk writes early
                 if isinstance(store, OffloadsLocalIO) and self.io.threaded:
                     store.local_io = self.io  # its small transfers' file reads and writes are round trips too
-            return self._stores[tier]
+            return self._stores[name]
 
     def close(self) -> None:
         self.flush_heat()
@@ -259,7 +268,7 @@ class Mover:
             return _Archived(Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier), rec)
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
-        store = self.store(tier)
+        store = self.store(tier, storage_class) if storage_class else self.store(tier)
         entry = await self.catalog.begin_async("archive", rel, "copying", tier=tier, object_key=key,
                                                identity=ident.as_dict())
         crash_point("archive:begin")
@@ -326,19 +335,20 @@ class Mover:
 
     # -- release -----------------------------------------------------------------
 
-    def release(self, rel: bytes, tier: str | None = None) -> Outcome:
-        """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed."""
-        return run_blocking(self.release_async(rel, tier))
+    def release(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed (in
+        ``storage_class``, when given)."""
+        return run_blocking(self.release_async(rel, tier, storage_class))
 
-    async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
+    async def release_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         """``release`` as a coroutine."""
         try:
             async with self._entry(rel) as where:
-                return await self._release(where, tier)
+                return await self._release(where, tier, storage_class)
         except (TieringError, OSError) as exc:
             return failure(rel, "release", exc, tier)
 
-    async def _release(self, where: Entry, tier: str | None) -> Outcome:
+    async def _release(self, where: Entry, tier: str | None, storage_class: str | None = None) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
         if rec and rec.state == FileState.RELEASED:
@@ -347,7 +357,7 @@ class Mover:
         entry, copy, etag, confirmed = None, None, "", None
         if rec is None or rec.state != FileState.ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
-            archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
+            archived = await self._archive(where, tier, storage_class, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
                 return replace(archived.outcome, action="release")
             rec, entry, copy, etag = archived.record, archived.release_entry, archived.copy, archived.etag
@@ -391,6 +401,15 @@ class Mover:
         await self.catalog.end_async(entry, record=replace(rec, state=FileState.RELEASED, released_at=time.time()))
         crash_point("release:end")
         return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
+
+    # -- transition ----------------------------------------------------------------
+
+    async def transition_async(self, rel: bytes, storage_class: str) -> Outcome:
+        """Move a file's capacity copy to ``storage_class`` in place on its store (``classchange``)."""
+        try:
+            return await classchange.transition(self, rel, storage_class)
+        except (TieringError, OSError) as exc:
+            return failure(rel, classchange.ACTION, exc, None)
 
     # -- pin ---------------------------------------------------------------------
 
@@ -453,6 +472,10 @@ class Mover:
         if not stat.S_ISREG(stub.st_mode):
             raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
+        # An object in an archive class is asked for and waited for (``thaw``); the guard asks on its own.
+        if not in_place and thaw.may_sleep(self.config, rec):
+            if asleep := await thaw.wake(self, rec, self.restore_tier):
+                return asleep
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
                                                tmp=os.fsdecode(tmp), stub_ino=stub.st_ino,
@@ -488,6 +511,8 @@ class Mover:
         if close.outcome.status != DONE:
             return close.outcome
         crash_point("restore:end")
+        if not in_place and thaw.may_sleep(self.config, rec):
+            await asyncio.to_thread(thaw.woken, self.catalog, rel)
         if self._mark_used(rel):
             await asyncio.to_thread(self.flush_heat)
         return close.outcome
@@ -503,7 +528,13 @@ class Mover:
             return found
         rec, stub = found
         try:
-            note = await self._fetch(rec, where, tmp, stub, in_place)
+            try:
+                note = await self._fetch(rec, where, tmp, stub, in_place)
+            except NeedsRestoreError as exc:
+                if in_place or not (asleep := await thaw.wake(self, rec, self.restore_tier)):
+                    raise
+                where.unlink(tmp)
+                return _Close("rolled_back", None, {"error": str(exc)[:500]}, asleep)
             crash_point("restore:fetched")
             if in_place:
                 new = await self._fill(where, tmp, stub, entry)
@@ -690,6 +721,14 @@ def _not_released(where: Entry, rec: FileRecord | None, in_place: bool) -> Outco
 def _marked(where: Entry) -> bool:
     """True if ``where`` carries our released-stub mark (read without following a symlink)."""
     return is_stub(where.fd_path(), follow_symlinks=False)
+
+
+def open_store_as(config: Config, tier: str, storage_class: str) -> Store:
+    """``tier``'s store, writing new objects in ``storage_class`` instead of the tier's own class."""
+    from tiering.stores import open_store
+
+    found = config.tier(tier)
+    return open_store(found.url, {**found.options, "storage_class": storage_class}, retry=config.retry)
 
 
 def checksum_at(where: Entry) -> str:
