@@ -143,6 +143,10 @@ class SampleFiles:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            self.root.parent.rmdir()  # the shared bench folder, once no data set is left in it (as HotDataset)
+        except OSError:
+            pass
 
 
 def run_point(files: SampleFiles, pipeline: Pipeline, workers: int, accelerators: int) -> LoadPoint:
@@ -282,13 +286,14 @@ def profile_name(pipeline: Pipeline, fmt: str) -> str:
 
 
 def run(files: SampleFiles, pipeline: Pipeline, workers, *, campaign: str, tier: str, max_accelerators: int = 64,
-        keep_dataset: bool = False, on_point=None) -> list[dict]:
-    """One DLIO-faithful campaign: create the samples if missing, search each worker count, return its rows."""
-    from bench.dataloader import emulate
-    from bench.dataloader.samples import CACHES
+        keep_dataset: bool = False, on_point=None, repeats: int = 1, on_run=None) -> list[dict]:
+    """One DLIO-faithful campaign: create the samples if missing, search each worker count, return its rows.
 
-    if pipeline.cache not in CACHES:
-        raise UserError(f"--cache: {pipeline.cache!r}: expected one of {', '.join(CACHES)}")
+    Each point runs ``repeats`` times (the median kept, see ``emulate.search``).
+    """
+    from bench.dataloader import emulate
+
+    emulate.check_options(pipeline, repeats)
     created = files.ensure()
     if pipeline.cache == "warm":
         files.warm()
@@ -296,7 +301,7 @@ def run(files: SampleFiles, pipeline: Pipeline, workers, *, campaign: str, tier:
                if pipeline.cache == "warm" else None)
     try:
         points = emulate.sweep(files, pipeline, workers, max_accelerators=max_accelerators, on_point=on_point,
-                               measure=run_point)
+                               measure=run_point, repeats=repeats, on_run=on_run)
         return [{**emulate.point_row(p, pipeline, files, campaign=campaign, tier=tier, warning=warning),
                  "profile": profile_name(pipeline, files.fmt)} for p in points]
     finally:
