@@ -175,3 +175,52 @@ def test_bad_values_are_one_line_usage_errors(tmp_path, verb, args, says):
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
     assert done.stderr.startswith(f"tiering: error: {says}")
     assert done.stdout == ""
+
+
+# -- the progress bars ----------------------------------------------------------------
+
+
+def in_terminal(*args: str) -> str:
+    """Run ``tiering bench ARGS`` with stdout and stderr on a pseudo-terminal; everything it drew."""
+    import os
+    import pty
+
+    main, child = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "160"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "tiering", "bench", *args], stdout=child, stderr=child,
+                            stdin=subprocess.DEVNULL, env=env)
+    os.close(child)
+    drawn = bytearray()
+    try:
+        while chunk := _read(main):
+            drawn += chunk
+    finally:
+        os.close(main)
+        assert proc.wait(timeout=60) == 0, drawn.decode(errors="replace")
+    return drawn.decode(errors="replace")
+
+
+def _read(fd: int) -> bytes:
+    import os
+
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child closed the terminal
+        return b""
+
+
+@pytest.mark.parametrize("verb, args", [
+    ("objects", ["--tier", "hdd", "--sizes", "4KiB", "--concurrency", "1,2", "--total", "64KiB", "--epoch-objects",
+                 "0", "--repeats", "2"]),
+    ("dataloader", ["--tier", "hot", "--mode", "storage", *LOADER, "--max-accelerators", "1", "--compute-ms", "5",
+                    "--repeats", "2"]),
+])
+def test_a_terminal_gets_bars_over_points_and_bytes_and_json_gets_none(tmp_path, verb, args):
+    cfg = loader_config(tmp_path)
+    drawn = in_terminal(verb, "--config", str(cfg), *args)
+    assert "points" in drawn and "bytes" in drawn and "left" in drawn, drawn
+    assert f"{4 if verb == 'objects' else 2}/{4 if verb == 'objects' else 2} points" in drawn  # it reached the end
+    quiet = in_terminal(verb, "--config", str(cfg), *args, "--json")
+    assert "points" not in quiet and "left" not in quiet
+    assert all(json.loads(line) for line in quiet.splitlines() if line.startswith("{"))

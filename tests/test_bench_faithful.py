@@ -114,3 +114,18 @@ def test_existing_files_of_another_tool_are_read_in_name_order(tmp_path):
     assert not files.ensure() and files.decode(2).shape == (8, 8, 1) and files.decode(2).max() == 2
     with pytest.raises(UserError, match="no \\*.bin sample files"):
         SampleFiles.existing(tmp_path / "train" / "..", "raw")
+
+
+def test_repeats_run_each_point_again_and_keep_the_median(tmp_path):
+    from bench.stats import spread
+
+    runs: list = []
+    files = SampleFiles(tmp_path / "bench" / "raw", 16, 4 * KiB, "raw")
+    rows = run(files, dl.Pipeline(batch=4, compute_s=0.005, min_steps=2), [1], campaign="c", tier="hot",
+               max_accelerators=1, repeats=3, on_run=runs.append)
+    (row,) = rows
+    rates = [p.samples_s for p in runs]
+    assert len(runs) == 3 and row["repeats"] == 3 and row["samples_s"] == sorted(rates)[1]
+    assert row["spread"] == pytest.approx(spread(rates)) and row["profile"].startswith("dlio-raw-")
+    assert not (tmp_path / "bench").exists()  # the data set and the bench folder it made are gone
+    no_leftovers()
