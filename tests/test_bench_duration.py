@@ -224,3 +224,10 @@ def test_a_terminal_gets_bars_over_points_and_bytes_and_json_gets_none(tmp_path,
     quiet = in_terminal(verb, "--config", str(cfg), *args, "--json")
     assert "points" not in quiet and "left" not in quiet
     assert all(json.loads(line) for line in quiet.splitlines() if line.startswith("{"))
+
+
+def test_quiet_draws_no_bar(tmp_path):
+    cfg = loader_config(tmp_path)
+    drawn = in_terminal("objects", "--config", str(cfg), "--tier", "hdd", "--sizes", "4KiB", "--concurrency", "1",
+                        "--total", "32KiB", "--epoch-objects", "0", "--repeats", "1", "-q")
+    assert "points" not in drawn and "put" in drawn  # the rows, no bar

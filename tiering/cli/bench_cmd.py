@@ -315,13 +315,15 @@ def _run_loader(cfg, tier: str, mode: str, pipeline, samples: int, size: int, fm
 
 
 def _progress(enabled: bool, *columns):
-    """A rich Progress on stderr, drawn only when stdout and stderr are both a terminal (see ``_SweepBar``)."""
+    """A rich Progress on stderr, drawn only when stdout and stderr are both a terminal and not ``--quiet``."""
     from rich.console import Console
     from rich.progress import Progress
 
+    from tiering.cli.output import show_progress
+
     console = Console(stderr=True)
     return Progress(*columns, console=console, transient=True,
-                    disable=not (enabled and console.is_terminal and sys.stdout.isatty()))
+                    disable=not (enabled and show_progress() and console.is_terminal and sys.stdout.isatty()))
 
 
 class _PointsBar:
