@@ -168,6 +168,8 @@ def dataloader(
     sample_format: Annotated[str, typer.Option("--format", metavar="npz|raw", help="Sample files of --mode dlio.")] = "npz",
     out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
+    # 3, as for fio, though it triples a search's time: "accelerators fed" is a yes/no at AU 0.9 taken
+    # point by point, exactly where one noisy run halves or doubles the answer; --dry-run shows the cost.
     repeats: Annotated[str, typer.Option(metavar="N", help=REPEATS_HELP)] = str(DEFAULT_REPEATS),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="List the points and the estimated time; run nothing.")] = False,
