@@ -160,6 +160,7 @@ class Limiter:
         elapsed = time.monotonic() - slot.started
         with self._lock:
             self._in_flight -= 1
+            self.throttles += outcome == THROTTLED
             if self.adaptive:
                 if outcome == THROTTLED:
                     self._throttled(slot)
@@ -203,7 +204,6 @@ class Limiter:
     # -- the rule ------------------------------------------------------------------------------
 
     def _throttled(self, slot: Slot) -> None:
-        self.throttles += 1
         if slot.generation == self._generation:  # the first word of this congestion: cut once
             self._cut(min(self._limit, self._in_flight + 1) * BACKOFF)
 
