@@ -78,7 +78,7 @@ def test_cuts_follow_in_flight_requests_then_grow_by_one_per_window_back_to_the_
         after_cut = limiter.state().limit
         limits = [after_cut]
         for _ in range(12):  # each window: `limit` successes with requests waiting -> +1
-            await requests(limiter, limits[-1], tasks=12)
+            await requests(limiter, limits[-1], seconds=0.05, tasks=12)  # (long enough for a loaded machine's jitter)
             limits.append(limiter.state().limit)
         return limits, limiter.cuts
 
@@ -110,14 +110,14 @@ def test_a_latency_rise_cuts_by_the_gradient_and_a_steady_one_grows_nothing():
         limiter.release(slots[0], THROTTLED)  # limit 4, ceiling 8
         for slot in slots[1:]:
             limiter.release(slot, OTHER)
-        await requests(limiter, 4, seconds=0.02, tasks=4)  # baseline 20 ms; the limit was reached: +1
+        await requests(limiter, 4, seconds=0.05, tasks=4)  # baseline 50 ms; the limit was reached: +1
         steady = limiter.state().limit
-        await requests(limiter, steady, seconds=0.2, tasks=steady)  # 10x slower: the store is queueing
+        await requests(limiter, steady, seconds=0.5, tasks=steady)  # 10x slower: the store is queueing
         return steady, limiter.state().limit, limiter.cuts
 
     steady, slowed, cuts = asyncio.run(main())
     assert steady == 5
-    assert cuts == 2 and slowed == 2  # 5 * max(0.5, 2 * baseline / median) = 5 * 0.5 -> 2
+    assert cuts == 2 and slowed == 2  # 5 * max(0.5, 2 * baseline / median) = 5 * 0.5 -> 2 (2.5, whole requests)
 
 
 def test_a_fixed_limit_never_moves():
@@ -201,3 +201,17 @@ def test_one_limiter_per_endpoint_and_the_concurrency_setting():
     for bad in (0, -1, "fast", True, 1.5):
         with pytest.raises(ValueError):
             parse_concurrency(bad)
+
+
+def test_a_blocking_request_on_the_loops_own_thread_never_waits_for_the_tasks_it_would_stall():
+    """Before: a listing page pulled by the loop's task source waited for a slot only the loop's tasks could
+    free, and ``migrate`` from a store hung once the limit was cut."""
+    async def main() -> int:
+        limiter = Limiter("e", fixed=1)
+        held = await limiter.acquire_async()
+        policy = RetryPolicy().limited(limiter)
+        listed = policy.call(lambda: "page")  # on the loop's thread, the only slot taken
+        limiter.release(held, OK)
+        return listed, limiter.state().in_flight
+
+    assert asyncio.run(asyncio.wait_for(main(), 5)) == ("page", 0)

@@ -124,9 +124,15 @@ class Limiter:
     # -- taking and giving back slots ----------------------------------------------------------
 
     def acquire(self) -> Slot:
-        """A slot, waiting (blocking this thread) until one is free."""
+        """A slot, waiting (blocking this thread) until one is free.
+
+        Called on an event loop's own thread (a blocking call the loop makes, like a
+        listing page pulled by the loop's task source), it takes a slot at once,
+        over the limit if need be: waiting there would stall the very tasks that
+        free slots.
+        """
         with self._lock:
-            slot = self._admit()
+            slot = self._admit() or (self._overdraw() if _on_a_loop() else None)
             if slot is not None:
                 return slot
             event = threading.Event()
@@ -178,6 +184,11 @@ class Limiter:
         self._peak = max(self._peak, self._in_flight)
         if self._in_flight >= self._allowed():
             self._saturated = True
+        return Slot(self._generation)
+
+    def _overdraw(self) -> Slot:
+        """(Under the lock.) A slot now, whatever the limit says."""
+        self._in_flight += 1
         return Slot(self._generation)
 
     def _wait(self, wake: Callable[[], None]) -> _Waiter:
@@ -241,6 +252,14 @@ class Limiter:
             limit = ceiling if self._limit == math.inf else min(self._allowed(), max(ceiling, self.floor))
             return LimitState(self.endpoint, self.adaptive, limit, ceiling, self._in_flight, len(self._waiters),
                               self.throttles, self.cuts)
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _resolve(future: asyncio.Future) -> None:
