@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tiering.core.errors import ThrottledError, TransientError
-from tiering.stores.limiter import OK, OTHER, THROTTLED, Limiter, limiter_for, parse_concurrency
+from tiering.stores.limiter import OK, OTHER, THROTTLED, Limiter, limiter_for, limits, parse_concurrency
 from tiering.stores.retry import RetryPolicy
 
 
@@ -215,3 +215,26 @@ def test_a_blocking_request_on_the_loops_own_thread_never_waits_for_the_tasks_it
         return listed, limiter.state().in_flight
 
     assert asyncio.run(asyncio.wait_for(main(), 5)) == ("page", 0)
+
+
+def test_the_progress_line_and_the_metrics_show_each_endpoints_limit():
+    from tiering.cli.progress import limits_text
+    from tiering.daemon.metrics import Metrics
+
+    async def main() -> None:
+        limiter = limiter_for("http://shown:9000")
+        slots = await hold_all(limiter, 6)
+        limiter.release(slots[0], THROTTLED)  # 6 in flight: cut to 3 of 6
+        for slot in slots[1:]:
+            limiter.release(slot, OTHER)
+
+    asyncio.run(main())
+    state = next(s for s in limits() if s.endpoint == "http://shown:9000")
+    assert (state.limit, state.ceiling, state.throttles, state.cuts) == (3, 6, 1, 1)
+    assert limits_text([state]) == "limit 3/6"
+    assert limits_text([limiter_for("http://fixed:9000", 8).state()]) == "limit 8"
+    text = Metrics().render()
+    assert 'tiering_store_concurrency_limit{endpoint="http://shown:9000",mode="auto"} 3\n' in text
+    assert 'tiering_store_concurrency_ceiling{endpoint="http://shown:9000"} 6\n' in text
+    assert 'tiering_store_throttles_total{endpoint="http://shown:9000"} 1\n' in text
+    assert 'tiering_store_concurrency_limit{endpoint="http://fixed:9000",mode="fixed"} 8\n' in text

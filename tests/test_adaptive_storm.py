@@ -10,12 +10,15 @@ with ``concurrency = "auto"``, whose limit is cut to what the store takes.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 
 from conftest import S3_BUCKET, S3_KEY, S3_SECRET
 
-from bench.throttle_storm import storm_archive, storm_rule
+from bench.throttle_storm import REPO, storm_archive, storm_rule
 from tiering.stores import open_store
 from tiering.stores.base import FileMeta
 from tiering.stores.limiter import reset_limits
@@ -72,3 +75,29 @@ def test_the_limit_is_cut_in_the_storm_and_grows_back_to_the_ceiling_after_it(s3
         reset_limits()
     assert in_storm.cuts >= 1 and in_storm.limit <= OVER + 2 and in_storm.ceiling == JOBS
     assert after.limit == after.ceiling == JOBS  # recovered: uncapped again
+
+
+def test_a_cycle_through_the_storm_reports_its_limit_in_the_summary_and_in_status(s3_proxy, tmp_path):
+    from bench.throttle_storm import make_files, write_config
+    from tiering.cli.render import summary_lines
+    from tiering.config import load_config
+    from tiering.ops.status import tier_summary
+
+    url = f"s3://{S3_BUCKET}/storm-status-{time.time_ns() % 10**9}"
+    cfg = write_config(tmp_path, s3_proxy.endpoint, url, S3_KEY, S3_SECRET, jobs=8, concurrency='"auto"')
+    (tmp_path / "policy.toml").write_text('[[rules]]\nname = "all"\nmatch = \'type == "file"\'\naction = "archive"\n'
+                                          '[safety]\nmin_age = "0s"\n')
+    cfg.write_text('policy = "policy.toml"\n' + cfg.read_text())
+    make_files(tmp_path / "hot", 40)
+    s3_proxy.rules(storm_rule(2, 0.5))
+    env = {**os.environ, "STORM_SECRET": S3_SECRET}
+    done = subprocess.run([sys.executable, "-m", "tiering", "run", "-c", str(cfg), "--json"], capture_output=True,
+                          text=True, timeout=120, cwd=REPO, env=env, check=False)
+    s3_proxy.rules()
+    assert done.returncode == 0, done.stderr
+    limit = json.loads(done.stdout.strip().splitlines()[-1])["concurrency"][s3_proxy.endpoint]
+    assert limit["adaptive"] and limit["throttles"] >= 1 and limit["cuts"] >= 1 and limit["limit"] < limit["ceiling"]
+    config = load_config(cfg, env=env)
+    shown = "\n".join(summary_lines(tier_summary(config), config))
+    assert (f"; concurrency {s3_proxy.endpoint}: {limit['limit']}/{limit['ceiling']} "
+            f"(auto, {limit['throttles']} throttled, {limit['cuts']} cuts)") in shown, shown
