@@ -173,8 +173,14 @@ class Limiter:
                 elif outcome == OK:
                     self._succeeded(elapsed)
             woken = self._hand_over()
-        for wake in woken:
-            wake()
+        self._wake(woken)
+
+    def _wake(self, woken: list[_Waiter]) -> None:
+        for waiter in woken:
+            try:
+                waiter.wake()
+            except RuntimeError:  # its event loop is closed: nobody will use the slot, pass it on
+                self.release(waiter.slot, OTHER)
 
     def _admit(self) -> Slot | None:
         """(Under the lock.) A slot now, if one is free and nobody waits before us."""
@@ -199,14 +205,14 @@ class Limiter:
         self._peak = max(self._peak, self._in_flight + len(self._waiters))
         return waiter
 
-    def _hand_over(self) -> list[Callable[[], None]]:
-        """(Under the lock.) Give free slots to the first waiters; returns how to wake them."""
+    def _hand_over(self) -> list[_Waiter]:
+        """(Under the lock.) Give free slots to the first waiters; returns them, to be woken."""
         woken = []
         while self._waiters and self._in_flight < self._allowed():
             waiter = self._waiters.popleft()
             self._in_flight += 1
             waiter.slot = Slot(self._generation)
-            woken.append(waiter.wake)
+            woken.append(waiter)
         return woken
 
     def _allowed(self) -> int:
@@ -275,8 +281,8 @@ def limiter_for(endpoint: str, concurrency: int | str | None = AUTO) -> Limiter:
     """The process's limiter of ``endpoint``; ``concurrency`` is ``"auto"`` (or None) or a fixed number.
 
     The first store opened on an endpoint sets its mode; a later store asking for
-    another mode replaces it (a new configuration, a daemon's reload), and
-    requests already in flight finish under the old one.
+    another mode gets a new limiter (a new configuration, a daemon's reload), and
+    stores opened before keep the old one until they are closed.
     """
     fixed = None if concurrency in (None, AUTO) else int(concurrency)
     with _registry_lock:
