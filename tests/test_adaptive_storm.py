@@ -73,7 +73,8 @@ def test_the_limit_is_cut_in_the_storm_and_grows_back_to_the_ceiling_after_it(s3
     finally:
         store.close()
         reset_limits()
-    assert in_storm.cuts >= 1 and in_storm.limit <= OVER + 2 and in_storm.ceiling == JOBS
+    # (AIMD saws between the cut and a little above what the store takes: at most half the ceiling here)
+    assert in_storm.cuts >= 1 and in_storm.limit <= JOBS // 2 and in_storm.ceiling == JOBS
     assert after.limit == after.ceiling == JOBS  # recovered: uncapped again
 
 
