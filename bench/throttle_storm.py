@@ -79,8 +79,8 @@ def storm_archive(proxy, upstream: str, work: Path, url: str, key: str, secret: 
     proxy.rules(storm_rule(over, chance), seed=seed)
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "tiering", "archive", "-c", str(cfg), "--json",
-                           str(work / "hot" / "data")], capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-                          env={**os.environ, "STORM_SECRET": secret})
+                           str(work / "hot" / "data")], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          check=False, env={**os.environ, "STORM_SECRET": secret})
     seconds = time.monotonic() - start
     stats = proxy.stats()
     proxy.rules()

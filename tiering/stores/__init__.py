@@ -65,7 +65,8 @@ def _endpoint(scheme: str, options: dict) -> str:
     """The server a store of ``scheme`` talks to ('' for a local one): the key of its limiter."""
     if scheme == "s3":
         region = options.get("region") or os.environ.get("AWS_REGION") or "us-east-1"
-        return str(options.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or f"https://s3.{region}.amazonaws.com")
+        default = f"https://s3.{region}.amazonaws.com"
+        return str(options.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or default)
     if scheme == "oss":
         return str(options.get("endpoint") or "")
     return ""
