@@ -86,7 +86,16 @@ def _run_text(summary: dict | None) -> str:
         return f": {json.dumps(summary)}"
     stopped = f"; {summary['stopped']}" if summary.get("stopped") else ""
     return (f": {plural(summary['files'], 'action')}, {summary['failed']:,} failed, "
-            f"{format_size(summary.get('bytes_moved', 0))} moved{stopped}")
+            f"{format_size(summary.get('bytes_moved', 0))} moved{stopped}{_concurrency_text(summary)}")
+
+
+def _concurrency_text(summary: dict) -> str:
+    """``; concurrency http://host: 3/16 (auto, 12 throttled, 3 cuts)`` for each store endpoint of a run."""
+    from tiering.stores.limiter import LimitState
+
+    states = [LimitState(endpoint, in_flight=0, waiting=0, **fields)
+              for endpoint, fields in (summary.get("concurrency") or {}).items()]
+    return "".join(f"; concurrency {s.endpoint}: {s.line()}" for s in states)
 
 
 def _watermark_text(summary: dict) -> str:

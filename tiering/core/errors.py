@@ -130,6 +130,11 @@ class TransientError(StoreError):
     scope = RETRY
 
 
+class ThrottledError(TransientError):
+    """The tier asked us to slow down (503 SlowDown, 429, OSS ServerBusy): retried like any transient
+    failure, and the endpoint's concurrency limiter (``stores.limiter``) takes it as a signal to send less."""
+
+
 class TierUnavailableError(StoreError):
     """The tier could not be reached, or kept failing, for the whole retry policy: the run stops."""
 

@@ -11,6 +11,12 @@ and fsyncs) goes to the loop's ``jobs + 4`` worker threads. Tasks start in
 the order given (a plan puts restores first, so a waiting job gets its data
 before archives run).
 
+The store calls of all those actions share each endpoint's concurrency
+limiter (``stores.limiter``): when a tier pushes back (503 SlowDown, a rising
+latency) the requests in flight to it are cut, whatever ``jobs`` says, and grow
+back as it recovers. The run's summary carries each endpoint's
+current limit (a progress bar reads ``stores.limiter.limits()`` as it draws).
+
 Per-file failures are recorded, not raised. The run stops *starting* new work
 when a failure says the whole run is doomed (hot tier full, a tier refusing
 our credentials) or when the error rate passes ``max_error_rate`` after at
@@ -43,6 +49,7 @@ from tiering.core.aio import run_blocking
 from tiering.core.errors import exit_status
 from tiering.core.result import RunStatus
 from tiering.mover.outcome import DONE, FAILED, NOOP, PENDING, SKIPPED, Outcome, failure
+from tiering.stores.limiter import LimitState, limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,12 @@ class Progress:
     elapsed: float
 
 
+def concurrency_summary(states: Iterable[LimitState]) -> dict[str, dict]:
+    """Each endpoint's limiter for a run's JSON summary: endpoint -> its ``LimitState`` fields."""
+    return {s.endpoint: {k: v for k, v in s.as_dict().items() if k not in ("endpoint", "in_flight", "waiting")}
+            for s in states}
+
+
 @dataclass
 class RunResult(RunStatus):
     """What a run did: counts per action and status, bytes moved, the failures."""
@@ -92,6 +105,7 @@ class RunResult(RunStatus):
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
     stop_status: int = 0  # the exit status of the failure that stopped the run, if one did
+    limits: tuple[LimitState, ...] = ()  # each endpoint's concurrency limiter as the run ended
 
     @property
     def failed(self) -> int:
@@ -127,7 +141,8 @@ class RunResult(RunStatus):
                 **({"pending": self.pending} if self.pending else {}), "bytes_moved": self.bytes_moved,
                 "seconds": round(self.seconds, 3),
                 "mb_per_s": round(self.bytes_moved / self.seconds / 1e6, 2) if self.seconds else 0.0,
-                "stopped": self.stopped or None}
+                "stopped": self.stopped or None,
+                **({"concurrency": concurrency_summary(self.limits)} if self.limits else {})}
 
 
 async def run_action(mover: Mover, task: Task) -> Outcome:
@@ -275,6 +290,7 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
             result.stopped = f"stopped after an unexpected error: {type(exc).__name__}: {exc}"
             result.stop_status = exit_status(exc)
     result.seconds = time.monotonic() - start
+    result.limits = tuple(s for s in limits() if s.ceiling)  # the endpoints this process has sent requests to
     return result
 
 
@@ -348,4 +364,4 @@ def _should_stop(outcome: Outcome, result: RunResult, max_error_rate: float, min
 
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Executor", "Progress", "RunResult", "Task", "ThreadExecutor",
-           "bounded_map", "drive", "execute", "run_action"]
+           "bounded_map", "concurrency_summary", "drive", "execute", "run_action"]
