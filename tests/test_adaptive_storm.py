@@ -68,8 +68,13 @@ def test_the_limit_is_cut_in_the_storm_and_grows_back_to_the_ceiling_after_it(s3
         asyncio.run(puts(200))
         in_storm = limiter.state()
         s3_proxy.rules()
-        asyncio.run(puts(500))
-        after = limiter.state()
+        # Grown back within a bounded number of calm batches (on a loaded machine the latency brake may
+        # cut once more on the way up; it must not keep the limit down once the store answers again).
+        for _ in range(10):
+            asyncio.run(puts(200))
+            after = limiter.state()
+            if after.limit == after.ceiling:
+                break
     finally:
         store.close()
         reset_limits()
