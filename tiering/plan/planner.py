@@ -102,8 +102,8 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
     gives) are planned out of core, partition by partition (``outofcore.plan_partitions``); anything else in
     memory, as one stream. ``out_of_core`` forces either way (it needs a ``Snapshot``). Both give the same plan.
     """
-    if out_of_core is None:
-        out_of_core = bool(getattr(batches, "partitioned", False))
+    if out_of_core is None:  # (datasets pool heat over the whole namespace: in memory)
+        out_of_core = bool(getattr(batches, "partitioned", False)) and not policy.datasets
     if out_of_core:
         from tiering.plan.outofcore import plan_partitions
 
@@ -112,7 +112,12 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
         catalog = pa.Table.from_batches(list(catalog))
     acc = _Accumulator()
     one = _batch_planner(policy, now_ns)
-    for part in _ordered_map(one, joined(batches, catalog_frame(catalog))):
+    stream = joined(batches, catalog_frame(catalog))
+    if policy.datasets:  # every file of a dataset gets its dataset's heat and last access (``plan.datasets``)
+        from tiering.plan.datasets import pool_joined
+
+        stream = pool_joined(stream, policy.datasets)
+    for part in _ordered_map(one, stream):
         acc.merge(part)
     return _finish(policy, acc, now_ns, usage, default_tier)
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from tiering.core.errors import PolicyError
 from tiering.policy.compiler import Condition, compile_condition, compile_value
+from tiering.policy.datasets import parse_datasets
 from tiering.policy.fields import FIELDS
 from tiering.stores.options import OPTIONS
 from tiering.policy.lexer import KEYWORDS
@@ -58,7 +59,7 @@ from tiering.policy.values import Section
 if TYPE_CHECKING:
     from tiering.config import Config
 
-_TOP_KEYS = ("description", "classes", "rules", "watermark", "safety")
+_TOP_KEYS = ("description", "classes", "rules", "watermark", "safety", "datasets")
 _RULE_KEYS = ("name", "description", "match", "action", "tier", "storage_class", "max_files", "max_bytes")
 _WATERMARK_KEYS = ("high", "low", "order", "weight", "action", "tier", "storage_class", "match")
 _SAFETY_KEYS = ("min_age", "skip_hardlinks")
@@ -104,6 +105,7 @@ def parse_policy(text: str, path: str = "<policy>", config: Config | None = None
         watermark=watermark,
         safety=_safety(top.table("safety", "[safety]")),
         description=top.string("description", ""),
+        datasets=parse_datasets(top.table("datasets", "[datasets]")),
     )
 
 
