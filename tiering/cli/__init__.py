@@ -43,6 +43,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "status": ("status_cmd", "status"),
     "reconcile": ("reconcile_cmd", "reconcile"),
     "cost": ("cost_cmd", "cost"),
+    "simulate": ("simulate_cmd", "simulate"),
+    "trace": ("trace_cmd", "app"),
     "run": ("run_cmd", "run"),
     "daemon": ("run_cmd", "daemon"),
     "guard": ("guard_cmd", "guard"),
