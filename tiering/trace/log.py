@@ -55,16 +55,17 @@ class TraceLog:
         return cls(t.folder(config.catalog_path), max_bytes=t.max_bytes, rotate=t.rotate, max_rows=t.max_rows)
 
     def record(self, kind: str, paths: Iterable[bytes], sizes: Iterable[int] | int = 0, tier: str | None = None,
-               at_ns: int | None = None) -> None:
-        """Note one access of ``kind`` per path (``sizes``: bytes each, or one number for all); cheap, no I/O
-        unless a rotation is due."""
-        at = self.clock() if at_ns is None else at_ns
+               at_ns: Iterable[int] | int | None = None) -> None:
+        """Note one access of ``kind`` per path (``sizes``: bytes each, or one number for all; ``at_ns``: when
+        each was, or one time for all, default now); cheap, no I/O unless a rotation is due."""
         paths = list(paths)
+        at = self.clock() if at_ns is None else at_ns
+        at = [at] * len(paths) if isinstance(at, int) else list(at)
         sizes = [sizes] * len(paths) if isinstance(sizes, int) else list(sizes)
         code = KINDS.index(kind)
         with self._lock:
             times, names, counts, kinds, tiers = self._rows
-            times.extend([at] * len(paths))
+            times.extend(at)
             names.extend(paths)
             counts.extend(sizes)
             kinds.extend([code] * len(paths))
@@ -72,6 +73,11 @@ class TraceLog:
             due = len(times) >= self.max_rows or time.monotonic() >= self._due
         if due:
             self.flush()
+
+    def tick(self) -> None:
+        """Rotate if it is time (a recorder calls this now and then: a quiet hour still ends in a file)."""
+        if time.monotonic() >= self._due:
+            self.close()
 
     def flush(self) -> Path | None:
         """Write what is buffered as one file now (None when nothing was); then keep the folder's bound."""
