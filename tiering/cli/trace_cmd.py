@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from tiering.cli.config_cmd import FILE_HELP
+from tiering.cli.examples import EXAMPLES
 from tiering.trace.schema import TRACE_DOC
 
 app = typer.Typer(help="The access trace: export what was recorded, or generate a synthetic one.",
                   no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command(epilog=TRACE_DOC)
+@app.command(epilog=TRACE_DOC + "\n\n" + EXAMPLES["export"])  # the schema, then the examples
 def export(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="The file to write: .parquet or .csv.")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help=FILE_HELP)] = None,

@@ -21,8 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tiering.core.display import show_path
-from tiering.core.units import format_duration
-from tiering.policy import Policy, augment, needed_columns
+from tiering.policy import Policy, augment, format_duration, needed_columns
 from tiering.policy.datasets import Datasets
 
 NS = 1_000_000_000
@@ -69,8 +68,8 @@ def explain_dataset(batches: Iterable[pa.RecordBatch], catalog: pa.Table | None,
         return row, []
     table = pa.Table.from_batches(list(batches)).select(["path", "atime_ns"])
     roots = policy.datasets.roots(table["path"])
-    mine = roots[pc.index(table["path"], pa.scalar(rel, pa.binary())).as_py()].as_py() \
-        if pc.index(table["path"], pa.scalar(rel, pa.binary())).as_py() >= 0 else None
+    at = pc.index(table["path"], pa.scalar(rel, pa.binary())).as_py()
+    mine = roots[at].as_py() if at >= 0 else None
     if mine is None:
         return row, ["  dataset: none declared holds it: its own heat and access time decide"]
     members = table.filter(pc.fill_null(pc.equal(roots, pa.scalar(mine, pa.binary())), False))
