@@ -82,3 +82,8 @@ def test_dataset_heat_raises_the_hit_ratio_of_an_epoch_trace_over_per_file_heat(
     assert dataset["hit_ratio"] > per_file["hit_ratio"] + 0.1, (per_file, dataset)
     assert dataset["misses"] < per_file["misses"] / 2 and dataset["staged_files"] > 0
     assert dataset["over_capacity_steps"] == 0  # a stage-in fills the tier only up to the high watermark
+    # Pooled heat alone (files restored one by one) still beats per-file heat, with fewer bytes restored.
+    (alone,) = simulate(trace, inventory, policies[1:], [0.3], Scenario(capacity=1, stage_in=False),
+                        prices=Prices.of(None, None)).rows
+    assert alone["staged_files"] == 0 and alone["hit_ratio"] > per_file["hit_ratio"]
+    assert alone["bytes_down"] < per_file["bytes_down"]

@@ -26,6 +26,8 @@ def simulate(
     restore_latency: Annotated[str, typer.Option(metavar="DURATION", help="A restore's time to first byte "
                                                  "(measure it: tiering bench objects).")] = "50ms",
     restore_bandwidth: Annotated[str, typer.Option(metavar="SIZE", help="Bytes/s one restore reads at.")] = "500MB",
+    no_stage_in: Annotated[bool, typer.Option("--no-stage-in", help="With datasets: restore missed files one by "
+                                              "one (default: a miss stages its dataset in).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per (policy, size).")] = False,
     plot: Annotated[Path | None, typer.Option(metavar="PNG", help="Plot hot usage and hit ratio to this PNG.")]
     = None,
@@ -48,7 +50,7 @@ def simulate(
                         half_life=cfg.heat_half_life if cfg else 7 * 86400.0,
                         restore_latency=_value("--restore-latency", restore_latency, parse_duration),
                         restore_bandwidth=float(_value("--restore-bandwidth", restore_bandwidth, parse_size)),
-                        tier=cfg.default_tier if cfg else "capacity")
+                        tier=cfg.default_tier if cfg else "capacity", stage_in=not no_stage_in)
     progress = (lambda label, k, n: typer.echo(f"\r{label}: {k * 100 // n}%", err=True, nl=k == n)) \
         if show_progress() else None
     sim = run(trace, inventory, policies, [_capacity(c) for c in capacity], scenario,

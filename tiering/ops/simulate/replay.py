@@ -9,9 +9,10 @@ once, vectorised:
   read of a released file is a miss: the access guard restores it before the
   reader goes on (``Scenario.restore_latency`` + size / ``restore_bandwidth``
   added to that read), and later reads hit. With datasets declared in the
-  policy, the first miss in a dataset stages the whole of it in (its other
-  released files come back in the background, one unit), so the dataset's later
-  reads hit;
+  policy (and ``Scenario.stage_in``), the first miss in a dataset stages the
+  rest of it in, in the background, as far as it fits under the high watermark
+  (one unit, as the guard's read-ahead over a dataset's folder or a job's
+  ``tiering restore --manifest`` of it would), so the dataset's later reads hit;
 - reads count as heat, decayed with the config's half-life, as the daemon does.
 
 At the end of a step, a cycle runs as ``tiering daemon`` would run one: when
@@ -55,6 +56,9 @@ class Scenario:
     restore_latency: float = 0.05  # seconds a reader waits before a restore's first byte (the tier's)
     restore_bandwidth: float = 500e6  # bytes/s one restore reads at (the tier's, measured)
     tier: str = "capacity"  # the capacity tier files go to
+    #: With datasets declared: a miss stages the rest of its dataset in (as the guard's read-ahead over a dataset
+    #: folder, or a job's ``tiering restore --manifest`` of it, would); False: files come back one by one.
+    stage_in: bool = True
 
 
 @dataclass
@@ -261,7 +265,7 @@ def _step(state: HotState, heat: _Heat, out: Replay, ids: np.ndarray, times: np.
     stub = state.state[ids] == RELEASED
     miss = np.zeros(len(ids), bool)
     if stub.any():
-        if datasets is not None and (datasets[ids[stub]] >= 0).any():
+        if datasets is not None and scenario.stage_in and (datasets[ids[stub]] >= 0).any():
             miss = _first_in_unit(ids, stub, datasets)
             units = np.unique(datasets[ids[miss]])
             units = units[units >= 0]
