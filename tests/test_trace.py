@@ -4,6 +4,7 @@ real opens and writes into it, and the synthetic workload generator."""
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -98,6 +99,11 @@ def test_the_daemon_records_opens_and_writes_of_the_hot_tier(tmp_path):
     assert len(opens) == 3 and all(r["bytes"] == MiB and r["tier"] == "hot" for r in opens), rows
     assert writes and writes[-1]["bytes"] == 4096, rows
     assert abs(opens[0]["time_ns"] - time.time_ns()) < 120e9
+    # The recorded trace replays as it is, against the daemon's own latest scan (the config's defaults).
+    sim = tiering("simulate", "-c", str(cfg), "-p", str(tmp_path / "policy.toml"), "--capacity", "100%", "--json")
+    assert sim.returncode == 0, sim.stderr
+    (row,) = [json.loads(line) for line in sim.stdout.splitlines()]
+    assert row["reads"] >= 3 and row["hit_ratio"] == 1.0 and row["misses"] == 0, row
 
 
 def test_the_generator_reads_datasets_in_epochs_and_writes_checkpoints_it_rarely_reads():

@@ -14,13 +14,15 @@ from tiering.cli.config_cmd import FILE_HELP
 def simulate(
     policy: Annotated[list[Path], typer.Option("--policy", "-p", metavar="PATH",
                                                help="A policy to replay (repeat to compare several).")],
-    trace: Annotated[Path, typer.Option(metavar="PATH", help="A trace file or folder (recorded or generated).")],
-    inventory: Annotated[Path, typer.Option(metavar="PATH", help="The inventory snapshot the trace's files are in.")],
     capacity: Annotated[list[str], typer.Option(metavar="SIZE|N%",
                                                 help="Hot-tier size, bytes or a share of the inventory's bytes "
                                                      "(repeat to compare sizes).")],
+    trace: Annotated[Path | None, typer.Option(metavar="PATH", help="A trace file or folder, recorded or generated "
+                                               "(default: the config's [trace] folder).")] = None,
+    inventory: Annotated[Path | None, typer.Option(metavar="PATH", help="The inventory snapshot the trace's files "
+                                                   "are in (default: the config's latest scan).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for heat's half-life, the default "
-                                                "tier and prices (optional).")] = None,
+                                                "tier, prices, and the defaults of --trace and --inventory.")] = None,
     interval: Annotated[str, typer.Option(metavar="DURATION", help="Time between the daemon's cycles.")] = "1h",
     step: Annotated[str, typer.Option(metavar="DURATION", help="How often the watermark is looked at.")] = "5m",
     restore_latency: Annotated[str, typer.Option(metavar="DURATION", help="A restore's time to first byte "
@@ -34,6 +36,7 @@ def simulate(
 ) -> None:
     """Replay a trace against policies over simulated time, with the real planner at every cycle."""
     from tiering.cli.output import note, show_progress
+    from tiering.core.errors import UserError
     from tiering.core.units import parse_duration, parse_size
     from tiering.ops.simulate import Scenario, simulate as run
     from tiering.ops.simulate.report import Prices
@@ -44,6 +47,15 @@ def simulate(
         from tiering.config import load_config
 
         cfg = load_config(config)
+    if cfg is None and (trace is None or inventory is None):
+        raise UserError("simulate: --trace and --inventory, or a config (-c) to find them")
+    trace = trace or cfg.trace.folder(cfg.catalog_path)
+    if inventory is None:
+        from tiering.ops.workflow import latest_snapshot
+
+        inventory = latest_snapshot(cfg)
+        if inventory is None:
+            raise UserError(f"{cfg.path}: no inventory snapshot yet; run `tiering scan` or pass --inventory")
     policies = [(_label(p, policy), load_policy(p, cfg)) for p in policy]
     scenario = Scenario(capacity=1, interval=_value("--interval", interval, parse_duration),
                         step=_value("--step", step, parse_duration),
