@@ -87,3 +87,21 @@ def test_dataset_heat_raises_the_hit_ratio_of_an_epoch_trace_over_per_file_heat(
                         prices=Prices.of(None, None)).rows
     assert alone["staged_files"] == 0 and alone["hit_ratio"] > per_file["hit_ratio"]
     assert alone["bytes_down"] < per_file["bytes_down"]
+
+
+def test_the_watermark_demotes_a_dataset_whole_or_not_at_all():
+    from test_simulate import T0, MiB, inventory
+
+    from tiering.plan import Usage, make_plan
+
+    inv = inventory([f"ds/a/{i}" for i in range(4)] + [f"ds/b/{i}" for i in range(4)] + ["loose"])
+    day = 86400 * 10**9
+    inv = inv.set_column(inv.schema.get_field_index("atime_ns"), "atime_ns",
+                         pa.array([T0 - 10 * day] * 4 + [T0 - 5 * day] * 4 + [T0 - day]))
+    base = '[watermark]\nhigh = "50%"\nlow = "45%"\norder = "lru"\n[safety]\nmin_age = "0s"\n'
+    usage = Usage(16 * MiB, 9 * MiB)  # 1.8 MiB to free: two files of a, per file
+    per_file = make_plan(inv.to_batches(), None, parse_policy(base), T0, usage=usage)
+    whole = make_plan(inv.to_batches(), None, parse_policy(base + '[datasets]\ndirs = ["ds/*"]\n'), T0, usage=usage)
+    assert per_file.actions["path"].to_pylist() == [b"ds/a/0", b"ds/a/1"]
+    assert whole.actions["path"].to_pylist() == [b"ds/a/0", b"ds/a/1", b"ds/a/2", b"ds/a/3"]
+    assert whole.freed == 4 * MiB and whole.actions["rank"].to_pylist() == [1, 2, 3, 4]

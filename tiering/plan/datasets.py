@@ -104,3 +104,38 @@ def _decision(row: dict, policy: Policy, now_ns: int) -> tuple[str, str]:
         if rule.match.evaluate_row(full_row, now_ns):
             return rule.name, rule.action
     return ("", "watermark") if policy.watermark else ("", "")
+
+
+def whole_units(plan, candidates: list[pa.RecordBatch], default_tier: str | None):
+    """``plan`` with every dataset the watermark took part of taken whole: the rest of its candidates join
+    the watermark's actions (in watermark order, after those it chose). ``candidates``: the planner's
+    watermark candidates (``_Accumulator.candidates``). A dataset is demoted as one unit, so the hot tier
+    never keeps half of one that nobody reads."""
+    from dataclasses import replace
+
+    from tiering.plan.planner import _KEEP, _chosen_schema, _label, _watermark_order
+
+    policy, actions = plan.policy, plan.actions
+    taken = actions.filter(pc.equal(actions["rule"], "watermark")) if actions.num_rows else actions
+    if not taken.num_rows or not candidates:
+        return plan
+    units = pc.unique(policy.datasets.roots(taken["path"]).drop_null())
+    table = pa.concat_tables([pa.Table.from_batches([b]) for b in candidates])
+    if not len(units) or not table.num_rows:
+        return plan
+    member = pc.fill_null(pc.is_in(policy.datasets.roots(table["path"]), value_set=units), False)
+    rest = table.filter(pc.and_(member, pc.invert(pc.is_in(table["path"], value_set=taken["path"]))))
+    if not rest.num_rows:
+        return plan
+    rest = _watermark_order(rest, policy.watermark)
+    n = rest.num_rows
+    for name in _KEEP:
+        if name not in rest.column_names:
+            rest = rest.append_column(name, pa.nulls(n, _chosen_schema().field(name).type))
+    rest = rest.select(list(_KEEP)).append_column("rule_index", pa.repeat(pa.scalar(len(policy.rules), pa.int32()), n))
+    rest = rest.append_column("rank", pa.array(np.arange(taken.num_rows + 1, taken.num_rows + n + 1)))
+    rest = _label(rest, policy, default_tier).select(actions.column_names)
+    last = int(np.flatnonzero(pc.equal(actions["rule"], "watermark").to_numpy(zero_copy_only=False))[-1]) + 1
+    merged = pa.concat_tables([actions.slice(0, last), rest.cast(actions.schema), actions.slice(last)])
+    freed = (pc.sum(rest["blocks"]).as_py() or 0) * 512 if policy.watermark.action == "release" else 0
+    return replace(plan, actions=merged, freed=plan.freed + freed)

@@ -102,9 +102,9 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
     gives) are planned out of core, partition by partition (``outofcore.plan_partitions``); anything else in
     memory, as one stream. ``out_of_core`` forces either way (it needs a ``Snapshot``). Both give the same plan.
     """
-    if out_of_core is None:  # (datasets pool heat over the whole namespace: in memory)
-        out_of_core = bool(getattr(batches, "partitioned", False)) and not policy.datasets
-    if out_of_core:
+    if out_of_core is None:
+        out_of_core = bool(getattr(batches, "partitioned", False))
+    if out_of_core and not policy.datasets:  # (datasets pool heat over the whole namespace: in memory)
         from tiering.plan.outofcore import plan_partitions
 
         return plan_partitions(batches, catalog, policy, now_ns, usage=usage, default_tier=default_tier)
@@ -119,7 +119,12 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
         stream = pool_joined(stream, policy.datasets)
     for part in _ordered_map(one, stream):
         acc.merge(part)
-    return _finish(policy, acc, now_ns, usage, default_tier)
+    plan = _finish(policy, acc, now_ns, usage, default_tier)
+    if policy.datasets and policy.watermark:  # a dataset the watermark takes part of goes whole
+        from tiering.plan.datasets import whole_units
+
+        plan = whole_units(plan, acc.candidates, default_tier)
+    return plan
 
 
 def _batch_planner(policy: Policy, now_ns: int):
