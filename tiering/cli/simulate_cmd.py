@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from tiering.cli.config_cmd import FILE_HELP
 
 
 def simulate(
