@@ -73,7 +73,7 @@ def test_reading_part_of_a_dataset_keeps_all_of_it_and_explain_says_why(tmp_path
 
 
 def test_dataset_heat_raises_the_hit_ratio_of_an_epoch_trace_over_per_file_heat():
-    inventory, trace = generate(Workload(files=4000, accesses=40_000, days=7, seed=7, shards_per_dataset=200))
+    inventory, trace = generate(Workload(files=3000, accesses=30_000, days=5, seed=7, shards_per_dataset=150))
     base = '[watermark]\nhigh = "90%"\nlow = "80%"\norder = "lru"\n[safety]\nmin_age = "1h"\n'
     policies = [("per-file", parse_policy(base)),
                 ("dataset", parse_policy(base + '[datasets]\nmarkers = [".dataset"]\n'))]

@@ -75,8 +75,8 @@ def test_the_watermark_keeps_a_small_hot_tier_below_its_capacity():
 
 def test_the_verb_compares_policies_and_sizes_as_json_and_plots_them(tmp_path):
     wl = tmp_path / "wl"
-    gen = subprocess.run([sys.executable, "-m", "tiering", "trace", "generate", str(wl), "--files", "3000",
-                          "--accesses", "30000", "--days", "5"], capture_output=True, text=True)
+    gen = subprocess.run([sys.executable, "-m", "tiering", "trace", "generate", str(wl), "--files", "2000",
+                          "--accesses", "20000", "--days", "3"], capture_output=True, text=True)
     assert gen.returncode == 0, gen.stderr
     (tmp_path / "lru.toml").write_text('[watermark]\nhigh = "90%"\nlow = "80%"\n[safety]\nmin_age = "1h"\n')
     (tmp_path / "heat.toml").write_text('[watermark]\nhigh = "90%"\nlow = "80%"\norder = "heat"\n')

@@ -22,7 +22,8 @@ def simulate(
                                                    "are in (default: the config's latest scan).")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Config for heat's half-life, the default "
                                                 "tier, prices, and the defaults of --trace and --inventory.")] = None,
-    interval: Annotated[str, typer.Option(metavar="DURATION", help="Time between the daemon's cycles.")] = "1h",
+    interval: Annotated[str | None, typer.Option(metavar="DURATION", help="Time between the daemon's cycles "
+                                                 "(default: the config's [daemon] interval, or 1h).")] = None,
     step: Annotated[str, typer.Option(metavar="DURATION", help="How often the watermark is looked at.")] = "5m",
     restore_latency: Annotated[str, typer.Option(metavar="DURATION", help="A restore's time to first byte "
                                                  "(measure it: tiering bench objects).")] = "50ms",
@@ -56,7 +57,8 @@ def simulate(
         if inventory is None:
             raise UserError(f"{cfg.path}: no inventory snapshot yet; run `tiering scan` or pass --inventory")
     policies = [(_label(p, policy), load_policy(p, cfg)) for p in policy]
-    scenario = Scenario(capacity=1, interval=_value("--interval", interval, parse_duration),
+    every = _value("--interval", interval, parse_duration) if interval else cfg.daemon.interval if cfg else 3600.0
+    scenario = Scenario(capacity=1, interval=every,
                         step=_value("--step", step, parse_duration),
                         half_life=cfg.heat_half_life if cfg else 7 * 86400.0,
                         restore_latency=_value("--restore-latency", restore_latency, parse_duration),
