@@ -11,8 +11,9 @@ Every key is optional; these are the defaults::
                            # crash loses at most this long of the trace, never the catalog's heat)
     max_rows = 1000000     # or as soon as this many accesses wait
 
-A trace file costs about 3 to 6 bytes per access (a dictionary of paths per file,
-times delta-encoded), so the default bound holds a few hundred million accesses.
+A trace file costs about 6 bytes per access (a dictionary of paths per file, times
+delta-encoded, zstd: 5.7 on a generated month of a million accesses), so the default
+bound holds some 150 million accesses.
 """
 
 from __future__ import annotations
