@@ -105,7 +105,8 @@ class HotState:
             fixed.update(path=self.paths.take(take), mode=self.mode.take(take), uid=self.uid.take(take),
                          gid=self.gid.take(take), nlink=pa.array(self.nlink[rows]),
                          ino=pa.array((rows + 1).astype(np.uint64)), cat_ino=pa.array((rows + 1).astype(np.int64)),
-                         type=pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array(["file"])))
+                         type=pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array(["file"])),
+                         no_class=pa.nulls(n, pa.string()), no_age=pa.nulls(n, pa.float64()))
         state = self.state[rows]
         released = state == RELEASED
         size = self.size[rows]
@@ -119,6 +120,8 @@ class HotState:
             "cat_tier": pc.if_else(on_capacity, pa.scalar(self.tier), pa.scalar(None, pa.string())),
             "cat_heat": pa.array(heat[rows]), "cat_pinned": pa.array(self.pinned[rows]),
             "cat_size": pa.array(size), "cat_mtime_ns": pa.array(self.mtime[rows]), "cat_ino": fixed["cat_ino"],
+            # (storage classes are not simulated: every copy is in its tier's class, of no known age)
+            "cat_storage_class": fixed["no_class"], "cat_archived_at": fixed["no_age"],
         }
         table = pa.table(columns)
         # One batch per core: the planner evaluates batches on a few threads (Arrow kernels release the GIL).
