@@ -12,7 +12,6 @@ from tiering.config import Config, open_tier
 from tiering.core.display import show_path
 from tiering.core.errors import ITEM, CatalogError, PathError, StoreError, UserError, scope_of
 from tiering.core.states import FileState
-from tiering.mover.thaw import pending_note
 from tiering.stores.checksum import CHUNK, Hasher
 
 
@@ -46,6 +45,8 @@ def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: boo
     checked = verify_copy(config, rec) if verify and rec.tier else ""
     note = ""
     if rec.state == FileState.RELEASED:  # a restore of its archived object asked for, by a restore or a guard
+        from tiering.mover.thaw import pending_note  # (the mover's modules load only for a released file)
+
         note = pending_note(config, catalog, rec) or object_restore_note(config, rec)
     return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked, note)
 
