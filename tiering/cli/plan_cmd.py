@@ -28,7 +28,7 @@ def plan(
     from tiering.config import find_config, load_config
     from tiering.core.manifest import from_command_line
     from tiering.plan.explain import explain_path, find_row
-    from tiering.ops.workflow import catalog_state, latest_snapshot, plan_now, policy_for
+    from tiering.ops.workflow import catalog_row, latest_snapshot, plan_now, policy_for
     from tiering.plan import read_inventory
     from tiering.ops.workflow import pick_inventory
 
@@ -38,7 +38,7 @@ def plan(
         rel = from_command_line(explain, cfg.hot_path)
         now = time.time_ns()
         snap = inventory or latest_snapshot(cfg) or None
-        row = find_row(read_inventory(snap), catalog_state(cfg), rel) if snap else None
+        row = find_row(read_inventory(snap), catalog_row(cfg, rel), rel) if snap else None
         typer.echo("\n".join(explain_path(row, rel, pol, now)))
         from tiering.ops.cost import explain_money  # the decided move in money (``tiering cost``'s model)
 

@@ -71,7 +71,7 @@ def plan_partitions(snapshot: Snapshot, catalog: pa.Table | Iterable[pa.RecordBa
             part = _Accumulator()
             inventory = snapshot.partition(bucket)
             if inventory.num_rows:
-                for batch in joined_partition(inventory, catalog_of(bucket), PLAN_BATCH_ROWS):
+                for batch in joined_partition(inventory, catalog_of(bucket, inventory["path"]), PLAN_BATCH_ROWS):
                     part.merge(one(batch))
             return bounds.prune(bounds.split(part))
 
@@ -83,14 +83,25 @@ def plan_partitions(snapshot: Snapshot, catalog: pa.Table | Iterable[pa.RecordBa
 
 @contextmanager
 def _catalog_buckets(catalog: pa.Table | Iterable[pa.RecordBatch] | None, buckets: int,
-                     spill_dir: Path) -> Iterator[Callable[[int], pa.Table]]:
-    """``catalog_of(bucket)``: the catalog rows (as ``catalog_frame`` names them) whose paths fall in ``bucket``."""
+                     spill_dir: Path) -> Iterator[Callable[[int, pa.ChunkedArray], pa.Table]]:
+    """``catalog_of(bucket, paths)``: the catalog rows (as ``catalog_frame`` names them) of the inventory paths
+    ``paths`` of ``bucket`` (and, from a table in memory, maybe other rows of that bucket: the join ignores them).
+
+    A table in memory is split by one sort. A stream of batches (a catalog read that does not hold the whole
+    catalog) is kept to the inventory's paths: with one partition, by filtering the stream against them as it
+    comes; with more, by spilling each bucket to a temporary directory beside the snapshot and filtering each
+    spilled file as it is read back. Either way a catalog far larger than the inventory (rows of files long
+    gone) costs disk, never memory."""
     if catalog is None or isinstance(catalog, pa.Table):
         frame = catalog_frame(catalog)
         ids = bucket_of(frame["cat_path"], buckets)
         order = np.argsort(ids, kind="stable")
         bounds = np.searchsorted(ids[order], np.arange(buckets + 1))
-        yield lambda b: frame.take(pa.array(order[bounds[b]:bounds[b + 1]]))
+        yield lambda b, paths: frame.take(pa.array(order[bounds[b]:bounds[b + 1]]))
+        return
+    if buckets == 1:
+        yield lambda b, paths: _concat([_only(catalog_frame(pa.Table.from_batches([batch])), paths)
+                                        for batch in catalog])
         return
     with tempfile.TemporaryDirectory(prefix=".plan-catalog-", dir=spill_dir) as tmp:
         spill = _Spill(Path(tmp), buckets)
@@ -98,6 +109,20 @@ def _catalog_buckets(catalog: pa.Table | Iterable[pa.RecordBatch] | None, bucket
             spill.write(catalog_frame(pa.Table.from_batches([batch])))
         spill.flush_all()
         yield spill.read
+
+
+def _only(frame: pa.Table, paths: pa.ChunkedArray) -> pa.Table:
+    """The rows of ``frame`` whose ``cat_path`` is one of ``paths``."""
+    if not frame.num_rows:
+        return frame
+    if isinstance(paths, pa.ChunkedArray):
+        paths = paths.combine_chunks()
+    return frame.filter(pc.is_in(frame["cat_path"], value_set=paths))
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    return pa.concat_tables(tables).combine_chunks() if tables else catalog_frame(None)
 
 
 class _Spill:
@@ -108,7 +133,6 @@ class _Spill:
         self.buffers: dict[int, list[pa.Table]] = {}
         self.buffered = 0
         self.files: dict[int, list[Path]] = {}
-        self.schema = catalog_frame(None).schema
 
     def write(self, frame: pa.Table) -> None:
         ids = bucket_of(frame["cat_path"], self.buckets)
@@ -128,9 +152,10 @@ class _Spill:
             files.append(path)
         self.buffers, self.buffered = {}, 0
 
-    def read(self, bucket: int) -> pa.Table:
-        tables = [feather.read_table(path, memory_map=False) for path in self.files.get(bucket, [])]
-        return pa.concat_tables(tables) if tables else self.schema.empty_table()
+    def read(self, bucket: int, paths: pa.ChunkedArray) -> pa.Table:
+        """The spilled rows of ``bucket`` whose paths are among ``paths``, one spilled file at a time."""
+        return _concat([_only(feather.read_table(path, memory_map=False), paths)
+                        for path in self.files.get(bucket, [])])
 
 
 class _Bounds:
