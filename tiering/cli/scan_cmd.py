@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 BUCKETS_HELP = ("Partitions of the snapshot, a power of two (1: one Parquet file; default: sized from the "
                 "latest snapshot, about 1 M rows each).")
+EXECUTOR_HELP = ("dask://HOST:PORT: scan on that Dask cluster (its workers see the hot tier and the snapshot "
+                 "directory at the same paths; each writes its own partitions).")
 OUT_HELP = "Snapshot file (default: <catalog dir>/inventory/scan-<UTC time>.parquet, then latest.parquet points at it)."
 
 
@@ -27,6 +29,7 @@ def scan(
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: CPUs, at most 8).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
     buckets: Annotated[int | None, typer.Option("--buckets", min=1, help=BUCKETS_HELP)] = None,
+    executor: Annotated[str | None, typer.Option("--executor", metavar="URL", help=EXECUTOR_HELP)] = None,
 ) -> None:
     """Walk the hot tier and write its inventory snapshot. Exit 1 if entries could not be read
     (entries deleted while scanning are counted, not failures)."""
@@ -46,7 +49,8 @@ def scan(
 
     progress = _Progress() if show_progress() else None
     try:
-        summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress, io=cfg.hot_io, buckets=buckets)
+        summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress, io=cfg.hot_io, buckets=buckets,
+                                 executor=executor)
     finally:
         if progress is not None:
             progress.end()
