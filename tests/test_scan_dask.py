@@ -134,3 +134,61 @@ def test_tiering_scan_executor_dask_from_the_command_line(tmp_path, cluster, tre
     bad = subprocess.run([cli, "scan", "-c", str(cfg), "--executor", "dask://nowhere"], capture_output=True,
                          text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and "dask://HOST:PORT" in bad.stderr
+
+
+# -- the plan on the same cluster (issue 21.3) ----------------------------------------------------------------------
+
+PLAN_EXAMPLES = int(os.environ.get("PLAN_DASK_EXAMPLES", "6"))
+
+
+def test_the_plan_on_dask_equals_the_in_memory_plan(cluster):
+    """Generated worlds (tests/test_plan_outofcore.py's), each partition planned by a worker."""
+    import tempfile
+
+    from hypothesis import HealthCheck, given, settings
+    from test_plan_outofcore import NOW, canonical, catalog_table, worlds, write_partitioned
+
+    from tiering.plan import make_plan
+    from tiering.plan.distributed import plan_on_cluster
+    from tiering.policy import parse_policy
+
+    @settings(max_examples=PLAN_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(worlds())
+    def check(world):
+        rows, catalog_rows, text, usage, buckets = world
+        policy = parse_policy(text, "generated.toml", None)
+        catalog = catalog_table(catalog_rows) if catalog_rows else None
+        with tempfile.TemporaryDirectory() as tmp:
+            snap = write_partitioned(rows, Path(tmp) / "inventory.parquet", buckets)
+            kwargs = dict(usage=usage, default_tier="cap")
+            in_memory = make_plan(iter(snap), catalog, policy, NOW, **kwargs)
+            streamed = None if catalog is None else catalog.to_batches(max_chunksize=3)
+            on_dask = plan_on_cluster(cluster, snap, streamed, policy, NOW, **kwargs)
+            assert sorted(p.name for p in Path(tmp).iterdir()) == ["inventory.parquet"]  # the spill is gone
+        assert canonical(on_dask) == canonical(in_memory)
+
+    check()
+
+
+def test_tiering_plan_executor_dask_prints_the_plan_of_one_process(tmp_path, cluster, tree):
+    from conftest import write_config
+
+    root, _ = tree
+    cfg = write_config(tmp_path, 'url = "cap"', hot=root)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "tars"\nmatch = \'suffix == ".tar" and size > 2\'\naction = "archive"\n'
+                      'max_files = 7\n[[rules]]\nname = "rest"\nmatch = \'size > 0\'\naction = "archive"\n'
+                      '[safety]\nmin_age = "0s"\n')
+    cli = str(Path(sys.executable).with_name("tiering"))
+
+    def plan(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([cli, "plan", "-c", str(cfg), "-p", str(policy), "--json", *extra],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    scanned = subprocess.run([cli, "scan", "-c", str(cfg), "--buckets", "4"], capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)
+    assert scanned.returncode == 0, scanned.stderr
+    here, there = plan(), plan("--executor", cluster)
+    assert here.returncode == 0 and there.returncode == 0, there.stderr
+    assert len(here.stdout.splitlines()) > 300
+    assert sorted(here.stdout.splitlines()) == sorted(there.stdout.splitlines())

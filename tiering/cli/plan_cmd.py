@@ -9,6 +9,8 @@ import typer
 
 from tiering.cli.config_cmd import FILE_HELP
 
+EXECUTOR_HELP = ("dask://HOST:PORT: plan the inventory's partitions on that Dask cluster (its workers see the "
+                 "snapshot directory at the same path).")
 POLICY_HELP = "Policy file (default: the config's `policy`)."
 
 
@@ -20,6 +22,7 @@ def plan(
     inventory: Annotated[Path | None, typer.Option(help="Inventory snapshot (default: the latest scan).")] = None,
     rescan: Annotated[bool, typer.Option("--rescan", help="Scan the hot tier first.")] = False,
     top: Annotated[int, typer.Option(help="Entries to list in the table view.")] = 10,
+    executor: Annotated[str | None, typer.Option("--executor", metavar="URL", help=EXECUTOR_HELP)] = None,
 ) -> None:
     """Decide which files are cold and what to do with them. Changes nothing."""
     import time
@@ -46,7 +49,7 @@ def plan(
             typer.echo("\n".join(money))
         return
     picked = pick_inventory(cfg, inventory, rescan=rescan)  # the header says how old it is
-    result = plan_now(cfg, pol, snapshot=picked.path)
+    result = plan_now(cfg, pol, snapshot=picked.path, executor=executor)
     if as_json:
         if picked.stale:
             typer.echo(f"tiering: {picked.describe()}", err=True)

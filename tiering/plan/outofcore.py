@@ -64,21 +64,30 @@ def plan_partitions(snapshot: Snapshot, catalog: pa.Table | Iterable[pa.RecordBa
     """
     bounds = _Bounds(policy, usage)
     one = _batch_planner(policy, now_ns)
-    acc = _Accumulator()
     with _catalog_buckets(catalog, snapshot.buckets, snapshot.path.parent) as catalog_of:
-
-        def partition(bucket: int) -> _Accumulator:
-            part = _Accumulator()
-            inventory = snapshot.partition(bucket)
-            if inventory.num_rows:
-                for batch in joined_partition(inventory, catalog_of(bucket, inventory["path"]), PLAN_BATCH_ROWS):
-                    part.merge(one(batch))
-            return bounds.prune(bounds.split(part))
-
-        for part in _ordered_map(partition, range(snapshot.buckets)):
-            acc.merge(part)
-            bounds.prune(acc)
+        parts = _ordered_map(lambda b: plan_bucket(snapshot, b, catalog_of, one, bounds), range(snapshot.buckets))
+        acc = merge_parts(parts, bounds)
     return _finish(policy, bounds.settle(acc), now_ns, usage, default_tier)
+
+
+def plan_bucket(snapshot: Snapshot, bucket: int, catalog_of: Callable[[int, pa.ChunkedArray], pa.Table],
+                one: Callable[[pa.RecordBatch], _Accumulator], bounds: _Bounds) -> _Accumulator:
+    """One partition planned on its own, cut down to what can still be in the plan (``plan_partitions``)."""
+    part = _Accumulator()
+    inventory = snapshot.partition(bucket)
+    if inventory.num_rows:
+        for batch in joined_partition(inventory, catalog_of(bucket, inventory["path"]), PLAN_BATCH_ROWS):
+            part.merge(one(batch))
+    return bounds.prune(bounds.split(part))
+
+
+def merge_parts(parts: Iterable[_Accumulator], bounds: _Bounds) -> _Accumulator:
+    """The partitions' pruned accumulators merged in partition order, pruned again as they come."""
+    acc = _Accumulator()
+    for part in parts:
+        acc.merge(part)
+        bounds.prune(acc)
+    return acc
 
 
 @contextmanager
@@ -103,12 +112,19 @@ def _catalog_buckets(catalog: pa.Table | Iterable[pa.RecordBatch] | None, bucket
         yield lambda b, paths: _concat([_only(catalog_frame(pa.Table.from_batches([batch])), paths)
                                         for batch in catalog])
         return
+    with spilled(catalog, buckets, spill_dir) as spill:
+        yield spill.read
+
+
+@contextmanager
+def spilled(catalog: Iterable[pa.RecordBatch] | None, buckets: int, spill_dir: Path) -> Iterator[_Spill]:
+    """The catalog state bucketed into Arrow IPC files in a temporary directory in ``spill_dir``, removed after."""
     with tempfile.TemporaryDirectory(prefix=".plan-catalog-", dir=spill_dir) as tmp:
         spill = _Spill(Path(tmp), buckets)
-        for batch in catalog:
+        for batch in catalog or ():
             spill.write(catalog_frame(pa.Table.from_batches([batch])))
         spill.flush_all()
-        yield spill.read
+        yield spill
 
 
 def _only(frame: pa.Table, paths: pa.ChunkedArray) -> pa.Table:
@@ -154,8 +170,12 @@ class _Spill:
 
     def read(self, bucket: int, paths: pa.ChunkedArray) -> pa.Table:
         """The spilled rows of ``bucket`` whose paths are among ``paths``, one spilled file at a time."""
-        return _concat([_only(feather.read_table(path, memory_map=False), paths)
-                        for path in self.files.get(bucket, [])])
+        return read_spilled(self.files.get(bucket, []), paths)
+
+
+def read_spilled(files: list[Path], paths: pa.ChunkedArray) -> pa.Table:
+    """The rows of the spilled ``files`` (one bucket's) whose paths are among ``paths``."""
+    return _concat([_only(feather.read_table(path, memory_map=False), paths) for path in files])
 
 
 class _Bounds:
@@ -219,4 +239,4 @@ class _Bounds:
         return acc
 
 
-__all__ = ["plan_partitions"]
+__all__ = ["merge_parts", "plan_bucket", "plan_partitions", "spilled"]
