@@ -134,6 +134,16 @@ def test_tiering_scan_executor_dask_from_the_command_line(tmp_path, cluster, tre
     bad = subprocess.run([cli, "scan", "-c", str(cfg), "--executor", "dask://nowhere"], capture_output=True,
                          text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and "dask://HOST:PORT" in bad.stderr
+    # The config's [scan] executor, when the command line names none.
+    cfg.write_text(cfg.read_text().replace("[tiers.cap]", f'[scan]\nexecutor = "{cluster}"\n[tiers.cap]'))
+    out = tmp_path / "from-config.parquet"
+    done = subprocess.run([cli, "scan", "-c", str(cfg), "--buckets", "1", "--out", str(out)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert out.is_dir() and rows(out).equals(expected)  # a cluster's snapshot: a directory of the workers' files
+    cfg.write_text(cfg.read_text().replace(cluster, "dask://host-without-port"))
+    bad = subprocess.run([cli, "scan", "-c", str(cfg)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "[scan] executor" in bad.stderr, bad.stderr
 
 
 # -- the plan on the same cluster (issue 21.3) ----------------------------------------------------------------------

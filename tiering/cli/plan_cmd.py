@@ -10,7 +10,7 @@ import typer
 from tiering.cli.config_cmd import FILE_HELP
 
 EXECUTOR_HELP = ("dask://HOST:PORT: plan the inventory's partitions on that Dask cluster (its workers see the "
-                 "snapshot directory at the same path).")
+                 "snapshot directory at the same path). Default: the config's [scan] executor.")
 POLICY_HELP = "Policy file (default: the config's `policy`)."
 
 

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 BUCKETS_HELP = ("Partitions of the snapshot, a power of two (1: one Parquet file; default: sized from the "
                 "latest snapshot, about 1 M rows each).")
 EXECUTOR_HELP = ("dask://HOST:PORT: scan on that Dask cluster (its workers see the hot tier and the snapshot "
-                 "directory at the same paths; each writes its own partitions).")
+                 "directory at the same paths; each writes its own partitions). Default: the config's "
+                 "[scan] executor.")
 OUT_HELP = "Snapshot file (default: <catalog dir>/inventory/scan-<UTC time>.parquet, then latest.parquet points at it)."
 
 
@@ -50,7 +51,7 @@ def scan(
     progress = _Progress() if show_progress() else None
     try:
         summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress, io=cfg.hot_io, buckets=buckets,
-                                 executor=executor)
+                                 executor=executor or cfg.scan_executor)
     finally:
         if progress is not None:
             progress.end()

@@ -128,12 +128,14 @@ def _age(snapshot: Path, now: float) -> float:
 def plan_now(config: Config, policy: Policy, *, snapshot: Path | None = None, catalog: Catalog | None = None,
              rescan: bool = False, now_ns: int | None = None, executor: str | None = None) -> Plan:
     """Plan against the given inventory, else the latest if not older than ``[scan] max_age``, else a
-    fresh scan (``pick_inventory``), and the catalog as it is now. ``executor``: ``dask://HOST:PORT`` plans
-    the snapshot's partitions on that Dask cluster (``tiering.plan.distributed``), to the same plan."""
+    fresh scan (``pick_inventory``), and the catalog as it is now. ``executor`` (default: the config's
+    ``[scan] executor``): ``dask://HOST:PORT`` plans the snapshot's partitions on that Dask cluster
+    (``tiering.plan.distributed``), to the same plan."""
     snapshot = pick_inventory(config, snapshot, rescan=rescan).path
     state, now_ns = catalog_state(config, catalog), now_ns or time.time_ns()
     usage = Usage.of(config.hot_path)
-    if executor and executor != "threads":
+    executor = executor or config.scan_executor
+    if executor != "threads":
         from tiering.plan.distributed import plan_on_cluster
 
         return plan_on_cluster(executor, read_inventory(snapshot), state, policy, now_ns, usage=usage,

@@ -293,11 +293,11 @@ def mark_latest(snapshot: Path) -> Path:
 
 
 def fresh_snapshot(config: Config, jobs: int | None = None) -> Path:
-    """Scan the hot tier now; returns the new snapshot (also marked latest)."""
+    """Scan the hot tier now (on the config's ``[scan] executor``); returns the new snapshot (also marked latest)."""
     check_locations(config)  # each time: a symlink or mount may have changed since the config was loaded
     target = new_snapshot_path(snapshot_dir(config.catalog_path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_snapshot(config.hot_path, target, jobs=jobs, io=config.hot_io)
+    write_snapshot(config.hot_path, target, jobs=jobs, io=config.hot_io, executor=config.scan_executor)
     mark_latest(target)
     return target
 
