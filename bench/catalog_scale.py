@@ -279,8 +279,18 @@ def step(name: str, work: Path) -> dict:
                 mover.close()
         out["settled"] = sum(o.ok for o in outcomes)
     out["seconds"] = time.perf_counter() - start
-    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_mb"] = peak_rss_mb()
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since it started (``VmHWM``: ``ru_maxrss`` would carry the parent's peak
+    across fork and exec, and the parent built the data)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _reset(name: str, work: Path) -> None:
@@ -356,7 +366,7 @@ def main(argv: list[str] | None = None) -> None:
             done = subprocess.run([sys.executable, "-m", "bench.catalog_scale", "--step", name, "--dir", str(work)],
                                   capture_output=True, text=True)
             if done.returncode:
-                sys.exit(f"step {name} failed:\n{done.stderr}")
+                sys.exit(f"step {name} failed (exit status {done.returncode}):\n{done.stderr}{done.stdout[-2000:]}")
             results[name] = json.loads(done.stdout.splitlines()[-1])
             say(f"{name}: {json.dumps(results[name])}")
         print(json.dumps({"rows": args.rows, **results}))
