@@ -92,19 +92,21 @@ def scan_on_cluster(client, root: Path, directory: Path, buckets: int, *, batch_
     totals, errors = [0] * 6, ErrorLog()
     slots = 2 * max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info(n_workers=-1)["workers"].values()))
     finished = as_completed(loop=client.loop)
-    running = 0
+    running, submitted = 0, []
     args = (scan_id, os.fsencode(root), str(directory), buckets, batch_rows, threads, budget)
     try:
         while unowned or running:
             while unowned and running < slots:
                 count = max(1, len(unowned) // (slots - running))
                 part = [unowned.popleft() for _ in range(min(count, len(unowned)))]
-                finished.add(client.submit(scan_task, *args, part, pure=False))
+                submitted.append(client.submit(scan_task, *args, part, pure=False))
+                finished.add(submitted[-1])
                 running += 1
             future = next(finished)
             running -= 1
             result: TaskResult = future.result()
             future.release()
+            submitted.remove(future)
             unowned.extend(result.unread)
             totals = [a + b for a, b in zip(totals, result.counters)]
             errors.merge(result.errors)
@@ -112,6 +114,7 @@ def scan_on_cluster(client, root: Path, directory: Path, buckets: int, *, batch_
                 progress(ScanProgress(totals[0], totals[1], totals[4], errors.total, time.monotonic() - started))
         written = client.run(close_writers, scan_id)
     except BaseException:
+        client.cancel(submitted)  # nothing more starts; then every worker lets go of its writers
         client.run(close_writers, scan_id, True)
         raise
     _keep_only(directory, written, totals)
