@@ -7,6 +7,7 @@ PostgreSQL server (tests/pg_fixtures.py), so the out-of-core plan never holds th
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pytest
 from pg_fixtures import pg_server, pg_url  # noqa: F401 - fixtures
 
@@ -64,3 +65,29 @@ def test_the_scale_bench_builds_a_catalog_and_times_status_and_recover(tmp_path)
     assert step("recover", tmp_path)["settled"] == 7
     assert step("recover", tmp_path)["settled"] == 7  # the step puts its entries back: it repeats
     assert 20e9 < disk_estimate(10**8) < 40e9
+
+
+def test_explain_reads_one_record_with_the_state_tables_heat(tmp_path):
+    """``plan --explain`` reads the one record it explains (by key), decayed as ``state_table`` decays it."""
+    import time
+
+    from conftest import write_config
+
+    from tiering.config import load_config
+    from tiering.ops.workflow import catalog_row
+
+    config = load_config(write_config(tmp_path, 'url = "cap"'))
+    assert catalog_row(config, b"x") is None  # no catalog yet
+    rec = FileRecord(b"d/\xff odd", "released", tier="cap", size=7, mtime_ns=5, ino=(1 << 64) - 3, heat=4.0,
+                     heat_at=time.time() - 3600, pinned=True)
+    with Catalog.open(config.catalog_path, writer=True) as cat:
+        cat.put(rec)
+        cat.put(FileRecord(b"other", "archived", size=1))
+    row = catalog_row(config, rec.path)
+    with Catalog.open(config.catalog_path) as cat:
+        whole = cat.state_table(time.time(), config.heat_half_life)
+    expected = whole.filter(pa.compute.equal(whole["path"], rec.path))
+    assert row.num_rows == 1 and row.schema == expected.schema
+    assert row.drop_columns(["heat"]).equals(expected.drop_columns(["heat"]))
+    assert abs(row["heat"][0].as_py() - expected["heat"][0].as_py()) < 1e-3
+    assert catalog_row(config, b"unknown").num_rows == 0
