@@ -202,3 +202,23 @@ def test_tiering_plan_executor_dask_prints_the_plan_of_one_process(tmp_path, clu
     assert here.returncode == 0 and there.returncode == 0, there.stderr
     assert len(here.stdout.splitlines()) > 300
     assert sorted(here.stdout.splitlines()) == sorted(there.stdout.splitlines())
+
+
+def test_relative_paths_mean_the_coordinators_working_directory_not_the_workers(tmp_path, cluster, tree,
+                                                                                 monkeypatch):
+    from test_plan_outofcore import NOW
+
+    from tiering.plan import make_plan, read_inventory
+    from tiering.plan.distributed import plan_on_cluster
+    from tiering.policy import parse_policy
+
+    root, expected = tree
+    monkeypatch.chdir(tmp_path)
+    write_snapshot(root, Path("relative.parquet"), buckets=2, executor=cluster)
+    assert rows(tmp_path / "relative.parquet").equals(expected)
+    policy = parse_policy('[[rules]]\nname = "r"\nmatch = \'size > 1\'\naction = "archive"\n', "p.toml", None)
+    catalog = pa.table({"path": pa.array([b"big dir/shard 00004.tar"]), "state": ["archived"], "tier": ["cap"],
+                        "heat": [0.0], "pinned": [False], "size": [4], "mtime_ns": [0], "ino": [0]})
+    here = make_plan(read_inventory("relative.parquet"), catalog, policy, NOW)
+    there = plan_on_cluster(cluster, read_inventory("relative.parquet"), catalog.to_batches(), policy, NOW)
+    assert len(there) == len(here) > 0 and there.actions.sort_by("path").equals(here.actions.sort_by("path"))

@@ -17,6 +17,7 @@ bounded candidates travel back.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,8 +65,9 @@ def _in_order(client, snapshot: Snapshot, files: dict[int, list[Path]], policy: 
     try:
         while True:
             while len(running) < limit and (bucket := next(buckets, None)) is not None:
-                running.append(client.submit(plan_task, str(snapshot.path), bucket, files.get(bucket, []), policy,
-                                             now_ns, usage, pure=False))
+                spilled_files = [Path(os.path.abspath(f)) for f in files.get(bucket, [])]  # workers have other cwds
+                running.append(client.submit(plan_task, os.path.abspath(snapshot.path), bucket, spilled_files,
+                                             policy, now_ns, usage, pure=False))
             if not running:
                 return
             future = running.popleft()

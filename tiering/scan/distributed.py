@@ -85,6 +85,7 @@ def scan_on_cluster(client, root: Path, directory: Path, buckets: int, *, batch_
     from distributed import as_completed
 
     budget = DEFAULT_BUDGET if budget is None else budget
+    root, directory = Path(os.path.abspath(root)), Path(os.path.abspath(directory))  # workers have other cwds
     started = time.monotonic()
     st = os.stat(root)
     scan_id = uuid.uuid4().hex
