@@ -216,6 +216,11 @@ def test_relative_paths_mean_the_coordinators_working_directory_not_the_workers(
     monkeypatch.chdir(tmp_path)
     write_snapshot(root, Path("relative.parquet"), buckets=2, executor=cluster)
     assert rows(tmp_path / "relative.parquet").equals(expected)
+    from tiering.scan.snapshot import CLUSTER_BUCKETS
+
+    write_snapshot(root, Path("first.parquet"), executor=cluster)  # a first scan on a cluster: many partitions
+    assert Snapshot(tmp_path / "first.parquet").buckets == CLUSTER_BUCKETS > 1
+    assert rows(tmp_path / "first.parquet").equals(expected)
     policy = parse_policy('[[rules]]\nname = "r"\nmatch = \'size > 1\'\naction = "archive"\n', "p.toml", None)
     catalog = pa.table({"path": pa.array([b"big dir/shard 00004.tar"]), "state": ["archived"], "tier": ["cap"],
                         "heat": [0.0], "pinned": [False], "size": [4], "mtime_ns": [0], "ino": [0]})

@@ -54,6 +54,8 @@ SUMMARY_KEY = "tiering.scan.summary"
 LAYOUT_FILE = "_tiering.json"
 # Paths are unique, so a dictionary would only cost time; these repeat a lot.
 _DICTIONARY_COLUMNS = ["type", "mode", "uid", "gid", "nlink"]
+#: Partitions of a first scan on a Dask cluster (no earlier snapshot to size it from).
+CLUSTER_BUCKETS = 256
 #: A partition's rows are buffered up to this many before they become one row group.
 _ROW_GROUP_ROWS = 1 << 16
 #: ... and all buffers are flushed when together they hold this many rows (memory stays bounded).
@@ -66,14 +68,16 @@ def write_snapshot(root: str | os.PathLike[str], out_path: str | os.PathLike[str
                    buckets: int | None = None, executor: str | None = None) -> ScanSummary:
     """Scan ``root`` (see ``Scan``; ``io`` is the config's ``[hot] io``) into the snapshot ``out_path``; return
     the summary. ``buckets``: partitions (1: one Parquet file); default: sized from the latest snapshot beside
-    ``out_path``, one when there is none. ``executor``: ``dask://HOST:PORT`` scans on that Dask cluster
+    ``out_path``, one when there is none (``CLUSTER_BUCKETS`` on a cluster). ``executor``: ``dask://HOST:PORT`` scans on that Dask cluster
     (``tiering.scan.distributed``: each worker writes its own files of a partitioned snapshot, always a
     directory); None or "threads" here, with ``jobs`` processes."""
     out = Path(out_path)
-    buckets = buckets or _buckets_like_latest(out)
+    on_cluster = bool(executor) and executor != "threads"
+    # A first scan on a cluster is likely a big one: partitions enough for ~256 M rows, not one.
+    buckets = buckets or _buckets_like_latest(out, CLUSTER_BUCKETS if on_cluster else 1)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        if executor and executor != "threads":
+        if on_cluster:
             summary = _write_on_cluster(executor, root, tmp, out, buckets, batch_rows, progress, io)
         else:
             with Scan(root, jobs=jobs, batch_rows=batch_rows, progress=progress, io=io) as scan:
@@ -217,12 +221,12 @@ def partition_dir(bucket: int) -> str:
     return f"bucket={bucket:05d}"
 
 
-def _buckets_like_latest(out: Path) -> int:
+def _buckets_like_latest(out: Path, first: int = 1) -> int:
     latest = out.parent / LATEST
     try:
         summary = snapshot_summary(latest)
     except (OSError, KeyError, ValueError, pa.ArrowException):
-        return 1  # no earlier scan here (or an unreadable one): start with one file
+        return first  # no earlier scan here (or an unreadable one)
     return buckets_for(summary.get("files", 0) + summary.get("dirs", 0) + summary.get("symlinks", 0))
 
 
