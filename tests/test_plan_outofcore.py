@@ -186,3 +186,23 @@ def test_explain_reads_the_one_partition_holding_the_path(tmp_path):
     row = find_row(read_inventory(tmp_path / "p.parquet"), catalog, b"d/f7")
     assert (row["size"], row["state"], row["pinned"], row["tier"]) == (70, "released", True, "cap")
     assert find_row(read_inventory(tmp_path / "p.parquet"), catalog, b"d/nope") is None
+
+
+def test_spilled_catalog_rows_are_read_back_in_bounded_groups_kept_to_the_partitions_paths(tmp_path, monkeypatch):
+    import pyarrow.feather as feather
+
+    from tiering.plan import outofcore
+    from tiering.plan.join import catalog_frame
+
+    monkeypatch.setattr(outofcore, "_SPILL_ROWS", 5)  # a group fills after two files of three rows
+    files = []
+    for f in range(7):
+        rows = [dict(path=b"p%d-%d" % (f, i), state="archived", tier="cap", heat=0.0, pinned=False, size=i,
+                     mtime_ns=0, ino=i) for i in range(3)]
+        files.append(tmp_path / f"{f}.arrow")
+        feather.write_feather(catalog_frame(catalog_table(rows)), files[-1])
+    wanted = pa.chunked_array([[b"p0-1", b"p3-2", b"p6-0", b"nowhere"]])
+    got = outofcore.read_spilled(files, wanted)
+    assert sorted(got["cat_path"].to_pylist()) == [b"p0-1", b"p3-2", b"p6-0"]
+    assert got.schema == catalog_frame(None).schema
+    assert outofcore.read_spilled([], wanted).num_rows == 0

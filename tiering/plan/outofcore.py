@@ -174,8 +174,18 @@ class _Spill:
 
 
 def read_spilled(files: list[Path], paths: pa.ChunkedArray) -> pa.Table:
-    """The rows of the spilled ``files`` (one bucket's) whose paths are among ``paths``."""
-    return _concat([_only(feather.read_table(path, memory_map=False), paths) for path in files])
+    """The rows of the spilled ``files`` (one bucket's) whose paths are among ``paths``: read a group of files
+    at a time, up to ``_SPILL_ROWS`` rows, and filtered together (each filter hashes ``paths`` once)."""
+    kept, group, rows = [], [], 0
+    for path in files:
+        group.append(feather.read_table(path, memory_map=False))
+        rows += group[-1].num_rows
+        if rows >= _SPILL_ROWS:
+            kept.append(_only(pa.concat_tables(group), paths))
+            group, rows = [], 0
+    if group:
+        kept.append(_only(pa.concat_tables(group), paths))
+    return _concat(kept)
 
 
 class _Bounds:
