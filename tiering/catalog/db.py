@@ -192,7 +192,7 @@ class Catalog:
 
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
-        pin, and the identity (size, mtime, inode) of the archived version."""
+        pin, the identity (size, mtime, inode) of the archived version, its copy's storage class and age."""
         return _state(self.columns("files", _state_types()), now, half_life)
 
     def state_batches(self, now: float, half_life: float, batch_rows: int = 1 << 18) -> Iterator[pa.RecordBatch]:
@@ -274,6 +274,13 @@ class Catalog:
             "FROM journal WHERE status = 'open' ORDER BY id")
         return [_entry(r) for r in rows]
 
+    def entries_at(self, action: str, step: str) -> list[JournalEntry]:
+        """Journal entries of ``action`` whose last step is ``step`` (an ``object-restore`` still waiting), oldest first."""
+        rows = self._read(
+            "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
+            "FROM journal WHERE action = ? AND step = ? ORDER BY id", (action, step))
+        return [_entry(r) for r in rows]
+
     def history(self, path: bytes, limit: int = 20) -> list[JournalEntry]:
         rows = self._read(
             "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
@@ -312,7 +319,7 @@ def _state_types() -> dict[str, pa.DataType]:
 
     return {"path": pa.binary(), "state": pa.string(), "tier": pa.string(), "heat": pa.float64(),
             "heat_at": pa.float64(), "pinned": pa.int64(), "size": pa.int64(), "mtime_ns": pa.int64(),
-            "ino": pa.int64()}
+            "ino": pa.int64(), "storage_class": pa.string(), "archived_at": pa.float64()}
 
 
 def _state(raw, now: float, half_life: float):
@@ -331,6 +338,8 @@ def _state(raw, now: float, half_life: float):
         "size": raw.column("size"),
         "mtime_ns": raw.column("mtime_ns"),
         "ino": raw.column("ino"),  # as stored: compare with an inventory's uint64 cast unsafely
+        "storage_class": raw.column("storage_class"),  # of the capacity copy, as recorded (null: the tier's)
+        "archived_at": raw.column("archived_at"),  # when that copy was made (seconds since the epoch)
     }
     return pa.table(columns) if isinstance(raw, pa.Table) else pa.RecordBatch.from_pydict(columns)
 

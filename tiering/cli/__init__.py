@@ -25,6 +25,7 @@ Exit status (every verb):
   2    usage or configuration error (bad option, config, policy, credentials)
   3    a tier could not be reached, or refused us
   4    the catalog is locked by another tiering process (the line names it)
+  75   pending: objects in archive classes are still being restored; run it again later
   130  interrupted (Ctrl-C, SIGTERM), after printing the summary line"""
 
 # Every verb, in the order ``tiering -h`` lists them: name -> (module in ``tiering.cli``, the name in it of

@@ -77,7 +77,9 @@ def catalog_row(config: Config, rel: bytes) -> pa.Table | None:
                      "pinned": pa.array([r.pinned for r in rows], pa.bool_()),
                      "size": pa.array([r.size for r in rows], pa.int64()),
                      "mtime_ns": pa.array([r.mtime_ns for r in rows], pa.int64()),
-                     "ino": pa.array([stored_ino(r.ino) for r in rows], pa.int64())})
+                     "ino": pa.array([stored_ino(r.ino) for r in rows], pa.int64()),
+                     "storage_class": pa.array([r.storage_class for r in rows], pa.string()),
+                     "archived_at": pa.array([r.archived_at for r in rows], pa.float64())})
 
 
 @dataclass(frozen=True)
