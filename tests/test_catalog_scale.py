@@ -91,3 +91,36 @@ def test_explain_reads_one_record_with_the_state_tables_heat(tmp_path):
     assert row.drop_columns(["heat"]).equals(expected.drop_columns(["heat"]))
     assert abs(row["heat"][0].as_py() - expected["heat"][0].as_py()) < 1e-3
     assert catalog_row(config, b"unknown").num_rows == 0
+
+
+@pytest.mark.parametrize("read", ["state_batches", "state_table"])
+def test_a_bulk_read_leaves_this_processs_sqlite_locks_alone(tmp_path, read):
+    """ADBC's SQLite driver carries its own copy of SQLite; in this process, closing its files would drop the
+    locks of ``sqlite3``'s connections (POSIX locks are per process), and another process could truncate the
+    WAL under an open read transaction here: the corruption sqlite.org/howtocorrupt.html (2.2.1) describes."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    path = tmp_path / "catalog.db"
+    _fill(path, 50)
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM files").fetchone() == (50,)  # a read transaction, held open
+    checkpoint = (f"import sqlite3; c = sqlite3.connect({str(path)!r}, isolation_level=None, timeout=0); "
+                  "c.execute(\"INSERT INTO files (path, state, updated_at) VALUES (randomblob(8), 'resident', 0)\"); "
+                  "print(c.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0])")
+
+    def truncated_elsewhere() -> bool:
+        done = subprocess.run([sys.executable, "-c", checkpoint], capture_output=True, text=True, timeout=30)
+        return done.stdout.strip() == "0"  # 0: not busy, the WAL was reset under our reader
+
+    assert not truncated_elsewhere()
+    with Catalog.open(path) as cat:
+        rows = sum(b.num_rows for b in cat.state_batches(1.0, 1.0)) if read == "state_batches" else \
+            cat.state_table(1.0, 1.0).num_rows
+    assert rows == 51
+    assert not truncated_elsewhere()  # our reader still holds the WAL back
+    assert reader.execute("SELECT count(*) FROM files").fetchone() == (50,)
+    reader.execute("COMMIT")
+    reader.close()
