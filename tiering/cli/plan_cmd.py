@@ -42,7 +42,13 @@ def plan(
         now = time.time_ns()
         snap = inventory or latest_snapshot(cfg) or None
         row = find_row(read_inventory(snap), catalog_row(cfg, rel), rel) if snap else None
-        typer.echo("\n".join(explain_path(row, rel, pol, now)))
+        notes: list[str] = []
+        if snap and pol.datasets:  # the rules see the file with its dataset's heat and last access
+            from tiering.ops.workflow import catalog_table
+            from tiering.plan.datasets import explain_dataset
+
+            row, notes = explain_dataset(read_inventory(snap), catalog_table(cfg), rel, row, pol, now)
+        typer.echo("\n".join(explain_path(row, rel, pol, now) + notes))
         from tiering.ops.cost import explain_money  # the decided move in money (``tiering cost``'s model)
 
         if money := explain_money(cfg, row, pol, now):  # none when no rule moves it

@@ -57,6 +57,15 @@ def _state_batches(config: Config, now: float) -> Iterator[pa.RecordBatch]:
         yield from reader.state_batches(now, config.heat_half_life)
 
 
+def catalog_table(config: Config) -> pa.Table | None:
+    """The whole state table in memory (None when there is no catalog yet): only for what pools over the
+    namespace in memory anyway (a policy's datasets)."""
+    if config.catalog_url is None and not config.catalog_path.exists():
+        return None
+    with Catalog.open(config.catalog_target) as reader:
+        return reader.state_table(time.time(), config.heat_half_life)
+
+
 def catalog_row(config: Config, rel: bytes) -> pa.Table | None:
     """The catalog's state of one path, as one row of ``Catalog.state_table`` (none: an empty table; None when
     there is no catalog yet): ``plan --explain`` reads one record by its key, not the catalog."""
@@ -137,7 +146,7 @@ def plan_now(config: Config, policy: Policy, *, snapshot: Path | None = None, ca
     state, now_ns = catalog_state(config, catalog), now_ns or time.time_ns()
     usage = Usage.of(config.hot_path)
     executor = executor or config.scan_executor
-    if executor != "threads":
+    if executor != "threads" and not policy.datasets:  # (datasets pool heat over the namespace: in memory)
         from tiering.plan.distributed import plan_on_cluster
 
         return plan_on_cluster(executor, read_inventory(snapshot), state, policy, now_ns, usage=usage,

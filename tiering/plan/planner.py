@@ -108,7 +108,7 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
     if out_of_core is None:
         # A catalog stream is kept to the inventory's paths out of core, never gathered whole.
         out_of_core = bool(getattr(batches, "partitioned", False)) or (streamed and hasattr(batches, "partition"))
-    if out_of_core:
+    if out_of_core and not policy.datasets:  # (datasets pool heat over the whole namespace: in memory)
         from tiering.plan.outofcore import plan_partitions
 
         return plan_partitions(batches, catalog, policy, now_ns, usage=usage, default_tier=default_tier)
@@ -116,9 +116,19 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
         catalog = pa.Table.from_batches(list(catalog))
     acc = _Accumulator()
     one = _batch_planner(policy, now_ns)
-    for part in _ordered_map(one, joined(batches, catalog_frame(catalog))):
+    stream = joined(batches, catalog_frame(catalog))
+    if policy.datasets:  # every file of a dataset gets its dataset's heat and last access (``plan.datasets``)
+        from tiering.plan.datasets import pool_joined
+
+        stream = pool_joined(stream, policy.datasets)
+    for part in _ordered_map(one, stream):
         acc.merge(part)
-    return _finish(policy, acc, now_ns, usage, default_tier)
+    plan = _finish(policy, acc, now_ns, usage, default_tier)
+    if policy.datasets and policy.watermark:  # a dataset the watermark takes part of goes whole
+        from tiering.plan.datasets import whole_units
+
+        plan = whole_units(plan, acc.candidates, default_tier)
+    return plan
 
 
 def _batch_planner(policy: Policy, now_ns: int):

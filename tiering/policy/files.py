@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from tiering.core.errors import PolicyError
 from tiering.policy.compiler import Condition, compile_condition, compile_value
 from tiering.policy.costterms import KEYS as COST_KEYS, cost_condition
+from tiering.policy.datasets import parse_datasets
 from tiering.policy.fields import FIELDS
 from tiering.stores.options import OPTIONS
 from tiering.policy.lexer import KEYWORDS
@@ -61,7 +62,7 @@ from tiering.policy.values import Section
 if TYPE_CHECKING:
     from tiering.config import Config
 
-_TOP_KEYS = ("description", "classes", "rules", "watermark", "safety")
+_TOP_KEYS = ("description", "classes", "rules", "watermark", "safety", "datasets")
 _RULE_KEYS = ("name", "description", "match", "action", "tier", "storage_class", "max_files", "max_bytes",
               *COST_KEYS)
 _WATERMARK_KEYS = ("high", "low", "order", "weight", "action", "tier", "storage_class", "match")
@@ -108,6 +109,7 @@ def parse_policy(text: str, path: str = "<policy>", config: Config | None = None
         watermark=watermark,
         safety=_safety(top.table("safety", "[safety]")),
         description=top.string("description", ""),
+        datasets=parse_datasets(top.table("datasets", "[datasets]")),
     )
 
 

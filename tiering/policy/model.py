@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiering.policy.compiler import Condition, Value
+from tiering.policy.datasets import Datasets
 
 ACTIONS = ("archive", "release", "restore", "pin", "exclude", "transition")
 #: Actions that move data to a capacity tier (and so take ``tier``/``storage_class``).
@@ -90,6 +91,7 @@ class Policy:
     watermark: Watermark | None
     safety: Safety
     description: str = ""
+    datasets: Datasets = field(default_factory=Datasets)  # folders heated as one (``[datasets]``); none: per file
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name`` (``KeyError`` when there is none)."""
