@@ -40,6 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -163,10 +165,22 @@ def build(work: Path, rows: int, apply_actions: int, open_entries: int, now: int
     done.write_text(json.dumps({"rows": rows, "apply": apply_actions, "open": open_entries}))
 
 
+@contextmanager
+def _sql(catalog: Path) -> Iterator[sqlite3.Connection]:
+    """A ``sqlite3`` connection, committed and closed on leaving: ADBC's driver (its own copy of SQLite)
+    must never share this process with an open one (``tiering.catalog.arrow``)."""
+    conn = sqlite3.connect(catalog)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
 def _bulk_files(catalog: Path, rows: int, now: int, batch: int = 1 << 20) -> None:
     from adbc_driver_sqlite import dbapi
 
-    with sqlite3.connect(catalog) as conn:  # no WAL while loading: one big write, nobody reading
+    with _sql(catalog) as conn:  # no WAL while loading: one big write, nobody reading
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.execute("DROP INDEX files_state")  # built once at the end: far faster than row by row
     with dbapi.connect(f"file:{catalog}", autocommit=True) as conn, conn.cursor() as cur:
@@ -175,7 +189,7 @@ def _bulk_files(catalog: Path, rows: int, now: int, batch: int = 1 << 20) -> Non
         cur.execute("PRAGMA cache_size = -262144")
         for start in range(0, rows, batch):
             cur.adbc_ingest("files", catalog_batch(start, min(batch, rows - start), now), mode="append")
-    with sqlite3.connect(catalog) as conn:
+    with _sql(catalog) as conn:
         conn.execute("PRAGMA cache_size = -262144")
         conn.execute("CREATE INDEX files_state ON files (state)")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -298,14 +312,14 @@ def _reset(name: str, work: Path) -> None:
     built = json.loads((work / "built.json").read_text())
     catalog = work / "state" / "catalog.db"
     if name == "apply":  # the apply files unknown again, their copies gone
-        with sqlite3.connect(catalog) as conn:
+        with _sql(catalog) as conn:
             conn.execute("DELETE FROM files WHERE path >= CAST('apply/' AS BLOB) AND path < CAST('apply0' AS BLOB)")
         shutil.rmtree(work / "capacity" / "apply", ignore_errors=True)
     elif name == "recover":  # the interrupted archives open again
-        with sqlite3.connect(catalog) as conn:
+        with _sql(catalog) as conn:
             (open_now,) = conn.execute("SELECT count(*) FROM journal WHERE status = 'open'").fetchone()
         if not open_now:
-            with sqlite3.connect(catalog) as conn:
+            with _sql(catalog) as conn:
                 conn.execute("DELETE FROM journal WHERE run_id = 'bench' AND status = 'rolled_back'")
             _open_entries(catalog, built["rows"] // 10, built["open"], time.time_ns())
 
