@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import zlib
 from pathlib import Path
@@ -141,3 +142,49 @@ def test_scan_rows_are_unchanged_by_partitioning(tmp_path):
     out = tmp_path / "p.parquet"
     write_snapshot(root, out, jobs=1, buckets=2)
     assert table(out).sort_by("path").equals(scanned.sort_by("path"))
+
+
+@pytest.mark.parametrize("old_buckets,new_buckets", [(4, 4), (2, 8), (8, 2), (1, 4), (3, 2)])
+def test_the_daemons_rescan_compares_partition_by_partition_to_the_same_changes(tmp_path, old_buckets, new_buckets):
+    from tiering.daemon.rescan import changes
+
+    hot = tmp_path / "hot"
+    make_tree(hot)
+    for layout, buckets in (("old", old_buckets), ("old1", 1)):
+        write_snapshot(hot, tmp_path / f"{layout}.parquet", jobs=1, buckets=buckets)
+    now = time.time_ns()
+    big = sorted((hot / "big").iterdir())
+    for path in big[:40]:  # read
+        os.utime(path, ns=(now, path.stat().st_mtime_ns))
+    for path in big[40:70]:  # written
+        os.utime(path, ns=(now - 7200 * 10**9, now))
+    (hot / "small" / "0" / "new").write_bytes(b"n")
+    (hot / "small" / "1" / "f0").unlink()
+    for layout, buckets in (("new", new_buckets), ("new1", 1)):
+        write_snapshot(hot, tmp_path / f"{layout}.parquet", jobs=1, buckets=buckets)
+    counted = {os.fsencode(big[0].relative_to(hot))}
+    expected = changes(tmp_path / "old1.parquet", tmp_path / "new1.parquet", counted)
+    found = changes(tmp_path / "old.parquet", tmp_path / "new.parquet", counted)
+    assert len(expected.accessed) == 39 and len(expected.written) == 31
+    assert sorted(found.accessed) == sorted(expected.accessed) and sorted(found.written) == sorted(expected.written)
+
+
+def test_tiering_scan_buckets_writes_that_many_partitions_and_refuses_other_counts(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import write_config
+
+    cfg = write_config(tmp_path, 'url = "cap"')
+    make_tree(tmp_path / "hot")
+    cli = str(Path(sys.executable).with_name("tiering"))
+    out = tmp_path / "snap.parquet"
+    done = subprocess.run([cli, "scan", "-c", str(cfg), "--buckets", "4", "--out", str(out), "--json"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Snapshot(out).buckets == 4 and json.loads((out / "_tiering.json").read_text())["buckets"] == 4
+    summary = json.loads(done.stdout)
+    assert ds.dataset(out, partitioning="hive").count_rows() == summary["files"] + summary["dirs"] + summary["symlinks"]
+    bad = subprocess.run([cli, "scan", "-c", str(cfg), "--buckets", "3"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "power of two" in bad.stderr

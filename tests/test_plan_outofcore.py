@@ -3,7 +3,8 @@
 Inventories, catalog states and policies are generated (skewed sizes, tied access times and inodes, hard links,
 stubs, dirty archives, pins, capped rules, every watermark order with usage above and below the mark); the
 inventory is written as a partitioned snapshot and planned three ways: in memory as one stream, out of core
-with the catalog as a table, and out of core with the catalog streamed in small batches (spilled to disk).
+with the catalog as a table, and out of core with the catalog streamed in small batches (spilled to disk);
+and as one file, with the catalog as a table and streamed (filtered to the inventory's paths as it comes).
 """
 
 from __future__ import annotations
@@ -141,11 +142,15 @@ def test_the_out_of_core_plan_equals_the_in_memory_plan(world):
         single = Path(tmp) / "single.parquet"
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), single)
         one_file = make_plan(read_inventory(single), catalog, policy, NOW, **kwargs)
+        # ... and with the catalog streamed (as Catalog.state_batches gives it): kept to the inventory's paths.
+        one_file_streamed = make_plan(read_inventory(single), None if catalog is None else
+                                      catalog.to_batches(max_chunksize=3), policy, NOW, **kwargs)
         assert sorted(Path(tmp).iterdir()) == sorted([Path(tmp) / "inventory.parquet", single])  # no spill left
     expected = canonical(in_memory)
     assert canonical(out_of_core) == expected
     assert canonical(streamed) == expected
     assert canonical(one_file)[1:] == expected[1:]
+    assert canonical(one_file_streamed)[1:] == expected[1:]
     if catalog is None:  # no hash join at all: the same rows in the same order, ranks included
         assert out_of_core.actions.equals(in_memory.actions)
 
@@ -181,3 +186,23 @@ def test_explain_reads_the_one_partition_holding_the_path(tmp_path):
     row = find_row(read_inventory(tmp_path / "p.parquet"), catalog, b"d/f7")
     assert (row["size"], row["state"], row["pinned"], row["tier"]) == (70, "released", True, "cap")
     assert find_row(read_inventory(tmp_path / "p.parquet"), catalog, b"d/nope") is None
+
+
+def test_spilled_catalog_rows_are_read_back_in_bounded_groups_kept_to_the_partitions_paths(tmp_path, monkeypatch):
+    import pyarrow.feather as feather
+
+    from tiering.plan import outofcore
+    from tiering.plan.join import catalog_frame
+
+    monkeypatch.setattr(outofcore, "_SPILL_ROWS", 5)  # a group fills after two files of three rows
+    files = []
+    for f in range(7):
+        rows = [dict(path=b"p%d-%d" % (f, i), state="archived", tier="cap", heat=0.0, pinned=False, size=i,
+                     mtime_ns=0, ino=i) for i in range(3)]
+        files.append(tmp_path / f"{f}.arrow")
+        feather.write_feather(catalog_frame(catalog_table(rows)), files[-1])
+    wanted = pa.chunked_array([[b"p0-1", b"p3-2", b"p6-0", b"nowhere"]])
+    got = outofcore.read_spilled(files, wanted)
+    assert sorted(got["cat_path"].to_pylist()) == [b"p0-1", b"p3-2", b"p6-0"]
+    assert got.schema == catalog_frame(None).schema
+    assert outofcore.read_spilled([], wanted).num_rows == 0

@@ -193,27 +193,30 @@ class Catalog:
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
         pin, the identity (size, mtime, inode) of the archived version, its copy's storage class and age."""
-        import pyarrow as pa  # only planning needs Arrow; movers start faster without it
-        import pyarrow.compute as pc
+        return _state(self.columns("files", _state_types()), now, half_life)
 
-        raw = self.columns("files", {"path": pa.binary(), "state": pa.string(), "tier": pa.string(),
-                                     "heat": pa.float64(), "heat_at": pa.float64(), "pinned": pa.int64(),
-                                     "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64(),
-                                     "storage_class": pa.string(), "archived_at": pa.float64()})
-        heat_at = pc.fill_null(raw.column("heat_at"), now)
-        decay = pc.power(0.5, pc.divide(pc.subtract(pa.scalar(now), heat_at), half_life))
-        return pa.table({
-            "path": raw.column("path"),
-            "state": raw.column("state"),
-            "tier": raw.column("tier"),
-            "heat": pc.multiply(raw.column("heat"), decay),
-            "pinned": pc.not_equal(raw.column("pinned"), 0),
-            "size": raw.column("size"),
-            "mtime_ns": raw.column("mtime_ns"),
-            "ino": raw.column("ino"),  # as stored: compare with an inventory's uint64 cast unsafely
-            "storage_class": raw.column("storage_class"),  # of the capacity copy, as recorded (null: the tier's)
-            "archived_at": raw.column("archived_at"),  # when that copy was made (seconds since the epoch)
-        })
+    def state_batches(self, now: float, half_life: float, batch_rows: int = 1 << 18) -> Iterator[pa.RecordBatch]:
+        """``state_table`` as a stream of record batches of about ``batch_rows`` rows (in no particular order),
+        read in bulk from one consistent view of the catalog, so a caller never holds the whole catalog: the
+        out-of-core plan buckets them as they come. The read runs on a connection of its own (readers never
+        block the writer); stop iterating early and that connection closes."""
+        from tiering.catalog import arrow
+
+        types = _state_types()
+        if self.backend == "sqlite":
+            raw = arrow.sqlite_batches(self.path, "files", types, batch_rows)
+        else:
+            raw = arrow.postgres_batches(self._db.url, "files", types, batch_rows)
+        try:
+            for batch in raw:
+                yield _state(batch, now, half_life)
+        except ImportError as exc:
+            raise UserError("reading a postgresql:// catalog into Arrow needs adbc-driver-postgresql; "
+                            "pip install 'tiering[postgres]'") from exc
+        except Exception as exc:  # sqlite3's errors, or adbc_driver_manager's: a database gone, a read refused
+            if isinstance(exc, self._db.operational) or exc.__class__.__module__.startswith("adbc_driver"):
+                raise CatalogError(f"catalog {self.name} cannot be read: {_one_line(exc)}") from exc
+            raise
 
     # -- journal -----------------------------------------------------------------
 
@@ -309,6 +312,36 @@ class Catalog:
         row = rows[0]
         keys = ("id", "command", "pid", "host", "started_at", "ended_at", "summary")
         return {**dict(zip(keys, row)), "summary": json.loads(row[6]) if row[6] else None}
+
+
+def _state_types() -> dict[str, pa.DataType]:
+    import pyarrow as pa  # only planning needs Arrow; movers start faster without it
+
+    return {"path": pa.binary(), "state": pa.string(), "tier": pa.string(), "heat": pa.float64(),
+            "heat_at": pa.float64(), "pinned": pa.int64(), "size": pa.int64(), "mtime_ns": pa.int64(),
+            "ino": pa.int64(), "storage_class": pa.string(), "archived_at": pa.float64()}
+
+
+def _state(raw, now: float, half_life: float):
+    """Raw ``files`` columns (a table or a batch) as ``state_table``'s columns: heat decayed to ``now``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    heat_at = pc.fill_null(raw.column("heat_at"), now)
+    decay = pc.power(0.5, pc.divide(pc.subtract(pa.scalar(now), heat_at), half_life))
+    columns = {
+        "path": raw.column("path"),
+        "state": raw.column("state"),
+        "tier": raw.column("tier"),
+        "heat": pc.multiply(raw.column("heat"), decay),
+        "pinned": pc.not_equal(raw.column("pinned"), 0),
+        "size": raw.column("size"),
+        "mtime_ns": raw.column("mtime_ns"),
+        "ino": raw.column("ino"),  # as stored: compare with an inventory's uint64 cast unsafely
+        "storage_class": raw.column("storage_class"),  # of the capacity copy, as recorded (null: the tier's)
+        "archived_at": raw.column("archived_at"),  # when that copy was made (seconds since the epoch)
+    }
+    return pa.table(columns) if isinstance(raw, pa.Table) else pa.RecordBatch.from_pydict(columns)
 
 
 def _upsert(conn: Connection, record: FileRecord) -> None:

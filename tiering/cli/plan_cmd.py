@@ -9,6 +9,8 @@ import typer
 
 from tiering.cli.config_cmd import FILE_HELP
 
+EXECUTOR_HELP = ("dask://HOST:PORT: plan the inventory's partitions on that Dask cluster (its workers see the "
+                 "snapshot directory at the same path). Default: the config's [scan] executor.")
 POLICY_HELP = "Policy file (default: the config's `policy`)."
 
 
@@ -20,6 +22,7 @@ def plan(
     inventory: Annotated[Path | None, typer.Option(help="Inventory snapshot (default: the latest scan).")] = None,
     rescan: Annotated[bool, typer.Option("--rescan", help="Scan the hot tier first.")] = False,
     top: Annotated[int, typer.Option(help="Entries to list in the table view.")] = 10,
+    executor: Annotated[str | None, typer.Option("--executor", metavar="URL", help=EXECUTOR_HELP)] = None,
 ) -> None:
     """Decide which files are cold and what to do with them. Changes nothing."""
     import time
@@ -28,7 +31,7 @@ def plan(
     from tiering.config import find_config, load_config
     from tiering.core.manifest import from_command_line
     from tiering.plan.explain import explain_path, find_row
-    from tiering.ops.workflow import catalog_state, latest_snapshot, plan_now, policy_for
+    from tiering.ops.workflow import catalog_row, latest_snapshot, plan_now, policy_for
     from tiering.plan import read_inventory
     from tiering.ops.workflow import pick_inventory
 
@@ -38,13 +41,13 @@ def plan(
         rel = from_command_line(explain, cfg.hot_path)
         now = time.time_ns()
         snap = inventory or latest_snapshot(cfg) or None
-        catalog = catalog_state(cfg)
-        row = find_row(read_inventory(snap), catalog, rel) if snap else None
+        row = find_row(read_inventory(snap), catalog_row(cfg, rel), rel) if snap else None
         notes: list[str] = []
         if snap and pol.datasets:  # the rules see the file with its dataset's heat and last access
+            from tiering.ops.workflow import catalog_table
             from tiering.plan.datasets import explain_dataset
 
-            row, notes = explain_dataset(read_inventory(snap), catalog, rel, row, pol, now)
+            row, notes = explain_dataset(read_inventory(snap), catalog_table(cfg), rel, row, pol, now)
         typer.echo("\n".join(explain_path(row, rel, pol, now) + notes))
         from tiering.ops.cost import explain_money  # the decided move in money (``tiering cost``'s model)
 
@@ -52,7 +55,7 @@ def plan(
             typer.echo("\n".join(money))
         return
     picked = pick_inventory(cfg, inventory, rescan=rescan)  # the header says how old it is
-    result = plan_now(cfg, pol, snapshot=picked.path)
+    result = plan_now(cfg, pol, snapshot=picked.path, executor=executor)
     if as_json:
         if picked.stale:
             typer.echo(f"tiering: {picked.describe()}", err=True)

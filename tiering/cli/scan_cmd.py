@@ -16,6 +16,11 @@ from tiering.cli.config_cmd import FILE_HELP
 if TYPE_CHECKING:
     from tiering.scan import ScanProgress, ScanSummary
 
+BUCKETS_HELP = ("Partitions of the snapshot, a power of two (1: one Parquet file; default: sized from the "
+                "latest snapshot, about 1 M rows each).")
+EXECUTOR_HELP = ("dask://HOST:PORT: scan on that Dask cluster (its workers see the hot tier and the snapshot "
+                 "directory at the same paths; each writes its own partitions). Default: the config's "
+                 "[scan] executor.")
 OUT_HELP = "Snapshot file (default: <catalog dir>/inventory/scan-<UTC time>.parquet, then latest.parquet points at it)."
 
 
@@ -24,6 +29,8 @@ def scan(
     out: Annotated[Path | None, typer.Option("--out", "-o", help=OUT_HELP)] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (default: CPUs, at most 8).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line.")] = False,
+    buckets: Annotated[int | None, typer.Option("--buckets", min=1, help=BUCKETS_HELP)] = None,
+    executor: Annotated[str | None, typer.Option("--executor", metavar="URL", help=EXECUTOR_HELP)] = None,
 ) -> None:
     """Walk the hot tier and write its inventory snapshot. Exit 1 if entries could not be read
     (entries deleted while scanning are counted, not failures)."""
@@ -36,13 +43,15 @@ def scan(
     )
 
     cfg = load_config(find_config(config))
+    _check_buckets(buckets)
     target = out or new_snapshot_path(snapshot_dir(cfg.catalog_path))
     target.parent.mkdir(parents=True, exist_ok=True)
     from tiering.cli.output import show_progress
 
     progress = _Progress() if show_progress() else None
     try:
-        summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress, io=cfg.hot_io)
+        summary = write_snapshot(cfg.hot_path, target, jobs=jobs, progress=progress, io=cfg.hot_io, buckets=buckets,
+                                 executor=executor or cfg.scan_executor)
     finally:
         if progress is not None:
             progress.end()
@@ -51,6 +60,16 @@ def scan(
     typer.echo(json.dumps(summary.to_json()) if as_json else _line(summary))
     if set(summary.errors) - {"vanished"}:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _check_buckets(buckets: int | None) -> None:
+    from tiering.core.errors import UserError
+    from tiering.core.inventory import MAX_BUCKETS
+
+    # Powers of two: one count then divides another, so snapshots of different counts compare partition by
+    # partition (the daemon's rescan); the automatic sizing picks them too.
+    if buckets is not None and (buckets & (buckets - 1) or buckets > MAX_BUCKETS):
+        raise UserError(f"--buckets {buckets}: expected a power of two from 1 to {MAX_BUCKETS}")
 
 
 def _line(summary: ScanSummary) -> str:

@@ -22,6 +22,7 @@ A configuration is one TOML file (see ``configs/example.toml``)::
 
     [scan]                         # optional: `plan`/`apply` rescan rather than plan on
     max_age = "1h"                 # an inventory older than this (0: always rescan)
+    executor = "threads"           # or "dask://HOST:PORT": scan and plan on that Dask cluster
 
     [retry]                        # all optional, these are the defaults
     attempts = 6
@@ -73,6 +74,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tiering.config.catalog_url import parse_catalog_url, redact
 from tiering.config.cost import CostModel, describe_cost, parse_cost
@@ -131,6 +133,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)  # `run` and `daemon` settings
     guard: GuardConfig = field(default_factory=GuardConfig)  # the access guard (`tiering guard`)
     scan_max_age: float = 3600.0  # seconds; `plan`/`apply` rescan rather than plan on an older inventory
+    scan_executor: str = "threads"  # "threads" (this host) or "dask://HOST:PORT": where scan and plan run
     hot_io: str = "auto"  # "auto" | "inline" | "threads": see ``tiering.core.mounts.hot_io``
     catalog_url: str | None = None  # a PostgreSQL catalog (``tiering.config.catalog_url``); None: the file
     cost: CostModel = field(default_factory=CostModel)  # prices: ``[cost]``, ``[tiers.NAME.cost]`` (``config.cost``)
@@ -205,6 +208,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         guard=parse_guard(top.sub("guard"), base),
         trace=parse_trace(top.sub("trace"), base),
         scan_max_age=_scan(top.sub("scan")),
+        scan_executor=_scan_executor(top.sub("scan")),
         cost=parse_cost(top, tiers),
     )
     _check_hot(hot, config.hot_path)
@@ -224,8 +228,23 @@ def _heat(table: Table) -> float:
 
 
 def _scan(table: Table) -> float:
-    table.check_keys(("max_age",))
+    table.check_keys(("max_age", "executor"))
     return table.duration("max_age", 3600.0)
+
+
+def _scan_executor(table: Table) -> str:
+    executor = table.string("executor", "threads")
+    parts = urlsplit(executor)
+    if executor != "threads" and (parts.scheme != "dask" or not parts.hostname or not _port(parts)):
+        raise table.error("executor", f"{executor!r} is no executor", 'expected "threads" or "dask://HOST:PORT"')
+    return executor
+
+
+def _port(parts) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return None
 
 
 def _read_toml(path: Path, shown: str) -> dict[str, Any]:
@@ -285,7 +304,7 @@ def describe(config: Config) -> str:
         ("hot", {"path": config.hot_path, "io": config.hot_io}),
         ("catalog", {"path": config.catalog_path, **({"url": redact(config.catalog_url)} if config.catalog_url else {})}),
         ("heat", {"half_life": config.heat_half_life}),
-        ("scan", {"max_age": config.scan_max_age}),
+        ("scan", {"max_age": config.scan_max_age, "executor": config.scan_executor}),
         ("daemon", daemon_values(config.daemon)),
         ("guard", guard_values(config.guard)),
         ("trace", trace_values(config.trace)),

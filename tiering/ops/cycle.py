@@ -125,7 +125,7 @@ def _cycle(config: Config, policy: Policy, mover: Mover, command: str, run_id: s
 
     # 3. plan: the policy over that inventory and the catalog this cycle holds, as it is now
     before = Usage.of(config.hot_path)
-    catalog_now = mover.catalog.state_table(time.time(), config.heat_half_life)
+    catalog_now = mover.catalog.state_batches(time.time(), config.heat_half_life)  # a stream: never all in memory
     plan = make_plan(read_inventory(snapshot), catalog_now, policy, time.time_ns(),
                      usage=Usage.of(config.hot_path), default_tier=config.default_tier)
     totals = plan.totals()

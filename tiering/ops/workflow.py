@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tiering.catalog import Catalog
+from tiering.catalog.records import stored_ino
 from tiering.config import Config
 from tiering.core.errors import UserError
 from tiering.core.units import format_duration, format_elapsed
@@ -39,15 +41,54 @@ def latest_snapshot(config: Config) -> Path | None:
     return latest if latest.exists() else None
 
 
-def catalog_state(config: Config, catalog: Catalog | None = None) -> pa.Table | None:
-    """The catalog's state table (None when there is no catalog yet)."""
+def catalog_state(config: Config, catalog: Catalog | None = None) -> Iterator[pa.RecordBatch] | None:
+    """The catalog's state as a stream of record batches (``Catalog.state_batches``; None when there is no
+    catalog yet): the plan keeps of it only the rows of the inventory's paths, a partition at a time."""
     now = time.time()
     if catalog is not None:
-        return catalog.state_table(now, config.heat_half_life)
+        return catalog.state_batches(now, config.heat_half_life)
+    if config.catalog_url is None and not config.catalog_path.exists():
+        return None
+    return _state_batches(config, now)
+
+
+def _state_batches(config: Config, now: float) -> Iterator[pa.RecordBatch]:
+    with Catalog.open(config.catalog_target) as reader:
+        yield from reader.state_batches(now, config.heat_half_life)
+
+
+def catalog_table(config: Config) -> pa.Table | None:
+    """The whole state table in memory (None when there is no catalog yet): only for what pools over the
+    namespace in memory anyway (a policy's datasets)."""
     if config.catalog_url is None and not config.catalog_path.exists():
         return None
     with Catalog.open(config.catalog_target) as reader:
-        return reader.state_table(now, config.heat_half_life)
+        return reader.state_table(time.time(), config.heat_half_life)
+
+
+def catalog_row(config: Config, rel: bytes) -> pa.Table | None:
+    """The catalog's state of one path, as one row of ``Catalog.state_table`` (none: an empty table; None when
+    there is no catalog yet): ``plan --explain`` reads one record by its key, not the catalog."""
+    import pyarrow as pa
+
+    if config.catalog_url is None and not config.catalog_path.exists():
+        return None
+    now = time.time()
+    with Catalog.open(config.catalog_target) as reader:
+        rec = reader.get(rel)
+    rows = [] if rec is None else [rec]
+    heat = [r.heat * 0.5 ** ((now - (now if r.heat_at is None else r.heat_at)) / config.heat_half_life)
+            for r in rows]
+    return pa.table({"path": pa.array([r.path for r in rows], pa.binary()),
+                     "state": pa.array([r.state for r in rows], pa.string()),
+                     "tier": pa.array([r.tier for r in rows], pa.string()),
+                     "heat": pa.array(heat, pa.float64()),
+                     "pinned": pa.array([r.pinned for r in rows], pa.bool_()),
+                     "size": pa.array([r.size for r in rows], pa.int64()),
+                     "mtime_ns": pa.array([r.mtime_ns for r in rows], pa.int64()),
+                     "ino": pa.array([stored_ino(r.ino) for r in rows], pa.int64()),
+                     "storage_class": pa.array([r.storage_class for r in rows], pa.string()),
+                     "archived_at": pa.array([r.archived_at for r in rows], pa.float64())})
 
 
 @dataclass(frozen=True)
@@ -96,9 +137,18 @@ def _age(snapshot: Path, now: float) -> float:
 
 
 def plan_now(config: Config, policy: Policy, *, snapshot: Path | None = None, catalog: Catalog | None = None,
-             rescan: bool = False, now_ns: int | None = None) -> Plan:
+             rescan: bool = False, now_ns: int | None = None, executor: str | None = None) -> Plan:
     """Plan against the given inventory, else the latest if not older than ``[scan] max_age``, else a
-    fresh scan (``pick_inventory``), and the catalog as it is now."""
+    fresh scan (``pick_inventory``), and the catalog as it is now. ``executor`` (default: the config's
+    ``[scan] executor``): ``dask://HOST:PORT`` plans the snapshot's partitions on that Dask cluster
+    (``tiering.plan.distributed``), to the same plan."""
     snapshot = pick_inventory(config, snapshot, rescan=rescan).path
-    return make_plan(read_inventory(snapshot), catalog_state(config, catalog), policy, now_ns or time.time_ns(),
-                     usage=Usage.of(config.hot_path), default_tier=config.default_tier)
+    state, now_ns = catalog_state(config, catalog), now_ns or time.time_ns()
+    usage = Usage.of(config.hot_path)
+    executor = executor or config.scan_executor
+    if executor != "threads" and not policy.datasets:  # (datasets pool heat over the namespace: in memory)
+        from tiering.plan.distributed import plan_on_cluster
+
+        return plan_on_cluster(executor, read_inventory(snapshot), state, policy, now_ns, usage=usage,
+                               default_tier=config.default_tier)
+    return make_plan(read_inventory(snapshot), state, policy, now_ns, usage=usage, default_tier=config.default_tier)

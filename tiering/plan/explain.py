@@ -17,12 +17,18 @@ from tiering.core.units import format_duration
 NS = 1_000_000_000
 
 
-def find_row(batches: Iterable[pa.RecordBatch], catalog: pa.Table | None, rel: bytes) -> dict | None:
+def find_row(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa.RecordBatch] | None,
+             rel: bytes) -> dict | None:
     """The joined, normalized inventory row of ``rel`` (None when the scan did not see it). Of a partitioned
-    snapshot (``read_inventory``), only the partition holding ``rel`` is read."""
+    snapshot (``read_inventory``), only the partition holding ``rel`` is read; of a catalog streamed in batches
+    (``Catalog.state_batches``), only the row of ``rel`` is kept."""
+    key = pa.scalar(rel, pa.binary())
+    if catalog is not None and not isinstance(catalog, pa.Table):
+        kept = [b.filter(pc.equal(b["path"], key)) for b in catalog]
+        catalog = pa.Table.from_batches(kept) if kept else None
     if getattr(batches, "partitioned", False):
         batches = batches.partition(int(bucket_of(pa.array([rel], pa.binary()), batches.buckets)[0])).to_batches()
-    wanted = (b.filter(pc.equal(b["path"], pa.scalar(rel, pa.binary()))) for b in batches)
+    wanted = (b.filter(pc.equal(b["path"], key)) for b in batches)
     for batch in joined((b for b in wanted if b.num_rows), catalog_frame(catalog)):
         if batch.num_rows:
             return normalize(batch).to_pylist()[0]

@@ -64,40 +64,81 @@ def plan_partitions(snapshot: Snapshot, catalog: pa.Table | Iterable[pa.RecordBa
     """
     bounds = _Bounds(policy, usage)
     one = _batch_planner(policy, now_ns)
-    acc = _Accumulator()
     with _catalog_buckets(catalog, snapshot.buckets, snapshot.path.parent) as catalog_of:
-
-        def partition(bucket: int) -> _Accumulator:
-            part = _Accumulator()
-            inventory = snapshot.partition(bucket)
-            if inventory.num_rows:
-                for batch in joined_partition(inventory, catalog_of(bucket), PLAN_BATCH_ROWS):
-                    part.merge(one(batch))
-            return bounds.prune(bounds.split(part))
-
-        for part in _ordered_map(partition, range(snapshot.buckets)):
-            acc.merge(part)
-            bounds.prune(acc)
+        parts = _ordered_map(lambda b: plan_bucket(snapshot, b, catalog_of, one, bounds), range(snapshot.buckets))
+        acc = merge_parts(parts, bounds)
     return _finish(policy, bounds.settle(acc), now_ns, usage, default_tier)
+
+
+def plan_bucket(snapshot: Snapshot, bucket: int, catalog_of: Callable[[int, pa.ChunkedArray], pa.Table],
+                one: Callable[[pa.RecordBatch], _Accumulator], bounds: _Bounds) -> _Accumulator:
+    """One partition planned on its own, cut down to what can still be in the plan (``plan_partitions``)."""
+    part = _Accumulator()
+    inventory = snapshot.partition(bucket)
+    if inventory.num_rows:
+        for batch in joined_partition(inventory, catalog_of(bucket, inventory["path"]), PLAN_BATCH_ROWS):
+            part.merge(one(batch))
+    return bounds.prune(bounds.split(part))
+
+
+def merge_parts(parts: Iterable[_Accumulator], bounds: _Bounds) -> _Accumulator:
+    """The partitions' pruned accumulators merged in partition order, pruned again as they come."""
+    acc = _Accumulator()
+    for part in parts:
+        acc.merge(part)
+        bounds.prune(acc)
+    return acc
 
 
 @contextmanager
 def _catalog_buckets(catalog: pa.Table | Iterable[pa.RecordBatch] | None, buckets: int,
-                     spill_dir: Path) -> Iterator[Callable[[int], pa.Table]]:
-    """``catalog_of(bucket)``: the catalog rows (as ``catalog_frame`` names them) whose paths fall in ``bucket``."""
+                     spill_dir: Path) -> Iterator[Callable[[int, pa.ChunkedArray], pa.Table]]:
+    """``catalog_of(bucket, paths)``: the catalog rows (as ``catalog_frame`` names them) of the inventory paths
+    ``paths`` of ``bucket`` (and, from a table in memory, maybe other rows of that bucket: the join ignores them).
+
+    A table in memory is split by one sort. A stream of batches (a catalog read that does not hold the whole
+    catalog) is kept to the inventory's paths: with one partition, by filtering the stream against them as it
+    comes; with more, by spilling each bucket to a temporary directory beside the snapshot and filtering each
+    spilled file as it is read back. Either way a catalog far larger than the inventory (rows of files long
+    gone) costs disk, never memory."""
     if catalog is None or isinstance(catalog, pa.Table):
         frame = catalog_frame(catalog)
         ids = bucket_of(frame["cat_path"], buckets)
         order = np.argsort(ids, kind="stable")
         bounds = np.searchsorted(ids[order], np.arange(buckets + 1))
-        yield lambda b: frame.take(pa.array(order[bounds[b]:bounds[b + 1]]))
+        yield lambda b, paths: frame.take(pa.array(order[bounds[b]:bounds[b + 1]]))
         return
+    if buckets == 1:
+        yield lambda b, paths: _concat([_only(catalog_frame(pa.Table.from_batches([batch])), paths)
+                                        for batch in catalog])
+        return
+    with spilled(catalog, buckets, spill_dir) as spill:
+        yield spill.read
+
+
+@contextmanager
+def spilled(catalog: Iterable[pa.RecordBatch] | None, buckets: int, spill_dir: Path) -> Iterator[_Spill]:
+    """The catalog state bucketed into Arrow IPC files in a temporary directory in ``spill_dir``, removed after."""
     with tempfile.TemporaryDirectory(prefix=".plan-catalog-", dir=spill_dir) as tmp:
         spill = _Spill(Path(tmp), buckets)
-        for batch in catalog:
+        for batch in catalog or ():
             spill.write(catalog_frame(pa.Table.from_batches([batch])))
         spill.flush_all()
-        yield spill.read
+        yield spill
+
+
+def _only(frame: pa.Table, paths: pa.ChunkedArray) -> pa.Table:
+    """The rows of ``frame`` whose ``cat_path`` is one of ``paths``."""
+    if not frame.num_rows:
+        return frame
+    if isinstance(paths, pa.ChunkedArray):
+        paths = paths.combine_chunks()
+    return frame.filter(pc.is_in(frame["cat_path"], value_set=paths))
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    return pa.concat_tables(tables).combine_chunks() if tables else catalog_frame(None)
 
 
 class _Spill:
@@ -108,7 +149,6 @@ class _Spill:
         self.buffers: dict[int, list[pa.Table]] = {}
         self.buffered = 0
         self.files: dict[int, list[Path]] = {}
-        self.schema = catalog_frame(None).schema
 
     def write(self, frame: pa.Table) -> None:
         ids = bucket_of(frame["cat_path"], self.buckets)
@@ -128,9 +168,24 @@ class _Spill:
             files.append(path)
         self.buffers, self.buffered = {}, 0
 
-    def read(self, bucket: int) -> pa.Table:
-        tables = [feather.read_table(path, memory_map=False) for path in self.files.get(bucket, [])]
-        return pa.concat_tables(tables) if tables else self.schema.empty_table()
+    def read(self, bucket: int, paths: pa.ChunkedArray) -> pa.Table:
+        """The spilled rows of ``bucket`` whose paths are among ``paths``, one spilled file at a time."""
+        return read_spilled(self.files.get(bucket, []), paths)
+
+
+def read_spilled(files: list[Path], paths: pa.ChunkedArray) -> pa.Table:
+    """The rows of the spilled ``files`` (one bucket's) whose paths are among ``paths``: read a group of files
+    at a time, up to ``_SPILL_ROWS`` rows, and filtered together (each filter hashes ``paths`` once)."""
+    kept, group, rows = [], [], 0
+    for path in files:
+        group.append(feather.read_table(path, memory_map=False))
+        rows += group[-1].num_rows
+        if rows >= _SPILL_ROWS:
+            kept.append(_only(pa.concat_tables(group), paths))
+            group, rows = [], 0
+    if group:
+        kept.append(_only(pa.concat_tables(group), paths))
+    return _concat(kept)
 
 
 class _Bounds:
@@ -194,4 +249,4 @@ class _Bounds:
         return acc
 
 
-__all__ = ["plan_partitions"]
+__all__ = ["merge_parts", "plan_bucket", "plan_partitions", "spilled"]

@@ -100,16 +100,19 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
     """Decide what to do with every file; changes nothing.
 
     ``batches`` from a partitioned snapshot (a ``Snapshot`` of more than one partition, as ``read_inventory``
-    gives) are planned out of core, partition by partition (``outofcore.plan_partitions``); anything else in
-    memory, as one stream. ``out_of_core`` forces either way (it needs a ``Snapshot``). Both give the same plan.
+    gives), or from any ``Snapshot`` when ``catalog`` is a stream of batches (``Catalog.state_batches``), are
+    planned out of core, partition by partition (``outofcore.plan_partitions``); anything else in memory, as
+    one stream. ``out_of_core`` forces either way (it needs a ``Snapshot``). Both give the same plan.
     """
+    streamed = catalog is not None and not isinstance(catalog, pa.Table)
     if out_of_core is None:
-        out_of_core = bool(getattr(batches, "partitioned", False))
+        # A catalog stream is kept to the inventory's paths out of core, never gathered whole.
+        out_of_core = bool(getattr(batches, "partitioned", False)) or (streamed and hasattr(batches, "partition"))
     if out_of_core and not policy.datasets:  # (datasets pool heat over the whole namespace: in memory)
         from tiering.plan.outofcore import plan_partitions
 
         return plan_partitions(batches, catalog, policy, now_ns, usage=usage, default_tier=default_tier)
-    if catalog is not None and not isinstance(catalog, pa.Table):
+    if streamed:
         catalog = pa.Table.from_batches(list(catalog))
     acc = _Accumulator()
     one = _batch_planner(policy, now_ns)

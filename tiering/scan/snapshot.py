@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tiering.config import Config, check_locations
+from tiering.core.errors import UserError
 from tiering.core.inventory import BUCKET_KEY_DOC, BUCKETS_KEY, SCHEMA, bucket_of, buckets_for
 from tiering.stores.localfile import fsync_path
 from tiering.scan.results import ProgressCallback, ScanSummary
@@ -53,6 +54,8 @@ SUMMARY_KEY = "tiering.scan.summary"
 LAYOUT_FILE = "_tiering.json"
 # Paths are unique, so a dictionary would only cost time; these repeat a lot.
 _DICTIONARY_COLUMNS = ["type", "mode", "uid", "gid", "nlink"]
+#: Partitions of a first scan on a Dask cluster (no earlier snapshot to size it from).
+CLUSTER_BUCKETS = 256
 #: A partition's rows are buffered up to this many before they become one row group.
 _ROW_GROUP_ROWS = 1 << 16
 #: ... and all buffers are flushed when together they hold this many rows (memory stays bounded).
@@ -62,19 +65,26 @@ _BUFFERED_ROWS = 1 << 20
 def write_snapshot(root: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
                    jobs: int | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
                    progress: ProgressCallback | None = None, io: str = "auto",
-                   buckets: int | None = None) -> ScanSummary:
+                   buckets: int | None = None, executor: str | None = None) -> ScanSummary:
     """Scan ``root`` (see ``Scan``; ``io`` is the config's ``[hot] io``) into the snapshot ``out_path``; return
     the summary. ``buckets``: partitions (1: one Parquet file); default: sized from the latest snapshot beside
-    ``out_path``, one when there is none."""
+    ``out_path``, one when there is none (``CLUSTER_BUCKETS`` on a cluster). ``executor``: ``dask://HOST:PORT`` scans on that Dask cluster
+    (``tiering.scan.distributed``: each worker writes its own files of a partitioned snapshot, always a
+    directory); None or "threads" here, with ``jobs`` processes."""
     out = Path(out_path)
-    buckets = buckets or _buckets_like_latest(out)
+    on_cluster = bool(executor) and executor != "threads"
+    # A first scan on a cluster is likely a big one: partitions enough for ~256 M rows, not one.
+    buckets = buckets or _buckets_like_latest(out, CLUSTER_BUCKETS if on_cluster else 1)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with Scan(root, jobs=jobs, batch_rows=batch_rows, progress=progress, io=io) as scan:
-            if buckets == 1:
-                summary = _write_file(scan, tmp, out)
-            else:
-                summary = _write_partitioned(scan, tmp, out, buckets)
+        if on_cluster:
+            summary = _write_on_cluster(executor, root, tmp, out, buckets, batch_rows, progress, io)
+        else:
+            with Scan(root, jobs=jobs, batch_rows=batch_rows, progress=progress, io=io) as scan:
+                if buckets == 1:
+                    summary = _write_file(scan, tmp, out)
+                else:
+                    summary = _write_partitioned(scan, tmp, out, buckets)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
@@ -103,12 +113,36 @@ def _write_partitioned(scan: Scan, tmp: Path, out: Path, buckets: int) -> ScanSu
     return summary
 
 
-class PartitionedWriter:
-    """Rows into ``directory/bucket=NNNNN/part-0.parquet`` by ``bucket_of(path)``, keeping their order within
-    a partition; ``finish`` writes ``_tiering.json`` and makes everything durable."""
+def _write_on_cluster(executor: str, root: str | os.PathLike[str], tmp: Path, out: Path, buckets: int,
+                      batch_rows: int, progress: ProgressCallback | None, io: str) -> ScanSummary:
+    from tiering.core.mounts import hot_io
+    from tiering.scan.distributed import connect, scan_on_cluster
+    from tiering.scan.inflight import DEFAULT_THREADS
 
-    def __init__(self, directory: Path, buckets: int) -> None:
-        self.directory, self.buckets = directory, buckets
+    root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        raise UserError(f"{root}: no such directory (the tree to scan)")
+    threads = DEFAULT_THREADS if hot_io(io, root) == "threads" else 0
+    tmp.mkdir()
+    client = connect(executor)
+    try:
+        summary = scan_on_cluster(client, root, tmp, buckets, batch_rows=batch_rows, threads=threads,
+                                  progress=progress)
+    finally:
+        client.close()
+    summary = replace(summary, snapshot=out)
+    write_layout(tmp, buckets, summary.entries, summary.to_json())
+    return summary
+
+
+class PartitionedWriter:
+    """Rows into ``directory/bucket=NNNNN/<part>.parquet`` by ``bucket_of(path)``, keeping their order within
+    a partition; ``finish`` writes ``_tiering.json`` and makes everything durable. Several writers may share a
+    directory under different ``part`` names (a distributed scan: one per worker thread); each makes its own
+    files durable with ``sync``, and one ``write_layout`` describes the whole."""
+
+    def __init__(self, directory: Path, buckets: int, part: str = "part-0") -> None:
+        self.directory, self.buckets, self.part = directory, buckets, part
         self._writers: dict[int, pq.ParquetWriter] = {}
         self._buffers: dict[int, list[pa.RecordBatch]] = {}
         self._buffered: dict[int, int] = {}
@@ -138,8 +172,8 @@ class PartitionedWriter:
             return
         writer = self._writers.get(bucket)
         if writer is None:
-            path = self.directory / partition_dir(bucket) / "part-0.parquet"
-            path.parent.mkdir()
+            path = self.directory / partition_dir(bucket) / f"{self.part}.parquet"
+            path.parent.mkdir(exist_ok=True)
             writer = self._writers[bucket] = pq.ParquetWriter(
                 path, SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
             writer.add_key_value_metadata({BUCKETS_KEY: str(self.buckets)})
@@ -151,15 +185,21 @@ class PartitionedWriter:
         for writer in self._writers.values():
             writer.close()
 
+    @property
+    def files(self) -> list[Path]:
+        """The Parquet files this writer made, one per partition it wrote rows to."""
+        return [self.directory / partition_dir(b) / f"{self.part}.parquet" for b in sorted(self._writers)]
+
+    def sync(self) -> None:
+        """fsync this writer's files and their directories (after ``close``)."""
+        for file in self.files:
+            fsync_path(file)
+            fsync_path(file.parent)
+
     def finish(self, summary: dict | None = None) -> None:
         """Describe the layout (and the scan) in ``_tiering.json``; fsync every file and directory."""
-        layout = {"buckets": self.buckets, "key": BUCKET_KEY_DOC, "rows": self.rows, "summary": summary}
-        (self.directory / LAYOUT_FILE).write_text(json.dumps(layout))
-        for bucket in sorted(self._writers):
-            fsync_path(self.directory / partition_dir(bucket) / "part-0.parquet")
-            fsync_path(self.directory / partition_dir(bucket))
-        fsync_path(self.directory / LAYOUT_FILE)
-        fsync_path(self.directory)
+        self.sync()
+        write_layout(self.directory, self.buckets, self.rows, summary)
 
     def __enter__(self) -> PartitionedWriter:
         return self
@@ -168,17 +208,25 @@ class PartitionedWriter:
         self.close()
 
 
+def write_layout(directory: Path, buckets: int, rows: int, summary: dict | None) -> None:
+    """``_tiering.json`` of a partitioned snapshot in ``directory``, durable with the directory itself."""
+    layout = {"buckets": buckets, "key": BUCKET_KEY_DOC, "rows": rows, "summary": summary}
+    (directory / LAYOUT_FILE).write_text(json.dumps(layout))
+    fsync_path(directory / LAYOUT_FILE)
+    fsync_path(directory)
+
+
 def partition_dir(bucket: int) -> str:
     """The directory of one partition (Hive style, so dataset readers can recover the ``bucket`` column)."""
     return f"bucket={bucket:05d}"
 
 
-def _buckets_like_latest(out: Path) -> int:
+def _buckets_like_latest(out: Path, first: int = 1) -> int:
     latest = out.parent / LATEST
     try:
         summary = snapshot_summary(latest)
     except (OSError, KeyError, ValueError, pa.ArrowException):
-        return 1  # no earlier scan here (or an unreadable one): start with one file
+        return first  # no earlier scan here (or an unreadable one)
     return buckets_for(summary.get("files", 0) + summary.get("dirs", 0) + summary.get("symlinks", 0))
 
 
@@ -249,11 +297,11 @@ def mark_latest(snapshot: Path) -> Path:
 
 
 def fresh_snapshot(config: Config, jobs: int | None = None) -> Path:
-    """Scan the hot tier now; returns the new snapshot (also marked latest)."""
+    """Scan the hot tier now (on the config's ``[scan] executor``); returns the new snapshot (also marked latest)."""
     check_locations(config)  # each time: a symlink or mount may have changed since the config was loaded
     target = new_snapshot_path(snapshot_dir(config.catalog_path))
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_snapshot(config.hot_path, target, jobs=jobs, io=config.hot_io)
+    write_snapshot(config.hot_path, target, jobs=jobs, io=config.hot_io, executor=config.scan_executor)
     mark_latest(target)
     return target
 
