@@ -106,7 +106,7 @@ class PostgresBackend:
     begin_sql = "BEGIN"
     claim_begin_sql: str | None = CLAIM_BEGIN_SQL
     #: The server's clock, so heartbeats from hosts whose clocks differ compare alike.
-    now_sql = "extract(epoch FROM clock_timestamp())"
+    now_sql = "extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, reader: PgConnection, writer: PgConnection | None) -> None:
         psycopg = _psycopg()
@@ -260,7 +260,12 @@ def _check_version(version: int, name: str) -> None:
 
 def _migrate(conn: PgConnection, name: str) -> None:
     """Bring the database to ``SCHEMA_VERSION``, one transaction per step (DDL is transactional here);
-    under the migration lock, so writers starting at once on many nodes migrate once."""
+    under the migration lock, so writers starting at once on many nodes migrate once (a writer that finds
+    the schema current takes no lock: a stopped writer never holds up the others' start)."""
+    version = _version(conn)
+    _check_version(version, name)
+    if version == SCHEMA_VERSION:
+        return
     conn.execute("SELECT pg_advisory_lock(?)", (MIGRATE_LOCK_KEY,))
     try:
         _migrate_locked(conn, name)
