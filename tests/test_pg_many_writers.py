@@ -214,3 +214,41 @@ def test_a_second_cycle_gets_the_lock_code_naming_the_first_while_hand_run_write
     assert json.loads(out.strip().splitlines()[-1])["failed"] == 0
     with Catalog.open(pg_url) as cat:
         assert cat.counts()["archived"][0] == 41 and cat.open_entries() == []
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=2, dashboard_address=":0",
+                                  silence_logs=40) as cluster:
+        yield cluster.scheduler_address.replace("tcp://", "dask://")
+
+
+def test_dask_workers_journal_their_own_steps_to_the_server(tmp_path, pg_url, dask_cluster, monkeypatch):
+    """With a server catalog each action runs whole on a worker process, which writes its own journal
+    entries under its own run (pid, host, heartbeat): the coordinator is no funnel."""
+    from tiering.config import load_config
+    from tiering.mover.distributed import open_executor
+    from tiering.mover.executor import Task, execute
+    from tiering.mover.ops import Mover
+
+    monkeypatch.setenv("PGCAT_TEST_PW", PG_PASSWORD)
+    cfg, data = setup(tmp_path, pg_url, files=40)
+    config = load_config(cfg)
+    executor = open_executor(dask_cluster)
+    try:
+        with Catalog.open(config.catalog_target, writer=True, purpose="release") as cat:
+            mover = Mover(config, cat)
+            result = execute(mover, [Task(rel, "release") for rel in data], jobs=4, executor=executor)
+            mover.close()
+    finally:
+        executor.close()
+    assert result.counts == {("release", "done"): 40} and result.bytes_moved == sum(map(len, data.values()))
+    with Catalog.open(pg_url) as cat:
+        runs = {e.run_id for rel in data for e in cat.history(rel)}
+        marks = ", ".join("?" for _ in runs)
+        who = cat._read(f"SELECT command, pid FROM runs WHERE id IN ({marks})", tuple(runs))
+        for rel, want in data.items():
+            assert cat.get(rel).state == "released" and (tmp_path / "cap" / encode_key(rel)).read_bytes() == want
+        assert cat.open_entries() == [] and cat._read("SELECT count(*) FROM claims") == [(0,)]
+    assert who and {command for command, _ in who} == {"worker"} and os.getpid() not in {pid for _, pid in who}
