@@ -114,6 +114,45 @@ def test_two_movers_on_overlapping_plans_never_act_on_one_file_twice(tmp_path, p
     assert len(runs) == 2  # both movers did part of the work
 
 
+def test_a_mover_killed_mid_race_loses_nothing_and_recover_from_a_third_process_finishes(tmp_path, pg_url):
+    """Mover B is SIGKILLed at its 15th truncate-before-journal (``release:stubbed``) with others in flight;
+    mover A skips what B held; ``tiering recover`` settles B's entries; a last pass does the rest: each file
+    archived once and released once, the bytes exact."""
+    cfg, data = setup(tmp_path, pg_url, files=120)
+    names = sorted(os.fsdecode(rel) for rel in data)
+    crash = {**env(), "TIERING_CRASH_AT": "release:stubbed:15"}
+    movers = [subprocess.Popen([sys.executable, "-c", MOVER, str(cfg), *names], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, env=e) for e in (env(), crash)]
+    try:
+        for proc in movers:
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in movers:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outs = [proc.communicate(timeout=60)[0] for proc in movers]
+    finally:
+        for proc in movers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert [proc.returncode for proc in movers] == [0, -signal.SIGKILL], outs
+    with Catalog.open(pg_url) as cat:
+        left = cat.open_entries()
+        assert left and cat._read("SELECT count(*) FROM claims") == [(len(left),)]  # B's, held by a dead run
+    done = tiering("recover", "-c", str(cfg))
+    assert done.returncode == 0, done.stderr
+    last = subprocess.run([sys.executable, "-c", MOVER, str(cfg), *names], input="go\n", capture_output=True,
+                          text=True, env=env(), timeout=60)
+    assert last.returncode == 0 and "failed" not in last.stdout, last.stdout + last.stderr
+    with Catalog.open(pg_url) as cat:
+        for rel, want in data.items():
+            done_entries = sorted(e.action for e in cat.history(rel) if e.status == "done")
+            assert done_entries == ["archive", "release"], (rel, cat.history(rel))
+            assert cat.get(rel).state == "released" and (tmp_path / "cap" / encode_key(rel)).read_bytes() == want
+            assert (tmp_path / "hot" / os.fsdecode(rel)).stat().st_size == 0
+        assert cat.open_entries() == [] and cat._read("SELECT count(*) FROM claims") == [(0,)]
+
+
 #: A run that begins two archives and dies (SIGKILL) the instant they are journaled.
 KILLED = textwrap.dedent("""
     import os, signal, sys
