@@ -42,10 +42,11 @@ MIGRATE_LOCK_KEY = 0x74696573
 #: writer (``archive``, ``release``, ``restore`` ...) runs beside them, file by file under its claims.
 CYCLE_PURPOSES = frozenset({"run", "daemon"})
 #: A journal ``begin`` that claims its file in the same statement: the journal row exists only if the claim
-#: was taken (no row back: another action holds the file). The entry's id is drawn first, so the claim names it.
+#: was taken (no row back: another action holds the file). The entry's id is drawn first, so the claim names it
+#: (``{sequence}``: the journal's id sequence, looked up once per connection rather than per statement).
 CLAIM_BEGIN_SQL = (
     "WITH c AS (INSERT INTO claims (path, run_id, entry_id, claimed_at) "
-    "VALUES (?, ?, nextval(pg_get_serial_sequence('journal', 'id')), ?) ON CONFLICT DO NOTHING RETURNING entry_id) "
+    "VALUES (?, ?, nextval('{sequence}'), ?) ON CONFLICT DO NOTHING RETURNING entry_id) "
     "INSERT INTO journal (id, run_id, action, path, tier, object_key, step, status, detail, started_at) "
     "SELECT entry_id, ?, ?, ?, ?, ?, ?, 'open', ?, ? FROM c RETURNING id")
 _INSTALL_HINT = "install the PostgreSQL catalog's drivers: pip install 'tiering[postgres]'"
@@ -104,7 +105,6 @@ class PostgresBackend:
     """A catalog in the PostgreSQL database ``url`` names (see ``tiering.catalog.backend.Backend``)."""
 
     begin_sql = "BEGIN"
-    claim_begin_sql: str | None = CLAIM_BEGIN_SQL
     #: The server's clock, so heartbeats from hosts whose clocks differ compare alike.
     now_sql = "extract(epoch FROM clock_timestamp())::float8"
 
@@ -116,6 +116,8 @@ class PostgresBackend:
         self.writer = writer
         self.operational = (psycopg.OperationalError,)
         self.cursor_types = (psycopg.Cursor,)
+        sequence = reader.execute("SELECT pg_get_serial_sequence('journal', 'id')").fetchone()[0]
+        self.claim_begin_sql: str | None = CLAIM_BEGIN_SQL.format(sequence=sequence.replace("'", "''"))
 
     @classmethod
     def open(cls, url: str, *, writer: bool, purpose: str) -> PostgresBackend:
