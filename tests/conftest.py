@@ -233,7 +233,7 @@ STORE_KINDS = (
               multipart=False, sets_storage_class=False, restore=False, server_checksum=False, native_async=False,
               refused_sees_same_objects=False, cleans_up_by_key=False),
     StoreKind("s3", lambda request, tmp_path, prefix: _s3_case(request.getfixturevalue("seaweed"), prefix),
-              multipart=True, sets_storage_class=False, restore=False, server_checksum=True, native_async=True,
+              multipart=True, sets_storage_class=True, restore=True, server_checksum=True, native_async=True,
               refused_sees_same_objects=True, cleans_up_by_key=True),
     StoreKind("oss",
               lambda request, tmp_path, prefix: _oss_case(request.getfixturevalue("oss_server"), prefix, tmp_path),

@@ -159,7 +159,8 @@ def test_cold_evicts_before_each_point_and_warm_fills_first(tmp_path):
     observed = Observed(tmp_path / "samples", 16, 64 * KiB)
     observed.warm()
     cold = dl.Pipeline(batch=4, compute_s=0.001, min_steps=2, cache="cold")
-    dl.run(observed, cold, [1], campaign="c", tier="hot", max_accelerators=2)
+    # Two worker counts at one accelerator: two points whatever their AU on a loaded machine.
+    dl.run(observed, cold, [1, 2], campaign="c", tier="hot", max_accelerators=1)
     assert len(evicted) == 2 and max(evicted) < 0.5  # before each of the two points, warm or not
     evicted.clear()
     warm = dl.Pipeline(batch=4, compute_s=0.001, min_steps=2, cache="warm")

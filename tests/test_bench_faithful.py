@@ -114,3 +114,47 @@ def test_existing_files_of_another_tool_are_read_in_name_order(tmp_path):
     assert not files.ensure() and files.decode(2).shape == (8, 8, 1) and files.decode(2).max() == 2
     with pytest.raises(UserError, match="no \\*.bin sample files"):
         SampleFiles.existing(tmp_path / "train" / "..", "raw")
+
+
+def test_repeats_run_each_point_again_and_keep_the_median(tmp_path):
+    from bench.stats import spread
+
+    runs: list = []
+    files = SampleFiles(tmp_path / "bench" / "raw", 16, 4 * KiB, "raw")
+    rows = run(files, dl.Pipeline(batch=4, compute_s=0.005, min_steps=2), [1], campaign="c", tier="hot",
+               max_accelerators=1, repeats=3, on_run=runs.append)
+    (row,) = rows
+    rates = [p.samples_s for p in runs]
+    assert len(runs) == 3 and row["repeats"] == 3 and row["samples_s"] == sorted(rates)[1]
+    assert row["spread"] == pytest.approx(spread(rates)) and row["profile"].startswith("dlio-raw-")
+    assert not (tmp_path / "bench").exists()  # the data set and the bench folder it made are gone
+    no_leftovers()
+
+
+def test_a_worker_has_at_most_prefetch_batches_built_or_in_the_making(tmp_path):
+    """PyTorch hands a worker its next index only when a batch is taken: ``prefetch_factor`` batches per worker
+    at most, counting the one being built (the shared-memory segments of a run are its batches in flight)."""
+    import os
+    import threading
+    import time
+
+    files = SampleFiles(tmp_path / "raw", 16, 4 * KiB, "raw")
+    files.ensure()
+    ours = f"tiering-dl-{os.getpid()}-"
+    most, done = 0, threading.Event()
+
+    def watch() -> None:
+        nonlocal most
+        while not done.is_set():
+            most = max(most, len(list(SHM_DIR.glob(f"{ours}*"))))
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:  # reads are fast and every step is 40 ms: the readers run as far ahead as they may
+        run_point(files, dl.Pipeline(batch=2, compute_s=0.04, prefetch=2, min_steps=2), 1, 1)
+    finally:
+        done.set()
+        watcher.join()
+    assert 0 < most <= 2  # not 3: a batch waiting for room in a queue is one too many
+    no_leftovers()

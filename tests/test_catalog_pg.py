@@ -71,10 +71,11 @@ def test_state_table_is_the_same_arrow_table_on_both_backends(target):
         cat.set_pinned([b"c"], True)
         table = cat.state_table(now=10.0, half_life=10.0)
     assert str(table.schema) == ("path: binary\nstate: string\ntier: string\nheat: double\npinned: bool\n"
-                                 "size: int64\nmtime_ns: int64\nino: int64")
+                                 "size: int64\nmtime_ns: int64\nino: int64\nstorage_class: string\n"
+                                 "archived_at: double")
     rows = {r["path"]: r for r in table.to_pylist()}
     assert rows[b"a"] == {"path": b"a", "state": "archived", "tier": "hdd", "heat": 0.0, "pinned": False,
-                          "size": 5, "mtime_ns": 7, "ino": 9}
+                          "size": 5, "mtime_ns": 7, "ino": 9, "storage_class": None, "archived_at": None}
     assert rows[b"b"]["heat"] == pytest.approx(0.5) and rows[b"c"]["pinned"] is True
 
 

@@ -105,7 +105,7 @@ def test_the_top_help_documents_every_exit_status(runner):
     text = runner("-h")[1]
     lines = text[text.index("Exit status"):].splitlines()
     codes = [line.split()[0] for line in lines[1:] if line.strip()]
-    assert codes == ["0", "1", "2", "3", "4", "130"]
+    assert codes == ["0", "1", "2", "3", "4", "75", "130"]
     assert "--version" in text and "--debug" in text
 
 

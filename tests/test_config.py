@@ -383,7 +383,7 @@ def test_migrate_options_are_checked_like_a_tier():
     ("source", "s3://bucket/x", {"endpont": "http://h:1"},
      "--src-option: unknown key 'endpont'; did you mean 'endpoint'?"),
     ("destination", "oss://bucket", {"sesion_token": "t"}, "--dst-option: unknown key 'sesion_token'; "),
-    ("source", "s3://bucket/x", {"restore_days": "2"}, "'restore_days' applies to oss tiers, not to s3 tiers"),
+    ("source", "s3://bucket/x", {"read_timeout": "2"}, "'read_timeout' applies to oss tiers, not to s3 tiers"),
     ("source", "s3://bucket/x", {"url": "s3://other"}, "the s3 location is the command's own argument"),
     ("source", "s3://bucket/x", {"part_size": "x"}, "--src-option: part_size: "),
     ("source", "s3://bucket/x", {"part_size": "1MiB"}, "--src-option: part_size: 1MiB is out of range for s3; "

@@ -94,6 +94,15 @@ def test_oss_checkpoint_dir_inside_the_hot_tier_is_refused(tmp_path):
         load_config(config(tmp_path, tier=OSS.format(ckpt="hot/.ckpt")))
 
 
+@pytest.mark.parametrize("trace", ["hot/.trace", "hot", "."])
+def test_a_trace_folder_overlapping_the_hot_tier_is_refused(tmp_path, trace):
+    """The daemon would record, scan and archive its own trace files as accesses and data."""
+    cfg = config(tmp_path)
+    cfg.write_text(cfg.read_text() + f'[trace]\ndir = "{trace}"\n')
+    with pytest.raises(ConfigError, match=r"\[trace\] dir: .* (lies inside|is|contains) the hot tier"):
+        load_config(cfg)
+
+
 def test_locations_apart_from_the_hot_tier_are_accepted(tmp_path):
     """Siblings, a catalog folder that holds the hot tier beside its files, paths that do not exist yet."""
     assert load_config(config(tmp_path)).tiers["h"].url == str(tmp_path / "cap")

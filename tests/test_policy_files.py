@@ -204,7 +204,7 @@ RULE = '[[rules]]\nname = "old-shards"\naction = "release"\nmatch = \'{}\'\n'
         ('size > "big"', ("policies/x.toml: rule 'old-shards': match: column 8: cannot compare size (a size) with "
                          "\"big\" (text); expected a size like 64KiB or 1.5GiB (or a number of bytes)")),
         ('size ~ "*.tar"', ("policies/x.toml: rule 'old-shards': match: column 1: '~' (glob) needs text on the left, "
-                           "found size (a size); text fields are path, name, suffix, dirname, type, state, tier")),
+                           "found size (a size); text fields are path, name, suffix, dirname, type, state, tier, storage_class")),
         ("shards and size > 1", ("policies/x.toml: rule 'old-shards': match: column 1: unknown class 'shards'; "
                                 "did you mean 'shard'?")),
     ],

@@ -281,9 +281,9 @@ def test_planner_path_augment_once_then_project():
         ("mtime > 30", ("column 9: cannot compare mtime (a timestamp) with 30 (a number); expected a date like "
                        "2024-01-31 or 2024-01-31T12:00:00Z")),
         ('size ~ "*.tar"', ("column 1: '~' (glob) needs text on the left, found size (a size); text fields are "
-                           "path, name, suffix, dirname, type, state, tier")),
+                           "path, name, suffix, dirname, type, state, tier, storage_class")),
         ("heat =~ '1'", ("column 1: '=~' (regex) needs text on the left, found heat (a number); text fields are "
-                        "path, name, suffix, dirname, type, state, tier")),
+                        "path, name, suffix, dirname, type, state, tier, storage_class")),
         ('path < "a"', "column 1: '<' does not apply to path (text); use ==, !=, in, ~ or =~"),
         ("pinned > false", "column 1: '>' does not apply to pinned (a condition); use ==, != or in"),
         ("chekpoint and size > 1", "column 1: unknown class 'chekpoint'; did you mean 'checkpoint'?"),

@@ -159,3 +159,31 @@ def test_against_an_oss_server_that_drops_user_metadata_nothing_is_released(tmp_
             assert (tmp_path / "hot" / name).read_bytes() == body
             assert cat.get(name.encode()).state == "archived"
         assert cat.open_entries() == []
+
+
+def test_a_store_that_kept_the_metadata_once_is_not_read_back_for_every_confirmed_write(s3_proxy, tmp_path,
+                                                                                         monkeypatch):
+    """One read-back per store and process proves it keeps our metadata; after it, a release whose
+    PUT the server confirmed (MD5 ETag over our bytes) takes the write's answer instead of a HEAD."""
+    from conftest import S3_BUCKET, S3_KEY, S3_SECRET
+
+    (tmp_path / "hot").mkdir()
+    cfg = tmp_path / "tiering.toml"
+    cfg.write_text(f'default_tier = "cap"\n[hot]\npath = "{tmp_path / "hot"}"\n[catalog]\npath = "catalog.db"\n'
+                   f'[tiers.cap]\nurl = "s3://{S3_BUCKET}/readback-{time.time_ns()}"\nendpoint = "{s3_proxy.endpoint}"\n'
+                   f'access_key_id = "{S3_KEY}"\nsecret_access_key = "${{READBACK_SECRET}}"\n')
+    monkeypatch.setenv("READBACK_SECRET", S3_SECRET)
+    config = load_config(cfg)
+    data = {f"f{i}.bin".encode(): os.urandom(20_000 + i) for i in range(5)}
+    for rel, body in data.items():
+        (tmp_path / "hot" / os.fsdecode(rel)).write_bytes(body)
+    s3_proxy.rules()  # (zeroes the counters)
+    with Catalog.open(config.catalog_path, writer=True) as cat:
+        m = Mover(config, cat)
+        for rel in data:
+            assert m.release(rel).status == "done"
+        counts = s3_proxy.stats()["counts"]
+        assert (counts.get("PutObject"), counts.get("HeadObject")) == (5, 1), counts
+        for rel, body in data.items():
+            assert m.restore(rel).status == "done"
+            assert (tmp_path / "hot" / os.fsdecode(rel)).read_bytes() == body

@@ -29,12 +29,17 @@ reader pool's. (Dividing a sustained samples/s by one rank's demand,
 ``batch / compute_s``, would be the cheaper estimate; it ignores queueing and
 the steps' jitter, which is exactly what starves accelerators first.)
 
+With ``repeats`` > 1 every point is measured that many times and reported by
+its median run by samples/s, with the spread over the runs (``bench.stats``);
+the search decides on the median run's AU.
+
 ``read_delay_s`` adds a sleep to every sample read: a throttle to emulate a
 slower tier (and the tests' way to starve the accelerators on purpose).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import random
@@ -46,6 +51,7 @@ from dataclasses import dataclass
 
 from bench.objects import percentile
 from bench.dataloader.samples import CACHES, Dataset, cache_warning
+from bench.stats import median_index, spread, spread_warning
 from tiering.core.errors import UserError
 
 #: MLPerf Storage: a tier "feeds" an accelerator while AU stays at or above this.
@@ -90,6 +96,8 @@ class LoadPoint:
     lat_p50: float
     lat_p99: float
     lat_p999: float
+    repeats: int = 1  # runs of this point; the figures are the median run's (by samples/s)
+    spread: float | None = None  # (max − min) / median samples/s over the runs; None for one run
 
     @property
     def samples_s(self) -> float:
@@ -108,10 +116,13 @@ def sweep(
     max_accelerators: int = 64,
     on_point: Callable[[LoadPoint], None] | None = None,
     measure: Measure | None = None,
+    repeats: int = 1,
+    on_run: Callable[[LoadPoint], None] | None = None,
 ) -> Iterator[LoadPoint]:
     """For each reader-worker count, the accelerator search (see the module docstring)."""
     for w in workers:
-        yield from search(dataset, pipeline, w, max_accelerators=max_accelerators, on_point=on_point, measure=measure)
+        yield from search(dataset, pipeline, w, max_accelerators=max_accelerators, on_point=on_point, measure=measure,
+                          repeats=repeats, on_run=on_run)
 
 
 #: How one point is measured: ``(dataset, pipeline, workers, accelerators) -> LoadPoint``.
@@ -119,14 +130,24 @@ Measure = Callable[..., "LoadPoint"]
 
 
 def search(dataset: Dataset, pipeline: Pipeline, workers: int, *, max_accelerators: int = 64,
-           on_point: Callable[[LoadPoint], None] | None = None, measure: Measure | None = None) -> Iterator[LoadPoint]:
+           on_point: Callable[[LoadPoint], None] | None = None, measure: Measure | None = None,
+           repeats: int = 1, on_run: Callable[[LoadPoint], None] | None = None) -> Iterator[LoadPoint]:
     """Double k until AU < target (or the cap), then bisect between the last good and first bad k.
 
-    ``measure`` runs one point: this module's ``run_point`` (the storage path only) unless given.
+    ``measure`` runs one point: this module's ``run_point`` (the storage path only) unless given;
+    it runs ``repeats`` times per point, ``on_run`` seeing every run, ``on_point`` the median.
     """
+    def measured(k: int) -> LoadPoint:
+        runs = []
+        for _ in range(repeats):
+            runs.append((measure or run_point)(dataset, pipeline, workers, k))
+            if on_run:
+                on_run(runs[-1])
+        return median_run(runs)
+
     good, bad, k = 0, None, 1
     while bad is None and k <= max_accelerators:
-        point = (measure or run_point)(dataset, pipeline, workers, k)
+        point = measured(k)
         if on_point:
             on_point(point)
         yield point
@@ -137,11 +158,17 @@ def search(dataset: Dataset, pipeline: Pipeline, workers: int, *, max_accelerato
             k = max_accelerators if k < max_accelerators < 2 * k else 2 * k
     while bad is not None and bad - good > 1:
         k = (good + bad) // 2
-        point = (measure or run_point)(dataset, pipeline, workers, k)
+        point = measured(k)
         if on_point:
             on_point(point)
         yield point
         good, bad = (k, bad) if point.au >= AU_TARGET else (good, k)
+
+
+def median_run(runs: Sequence[LoadPoint]) -> LoadPoint:
+    """The run with the median samples/s, carrying the number of runs and their spread."""
+    rates = [p.samples_s for p in runs]
+    return dataclasses.replace(runs[median_index(rates)], repeats=len(runs), spread=spread(rates))
 
 
 def fed(points: Sequence[LoadPoint]) -> int:
@@ -171,7 +198,8 @@ def point_row(point: LoadPoint, pipeline: Pipeline, dataset: Dataset, *, campaig
         "runtime_s": point.seconds, "bytes": point.bytes, "bw_bytes_s": point.bw_bytes_s,
         "iops": point.samples_s, "samples_s": point.samples_s, "au": point.au, "accelerators": point.accelerators,
         "lat_mean_s": point.lat_mean, "lat_p50_s": point.lat_p50, "lat_p99_s": point.lat_p99,
-        "lat_p999_s": point.lat_p999, "warning": warning,
+        "lat_p999_s": point.lat_p999, "repeats": point.repeats, "spread": point.spread,
+        "warning": "; ".join(w for w in (warning, spread_warning(point.spread)) if w) or None,
     }
 
 
@@ -302,21 +330,30 @@ class _Rank:
 
 def run(dataset: Dataset, pipeline: Pipeline, workers: Sequence[int], *, campaign: str, tier: str,
         max_accelerators: int = 64, keep_dataset: bool = False,
-        on_point: Callable[[LoadPoint], None] | None = None) -> list[dict]:
+        on_point: Callable[[LoadPoint], None] | None = None, repeats: int = 1,
+        on_run: Callable[[LoadPoint], None] | None = None) -> list[dict]:
     """One campaign: create the dataset if missing, sweep, return its rows (``bench.results.SCHEMA``).
 
     A dataset this call created is removed afterwards unless ``keep_dataset``;
     one that was already there is left as found.
     """
-    if pipeline.cache not in CACHES:
-        raise UserError(f"--cache: {pipeline.cache!r}: expected one of {', '.join(CACHES)}")
+    check_options(pipeline, repeats)
     created = dataset.ensure()
     if pipeline.cache == "warm":
         dataset.warm()
     warning = cache_warning(dataset, pipeline.cache)
     try:
         return [point_row(p, pipeline, dataset, campaign=campaign, tier=tier, warning=warning)
-                for p in sweep(dataset, pipeline, workers, max_accelerators=max_accelerators, on_point=on_point)]
+                for p in sweep(dataset, pipeline, workers, max_accelerators=max_accelerators, on_point=on_point,
+                               repeats=repeats, on_run=on_run)]
     finally:
         if created and not keep_dataset:
             dataset.remove()
+
+
+def check_options(pipeline: Pipeline, repeats: int) -> None:
+    """A bad cache mode or repeat count as one ``UserError`` naming the option, before anything is created."""
+    if pipeline.cache not in CACHES:
+        raise UserError(f"--cache: {pipeline.cache!r}: expected one of {', '.join(CACHES)}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise UserError(f"--repeats: expected a positive whole number; got {repeats!r}")

@@ -15,18 +15,23 @@ charges them the same way:
 - *one process per accelerator* (rank), each starting ``workers`` reader
   *processes* at the start of the point (PyTorch's non-persistent workers);
   worker ``w`` builds the rank's batches ``w, w + W, ...`` and the rank takes
-  them in order, at most ``prefetch`` ahead per worker (``prefetch_factor``);
+  them in order; a worker has at most ``prefetch`` batches built or being
+  built (``prefetch_factor``: PyTorch hands a worker its next index only when
+  the training process takes one of its batches);
 - *collation into shared memory*: a worker stacks a batch's decoded samples
   into a fresh shared-memory segment (as PyTorch's collate does in a worker)
   and sends its name; the rank maps it, unlinks it and drops it after the step;
 - *a barrier per step* across ranks (``multiprocessing.Barrier``), after the
   emulated compute (a sleep of ``compute_s``);
 - *AU and samples/s as DLIO 2.0 computes them* (``StatsCounter.compute_metrics_train``):
-  nominal compute over wall time, both without the first step (which holds
-  the workers' start-up): ``AU = (steps − 1) · compute_s / (end − start −
-  first step)``; but samples/s over *every* step and the whole wall time,
-  first step included: ``steps · batch / (end − start)`` per rank, summed
-  over ranks.
+  the clock starts before the readers do; ``AU = (steps − 1) · compute_s /
+  (end − start − first step)``, where the first step (which holds the
+  readers' start-up) runs from the start to the end of its compute, its
+  barrier wait not included (DLIO times a step before its barrier), and the
+  end is after the last barrier; samples/s counts *every* step over the whole
+  wall time, ``steps · batch / (end − start)`` per rank, summed over ranks
+  (DLIO's allreduce), so a point's ``seconds`` is the ranks' harmonic mean
+  wall time.
 
 Only hot-tier (local file) datasets are read this way: reader processes fork
 from the rank, and a capacity tier's open connections do not survive a fork.
@@ -143,6 +148,10 @@ class SampleFiles:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            self.root.parent.rmdir()  # the shared bench folder, once no data set is left in it (as HotDataset)
+        except OSError:
+            pass
 
 
 def run_point(files: SampleFiles, pipeline: Pipeline, workers: int, accelerators: int) -> LoadPoint:
@@ -169,7 +178,7 @@ def run_point(files: SampleFiles, pipeline: Pipeline, workers: int, accelerators
         _stop(ranks)
         for leftover in SHM_DIR.glob(f"{tag}*"):
             leftover.unlink(missing_ok=True)
-    window = max(r["wall"] for r in reports)
+    window = accelerators / sum(1 / r["wall"] for r in reports)  # samples / window = the ranks' rates summed
     latencies = [lat for r in reports for lat in r["latencies"]]
     samples = accelerators * steps * pipeline.batch
     return LoadPoint(workers, accelerators, steps, samples, samples * files.file_bytes(), window,
@@ -204,28 +213,30 @@ def _rank(files: SampleFiles, pipeline: Pipeline, batches: list[list[int]], work
           tag: str) -> None:
     """One accelerator: start the readers, then take, map, compute, barrier, step after step."""
     ctx = mp.get_context("fork")
-    inboxes = [ctx.Queue(maxsize=pipeline.prefetch) for _ in range(workers)]
-    readers = [ctx.Process(target=_reader, args=(files, batches[w::workers], inboxes[w], f"{tag}{w}-"),
+    inboxes = [ctx.Queue() for _ in range(workers)]
+    slots = [ctx.Semaphore(max(1, pipeline.prefetch)) for _ in range(workers)]
+    readers = [ctx.Process(target=_reader, args=(files, batches[w::workers], inboxes[w], slots[w], f"{tag}{w}-"),
                            name=f"loader-{w}", daemon=True) for w in range(workers)]
     try:
         started = time.perf_counter()
         for p in readers:
             p.start()
-        first_end, latencies = started, []
+        first_step, latencies = 0.0, []
         for step in range(len(batches)):
             got = inboxes[step % workers].get(timeout=_TIMEOUT_S)
             if isinstance(got, BaseException):
                 raise got
+            slots[step % workers].release()  # taken: that worker may start another batch
             name, nbytes, shape, lat = got
             latencies += lat
             _hand_off(name, nbytes, shape)
             time.sleep(pipeline.compute_s)
-            barrier.wait(timeout=_TIMEOUT_S)
             if step == 0:
-                first_end = time.perf_counter()
+                first_step = time.perf_counter() - started  # before the barrier, as DLIO times a step
+            barrier.wait(timeout=_TIMEOUT_S)
         end = time.perf_counter()
         nominal = (len(batches) - 1) * pipeline.compute_s
-        window = end - first_end
+        window = end - started - first_step
         results.put({"au": min(1.0, nominal / window) if window > 0 else 0.0, "wall": end - started,
                      "latencies": latencies})
     except BaseException as exc:  # noqa: BLE001 - the parent re-raises it
@@ -249,10 +260,13 @@ def _hand_off(name: str, nbytes: int, shape: tuple[int, ...]) -> None:
         os.close(fd)
 
 
-def _reader(files: SampleFiles, batches: list[list[int]], inbox, tag: str) -> None:
-    """One reader process: read and decode each sample, collate the batch into fresh shared memory, send it."""
+def _reader(files: SampleFiles, batches: list[list[int]], inbox, slots, tag: str) -> None:
+    """One reader process: for each batch, wait for a free slot, read and decode each sample,
+    collate the batch into fresh shared memory, send it."""
     try:
         for n, batch in enumerate(batches):
+            if not slots.acquire(timeout=_TIMEOUT_S):
+                raise TimeoutError(f"the training process took no batch for {_TIMEOUT_S:g}s")
             samples, lat = [], []
             for index in batch:
                 t = time.perf_counter()
@@ -282,13 +296,14 @@ def profile_name(pipeline: Pipeline, fmt: str) -> str:
 
 
 def run(files: SampleFiles, pipeline: Pipeline, workers, *, campaign: str, tier: str, max_accelerators: int = 64,
-        keep_dataset: bool = False, on_point=None) -> list[dict]:
-    """One DLIO-faithful campaign: create the samples if missing, search each worker count, return its rows."""
-    from bench.dataloader import emulate
-    from bench.dataloader.samples import CACHES
+        keep_dataset: bool = False, on_point=None, repeats: int = 1, on_run=None) -> list[dict]:
+    """One DLIO-faithful campaign: create the samples if missing, search each worker count, return its rows.
 
-    if pipeline.cache not in CACHES:
-        raise UserError(f"--cache: {pipeline.cache!r}: expected one of {', '.join(CACHES)}")
+    Each point runs ``repeats`` times (the median kept, see ``emulate.search``).
+    """
+    from bench.dataloader import emulate
+
+    emulate.check_options(pipeline, repeats)
     created = files.ensure()
     if pipeline.cache == "warm":
         files.warm()
@@ -296,7 +311,7 @@ def run(files: SampleFiles, pipeline: Pipeline, workers, *, campaign: str, tier:
                if pipeline.cache == "warm" else None)
     try:
         points = emulate.sweep(files, pipeline, workers, max_accelerators=max_accelerators, on_point=on_point,
-                               measure=run_point)
+                               measure=run_point, repeats=repeats, on_run=on_run)
         return [{**emulate.point_row(p, pipeline, files, campaign=campaign, tier=tier, warning=warning),
                  "profile": profile_name(pipeline, files.fmt)} for p in points]
     finally:

@@ -20,8 +20,14 @@ steers it through a small JSON control API on a second port:
   ``cut``     forward, then send the response head and half its body, and reset;
   ``stall``   wait ``seconds`` before forwarding (a slow or hung server).
 
+  A rule with ``over`` acts only while more than ``over`` requests (of any
+  operation, this one included) are in flight through the proxy: a store that
+  throttles when it is overloaded, so a client that sends fewer at once is
+  throttled less.
+
 - ``refuse``: stop listening (connections are refused, open ones reset) or listen again.
-- ``stats``: requests seen per operation, and how often each rule acted.
+- ``stats``: requests seen per operation, how often each rule acted, and the most requests that were
+  in flight at once (``peak``).
 
 Only the standard library: the process is started with ``sys.executable``.
 """
@@ -79,10 +85,13 @@ class Rule:
         self.status = int(spec.get("status", 503))
         self.code = spec.get("code", "SlowDown")
         self.seconds = float(spec.get("seconds", 0))
+        self.over = spec.get("over")
         self.seen = self.hits = 0
 
-    def wants(self, op: str, params: dict, rng: random.Random) -> bool:
+    def wants(self, op: str, params: dict, rng: random.Random, in_flight: int) -> bool:
         if self.op not in ("*", op) or (self.query and not any(q in params for q in self.query)):
+            return False
+        if self.over is not None and in_flight <= self.over:
             return False
         self.seen += 1
         if self.seen <= self.skip or (self.times is not None and self.hits >= self.times):
@@ -101,14 +110,22 @@ class State:
         self.rules: list[Rule] = []
         self.counts: dict[str, int] = {}
         self.rng = random.Random(15)
+        self.in_flight = self.peak = 0
 
     def match(self, op: str, params: dict) -> Rule | None:
+        """The rule for a request now starting (``done`` when its answer is sent)."""
         with self.lock:
             self.counts[op] = self.counts.get(op, 0) + 1
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
             for rule in self.rules:
-                if rule.wants(op, params, self.rng):
+                if rule.wants(op, params, self.rng, self.in_flight):
                     return rule
         return None
+
+    def done(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
 
 class Proxy:
@@ -170,20 +187,23 @@ class Proxy:
                 body = _read_body(reader, headers, method=method, response=False)
                 op, params = operation(method, target)
                 rule = self.state.match(op, params)
-                if rule is not None and rule.action == "reset":
-                    _reset(client, reader)
-                    return
-                if rule is not None and rule.action == "status":
-                    client.sendall(_error(rule.status, rule.code, method))
-                    continue
-                if rule is not None and rule.action == "stall":
-                    time.sleep(rule.seconds)
-                if upstream is None:
-                    upstream = socket.create_connection(self.upstream)
-                    up_reader = upstream.makefile("rb")
-                upstream.sendall(head + body)
-                status_head, keep = self._relay(up_reader, client, reader, method,
-                                                cut=rule is not None and rule.action == "cut")
+                try:
+                    if rule is not None and rule.action == "reset":
+                        _reset(client, reader)
+                        return
+                    if rule is not None and rule.action == "status":
+                        client.sendall(_error(rule.status, rule.code, method))
+                        continue
+                    if rule is not None and rule.action == "stall":
+                        time.sleep(rule.seconds)
+                    if upstream is None:
+                        upstream = socket.create_connection(self.upstream)
+                        up_reader = upstream.makefile("rb")
+                    upstream.sendall(head + body)
+                    status_head, keep = self._relay(up_reader, client, reader, method,
+                                                    cut=rule is not None and rule.action == "cut")
+                finally:
+                    self.state.done()
                 if status_head is None:
                     return
                 if not keep:
@@ -328,7 +348,7 @@ def _control(proxy: Proxy) -> ThreadingHTTPServer:
             state = proxy.state
             with state.lock:
                 self._answer({"counts": dict(state.counts), "hits": [r.hits for r in state.rules],
-                              "refusing": proxy.refusing})
+                              "refusing": proxy.refusing, "peak": state.peak})
 
         def do_POST(self) -> None:
             spec = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
@@ -337,6 +357,7 @@ def _control(proxy: Proxy) -> ThreadingHTTPServer:
                 with state.lock:
                     state.rules = [Rule(r) for r in spec.get("rules", [])]
                     state.counts = {}
+                    state.peak = state.in_flight
                     state.rng = random.Random(spec.get("seed", 15))
             elif self.path == "/refuse":
                 proxy.refuse(bool(spec.get("on", True)))

@@ -124,6 +124,7 @@ class Worker:
         self._orphans: dict[int, bytes] = {}  # a crashed predecessor's unanswered events: fd number -> file
         self._held: list[int] = []  # their numbers, held open until they are answered
         self._deferred: list[tuple[Event, os.stat_result, bytes | None]] | None = []  # stub opens during start-up
+        self.trace = None  # a ``tiering.trace.log.TraceLog`` the restores for readers go to, if any
 
     # -- marks -------------------------------------------------------------------
 
@@ -386,6 +387,8 @@ class Worker:
             outcome = await self.mover.restore_async(rel, in_place=True)
             if outcome.status == DONE:
                 self.counters.restored += 1
+                if self.trace is not None:  # the access trace: this reader's open is a miss
+                    self.trace.record("restore", [rel], outcome.bytes, outcome.tier)
                 log.info("%s: restored for a reader (%s)", show_path(rel), outcome.reason)
             elif outcome.status != NOOP:
                 why = (await asyncio.to_thread(self._object_asleep, rel, True)
@@ -646,6 +649,7 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
             ready(dirs, heat is not None)
 
         heat = _heat_watch(config, paths, heat_fd, heat_off)
+        worker.trace = _trace_log(config)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())
         try:
@@ -653,6 +657,8 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
         finally:
             if heat is not None:
                 heat.stop()
+            if worker.trace is not None:
+                worker.trace.close()
         return 0
     finally:
         mover.close()
@@ -669,3 +675,10 @@ def _heat_watch(config, paths, fd: int | None, off: str):
     watch = HeatWatch(fd, config.hot_path, paths.heat)
     watch.start()
     return watch
+
+
+def _trace_log(config):
+    """The access trace restores are recorded into (``[trace]``), or None."""
+    from tiering.trace.log import TraceLog
+
+    return TraceLog.of(config)

@@ -214,7 +214,7 @@ class TieredFileSystem(AbstractFileSystem):
     def _restore(self, rel: str) -> bool:
         """Restore a released file through the mover; False when it must be streamed instead."""
         # The mover is heavy; only restore-on-read needs it.
-        from tiering.mover.outcome import FAILED, SKIPPED
+        from tiering.mover.outcome import FAILED, PENDING, SKIPPED
         from tiering.ops.session import mover_session
 
         with self._handles.restore_lock:
@@ -225,7 +225,7 @@ class TieredFileSystem(AbstractFileSystem):
                 log.warning("tiered://%s: not restoring on read, streaming from its capacity tier instead: %s",
                             rel, exc)
                 return False
-        if outcome.status == FAILED:
+        if outcome.status in (FAILED, PENDING):  # (pending: its archived object is not readable yet)
             raise StoreError(f"tiered://{rel}: restore on read failed: {outcome.reason}")
         if outcome.status == SKIPPED:
             log.warning("tiered://%s: not restored (%s); reading what is there", rel, outcome.reason)

@@ -224,13 +224,14 @@ class Catalog:
 
     def state_table(self, now: float, half_life: float) -> pa.Table:
         """What the policy engine joins onto the inventory: state, tier, heat decayed to ``now``,
-        pin, and the identity (size, mtime, inode) of the archived version."""
+        pin, the identity (size, mtime, inode) of the archived version, its copy's storage class and age."""
         import pyarrow as pa  # only planning needs Arrow; movers start faster without it
         import pyarrow.compute as pc
 
         raw = self.columns("files", {"path": pa.binary(), "state": pa.string(), "tier": pa.string(),
                                      "heat": pa.float64(), "heat_at": pa.float64(), "pinned": pa.int64(),
-                                     "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64()})
+                                     "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64(),
+                                     "storage_class": pa.string(), "archived_at": pa.float64()})
         heat_at = pc.fill_null(raw.column("heat_at"), now)
         decay = pc.power(0.5, pc.divide(pc.subtract(pa.scalar(now), heat_at), half_life))
         return pa.table({
@@ -242,6 +243,8 @@ class Catalog:
             "size": raw.column("size"),
             "mtime_ns": raw.column("mtime_ns"),
             "ino": raw.column("ino"),  # as stored: compare with an inventory's uint64 cast unsafely
+            "storage_class": raw.column("storage_class"),  # of the capacity copy, as recorded (null: the tier's)
+            "archived_at": raw.column("archived_at"),  # when that copy was made (seconds since the epoch)
         })
 
     # -- journal -----------------------------------------------------------------
@@ -399,6 +402,13 @@ class Catalog:
                                   "RETURNING entry_id", (self.run_id, now, entry.id, owner))
 
         return self._write(work) is not None
+
+    def entries_at(self, action: str, step: str) -> list[JournalEntry]:
+        """Journal entries of ``action`` whose last step is ``step`` (an ``object-restore`` still waiting), oldest first."""
+        rows = self._read(
+            "SELECT id, run_id, action, path, tier, object_key, step, status, detail, started_at, ended_at "
+            "FROM journal WHERE action = ? AND step = ? ORDER BY id", (action, step))
+        return [_entry(r) for r in rows]
 
     def history(self, path: bytes, limit: int = 20) -> list[JournalEntry]:
         rows = self._read(

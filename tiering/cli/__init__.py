@@ -25,6 +25,7 @@ Exit status (every verb):
   2    usage or configuration error (bad option, config, policy, credentials)
   3    a tier could not be reached, or refused us
   4    the catalog is locked by another tiering process (the line names it)
+  75   pending: objects in archive classes are still being restored; run it again later
   130  interrupted (Ctrl-C, SIGTERM), after printing the summary line"""
 
 # Every verb, in the order ``tiering -h`` lists them: name -> (module in ``tiering.cli``, the name in it of
@@ -43,11 +44,13 @@ VERBS: dict[str, tuple[str, str]] = {
     "status": ("status_cmd", "status"),
     "reconcile": ("reconcile_cmd", "reconcile"),
     "cost": ("cost_cmd", "cost"),
+    "simulate": ("simulate_cmd", "simulate"),
     "run": ("run_cmd", "run"),
     "daemon": ("run_cmd", "daemon"),
     "guard": ("guard_cmd", "guard"),
     "migrate": ("migrate_cmd", "migrate"),
     "sync": ("migrate_cmd", "sync"),
+    "trace": ("trace_cmd", "app"),
     "config": ("config_cmd", "app"),
     "catalog": ("catalog_cmd", "app"),
     "bench": ("bench_cmd", "app"),

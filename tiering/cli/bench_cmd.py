@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bench.stats import DEFAULT_REPEATS, SPREAD_LIMIT
 from tiering.cli.config_cmd import FILE_HELP
 from tiering.core.errors import UserError
 
@@ -44,29 +45,52 @@ def objects(
     epoch_objects: Annotated[int, typer.Option(help="Small objects in the list+GET epoch pass (0: skip it).")] = 1000,
     epoch_size: Annotated[str, typer.Option(help="Size of each epoch-pass object.")] = "16KiB",
     out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
+    repeats: Annotated[str, typer.Option(metavar="N", help=REPEATS_HELP)] = str(DEFAULT_REPEATS),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="List the points and the estimated time; run nothing.")] = False,
 ) -> None:
     """PUT/GET sweep over concurrency x object size, then a list+GET epoch, against a capacity tier."""
     from bench.campaign import new_campaign, write_results
-    from bench.objects import point_row, sweep
+    from bench.objects import plan, plan_lines, point_row, sweep
     from tiering.config import find_config, load_config, open_tier
     from tiering.core.units import parse_size
 
+    if epoch_objects < 0:
+        raise UserError(f"--epoch-objects: {epoch_objects}: expected 0 (skip the epoch pass) or more")
     points = dict(sizes=_csv(sizes, parse_size, "--sizes"), concurrencies=_csv(concurrency, int, "--concurrency"),
                   total_bytes=_one(total, parse_size, "--total"), epoch_objects=epoch_objects,
-                  epoch_size=_one(epoch_size, parse_size, "--epoch-size"))
-    store = open_tier(load_config(find_config(config)), tier)
+                  epoch_size=_one(epoch_size, parse_size, "--epoch-size"), repeats=_one(repeats, int, "--repeats"))
+    cfg = load_config(find_config(config))
+    sweep_plan = plan(**points)
+    if dry_run:
+        _print_plan(plan_lines(sweep_plan, cfg.tier(tier).url), sweep_plan, as_json,
+                    [{"op": p.op, "size": p.object_size, "concurrency": p.concurrency, "objects": p.objects,
+                      "estimated_s": p.seconds} for p in sweep_plan.points])
+        return
+    store = open_tier(cfg, tier)
     campaign, rows = new_campaign("objects"), []
     if not as_json:
         typer.echo(_header(OBJECT_COLUMNS))
+    bar = _PointsBar(len(sweep_plan.points), sweep_plan.total_bytes, sweep_plan.total_s, enabled=not as_json)
     try:
-        for p in sweep(store, **points):
-            rows.append(point_row(p, campaign=campaign, tier=tier, target=store.url))
-            typer.echo(json.dumps(rows[-1]) if as_json else _line(OBJECT_COLUMNS, rows[-1]))
+        with bar:
+            for p in sweep(store, **points, on_bytes=bar.add_bytes):
+                rows.append(point_row(p, campaign=campaign, tier=tier, target=store.url))
+                bar.point()
+                bar.echo(json.dumps(rows[-1]) if as_json else _line(OBJECT_COLUMNS, rows[-1]))
     finally:
         store.close()
     if out:
         typer.echo(f"results: {write_results(rows, out)}", err=as_json)
+
+
+REPEATS_HELP = "Runs per point; the median run is kept, the spread shown (flagged past 10%)."
+
+
+def _print_plan(lines: list[str], plan, as_json: bool, points: list[dict]) -> None:
+    """A ``--dry-run``: the plan's lines, or one JSON object with the points and the estimate."""
+    typer.echo(json.dumps({"points": points, "repeats": plan.repeats, "bytes": plan.total_bytes,
+                           "estimated_s": plan.total_s}) if as_json else "\n".join(lines))
 
 
 @app.command("fio")
@@ -144,39 +168,48 @@ def dataloader(
     sample_format: Annotated[str, typer.Option("--format", metavar="npz|raw", help="Sample files of --mode dlio.")] = "npz",
     out: Annotated[Optional[Path], typer.Option(help="Also append the rows to OUT/results.parquet.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
+    # 3, as for fio, though it triples a search's time: "accelerators fed" is a yes/no at AU 0.9 taken
+    # point by point, exactly where one noisy run halves or doubles the answer; --dry-run shows the cost.
+    repeats: Annotated[str, typer.Option(metavar="N", help=REPEATS_HELP)] = str(DEFAULT_REPEATS),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (a results row) per point.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="List the points and the estimated time; run nothing.")] = False,
 ) -> None:
     """Emulate a training input pipeline: samples/s, MB/s, AU, and accelerators fed at >= 90% AU."""
     from bench.dataloader import emulate as dl
     from bench.campaign import new_campaign, write_results
-    from bench.dataloader.samples import open_dataset
     from tiering.config import find_config, load_config
     from tiering.core.units import parse_size
 
     pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3,
                            cache=cache)
-    readers = _csv(workers, int, "--workers")
+    readers, runs = _csv(workers, int, "--workers"), _one(repeats, int, "--repeats")
     mode = mode or ("dlio" if tier == "hot" else "storage")
     if mode not in ("dlio", "storage"):
         raise UserError(f"--mode: {mode!r}: expected dlio or storage")
+    dl.check_options(pipeline, runs)
     cfg, size = load_config(find_config(config)), _one(sample_size, parse_size, "--sample-size")
+    load_plan, target = _loader_plan(cfg, tier, mode, pipeline, samples, size, sample_format, readers, max_accelerators,
+                                     runs)
+    if dry_run:
+        _print_plan(_loader_plan_lines(load_plan, pipeline, target, mode), load_plan, as_json,
+                    [{"workers": p.workers, "accelerators": p.accelerators, "steps": p.steps, "estimated_s": p.seconds}
+                     for p in load_plan.points])
+        return
+    bar = _PointsBar(len(load_plan.points), load_plan.total_bytes, load_plan.total_s, enabled=not as_json)
+
+    def shown(p) -> None:
+        bar.point()
+        if not as_json:
+            bar.echo(_line(LOADER_COLUMNS, _loader_cells(p)))
+
     options = dict(campaign=new_campaign("dataloader"), tier=tier, max_accelerators=max_accelerators,
-                   keep_dataset=keep_dataset,
-                   on_point=None if as_json else lambda p: typer.echo(_line(LOADER_COLUMNS, _loader_cells(p))))
+                   keep_dataset=keep_dataset, repeats=runs, on_point=shown, on_run=lambda p: bar.add_bytes(p.bytes))
     typer.echo(f"mode: {mode} ({'DLIO-faithful' if mode == 'dlio' else 'storage path only: an upper bound'})",
                err=as_json)
     if not as_json:
         typer.echo(_header(LOADER_COLUMNS))
-    if mode == "dlio":
-        from bench.dataloader import faithful
-
-        rows = faithful.run(faithful.open_files(cfg, tier, samples, size, sample_format), pipeline, readers, **options)
-    else:
-        dataset = open_dataset(cfg, tier, samples, size)
-        try:
-            rows = dl.run(dataset, pipeline, readers, **options)
-        finally:
-            dataset.close()
+    with bar:
+        rows = _run_loader(cfg, tier, mode, pipeline, samples, size, sample_format, readers, options)
     for row in rows if as_json else ():
         typer.echo(json.dumps(row))
     for w, k in sorted(dl.fed_by_workers(rows).items()):
@@ -240,13 +273,118 @@ class _SweepBar:
         typer.echo(text, err=err)  # while the bar is drawn, rich's redirect puts this above it
 
 
+def _loader_plan(cfg, tier: str, mode: str, pipeline, samples: int, size: int, fmt: str, readers: list[int],
+                 max_accelerators: int, repeats: int):
+    """The campaign's plan and the target it names, without touching the tier (a store is not even opened)."""
+    from bench.dataloader.plan import plan
+    from bench.dataloader.samples import BENCH_FOLDER, dataset_name
+
+    if mode == "dlio":
+        from bench.dataloader import faithful
+
+        files = faithful.open_files(cfg, tier, samples, size, fmt)
+        target, missing, least = files.target, not files.root.is_dir(), 2  # the first step is not measured
+    elif tier == "hot":
+        root = cfg.hot_path / BENCH_FOLDER / dataset_name(samples, size)
+        target, missing, least = str(root), not root.is_dir(), 1
+    else:
+        target, missing, least = f"{cfg.tier(tier).url.rstrip('/')}/{BENCH_FOLDER}/{dataset_name(samples, size)}/", True, 1
+    load_plan = plan(pipeline, samples, size, readers, max_accelerators=max_accelerators, repeats=repeats,
+                     least_steps=least, create=missing)
+    return load_plan, target
+
+
+def _loader_plan_lines(load_plan, pipeline, target: str, mode: str) -> list[str]:
+    from bench.dataloader.plan import plan_lines
+
+    return plan_lines(load_plan, pipeline, target, "DLIO-faithful" if mode == "dlio" else "storage path only")
+
+
+def _run_loader(cfg, tier: str, mode: str, pipeline, samples: int, size: int, fmt: str, readers: list[int],
+                options: dict) -> list[dict]:
+    from bench.dataloader import emulate as dl
+    from bench.dataloader.samples import open_dataset
+
+    if mode == "dlio":
+        from bench.dataloader import faithful
+
+        return faithful.run(faithful.open_files(cfg, tier, samples, size, fmt), pipeline, readers, **options)
+    dataset = open_dataset(cfg, tier, samples, size)
+    try:
+        return dl.run(dataset, pipeline, readers, **options)
+    finally:
+        dataset.close()
+
+
+def _progress(enabled: bool, *columns):
+    """A rich Progress on stderr, drawn only when stdout and stderr are both a terminal and not ``--quiet``."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from tiering.cli.output import show_progress
+
+    console = Console(stderr=True)
+    return Progress(*columns, console=console, transient=True,
+                    disable=not (enabled and show_progress() and console.is_terminal and sys.stdout.isatty()))
+
+
+class _PointsBar:
+    """Two rich bars on stderr over a campaign's points and its bytes, with the time left by the estimate.
+
+    The totals are the plan's; a run that does more (a dataloader search that
+    bisects) raises them as it goes. ``add_bytes`` may be called from any thread.
+    """
+
+    def __init__(self, points: int, total_bytes: int, total_s: float, enabled: bool) -> None:
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+
+        self._total_s, self._points, self._bytes = total_s, [0, max(points, 1)], [0, max(total_bytes, 1)]
+        self._progress = _progress(enabled, TextColumn("{task.description:>6}"), BarColumn(bar_width=24),
+                                   TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+                                   TextColumn("{task.fields[left]}"))
+        self._point_task = self._progress.add_task("points", total=self._points[1], count="", left="")
+        self._byte_task = self._progress.add_task("bytes", total=self._bytes[1], count="", left="")
+        self._refresh()
+
+    def __enter__(self):
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def point(self) -> None:
+        self._points[0] += 1
+        self._refresh()
+
+    def add_bytes(self, n: int) -> None:
+        self._bytes[0] += n  # a lost update between threads only delays the bar by one request
+        self._refresh()
+
+    def _refresh(self) -> None:
+        from tiering.core.units import format_elapsed, format_size
+
+        (done, total), (moved, size) = self._points, self._bytes
+        total, size = max(total, done), max(size, moved)
+        left = self._total_s * (1 - moved / size)
+        self._progress.update(self._point_task, total=total, completed=done, count=f"{done}/{total} points",
+                              left=f"~{format_elapsed(left)} left")
+        self._progress.update(self._byte_task, total=size, completed=moved,
+                              count=f"{format_size(moved)}/{format_size(size)}")
+
+    @staticmethod
+    def echo(text: str, err: bool = False) -> None:
+        typer.echo(text, err=err)  # while the bars are drawn, rich's redirect puts this above them
+
+
 #: (header, width, row key, format) for the objects and dataloader tables.
 OBJECT_COLUMNS = [("op", 8, "op", "{}"), ("size", 8, "block_size", "size"), ("conc", 5, "numjobs", "{}"),
                   ("ops/s", 9, "iops", "{:.0f}"), ("MB/s", 8, "bw_bytes_s", "mb"), ("p50 ms", 8, "lat_p50_s", "ms"),
-                  ("p99 ms", 8, "lat_p99_s", "ms"), ("ttfb p50", 9, "ttfb_p50_s", "ms"), ("ttfb p99", 9, "ttfb_p99_s", "ms")]
+                  ("p99 ms", 8, "lat_p99_s", "ms"), ("ttfb p50", 9, "ttfb_p50_s", "ms"), ("ttfb p99", 9, "ttfb_p99_s", "ms"),
+                  ("spread", 7, "spread", "spread")]
 LOADER_COLUMNS = [("workers", 7, "numjobs", "{}"), ("accel", 5, "accelerators", "{}"), ("steps", 6, "steps", "{}"),
                   ("samples/s", 10, "samples_s", "{:.0f}"), ("MB/s", 8, "bw_bytes_s", "mb"), ("AU", 6, "au", "{:.3f}"),
-                  ("read p99 ms", 11, "lat_p99_s", "ms")]
+                  ("read p99 ms", 11, "lat_p99_s", "ms"), ("spread", 7, "spread", "spread")]
 
 
 def _header(columns) -> str:
@@ -260,13 +398,13 @@ def _line(columns, row: dict) -> str:
         value = row.get(key)
         if value is None:
             return "-"
-        return {"size": format_size, "mb": lambda v: f"{v / 1e6:.1f}", "ms": lambda v: f"{v * 1e3:.2f}"}.get(
-            fmt, fmt.format)(value)
+        return {"size": format_size, "mb": lambda v: f"{v / 1e6:.1f}", "ms": lambda v: f"{v * 1e3:.2f}",
+                "spread": lambda v: f"{v:.1%}" + ("!" if v > SPREAD_LIMIT else "")}.get(fmt, fmt.format)(value)
 
     return " ".join(f"{cell(key, fmt):>{w}}" for _, w, key, fmt in columns)
 
 
 def _loader_cells(p) -> dict:
     return {"numjobs": p.workers, "accelerators": p.accelerators, "steps": p.steps, "samples_s": p.samples_s,
-            "bw_bytes_s": p.bw_bytes_s, "au": p.au, "lat_p99_s": p.lat_p99}
+            "bw_bytes_s": p.bw_bytes_s, "au": p.au, "lat_p99_s": p.lat_p99, "spread": p.spread}
 

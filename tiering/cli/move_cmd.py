@@ -89,7 +89,12 @@ def restore(paths: Paths = None, manifest: ManifestOpt = None,
             ignore_missing: Annotated[bool, typer.Option("--ignore-missing", help="Leave out manifest entries "
                                                          "that do not exist (default: each is a failure).")] = False,
             config: ConfigOpt = None, include: Include = None, exclude: Exclude = None, min_age: MinAge = None,
-            max_age: MaxAge = None, dry_run: DryRunOpt = False, jobs: JobsOpt = None, as_json: JsonOpt = False) -> None:
+            max_age: MaxAge = None, dry_run: DryRunOpt = False, jobs: JobsOpt = None, as_json: JsonOpt = False,
+            restore_tier: Annotated[str | None, typer.Option(
+                "--restore-tier", metavar="Expedited|Standard|Bulk",
+                help="For objects in archive classes: how fast their store restores them (default: the tier's "
+                     "restore_tier, else Standard). Such a file is requested and counted pending (exit 75); "
+                     "run restore again once it is ready.")] = None) -> None:
     """Bring released files back, verified: by name or folder, or a whole dataset from a manifest."""
     _named("restore", dict(locals(), tier=None, min_size=None, max_size=None))
 
@@ -124,6 +129,7 @@ def _named(action: str, opts: dict) -> None:
     from tiering.ops.session import mover_session
 
     cfg = _config(opts["config"])
+    restore_tier = _restore_tier(opts.get("restore_tier"))
     if opts["tier"] is not None:
         cfg.tier(opts["tier"])  # unknown tier: one clear line before anything starts
     select = accept(opts["include"], opts["exclude"], opts["min_size"], opts["max_size"], opts["min_age"],
@@ -146,11 +152,25 @@ def _named(action: str, opts: dict) -> None:
         _dry_run(action, files, cfg, opts["as_json"], refused, set(rels))
         return
     with mover_session(cfg, action) as (mover, recovered):
+        mover.restore_tier = restore_tier
         _report_recovery(recovered)
         files = _unknown_named(action, set(rels), files, mover.catalog, refused)
         tasks = _tasks(action, files, opts["tier"], cfg.hot_path, mover.catalog)
         _run(mover, tasks, opts["jobs"] or cfg.jobs, (len(tasks), sum(t.size for t in tasks)), as_json=opts["as_json"],
              refused=refused)
+
+
+def _restore_tier(name: str | None) -> str | None:
+    """``--restore-tier`` as its store spells it (any case given); a name it is not: one clear line."""
+    from tiering.core.errors import UserError
+    from tiering.mover.thaw import RESTORE_TIERS
+
+    if name is None:
+        return None
+    for tier in RESTORE_TIERS:
+        if tier.lower() == name.lower():
+            return tier
+    raise UserError(f"--restore-tier: {name!r} is not a restore tier; expected one of {', '.join(RESTORE_TIERS)}")
 
 
 def _unknown_named(action: str, named: set[bytes], files: list[bytes], catalog, refused: list) -> list[bytes]:
@@ -253,6 +273,8 @@ def _run(mover, tasks, jobs: int, totals: tuple[int, int], executor: str | None 
         result.add(outcome)
     for outcome in result.warnings[:limit(50)]:  # done, but worth knowing (an object that lost its metadata)
         problem(f"warning: {outcome.action} {show_path(outcome.path)}: {outcome.warning}")
+    for outcome in result.waiting[:limit(200)]:  # archived objects being restored by their store
+        note(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
     for outcome in result.skipped[:limit(50)]:
         note(f"{outcome.status}: {outcome.action} {show_path(outcome.path)}: {outcome.reason}")
     # A failure that stopped the run (a tier unreachable, the hot tier full) is said once, by the stop line;

@@ -38,8 +38,14 @@ def plan(
         rel = from_command_line(explain, cfg.hot_path)
         now = time.time_ns()
         snap = inventory or latest_snapshot(cfg) or None
-        row = find_row(read_inventory(snap), catalog_state(cfg), rel) if snap else None
-        typer.echo("\n".join(explain_path(row, rel, pol, now)))
+        catalog = catalog_state(cfg)
+        row = find_row(read_inventory(snap), catalog, rel) if snap else None
+        notes: list[str] = []
+        if snap and pol.datasets:  # the rules see the file with its dataset's heat and last access
+            from tiering.plan.datasets import explain_dataset
+
+            row, notes = explain_dataset(read_inventory(snap), catalog, rel, row, pol, now)
+        typer.echo("\n".join(explain_path(row, rel, pol, now) + notes))
         from tiering.ops.cost import explain_money  # the decided move in money (``tiering cost``'s model)
 
         if money := explain_money(cfg, row, pol, now):  # none when no rule moves it

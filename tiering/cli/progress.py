@@ -7,6 +7,9 @@ no-op, skipped or failed) still counts as done: the last frame of a run that
 went through every file reads 100 %. Sizes and rates use the binary units
 of every other line (``tiering.core.units``); the ETA comes from the average rate
 so far and reads ``--`` until there is one, never ``0s`` while work remains.
+While requests go to a store, the line ends with its endpoint's concurrency
+limit (``limit 3/16``: cut to 3 of 16 by the store's pushback; ``limit 8``:
+fixed), read from ``stores.limiter`` as the line is drawn.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rich.text import Text
 from tiering.core.states import FileState
 from tiering.mover.executor import Progress as RunProgress
 from tiering.core.units import format_elapsed, format_rate, format_size
+from tiering.stores.limiter import LimitState, limits
 
 
 class _Counts(ProgressColumn):
@@ -35,7 +39,15 @@ class _Counts(ProgressColumn):
         elapsed = max(time.monotonic() - task.fields["started"], 1e-6)
         rate = p.bytes_done / elapsed
         failed = f", {p.failed:,} failed" if p.failed else ""
-        return Text(f"{files}  {sizes}  {format_rate(rate)}  ETA {_eta(task, elapsed)}{failed}")
+        limit = limits_text(limits())
+        return Text(f"{files}  {sizes}  {format_rate(rate)}  ETA {_eta(task, elapsed)}{failed}"
+                    + (f"  {limit}" if limit else ""))
+
+
+def limits_text(states: list[LimitState]) -> str:
+    """``limit 3/16`` for the endpoints requests went to (each, comma-separated, when there are several)."""
+    shown = [f"{s.limit}/{s.ceiling}" if s.adaptive else f"{s.limit}" for s in states if s.ceiling]
+    return f"limit {', '.join(shown)}" if shown else ""
 
 
 def _eta(task: Task, elapsed: float) -> str:

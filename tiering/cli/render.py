@@ -86,7 +86,16 @@ def _run_text(summary: dict | None) -> str:
         return f": {json.dumps(summary)}"
     stopped = f"; {summary['stopped']}" if summary.get("stopped") else ""
     return (f": {plural(summary['files'], 'action')}, {summary['failed']:,} failed, "
-            f"{format_size(summary.get('bytes_moved', 0))} moved{stopped}")
+            f"{format_size(summary.get('bytes_moved', 0))} moved{stopped}{_concurrency_text(summary)}")
+
+
+def _concurrency_text(summary: dict) -> str:
+    """``; concurrency http://host: 3/16 (auto, 12 throttled, 3 cuts)`` for each store endpoint of a run."""
+    from tiering.stores.limiter import LimitState
+
+    states = [LimitState(endpoint, in_flight=0, waiting=0, **fields)
+              for endpoint, fields in (summary.get("concurrency") or {}).items()]
+    return "".join(f"; concurrency {s.endpoint}: {s.line()}" for s in states)
 
 
 def _watermark_text(summary: dict) -> str:
@@ -117,7 +126,8 @@ def _when(ts: float | None) -> str:
 
 
 #: Each action's past tense, for summary lines.
-PAST = {"archive": "archived", "release": "released", "restore": "restored", "pin": "pinned"}
+PAST = {"archive": "archived", "release": "released", "restore": "restored", "pin": "pinned",
+        "transition": "transitioned"}
 #: What a file that an action had nothing to do for is (a restore's no-op: the file is not released).
 NOTHING_TO_DO = {"archive": "already archived", "release": "already released", "restore": "not released",
                  "pin": "already pinned"}
@@ -144,6 +154,9 @@ def moved_line(result) -> str:
     skipped = sum(n for (_, status), n in counts.items() if status == "skipped")
     if skipped:
         line += f", {skipped:,} skipped"
+    pending = sum(n for (_, status), n in counts.items() if status == "pending")
+    if pending:  # archived objects whose store is restoring them: the same command finishes them later
+        line += f", {pending:,} pending (object restore requested)"
     line += f", {result.failed:,} failed"
     if result.stopped:
         line += f" ({result.stopped})"

@@ -81,6 +81,7 @@ from tiering.config.daemon import DaemonConfig, daemon_values, parse_daemon
 from tiering.config.guard import DURATION_KEYS as _GUARD_DURATIONS
 from tiering.config.guard import GuardConfig, guard_values, parse_guard
 from tiering.config.locations import check_hot_tier, check_locations
+from tiering.config.trace import TraceConfig, parse_trace, trace_values
 from tiering.config.tiers import SCHEME_OPTIONS, PartDefaults, TierConfig, parse_tier
 from tiering.config.values import SECRET_KEYS, Table
 from tiering.core.errors import ConfigError, UserError
@@ -96,7 +97,7 @@ CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
 DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 
-_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "guard", "cost", "tiers")
+_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "guard", "trace", "cost", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
 
@@ -106,8 +107,8 @@ def _store_keys(kind: str) -> frozenset[str]:
     return frozenset(o.config_key for options in SCHEME_OPTIONS.values() for o in options if o.kind == kind)
 
 
-_SIZE_KEYS = frozenset({"part_size", "multipart_threshold"}) | _store_keys("size")
-_DURATION_KEYS = (frozenset({"max_backoff", "deadline", "half_life", "max_age"}) | _DAEMON_DURATIONS | _GUARD_DURATIONS
+_SIZE_KEYS = frozenset({"part_size", "multipart_threshold", "max_bytes"}) | _store_keys("size")
+_DURATION_KEYS = (frozenset({"max_backoff", "deadline", "half_life", "max_age", "rotate"}) | _DAEMON_DURATIONS | _GUARD_DURATIONS
                   | _store_keys("duration"))
 
 
@@ -133,6 +134,7 @@ class Config:
     hot_io: str = "auto"  # "auto" | "inline" | "threads": see ``tiering.core.mounts.hot_io``
     catalog_url: str | None = None  # a PostgreSQL catalog (``tiering.config.catalog_url``); None: the file
     cost: CostModel = field(default_factory=CostModel)  # prices: ``[cost]``, ``[tiers.NAME.cost]`` (``config.cost``)
+    trace: TraceConfig = field(default_factory=TraceConfig)  # the access trace (``tiering.config.trace``)
 
     @property
     def catalog_target(self) -> str | Path:
@@ -201,6 +203,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         heat_half_life=_heat(top.sub("heat")),
         daemon=parse_daemon(top.sub("daemon"), base, tiers),
         guard=parse_guard(top.sub("guard"), base),
+        trace=parse_trace(top.sub("trace"), base),
         scan_max_age=_scan(top.sub("scan")),
         cost=parse_cost(top, tiers),
     )
@@ -285,6 +288,7 @@ def describe(config: Config) -> str:
         ("scan", {"max_age": config.scan_max_age}),
         ("daemon", daemon_values(config.daemon)),
         ("guard", guard_values(config.guard)),
+        ("trace", trace_values(config.trace)),
         ("concurrency", {k: getattr(config, k) for k in _CONCURRENCY_KEYS}),
         ("retry", {"attempts": config.retry.attempts, "max_backoff": config.retry.cap,
                    "deadline": config.retry.deadline}),

@@ -74,6 +74,9 @@ def _locations(config: Config) -> Iterator[tuple[str, os.PathLike[str] | str, st
             yield f"[tiers.{tier.name}] checkpoint_dir", tier.options["checkpoint_dir"], _OWNED
     if config.daemon.log_file is not None:
         yield "[daemon] log_file", config.daemon.log_file, _FILE
+    # (the trace folder is tiering's own: inside the hot tier its files would be scanned, archived and
+    # recorded as accesses of their own)
+    yield "[trace] dir", config.trace.folder(catalog), _OWNED
 
 
 def _overlap(real: str, hot_real: str, kind: str) -> str:

@@ -22,6 +22,7 @@ from tiering.config.values import SECRET_KEYS, OptionWords, Table, check_path_te
 from tiering.core.errors import InvalidKeyError
 from tiering.stores import scheme_of
 from tiering.stores.keys import decode_key
+from tiering.stores.limiter import parse_concurrency
 from tiering.stores.options import OPTIONS, StoreOption, StoreOptions
 from tiering.core.units import format_size
 
@@ -78,9 +79,10 @@ def parse_tier(table: Table, name: str, base: Path, defaults: PartDefaults) -> T
     scheme = scheme_of(raw_url)
     if scheme not in SCHEME_KEYS:
         raise table.error("url", f"unknown scheme {scheme + '://'!r}", f"expected {SUPPORTED_URLS}")
-    table.check_keys(("url", "cost") + SCHEME_KEYS[scheme], elsewhere=_other_kinds(scheme))  # cost: config.cost
+    table.check_keys(("url", "cost", "concurrency") + SCHEME_KEYS[scheme],  # cost: config.cost
+                     elsewhere=_other_kinds(scheme))
     url = _posix_url(table, raw_url, base) if scheme == "file" else _bucket_url(table, raw_url, scheme)
-    options = _store_options(table, scheme, base, defaults)
+    options = {**_store_options(table, scheme, base, defaults), **_concurrency(table)}
     return TierConfig(name, url, scheme, options.get("storage_class", ""), options)
 
 
@@ -96,8 +98,20 @@ def store_options(scheme: str, words: Mapping[str, str], option: str, base: Path
     words = {(declared[key].config_key if key in declared else key): value for key, value in words.items()}
     table = OptionWords(option, words)
     hints = {"url": f"the {KIND[scheme]} location is the command's own argument, not an option"}
-    table.check_keys(SCHEME_KEYS[scheme], elsewhere={**_other_kinds(scheme), **hints})
-    return _store_options(table, scheme, base, None)
+    table.check_keys(SCHEME_KEYS[scheme] + ("concurrency",), elsewhere={**_other_kinds(scheme), **hints})
+    return {**_store_options(table, scheme, base, None), **_concurrency(table)}
+
+
+def _concurrency(table: Table) -> dict[str, Any]:
+    """``concurrency``: "auto" (adaptive, the default) or a fixed number of requests in flight to the tier's
+    endpoint (``stores.limiter``); only when set."""
+    if "concurrency" not in table.data:
+        return {}
+    try:
+        return {"concurrency": parse_concurrency(table.data["concurrency"])}
+    except ValueError:
+        raise table.error("concurrency", f"{table.data['concurrency']!r} is not a concurrency",
+                          'expected "auto" or a whole number >= 1') from None
 
 
 def _store_options(table: Table, scheme: str, base: Path, defaults: PartDefaults | None) -> dict[str, Any]:

@@ -33,6 +33,9 @@ EXIT_FAILED = 1  # the command ran and some items failed, or the run could not g
 EXIT_USAGE = 2  # a user mistake: bad config, bad arguments, missing or wrong credentials
 EXIT_STORE = 3  # a capacity tier could not be reached, or answered so that nothing can go on
 EXIT_BUSY = 4  # another tiering process holds the catalog (the message names it)
+#: Nothing failed, but some work is under way elsewhere and not done yet: archived objects whose restore
+#: was requested from their store (sysexits' EX_TEMPFAIL: run the same command again later to finish it).
+EXIT_PENDING = 75
 EXIT_INTERRUPTED = 130  # SIGINT/SIGTERM: what was in flight finished, nothing new started
 
 #: Local errnos that doom a whole run, not one file: a full or read-only disk, no descriptors left.
@@ -133,6 +136,11 @@ class TransientError(StoreError):
     """A failure that may go away: timeouts, refused connections, 5xx, throttling."""
 
     scope = RETRY
+
+
+class ThrottledError(TransientError):
+    """The tier asked us to slow down (503 SlowDown, 429, OSS ServerBusy): retried like any transient
+    failure, and the endpoint's concurrency limiter (``stores.limiter``) takes it as a signal to send less."""
 
 
 class TierUnavailableError(StoreError):

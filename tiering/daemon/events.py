@@ -43,6 +43,9 @@ from watchdog.events import (
 from tiering.mover.executor import Task
 from tiering.mover.ops import RESTORE_TMP_PREFIX
 from tiering.mover.outcome import Outcome
+from tiering.trace.schema import HOT
+from tiering.trace.schema import OPEN as TRACE_OPEN
+from tiering.trace.schema import WRITE as TRACE_WRITE
 
 log = logging.getLogger("tiering.daemon")
 
@@ -148,6 +151,8 @@ class Debouncer:
         self._seen_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tiering-debouncer", daemon=True)
+        #: Where the accesses and writes counted also go, if anywhere (a ``tiering.trace.log.TraceLog``).
+        self.trace = None
 
     def start(self) -> None:
         self._thread.start()
@@ -171,6 +176,7 @@ class Debouncer:
     def flush(self) -> int:
         """Move what is queued now into the catalog and the pending writes; returns accesses recorded."""
         counts: Counter[bytes] = Counter()
+        traced: list[tuple[str, bytes, float]] = []
         for _ in range(len(self.intake.queue)):
             kind, path, at = self.intake.queue.popleft()
             rel = self.relative(path)
@@ -180,13 +186,33 @@ class Debouncer:
                 counts[rel] += 1
             else:
                 self.writes.note(rel, at, closed=kind != MODIFIED)
+            if self.trace is not None and kind != MODIFIED:  # a write is traced once: when closed (or renamed)
+                traced.append((TRACE_OPEN if kind == OPENED else TRACE_WRITE, rel, at))
         self.own.prune()
+        if traced:
+            self._trace(traced)
         if counts:
             self.record_heat([p for p, n in counts.items() for _ in range(min(n, MAX_COUNT_PER_BATCH))])
             with self._seen_lock:
                 if len(self._seen) < 1_000_000:
                     self._seen.update(counts)
         return sum(counts.values())
+
+    def _trace(self, traced: list[tuple[str, bytes, float]]) -> None:
+        """Record accesses (kind, path, monotonic time) in the trace, with each file's size and wall-clock time."""
+        offset = time.time_ns() - int(time.monotonic() * 1e9)
+        sizes: dict[bytes, int] = {}
+        for _, rel, _ in traced:
+            if rel not in sizes:
+                try:
+                    sizes[rel] = os.lstat(os.fsencode(self.root) + rel).st_size
+                except OSError:  # gone since: the access still happened
+                    sizes[rel] = 0
+        for kind in (TRACE_OPEN, TRACE_WRITE):
+            rows = [(rel, at) for k, rel, at in traced if k == kind]
+            if rows:
+                self.trace.record(kind, [r for r, _ in rows], [sizes[r] for r, _ in rows], HOT,
+                                  [offset + int(at * 1e9) for _, at in rows])
 
     def take_seen(self) -> set[bytes]:
         """Paths with accesses counted since the last call (for the rescan), and start afresh."""

@@ -3,7 +3,9 @@
 A small registry (counters and gauges, with labels) and an ``http.server``
 endpoint, so no client library is needed. ``GET /metrics`` answers; the
 server binds the configured address, ``127.0.0.1`` unless told otherwise.
-``SERIES`` is the documented list (the README repeats it).
+``SERIES`` is the documented list (the README repeats it). The store
+endpoints' concurrency limiters (``stores.limiter``) are read live at every
+scrape: their limit, ceiling, requests in flight, throttles and cuts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tiering.stores.limiter import LimitState, limits
 
 log = logging.getLogger("tiering.daemon")
 
@@ -41,6 +45,24 @@ SERIES: dict[str, tuple[str, str]] = {
     "tiering_auto_archive_pending": ("gauge", "Written files waiting to be quiet before auto-archive."),
     "tiering_reloads_total": ("counter", "SIGHUP reloads, by result (ok|rejected)."),
     "tiering_guard_active": ("gauge", "1 while this host's access guard serves opens of released files."),
+    "tiering_store_concurrency_limit": ("gauge", "Requests allowed in flight to a store endpoint now, by endpoint "
+                                        "and mode (auto|fixed)."),
+    "tiering_store_concurrency_ceiling": ("gauge", "The most requests in flight a store endpoint's limit grows "
+                                          "back to, by endpoint."),
+    "tiering_store_in_flight": ("gauge", "Requests in flight to a store endpoint, by endpoint."),
+    "tiering_store_throttles_total": ("counter", "Throttle answers (503 SlowDown, 429 ...) from a store endpoint, "
+                                      "by endpoint."),
+    "tiering_store_concurrency_cuts_total": ("counter", "Times a store endpoint's limit was cut (a throttle or "
+                                             "a latency rise), by endpoint."),
+}
+
+#: The limiter series: name -> how to read it from an endpoint's ``LimitState``.
+_LIMITER_SERIES: dict[str, Callable[[LimitState], float]] = {
+    "tiering_store_concurrency_limit": lambda s: s.limit,
+    "tiering_store_concurrency_ceiling": lambda s: s.ceiling,
+    "tiering_store_in_flight": lambda s: s.in_flight,
+    "tiering_store_throttles_total": lambda s: s.throttles,
+    "tiering_store_concurrency_cuts_total": lambda s: s.cuts,
 }
 
 Labels = tuple[tuple[str, str], ...]
@@ -53,6 +75,8 @@ class Metrics:
         self._values: dict[str, dict[Labels, float]] = {name: {} for name in SERIES}
         self._live: dict[str, Callable[[], float | dict[Labels, float]]] = {}
         self._lock = threading.Lock()
+        for name, read in _LIMITER_SERIES.items():
+            self.live(name, lambda read=read, name=name: _limiter_samples(name, read))
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
         key = _labels(labels)
@@ -132,6 +156,13 @@ def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
             log.debug("metrics: %s %s", self.address_string(), format % args)
 
     return Handler
+
+
+def _limiter_samples(name: str, read: Callable[[LimitState], float]) -> dict[Labels, float]:
+    """One limiter series over every store endpoint this process has a limiter for."""
+    mode = name == "tiering_store_concurrency_limit"
+    return {_labels({"endpoint": s.endpoint, **({"mode": "auto" if s.adaptive else "fixed"} if mode else {})}):
+            read(s) for s in limits()}
 
 
 def _labels(labels: dict[str, str]) -> Labels:

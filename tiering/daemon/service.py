@@ -51,6 +51,7 @@ from tiering.plan import Usage
 from tiering.policy import Policy
 from tiering.ops.workflow import policy_for
 from tiering.scan import fresh_snapshot, prune_snapshots
+from tiering.trace.log import TraceLog
 
 log = logging.getLogger("tiering.daemon")
 
@@ -69,6 +70,7 @@ class Daemon:
         self.server: MetricsServer | None = None
         self.observer = None
         self.debouncer: Debouncer | None = None
+        self.trace: TraceLog | None = None  # the access trace (``tiering.trace``), while running
         self._last_cycle: float | None = None  # monotonic end of the last cycle
         self._next_check = self._backoff_until = 0.0
         self._misses = 0  # watermark cycles in a row that left usage above high
@@ -107,6 +109,7 @@ class Daemon:
         self.writes.enabled = d.auto_archive > 0
         self.debouncer = Debouncer(str(self.config.hot_path), self.intake, self.own, self._record_heat, self.writes,
                                    d.debounce)
+        self.debouncer.trace = self.trace = TraceLog.of(self.config)  # (None: [trace] record = false)
         self.debouncer.start()
         self.metrics.set("tiering_up", 1)
         where = f"; metrics on http://{d.metrics_address}:{self.server.address[1]}/metrics" if self.server else ""
@@ -127,6 +130,8 @@ class Daemon:
                 self._auto_archive()
             self._check_observer()
             self._guard_heat()
+            if self.trace is not None:
+                self.trace.tick()
             self.signals.stop.wait(tick)
 
     def _shutdown(self) -> None:
@@ -137,6 +142,8 @@ class Daemon:
             self.observer.join(timeout=5)
         if self.debouncer is not None:
             self.debouncer.stop()
+        if self.trace is not None:
+            self.trace.close()
         if self.server is not None:
             self.server.stop()
         self.guard.stop(self.config.daemon.stop_timeout)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from tiering.core.display import show_key
 from tiering.core.result import DONE, FAILED, NOOP, SKIPPED, ItemOutcome, RunStatus
+from tiering.mover.executor import concurrency_summary
+from tiering.stores.limiter import LimitState
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "ItemResult", "MigrateResult"]
 
@@ -49,6 +51,7 @@ class MigrateResult(RunStatus):
     not_deleted: str = ""  # why --delete deleted nothing, if it did not
     stop_status: int = 0  # the exit status of the failure that stopped the run, if one did
     interrupted: bool = False  # by SIGINT/SIGTERM
+    limits: tuple[LimitState, ...] = ()  # each store endpoint's concurrency limiter as the run ended
 
     @property
     def files(self) -> int:
@@ -81,4 +84,5 @@ class MigrateResult(RunStatus):
                 "files_per_s": round(self.copied / secs, 1) if secs else 0.0,
                 "mb_per_s": round(self.bytes / secs / 1e6, 2) if secs else 0.0,
                 "stopped": self.stopped or None, "not_deleted": self.not_deleted or None,
-                "interrupted": self.interrupted}
+                "interrupted": self.interrupted,
+                **({"concurrency": concurrency_summary(self.limits)} if self.limits else {})}

@@ -9,6 +9,9 @@ source still has look destination-only) and every copy finished without a
 failure; otherwise it deletes nothing and says why in ``not_deleted``
 (rclone's "not deleting files as there were IO errors"). A listing that
 raises stops the run (its exit status: 3 for a tier that cannot be reached).
+Every request to a store side holds a slot of its endpoint's concurrency
+limiter (``stores.limiter``): under a SlowDown storm fewer are in flight than
+``jobs`` allows; the result's summary says where each limit ended.
 ``cancel`` (set from a SIGINT/SIGTERM handler) starts nothing new and deletes
 nothing; the result says ``interrupted``. Library code never prints: results
 go to ``on_item`` and ``progress`` callbacks, and come back as a
@@ -29,6 +32,7 @@ from tiering.migrate.listing import Candidate, Filter, Listing, RemovalSpool, jo
 from tiering.migrate.result import ItemResult, MigrateResult
 from tiering.migrate.transfer import Job, Transfer, close_sides, sides_for
 from tiering.mover.executor import Executor, Progress, ThreadExecutor, drive
+from tiering.stores.limiter import limits
 
 
 def migrate(job: Job, *, jobs: int = 16, delete: bool = False, executor: Executor | None = None,
@@ -108,6 +112,7 @@ def _run(job: Job, sides, jobs: int, delete: bool, executor: Executor, progress,
         if totals is not None:
             totals.stop()
     result.seconds = time.monotonic() - start
+    result.limits = tuple(s for s in limits() if s.ceiling)  # (this process's: a cluster's workers keep their own)
     return result
 
 

@@ -109,13 +109,14 @@ class DaskExecutor:
             return
         original, cache, lock = mover.store, {}, threading.Lock()
 
-        def store(tier: str) -> Store:
+        def store(tier: str, storage_class: str | None = None) -> Store:
             with lock:
-                if tier not in cache:
+                if (tier, storage_class) not in cache:
                     tc = mover.config.tier(tier)
-                    spec = StoreSpec(tc.url, tuple(sorted(tc.options.items())), mover.config.retry)
-                    cache[tier] = OffloadedStore(original(tier), self.client, spec)
-                return cache[tier]
+                    options = {**tc.options, **({"storage_class": storage_class} if storage_class else {})}
+                    spec = StoreSpec(tc.url, tuple(sorted(options.items())), mover.config.retry)
+                    cache[tier, storage_class] = OffloadedStore(original(tier, storage_class), self.client, spec)
+                return cache[tier, storage_class]
 
         mover.store = store
         try:

@@ -11,6 +11,12 @@ and fsyncs) goes to the loop's ``jobs + 4`` worker threads. Tasks start in
 the order given (a plan puts restores first, so a waiting job gets its data
 before archives run).
 
+The store calls of all those actions share each endpoint's concurrency
+limiter (``stores.limiter``): when a tier pushes back (503 SlowDown, a rising
+latency) the requests in flight to it are cut, whatever ``jobs`` says, and grow
+back as it recovers. The run's summary carries each endpoint's
+current limit (a progress bar reads ``stores.limiter.limits()`` as it draws).
+
 Per-file failures are recorded, not raised. The run stops *starting* new work
 when a failure says the whole run is doomed (hot tier full, a tier refusing
 our credentials) or when the error rate passes ``max_error_rate`` after at
@@ -42,7 +48,8 @@ if TYPE_CHECKING:  # the mover (and pyarrow under it) load only for mover runs, 
 from tiering.core.aio import run_blocking
 from tiering.core.errors import exit_status
 from tiering.core.result import RunStatus
-from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
+from tiering.mover.outcome import DONE, FAILED, NOOP, PENDING, SKIPPED, Outcome, failure
+from tiering.stores.limiter import LimitState, limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +57,7 @@ class Task:
     """One action to run: what ``apply`` takes from a plan row, or a CLI argument."""
 
     path: bytes
-    action: str  # archive | release | restore | pin
+    action: str  # archive | release | restore | pin | transition
     tier: str | None = None
     storage_class: str | None = None
     size: int = 0  # expected bytes, for progress
@@ -61,7 +68,9 @@ def plan_tasks(plan: Plan) -> Iterator[Task]:
     table = plan.actions.select(["path", "action", "target_tier", "storage_class", "size"])
     for batch in table.to_batches(max_chunksize=4096):
         cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        yield from (Task(path, action, tier, cls, size or 0) for path, action, tier, cls, size in zip(*cols))
+        # (A transition moves no bytes through here: the store copies the object in place.)
+        yield from (Task(path, action, tier, cls, 0 if action == "transition" else size or 0)
+                    for path, action, tier, cls, size in zip(*cols))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,12 @@ class Progress:
     elapsed: float
 
 
+def concurrency_summary(states: Iterable[LimitState]) -> dict[str, dict]:
+    """Each endpoint's limiter for a run's JSON summary: endpoint -> its ``LimitState`` fields."""
+    return {s.endpoint: {k: v for k, v in s.as_dict().items() if k not in ("endpoint", "in_flight", "waiting")}
+            for s in states}
+
+
 @dataclass
 class RunResult(RunStatus):
     """What a run did: counts per action and status, bytes moved, the failures."""
@@ -85,14 +100,20 @@ class RunResult(RunStatus):
     failures: list[Outcome] = field(default_factory=list)
     skipped: list[Outcome] = field(default_factory=list)
     warnings: list[Outcome] = field(default_factory=list)  # the first few done files that carry a warning
+    waiting: list[Outcome] = field(default_factory=list)  # the first few pending (an object being restored)
     stopped: str = ""  # why the run stopped starting new work, if it did
     interrupted: bool = False  # by Ctrl-C (SIGINT)
     seconds: float = 0.0
     stop_status: int = 0  # the exit status of the failure that stopped the run, if one did
+    limits: tuple[LimitState, ...] = ()  # each endpoint's concurrency limiter as the run ended
 
     @property
     def failed(self) -> int:
         return sum(n for (_, status), n in self.counts.items() if status == FAILED)
+
+    @property
+    def pending(self) -> int:
+        return sum(n for (_, status), n in self.counts.items() if status == PENDING)
 
     @property
     def total(self) -> int:
@@ -108,16 +129,20 @@ class RunResult(RunStatus):
             self.failures.append(outcome)
         elif outcome.status == SKIPPED:
             self.skipped.append(outcome)
+        elif outcome.status == PENDING and len(self.waiting) < 1000:
+            self.waiting.append(outcome)
 
     def summary(self) -> dict:
         """The JSON summary line: counts by action and status, bytes, rate, failures."""
         by_action: dict[str, dict[str, int]] = {}
         for (action, status), n in sorted(self.counts.items()):
             by_action.setdefault(action, {})[status] = n
-        return {"actions": by_action, "files": self.total, "failed": self.failed, "bytes_moved": self.bytes_moved,
+        return {"actions": by_action, "files": self.total, "failed": self.failed,
+                **({"pending": self.pending} if self.pending else {}), "bytes_moved": self.bytes_moved,
                 "seconds": round(self.seconds, 3),
                 "mb_per_s": round(self.bytes_moved / self.seconds / 1e6, 2) if self.seconds else 0.0,
-                "stopped": self.stopped or None}
+                "stopped": self.stopped or None,
+                **({"concurrency": concurrency_summary(self.limits)} if self.limits else {})}
 
 
 async def run_action(mover: Mover, task: Task) -> Outcome:
@@ -134,11 +159,13 @@ async def run_action(mover: Mover, task: Task) -> Outcome:
         if task.action == "archive":
             return await mover.archive_async(task.path, task.tier, task.storage_class)
         if task.action == "release":
-            return await mover.release_async(task.path, task.tier)
+            return await mover.release_async(task.path, task.tier, task.storage_class)
         if task.action == "restore":
             return await mover.restore_async(task.path)
         if task.action == "pin":
             return await mover.pin_async(task.path)
+        if task.action == "transition":
+            return await mover.transition_async(task.path, task.storage_class)
     except Exception as exc:
         return failure(task.path, task.action, exc, task.tier)
     except asyncio.CancelledError as exc:
@@ -263,6 +290,7 @@ def execute(mover: Mover, tasks: Iterable[Task], *, jobs: int, max_error_rate: f
             result.stopped = f"stopped after an unexpected error: {type(exc).__name__}: {exc}"
             result.stop_status = exit_status(exc)
     result.seconds = time.monotonic() - start
+    result.limits = tuple(s for s in limits() if s.ceiling)  # the endpoints this process has sent requests to
     return result
 
 
@@ -336,4 +364,4 @@ def _should_stop(outcome: Outcome, result: RunResult, max_error_rate: float, min
 
 
 __all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Executor", "Progress", "RunResult", "Task", "ThreadExecutor",
-           "bounded_map", "drive", "execute", "run_action"]
+           "bounded_map", "concurrency_summary", "drive", "execute", "run_action"]

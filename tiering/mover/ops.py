@@ -49,6 +49,7 @@ from tiering.core.display import show_path
 from tiering.core.errors import (
     CatalogError,
     IntegrityError,
+    NeedsRestoreError,
     PathError,
     SourceChangedError,
     StoreError,
@@ -57,11 +58,11 @@ from tiering.core.errors import (
 from tiering.core.faults import crash_point
 from tiering.core.mounts import attribute_lag, fs_type, hot_io, is_local
 from tiering.core.states import FileState
-from tiering.mover import restorelock
+from tiering.mover import classchange, restorelock, thaw
 from tiering.mover.beneath import Entry, HotRoot
 from tiering.mover.fsyncs import SyncBatcher
 from tiering.mover.hotio import HotIO
-from tiering.mover.identity import Identity, open_for_writing
+from tiering.mover.identity import Identity, copied_version, open_for_writing
 from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED, Outcome, failure
 from tiering.mover.restorelock import Holder
 from tiering.mover.stub import (
@@ -83,10 +84,10 @@ from tiering.stores.base import (
     ObjectInfo,
     OffloadsLocalIO,
     Store,
-    TransfersElsewhere,
     WritesBackEarly,
     call_async,
     fills_descriptors,
+    transfers_elsewhere,
 )
 from tiering.stores.checksum import Hasher
 from tiering.stores.keys import encode_key
@@ -115,7 +116,11 @@ class Mover:
         self.hot_root = HotRoot(self.hot)
         self._stores: dict[str, Store] = {}
         self._stores_lock = threading.Lock()
-        self._writers = open_for_writing() if check_writers else frozenset()
+        # Which files are open for writing, read from /proc on the first archive or release that asks
+        # (a restore never does: a run of restores does not read every process's descriptors).
+        self._writers: frozenset[tuple[int, int]] | None = None if check_writers else frozenset()
+        #: Tiers whose store a release's read-back has shown, in this process, to keep our metadata.
+        self._keeps_metadata: set[str] = set()
         self._use_lease = ignore_lease_breaks()
         #: Seconds a restore waits for other processes to close the stub it would replace.
         self.lease_wait = LEASE_WAIT
@@ -133,6 +138,8 @@ class Mover:
         #: stub (the access guard marks the directory there, before the stub can be opened). If it raises,
         #: that file's release fails (it stays archived, no stub) with the hook's message as the reason.
         self.before_truncate: Callable[[int], None] | None = None
+        #: The restore tier (Expedited/Standard/Bulk) of objects in archive classes (``thaw``); None: the tier's.
+        self.restore_tier: str | None = None
         self._used: list[bytes] = []  # restored since the last flush_heat: each counts as one access
         self._used_lock = threading.Lock()
         #: Byte transfers running at once on one event loop (``execute`` sets its ``jobs``).
@@ -145,15 +152,21 @@ class Mover:
 
     # -- plumbing --------------------------------------------------------------
 
-    def store(self, tier: str) -> Store:
+    def store(self, tier: str, storage_class: str | None = None) -> Store:
+        """The store of ``tier``; with a ``storage_class`` other than the tier's own, one that writes new
+        objects in that class (a rule's ``storage_class``). Any of a tier's stores reads its objects."""
+        if storage_class == self.config.tier(tier).storage_class:
+            storage_class = None
+        name = f"{tier}\0{storage_class}" if storage_class else tier
         with self._stores_lock:
-            if tier not in self._stores:
-                store = self._stores[tier] = open_tier(self.config, tier)
+            if name not in self._stores:
+                store = self._stores[name] = open_tier(self.config, tier) if not storage_class else \
+                    open_store_as(self.config, tier, storage_class)
                 if isinstance(store, WritesBackEarly):
                     store.write_back_early = True  # every restore is fsynced: start its disk writes early
                 if isinstance(store, OffloadsLocalIO) and self.io.threaded:
                     store.local_io = self.io  # its small transfers' file reads and writes are round trips too
-            return self._stores[tier]
+            return self._stores[name]
 
     def close(self) -> None:
         self.flush_heat()
@@ -189,11 +202,13 @@ class Mover:
         """The name a store's path-taking call gets for a hot file: one that resolves through our
         descriptors (``beneath``), unless the store moves bytes in another process (a cluster
         worker), which gets the plain path, checked through the descriptors just before and after."""
-        if isinstance(store, TransfersElsewhere):
+        if transfers_elsewhere(store):
             return str(self.hot / os.fsdecode(where.rel.rpartition(b"/")[0]) / os.fsdecode(name or where.name))
         return f"/proc/self/fd/{fd}" if fd is not None else where.fd_path(name)
 
     def _open_for_writing(self, st: os.stat_result) -> bool:
+        if self._writers is None:
+            self._writers = open_for_writing()
         return (st.st_dev, st.st_ino) in self._writers
 
     def _syncer(self) -> SyncBatcher:
@@ -209,7 +224,7 @@ class Mover:
         """A store call that moves ``size`` bytes: at most ``transfer_jobs`` at once, however many actions wait."""
         async with self._per_loop.get().transfers:
             report = self.on_bytes
-            if report is None or size <= INLINE_MAX or isinstance(store, TransfersElsewhere):
+            if report is None or size <= INLINE_MAX or transfers_elsewhere(store):
                 return await call_async(store, method, *args, size=size)  # small, or bytes moved by a worker
             sent = 0
 
@@ -253,7 +268,7 @@ class Mover:
             return _Archived(Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier), rec)
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
-        store = self.store(tier)
+        store = self.store(tier, storage_class) if storage_class else self.store(tier)
         entry = await self.catalog.begin_async("archive", rel, "copying", tier=tier, object_key=key, expect=rec,
                                                identity=ident.as_dict())
         crash_point("archive:begin")
@@ -269,8 +284,8 @@ class Mover:
                 raise
             after = Identity.of(await self.io(_close_then_lstat, fd, where))
             crash_point("archive:copied")
-            if after != ident:
-                raise SourceChangedError(f"{show_path(rel)}: changed while it was copied")
+            if after != ident:  # unless only its ctime moved and its bytes are still the copy's
+                ident = await self.io(copied_version, where, ident, after, info.checksum)
             copy = None
             if not info.verified:  # the store could not confirm the stored bytes itself: read its record back
                 copy = await call_async(store, "head", key)
@@ -293,7 +308,7 @@ class Mover:
             await self.catalog.end_async(entry, record=record, checksum=info.checksum)
         crash_point("archive:end")
         outcome = Outcome(rel, "archive", DONE, f"copied to {tier} and verified", bytes=ident.size, tier=tier)
-        return _Archived(outcome, record, release_entry, copy, info.etag)
+        return _Archived(outcome, record, release_entry, copy, info.etag, info if info.verified else None)
 
     async def _abandon_archive(self, entry: int, rec: FileRecord | None, rel: bytes, store: Store, key: str,
                                exc: BaseException) -> None:
@@ -320,44 +335,54 @@ class Mover:
 
     # -- release -----------------------------------------------------------------
 
-    def release(self, rel: bytes, tier: str | None = None) -> Outcome:
-        """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed."""
-        return run_blocking(self.release_async(rel, tier))
+    def release(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        """Free a file's blocks on the hot tier, leaving a stub; archives it first if needed (in
+        ``storage_class``, when given)."""
+        return run_blocking(self.release_async(rel, tier, storage_class))
 
-    async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
+    async def release_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         """``release`` as a coroutine."""
         try:
             async with self._entry(rel) as where:
-                return await self._release(where, tier)
+                return await self._release(where, tier, storage_class)
         except (TieringError, OSError) as exc:
             return failure(rel, "release", exc, tier)
 
-    async def _release(self, where: Entry, tier: str | None) -> Outcome:
+    async def _release(self, where: Entry, tier: str | None, storage_class: str | None = None) -> Outcome:
         rel = where.rel
         rec = self.catalog.get(rel)
         if rec and rec.state == FileState.RELEASED:
             return Outcome(rel, "release", NOOP, "already released", tier=rec.tier)
         st = await self.io(where.lstat)
-        entry, copy, etag = None, None, ""
+        entry, copy, etag, confirmed = None, None, "", None
         if rec is None or rec.state != FileState.ARCHIVED or Identity.of_record(rec) != Identity.of(st):
             # Archive first; its closing commit also opens the release entry (one commit, not two).
-            archived = await self._archive(where, tier, None, known=(rec, st), then_release=st.st_size > 0)
+            archived = await self._archive(where, tier, storage_class, known=(rec, st), then_release=st.st_size > 0)
             if archived.outcome.status not in (DONE, NOOP):
                 return replace(archived.outcome, action="release")
             rec, entry, copy, etag = archived.record, archived.release_entry, archived.copy, archived.etag
+            confirmed = archived.confirmed
         if skip := self._unmovable(st):
             return Outcome(rel, "release", SKIPPED, skip)
         if rec.size == 0:
             return Outcome(rel, "release", NOOP, "empty file: no blocks to free", tier=rec.tier)
         # Release only what a restore can undo: read the stored object back (however the copy was
         # verified when written: a store may keep the bytes and drop the metadata) and require
-        # everything a restore checks.
+        # everything a restore checks. Once one read-back in this process showed that the store keeps
+        # the metadata, a copy whose write the store itself confirmed (an MD5 ETag or CRC-64 over
+        # exactly our bytes, in the same run) is taken as written: reading every object back would
+        # repeat what the write answered, at a round trip per file.
+        if copy is None and confirmed is not None and rec.tier in self._keeps_metadata:
+            copy = confirmed
+        read_back = copy is None
         copy = copy or await call_async(self.store(rec.tier), "head", rec.object_key)
         if why := _unrestorable(copy, rec, etag):
             if entry is not None:
                 await self.catalog.end_async(entry, "rolled_back", error=why)
             return Outcome(rel, "release", FAILED, f"{why}; not releasing: the file stays on the hot tier "
                            f"(archived)", tier=rec.tier)
+        if read_back:
+            self._keeps_metadata.add(rec.tier)
         if entry is None:
             entry = await self.catalog.begin_async("release", rel, "stubbing", tier=rec.tier,
                                                    object_key=rec.object_key, expect=rec)
@@ -376,6 +401,15 @@ class Mover:
         await self.catalog.end_async(entry, record=replace(rec, state=FileState.RELEASED, released_at=time.time()))
         crash_point("release:end")
         return Outcome(rel, "release", DONE, f"stub left; bytes in {rec.tier}", bytes=rec.size, tier=rec.tier)
+
+    # -- transition ----------------------------------------------------------------
+
+    async def transition_async(self, rel: bytes, storage_class: str) -> Outcome:
+        """Move a file's capacity copy to ``storage_class`` in place on its store (``classchange``)."""
+        try:
+            return await classchange.transition(self, rel, storage_class)
+        except (TieringError, OSError) as exc:
+            return failure(rel, classchange.ACTION, exc, None)
 
     # -- pin ---------------------------------------------------------------------
 
@@ -438,6 +472,10 @@ class Mover:
         if not stat.S_ISREG(stub.st_mode):
             raise PathError(f"{show_path(rel)}: not a regular file any more (the stub was replaced); not restoring",
                             path=rel)
+        # An object in an archive class is asked for and waited for (``thaw``); the guard asks on its own.
+        if not in_place and thaw.may_sleep(self.config, rec):
+            if asleep := await thaw.wake(self, rec, self.restore_tier):
+                return asleep
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
                                                expect=rec, tmp=os.fsdecode(tmp), stub_ino=stub.st_ino,
@@ -473,6 +511,8 @@ class Mover:
         if close.outcome.status != DONE:
             return close.outcome
         crash_point("restore:end")
+        if not in_place and thaw.may_sleep(self.config, rec):
+            await asyncio.to_thread(thaw.woken, self.catalog, rel)
         if self._mark_used(rel):
             await asyncio.to_thread(self.flush_heat)
         return close.outcome
@@ -488,7 +528,13 @@ class Mover:
             return found
         rec, stub = found
         try:
-            note = await self._fetch(rec, where, tmp, stub, in_place)
+            try:
+                note = await self._fetch(rec, where, tmp, stub, in_place)
+            except NeedsRestoreError as exc:
+                if in_place or not (asleep := await thaw.wake(self, rec, self.restore_tier)):
+                    raise
+                where.unlink(tmp)
+                return _Close("rolled_back", None, {"error": str(exc)[:500]}, asleep)
             crash_point("restore:fetched")
             if in_place:
                 new = await self._fill(where, tmp, stub, entry)
@@ -629,6 +675,7 @@ class _Archived:
     release_entry: int | None = None  # the release journal entry opened with the archive's commit
     copy: ObjectInfo | None = None  # the stored object as read back after the copy, if it was
     etag: str = ""  # the stored object's ETag as the write reported it
+    confirmed: ObjectInfo | None = None  # what the write stored, when the store itself confirmed the bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,6 +721,14 @@ def _not_released(where: Entry, rec: FileRecord | None, in_place: bool) -> Outco
 def _marked(where: Entry) -> bool:
     """True if ``where`` carries our released-stub mark (read without following a symlink)."""
     return is_stub(where.fd_path(), follow_symlinks=False)
+
+
+def open_store_as(config: Config, tier: str, storage_class: str) -> Store:
+    """``tier``'s store, writing new objects in ``storage_class`` instead of the tier's own class."""
+    from tiering.stores import open_store
+
+    found = config.tier(tier)
+    return open_store(found.url, {**found.options, "storage_class": storage_class}, retry=config.retry)
 
 
 def checksum_at(where: Entry) -> str:
@@ -729,7 +784,8 @@ def _open_unchanged(where: Entry, ident: Identity) -> int:
     fd = where.open(os.O_RDONLY | os.O_NONBLOCK)
     try:
         if Identity.of(os.fstat(fd)) != ident:
-            raise SourceChangedError(f"{show_path(where.rel)}: changed before it was copied")
+            raise SourceChangedError(f"{show_path(where.rel)}: changed before it was copied "
+                                     f"({ident.changes(Identity.of(os.fstat(fd)))})")
     except BaseException:
         os.close(fd)
         raise

@@ -6,14 +6,14 @@ import os
 from dataclasses import dataclass
 
 from tiering.core.errors import CONFIG, RUN, ClaimedError, TieringError, exit_status, scope_of
-from tiering.core.result import DONE, FAILED, NOOP, SKIPPED, ItemOutcome
+from tiering.core.result import DONE, FAILED, NOOP, PENDING, SKIPPED, ItemOutcome
 
-__all__ = ["DONE", "FAILED", "NOOP", "SKIPPED", "Outcome", "failure"]
+__all__ = ["DONE", "FAILED", "NOOP", "PENDING", "SKIPPED", "Outcome", "failure"]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome(ItemOutcome):
-    """One action on one file. ``status`` is done, noop (nothing to do), skipped or failed."""
+    """One action on one file. ``status`` is done, noop (nothing to do), skipped, failed or pending."""
 
     path: bytes
     action: str

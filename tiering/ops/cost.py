@@ -12,6 +12,11 @@ The plan's change, action by action (``tiering.plan``'s actions table):
 - ``release``: its bytes leave the hot tier (and, not yet archived, join the target as above);
 - ``restore``: its bytes come back to the hot tier (one GET, plus the class's
   retrieval and, for an archive class, its restore at the tier's ``restore_tier``);
+- ``transition``: its object leaves its class (as the catalog records it, else its
+  tier's) for the rule's, in place: one COPY request (billed as a PUT of the
+  target class); an object that leaves its class before that class's minimum
+  duration (counted from when it was archived) adds the rest of that minimum
+  to ``one_time`` (the early-deletion charge);
 - ``pin``: nothing.
 
 Money terms per tier/class: ``per_month`` now and ``plan_per_month`` (the change
@@ -172,6 +177,9 @@ def _price_action(config: Config, rows: _Rows, hot: TierCost, row: dict, catalog
     if action == "restore":
         _restore(config, rows, hot, row, catalog)
         return
+    if action == "transition":
+        _transition(rows, row, catalog, now)
+        return
     if action not in ("archive", "release"):
         return
     if state in (FileState.RESIDENT, FileState.DIRTY):  # a new object (or a replaced one) on the target
@@ -207,6 +215,32 @@ def _readback(price: ClassPrice, gib: float, restore_tier: str | None) -> float:
     return money
 
 
+def _transition(rows: _Rows, row: dict, catalog: Catalog | None, now: float) -> None:
+    """One object changes class in place: it leaves its class for the target, one COPY, maybe early."""
+    record = catalog.get(row["path"]) if catalog is not None else None
+    size, tier = int(row["size"] or 0), row["target_tier"]
+    source, old = rows.get(tier, record.storage_class if record else None)
+    target, new = rows.get(tier, row["storage_class"])
+    if (source.tier, source.storage_class) == (target.tier, target.storage_class):
+        return
+    gib = size / GIB
+    source.plan_files -= 1
+    source.plan_bytes -= size
+    source.plan_per_month -= gib * old.per_gb_month
+    _arrive(target, new, size, {}, now)
+    target.one_time += new.per_1000("put") / 1000
+    source.one_time += _early_deletion(old, gib, record.archived_at if record else None, now)
+
+
+def _early_deletion(price: ClassPrice, gib: float, since: float | None, now: float) -> float:
+    """What an object of ``gib`` in a class since ``since`` is billed for leaving it now: the rest of the
+    class's minimum duration (0 when it has served it, or when nobody knows since when)."""
+    if not price.min_duration or since is None:
+        return 0.0
+    left = price.min_duration - (now - since)
+    return gib * price.per_gb_month * left / MONTH if left > 0 else 0.0
+
+
 def _restore(config: Config, rows: _Rows, hot: TierCost, row: dict, catalog: Catalog | None) -> None:
     record = catalog.get(row["path"]) if catalog is not None else None
     size = int(row["size"] or 0)  # a stub's true size: the planner joins it from the catalog
@@ -234,9 +268,40 @@ def explain_money(config: Config, row: dict | None, policy, now_ns: int) -> list
     facts = augment(pa.Table.from_pylist([row]), needed_columns(*[r.match for r in policy.rules]) | {"mtime_age"},
                     now_ns).to_pylist()[0]
     rule = next((r for r in policy.rules if r.match.evaluate_row(facts, now_ns)), None)
-    if rule is None or rule.action not in ("archive", "release", "restore"):
+    if rule is None or rule.action not in ("archive", "release", "restore", "transition"):
         return []
+    if rule.action == "transition":
+        return _transition_lines(config, rule, row)
     return _money_lines(config, rule, row, facts["mtime_age"], now_ns)
+
+
+def _transition_lines(config: Config, rule, row: dict) -> list[str]:
+    """A transition's money: the saving per month between the two classes, the new class's minimum,
+    and what reading the file back would cost and wait from there."""
+    from tiering.core.units import format_duration
+
+    model, cur = config.cost, config.cost.currency
+    tier = row.get("tier") or config.default_tier
+    state = row.get("state") or FileState.RESIDENT
+    if state not in (FileState.ARCHIVED, FileState.RELEASED):
+        return [f"  money: nothing: a {state} file has no current capacity copy to move"]
+    gib = int(row.get("size") or 0) / GIB
+    was, to = model.class_of(tier, row.get("storage_class") or None), rule.storage_class
+    old, new = model.price(tier, was) or ClassPrice(), model.price(tier, to) or ClassPrice()
+    saving = gib * (old.per_gb_month - new.per_gb_month)
+    lines = [f"  money: transition {tier}/{was} -> {tier}/{to} in place {'saves' if saving >= 0 else 'costs'} "
+             f"{show_money(abs(saving))} {cur}/month ({show_money(gib * old.per_gb_month)} -> "
+             f"{show_money(gib * new.per_gb_month)}); one COPY {show_money(new.per_1000('put') / 1000)} {cur}"]
+    if old.min_duration:
+        lines.append(f"  money: {was} bills at least {format_duration(old.min_duration)}: leaving it sooner after "
+                     "archiving is charged for the rest")
+    if new.min_duration:
+        lines.append(f"  money: {to} bills at least {format_duration(new.min_duration)} "
+                     f"({show_money(gib * new.per_gb_month * new.min_duration / MONTH)} {cur}) even if it leaves early")
+    lines.append(f"  money: reading it back once from {to} costs {show_money(_readback(new, gib, None))} {cur}"
+                 + (f" and waits about {format_duration(next(iter(new.restore.values())).delay)}"
+                    if new.restore else ""))
+    return lines
 
 
 def _money_lines(config: Config, rule, row: dict, idle: float, now_ns: int) -> list[str]:

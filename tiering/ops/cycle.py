@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Iterator
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +31,7 @@ from tiering.mover.handoff import join_guard
 from tiering.mover.ops import Mover
 from tiering.mover.outcome import Outcome
 from tiering.mover.recover import recover
+from tiering.mover.thaw import pending_paths
 from tiering.plan import Usage, make_plan, read_inventory
 from tiering.policy import Policy
 from tiering.scan import fresh_snapshot, prune_snapshots
@@ -133,9 +135,12 @@ def _cycle(config: Config, policy: Policy, mover: Mover, command: str, run_id: s
     log.info("%s: plan has %d actions (%d bytes); hot tier %.1f%% used", command, totals[0], totals[1],
              100 * before.fraction)
 
-    # 4. apply: the plan's actions in order, until done or ``stop`` is set
+    # 4. apply: first the restores whose archived objects were requested earlier (``thaw``), then the
+    #    plan's actions in order, until done or ``stop`` is set
+    thawing = [Task(rel, "restore") for rel in pending_paths(mover.catalog)]
     actor = mover if hooks is None else HookedMover(mover, hooks)
-    result = execute(actor, until_stopped(plan_tasks(plan), stop), jobs=jobs, total=totals)
+    result = execute(actor, until_stopped(chain(thawing, plan_tasks(plan)), stop), jobs=jobs,
+                     total=(totals[0] + len(thawing), totals[1]))
 
     # 5. report (recorded and logged by run_cycle)
     return CycleReport(command, run_id, recovered, totals, result, before, Usage.of(config.hot_path),
@@ -168,14 +173,19 @@ class HookedMover:
     async def archive_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
         return await self._run(Task(rel, "archive", tier, storage_class), self.mover.archive_async(rel, tier, storage_class))
 
-    async def release_async(self, rel: bytes, tier: str | None = None) -> Outcome:
-        return await self._run(Task(rel, "release", tier), self.mover.release_async(rel, tier))
+    async def release_async(self, rel: bytes, tier: str | None = None, storage_class: str | None = None) -> Outcome:
+        return await self._run(Task(rel, "release", tier, storage_class),
+                               self.mover.release_async(rel, tier, storage_class))
 
     async def restore_async(self, rel: bytes) -> Outcome:
         return await self._run(Task(rel, "restore"), self.mover.restore_async(rel))
 
     async def pin_async(self, rel: bytes) -> Outcome:
         return await self._run(Task(rel, "pin"), self.mover.pin_async(rel))
+
+    async def transition_async(self, rel: bytes, storage_class: str) -> Outcome:
+        return await self._run(Task(rel, "transition", None, storage_class),
+                               self.mover.transition_async(rel, storage_class))
 
     async def _run(self, task: Task, action: Coroutine[object, object, Outcome]) -> Outcome:
         self.hooks.started(task)

@@ -43,7 +43,11 @@ def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: boo
             raise PathError(f"{show_path(rel)}: no such file", path=rel) from None
         return FileStatus(rel, FileState.RESIDENT, size, None, None, None, False, "no capacity copy" if verify else "")
     checked = verify_copy(config, rec) if verify and rec.tier else ""
-    note = object_restore_note(config, rec) if rec.state == FileState.RELEASED else ""
+    note = ""
+    if rec.state == FileState.RELEASED:  # a restore of its archived object asked for, by a restore or a guard
+        from tiering.mover.thaw import pending_note  # (the mover's modules load only for a released file)
+
+        note = pending_note(config, catalog, rec) or object_restore_note(config, rec)
     return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked, note)
 
 

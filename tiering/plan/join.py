@@ -12,7 +12,9 @@ read:
   to an archived file makes it dirty); unmanaged files are *resident*.
 - ``size``: the true size, so a released stub (zero bytes on the hot tier)
   still reads as the size its data has; ``blocks`` stays what the hot tier holds.
-- ``heat`` (0 when unknown), ``pinned`` (false), ``tier`` (null).
+- ``heat`` (0 when unknown), ``pinned`` (false), ``tier`` (null), ``storage_class``
+  of the capacity copy as recorded (``""`` when none is: the tier's own class),
+  ``archived_at`` when that copy was made (null: none).
 """
 
 from __future__ import annotations
@@ -27,16 +29,21 @@ from tiering.core.inventory import SCHEMA
 from tiering.core.states import FileState
 
 #: Catalog columns the join brings in, as ``cat_<name>``.
-CATALOG_COLUMNS = ("state", "tier", "heat", "pinned", "size", "mtime_ns", "ino")
+CATALOG_COLUMNS = ("state", "tier", "heat", "pinned", "size", "mtime_ns", "ino", "storage_class", "archived_at")
 
 
 def catalog_frame(table: pa.Table | None) -> pa.Table:
     """The catalog's ``state_table`` (plus identity columns) renamed for the join."""
     types = {"state": pa.string(), "tier": pa.string(), "heat": pa.float64(), "pinned": pa.bool_(),
-             "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64()}
+             "size": pa.int64(), "mtime_ns": pa.int64(), "ino": pa.int64(), "storage_class": pa.string(),
+             "archived_at": pa.float64()}
     if table is None:
         table = pa.table({"path": pa.array([], pa.binary()), **{c: pa.array([], types[c]) for c in CATALOG_COLUMNS}})
-    return pa.table({"cat_path": table["path"], **{f"cat_{c}": table[c].cast(types[c]) for c in CATALOG_COLUMNS}})
+
+    def column(name: str) -> pa.Array:  # (a state table without storage classes: none recorded)
+        return table[name].cast(types[name]) if name in table.column_names else pa.nulls(table.num_rows, types[name])
+
+    return pa.table({"cat_path": table["path"], **{f"cat_{c}": column(c) for c in CATALOG_COLUMNS}})
 
 
 def joined(batches: Iterable[pa.RecordBatch], catalog: pa.Table) -> Iterator[pa.RecordBatch]:
@@ -74,7 +81,7 @@ def joined_partition(inventory: pa.Table, catalog: pa.Table, batch_rows: int) ->
 
 
 def normalize(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Derive ``state``, ``size``, ``heat``, ``pinned`` and ``tier`` from the joined columns."""
+    """Derive ``state``, ``size``, ``heat``, ``pinned``, ``tier`` and ``storage_class`` from the joined columns."""
     archived = pc.fill_null(pc.equal(batch["cat_state"], FileState.ARCHIVED), False)
     changed = pc.or_(pc.or_(pc.not_equal(batch["size"], batch["cat_size"]),
                             pc.not_equal(batch["mtime_ns"], batch["cat_mtime_ns"])),
@@ -86,5 +93,6 @@ def normalize(batch: pa.RecordBatch) -> pa.RecordBatch:
     size = pc.if_else(released, pc.fill_null(batch["cat_size"], batch["size"]), batch["size"])
     columns = {name: batch[name] for name in SCHEMA.names}
     columns.update(size=size, state=state, tier=batch["cat_tier"], heat=pc.fill_null(batch["cat_heat"], 0.0),
-                   pinned=pc.fill_null(batch["cat_pinned"], False))
+                   pinned=pc.fill_null(batch["cat_pinned"], False),
+                   storage_class=pc.fill_null(batch["cat_storage_class"], ""), archived_at=batch["cat_archived_at"])
     return pa.RecordBatch.from_pydict(columns)

@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 from tiering.core.errors import ConfigError
 from tiering.policy import Policy
 
-#: The order the mover works in: restores first (a job may be waiting for them).
-ACTION_ORDER = ("restore", "pin", "archive", "release")
+#: The order the mover works in: restores first (a job may be waiting for them); class changes last.
+ACTION_ORDER = ("restore", "pin", "archive", "release", "transition")
 
 
 @dataclass(frozen=True)

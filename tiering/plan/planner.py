@@ -68,6 +68,7 @@ _EFFECTIVE = {  # action -> states where it changes something
     "archive": (FileState.RESIDENT, FileState.DIRTY),
     "release": (FileState.RESIDENT, FileState.DIRTY, FileState.ARCHIVED),
     "restore": (FileState.RELEASED,),
+    "transition": (FileState.ARCHIVED, FileState.RELEASED),  # and the copy's class is not the target's
 }
 
 
@@ -104,7 +105,7 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
     """
     if out_of_core is None:
         out_of_core = bool(getattr(batches, "partitioned", False))
-    if out_of_core:
+    if out_of_core and not policy.datasets:  # (datasets pool heat over the whole namespace: in memory)
         from tiering.plan.outofcore import plan_partitions
 
         return plan_partitions(batches, catalog, policy, now_ns, usage=usage, default_tier=default_tier)
@@ -112,9 +113,19 @@ def make_plan(batches: Iterable[pa.RecordBatch], catalog: pa.Table | Iterable[pa
         catalog = pa.Table.from_batches(list(catalog))
     acc = _Accumulator()
     one = _batch_planner(policy, now_ns)
-    for part in _ordered_map(one, joined(batches, catalog_frame(catalog))):
+    stream = joined(batches, catalog_frame(catalog))
+    if policy.datasets:  # every file of a dataset gets its dataset's heat and last access (``plan.datasets``)
+        from tiering.plan.datasets import pool_joined
+
+        stream = pool_joined(stream, policy.datasets)
+    for part in _ordered_map(one, stream):
         acc.merge(part)
-    return _finish(policy, acc, now_ns, usage, default_tier)
+    plan = _finish(policy, acc, now_ns, usage, default_tier)
+    if policy.datasets and policy.watermark:  # a dataset the watermark takes part of goes whole
+        from tiering.plan.datasets import whole_units
+
+        plan = whole_units(plan, acc.candidates, default_tier)
+    return plan
 
 
 def _batch_planner(policy: Policy, now_ns: int):
@@ -202,13 +213,13 @@ def _collect_rules(batch: pa.RecordBatch, assigned: pa.Array, policy: Policy, ac
     """Keep, in one filter, the claimed rows whose rule's action changes something."""
     action = pc.take(pa.array([rule.action for rule in policy.rules]), assigned)
     state = batch["state"]
-    useful = pc.fill_null(pc.or_(
+    useful = pc.fill_null(pc.or_(pc.or_(
         pc.or_(pc.and_(pc.equal(action, "archive"), pc.is_in(state, pa.array(_EFFECTIVE["archive"]))),
                pc.and_(pc.equal(action, "release"), pc.is_in(state, pa.array(_EFFECTIVE["release"])))),
         pc.or_(pc.and_(pc.equal(action, "restore"), pc.is_in(state, pa.array(_EFFECTIVE["restore"]))),
                pc.and_(pc.equal(action, "pin"),
                        pc.or_(pc.invert(batch["pinned"]), pc.equal(state, FileState.RELEASED))))),
-        False)
+        _transitions(batch, action, assigned, policy)), False)
     kept = {c["values"]: c["counts"] for c in pc.value_counts(pc.filter(assigned, useful)).to_pylist()}
     for c in pc.value_counts(assigned.drop_null()).to_pylist():
         rule = policy.rules[c["values"]]
@@ -217,6 +228,17 @@ def _collect_rules(batch: pa.RecordBatch, assigned: pa.Array, policy: Policy, ac
     chosen = batch.select(_KEEP).append_column("rule_index", assigned).filter(useful)
     if chosen.num_rows:
         acc.chosen.append(chosen)
+
+
+def _transitions(batch: pa.RecordBatch, action: pa.Array, assigned: pa.Array, policy: Policy) -> pa.Array:
+    """Rows whose rule is a ``transition`` and whose capacity copy is in another class than its target."""
+    if not any(rule.action == "transition" for rule in policy.rules):
+        return pa.repeat(pa.scalar(False), batch.num_rows)
+    target = pc.take(pa.array([rule.storage_class for rule in policy.rules], pa.string()), assigned)
+    recorded = batch["storage_class"] if "storage_class" in batch.schema.names else pa.repeat(pa.scalar(""),
+                                                                                            batch.num_rows)
+    return pc.and_(pc.and_(pc.equal(action, "transition"), pc.is_in(batch["state"], pa.array(_EFFECTIVE["transition"]))),
+                   pc.not_equal(pc.fill_null(recorded, ""), target))
 
 
 def _collect_candidates(batch: pa.RecordBatch, free: pa.Array, values: dict, policy: Policy,
@@ -320,9 +342,9 @@ def _label(table: pa.Table, policy: Policy, default_tier: str | None) -> pa.Tabl
     classes = pa.array([r.storage_class for r in rules] + [wm.storage_class if wm else None], pa.string())
     index = table["rule_index"]
     action = pc.take(actions, index)
-    # A restore comes from wherever the file's copy is; everything else goes to the rule's tier.
-    target = pc.if_else(pc.equal(action, "restore"), pc.coalesce(table["tier"], pc.take(tiers, index)),
-                        pc.take(tiers, index))
+    # A restore comes from wherever the file's copy is, a transition happens there; the rest go to the rule's tier.
+    target = pc.if_else(pc.is_in(action, pa.array(["restore", "transition"])),
+                        pc.coalesce(table["tier"], pc.take(tiers, index)), pc.take(tiers, index))
     front = {"action": action, "target_tier": target, "storage_class": pc.take(classes, index),
              "rule": pc.take(names, index)}
     return pa.table({**front, **{n: table[n] for n in table.column_names}})

@@ -17,7 +17,9 @@ Conventions:
 - Ages are float seconds from ``now`` (a fixed ``int`` of ns since the epoch) to
   the timestamp; a timestamp in the future gives a negative age.
 - Catalog columns may be null or absent (unmanaged files): ``state`` is then
-  ``"resident"``, ``tier`` ``""``, ``heat`` ``0.0`` and ``pinned`` false.
+  ``"resident"``, ``tier`` ``""``, ``heat`` ``0.0``, ``pinned`` false and
+  ``storage_class`` (the capacity copy's, as recorded) ``""``; ``archived_age``
+  (time since that copy was made) is 0 for a file with none.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _CATALOG_DEFAULTS: dict[str, tuple[Any, pa.DataType]] = {
     "tier": ("", pa.string()),
     "heat": (0.0, pa.float64()),
     "pinned": (False, pa.bool_()),
+    "storage_class": ("", pa.string()),
 }
 
 
@@ -84,6 +87,8 @@ FIELDS: dict[str, FieldSpec] = {
         _spec("state", TEXT, pa.string(), values=tuple(s.value for s in STATES)),  # plain text: shown with repr()
         _spec("tier", TEXT, pa.string()),
         _spec("pinned", BOOL, pa.bool_()),
+        _spec("storage_class", TEXT, pa.string()),
+        _spec("archived_age", DURATION, pa.float64()),
     )
 }
 
@@ -130,8 +135,17 @@ DERIVED: dict[str, Callable[[pa.RecordBatch, int], pa.Array]] = {
     "atime_age": _age("atime_ns"),
     "mtime_age": _age("mtime_ns"),
     "ctime_age": _age("ctime_ns"),
+    "archived_age": lambda batch, now: _archived_age(batch, now),
     **{name: _catalog(name) for name in _CATALOG_DEFAULTS},
 }
+
+
+def _archived_age(batch: pa.RecordBatch, now: int) -> pa.Array:
+    """Seconds since the capacity copy was made (``archived_at``); 0 for a file with none."""
+    if "archived_at" not in batch.schema.names:
+        return pa.repeat(pa.scalar(0.0), batch.num_rows)
+    since = pc.cast(batch.column("archived_at"), pa.float64())
+    return pc.fill_null(pc.subtract(pa.scalar(now / 1e9), since), 0.0)
 
 
 def augment(batch: pa.RecordBatch | pa.Table, columns: Iterable[str], now: int) -> pa.RecordBatch | pa.Table:
@@ -175,6 +189,7 @@ _ROW: dict[str, Callable[[Mapping[str, Any], int], Any]] = {
     "atime_age": lambda row, now: float(now - row["atime_ns"]) / 1e9,
     "mtime_age": lambda row, now: float(now - row["mtime_ns"]) / 1e9,
     "ctime_age": lambda row, now: float(now - row["ctime_ns"]) / 1e9,
+    "archived_age": lambda row, now: now / 1e9 - row["archived_at"] if row.get("archived_at") is not None else 0.0,
 }
 
 

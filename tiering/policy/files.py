@@ -8,11 +8,13 @@ The layout (``policies/README.md`` and the shipped policies document it)::
     [[rules]]                            # in order; the first match wins
     name = "old-shards"
     match = 'path ~ "shards/**" and atime_age > 30d'
-    action = "release"                   # archive | release | restore | pin | exclude
+    action = "release"                   # archive | release | restore | pin | exclude | transition
     tier = "oss"                         # optional; archive/release only
-    storage_class = "IA"                 # optional; archive/release only
+    storage_class = "IA"                 # optional; archive/release; required by transition
     max_files = 10000                    # optional per-run caps
     max_bytes = "10TiB"
+    min_saving = 0.0005                  # optional cost terms (release/transition; ``costterms``)
+    idle_past_minimum = true
     [watermark]                          # optional
     high = "85%"
     low = "70%"
@@ -36,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from tiering.core.errors import PolicyError
 from tiering.policy.compiler import Condition, compile_condition, compile_value
+from tiering.policy.costterms import KEYS as COST_KEYS, cost_condition
+from tiering.policy.datasets import parse_datasets
 from tiering.policy.fields import FIELDS
 from tiering.stores.options import OPTIONS
 from tiering.policy.lexer import KEYWORDS
@@ -58,8 +62,9 @@ from tiering.policy.values import Section
 if TYPE_CHECKING:
     from tiering.config import Config
 
-_TOP_KEYS = ("description", "classes", "rules", "watermark", "safety")
-_RULE_KEYS = ("name", "description", "match", "action", "tier", "storage_class", "max_files", "max_bytes")
+_TOP_KEYS = ("description", "classes", "rules", "watermark", "safety", "datasets")
+_RULE_KEYS = ("name", "description", "match", "action", "tier", "storage_class", "max_files", "max_bytes",
+              *COST_KEYS)
 _WATERMARK_KEYS = ("high", "low", "order", "weight", "action", "tier", "storage_class", "match")
 _SAFETY_KEYS = ("min_age", "skip_hardlinks")
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -104,6 +109,7 @@ def parse_policy(text: str, path: str = "<policy>", config: Config | None = None
         watermark=watermark,
         safety=_safety(top.table("safety", "[safety]")),
         description=top.string("description", ""),
+        datasets=parse_datasets(top.table("datasets", "[datasets]")),
     )
 
 
@@ -182,8 +188,11 @@ def _rule(section: Section, number: int, classes: dict[str, Condition], config: 
     section.check_keys(_RULE_KEYS)
     action = section.choice("action", ACTIONS)
     match = section.string("match", expected="a condition such as 'atime_age > 30d'")
+    tier, storage_class = _target(section, action, TIER_ACTIONS, config) if action != "transition" else \
+        (None, _transition_class(section, config))
+    if costs := cost_condition(section, action, tier, storage_class, config):  # (``costterms``: as conditions)
+        match = f"({match}) and {costs}"
     condition = _expression(lambda: compile_condition(match, classes, _tiers(config)), section.where("match"))
-    tier, storage_class = _target(section, action, TIER_ACTIONS, config)
     capped = {key: section.data.get(key) for key in ("max_files", "max_bytes") if key in section.data}
     if capped and action not in CAPPED_ACTIONS:
         raise section.error(next(iter(capped)), f"not used by action {action!r}",
@@ -219,6 +228,17 @@ def _target(section: Section, action: str, tier_actions: tuple[str, ...],
     if storage_class is not None and choices:
         storage_class = section.choice("storage_class", choices)
     return tier, storage_class
+
+
+def _transition_class(section: Section, config: Config | None) -> str:
+    """A ``transition`` rule's ``storage_class`` (required; no ``tier``: the copy stays on its own tier),
+    one of the classes of the config's tiers' kinds when there is a config."""
+    if "tier" in section.data:
+        raise section.error("tier", "not used by action 'transition'",
+                            "expected only storage_class: the copy changes class on the tier it is on")
+    storage_class = section.string("storage_class", expected='the class to move copies to, like "Archive"')
+    choices = sorted({c for t in (config.tiers.values() if config else ()) for c in _STORAGE_CLASSES.get(t.scheme, ())})
+    return section.choice("storage_class", tuple(choices)) if choices else storage_class
 
 
 # -- watermark and safety ----------------------------------------------------------

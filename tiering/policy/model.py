@@ -10,7 +10,9 @@ How a planner is meant to read them (``policies/README.md`` says the same to use
   ``restore`` brings a released file back; ``pin`` keeps a file on the hot
   tier (restoring it if it was released) and out of every later rule and the
   watermark; ``exclude`` leaves a file alone (no action, no later rule, no
-  watermark).
+  watermark); ``transition`` moves an archived or released file's capacity
+  copy to ``storage_class`` (required) in place on its own tier (a copy on the
+  object store, nothing through the hot tier), when its recorded class differs.
 - ``Rule.tier`` is the capacity tier of ``archive``/``release`` (the config's
   ``default_tier`` when the file names none and a config was given; else None).
 - ``Watermark``: when the hot tier's used space is above ``high`` (a fraction
@@ -28,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tiering.policy.compiler import Condition, Value
+from tiering.policy.datasets import Datasets
 
-ACTIONS = ("archive", "release", "restore", "pin", "exclude")
+ACTIONS = ("archive", "release", "restore", "pin", "exclude", "transition")
 #: Actions that move data to a capacity tier (and so take ``tier``/``storage_class``).
 TIER_ACTIONS = ("archive", "release")
 #: Actions that may be capped per run.
@@ -88,6 +91,7 @@ class Policy:
     watermark: Watermark | None
     safety: Safety
     description: str = ""
+    datasets: Datasets = field(default_factory=Datasets)  # folders heated as one (``[datasets]``); none: per file
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name`` (``KeyError`` when there is none)."""

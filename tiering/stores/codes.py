@@ -15,6 +15,7 @@ from tiering.core.errors import (
     PermissionDeniedError,
     RefusedError,
     StoreError,
+    ThrottledError,
     TransientError,
 )
 
@@ -37,6 +38,12 @@ NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchUpload"})
 TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "ServerBusy",
                              "TooManyRequests", "BadDigest"})
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: The server says it is overloaded and asks for fewer requests (``ThrottledError``): S3's SlowDown family,
+#: OSS's rate limits; any 429 or 503 answer means the same whatever its code.
+THROTTLE_CODES = frozenset({"SlowDown", "SlowDownRead", "SlowDownWrite", "ServiceUnavailable", "ServerBusy",
+                            "TooManyRequests", "RequestThrottled", "Throttling", "QpsLimitExceeded",
+                            "DownloadTrafficRateLimitExceeded", "UploadTrafficRateLimitExceeded"})
+THROTTLE_STATUSES = frozenset({429, 503})
 
 
 def classify_answer(where: str, url: str, key: str, status: int, code: str, detail: str = "", *,
@@ -68,6 +75,8 @@ def classify_answer(where: str, url: str, key: str, status: int, code: str, deta
         return error(KeyRejectedError, "the store refuses this name")
     if denied or code == "AccessDenied" or status in (401, 403):
         return error(PermissionDeniedError, "access denied")
+    if code in THROTTLE_CODES or status in THROTTLE_STATUSES:
+        return error(ThrottledError)
     if code in transient or status in TRANSIENT_STATUSES:
         return error(TransientError)
     if not status and network:

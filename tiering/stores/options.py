@@ -27,8 +27,10 @@ OSS_STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArch
 #: OSS classes whose objects must be restored before they can be read.
 OSS_ARCHIVE_CLASSES = frozenset(OSS_STORAGE_CLASSES[2:])
 OSS_RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
+#: S3 classes whose objects must be restored before they can be read.
+S3_ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 #: Every class (any store) whose objects must be restored before they can be read.
-ARCHIVE_CLASSES = OSS_ARCHIVE_CLASSES | {"GLACIER", "DEEP_ARCHIVE"}
+ARCHIVE_CLASSES = OSS_ARCHIVE_CLASSES | S3_ARCHIVE_CLASSES
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,9 @@ S3_OPTIONS = StoreOptions(
                 shown="$AWS_SESSION_TOKEN"),
     StoreOption("allow_http", "boolean", None, "allow a plain-http endpoint", shown="true for an http:// endpoint"),
     StoreOption("virtual_hosted_style", "boolean", False, "address bucket.host/key instead of host/bucket/key"),
+    StoreOption("restore_tier", "choice", "Standard", "how fast GLACIER/DEEP_ARCHIVE objects are restored",
+                choices=OSS_RESTORE_TIERS),
+    StoreOption("restore_days", "integer", 1, "how long a restored copy stays readable", minimum=1),
     StoreOption("connect_timeout", "duration", 5.0, "time to connect"),
     StoreOption("request_timeout", "duration", 300.0, "time for one whole request"),
 )

@@ -44,6 +44,7 @@ from tiering.stores.base import AsyncTransfers, FileMeta, FillsDescriptors, Loca
 from tiering.stores.directio import BufferPool
 from tiering.stores.options import S3_OPTIONS, S3_STORAGE_CLASSES
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
+from tiering.stores.s3_archive import S3Archive, readable_now
 from tiering.stores.s3_client import S3Client
 from tiering.stores.s3_errors import classify, translate
 from tiering.stores.s3_get import S3Gets
@@ -56,8 +57,9 @@ __all__ = ["S3Store", "classify", "translate"]  # the error table lives in s3_er
 MiB = 1024 * 1024
 
 
-class S3Store(S3Client, S3Puts, S3Gets, S3Listing, AsyncTransfers, WritesBackEarly, FillsDescriptors):
-    """Store protocol over an S3-compatible bucket, with its own coroutines for small objects."""
+class S3Store(S3Client, S3Puts, S3Gets, S3Listing, S3Archive, AsyncTransfers, WritesBackEarly, FillsDescriptors):
+    """Store protocol over an S3-compatible bucket, with its own coroutines for small objects; storage
+    classes and archive restores (``s3_archive``)."""
 
     #: ``get_file_async`` takes an open file's descriptor for a small object (``FillsDescriptors``).
     fills_descriptors = True
@@ -78,6 +80,8 @@ class S3Store(S3Client, S3Puts, S3Gets, S3Listing, AsyncTransfers, WritesBackEar
         self.get_part_size = min(self.part_size, 16 * MiB)
         self.threshold = int(options.get("multipart_threshold") or S3_OPTIONS.default("multipart_threshold"))
         self.jobs = int(options.get("jobs") or S3_OPTIONS.default("jobs"))
+        self.restore_tier = str(options.get("restore_tier") or S3_OPTIONS.default("restore_tier"))
+        self.restore_days = int(options.get("restore_days") or S3_OPTIONS.default("restore_days"))
         #: Start each downloaded part's disk write as it lands: for callers that fsync what they
         #: download (the mover's restores), so the disk write overlaps the download instead of
         #: following it. Off by default: without an fsync it only moves the kernel's work earlier.
@@ -103,8 +107,10 @@ class S3Store(S3Client, S3Puts, S3Gets, S3Listing, AsyncTransfers, WritesBackEar
         """An ``ObjectInfo`` from the headers of an ``S3Http`` GET or HEAD of a ``size``-byte object."""
         h = response.headers
         attrs = {name[11:]: value for name, value in h.items() if name.startswith("x-amz-meta-")}
-        return ObjectInfo(key, size, etag=h.get("etag", "").strip('"'), storage_class=h.get("x-amz-storage-class", ""),
-                          meta=FileMeta.from_headers(attrs))
+        storage_class, restore = h.get("x-amz-storage-class", ""), h.get("x-amz-restore", "")
+        return ObjectInfo(key, size, etag=h.get("etag", "").strip('"'), storage_class=storage_class,
+                          meta=FileMeta.from_headers(attrs), readable=readable_now(storage_class, restore),
+                          extra={"x-amz-restore": restore} if restore else {})
 
     async def head_async(self, key: str) -> ObjectInfo:
         if self._http is None:
