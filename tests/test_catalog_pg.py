@@ -159,7 +159,7 @@ def test_writers_on_an_event_loop_commit_together_and_fail_alone(target):
             return await asyncio.gather(*(work(i) for i in range(100)))
 
         assert asyncio.run(main()).count("rejected") == 10
-        entry = cat.open_entries()[0].id
+        [entry] = [e.id for e in cat.open_entries() if e.path == b"f0"]  # (ids need not follow gather order)
         new = asyncio.run(cat.end_then_begin_async(entry, FileRecord(b"f0", "archived"), {"checksum": "c"},
                                                    "release", "stubbing"))
         assert [e.id for e in cat.open_entries() if e.path == b"f0"] == [new]
@@ -188,16 +188,42 @@ def test_a_begin_that_returned_survives_the_writer_being_killed(target):
     assert (entry.id, entry.path, entry.step, entry.detail) == (int(out.stdout), b"big.bin", "copying", {"tmp": "t1"})
 
 
-def test_second_writer_gets_a_clear_error_and_the_lock_dies_with_its_holder(db):
-    """On a server the writer lock is an advisory lock held by the writer's session."""
+CYCLE_HOLDER = textwrap.dedent("""
+    import sys, time
+    from tiering.catalog import Catalog
+    cat = Catalog.open(sys.argv[1], writer=True, purpose="run")
+    print("held", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_second_cycle_gets_a_clear_error_other_writers_run_beside_it_and_the_lock_dies_with_its_holder(db):
+    """On a server the cycle lock (``run``, the daemon) is an advisory lock held by the cycle's session; the
+    other writers (archive, release, restore ...) are many at once, file by file under claims."""
     Catalog.open(db, writer=True).close()
-    with on_sqlite.writer_held_by_another_process(db) as proc:
-        with pytest.raises(CatalogBusyError) as err:
-            Catalog.open(db, writer=True)
-        assert f"pid {proc.pid}" in str(err.value) and "test holder" in str(err.value)
-        assert "pg-test-secret" not in str(err.value) and "***" in str(err.value)
-        with Catalog.open(db) as reader:  # readers are never blocked
-            assert reader.counts() == {}
+    proc = subprocess.Popen([sys.executable, "-c", CYCLE_HOLDER, db], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        for purpose in ("run", "daemon"):
+            with pytest.raises(CatalogBusyError) as err:
+                Catalog.open(db, writer=True, purpose=purpose)
+            assert f"pid {proc.pid}" in str(err.value) and "(run)" in str(err.value) and exit_status(err.value) == 4
+            assert "pg-test-secret" not in str(err.value) and "***" in str(err.value)
+        with Catalog.open(db, writer=True, purpose="archive") as other, Catalog.open(db) as reader:
+            other.put(FileRecord(b"beside", "resident"))  # a second writer is not blocked, nor are readers
+            assert reader.counts() == {"resident": (1, 0)}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    deadline = time.monotonic() + 5
+    while True:  # the lock died with its holder's session
+        try:
+            Catalog.open(db, writer=True, purpose="run").close()
+            break
+        except CatalogBusyError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
 
 def test_a_reader_of_a_database_without_tables_gets_a_clear_error(pg_url):

@@ -56,20 +56,20 @@ def test_a_catalog_url_puts_the_whole_catalog_on_the_server(tmp_path, pg_url):
     assert "url = " in shown.stdout and PG_PASSWORD not in shown.stdout + shown.stderr
 
 
-def test_status_on_another_node_names_the_writer_holding_the_server_catalog(tmp_path, pg_url):
+def test_status_on_another_node_names_the_cycle_holding_the_server_catalog(tmp_path, pg_url):
     import json
     import signal
 
-    from test_catalog import HOLDER
+    from test_catalog_pg import CYCLE_HOLDER
 
     cfg = setup(tmp_path, _with_ref(pg_url))
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, pg_url], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CYCLE_HOLDER, pg_url], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
         done = tiering("status", "-c", str(cfg), "--json", PGCAT_TEST_PW=PG_PASSWORD)
         assert done.returncode == 0, done.stderr
         writer = json.loads(done.stdout)["writer"]
-        assert (writer["pid"], writer["purpose"]) == (proc.pid, "test holder")
+        assert (writer["pid"], writer["purpose"]) == (proc.pid, "run")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

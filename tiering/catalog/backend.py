@@ -4,7 +4,8 @@
 URL selects the server backend, imported only then (the ``postgres`` extra);
 anything else is a SQLite file. Both backends hand the catalog the same
 three things: a connection for reads, one for the group committer (writers
-only) under the writer lock, and a bulk read of columns into Arrow. Their connections
+only; SQLite's under the writer lock, a server's beside other writers, file
+by file under claims), and a bulk read of columns into Arrow. Their connections
 take the catalog's SQL with ``?`` placeholders.
 """
 
@@ -36,6 +37,8 @@ class Backend(Protocol):
 
     name: str               # for messages: the file, or the URL without its password
     begin_sql: str          # how a write transaction starts
+    claim_begin_sql: str | None  # a journal begin that claims its file (many writers), or None (one writer)
+    now_sql: str            # the database's clock, in Unix seconds (heartbeats compare on one clock)
     operational: tuple[type[BaseException], ...]  # the database cannot be reached or written: a CatalogError
     cursor_types: tuple[type, ...]
     reader: Connection

@@ -36,15 +36,20 @@ Work = Callable[[Connection], Any]
 
 
 class Pending:
-    """A statement's one value that arrives with the batch's results (a pipelined ``RETURNING``)."""
+    """A statement's result that arrives with the batch's results (a pipelined ``RETURNING``): its first
+    row's first column (``shape`` "value"; None when no row came back), that row ("row"), or every row ("rows")."""
 
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, cursor: Any, shape: str = "value") -> None:
         self.cursor = cursor
+        self.shape = shape
 
     def get(self) -> Any:
-        row = self.cursor.fetchone()
+        rows = self.cursor.fetchall()
         self.cursor.close()
-        return row[0]
+        if self.shape == "rows":
+            return rows
+        row = rows[0] if rows else None
+        return row if self.shape == "row" or row is None else row[0]
 
 
 def _pipelined(conn: Connection):
@@ -144,6 +149,8 @@ class GroupCommitter:
         """A cursor must not outlive this thread's use of the connection: results are values only."""
         if isinstance(value, Pending):
             return value.get()
+        if isinstance(value, tuple) and any(isinstance(v, Pending) for v in value):
+            return tuple(v.get() if isinstance(v, Pending) else v for v in value)
         if isinstance(value, self._cursor_types):
             value.close()
             return None

@@ -3,10 +3,15 @@
 Transactions go through psycopg 3 on two connections in autocommit mode (the
 group committer issues ``BEGIN``/``COMMIT`` itself, as on SQLite), with
 ``synchronous_commit = on``: a commit that returned is in the server's
-flushed WAL, which is what the journal's durable ``begin`` needs. The writer
-lock is a session-level advisory lock on the writer's connection: the server
-drops it when that session ends, however its process died. The holder is
-named by the connection's ``application_name`` (pid, host, purpose).
+flushed WAL, which is what the journal's durable ``begin`` needs.
+
+Many processes on many hosts write at once: each action claims its file in
+the transaction of its durable ``begin`` (``claims``, see ``tiering.catalog.db``),
+so no two act on one file. What stays one at a time is the policy cycle
+(``run``, the daemon): its lock is a session-level advisory lock on the
+writer's connection, which the server drops when that session ends, however
+its process died. The holder is named by the connection's
+``application_name`` (pid, host, purpose).
 
 Bulk reads into Arrow go through ADBC's PostgreSQL driver (``arrow.py``).
 """
@@ -29,8 +34,21 @@ from tiering.catalog.lock import describe_holder
 from tiering.catalog.schema import PG_MIGRATIONS, SCHEMA_VERSION
 from tiering.core.errors import CatalogBusyError, CatalogError, ConfigError, UserError
 
-#: The advisory lock key of the writer lock ("tier"); below 2**31, so pg_locks shows it as objid.
-WRITER_LOCK_KEY = 0x74696572
+#: The advisory lock key of the cycle lock ("tier"); below 2**31, so pg_locks shows it as objid.
+CYCLE_LOCK_KEY = 0x74696572
+#: Held while a writer brings the schema up to date, so two writers starting at once migrate once.
+MIGRATE_LOCK_KEY = 0x74696573
+#: The writers that run policy cycles: one at a time per catalog (cron's ``run``, the daemon). Every other
+#: writer (``archive``, ``release``, ``restore`` ...) runs beside them, file by file under its claims.
+CYCLE_PURPOSES = frozenset({"run", "daemon"})
+#: A journal ``begin`` that claims its file in the same statement: the journal row exists only if the claim
+#: was taken (no row back: another action holds the file). The entry's id is drawn first, so the claim names it
+#: (``{sequence}``: the journal's id sequence, looked up once per connection rather than per statement).
+CLAIM_BEGIN_SQL = (
+    "WITH c AS (INSERT INTO claims (path, run_id, entry_id, claimed_at) "
+    "VALUES (?, ?, nextval('{sequence}'), ?) ON CONFLICT DO NOTHING RETURNING entry_id) "
+    "INSERT INTO journal (id, run_id, action, path, tier, object_key, step, status, detail, started_at) "
+    "SELECT entry_id, ?, ?, ?, ?, ?, ?, 'open', ?, ? FROM c RETURNING id")
 _INSTALL_HINT = "install the PostgreSQL catalog's drivers: pip install 'tiering[postgres]'"
 
 
@@ -56,9 +74,10 @@ class PgConnection:
         cur.executemany(_pg_sql(sql), list(rows))
         return cur
 
-    def returning(self, sql: str, args: Any) -> Pending:
-        """Run an ``INSERT ... RETURNING``; its value is ``Pending`` (it arrives with the pipeline's results)."""
-        return Pending(self.raw.execute(_pg_sql(sql), args))
+    def returning(self, sql: str, args: Any, shape: str = "value") -> Pending:
+        """Run a statement with ``RETURNING``; its value is ``Pending`` (it arrives with the pipeline's
+        results): the first column of its row (``shape`` "value"), the row, or every row ("rows")."""
+        return Pending(self.raw.execute(_pg_sql(sql), args), shape)
 
     #: Merge a journal entry's detail on the server (a shallow merge, as ``{**old, **new}``): no read first.
     merge_detail = "(detail::jsonb || ?::jsonb)::text"  # (detail's column is text on both backends)
@@ -86,6 +105,8 @@ class PostgresBackend:
     """A catalog in the PostgreSQL database ``url`` names (see ``tiering.catalog.backend.Backend``)."""
 
     begin_sql = "BEGIN"
+    #: The server's clock, so heartbeats from hosts whose clocks differ compare alike.
+    now_sql = "extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, reader: PgConnection, writer: PgConnection | None) -> None:
         psycopg = _psycopg()
@@ -95,6 +116,8 @@ class PostgresBackend:
         self.writer = writer
         self.operational = (psycopg.OperationalError,)
         self.cursor_types = (psycopg.Cursor,)
+        sequence = reader.execute("SELECT pg_get_serial_sequence('journal', 'id')").fetchone()[0]
+        self.claim_begin_sql: str | None = CLAIM_BEGIN_SQL.format(sequence=sequence.replace("'", "''"))
 
     @classmethod
     def open(cls, url: str, *, writer: bool, purpose: str) -> PostgresBackend:
@@ -105,7 +128,8 @@ class PostgresBackend:
             if writer:
                 write_conn = _connect(url, purpose or "writer")
                 opened.append(write_conn)
-                _lock(write_conn, name)
+                if purpose in CYCLE_PURPOSES:
+                    _lock(write_conn, name)
                 _migrate(write_conn, name)
             read_conn = _connect(url, "reader")
             opened.append(read_conn)
@@ -138,7 +162,7 @@ class PostgresBackend:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()  # ends the session: the server drops the advisory writer lock
+            self.writer.close()  # ends the session: the server drops the advisory cycle lock
         self.reader.close()
 
 
@@ -195,19 +219,19 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _lock(conn: PgConnection, name: str) -> None:
-    if conn.execute("SELECT pg_try_advisory_lock(?)", (WRITER_LOCK_KEY,)).fetchone()[0]:
+    if conn.execute("SELECT pg_try_advisory_lock(?)", (CYCLE_LOCK_KEY,)).fetchone()[0]:
         return
     holder = _holder(conn)
     raise CatalogBusyError(f"{name} is in use by {describe_holder(holder)}", holder)
 
 
 def _holder(conn: PgConnection) -> dict:
-    """Who holds the writer lock, from its session's application_name (as ``lock.read_holder``)."""
+    """Who holds the cycle lock, from its session's application_name (as ``lock.read_holder``)."""
     row = conn.execute(
         "SELECT a.application_name, extract(epoch FROM a.backend_start)::float8 FROM pg_locks l "
         "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
         "AND l.classid = 0 AND l.objid = ? AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        (WRITER_LOCK_KEY,)).fetchone()
+        (CYCLE_LOCK_KEY,)).fetchone()
     if not row or not (row[0] or "").startswith("tiering:"):
         return {}
     _, pid, host, purpose = (row[0].split(":", 3) + ["", "", ""])[:4]
@@ -216,7 +240,7 @@ def _holder(conn: PgConnection) -> dict:
 
 
 def holder_of(url: str) -> dict | None:
-    """Who holds the writer lock on the server ``url`` names, or None (``backend.writer_holder``)."""
+    """Who holds the cycle lock on the server ``url`` names, or None (``backend.writer_holder``)."""
     conn = _connect(url, "status")
     try:
         return _holder(conn) or None
@@ -237,7 +261,21 @@ def _check_version(version: int, name: str) -> None:
 
 
 def _migrate(conn: PgConnection, name: str) -> None:
-    """Bring the database to ``SCHEMA_VERSION``, one transaction per step (DDL is transactional here)."""
+    """Bring the database to ``SCHEMA_VERSION``, one transaction per step (DDL is transactional here);
+    under the migration lock, so writers starting at once on many nodes migrate once (a writer that finds
+    the schema current takes no lock: a stopped writer never holds up the others' start)."""
+    version = _version(conn)
+    _check_version(version, name)
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("SELECT pg_advisory_lock(?)", (MIGRATE_LOCK_KEY,))
+    try:
+        _migrate_locked(conn, name)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(?)", (MIGRATE_LOCK_KEY,))
+
+
+def _migrate_locked(conn: PgConnection, name: str) -> None:
     version = _version(conn)
     _check_version(version, name)
     for target in range(version + 1, SCHEMA_VERSION + 1):

@@ -59,6 +59,18 @@ MIGRATIONS: list[str] = [
         summary     TEXT                          -- JSON, once the run ends
     );
     """,
+    # 1 -> 2: many writers (used on a server; the same tables here, so one schema): a run's heartbeat, and
+    # the claims, one row per file an action is running on (``tiering.catalog.claims``).
+    """
+    ALTER TABLE runs ADD COLUMN heartbeat_at REAL;      -- the database's clock, refreshed while the run lives
+    ALTER TABLE runs ADD COLUMN heartbeat_every REAL;   -- seconds between heartbeats, as the run promised
+    CREATE TABLE claims (
+        path        BLOB PRIMARY KEY,             -- one action on a file at a time, across every writer
+        run_id      TEXT NOT NULL,                -- the owner: live while its run is (heartbeat, pid)
+        entry_id    INTEGER NOT NULL UNIQUE,      -- the open journal entry it covers; goes when that ends
+        claimed_at  REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 PG_MIGRATIONS: list[str] = [
@@ -108,6 +120,17 @@ PG_MIGRATIONS: list[str] = [
         started_at  DOUBLE PRECISION NOT NULL,
         ended_at    DOUBLE PRECISION,
         summary     TEXT
+    );
+    """,
+    # 1 -> 2 (as MIGRATIONS[1]).
+    """
+    ALTER TABLE runs ADD COLUMN heartbeat_at DOUBLE PRECISION;
+    ALTER TABLE runs ADD COLUMN heartbeat_every DOUBLE PRECISION;
+    CREATE TABLE claims (
+        path        BYTEA PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        entry_id    BIGINT NOT NULL UNIQUE,
+        claimed_at  DOUBLE PRECISION NOT NULL
     );
     """,
 ]

@@ -19,6 +19,8 @@ class SqliteBackend:
     """A catalog in the SQLite file ``path`` (see ``tiering.catalog.backend.Backend``)."""
 
     begin_sql = "BEGIN IMMEDIATE"
+    claim_begin_sql: str | None = None  # one writer (the lock file): no file needs a claim
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
     operational = (sqlite3.OperationalError,)
     cursor_types = (sqlite3.Cursor,)
 

@@ -8,7 +8,8 @@ should do about it (STYLE.md, "Errors") through its ``scope``:
   ``TierUnavailableError``: the tier is in trouble, not one file.
 - ``ITEM``: this item failed; record it, carry on with the others, list it at
   the end (``NotFoundError``, ``PermissionDeniedError``, ``IntegrityError``,
-  ``NeedsRestoreError``, ``RefusedError``, ``KeyRejectedError``, ``PathError``).
+  ``NeedsRestoreError``, ``RefusedError``, ``KeyRejectedError``, ``PathError``;
+  ``ClaimedError``, which the mover reports as skipped).
 - ``RUN``: the run cannot go on; start nothing new (``TierUnavailableError``,
   ``FatalError``, ``CatalogError``, a hot tier that is full).
 - ``CONFIG``: a mistake a person fixes in the config, the command line or the
@@ -84,6 +85,13 @@ class CatalogBusyError(TieringError):
     def __init__(self, message: str, holder: dict | None = None) -> None:
         super().__init__(message)
         self.holder = holder or {}
+
+
+class ClaimedError(TieringError):
+    """Another run is acting on this file (its catalog claim), or acted on it since this one looked:
+    this item is skipped, not failed; the next cycle sees the file as it is then."""
+
+    scope = ITEM
 
 
 class CatalogError(TieringError):

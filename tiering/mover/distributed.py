@@ -4,21 +4,31 @@
 are stateless: each task carries what it needs (a store's URL and options, a
 partition of small frozen items) and returns small frozen values. They must
 see the same paths as the coordinator (a worker on each node that mounts the
-hot tier). Only the coordinator writes the catalog and journal:
+hot tier).
 
 - ``map`` splits a stream of items into partitions (by count and by bytes);
   each partition runs on a worker with its own bounded thread pool, and at
   most ``2 x workers`` partitions are in flight, so the listing is never held
   whole.
-- ``offloading(mover)``: mover actions stay on the coordinator (they journal),
+- ``offloading(mover)`` on a one-writer catalog (SQLite): mover actions stay
+  on the coordinator, the only process that writes the catalog and journal,
   and only their ``put_file`` / ``get_file`` run on a worker.
+- ``offloading(mover)`` on a catalog with many writers (a server): each action
+  runs whole on a worker, which opens the catalog itself and journals its own
+  steps (its own run with a heartbeat, its own claims: ``tiering.catalog.claims``),
+  so the coordinator is no funnel, and a worker that dies is a dead run that
+  ``recover`` on any node settles. The coordinator keeps the intake and the
+  results (``execute``), and each worker builds a fresh mover per run, as a
+  cycle does (it snapshots who has files open for writing on its node).
 
 Dask is an optional extra: ``pip install 'tiering[dask]'``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +38,7 @@ from urllib.parse import urlsplit
 
 from tiering.core.errors import UserError
 from tiering.mover.executor import Executor, ThreadExecutor, bounded_map
+from tiering.mover.outcome import Outcome
 from tiering.stores import open_store
 from tiering.stores.base import FileMeta, ObjectInfo, OnBytes, Store, TransfersElsewhere
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
@@ -90,7 +101,12 @@ class DaskExecutor:
 
     @contextmanager
     def offloading(self, mover) -> Iterator[None]:
-        """Route the mover's stores through ``OffloadedStore`` while entered."""
+        """While entered: the mover's actions run whole on workers if its catalog takes many writers;
+        else its stores go through ``OffloadedStore`` (see the module docstring)."""
+        if getattr(mover.catalog, "claims", False):
+            with self._acting_on_workers(mover):
+                yield
+            return
         original, cache, lock = mover.store, {}, threading.Lock()
 
         def store(tier: str, storage_class: str | None = None) -> Store:
@@ -108,8 +124,45 @@ class DaskExecutor:
         finally:
             del mover.store
 
+    @contextmanager
+    def _acting_on_workers(self, mover) -> Iterator[None]:
+        config, run = mover.config, uuid.uuid4().hex
+
+        def on_worker(action: str):
+            async def act(rel: bytes, *args) -> Outcome:
+                return await _landed(self.client.submit(act_on_worker, config, run, action, rel, *args, pure=False))
+
+            return act
+
+        for action in _ACTIONS:
+            setattr(mover, f"{action}_async", on_worker(action))
+        try:
+            yield
+        finally:
+            for action in _ACTIONS:
+                delattr(mover, f"{action}_async")
+
     def close(self) -> None:
         self.client.close()
+
+
+_ACTIONS = ("archive", "release", "restore", "pin")
+
+
+async def _landed(future) -> Outcome:
+    """A Dask future's result, awaited without holding a thread while the worker acts."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def landed(_) -> None:
+        loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+    future.add_done_callback(landed)
+    try:
+        await done
+        return await asyncio.to_thread(future.result)  # (the worker's small result; a task's error raises here)
+    finally:
+        future.release()
 
 
 def partitions(items: Iterable, max_items: int, max_bytes: int) -> Iterator[tuple]:
@@ -190,3 +243,31 @@ class OffloadedStore(TransfersElsewhere):
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
+
+# -- whole actions on a worker (a catalog with many writers) --------------------
+
+#: The movers of the runs this worker served lately (catalog, run) -> mover; the oldest is closed past this.
+WORKER_RUNS = 8
+_worker_movers: dict[tuple[str, str], object] = {}
+_worker_catalogs: dict[str, object] = {}
+
+
+def act_on_worker(config, run: str, action: str, rel: bytes, *args) -> Outcome:
+    """On a worker: one mover action, journaled by this worker to the catalog server."""
+    return getattr(_worker_mover(config, run), action)(rel, *args)
+
+
+def _worker_mover(config, run: str):
+    from tiering.catalog import Catalog
+    from tiering.mover.ops import Mover
+
+    target = str(config.catalog_target)
+    with _worker_lock:
+        if target not in _worker_catalogs:  # kept for the worker's life: its run heartbeats while it lives
+            _worker_catalogs[target] = Catalog.open(target, writer=True, purpose="worker")
+        mover = _worker_movers.get((target, run))
+        if mover is None:  # a new run: a fresh mover (who has files open for writing is read anew)
+            mover = _worker_movers[(target, run)] = Mover(config, _worker_catalogs[target])
+            if len(_worker_movers) > WORKER_RUNS:
+                _worker_movers.pop(next(iter(_worker_movers))).close()
+        return mover

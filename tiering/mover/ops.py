@@ -269,7 +269,7 @@ class Mover:
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
         store = self.store(tier, storage_class) if storage_class else self.store(tier)
-        entry = await self.catalog.begin_async("archive", rel, "copying", tier=tier, object_key=key,
+        entry = await self.catalog.begin_async("archive", rel, "copying", tier=tier, object_key=key, expect=rec,
                                                identity=ident.as_dict())
         crash_point("archive:begin")
         try:
@@ -385,7 +385,7 @@ class Mover:
             self._keeps_metadata.add(rec.tier)
         if entry is None:
             entry = await self.catalog.begin_async("release", rel, "stubbing", tier=rec.tier,
-                                                   object_key=rec.object_key)
+                                                   object_key=rec.object_key, expect=rec)
         crash_point("release:begin")
         try:
             attrs = stub_attributes(rec.size, rec.checksum, rec.tier)
@@ -478,7 +478,7 @@ class Mover:
                 return asleep
         tmp = f"{RESTORE_TMP_PREFIX}{secrets.token_hex(6)}".encode()
         entry = await self.catalog.begin_async("restore", rel, "fetching", tier=rec.tier, object_key=rec.object_key,
-                                               tmp=os.fsdecode(tmp), stub_ino=stub.st_ino,
+                                               expect=rec, tmp=os.fsdecode(tmp), stub_ino=stub.st_ino,
                                                **({"in_place": True} if in_place else {}))
         crash_point("restore:begin")
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from tiering.core.errors import CONFIG, RUN, TieringError, exit_status, scope_of
+from tiering.core.errors import CONFIG, RUN, ClaimedError, TieringError, exit_status, scope_of
 from tiering.core.result import DONE, FAILED, NOOP, PENDING, SKIPPED, ItemOutcome
 
 __all__ = ["DONE", "FAILED", "NOOP", "PENDING", "SKIPPED", "Outcome", "failure"]
@@ -36,6 +36,8 @@ def failure(rel: bytes, action: str, exc: BaseException, tier: str | None) -> Ou
     """
     if isinstance(exc, FileNotFoundError):
         return Outcome(rel, action, FAILED, "no such file on the hot tier", tier=tier)
+    if isinstance(exc, ClaimedError):  # another writer of the catalog has (or had) the file: not a failure
+        return Outcome(rel, action, SKIPPED, str(exc), tier=tier)
     stop = exit_status(exc) if scope_of(exc) in (RUN, CONFIG) else 0
     if isinstance(exc, OSError):
         reason = f"{os.strerror(exc.errno) if exc.errno else exc}" + (" (hot tier)" if stop else "")

@@ -23,7 +23,9 @@ the last step it recorded (a step is journaled *before* it is taken):
   removed once its entry is settled.
 
 Recovery is idempotent: a crash during recovery is settled by the next one.
-It is cheap when there is nothing to do (one indexed query).
+It is cheap when there is nothing to do (one indexed query). With many writers
+on a server catalog it settles only the entries of dead runs, each after taking
+over its claim (``Catalog.orphans``), so it may run on any node at any time.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from tiering.stores.base import SupportsCleanup
 
 
 def recover(mover: Mover) -> list[Outcome]:
-    """Settle every open journal entry; returns one outcome per entry."""
+    """Settle every open journal entry of a dead run (on a one-writer catalog: every open entry; with many
+    writers, ``Catalog.orphans``: never a live run's, on this host or another); one outcome per entry."""
     outcomes = []
-    for entry in mover.catalog.open_entries():
+    for entry in mover.catalog.orphans():
         handler = {"archive": _archive, "release": _release, "restore": _restore}.get(entry.action)
         try:
             outcomes.append(handler(mover, entry) if handler else _close(mover, entry, "rolled_back", "unknown action"))

@@ -3,7 +3,8 @@
 ``tiering run`` (cron) calls ``run_once``; the daemon calls ``run_cycle`` on
 the catalog it keeps open. Each cycle is one row in the catalog's ``runs``
 table (its JSON summary included), which is what ``tiering status`` shows as
-the last cycle. Library code: it logs, it never prints.
+the last cycle. On a server catalog the run's row also carries its heartbeat, so
+``recover`` on any node can tell whether the cycle is alive. Library code: it logs, it never prints.
 
 The whole pass reads top to bottom in ``_cycle``; every step it takes is a call into
 a lower layer (the mover's ``recover`` and ``execute``, the scanner's snapshots, the
@@ -84,7 +85,9 @@ class CycleReport:
 
 def run_once(config: Config, policy: Policy, *, stop: threading.Event | None = None,
              jobs: int | None = None) -> CycleReport:
-    """One cycle for cron: takes the catalog's writer lock (``CatalogBusyError`` names the holder)."""
+    """One cycle for cron: takes the catalog's cycle lock (``CatalogBusyError`` names the holder): on SQLite
+    the writer lock file, on a server an advisory lock (other writers go on beside it, file by file under
+    their claims)."""
     with Catalog.open(config.catalog_target, writer=True, purpose="run") as catalog:
         return run_cycle(config, policy, catalog, command="run", stop=stop, jobs=jobs)
 
