@@ -266,6 +266,11 @@ class Mover:
             return _Archived(Outcome(rel, "archive", NOOP, "already released", tier=rec.tier), rec)
         if rec and rec.state == FileState.ARCHIVED and Identity.of_record(rec) == ident:
             return _Archived(Outcome(rel, "archive", NOOP, "already archived", tier=rec.tier), rec)
+        if st.st_size == 0 and await self.io(_marked, where):
+            # A released stub whatever the record read says (another run released it since, or the catalog
+            # lost it): its object at this key is the file's only copy, which an archive would overwrite.
+            return _Archived(Outcome(rel, "archive", SKIPPED, "a released stub (it carries the stub mark), "
+                                     "not data: never archived over its own capacity copy"))
         tier = tier or (rec.tier if rec and rec.tier else self.config.default_tier)
         key = encode_key(rel)
         store = self.store(tier, storage_class) if storage_class else self.store(tier)

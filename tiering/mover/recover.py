@@ -6,7 +6,9 @@ the last step it recorded (a step is journaled *before* it is taken):
 - archive: roll back. The copy may be partial, unverified or complete; it is
   deleted (with any unfinished upload), and a record that claimed an older
   verified copy under the same key is marked dirty, since that copy may have
-  been overwritten.
+  been overwritten. Never when the file's record is released under that key
+  (another writer released it while this archive was open): that object is
+  the file's only copy; it is kept, and checked against the record.
 - release: the truncate either happened or did not. A zero-length file whose
   record says it had bytes is a stub: finish (released). An untouched file:
   roll back (still archived). Anything else changed: dirty.
@@ -35,7 +37,7 @@ import stat
 from dataclasses import replace
 
 from tiering.catalog import FileRecord, JournalEntry
-from tiering.core.errors import PathError, StoreError
+from tiering.core.errors import NotFoundError, PathError, StoreError
 from tiering.core.states import FileState
 from tiering.mover import restorelock
 from tiering.mover.beneath import Entry
@@ -68,8 +70,12 @@ def _archive(mover: Mover, entry: JournalEntry) -> Outcome:
     store = mover.store(entry.tier)
     if isinstance(store, SupportsCleanup):
         store.cleanup_incomplete(entry.object_key)
-    store.delete(entry.object_key)
     rec = mover.catalog.get(entry.path)
+    if rec and rec.state == FileState.RELEASED and (rec.tier, rec.object_key) == (entry.tier, entry.object_key):
+        # The object at this key is a released file's only copy (another run released the file while this
+        # archive was open): never deleted here. Whether it is still the released bytes is checked.
+        return _keep_released_copy(mover, entry, store, rec)
+    store.delete(entry.object_key)
     ours = rec and rec.state == FileState.ARCHIVED and rec.object_key == entry.object_key
     record = replace(rec, state=FileState.DIRTY) if ours else None
     return _close(mover, entry, "rolled_back", "unverified copy removed", record)
@@ -177,3 +183,20 @@ def _verifies(where: Entry, tmp: bytes, rec: FileRecord) -> bool:
         return stat.S_ISREG(st.st_mode) and st.st_size == rec.size and checksum_of(fd) == rec.checksum
     finally:
         os.close(fd)
+
+
+def _keep_released_copy(mover: Mover, entry: JournalEntry, store, rec: FileRecord) -> Outcome:
+    """Close an interrupted archive whose key holds a released file's only copy, keeping the object; a
+    copy that no longer matches the record (the interrupted archive wrote over it) fails loudly."""
+    try:
+        copy = store.head(entry.object_key)
+    except NotFoundError:
+        copy = None
+    meta = copy.meta if copy else None
+    if copy is None or copy.size != rec.size or (meta is not None and meta.checksum and meta.checksum != rec.checksum):
+        mover.catalog.end(entry.id, "failed", recovered="the released file's only copy no longer matches its record")
+        found = "is gone" if copy is None else f"has {copy.size} bytes, checksum {meta.checksum if meta else '?'}"
+        return Outcome(entry.path, "recover-archive", FAILED,
+                       f"the capacity copy {entry.tier}:{entry.object_key} of this released file {found}, not "
+                       f"the {rec.size} bytes {rec.checksum} released: an interrupted archive wrote over it")
+    return _close(mover, entry, "rolled_back", "kept the object: it is the released file's only copy")
