@@ -71,6 +71,15 @@ MIGRATIONS: list[str] = [
         claimed_at  REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2 -> 3: indexes for a catalog of 10^8 rows. (state, size) covers the summary of ``status`` and the
+    # daemon's counts (files and bytes by state) from the index alone: with (state) only, each row's size
+    # was a lookup by key (10^7 rows: 21-28 s, now 3-5 s). (action, step) finds the object restores still
+    # waiting, which every cycle asks for, without reading the whole journal.
+    """
+    CREATE INDEX files_state_size ON files (state, size);
+    DROP INDEX files_state;
+    CREATE INDEX journal_action_step ON journal (action, step);
+    """,
 ]
 
 PG_MIGRATIONS: list[str] = [
@@ -132,6 +141,12 @@ PG_MIGRATIONS: list[str] = [
         entry_id    BIGINT NOT NULL UNIQUE,
         claimed_at  DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 2 -> 3 (as MIGRATIONS[2]; PostgreSQL answers the summary by an index-only scan once vacuumed).
+    """
+    CREATE INDEX files_state_size ON files (state, size);
+    DROP INDEX files_state;
+    CREATE INDEX journal_action_step ON journal (action, step);
     """,
 ]
 
