@@ -1,0 +1,81 @@
+"""Datasets staged in as units: ``tiering restore --dataset`` and the access guard's dataset read-ahead.
+
+Real files on a posix capacity tier (the CLI) and on SeaweedFS behind a real ``tiering guard`` over a
+loop-mounted ext4 (the guard, as root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import is_root
+from guard_setup import guarded_setup, read_in_process
+from unattended import make_file, tiering, write_setup
+
+DATASETS = ('[[rules]]\nname = "keep"\nmatch = \'size < 0\'\naction = "release"\n'
+            '[datasets]\ndirs = ["ds/*"]\nmarkers = [".dataset"]\n')
+NO_DATASETS = '[[rules]]\nname = "keep"\nmatch = \'size < 0\'\naction = "release"\n'
+
+
+def released_setup(tmp_path, policy: str = DATASETS):
+    """Two datasets by glob (ds/a spread over sub-folders, ds/b), one by marker (m/set), loose files; all released."""
+    cfg = write_setup(tmp_path, policy)
+    hot = tmp_path / "hot"
+    names = ([f"ds/a/{sub}/{i}.bin" for sub in ("p", "q") for i in range(3)] + ["ds/b/0.bin", "ds/b/1.bin"]
+             + ["m/set/x/0.bin", "m/set/1.bin", "m/set/inner/.dataset", "m/set/inner/2.bin", "loose/0.bin"])
+    for i, name in enumerate(names):
+        make_file(hot / name, 1000 + i)
+    (hot / "m/set/.dataset").write_bytes(b"")  # (a marker stays resident: an empty file is not released)
+    (hot / "m/set/inner/.dataset").write_bytes(b"")
+    released = [n for n in names if not n.endswith(".dataset")]
+    done = tiering("release", "-c", str(cfg), *[str(hot / n) for n in released])
+    assert done.returncode == 0, done.stderr
+    return cfg, hot, released
+
+
+def staged(hot, names) -> set[str]:
+    return {n for n in names if (hot / n).stat().st_size > 0}
+
+
+def test_restore_dataset_brings_back_every_file_of_the_named_paths_datasets(tmp_path):
+    cfg, hot, names = released_setup(tmp_path)
+    run = tiering("restore", "--dataset", "--json", "-c", str(cfg), str(hot / "ds/a/q/1.bin"), str(hot / "m/set/x"))
+    assert run.returncode == 0, run.stderr
+    want = {n for n in names if n.startswith("ds/a/")} | {"m/set/x/0.bin", "m/set/1.bin"}
+    assert staged(hot, names) == want  # ds/b, the nested m/set/inner dataset and loose files stay stubs
+    assert json.loads(run.stdout.strip().splitlines()[-1])["actions"] == {"restore": {"done": len(want)}}
+
+
+def test_restore_dataset_of_a_folder_holding_datasets_takes_each_whole(tmp_path):
+    cfg, hot, names = released_setup(tmp_path)
+    run = tiering("restore", "--dataset", "-c", str(cfg), str(hot / "ds"))
+    assert run.returncode == 0, run.stderr
+    assert staged(hot, names) == {n for n in names if n.startswith("ds/")}
+
+
+def test_restore_dataset_of_a_path_in_no_dataset_fails_it_by_name(tmp_path):
+    cfg, hot, names = released_setup(tmp_path)
+    run = tiering("restore", "--dataset", "-c", str(cfg), str(hot / "loose/0.bin"), str(hot / "ds/b/0.bin"))
+    assert run.returncode == 1
+    assert "loose/0.bin" in run.stderr and "in no dataset" in run.stderr
+    assert staged(hot, names) == {"ds/b/0.bin", "ds/b/1.bin"}  # the others still ran
+
+
+def test_restore_dataset_without_datasets_in_the_policy_is_a_usage_error(tmp_path):
+    cfg, hot, names = released_setup(tmp_path, NO_DATASETS)
+    run = tiering("restore", "--dataset", "-c", str(cfg), str(hot / "ds/a/p/0.bin"))
+    assert run.returncode == 2 and "declares no datasets" in run.stderr, run.stderr
+    assert staged(hot, names) == set()
+
+
+def test_restore_dataset_dry_run_names_the_files(tmp_path):
+    cfg, hot, names = released_setup(tmp_path)
+    run = tiering("restore", "--dataset", "-n", "-c", str(cfg), str(hot / "ds/b/1.bin"))
+    assert run.returncode == 0, run.stderr
+    assert "would restore ds/b/0.bin" in run.stdout and "would restore ds/b/1.bin" in run.stdout
+    assert staged(hot, names) == set()
