@@ -79,3 +79,54 @@ def test_restore_dataset_dry_run_names_the_files(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "would restore ds/b/0.bin" in run.stdout and "would restore ds/b/1.bin" in run.stdout
     assert staged(hot, names) == set()
+
+
+# -- the access guard --------------------------------------------------------------------------------------
+
+GUARD_POLICY = ('[[rules]]\nname = "keep"\nmatch = \'size < 0\'\naction = "release"\n'
+                '[watermark]\nhigh = 0.99\nlow = 0.9\n[datasets]\ndirs = ["ds/*"]\n')
+DATASET = [f"ds/a/p/{i}.bin" for i in range(3)] + ["ds/a/q/0.bin", "ds/a/q/1.bin"]
+OUTSIDE = ["ds/b/0.bin", "other/0.bin"]
+
+
+@pytest.fixture
+def gd(ext4_loop, tmp_path, seaweed):
+    """A guarded hot tier on ext4 (SeaweedFS's S3 as its tier) whose config names a policy with datasets ds/*;
+    the 5-file dataset ds/a (two folders), another dataset and a loose file, all released. Guard not started."""
+    if not is_root():
+        pytest.skip("fanotify permission events need root")
+    setup = guarded_setup(ext4_loop / tmp_path.name, tmp_path, seaweed.endpoint)
+    (tmp_path / "policy.toml").write_text(GUARD_POLICY)
+    setup.config.write_text(f'policy = "{tmp_path}/policy.toml"\n' + setup.config.read_text())
+    setup.write({name: os.urandom(30_000 + i) for i, name in enumerate(DATASET + OUTSIDE)})
+    setup.release()
+    yield setup
+    setup.stop_guard()
+    shutil.rmtree(setup.guard_dir, ignore_errors=True)
+    shutil.rmtree(setup.hot, ignore_errors=True)
+
+
+def wait_restored(g, names, timeout: float = 20) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any((g.hot / n).stat().st_size == 0 for n in names):
+        time.sleep(0.1)
+    return {n for n in names if (g.hot / n).stat().st_size > 0}
+
+
+def test_a_read_in_a_dataset_stages_the_whole_dataset_in(gd):
+    gd.start_guard()
+    assert read_in_process(["cat", str(gd.hot / "ds/a/p/1.bin")]).stdout == gd.files["ds/a/p/1.bin"]
+    assert wait_restored(gd, DATASET) == set(DATASET)
+    for name in DATASET:  # verified, the guard's own restore path
+        assert (gd.hot / name).read_bytes() == gd.files[name]
+    time.sleep(1.0)
+    assert all((gd.hot / n).stat().st_size == 0 for n in OUTSIDE)  # another dataset, a loose file: stubs
+
+
+def test_with_stage_datasets_false_only_the_folder_read_ahead_happens(gd):
+    gd.config.write_text(gd.config.read_text().replace("[guard]\n", "[guard]\nstage_datasets = false\n"))
+    gd.start_guard()
+    assert read_in_process(["cat", str(gd.hot / "ds/a/p/1.bin")]).stdout == gd.files["ds/a/p/1.bin"]
+    assert wait_restored(gd, ["ds/a/p/2.bin"]) == {"ds/a/p/2.bin"}  # the folder's read-ahead
+    time.sleep(1.5)
+    assert all((gd.hot / n).stat().st_size == 0 for n in ["ds/a/p/0.bin", "ds/a/q/0.bin", "ds/a/q/1.bin", *OUTSIDE])

@@ -112,6 +112,12 @@ def dataset_files(operands: Iterable[bytes], hot: Path, datasets: Datasets,
     return list(files), orphans
 
 
+def dataset_of(rel: bytes, hot: Path, datasets: Datasets) -> bytes | None:
+    """The folder of the dataset the file ``rel`` belongs to (None: none)."""
+    found = _units_of(os.fsencode(str(hot)), rel, datasets)
+    return found[0] if found else None
+
+
 def _units_of(root: bytes, rel: bytes, datasets: Datasets) -> list[bytes]:
     """The dataset folders ``rel`` (a file or folder) belongs to: its own, else (a folder) those under it."""
     full = os.path.join(root, rel) if rel else root
