@@ -121,6 +121,7 @@ def test_a_read_in_a_dataset_stages_the_whole_dataset_in(gd):
         assert (gd.hot / name).read_bytes() == gd.files[name]
     time.sleep(1.0)
     assert all((gd.hot / n).stat().st_size == 0 for n in OUTSIDE)  # another dataset, a loose file: stubs
+    assert "ds/a/p/1.bin: staging in 4 more file(s) of its dataset" in gd.stop_guard()
 
 
 def test_with_stage_datasets_false_only_the_folder_read_ahead_happens(gd):
@@ -130,3 +131,25 @@ def test_with_stage_datasets_false_only_the_folder_read_ahead_happens(gd):
     assert wait_restored(gd, ["ds/a/p/2.bin"]) == {"ds/a/p/2.bin"}  # the folder's read-ahead
     time.sleep(1.5)
     assert all((gd.hot / n).stat().st_size == 0 for n in ["ds/a/p/0.bin", "ds/a/q/0.bin", "ds/a/q/1.bin", *OUTSIDE])
+
+
+def test_stage_in_stops_at_the_high_watermark(gd):
+    st = os.statvfs(gd.hot)
+    full = (st.f_blocks - st.f_bfree) / st.f_blocks  # the hot tier is at its high watermark already
+    (gd.config.parent / "policy.toml").write_text(GUARD_POLICY.replace("high = 0.99\nlow = 0.9",
+                                                                       f"high = {full:.9f}\nlow = {full / 2:.9f}"))
+    gd.start_guard()
+    assert read_in_process(["cat", str(gd.hot / "ds/a/p/1.bin")]).stdout == gd.files["ds/a/p/1.bin"]
+    assert wait_restored(gd, ["ds/a/p/2.bin"]) == {"ds/a/p/2.bin"}  # the folder's read-ahead is not bounded
+    time.sleep(1.5)
+    assert all((gd.hot / n).stat().st_size == 0 for n in ["ds/a/p/0.bin", "ds/a/q/0.bin", "ds/a/q/1.bin"])
+    assert "staging in" not in gd.stop_guard()
+
+
+def test_within_takes_files_in_order_until_one_does_not_fit():
+    from tiering.access.stagein import within
+
+    sizes = {b"a": 10, b"b": 20, b"c": 5, b"d": 1}
+    assert within(list(sizes), sizes.__getitem__, 35) == [b"a", b"b", b"c"]
+    assert within(list(sizes), sizes.__getitem__, 29) == [b"a"]  # c would fit, but a dataset comes in from its start
+    assert within(list(sizes), sizes.__getitem__, -1) == []
