@@ -127,6 +127,7 @@ class Worker:
         self.trace = None  # a ``tiering.trace.log.TraceLog`` the restores for readers go to, if any
         #: Stages in the rest of a dataset a reader missed in (``access.stagein.StageIn``); None: off.
         self.stage_in = None
+        self._stage_slots: asyncio.Semaphore | None = None
 
     # -- marks -------------------------------------------------------------------
 
@@ -364,7 +365,9 @@ class Worker:
             return
         if files:
             log.info("%s: staging in %d more file(s) of its dataset", show_path(rel), len(files))
-        slots = asyncio.Semaphore(self.stage_in.slots)
+        if self._stage_slots is None:  # one set of slots for every dataset being staged in
+            self._stage_slots = asyncio.Semaphore(self.stage_in.slots)
+        slots = self._stage_slots
         for path in files:
             await slots.acquire()
             try:
