@@ -125,6 +125,9 @@ class Worker:
         self._held: list[int] = []  # their numbers, held open until they are answered
         self._deferred: list[tuple[Event, os.stat_result, bytes | None]] | None = []  # stub opens during start-up
         self.trace = None  # a ``tiering.trace.log.TraceLog`` the restores for readers go to, if any
+        #: Stages in the rest of a dataset a reader missed in (``access.stagein.StageIn``); None: off.
+        self.stage_in = None
+        self._stage_slots: asyncio.Semaphore | None = None
 
     # -- marks -------------------------------------------------------------------
 
@@ -316,6 +319,8 @@ class Worker:
         job = self._restores.get(key)
         if job is None:
             job = self._begin(key, rel)
+            if self.stage_in is not None:  # a miss in a dataset: the rest of it follows (``access.stagein``)
+                asyncio.ensure_future(self._stage_dataset(rel))
         else:
             self.counters.waited += 1
         job.waiters.append(event)
@@ -350,6 +355,32 @@ class Worker:
             key = (st.st_dev, st.st_ino)
             if st.st_size == 0 and key not in self._restores:
                 self._begin(key, path)
+
+    async def _stage_dataset(self, rel: bytes) -> None:
+        """Restore the rest of ``rel``'s dataset, ``stage_in.slots`` at a time, behind readers' own restores."""
+        try:
+            files = await asyncio.to_thread(self.stage_in.files, rel)
+        except (TieringError, OSError) as exc:
+            log.warning("%s: its dataset is not staged in: %s", show_path(rel), exc)
+            return
+        if files:
+            log.info("%s: staging in %d more file(s) of its dataset", show_path(rel), len(files))
+        if self._stage_slots is None:  # one set of slots for every dataset being staged in
+            self._stage_slots = asyncio.Semaphore(self.stage_in.slots)
+        slots = self._stage_slots
+        for path in files:
+            await slots.acquire()
+            try:
+                with self.mover.hot_root.entry(path) as where:
+                    st = where.lstat()
+            except (OSError, PathError):
+                slots.release()
+                continue
+            key = (st.st_dev, st.st_ino)
+            if st.st_size or key in self._restores:  # restored meanwhile, or a reader's restore runs
+                slots.release()
+                continue
+            self._begin(key, path).task.add_done_callback(lambda _: slots.release())
 
     def _stubs_in(self, folder: bytes) -> list[bytes]:
         """The names of the stubs in ``folder`` (under the hot tier), sorted."""
@@ -650,6 +681,7 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
 
         heat = _heat_watch(config, paths, heat_fd, heat_off)
         worker.trace = _trace_log(config)
+        worker.stage_in = _stage_in(config, mover)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
         signal.signal(signal.SIGINT, lambda *_: worker.stop())
         try:
@@ -675,6 +707,33 @@ def _heat_watch(config, paths, fd: int | None, off: str):
     watch = HeatWatch(fd, config.hot_path, paths.heat)
     watch.start()
     return watch
+
+
+def _stage_in(config, mover):
+    """The dataset stage-in (``access.stagein``) when ``[guard] stage_datasets`` and the policy's datasets
+    call for it, else None (a policy that cannot be read: one log line, and the guard serves without it)."""
+    from tiering.access.stagein import StageIn
+    from tiering.policy import load_policy
+
+    if config.guard.stage_datasets is False or config.policy_path is None:
+        return None
+    try:
+        policy = load_policy(config.policy_path, config)
+    except TieringError as exc:
+        log.warning("datasets are not staged in: the policy cannot be read: %s", exc)
+        return None
+    if not policy.datasets:
+        if config.guard.stage_datasets:
+            log.warning("[guard] stage_datasets: the policy %s declares no datasets; nothing to stage in",
+                        config.policy_path)
+        return None
+
+    def size_of(rel: bytes) -> int:
+        rec = mover.catalog.get(rel)
+        return (rec.size or 0) if rec is not None else 0
+
+    return StageIn(config.hot_path, policy.datasets, policy.watermark.high if policy.watermark else None, size_of,
+                   slots=max(1, mover.transfer_jobs // 2))
 
 
 def _trace_log(config):

@@ -90,6 +90,9 @@ def restore(paths: Paths = None, manifest: ManifestOpt = None,
                                                          "that do not exist (default: each is a failure).")] = False,
             config: ConfigOpt = None, include: Include = None, exclude: Exclude = None, min_age: MinAge = None,
             max_age: MaxAge = None, dry_run: DryRunOpt = False, jobs: JobsOpt = None, as_json: JsonOpt = False,
+            dataset: Annotated[bool, typer.Option("--dataset", help="Each PATH stands for the whole dataset(s) it "
+                                                  "belongs to (the policy's [datasets]): every released file of "
+                                                  "them, in one run.")] = False,
             restore_tier: Annotated[str | None, typer.Option(
                 "--restore-tier", metavar="Expedited|Standard|Bulk",
                 help="For objects in archive classes: how fast their store restores them (default: the tier's "
@@ -147,7 +150,10 @@ def _named(action: str, opts: dict) -> None:
     if not rels and not refused:
         raise UserError(f"{action}: the manifest {opts['manifest']} names no file" if opts["manifest"] is not None
                         else f"{action}: name at least one file or folder, or --manifest")
-    files = list(expand(rels, cfg.hot_path, select))
+    if opts.get("dataset"):
+        files, rels = _dataset_files(cfg, rels, select, refused)
+    else:
+        files = list(expand(rels, cfg.hot_path, select))
     if opts["dry_run"]:
         _dry_run(action, files, cfg, opts["as_json"], refused, set(rels))
         return
@@ -158,6 +164,26 @@ def _named(action: str, opts: dict) -> None:
         tasks = _tasks(action, files, opts["tier"], cfg.hot_path, mover.catalog)
         _run(mover, tasks, opts["jobs"] or cfg.jobs, (len(tasks), sum(t.size for t in tasks)), as_json=opts["as_json"],
              refused=refused)
+
+
+def _dataset_files(cfg, rels: list[bytes], select, refused: list) -> tuple[list[bytes], list[bytes]]:
+    """``restore --dataset``: (the released files of the named paths' datasets, no named paths: each file
+    is one of a dataset, not one a person named); a path in no dataset fails alone, named."""
+    from tiering.core.errors import UserError
+    from tiering.mover.outcome import FAILED, Outcome
+    from tiering.ops.selection import dataset_files, released
+    from tiering.ops.workflow import policy_for
+
+    policy = policy_for(cfg)
+    if not policy.datasets:
+        raise UserError(f"restore --dataset: the policy {policy.path} declares no datasets; "
+                        "expected a [datasets] table with dirs = [globs] or markers = [file names]")
+    hot = cfg.hot_path
+    files, orphans = dataset_files(rels, hot, policy.datasets,
+                                   lambda rel, info: (select is None or select(rel, info)) and released(rel, info, hot))
+    for rel in orphans:
+        refused.append(Outcome(rel, "restore", FAILED, f"in no dataset of the policy's [datasets] ({policy.path})"))
+    return files, []
 
 
 def _restore_tier(name: str | None) -> str | None:

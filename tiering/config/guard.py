@@ -8,6 +8,9 @@ Every key is optional; these are the defaults::
     timeout = "10m"      # a reader waits at most this long for its file; then its open fails (EIO)
     read_ahead = 16      # when a stub is opened, also restore the next this many stubs of its
                          # folder (by name): a dataloader reading a folder finds them on its way; 0: off
+    # stage_datasets = true  # when a stub of a dataset (the policy's [datasets]) is opened, also restore
+                           # the rest of that dataset, behind readers' own opens, up to the policy's high
+                           # watermark (free space without one); default: true when the policy declares datasets
     heat = false         # true: count every open of a hot-tier file on this node as heat (a fanotify
                          # notification group on the whole filesystem: every open there is one event
                          # the guard reads; on 2 cores that cost readers of small files ~20 %)
@@ -24,7 +27,7 @@ from typing import Any
 
 from tiering.config.values import Table
 
-GUARD_KEYS = ("mode", "timeout", "read_ahead", "heat", "dir")
+GUARD_KEYS = ("mode", "timeout", "read_ahead", "stage_datasets", "heat", "dir")
 DURATION_KEYS = frozenset({"timeout"})
 MODES = ("auto", "off")
 
@@ -36,6 +39,7 @@ class GuardConfig:
     mode: str = "auto"
     timeout: float = 600.0
     read_ahead: int = 16
+    stage_datasets: bool | None = None  # None: as the policy says (true when it declares datasets)
     heat: bool = False
     dir: Path | None = None
 
@@ -49,11 +53,14 @@ def parse_guard(table: Table, base: Path) -> GuardConfig:
         raise table.error("timeout", f"{timeout:g}s is not positive", "expected a duration above zero, like '10m'")
     return GuardConfig(mode=table.choice("mode", MODES, d.mode), timeout=timeout,
                        read_ahead=table.integer("read_ahead", d.read_ahead, minimum=0, maximum=100_000),
+                       stage_datasets=table.boolean("stage_datasets", None) if "stage_datasets" in table.data
+                       else None,
                        heat=table.boolean("heat", d.heat),
                        dir=table.path("dir", base, None))
 
 
 def guard_values(g: GuardConfig) -> dict[str, Any]:
     """The table as ``describe`` prints it (unset optional keys left out)."""
-    values = {"mode": g.mode, "timeout": g.timeout, "read_ahead": g.read_ahead, "heat": g.heat, "dir": g.dir}
+    values = {"mode": g.mode, "timeout": g.timeout, "read_ahead": g.read_ahead,
+              "stage_datasets": g.stage_datasets, "heat": g.heat, "dir": g.dir}
     return {k: v for k, v in values.items() if v is not None}
