@@ -149,7 +149,7 @@ def build(work: Path, rows: int, apply_actions: int, open_entries: int, now: int
     _bulk_files(catalog, rows, now)
     say(f"catalog: {rows:,} files in {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
-    _bulk_journal(catalog, rows // 10, open_entries, now)
+    _bulk_journal(catalog, rows, open_entries, now)
     say(f"journal: {rows // 10:,} finished, {open_entries:,} open entries in {time.perf_counter() - t:.1f}s")
     t = time.perf_counter()
     _snapshot(work / "state" / "inventory" / "big.parquet", rows, now)
@@ -195,24 +195,28 @@ def _bulk_files(catalog: Path, rows: int, now: int, batch: int = 1 << 20) -> Non
         conn.execute("PRAGMA journal_mode = WAL")
 
 
-def _bulk_journal(catalog: Path, finished: int, open_entries: int, now: int, batch: int = 1 << 20) -> None:
+def _bulk_journal(catalog: Path, rows: int, open_entries: int, now: int, batch: int = 1 << 20) -> None:
     from adbc_driver_sqlite import dbapi
 
+    finished = rows // 10
     with dbapi.connect(f"file:{catalog}", autocommit=True) as conn, conn.cursor() as cur:
         cur.execute("PRAGMA synchronous = OFF")
         for start in range(0, finished, batch):
             cur.adbc_ingest("journal", _entries(start, min(batch, finished - start), "done", now), mode="append")
-    _open_entries(catalog, finished, open_entries, now)
+    _open_entries(catalog, rows, open_entries, now)
 
 
-def _open_entries(catalog: Path, finished: int, open_entries: int, now: int) -> None:
-    """Archives a crash interrupted, spread over the namespace (their copies never made it)."""
+def _open_entries(catalog: Path, rows: int, open_entries: int, now: int) -> None:
+    """Archives a crash interrupted (their copies never made it): of files created since the catalog was
+    built, past its last path (an archive is never open on a file the catalog calls released: recover would
+    keep, and check, that file's only copy), spread over as many directories as the journal spans."""
     from adbc_driver_sqlite import dbapi
 
-    step = max(1, finished // max(1, open_entries))
+    step = max(1, rows // 10 // max(1, open_entries))
+    first_new = rows
     with dbapi.connect(f"file:{catalog}", autocommit=True) as conn, conn.cursor() as cur:
         if open_entries:
-            cur.adbc_ingest("journal", pa.concat_tables([_entries(i * step, 1, "open", now)
+            cur.adbc_ingest("journal", pa.concat_tables([_entries(first_new + i * step, 1, "open", now)
                                                          for i in range(open_entries)]), mode="append")
 
 
@@ -321,7 +325,7 @@ def _reset(name: str, work: Path) -> None:
         if not open_now:
             with _sql(catalog) as conn:
                 conn.execute("DELETE FROM journal WHERE run_id = 'bench' AND status = 'rolled_back'")
-            _open_entries(catalog, built["rows"] // 10, built["open"], time.time_ns())
+            _open_entries(catalog, built["rows"], built["open"], time.time_ns())
 
 
 def _apply(config, work: Path) -> dict:
