@@ -68,7 +68,7 @@ def test_reading_part_of_a_dataset_keeps_all_of_it_and_explain_says_why(tmp_path
         assert "STAYS because its dataset is hot" in explained.stdout and "would release it (rule cold)" in \
             explained.stdout, explained.stdout
         assert "rule cold (release): no match" in explained.stdout
-        assert "stage it in as one unit: tiering restore ds/a" in explained.stdout
+        assert "stage it in as one unit: tiering restore --dataset ds/a" in explained.stdout
     else:
         assert "STAYS" not in explained.stdout and "rule cold (release): MATCHES" in explained.stdout
 

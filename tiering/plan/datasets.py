@@ -82,7 +82,7 @@ def explain_dataset(batches: Iterable[pa.RecordBatch], catalog: pa.Table | None,
              f"({show_path(members['path'][hottest].as_py())}), last read {age} ago "
              f"({show_path(members['path'][newest].as_py())}); the rules see these for this file"]
     if mine:
-        lines.append(f"  stage it in as one unit: tiering restore {name}")
+        lines.append(f"  stage it in as one unit: tiering restore --dataset {name}")
     own, shared = _decision(row, policy, now_ns), _decision(pooled, policy, now_ns)
     if own != shared and own[1] in ("archive", "release", "watermark"):
         verb = "is a watermark candidate" if own[1] == "watermark" else f"would {own[1]} it (rule {own[0]})"
