@@ -158,8 +158,8 @@ def build(work: Path, rows: int, apply_actions: int, open_entries: int, now: int
     _hot_tier(work / "hot", apply_actions)
     say(f"hot tier: {apply_actions:,} files in {time.perf_counter() - t:.1f}s")
     (work / "tiering.toml").write_text(
-        f'default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
-        f'[tiers.cap]\nurl = "capacity"\n')
+        'default_tier = "cap"\n[hot]\npath = "hot"\n[catalog]\npath = "state/catalog.db"\n'
+        '[tiers.cap]\nurl = "capacity"\n')
     (work / "apply-policy.toml").write_text(APPLY_POLICY)
     say(f"on disk: {_du(work) / 1e9:.2f} GB ({_du(catalog.parent) / rows:.0f} B a row with the snapshot)")
     done.write_text(json.dumps({"rows": rows, "apply": apply_actions, "open": open_entries}))
