@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,3 +110,13 @@ def guarded_setup(hot: Path, tmp_path: Path, endpoint: str, timeout: str = "60s"
 def read_in_process(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     """A reader as its own process (the guard lets its own process's opens through)."""
     return subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+
+
+def guarded_ext4(ext4_loop: Path, tmp_path: Path, endpoint: str) -> Iterator[Guarded]:
+    """A fixture's body: a guarded hot tier on the session's ext4 with an S3 tier at ``endpoint`` (the
+    guard not started); afterwards the guard is stopped and its folders removed."""
+    setup = guarded_setup(ext4_loop / tmp_path.name, tmp_path, endpoint)
+    yield setup
+    setup.stop_guard()
+    shutil.rmtree(setup.guard_dir, ignore_errors=True)
+    shutil.rmtree(setup.hot, ignore_errors=True)

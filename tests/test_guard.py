@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import S3_KEY, S3_SECRET, is_root
-from guard_setup import guarded_setup, read_in_process, sha
+from guard_setup import guarded_ext4, guarded_setup, read_in_process, sha
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="fanotify permission events need root")
 
@@ -36,11 +36,7 @@ def payload(n: int, seed: int) -> bytes:
 @pytest.fixture
 def g(ext4_loop, tmp_path, seaweed):
     """A guarded hot tier on ext4 with an S3 tier on SeaweedFS; the guard is started by the test."""
-    setup = guarded_setup(ext4_loop / tmp_path.name, tmp_path, seaweed.endpoint)
-    yield setup
-    setup.stop_guard()
-    shutil.rmtree(setup.guard_dir, ignore_errors=True)
-    shutil.rmtree(setup.hot, ignore_errors=True)
+    yield from guarded_ext4(ext4_loop, tmp_path, seaweed.endpoint)
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from conftest import is_root
-from guard_setup import guarded_setup, read_in_process
+from guard_setup import guarded_ext4, read_in_process
 from tiering.trace.read import read_trace
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="fanotify permission events need root")
@@ -16,11 +15,7 @@ pytestmark = pytest.mark.skipif(not is_root(), reason="fanotify permission event
 
 @pytest.fixture
 def g(ext4_loop, tmp_path, seaweed):
-    setup = guarded_setup(ext4_loop / tmp_path.name, tmp_path, seaweed.endpoint)
-    yield setup
-    setup.stop_guard()
-    shutil.rmtree(setup.guard_dir, ignore_errors=True)
-    shutil.rmtree(setup.hot, ignore_errors=True)
+    yield from guarded_ext4(ext4_loop, tmp_path, seaweed.endpoint)
 
 
 def test_a_restore_for_a_reader_is_in_the_trace_with_its_bytes_and_tier(g, tmp_path):
