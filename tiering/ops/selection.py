@@ -42,11 +42,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
 from tiering.core.states import FileState
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from tiering.catalog import FileRecord
     from tiering.policy.datasets import Datasets
 
@@ -149,6 +149,8 @@ def _roots(root: bytes, paths: list[bytes], datasets: Datasets, where: bytes) ->
                 marker = os.path.join(folder, os.fsencode(name)) if folder else os.fsencode(name)
                 if marker not in paths and os.path.lexists(os.path.join(root, marker)):
                     markers.append(marker)
+    import pyarrow as pa  # (only --dataset needs Arrow: a plain restore starts without it)
+
     return datasets.roots(pa.array(paths + markers, pa.binary()))
 
 
