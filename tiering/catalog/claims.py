@@ -25,10 +25,11 @@ ended and the catalog refuses its further ``begin``s (the fence).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from tiering.core.processes import pid_exists
 
 #: Seconds between a run's heartbeats.
 HEARTBEAT_EVERY = 10.0
@@ -64,12 +65,8 @@ class RunLife:
 
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this host (a zombie, killed and not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:
-        return True
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rpartition(b")")[2].split()[0] != b"Z"

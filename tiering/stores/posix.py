@@ -35,6 +35,7 @@ from tiering.core.errors import (
     TransientError,
     UserError,
 )
+from tiering.core.processes import pid_exists
 from tiering.stores.base import FileMeta, ObjectInfo, OnBytes
 from tiering.stores.checksum import CHUNK, Hasher, verify_object, verify_source
 from tiering.stores.directio import BufferPool, PartWriter
@@ -311,21 +312,13 @@ def _abandoned(entry: os.DirEntry) -> bool:
     parts = entry.name.split("~")  # kind~host~pid~token; "~" is never part of a hostname
     host, pid = (parts[1], parts[2]) if len(parts) == 4 else ("", "")
     if host == socket.gethostname() and pid.isdigit():
-        return not _alive(int(pid))
+        return not pid_exists(int(pid))
     try:
         return time.time() - entry.stat().st_mtime > _STALE_SECONDS
     except FileNotFoundError:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _inside(filename: str | bytes, root: Path) -> bool:
