@@ -170,12 +170,17 @@ LIVE = textwrap.dedent("""
     import sys
     import tiering.catalog.db as db
     db.HEARTBEAT_EVERY = 0.2
-    from tiering.catalog import Catalog
+    from tiering.catalog import Catalog, FileRecord
     cat = Catalog.open(sys.argv[1], writer=True, purpose="archive")
-    cat.begin("archive", b"d/l0", "copying", tier="cap", object_key="d/l0", expect=None)
+    entry = cat.begin("archive", b"d/l0", "copying", tier="cap", object_key="d/l0", expect=None)
     cat._write(lambda conn: conn.execute("UPDATE runs SET host = 'other-node' WHERE id = ?", (cat.run_id,)))
     print(cat.run_id, flush=True)
     sys.stdin.readline()
+    try:  # its copy "verified": the end that would record it archived
+        cat.end(entry, record=FileRecord(b"d/l0", "archived", tier="cap", object_key="d/l0", size=1), checksum="x")
+        print("ended", flush=True)
+    except Exception as exc:
+        print(type(exc).__name__, exc, flush=True)
     try:
         cat.begin("archive", b"d/l1", "copying", tier="cap", object_key="d/l1", expect=None)
         print("began", flush=True)
@@ -207,7 +212,8 @@ def test_recover_settles_a_killed_runs_claims_and_leaves_a_live_runs_on_another_
                 other.begin("archive", b"d/l0", "copying")
 
         # Frozen past six of its heartbeats, the live run is dead on any host: recover settles its entry,
-        # and once it thaws, its heartbeat finds its run ended and it starts nothing more.
+        # and once it thaws, the end it was about to write changes nothing (the claim is no longer its own),
+        # and its heartbeat finds its run ended and it starts nothing more.
         os.kill(live.pid, signal.SIGSTOP)
         try:
             time.sleep(1.6)
@@ -220,7 +226,11 @@ def test_recover_settles_a_killed_runs_claims_and_leaves_a_live_runs_on_another_
             os.kill(live.pid, signal.SIGCONT)
         time.sleep(0.6)
         out, _ = live.communicate("begin\n", timeout=30)
-        assert out.startswith("CatalogError") and "declared dead" in out, out
+        ended, began = out.splitlines()
+        assert ended.startswith("CatalogError") and "taken over by another process's recover" in ended, out
+        assert began.startswith("CatalogError") and "declared dead" in began, out
+        with Catalog.open(pg_url) as cat:  # as recover left it: rolled back, no record
+            assert cat.history(b"d/l0")[0].status == "rolled_back" and cat.get(b"d/l0") is None
     finally:
         if live.poll() is None:
             live.kill()

@@ -15,6 +15,7 @@ file) nothing is claimed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -323,28 +324,54 @@ class Catalog:
         self._write(lambda conn: _merge(conn, entry_id, step, None, detail))
 
     def end(self, entry_id: int, status: str = "done", record: FileRecord | None = None, **detail) -> None:
-        """Close an action; with ``record``, the file's new state commits in the same transaction (and, with
-        many writers, its claim goes)."""
-        self._write(_end_work(entry_id, status, record, detail, self.claims))
+        """Close an action; with ``record``, the file's new state commits in the same transaction.
+
+        With many writers its claim goes in that transaction too, and only if this writer still holds it:
+        once another process's ``recover`` has taken the claim over (it declared this run dead), the end
+        changes nothing and raises ``CatalogError`` (the fence; ``tiering.catalog.claims``).
+        """
+        self._ended(entry_id, self._write(self._end_work(entry_id, status, record, detail)))
 
     async def end_async(self, entry_id: int, status: str = "done", record: FileRecord | None = None,
                         **detail) -> None:
         """``end`` from an event loop."""
-        await self._write_async(_end_work(entry_id, status, record, detail, self.claims))
+        self._ended(entry_id, await self._write_async(self._end_work(entry_id, status, record, detail)))
+
+    def _end_work(self, entry_id: int, status: str, record: FileRecord | None, detail: dict):
+        if not self.claims:
+            return _end_work(entry_id, status, record, detail)
+        sql = _claimed_end_sql(self._db.file_types, record is not None, bool(detail))
+        args = [entry_id, sorted(self._live | {self.run_id})]
+        if record is not None:
+            args += _row(record)
+        args += [status, *([json.dumps(detail)] if detail else []), time.time(), entry_id]
+        return lambda conn: conn.returning(sql, tuple(args))
+
+    def _ended(self, entry_id: int, got) -> None:
+        """Raise the fence's error when a claimed end changed nothing (its claim was no longer ours)."""
+        if self.claims and got is None:
+            raise CatalogError(f"catalog {self.name}: journal entry {entry_id} was taken over by another "
+                               "process's recover (it declared this run dead); its end is not recorded")
 
     async def end_then_begin_async(self, entry_id: int, record: FileRecord, detail: dict, action: str, step: str, *,
                                    tier: str | None = None, object_key: str | None = None, **begin_detail) -> int:
         """Close one action and journal the next on the same file, in one transaction (one commit to
         wait for instead of two); returns the new entry's id. The file's claim passes from one to the other
         in that transaction."""
-        end = _end_work(entry_id, "done", record, detail, self.claims)
+        end = self._end_work(entry_id, "done", record, detail)
         begin = self._begin_work(action, record.path, step, tier, object_key, begin_detail)
 
-        def work(conn: Connection):
-            end(conn)
-            return begin(conn)
+        def work(conn: Connection):  # one flat tuple: the committer resolves a pipelined result one level deep
+            ended, began = end(conn), begin(conn)
+            return (ended, *began) if isinstance(began, tuple) else (ended, began)
 
-        entry, why = self._claimed(await self._write_async(work), record.path, ANY)
+        ended, *began = await self._write_async(work)
+        got = tuple(began) if len(began) > 1 else began[0]
+        entry, why = self._claimed(got, record.path, ANY)
+        if self.claims and ended is None:  # fenced: the next action must not go on either
+            if entry is not None:
+                await self.end_async(entry, "rolled_back", error="the action before it was taken over by recover")
+            self._ended(entry_id, ended)
         if why:  # (only a recover that declared this run dead took the file meanwhile)
             raise ClaimedError(why)
         return entry
@@ -530,22 +557,31 @@ def _row(record: FileRecord) -> list:
     return values
 
 
-def _end_work(entry_id: int, status: str, record: FileRecord | None, detail: dict, claims: bool = False):
+def _end_work(entry_id: int, status: str, record: FileRecord | None, detail: dict):
     def work(conn: Connection) -> None:
         _merge(conn, entry_id, None, status, detail)
         if record is not None:
             _upsert(conn, record)
 
-    def unclaiming(conn: Connection) -> None:
-        # Many writers (a server): the claim goes, the record is written and the entry closed in one
-        # statement, so ending an action costs no more statements than with one writer.
-        ctes, args = ["unclaimed AS (DELETE FROM claims WHERE entry_id = ?)"], [entry_id]
-        if record is not None:
-            ctes.append(f"recorded AS ({_UPSERT})")
-            args += _row(record)
-        _merge(conn, entry_id, None, status, detail, (f"WITH {', '.join(ctes)} ", args))
+    return work
 
-    return unclaiming if claims else work
+
+@functools.lru_cache(maxsize=8)
+def _claimed_end_sql(types: tuple[tuple[str, str], ...], with_record: bool, with_detail: bool) -> str:
+    """Many writers (a server): an action's end as one statement, so ending costs no more statements than
+    with one writer. The claim goes only if a run of this writer still holds it (arguments: the entry, the
+    writer's run ids); the record is written and the entry closed only if it went; the entry's id comes
+    back, or no row when the claim was not ours. ``types``: the files columns' SQL types, for the record's
+    values (in ``INSERT ... SELECT`` a parameter's type is not taken from the column it fills)."""
+    ctes = ["unclaimed AS (DELETE FROM claims WHERE entry_id = ? AND run_id = ANY(?) RETURNING entry_id)"]
+    if with_record:
+        kinds = dict(types)
+        values = ", ".join(f"CAST(? AS {kinds[c]})" for c in _FILE_COLUMNS)
+        ctes.append(f"recorded AS (INSERT INTO files ({', '.join(_FILE_COLUMNS)}) SELECT {values} "
+                    "WHERE EXISTS (SELECT 1 FROM unclaimed) " + _UPSERT[_UPSERT.index("ON CONFLICT"):] + ")")
+    detail = "(detail::jsonb || ?::jsonb)::text" if with_detail else "detail"
+    return (f"WITH {', '.join(ctes)} UPDATE journal SET status = ?, detail = {detail}, ended_at = ? "
+            "WHERE id = ? AND EXISTS (SELECT 1 FROM unclaimed) RETURNING id")
 
 
 _NO_RECORD = ("resident",) + (None,) * (len(_ACTED_ON) - 1)  # a resident file the catalog knows nothing of

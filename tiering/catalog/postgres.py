@@ -49,6 +49,12 @@ CLAIM_BEGIN_SQL = (
     "VALUES (?, ?, nextval('{sequence}'), ?) ON CONFLICT DO NOTHING RETURNING entry_id) "
     "INSERT INTO journal (id, run_id, action, path, tier, object_key, step, status, detail, started_at) "
     "SELECT entry_id, ?, ?, ?, ?, ?, ?, 'open', ?, ? FROM c RETURNING id")
+#: The ``files`` columns' types (``schema.PG_MIGRATIONS``), for statements whose values fill no column directly.
+FILE_TYPES = (("path", "bytea"), ("state", "text"), ("tier", "text"), ("object_key", "text"),
+              ("storage_class", "text"), ("checksum", "text"), ("size", "bigint"), ("mtime_ns", "bigint"),
+              ("ctime_ns", "bigint"), ("ino", "bigint"), ("archived_at", "double precision"),
+              ("released_at", "double precision"), ("heat", "double precision"), ("heat_at", "double precision"),
+              ("pinned", "integer"), ("updated_at", "double precision"))
 _INSTALL_HINT = "install the PostgreSQL catalog's drivers: pip install 'tiering[postgres]'"
 
 
@@ -118,6 +124,7 @@ class PostgresBackend:
         self.cursor_types = (psycopg.Cursor,)
         sequence = reader.execute("SELECT pg_get_serial_sequence('journal', 'id')").fetchone()[0]
         self.claim_begin_sql: str | None = CLAIM_BEGIN_SQL.format(sequence=sequence.replace("'", "''"))
+        self.file_types = FILE_TYPES
 
     @classmethod
     def open(cls, url: str, *, writer: bool, purpose: str) -> PostgresBackend:
