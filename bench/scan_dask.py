@@ -40,10 +40,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Files of each small directory, and directories under each parent of small ones.
@@ -154,3 +154,229 @@ def _complete_json(file: Path) -> bool:
         return "address" in json.loads(file.read_text())
     except (OSError, ValueError):
         return False
+
+
+# -- the tree ---------------------------------------------------------------------------------------------------------
+
+def tree_layout(root: Path, files: int, huge: int, odd_bytes: bool) -> list[tuple[Path, int]]:
+    """(directory, files in it): ``huge`` directories holding half the files, the rest ``SMALL_PER_DIR`` a
+    directory, ``FANOUT`` small directories a parent."""
+    big = files // 2 if huge else 0
+    dirs = [(root / f"huge-{i}", big // huge + (i < big % huge)) for i in range(huge)]
+    rest = files - big
+    for i in range((rest + SMALL_PER_DIR - 1) // SMALL_PER_DIR):
+        dirs.append((root / f"small-{i // FANOUT:04d}" / f"{i % FANOUT:02d}", min(SMALL_PER_DIR, rest - i * SMALL_PER_DIR)))
+    return dirs
+
+
+def make_tree(root: Path, files: int, huge: int, odd_bytes: bool) -> float | None:
+    """Make the tree under ``root`` with ``MAKE_THREADS`` threads; its seconds, or None when ``root`` already
+    holds this tree (a marker beside it says so: the tree is reused)."""
+    marker = root.with_name(root.name + ".bench-scan-dask")
+    wanted = json.dumps({"files": files, "huge": huge, "small": SMALL_PER_DIR, "fanout": FANOUT})
+    if marker.exists() and marker.read_text() == wanted and root.is_dir():
+        return None
+    if marker.exists():  # another tree of ours: made again
+        shutil.rmtree(root, ignore_errors=True)
+    elif root.exists() and any(root.iterdir()):
+        raise SystemExit(f"{root} is not empty and was not made by this bench: name a new --tree")
+    start = time.perf_counter()
+    dirs = tree_layout(root, files, huge, odd_bytes)
+    names = [os.fsencode(n) for n in ODD_NAMES] + ([b"not utf-8 \xff\xfe.bin"] if odd_bytes else [])
+    # Deal the files round-robin over the directories, so threads seldom create in one directory at once.
+    jobs = [(d, n) for d, count in dirs for n in range(count)]
+    jobs.sort(key=lambda job: job[1])
+
+    def create(job: tuple[Path, int]) -> None:
+        directory, n = job
+        name = names[n] if directory.name == "00" and n < len(names) else b"f%06d" % n
+        os.close(os.open(os.fsencode(directory) + b"/" + name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+    with ThreadPoolExecutor(MAKE_THREADS) as pool:
+        list(pool.map(lambda d: d[0].mkdir(parents=True, exist_ok=True), dirs))
+        list(pool.map(create, jobs, chunksize=256))
+    seconds = time.perf_counter() - start
+    marker.write_text(wanted)
+    return seconds
+
+
+# -- one timed run ----------------------------------------------------------------------------------------------------
+
+def peak_rss_kib(pid: int | str = "self") -> int:
+    """``VmHWM`` of ``pid``: its peak RSS (``ru_maxrss`` would carry a parent's peak over fork and exec)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reset_peak(pid: int) -> None:
+    """Start ``pid``'s ``VmHWM`` again from its current RSS (Linux >= 4.0; needs the right to ptrace it)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def child(rss_file: str, args: list[str]) -> None:
+    """The command line of ``tiering ARGS`` in this process; its peak RSS goes to ``rss_file`` at the end."""
+    from tiering.cli import main as tiering_main
+
+    try:
+        tiering_main(args)
+    finally:
+        Path(rss_file).write_text(str(peak_rss_kib()))
+
+
+@dataclass
+class Run:
+    seconds: float
+    rows: int
+    cli_kib: int
+    worker_kib: list[int]
+
+
+def run_scan(config: Path, out: Path, executor: str | None, workers: list[int], buckets: int) -> Run:
+    """``tiering scan`` in a fresh process (``--jobs 1`` without an executor), timed as a whole."""
+    args = ["scan", "-c", str(config), "--out", str(out), "--buckets", str(buckets), "--json"]
+    args += ["--executor", executor] if executor else ["--jobs", "1"]
+    rss = out.with_name(out.name + ".rss")
+    for pid in workers:
+        reset_peak(pid)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bench.scan_dask", "--child", str(rss), *args], cwd=_ROOT,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"tiering {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    entries = summary["files"] + summary["dirs"] + summary["symlinks"]
+    return Run(seconds, entries, int(rss.read_text()), [peak_rss_kib(pid) for pid in workers])
+
+
+def sorted_rows(snapshot: Path):
+    """Every row sorted by path; a directory's atime left out (reading a directory may move it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tiering.scan import Snapshot
+
+    table = pa.Table.from_batches(list(Snapshot(snapshot)))
+    is_dir = pc.equal(table["type"].cast(pa.string()), "dir")
+    atime = pc.if_else(is_dir, pa.scalar(0, pa.int64()), table["atime_ns"])
+    table = table.set_column(table.schema.get_field_index("atime_ns"), "atime_ns", atime)
+    return table.sort_by([("path", "ascending")])
+
+
+# -- a filesystem's rounds --------------------------------------------------------------------------------------------
+
+def measure(fs: str, root: Path, work: Path, args: argparse.Namespace) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "tiering.toml"
+    config.write_text(f'default_tier = "cap"\n[hot]\npath = "{root}"\n[catalog]\npath = "{work / "state" / "catalog.db"}"\n'
+                      f'[tiers.cap]\nurl = "{work / "cap"}"\n')
+    settle = FUSE_SETTLE if fs == "fuse" else 0.0
+    with ExitStack() as stack:
+        clusters = {n: stack.enter_context(DaskCluster(work / f"dask-{n}", n, cwd=work)) for n in args.workers}
+        names = ["one process", *(f"dask {n}" for n in args.workers)]
+        runs: dict[str, list[Run]] = {name: [] for name in names}
+        expected = None
+        if not settle:
+            run_scan(config, work / "warm.parquet", None, [], args.buckets)  # warm the dentry and inode caches
+            shutil.rmtree(work / "warm.parquet", ignore_errors=True)
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                time.sleep(settle)
+                cluster = clusters.get(int(name.split()[1])) if name.startswith("dask") else None
+                out = work / f"{name.replace(' ', '-')}.parquet"
+                runs[name].append(run_scan(config, out, cluster and cluster.address,
+                                           cluster.worker_pids if cluster else [], args.buckets))
+                found = sorted_rows(out)
+                if name == "one process" and expected is None:
+                    expected = found
+                elif expected is not None and not found.equals(expected):
+                    raise SystemExit(f"{fs}: the rows of {name} differ from the one-process scan's")
+                shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink()
+    report(fs, runs, args)
+
+
+def report(fs: str, runs: dict[str, list[Run]], args: argparse.Namespace) -> None:
+    medians = {name: statistics.median(r.seconds for r in rs) for name, rs in runs.items()}
+    print(f"{fs}: {runs['one process'][0].rows:,} rows a scan, identical in every run; medians of {args.rounds} rounds")
+    print(f"  {'':12} {'median':>8} {'rows/s':>10}  {'peak RSS MiB: cli':>17}  {'workers':>12}  runs (s)")
+    for name, rs in runs.items():
+        workers = "/".join(f"{max(r.worker_kib[i] for r in rs) / 1024:.0f}" for i in range(len(rs[0].worker_kib)))
+        print(f"  {name:12} {medians[name]:7.2f}s {rs[0].rows / medians[name]:10,.0f}  "
+              f"{max(r.cli_kib for r in rs) / 1024:17.0f}  {workers or '-':>12}  "
+              f"{', '.join(f'{r.seconds:.2f}' for r in rs)}")
+    if "dask 1" in medians and "dask 2" in medians:
+        print(f"  speed-up: dask 2 vs dask 1 {medians['dask 1'] / medians['dask 2']:.2f}x; "
+              f"dask 2 vs one process {medians['one process'] / medians['dask 2']:.2f}x")
+
+
+def on_ext4(args: argparse.Namespace) -> None:
+    with ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="scan-dask-"))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        root = args.tree.absolute() if args.tree else work / "tree"
+        if args.tree and not args.keep:
+            stack.callback(shutil.rmtree, root, ignore_errors=True)
+            stack.callback(root.with_name(root.name + ".bench-scan-dask").unlink, missing_ok=True)
+        made = make_tree(root, args.files, args.huge, odd_bytes=True)
+        tell_made("ext4", root, args.files, made)
+        measure("ext4", root, work, args)
+
+
+def on_fuse(args: argparse.Namespace) -> None:
+    from bench.peers.seaweed import SeaweedServer
+    from bench.peers.weed_mount import WeedMount, unavailable
+
+    if reason := unavailable():
+        raise SystemExit(reason)
+    with ExitStack() as stack:
+        base = Path(tempfile.mkdtemp(prefix="scan-dask-fuse-"))
+        stack.callback(shutil.rmtree, base, ignore_errors=True)
+        server = stack.enter_context(SeaweedServer(base / "seaweed", _KEY, _SECRET, (_BUCKET,)))
+        mount = stack.enter_context(WeedMount(f"127.0.0.1:{server.ports['filer']}", base / "mnt", FILER_PATH,
+                                              base / "mount"))
+        root = mount.mountpoint / "tree"
+        made = make_tree(root, args.files, args.huge, odd_bytes=False)  # (the filer keeps names as UTF-8)
+        tell_made("fuse (SeaweedFS weed mount)", root, args.files, made)
+        server.wait_idle()
+        measure("fuse", root, base / "work", args)
+
+
+def tell_made(fs: str, root: Path, files: int, seconds: float | None) -> None:
+    if seconds is None:
+        print(f"{fs}: reusing the tree of {files:,} files under {root}")
+        return
+    rate = files / seconds
+    print(f"{fs}: made {files:,} files under {root} in {seconds:.1f}s ({rate:,.0f} files/s; "
+          f"1,000,000 would take about {1_000_000 / rate / 60:.0f} min)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return child(argv[1], argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=20_000, help="files in the generated tree")
+    ap.add_argument("--huge", type=int, default=3, help="huge directories (half the files between them)")
+    ap.add_argument("--fs", default="ext4,fuse", help="comma-separated: ext4 (a local folder), fuse (SeaweedFS)")
+    ap.add_argument("--workers", default="1,2", help="comma-separated Dask worker counts")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (rotated order; medians shown)")
+    ap.add_argument("--buckets", type=int, default=8, help="partitions of every snapshot")
+    ap.add_argument("--tree", type=Path, help="ext4: where the tree lives (reused when it matches; see --keep)")
+    ap.add_argument("--keep", action="store_true", help="ext4: keep the --tree for the next run")
+    args = ap.parse_args(argv)
+    args.workers = [int(n) for n in args.workers.split(",")]
+    filesystems = args.fs.split(",")
+    if unknown := set(filesystems) - {"ext4", "fuse"}:
+        ap.error(f"--fs: unknown {', '.join(sorted(unknown))}")
+    print(f"{len(os.sched_getaffinity(0))} CPUs, load {os.getloadavg()[0]:.2f} at start; kernel {os.uname().release}")
+    for fs in filesystems:
+        (on_ext4 if fs == "ext4" else on_fuse)(args)
+    print(f"load {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
