@@ -64,10 +64,13 @@ _ROOT = Path(__file__).resolve().parents[1]
 class DaskCluster:
     """``dask scheduler`` and ``workers`` ``dask worker`` processes (one thread each, no nanny) on loopback,
     each in its own process group; ``address`` is ``dask://127.0.0.1:PORT``. Workers run ``python`` (which
-    must import tiering) in ``cwd``; ``stop`` kills every process group, whatever state the cluster is in."""
+    must import tiering) in ``cwd`` with ``env`` (default: ours); ``stop`` kills every process group, whatever
+    state the cluster is in."""
 
-    def __init__(self, work: Path, workers: int, *, python: str = sys.executable, cwd: Path | None = None) -> None:
+    def __init__(self, work: Path, workers: int, *, python: str = sys.executable, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.work = Path(work)
+        self.env = env
         self.workers = workers
         self.python = python
         self.cwd = cwd or self.work
@@ -105,7 +108,8 @@ class DaskCluster:
     def _spawn(self, name: str, args: list[str]) -> None:
         with open(self.work / f"{name}.log", "ab") as log:
             self.procs.append(subprocess.Popen([self.python, "-m", "dask", *args], stdout=log,
-                                               stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True))
+                                               stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env,
+                                               start_new_session=True))
 
     def _check_alive(self, deadline: float) -> None:
         for proc in self.procs:
@@ -218,11 +222,13 @@ def reset_peak(pid: int) -> None:
 
 
 def child(rss_file: str, args: list[str]) -> None:
-    """The command line of ``tiering ARGS`` in this process; its peak RSS goes to ``rss_file`` at the end."""
-    from tiering.cli import main as tiering_main
+    """``python -m tiering ARGS`` in this process (run as that module is: bench never imports the CLI); its
+    peak RSS goes to ``rss_file`` at the end, whatever the exit."""
+    import runpy
 
+    sys.argv = ["tiering", *args]
     try:
-        tiering_main(args)
+        runpy.run_module("tiering", run_name="__main__", alter_sys=True)
     finally:
         Path(rss_file).write_text(str(peak_rss_kib()))
 

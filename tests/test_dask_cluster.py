@@ -9,11 +9,15 @@ directory, a deep chain, many small ones, names with newlines and bytes that are
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pg_fixtures import PG_PASSWORD, pg_server, pg_url  # noqa: F401 (fixtures)
+from test_pg_many_writers import setup
 from test_scan_dask import make_skewed_tree, one_process, rows
 
 from bench.scan_dask import DaskCluster
@@ -27,7 +31,8 @@ def cluster(tmp_path_factory):
     """``dask://127.0.0.1:PORT`` of a scheduler with two single-thread worker processes."""
     work = tmp_path_factory.mktemp("dask")
     elsewhere = tmp_path_factory.mktemp("workers-cwd")
-    with DaskCluster(work, 2, python=sys.executable, cwd=elsewhere) as running:
+    env = {**os.environ, "PGCAT_TEST_PW": PG_PASSWORD}  # the workers' own secret (see the last tests)
+    with DaskCluster(work, 2, python=sys.executable, cwd=elsewhere, env=env) as running:
         yield running
 
 
@@ -122,3 +127,61 @@ def test_apply_verbose_on_the_cluster_tells_each_file_and_ends_cleanly(tmp_path,
     assert "Traceback" not in done.stderr
     for rel, body in data.items():
         assert (tmp_path / "cap" / encode_key(rel)).read_bytes() == body
+
+
+# -- secrets stay on their nodes: a task carries ``${VAR}``, the worker resolves it --------------------------------
+
+def apply_on_cluster(tmp_path: Path, cluster, url: str, variable: str) -> subprocess.CompletedProcess:
+    """``tiering -v apply --executor`` (debug logging) of 6 files with the PostgreSQL catalog ``url``, its
+    password written as ``${variable}``, which this command's environment holds."""
+    cfg, _ = setup(tmp_path, url, files=6)
+    cfg.write_text(cfg.read_text().replace("${PGCAT_TEST_PW}", f"${{{variable}}}"))
+    env = {k: v for k, v in os.environ.items() if k not in ("TIERING_CONFIG", "TIERING_HOME")}
+    return subprocess.run([sys.executable, "-m", "tiering", "-v", "apply", "--json", "-c", str(cfg), "--executor",
+                           cluster.address], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**env, variable: PG_PASSWORD})
+
+
+def test_workers_act_with_the_catalog_password_of_their_own_environment(tmp_path, cluster, pg_url):
+    from tiering.catalog import Catalog
+
+    done = apply_on_cluster(tmp_path, cluster, pg_url, "PGCAT_TEST_PW")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["actions"] == {"archive": {"done": 6}}
+    with Catalog.open(pg_url) as cat:
+        assert {command for (command,) in cat._read("SELECT command FROM runs")} >= {"worker"}
+    logs = b"".join(log.read_bytes() for log in cluster.work.glob("*.log"))
+    assert PG_PASSWORD.encode() not in logs and PG_PASSWORD not in done.stderr
+
+
+def test_a_worker_without_the_variable_fails_by_its_name_the_password_never_travels(tmp_path, cluster, pg_url):
+    """The coordinator knows ``$ONLY_HERE_PW``, the workers do not: had the password travelled with the tasks
+    (the whole loaded config, password resolved, was pickled to them), the workers would have used it."""
+    done = apply_on_cluster(tmp_path, cluster, pg_url, "ONLY_HERE_PW")
+    assert done.returncode == 2, done.stderr  # a configuration error, named
+    assert "${ONLY_HERE_PW}" in done.stderr and "not set in its environment" in done.stderr, done.stderr
+    assert PG_PASSWORD not in done.stderr + done.stdout
+    logs = b"".join(log.read_bytes() for log in cluster.work.glob("*.log"))
+    assert PG_PASSWORD.encode() not in logs
+
+
+def test_a_task_carries_references_not_secrets(tmp_path, monkeypatch):
+    """What ``without_secrets`` gives the tasks: a pickle with neither the catalog's password nor a tier's
+    secret key; ``with_secrets`` on the worker gets both back from its environment."""
+    import pickle
+
+    from tiering.config import load_config
+    from tiering.mover.distributed import with_secrets, without_secrets
+
+    monkeypatch.setenv("PW", "pg-secret-1")
+    monkeypatch.setenv("S3_SECRET", "s3-secret-2")
+    cfg = tmp_path / "tiering.toml"
+    cfg.write_text('default_tier = "s3"\n[hot]\npath = "hot"\n[catalog]\npath = "state/c.db"\n'
+                   'url = "postgresql://me:${PW}@db:5432/cat"\n[tiers.s3]\nurl = "s3://bucket/p"\n'
+                   'endpoint = "http://127.0.0.1:1"\naccess_key_id = "id"\nsecret_access_key = "${S3_SECRET}"\n')
+    (tmp_path / "hot").mkdir()
+    config = load_config(cfg)
+    assert b"pg-secret-1" in pickle.dumps(config) and b"s3-secret-2" in pickle.dumps(config)  # as loaded
+    sent = pickle.dumps(without_secrets(config))
+    assert b"pg-secret-1" not in sent and b"s3-secret-2" not in sent
+    assert with_secrets(pickle.loads(sent)) == config
