@@ -171,7 +171,7 @@ def test_a_task_carries_references_not_secrets(tmp_path, monkeypatch):
     import pickle
 
     from tiering.config import load_config
-    from tiering.mover.distributed import with_secrets, without_secrets
+    from tiering.mover.distributed import references, resolve, with_secrets, without_secrets
 
     monkeypatch.setenv("PW", "pg-secret-1")
     monkeypatch.setenv("S3_SECRET", "s3-secret-2")
@@ -185,3 +185,7 @@ def test_a_task_carries_references_not_secrets(tmp_path, monkeypatch):
     sent = pickle.dumps(without_secrets(config))
     assert b"pg-secret-1" not in sent and b"s3-secret-2" not in sent
     assert with_secrets(pickle.loads(sent)) == config
+    # The store a worker opens for an offloaded put/get (a SQLite catalog): its options, the same way.
+    options = references(config, "s3", config.tier("s3").options)
+    assert options["secret_access_key"] == "${S3_SECRET}" and b"s3-secret-2" not in pickle.dumps(options)
+    assert resolve(options["secret_access_key"], "the key") == "s3-secret-2"
