@@ -268,9 +268,11 @@ def test_a_second_cycle_gets_the_lock_code_naming_the_first_while_hand_run_write
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=2, dashboard_address=":0",
-                                  silence_logs=40) as cluster:
-        yield cluster.scheduler_address.replace("tcp://", "dask://")
+    with pytest.MonkeyPatch.context() as env:  # the workers' own environment holds the password (it never travels)
+        env.setenv("PGCAT_TEST_PW", PG_PASSWORD)
+        with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=2, dashboard_address=":0",
+                                      silence_logs=40) as cluster:
+            yield cluster.scheduler_address.replace("tcp://", "dask://")
 
 
 def test_dask_workers_journal_their_own_steps_to_the_server(tmp_path, pg_url, dask_cluster, monkeypatch):

@@ -34,6 +34,9 @@ class Telling:
     def __setattr__(self, name: str, value) -> None:  # settings (transfer_jobs, an offloading store) reach the mover
         setattr(self._mover, name, value)
 
+    def __delattr__(self, name: str) -> None:  # ... and leave it again (the Dask executor's offloading ends)
+        delattr(self._mover, name)
+
 
 def line(outcome) -> str:
     """``done: archive runs/a.pt (3.81MiB)``; the reason for anything not done."""

@@ -27,20 +27,26 @@ Dask is an optional extra: ``pip install 'tiering[dask]'``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import re
+import socket
 import threading
+import tomllib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from tiering.core.errors import UserError
+from tiering.core.errors import ConfigError, UserError
 from tiering.mover.executor import Executor, ThreadExecutor, bounded_map
 from tiering.mover.outcome import Outcome
 from tiering.stores import open_store
 from tiering.stores.base import FileMeta, ObjectInfo, OnBytes, Store, TransfersElsewhere
+from tiering.stores.options import SECRET_OPTIONS
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
 #: A partition closes at this many items or this many bytes, whichever comes first.
@@ -114,6 +120,7 @@ class DaskExecutor:
                 if (tier, storage_class) not in cache:
                     tc = mover.config.tier(tier)
                     options = {**tc.options, **({"storage_class": storage_class} if storage_class else {})}
+                    options = references(mover.config, tier, options)  # no secret travels (see below)
                     spec = StoreSpec(tc.url, tuple(sorted(options.items())), mover.config.retry)
                     cache[tier, storage_class] = OffloadedStore(original(tier, storage_class), self.client, spec)
                 return cache[tier, storage_class]
@@ -126,7 +133,7 @@ class DaskExecutor:
 
     @contextmanager
     def _acting_on_workers(self, mover) -> Iterator[None]:
-        config, run = mover.config, uuid.uuid4().hex
+        config, run = without_secrets(mover.config), uuid.uuid4().hex
 
         def on_worker(action: str):
             async def act(rel: bytes, *args) -> Outcome:
@@ -204,7 +211,9 @@ def worker_store(spec: StoreSpec) -> Store:
     """The store for ``spec`` in this process, opened once."""
     with _worker_lock:
         if spec not in _worker_stores:
-            _worker_stores[spec] = open_store(spec.url, dict(spec.options), retry=spec.retry)
+            options = {key: resolve(value, f"the tier's {key}") if key in SECRET_OPTIONS else value
+                       for key, value in spec.options}
+            _worker_stores[spec] = open_store(spec.url, options, retry=spec.retry)
         return _worker_stores[spec]
 
 
@@ -261,6 +270,7 @@ def _worker_mover(config, run: str):
     from tiering.catalog import Catalog
     from tiering.mover.ops import Mover
 
+    config = with_secrets(config)
     target = str(config.catalog_target)
     with _worker_lock:
         if target not in _worker_catalogs:  # kept for the worker's life: its run heartbeats while it lives
@@ -271,3 +281,82 @@ def _worker_mover(config, run: str):
             if len(_worker_movers) > WORKER_RUNS:
                 _worker_movers.pop(next(iter(_worker_movers))).close()
         return mover
+
+
+# -- credentials stay on their nodes --------------------------------------------
+#
+# A task's arguments are pickled to the scheduler and on to a worker, and a
+# failing task's are logged there: a password or secret key among them would
+# travel and could be written down. So a task carries each credential as the
+# ``${VAR}`` reference the config file wrote (the only form a file may hold),
+# and the worker resolves it from its own environment, as any tiering process
+# on that node would: start the Dask workers with those variables exported.
+
+_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+def without_secrets(config):
+    """``config`` with the catalog URL's password and every tier's secret options as their ``${VAR}``
+    references (read again from ``config.path``); ``with_secrets`` on a worker undoes it."""
+    raw = _raw(config)
+    url = config.catalog_url
+    if url and urlsplit(url).password is not None:
+        written = urlsplit(raw.get("catalog", {}).get("url", "")).password or ""
+        url = _with_password(url, _reference(written, "the [catalog] url's password", config))
+    tiers = {name: dataclasses.replace(tc, options=references(config, name, tc.options, raw))
+             for name, tc in config.tiers.items()}
+    return dataclasses.replace(config, catalog_url=url, tiers=tiers)
+
+
+def with_secrets(config):
+    """On a worker: ``config`` (from ``without_secrets``) with its references resolved from this process's
+    environment."""
+    url = config.catalog_url
+    if url and urlsplit(url).password is not None:
+        url = _with_password(url, resolve(urlsplit(url).password, "the [catalog] url's password"))
+    tiers = {name: dataclasses.replace(tc, options={k: resolve(v, f"[tiers.{name}] {k}") if k in SECRET_OPTIONS else v
+                                                    for k, v in tc.options.items()})
+             for name, tc in config.tiers.items()}
+    return dataclasses.replace(config, catalog_url=url, tiers=tiers)
+
+
+def references(config, tier: str, options: dict[str, Any], raw: dict | None = None) -> dict[str, Any]:
+    """``options`` of ``tier`` with each secret as the reference its config file wrote."""
+    if not SECRET_OPTIONS & options.keys():
+        return options
+    written = (raw if raw is not None else _raw(config)).get("tiers", {}).get(tier, {})
+    return {key: _reference(written.get(key), f"[tiers.{tier}] {key}", config) if key in SECRET_OPTIONS else value
+            for key, value in options.items()}
+
+
+def resolve(value: str, what: str) -> str:
+    """A ``${VAR}`` reference's value in this process's environment."""
+    found = _REF.match(value or "")
+    if not found:  # (never a secret itself: a task only carries references)
+        raise ConfigError(f"{what}: expected a ${{VAR}} reference from the coordinator")
+    name = found.group(1)
+    if not os.environ.get(name):
+        raise ConfigError(f"Dask worker on {socket.gethostname()}: ${{{name}}} ({what}) is not set in its "
+                          f"environment; export it where the worker starts (secrets never travel with tasks)")
+    return os.environ[name]
+
+
+def _raw(config) -> dict:
+    try:
+        with open(config.path, "rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{config.path}: cannot read it again for the Dask workers' references: {exc}") from None
+
+
+def _reference(written: Any, what: str, config) -> str:
+    if not isinstance(written, str) or not _REF.match(written):
+        raise ConfigError(f"{config.path}: {what} is no ${{VAR}} reference in the file (it changed since it was "
+                          f"loaded?); a secret is never sent to Dask workers")
+    return written
+
+
+def _with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    user, _, _ = parts.netloc.rpartition("@")[0].partition(":")
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc.rpartition('@')[2]}"))
