@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -275,3 +276,39 @@ def test_changes_key_is_checked(tmp_path):
     assert "\n" not in str(info.value)
     cfg.write_text(cfg.read_text().replace('"inotify"', '"rescan"'))
     assert load_config(cfg).daemon.changes == "rescan"
+
+
+@pytest.mark.slow  # a real daemon process: its start-up alone is seconds on a busy 2-core machine
+def test_the_daemon_keeps_the_latest_snapshot_current_without_rescanning(tmp_path):
+    from unattended import start, stop, wait_for, write_setup
+
+    from tiering.scan import Snapshot
+
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(hot)], check=True)
+    log = tmp_path / "daemon.log"
+    proc = None
+    try:
+        (hot / "old").write_bytes(b"o")
+        cfg = write_setup(tmp_path, '[[rules]]\nname = "none"\nmatch = "false"\naction = "exclude"\n',
+                          'debounce = "100ms"\nmetrics_port = 0\nrescan = "1s"\nchanges = "fanotify"\n', hot=hot)
+        cfg.write_text(cfg.read_text() + '[guard]\nmode = "off"\n')
+        proc = start("daemon", "-c", str(cfg), log=log)
+        wait_for(lambda: proc.poll() is None and ": done in " in log.read_text(), 60, "the first cycle")
+        latest = tmp_path / "state/inventory/latest.parquet"
+        (hot / "new").mkdir()
+        (hot / "new/file").write_bytes(b"n" * 100)
+        (hot / "old").unlink()
+
+        def current() -> bool:
+            return {r["path"] for r in Snapshot(latest).partition(0).to_pylist()} == {b"new", b"new/file"}
+
+        wait_for(current, 20, "the new file in the merged inventory")
+        time.sleep(1.5)  # past [daemon] rescan: still no second full scan while following
+        assert len(list(latest.parent.glob("scan-*.parquet"))) == 1, log.read_text()
+        assert "following changes" in log.read_text()
+    finally:
+        if proc is not None:
+            stop(proc)
+        subprocess.run(["umount", "-l", str(hot)], check=False)

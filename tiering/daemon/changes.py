@@ -311,7 +311,7 @@ class Follower:
         now = time.time()
         self.log.begin(now)
         if overflowed or self.listener.lost:
-            self._break("events were dropped while the full scan ran" if overflowed else self.listener.lost)
+            self.give_up("events were dropped while the full scan ran" if overflowed else self.listener.lost)
         else:
             self.log.append(frozenset(paths), frozenset(trees), now)
 
@@ -324,7 +324,7 @@ class Follower:
             self._window_overflowed = True
             if self.log is None or self.broken:
                 return None
-            return self._break(f"the change listener stopped ({self.listener.lost or 'closed'})")
+            return self.give_up(f"the change listener stopped ({self.listener.lost or 'closed'})")
         changed = self.listener.resolve(batch)
         if self._window is not None:
             self._window[0].update(changed.paths)
@@ -333,11 +333,12 @@ class Follower:
         if self.log is None or self.broken:
             return None
         if batch.overflowed:
-            return self._break("the kernel's event queue overflowed (FAN_Q_OVERFLOW)")
+            return self.give_up("the kernel's event queue overflowed (FAN_Q_OVERFLOW)")
         self.log.append(changed.paths, changed.trees, through)
         return None
 
-    def _break(self, reason: str) -> str:
+    def give_up(self, reason: str) -> str:
+        """Mark the deltas incomplete for ``reason`` (returned): the next plan scans in full."""
         self.broken = reason
         if self.log is not None:
             self.log.incomplete(reason)
