@@ -7,7 +7,8 @@ Every key is optional; these are the defaults::
     watermark_check = "5s"      # look at the hot tier's used space this often; above the
                                 # policy's high watermark a cycle starts at once
     rescan = "15m"              # incremental rescan: catches accesses and writes whose
-                                # file events were dropped (inotify overflow, watch limits)
+                                # file events were dropped (inotify overflow, watch limits);
+                                # skipped while `changes` keeps the inventory current
     debounce = "2s"             # file events are batched into the catalog this often
     auto_archive = 0            # > 0: archive (not release) files closed after writing
                                 # and quiet this long (like FSx/CPFS auto-export); 0: off

@@ -302,6 +302,10 @@ class Follower:
         self.flush()
         self._window, self._window_overflowed = (set(), set()), False
 
+    def end_scan(self) -> None:
+        """The full scan begun with ``begin_scan`` failed: stop remembering changes for it."""
+        self._window = None
+
     def rebase(self, snapshot: Path, buckets: int) -> None:
         """Follow ``snapshot`` (a full scan begun after ``begin_scan``) from now on."""
         self.flush()
@@ -334,6 +338,8 @@ class Follower:
             return None
         if batch.overflowed:
             return self.give_up("the kernel's event queue overflowed (FAN_Q_OVERFLOW)")
+        if self.log.superseded:
+            return self.give_up("a newer full snapshot was marked latest")
         self.log.append(changed.paths, changed.trees, through)
         return None
 

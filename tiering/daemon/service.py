@@ -7,13 +7,17 @@ status`` reads the lock's holder record to say a daemon is alive). Threads:
   auto-archive batches run one at a time, on the executor's bounded pool);
 - watchdog's observer: file events, enqueued only (``events.EventIntake``);
 - the debouncer: batches of accesses into the catalog as heat;
-- the metrics endpoint.
+- the metrics endpoint;
+- the change listener (``[daemon] changes``, ``changes.Follower``): fanotify events of the
+  whole hot tier's filesystem, written as delta partitions beside the latest snapshot.
 
 The loop, every tick: reload on SIGHUP; run a cycle when none ran yet, when
 ``interval`` has passed, or when used space is above the policy's high
 watermark (looked at every ``watermark_check``; retried with backoff while a
-cycle cannot get below it); else an incremental rescan when one is due; else
-auto-archive the files that have been quiet long enough.
+cycle cannot get below it); else an incremental rescan when one is due (none
+while the change deltas keep the latest snapshot current: a dropped event or a
+lost listener makes one due at once); else auto-archive the files that have been
+quiet long enough. Each tick also flushes the change deltas every ``debounce``.
 """
 
 from __future__ import annotations
@@ -147,7 +151,10 @@ class Daemon:
             self.observer.stop()
             self.observer.join(timeout=5)
         if self.follower is not None:
-            self.follower.flush()
+            try:
+                self.follower.flush()  # the deltas current as of the stop: a plan may trust them until max_age
+            except Exception as exc:
+                _log_failure("the last inventory delta", exc)
             self.follower.close()
         if self.debouncer is not None:
             self.debouncer.stop()
@@ -293,6 +300,8 @@ class Daemon:
         if report is not None:
             self._rebase(report.snapshot)
             self._after_cycle(trigger, report)
+        elif self.follower is not None:
+            self.follower.end_scan()
         self._refresh_counts()
 
     def _after_cycle(self, trigger: str, report: CycleReport) -> None:
@@ -320,6 +329,8 @@ class Daemon:
             self._rebase(snapshot)
             self._absorb(snapshot)
         except Exception as exc:
+            if self.follower is not None:
+                self.follower.end_scan()
             _log_failure("rescan", exc)
             self.metrics.inc("tiering_errors_total", kind="rescan")
 

@@ -138,6 +138,11 @@ class DeltaLog:
         self.dir = deltas_dir(snapshot)
         self._seq = 0
 
+    @property
+    def superseded(self) -> bool:
+        """A newer full snapshot was marked latest and removed these deltas (``prune_deltas``)."""
+        return not self.dir.is_dir()
+
     def begin(self, through: float) -> None:
         """Start following: the snapshot is current as of ``through`` (when the changes since are all known)."""
         self.dir.mkdir(exist_ok=True)
@@ -149,7 +154,7 @@ class DeltaLog:
                through: float) -> int:
         """One delta of these changed paths and trees, as they are now; returns its rows (tombstones
         included). Nothing is written when the deltas were pruned (a newer full snapshot superseded them)."""
-        if not self.dir.is_dir():
+        if self.superseded:
             return 0
         if paths or trees:
             rows, trees = changed_rows(self.root, paths, trees)
@@ -163,7 +168,7 @@ class DeltaLog:
     def incomplete(self, reason: str) -> None:
         """Stop trusting the deltas (a dropped event, a lost listener): readers fall back to the full snapshot
         and the next plan scans in full."""
-        if self.dir.is_dir():
+        if not self.superseded:
             state = read_state(self.snapshot)
             self._write_state(DeltaState(False, state.through if state else 0.0, reason))
 
