@@ -6,7 +6,10 @@ notification-class fanotify group holds one ``FAN_MARK_FILESYSTEM`` mark on the
 filesystem of the hot tier and asks for ``FAN_REPORT_DFID_NAME``: every event
 names its directory by a file handle plus the entry's name, so no watch per
 directory is needed (inotify needs one per directory, up to
-``fs.inotify.max_user_watches``). Events: create, modify, attribute change,
+``fs.inotify.max_user_watches``). It takes root (``CAP_SYS_ADMIN`` for the mark,
+``CAP_DAC_READ_SEARCH`` to open handles), and it sees the whole filesystem: when
+the hot tier is one folder of a busy filesystem, the events elsewhere cost a
+handle lookup per directory and batch before they are dropped. Events: create, modify, attribute change,
 delete, moved from/to, and delete-self. Reads are not events (a read moves
 ``atime`` at most once a day under ``relatime``; heat comes from the access
 guard and the periodic comparison of snapshots, not from here).
@@ -17,22 +20,30 @@ directory handle once (``open_by_handle_at`` on the hot tier's fd, then the
 path of the descriptor) and keeps the names under the hot tier, leaving
 ``.tiering`` out. A handle whose directory is gone (``ESTALE``/``ENOENT``, or an
 unlinked directory) is dropped: that directory's own delete or move event, seen
-in its parent, removes its whole subtree. A directory created, deleted or
-moved is a *tree* (its subtree is re-listed, ``tiering.scan.delta``), anything
-else is one path (its ``lstat`` now, or a tombstone).
+in its parent, removes its whole subtree. A directory deleted or moved is a
+*tree* (its subtree is re-listed, ``tiering.scan.delta``), anything
+else is one path (its ``lstat`` now, or a tombstone), and so is the directory
+an entry was added to or removed from (its mtime moved).
 
 ``FAN_Q_OVERFLOW`` (the kernel dropped events) sets ``overflowed``; a reader
 that dies sets ``lost``: either way the daemon marks the deltas incomplete and
 the next plan scans in full. Where the events are delivered (probed on this
 project's test machine, Linux 6.18):
 
-- ext4, xfs: yes (filesystem mark and file handles both supported);
-- tmpfs: yes (Linux 6.7 and later give tmpfs a filesystem id; before, the mark
-  is refused and the daemon falls back to periodic scans);
-- FUSE (the SeaweedFS ``weed mount``): no, the mark is refused (``EOPNOTSUPP``: no
-  file handles). Even where a FUSE server exports handles, fanotify sees only
-  this host's own calls through this mount, never another node's, so a
-  networked filesystem is followed by periodic scans.
+- ext4 (this machine's root filesystem) and xfs (a loop-mounted image): yes;
+- tmpfs: yes (since Linux 6.7 tmpfs reports a filesystem id, which file
+  handles need; an older kernel refuses the mark and the daemon falls back);
+- FUSE (the SeaweedFS ``weed mount``): no, the mark is refused (``ENODEV``: the
+  mount has no file handles or filesystem id). Even where a FUSE server exports
+  handles, fanotify sees only this host's own calls through this mount, never
+  another node's, so a networked filesystem is followed by periodic scans.
+
+Where the mark is refused, ``[daemon] changes = "auto"`` logs one line and keeps
+the periodic full scans; ``"fanotify"`` refuses to start.
+
+Not followed exactly: reads (atime, above); and a hard-linked file changed
+through one of its names leaves its other names' rows as they were until the
+next full scan (the event names only the path that was used).
 """
 
 from __future__ import annotations
@@ -64,8 +75,12 @@ FAN_REPORT_DFID_NAME = FAN_REPORT_DIR_FID | FAN_REPORT_NAME
 #: What the listener asks for: every change of a name or of what ``lstat`` reports.
 CHANGES = (FAN_CREATE | FAN_MODIFY | FAN_ATTRIB | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE_SELF
            | FAN_ONDIR)
-#: Events of a directory entry that change a whole subtree (its paths appear or vanish together).
-_TREE_EVENTS = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO
+#: Events that add or remove a directory entry (the directory's own mtime and size move).
+_ENTRY_EVENTS = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO
+#: ... and, of a directory, those that change a whole subtree: a move brings or takes all its paths at once;
+#: after an rmdir the events of its late children may name a directory no handle opens any more. (A new
+#: directory is empty: its children come with events of their own.)
+_TREE_EVENTS = FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO
 
 _INFO_DFID_NAME, _INFO_DFID, _INFO_FID = 2, 3, 1
 _INFO_HEADER = struct.Struct("=BBH")  # info_type, pad, len
@@ -201,7 +216,7 @@ class ChangeListener:
                 elif handle is not None:
                     tree = bool(mask & FAN_ONDIR and mask & _TREE_EVENTS and name)
                     self._batch.names.add((handle, name, tree))
-                    if mask & _TREE_EVENTS:  # an entry came or went: the directory's own mtime and size moved
+                    if mask & _ENTRY_EVENTS:  # an entry came or went: the directory's own mtime and size moved
                         self._batch.names.add((handle, b"", False))
 
     # -- resolving handles -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ changed path as it is when the batch is written (never what an event said),
 or a tombstone (``gone`` true) for a path no longer there or now a special
 file. Partitions use the snapshot's key and bucket count (``crc32(path) %
 buckets``), so a reader merges partition ``b`` of the snapshot with partition
-``b`` of each delta only. A directory created, deleted or moved is a *tree*:
+``b`` of each delta only. A directory deleted or moved is a *tree*:
 every row at or under it is dropped (in every partition) and its subtree as
 it is now is listed into the same delta, so a moved directory's descendants
 follow it without one event each. A delta directory is written under a hidden
@@ -282,11 +282,15 @@ def _inside(path: bytes, trees: list[bytes]) -> bool:
 
 
 def _under(paths: pa.ChunkedArray, trees: list[bytes]) -> pa.ChunkedArray:
-    """Which of ``paths`` are one of ``trees`` or below one."""
+    """Which of ``paths`` are one of ``trees`` or below one: one pass per distinct tree length, not per tree
+    (an ``rm -rf`` makes a tree of every directory it removes)."""
     hit = pc.is_in(paths, value_set=pa.array(trees, pa.binary()))
+    by_length: dict[int, list[bytes]] = {}
     for tree in trees:
-        prefix = tree + b"/"  # compared as bytes: a path need not be UTF-8
-        hit = pc.or_(hit, pc.equal(pc.binary_slice(paths, 0, len(prefix)), pa.scalar(prefix, pa.binary())))
+        by_length.setdefault(len(tree) + 1, []).append(tree + b"/")  # compared as bytes: need not be UTF-8
+    for length, prefixes in by_length.items():
+        heads = pc.binary_slice(paths, 0, length)
+        hit = pc.or_(hit, pc.is_in(heads, value_set=pa.array(prefixes, pa.binary())))
     return hit
 
 
