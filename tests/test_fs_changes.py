@@ -175,6 +175,36 @@ def test_merged_inventory_equals_a_fresh_scan(hot, buckets):
         follower.close()
 
 
+def test_many_deltas_are_folded_into_one_and_a_reader_listing_the_old_ones_still_reads_right(tmp_path, monkeypatch):
+    from tiering.scan import Scan, Snapshot
+    from tiering.scan import delta
+    from tiering.scan.delta import Deltas, deltas_dir
+
+    monkeypatch.setattr(delta, "MAX_DELTAS", 3)
+    hot = tmp_path / "hot"
+    hot.mkdir()
+    rng = random.Random(7)
+    _seed_tree(hot, rng)
+    follower, snapshot = _followed(hot, 4)  # (its first delta: the changes during the scan, here none)
+    try:
+        for _ in range(3):
+            _mutate(hot, rng, 40)
+            assert follower.listener.catch_up() and follower.flush() is None
+        listed = Deltas(snapshot)
+        assert len(listed.parts) == 3
+        _mutate(hot, rng, 40)
+        assert follower.listener.catch_up() and follower.flush() is None  # the fourth: all folded into one
+        assert [p.name for p in sorted(deltas_dir(snapshot).glob("0*"))] == ["00000005"]
+        with Scan(hot, jobs=1) as scan:
+            fresh = _rows(pa.Table.from_batches(list(scan)), COLUMNS)
+        assert _rows(pa.Table.from_batches(list(Snapshot(snapshot))), COLUMNS) == fresh
+        base = Snapshot(snapshot, deltas=False)
+        stale_reader = pa.concat_tables(listed.apply(base.partition(b), b) for b in range(4))
+        assert _rows(stale_reader, COLUMNS) == fresh
+    finally:
+        follower.close()
+
+
 def test_a_dropped_event_makes_the_next_plan_scan_in_full(tmp_path):
     from tiering.config import load_config
     from tiering.daemon.changes import Follower

@@ -18,6 +18,9 @@ every row at or under it is dropped (in every partition) and its subtree as
 it is now is listed into the same delta, so a moved directory's descendants
 follow it without one event each. A delta directory is written under a hidden
 temporary name, fsynced, then renamed: a reader sees a whole delta or none.
+More than ``MAX_DELTAS`` deltas are folded into one (``DeltaLog.compact``), so a
+long stretch between full scans costs readers a few files per partition, not
+one per batch.
 
 Merging (``Deltas.apply``): deltas in order, each one first drops its trees,
 then replaces the rows of its paths (the latest row of a path wins, a
@@ -61,6 +64,8 @@ TREES_FILE = "_trees.parquet"
 DELTA_SCHEMA = SCHEMA.append(pa.field("gone", pa.bool_(), nullable=False))
 _TREES_SCHEMA = pa.schema([pa.field("path", pa.binary(), nullable=False)])
 _DELTA_NAME = re.compile(r"\d{8}")
+#: Deltas kept side by side before they are folded into one (each reader opens every one per partition).
+MAX_DELTAS = 32
 
 
 def deltas_dir(snapshot: str | os.PathLike[str]) -> Path:
@@ -103,11 +108,10 @@ class Deltas:
     """The deltas of one snapshot a reader merges (none unless they are complete): ``apply`` per partition."""
 
     def __init__(self, snapshot: str | os.PathLike[str]) -> None:
+        self.snapshot = snapshot
         self.dir = deltas_dir(snapshot)
         state = read_state(snapshot)
-        names = sorted(p.name for p in self.dir.iterdir() if _DELTA_NAME.fullmatch(p.name)) \
-            if state is not None and state.complete else []
-        self.parts = [self.dir / n for n in names]
+        self.parts = _listing(self.dir) if state is not None and state.complete else []
         self._trees = [_read_trees(p) for p in self.parts]
 
     def __bool__(self) -> bool:
@@ -116,18 +120,43 @@ class Deltas:
     def apply(self, table: pa.Table, bucket: int) -> pa.Table:
         """Partition ``bucket`` of the snapshot (``table``, any columns including ``path``) as of the last
         delta: trees dropped, then each changed path's latest row, tombstones removed."""
-        columns = table.column_names
-        for part, trees in zip(self.parts, self._trees):
-            if trees:
-                table = table.filter(pc.invert(_under(table["path"], trees)))
-            file = part / f"bucket={bucket:05d}.parquet"
-            if not file.exists():
-                continue
+        try:
+            return _fold(table, zip(self.parts, self._trees), bucket)
+        except _Compacted:  # the deltas listed were folded into one meanwhile: list them again
+            self.__init__(self.snapshot)
+            return self.apply(table, bucket)
+
+
+class _Compacted(Exception):
+    """A delta listed a moment ago is gone: ``DeltaLog`` folded it into a newer one."""
+
+
+def _fold(table: pa.Table, parts, bucket: int, keep_gone: bool = False) -> pa.Table:
+    """``table`` (rows of partition ``bucket``) with the deltas ``parts`` (``(directory, trees)``) applied in
+    order; ``keep_gone``: tombstones stay as rows (``table`` has the ``gone`` column), for a compaction."""
+    columns = [c for c in table.column_names if c != "gone"]
+    for part, trees in parts:
+        if trees:
+            table = table.filter(pc.invert(_under(table["path"], trees)))
+        file = part / f"bucket={bucket:05d}.parquet"
+        try:
             rows = pq.read_table(file, columns=[*columns, "gone"], partitioning=None)
-            table = table.filter(pc.invert(pc.is_in(table["path"], value_set=rows["path"].combine_chunks())))
-            live = rows.filter(pc.invert(rows["gone"])).select(columns)
-            table = pa.concat_tables([table, live.cast(table.schema)])
-        return table
+        except FileNotFoundError:
+            if not part.is_dir():
+                raise _Compacted(part) from None
+            continue  # no changed path of this partition in that delta
+        table = table.filter(pc.invert(pc.is_in(table["path"], value_set=rows["path"].combine_chunks())))
+        if not keep_gone:
+            rows = rows.filter(pc.invert(rows["gone"])).select(columns)
+        table = pa.concat_tables([table, rows.cast(table.schema)])
+    return table
+
+
+def _listing(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if _DELTA_NAME.fullmatch(p.name))
+    except FileNotFoundError:
+        return []
 
 
 class DeltaLog:
@@ -146,8 +175,7 @@ class DeltaLog:
     def begin(self, through: float) -> None:
         """Start following: the snapshot is current as of ``through`` (when the changes since are all known)."""
         self.dir.mkdir(exist_ok=True)
-        existing = [int(p.name) for p in self.dir.iterdir() if _DELTA_NAME.fullmatch(p.name)]
-        self._seq = max(existing, default=0)
+        self._seq = max((int(p.name) for p in _listing(self.dir)), default=0)
         self._write_state(DeltaState(True, through))
 
     def append(self, paths: frozenset[bytes] | set[bytes], trees: frozenset[bytes] | set[bytes],
@@ -160,10 +188,35 @@ class DeltaLog:
             rows, trees = changed_rows(self.root, paths, trees)
             self._seq += 1
             self._write(f"{self._seq:08d}", rows, trees)
+            if len(parts := _listing(self.dir)) > MAX_DELTAS:
+                self.compact(parts)
         else:
             rows = DELTA_SCHEMA.empty_table()
         self._write_state(DeltaState(True, through))
         return rows.num_rows
+
+    def compact(self, parts: list[Path]) -> None:
+        """Fold the deltas ``parts`` into one newer delta, then remove them. A reader that listed them still
+        reads right: the fold applied after them changes nothing, and one that finds them gone lists again."""
+        trees = [_read_trees(p) for p in parts]
+        tmp = self.dir / f".compact.{os.getpid()}.tmp"
+        tmp.mkdir()
+        try:
+            for b in range(self.buckets):
+                rows = _fold(DELTA_SCHEMA.empty_table(), zip(parts, trees), b, keep_gone=True)
+                if rows.num_rows:
+                    pq.write_table(rows, tmp / f"bucket={b:05d}.parquet", compression="zstd")
+                    fsync_path(tmp / f"bucket={b:05d}.parquet")
+            self._write_trees(tmp, _outermost({t for each in trees for t in each}))
+            fsync_path(tmp)
+            self._seq += 1
+            os.replace(tmp, self.dir / f"{self._seq:08d}")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_path(self.dir)
+        for part in parts:
+            shutil.rmtree(part, ignore_errors=True)
 
     def incomplete(self, reason: str) -> None:
         """Stop trusting the deltas (a dropped event, a lost listener): readers fall back to the full snapshot
@@ -181,16 +234,20 @@ class DeltaLog:
                 file = tmp / f"bucket={int(b):05d}.parquet"
                 pq.write_table(rows.filter(pa.array(ids == b)), file, compression="zstd")
                 fsync_path(file)
-            if trees:
-                pq.write_table(pa.table({"path": pa.array(trees, pa.binary())}, schema=_TREES_SCHEMA),
-                               tmp / TREES_FILE)
-                fsync_path(tmp / TREES_FILE)
+            self._write_trees(tmp, trees)
             fsync_path(tmp)
             os.replace(tmp, self.dir / name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         fsync_path(self.dir)
+
+    @staticmethod
+    def _write_trees(directory: Path, trees: list[bytes]) -> None:
+        if trees:
+            pq.write_table(pa.table({"path": pa.array(trees, pa.binary())}, schema=_TREES_SCHEMA),
+                           directory / TREES_FILE)
+            fsync_path(directory / TREES_FILE)
 
     def _write_state(self, state: DeltaState) -> None:
         tmp = self.dir / f".{STATE_FILE}.{os.getpid()}.tmp"
