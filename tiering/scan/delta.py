@@ -53,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tiering.core.inventory import SCHEMA, bucket_of
+from tiering.core.inventory import DIR, FILE, SCHEMA, SYMLINK, bucket_of
 from tiering.scan.batches import to_record_batch
 from tiering.scan.walker import MAX_BATCH_ROWS, STATE_DIR, TYPE_CODES, Walker
 from tiering.stores.localfile import fsync_path
@@ -317,11 +317,12 @@ def _no_symlinks(fd: int, parent: bytes) -> bool:
 
 
 def _tombstones(paths: list[bytes]) -> pa.Table:
+    """Rows that only say ``gone`` (their other values are zeros, never read)."""
     n = len(paths)
     zeros = pa.array(np.zeros(n, np.int64))
-    kinds = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array(["file", "dir", "symlink"]))
-    arrays = [pa.array(paths, pa.binary()), kinds, *(zeros.cast(f.type) for f in SCHEMA if f.name not in ("path", "type")),
-              pa.array(np.ones(n, bool))]
+    kinds = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array([FILE, DIR, SYMLINK]))
+    numbers = [zeros.cast(f.type) for f in SCHEMA if f.name not in ("path", "type")]
+    arrays = [pa.array(paths, pa.binary()), kinds, *numbers, pa.array(np.ones(n, bool))]
     return pa.Table.from_arrays(arrays, schema=DELTA_SCHEMA)
 
 
