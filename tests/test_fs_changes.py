@@ -296,6 +296,29 @@ def test_fuse_mount_refuses_the_filesystem_mark(fuse_hot):
     follower.close()
 
 
+@pytest.mark.parametrize("mode", ["auto", "fanotify"])
+def test_on_fuse_the_daemon_falls_back_to_periodic_scans_or_refuses(fuse_hot, tmp_path, mode, caplog):
+    from unattended import write_setup
+
+    from tiering.config import load_config
+    from tiering.core.errors import UserError
+    from tiering.daemon.service import Daemon
+    from tiering.ops.workflow import policy_for
+
+    cfg = write_setup(tmp_path, '[[rules]]\nname = "none"\nmatch = "false"\naction = "exclude"\n',
+                      f'changes = "{mode}"\n', hot=fuse_hot)
+    config = load_config(cfg)
+    daemon = Daemon(config, policy_for(config))
+    if mode == "fanotify":
+        with pytest.raises(UserError, match="no filesystem-wide events") as info:
+            daemon._follow()
+        assert "\n" not in str(info.value)
+        return
+    with caplog.at_level("INFO", logger="tiering.daemon"):
+        assert daemon._follow() is None
+    assert "the inventory stays current by a full scan every 900s" in caplog.text
+
+
 def test_changes_key_is_checked(tmp_path):
     from tiering.config import load_config
     from tiering.core.errors import UserError
