@@ -7,7 +7,8 @@ Every key is optional; these are the defaults::
     watermark_check = "5s"      # look at the hot tier's used space this often; above the
                                 # policy's high watermark a cycle starts at once
     rescan = "15m"              # incremental rescan: catches accesses and writes whose
-                                # file events were dropped (inotify overflow, watch limits)
+                                # file events were dropped (inotify overflow, watch limits);
+                                # skipped while `changes` keeps the inventory current
     debounce = "2s"             # file events are batched into the catalog this often
     auto_archive = 0            # > 0: archive (not release) files closed after writing
                                 # and quiet this long (like FSx/CPFS auto-export); 0: off
@@ -19,6 +20,10 @@ Every key is optional; these are the defaults::
     stop_timeout = "10s"        # on SIGTERM, in-flight actions get this long before they are
                                 # abandoned (the journal lets the next start settle them)
     keep_snapshots = 4          # inventory snapshots kept beside the catalog (older ones pruned)
+    changes = "auto"            # how the inventory stays current between full scans: "fanotify"
+                                # (filesystem-wide events into delta partitions; refuse to start where
+                                # they are not delivered), "rescan" (periodic full scans), "auto" (the
+                                # first where it works, else the second)
 """
 
 from __future__ import annotations
@@ -32,12 +37,13 @@ from tiering.config.values import Table
 from tiering.core.errors import UserError
 
 DAEMON_KEYS = ("interval", "watermark_check", "rescan", "debounce", "auto_archive", "auto_archive_tier",
-               "metrics_port", "metrics_address", "log_file", "log_level", "stop_timeout", "keep_snapshots")
+               "metrics_port", "metrics_address", "log_file", "log_level", "stop_timeout", "keep_snapshots", "changes")
 DURATION_KEYS = frozenset({"interval", "watermark_check", "rescan", "debounce", "auto_archive", "stop_timeout"})
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CHANGE_MODES = ("auto", "fanotify", "rescan")
 #: What a SIGHUP cannot change in a running daemon.
 _RESTART_ONLY = ("hot_path", "catalog_path", "catalog_url")
-_RESTART_ONLY_DAEMON = ("metrics_port", "metrics_address", "log_file", "debounce")
+_RESTART_ONLY_DAEMON = ("metrics_port", "metrics_address", "log_file", "debounce", "changes")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class DaemonConfig:
     log_level: str = "info"
     stop_timeout: float = 10.0
     keep_snapshots: int = 4
+    changes: str = "auto"  # auto | fanotify | rescan (``tiering.daemon.changes``)
 
 
 def parse_daemon(table: Table, base: Path, tiers: dict[str, Any]) -> DaemonConfig:
@@ -75,6 +82,7 @@ def parse_daemon(table: Table, base: Path, tiers: dict[str, Any]) -> DaemonConfi
         log_level=table.choice("log_level", LOG_LEVELS, d.log_level),
         stop_timeout=table.duration("stop_timeout", d.stop_timeout),
         keep_snapshots=table.integer("keep_snapshots", d.keep_snapshots, minimum=2),  # rescans diff the last two
+        changes=table.choice("changes", CHANGE_MODES, d.changes),
     )
 
 

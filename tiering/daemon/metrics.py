@@ -34,7 +34,7 @@ SERIES: dict[str, tuple[str, str]] = {
     "tiering_bytes": ("gauge", "True size of the files the catalog knows, by state."),
     "tiering_actions_total": ("counter", "Mover actions finished, by action and status (done|noop|skipped|failed)."),
     "tiering_moved_bytes_total": ("counter", "Bytes moved between the tiers, by action."),
-    "tiering_errors_total": ("counter", "Errors, by kind (action|cycle|rescan|heat|events|reload)."),
+    "tiering_errors_total": ("counter", "Errors, by kind (action|cycle|rescan|heat|events|changes|reload)."),
     "tiering_cycles_total": ("counter", "Policy cycles run, by trigger (start|interval|watermark)."),
     "tiering_cycle_duration_seconds": ("gauge", "Wall time of the last policy cycle."),
     "tiering_last_cycle_timestamp_seconds": ("gauge", "Unix time the last policy cycle ended."),

@@ -7,13 +7,17 @@ status`` reads the lock's holder record to say a daemon is alive). Threads:
   auto-archive batches run one at a time, on the executor's bounded pool);
 - watchdog's observer: file events, enqueued only (``events.EventIntake``);
 - the debouncer: batches of accesses into the catalog as heat;
-- the metrics endpoint.
+- the metrics endpoint;
+- the change listener (``[daemon] changes``, ``changes.Follower``): fanotify events of the
+  whole hot tier's filesystem, written as delta partitions beside the latest snapshot.
 
 The loop, every tick: reload on SIGHUP; run a cycle when none ran yet, when
 ``interval`` has passed, or when used space is above the policy's high
 watermark (looked at every ``watermark_check``; retried with backoff while a
-cycle cannot get below it); else an incremental rescan when one is due; else
-auto-archive the files that have been quiet long enough.
+cycle cannot get below it); else an incremental rescan when one is due (none
+while the change deltas keep the latest snapshot current: a dropped event or a
+lost listener makes one due at once); else auto-archive the files that have been
+quiet long enough. Each tick also flushes the change deltas every ``debounce``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from tiering.config import Config, check_hot_tier, load_config
 from tiering.config.daemon import check_reloadable
 from tiering.core.states import STATES
 from tiering.ops.cycle import CycleReport, run_cycle
+from tiering.access.fanotify import FanotifyUnsupported
 from tiering.daemon.autoarchive import archive_quiet
+from tiering.daemon.changes import Follower
 from tiering.daemon.events import (
     WATCHED,
     Debouncer,
@@ -76,6 +82,8 @@ class Daemon:
         self._misses = 0  # watermark cycles in a row that left usage above high
         self._next_rescan = time.monotonic() + config.daemon.rescan
         self._baseline: Path | None = None  # the snapshot rescans compare against
+        self.follower: Follower | None = None  # keeps the latest snapshot current from fanotify events
+        self._next_flush = 0.0
         self.guard = GuardProcess(config)
         self._guard_paths = GuardPaths.of(config)
 
@@ -106,6 +114,7 @@ class Daemon:
         self.guard.start()
         self._live_metrics()
         self.observer = self._watch()
+        self.follower = self._follow()
         self.writes.enabled = d.auto_archive > 0
         self.debouncer = Debouncer(str(self.config.hot_path), self.intake, self.own, self._record_heat, self.writes,
                                    d.debounce)
@@ -122,9 +131,10 @@ class Daemon:
             if self.signals.reload.is_set():
                 self.signals.reload.clear()
                 self.reload()
+            following = self._following()
             if trigger := self._cycle_due():
                 self._cycle(trigger)
-            elif time.monotonic() >= self._next_rescan:
+            elif time.monotonic() >= self._next_rescan and not following:
                 self._rescan()
             elif self.config.daemon.auto_archive:
                 self._auto_archive()
@@ -140,6 +150,12 @@ class Daemon:
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=5)
+        if self.follower is not None:
+            try:
+                self.follower.flush()  # the deltas current as of the stop: a plan may trust them until max_age
+            except Exception as exc:
+                _log_failure("the last inventory delta", exc)
+            self.follower.close()
         if self.debouncer is not None:
             self.debouncer.stop()
         if self.trace is not None:
@@ -165,6 +181,51 @@ class Daemon:
                 observer.join(timeout=5)
             return None
         return observer
+
+    def _follow(self) -> Follower | None:
+        """The inventory's change listener (``[daemon] changes``); None: periodic full scans keep it current."""
+        mode = self.config.daemon.changes
+        if mode == "rescan":
+            return None
+        follower = Follower(self.config.hot_path)
+        try:
+            follower.start()
+        except (FanotifyUnsupported, OSError) as exc:
+            follower.close()
+            reason = getattr(exc, "reason", None) or str(exc)
+            if mode == "fanotify":
+                raise UserError(f"{self.config.path}: [daemon] changes = \"fanotify\": no filesystem-wide events "
+                                f"on {self.config.hot_path} ({reason}); expected \"auto\" or \"rescan\" here") from None
+            log.info("change events unavailable on %s (%s): the inventory stays current by a full scan every %gs",
+                     self.config.hot_path, reason, self.config.daemon.rescan)
+            return None
+        log.info("following changes on %s with fanotify: delta partitions beside the latest snapshot",
+                 self.config.hot_path)
+        return follower
+
+    def _following(self) -> bool:
+        """Flush the change deltas every ``debounce``; True while they keep the inventory current (no full
+        rescan is due), False once events were dropped or the listener is gone (then a full scan is)."""
+        if self.follower is None or self.follower.log is None:
+            return False
+        if time.monotonic() >= self._next_flush:
+            self._next_flush = time.monotonic() + self.config.daemon.debounce
+            try:
+                reason = self.follower.flush()
+            except Exception as exc:  # an unwritable delta: stop trusting them rather than guess
+                reason = self.follower.give_up(f"a delta could not be written ({exc})")
+            if reason is not None:
+                self._next_rescan = 0.0
+                log.warning("inventory deltas incomplete (%s): a full scan now, then following again", reason)
+                self.metrics.inc("tiering_errors_total", kind="changes")
+        if self.follower.broken is None:
+            return True
+        if not self.follower.alive:
+            log.error("change events stopped on %s: the inventory stays current by a full scan every %gs",
+                      self.config.hot_path, self.config.daemon.rescan)
+            self.follower.close()
+            self.follower = None
+        return False
 
     def _check_observer(self) -> None:
         if self.observer is not None and not (self.observer.is_alive()
@@ -226,6 +287,8 @@ class Daemon:
 
     def _cycle(self, trigger: str) -> None:
         report = None
+        if self.follower is not None:
+            self.follower.begin_scan()
         try:
             report = run_cycle(self.config, self.policy, self.catalog, command=f"daemon:{trigger}",
                                stop=self.signals.stop, hooks=self)
@@ -235,7 +298,10 @@ class Daemon:
         self._last_cycle = time.monotonic()
         self.metrics.inc("tiering_cycles_total", trigger=trigger)
         if report is not None:
+            self._rebase(report.snapshot)
             self._after_cycle(trigger, report)
+        elif self.follower is not None:
+            self.follower.end_scan()
         self._refresh_counts()
 
     def _after_cycle(self, trigger: str, report: CycleReport) -> None:
@@ -255,13 +321,25 @@ class Daemon:
 
     def _rescan(self) -> None:
         self._next_rescan = time.monotonic() + self.config.daemon.rescan
+        if self.follower is not None:
+            self.follower.begin_scan()
         try:
             snapshot = fresh_snapshot(self.config)
             prune_snapshots(snapshot, self.config.daemon.keep_snapshots)
+            self._rebase(snapshot)
             self._absorb(snapshot)
         except Exception as exc:
+            if self.follower is not None:
+                self.follower.end_scan()
             _log_failure("rescan", exc)
             self.metrics.inc("tiering_errors_total", kind="rescan")
+
+    def _rebase(self, snapshot: Path) -> None:
+        """Follow the changes of ``snapshot``, the full scan just written (``Follower.rebase``)."""
+        if self.follower is not None:
+            from tiering.scan import Snapshot
+
+            self.follower.rebase(snapshot, Snapshot(snapshot, deltas=False).buckets)
 
     def _absorb(self, snapshot: Path) -> None:
         """Count what file events missed since the previous snapshot; ``snapshot`` becomes the baseline."""

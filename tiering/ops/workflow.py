@@ -104,7 +104,9 @@ class Inventory:
     def describe(self) -> str:
         """One line for the plan's header: which inventory, how old, and whether a stale one was replaced."""
         line = f"inventory: {self.path.name}, scanned {format_elapsed(self.age)} ago"
-        if self.stale is not None:
+        if self.stale is not None and self.stale_age == float("inf"):  # (``tiering.scan.delta``)
+            line += f" (the latest, {self.stale.name}, missed changes its deltas were to follow: rescanned)"
+        elif self.stale is not None:
             line += (f" (the latest, {self.stale.name}, was {format_elapsed(self.stale_age)} old, older than "
                      f"[scan] max_age {format_duration(self.max_age)}: rescanned)")
         return line
@@ -118,7 +120,7 @@ def pick_inventory(config: Config, snapshot: Path | None = None, *, rescan: bool
     if snapshot is not None:
         return Inventory(Path(snapshot), _age(Path(snapshot), now))
     latest = None if rescan else latest_snapshot(config)
-    if latest is not None and (age := _age(latest, now)) <= config.scan_max_age:
+    if latest is not None and (age := _age(latest, now, deltas=True)) <= config.scan_max_age:
         return Inventory(latest.resolve(), age)
     from tiering.scan import fresh_snapshot
 
@@ -129,9 +131,13 @@ def pick_inventory(config: Config, snapshot: Path | None = None, *, rescan: bool
     return Inventory(fresh, _age(fresh, time.time()), stale=stale, stale_age=age, max_age=config.scan_max_age)
 
 
-def _age(snapshot: Path, now: float) -> float:
+def _age(snapshot: Path, now: float, *, deltas: bool = False) -> float:
+    """Seconds since ``snapshot`` was written; ``deltas``: since its deltas were last current (infinite when
+    they missed changes: ``tiering.scan.delta``)."""
+    from tiering.scan.delta import inventory_age
+
     try:
-        return max(0.0, now - os.stat(snapshot).st_mtime)
+        return inventory_age(snapshot, now) if deltas else max(0.0, now - os.stat(snapshot).st_mtime)
     except FileNotFoundError:
         raise UserError(f"inventory {snapshot} does not exist; run `tiering scan` or pass --rescan") from None
 

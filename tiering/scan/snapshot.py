@@ -45,6 +45,7 @@ from tiering.config import Config, check_locations
 from tiering.core.errors import UserError
 from tiering.core.inventory import BUCKET_KEY_DOC, BUCKETS_KEY, SCHEMA, bucket_of, buckets_for
 from tiering.stores.localfile import fsync_path
+from tiering.scan.delta import Deltas, prune_deltas
 from tiering.scan.results import ProgressCallback, ScanSummary
 from tiering.scan.scanner import DEFAULT_BATCH_ROWS, Scan
 
@@ -232,11 +233,13 @@ def _buckets_like_latest(out: Path, first: int = 1) -> int:
 
 class Snapshot:
     """A snapshot on disk, either form: iterate it for its batches (partition after partition, each in its
-    scan order), or read one partition at a time with ``partition``."""
+    scan order), or read one partition at a time with ``partition``. Complete deltas beside it
+    (``tiering.scan.delta``) are merged in, so it reads as the current inventory; ``deltas=False``: as scanned."""
 
     def __init__(self, path: str | os.PathLike[str], *, batch_rows: int = DEFAULT_BATCH_ROWS,
-                 columns: list[str] | None = None) -> None:
+                 columns: list[str] | None = None, deltas: bool = True) -> None:
         self.path, self.batch_rows, self.columns = Path(path), batch_rows, columns
+        self._deltas = Deltas(self.path) if deltas else None
         if self.path.is_dir():
             layout = json.loads((self.path / LAYOUT_FILE).read_text())
             self.buckets = int(layout["buckets"])
@@ -249,6 +252,10 @@ class Snapshot:
         return self.buckets > 1
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if self._deltas:
+            for b in range(self.buckets):
+                yield from self.partition(b).to_batches(max_chunksize=self.batch_rows)
+            return
         for files in self._files:
             for file in files:
                 with pq.ParquetFile(file) as parquet:
@@ -256,9 +263,17 @@ class Snapshot:
 
     def partition(self, bucket: int) -> pa.Table:
         """All rows of one partition, in scan order (an empty table when it has none)."""
-        tables = [pq.read_table(file, columns=self.columns, partitioning=None) for file in self._files[bucket]]
-        schema = SCHEMA if self.columns is None else pa.schema([SCHEMA.field(c) for c in self.columns])
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        merge = bool(self._deltas)
+        columns = self.columns if not merge or self.columns is None or "path" in self.columns \
+            else ["path", *self.columns]  # merging goes by path
+        tables = [pq.read_table(file, columns=columns, partitioning=None) for file in self._files[bucket]]
+        schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
+        if merge:
+            table = self._deltas.apply(table, bucket)
+            if columns is not self.columns:
+                table = table.select(self.columns)
+        return table
 
 
 def iter_snapshot(path: str | os.PathLike[str], *, batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -287,12 +302,14 @@ def new_snapshot_path(directory: Path, now: dt.datetime | None = None) -> Path:
 
 
 def mark_latest(snapshot: Path) -> Path:
-    """Point ``latest.parquet`` (beside ``snapshot``) at it, atomically."""
+    """Point ``latest.parquet`` (beside ``snapshot``) at it, atomically; the deltas of older snapshots are
+    superseded (removed)."""
     link = snapshot.with_name(LATEST)
     tmp = snapshot.with_name(f".{LATEST}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     os.symlink(snapshot.name, tmp)
     os.replace(tmp, link)
+    prune_deltas(link)
     return link
 
 
