@@ -334,6 +334,8 @@ def test_changes_key_is_checked(tmp_path):
 
 @pytest.mark.slow  # a real daemon process: its start-up alone is seconds on a busy 2-core machine
 def test_the_daemon_keeps_the_latest_snapshot_current_without_rescanning(tmp_path):
+    """Between full scans the deltas keep the latest snapshot current, and the next cycle plans on it
+    merged with them (``[daemon] full_scan`` not yet due): one full scan in all."""
     from unattended import start, stop, wait_for, write_setup
 
     from tiering.scan import Snapshot
@@ -346,7 +348,8 @@ def test_the_daemon_keeps_the_latest_snapshot_current_without_rescanning(tmp_pat
     try:
         (hot / "old").write_bytes(b"o")
         cfg = write_setup(tmp_path, '[[rules]]\nname = "none"\nmatch = "false"\naction = "exclude"\n',
-                          'debounce = "100ms"\nmetrics_port = 0\nrescan = "1s"\nchanges = "fanotify"\n', hot=hot)
+                          'debounce = "100ms"\nmetrics_port = 0\nrescan = "1s"\nchanges = "fanotify"\n'
+                          'interval = "3s"\nfull_scan = "1h"\n', hot=hot)
         cfg.write_text(cfg.read_text() + '[guard]\nmode = "off"\n')
         proc = start("daemon", "-c", str(cfg), log=log)
         wait_for(lambda: proc.poll() is None and ": done in " in log.read_text(), 60, "the first cycle")
@@ -362,6 +365,9 @@ def test_the_daemon_keeps_the_latest_snapshot_current_without_rescanning(tmp_pat
         time.sleep(1.5)  # past [daemon] rescan: still no second full scan while following
         assert len(list(latest.parent.glob("scan-*.parquet"))) == 1, log.read_text()
         assert "following changes" in log.read_text()
+        wait_for(lambda: "and its change deltas (no full scan)" in log.read_text(), 30, "a cycle on the deltas")
+        wait_for(lambda: log.read_text().count(": done in ") >= 2, 30, "that cycle's end")
+        assert len(list(latest.parent.glob("scan-*.parquet"))) == 1, log.read_text()
     finally:
         if proc is not None:
             stop(proc)

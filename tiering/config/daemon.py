@@ -24,6 +24,8 @@ Every key is optional; these are the defaults::
                                 # (filesystem-wide events into delta partitions; refuse to start where
                                 # they are not delivered), "rescan" (periodic full scans), "auto" (the
                                 # first where it works, else the second)
+    full_scan = "24h"           # while `changes` follows the hot tier, a cycle plans on the latest
+                                # snapshot merged with its deltas and scans in full only this often
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from tiering.config.values import Table
 from tiering.core.errors import UserError
 
 DAEMON_KEYS = ("interval", "watermark_check", "rescan", "debounce", "auto_archive", "auto_archive_tier",
-               "metrics_port", "metrics_address", "log_file", "log_level", "stop_timeout", "keep_snapshots", "changes")
-DURATION_KEYS = frozenset({"interval", "watermark_check", "rescan", "debounce", "auto_archive", "stop_timeout"})
+               "metrics_port", "metrics_address", "log_file", "log_level", "stop_timeout", "keep_snapshots", "changes",
+               "full_scan")
+DURATION_KEYS = frozenset({"interval", "watermark_check", "rescan", "debounce", "auto_archive", "stop_timeout",
+                           "full_scan"})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 CHANGE_MODES = ("auto", "fanotify", "rescan")
 #: What a SIGHUP cannot change in a running daemon.
@@ -63,6 +67,7 @@ class DaemonConfig:
     stop_timeout: float = 10.0
     keep_snapshots: int = 4
     changes: str = "auto"  # auto | fanotify | rescan (``tiering.daemon.changes``)
+    full_scan: float = 86400.0  # while following changes: a cycle's full scan at most this often
 
 
 def parse_daemon(table: Table, base: Path, tiers: dict[str, Any]) -> DaemonConfig:
@@ -83,6 +88,7 @@ def parse_daemon(table: Table, base: Path, tiers: dict[str, Any]) -> DaemonConfi
         stop_timeout=table.duration("stop_timeout", d.stop_timeout),
         keep_snapshots=table.integer("keep_snapshots", d.keep_snapshots, minimum=2),  # rescans diff the last two
         changes=table.choice("changes", CHANGE_MODES, d.changes),
+        full_scan=_positive(table, "full_scan", d.full_scan),
     )
 
 

@@ -55,7 +55,7 @@ from tiering.mover.executor import Task
 from tiering.mover.outcome import DONE, FAILED, Outcome
 from tiering.plan import Usage
 from tiering.policy import Policy
-from tiering.ops.workflow import policy_for
+from tiering.ops.workflow import latest_snapshot, policy_for
 from tiering.scan import fresh_snapshot, prune_snapshots
 from tiering.trace.log import TraceLog
 
@@ -84,6 +84,7 @@ class Daemon:
         self._baseline: Path | None = None  # the snapshot rescans compare against
         self.follower: Follower | None = None  # keeps the latest snapshot current from fanotify events
         self._next_flush = 0.0
+        self._last_full_scan: float | None = None  # monotonic time of the last full scan the follower rebased on
         self.guard = GuardProcess(config)
         self._guard_paths = GuardPaths.of(config)
 
@@ -287,27 +288,50 @@ class Daemon:
 
     def _cycle(self, trigger: str) -> None:
         report = None
-        if self.follower is not None:
+        followed = self._followed_inventory()
+        if self.follower is not None and followed is None:
             self.follower.begin_scan()
         try:
             report = run_cycle(self.config, self.policy, self.catalog, command=f"daemon:{trigger}",
-                               stop=self.signals.stop, hooks=self)
+                               stop=self.signals.stop, hooks=self, inventory=followed)
         except Exception as exc:  # the daemon outlives a failed cycle; the next one tries again
             _log_failure(f"cycle ({trigger})", exc)
             self.metrics.inc("tiering_errors_total", kind="cycle")
         self._last_cycle = time.monotonic()
         self.metrics.inc("tiering_cycles_total", trigger=trigger)
         if report is not None:
-            self._rebase(report.snapshot)
-            self._after_cycle(trigger, report)
-        elif self.follower is not None:
+            if followed is None:  # a full scan: the follower's new base, and the rescan's new baseline
+                self._rebase(report.snapshot)
+            self._after_cycle(trigger, report, scanned=followed is None)
+        elif self.follower is not None and followed is None:
             self.follower.end_scan()
         self._refresh_counts()
 
-    def _after_cycle(self, trigger: str, report: CycleReport) -> None:
+    def _followed_inventory(self) -> Path | None:
+        """The latest snapshot, when this cycle may plan on it merged with its change deltas instead of
+        scanning the hot tier: the follower has kept every change since the last full scan, which is younger
+        than ``[daemon] full_scan``. None: a full scan is due (or nothing follows the changes)."""
+        follower, last = self.follower, self._last_full_scan
+        if follower is None or follower.log is None or follower.broken is not None or last is None:
+            return None
+        if time.monotonic() - last >= self.config.daemon.full_scan:
+            return None
+        try:
+            reason = follower.flush()  # every change seen so far in the deltas the plan reads
+        except Exception as exc:  # an unwritable delta: scan rather than trust them
+            reason = follower.give_up(f"a delta could not be written ({exc})")
+        if reason is not None:
+            log.warning("inventory deltas incomplete (%s): this cycle scans in full", reason)
+            self.metrics.inc("tiering_errors_total", kind="changes")
+            return None
+        latest = latest_snapshot(self.config)
+        return latest.resolve() if latest is not None else None
+
+    def _after_cycle(self, trigger: str, report: CycleReport, scanned: bool = True) -> None:
         self.metrics.set("tiering_cycle_duration_seconds", report.seconds)
         self.metrics.set("tiering_last_cycle_timestamp_seconds", time.time())
-        self._absorb(report.snapshot)
+        if scanned:  # (a followed inventory is the baseline itself plus deltas: nothing new to compare)
+            self._absorb(report.snapshot)
         wm = self.policy.watermark
         if trigger == "watermark" and wm is not None and report.usage_after.fraction > wm.high:
             self._misses += 1
@@ -340,6 +364,7 @@ class Daemon:
             from tiering.scan import Snapshot
 
             self.follower.rebase(snapshot, Snapshot(snapshot, deltas=False).buckets)
+            self._last_full_scan = time.monotonic()
 
     def _absorb(self, snapshot: Path) -> None:
         """Count what file events missed since the previous snapshot; ``snapshot`` becomes the baseline."""

@@ -94,17 +94,19 @@ def run_once(config: Config, policy: Policy, *, stop: threading.Event | None = N
 
 def run_cycle(config: Config, policy: Policy, catalog: Catalog, *, command: str = "run",
               stop: threading.Event | None = None, jobs: int | None = None,
-              hooks: ActionHooks | None = None) -> CycleReport:
+              hooks: ActionHooks | None = None, inventory: Path | None = None) -> CycleReport:
     """Recover, scan, plan and apply on an open writer ``catalog``; recorded as one run.
 
     ``stop``, once set, stops new actions from starting; those in flight finish.
+    ``inventory``: plan on this snapshot (merged with its change deltas, ``tiering.scan.delta``) instead of
+    a fresh scan; the daemon passes the latest one while its deltas follow every change.
     An exception is recorded in the run's summary and raised.
     """
     start = time.monotonic()
     run_id = catalog.start_run(command)
     mover = Mover(config, catalog)  # a fresh one per cycle: it snapshots who has files open for writing
     try:
-        report = _cycle(config, policy, mover, command, run_id, stop, jobs or config.jobs, hooks, start)
+        report = _cycle(config, policy, mover, command, run_id, stop, jobs or config.jobs, hooks, start, inventory)
     except BaseException as exc:
         catalog.finish_run({"command": command, "error": f"{type(exc).__name__}: {exc}"[:500]})
         raise
@@ -116,15 +118,20 @@ def run_cycle(config: Config, policy: Policy, catalog: Catalog, *, command: str 
 
 
 def _cycle(config: Config, policy: Policy, mover: Mover, command: str, run_id: str, stop: threading.Event | None,
-           jobs: int, hooks: ActionHooks | None, start: float) -> CycleReport:
+           jobs: int, hooks: ActionHooks | None, start: float, inventory: Path | None) -> CycleReport:
     # 1. recover: settle whatever a crash left open before anything else moves
     recovered = recover(mover) + join_guard(mover)  # join_guard: restores the access guard did meanwhile
     for outcome in recovered:
         log.info("recovered: %s %s: %s", outcome.action, show_path(outcome.path), outcome.reason)
 
-    # 2. scan: always a fresh inventory of the hot tier (older snapshots beyond [daemon] keep_snapshots go)
-    snapshot = fresh_snapshot(config)
-    prune_snapshots(snapshot, config.daemon.keep_snapshots)
+    # 2. scan: a fresh inventory of the hot tier (older snapshots beyond [daemon] keep_snapshots go),
+    #    unless the caller's inventory is kept current by change deltas
+    if inventory is None:
+        snapshot = fresh_snapshot(config)
+        prune_snapshots(snapshot, config.daemon.keep_snapshots)
+    else:
+        snapshot = inventory
+        log.info("%s: planning on %s and its change deltas (no full scan)", command, snapshot.name)
 
     # 3. plan: the policy over that inventory and the catalog this cycle holds, as it is now
     before = Usage.of(config.hot_path)
