@@ -189,7 +189,7 @@ def test_a_killed_workers_restore_is_settled_by_another_processs_recover_only_on
         assert cat._read("SELECT ended_at IS NOT NULL FROM runs WHERE pid = ?", (worker,)) == [(True,)]
 
 
-def test_the_guard_journals_to_its_ledger_while_the_server_is_unreachable(gpg):
+def test_a_guard_that_cannot_reach_the_server_serves_from_the_stubs_and_its_ledger_is_applied_later(gpg):
     g = gpg
     g.config.write_text(g.config.read_text().replace("@127.0.0.1:", "@127.0.0.2:"))  # nothing listens there
     g.start_guard(wait=60)
@@ -198,3 +198,9 @@ def test_the_guard_journals_to_its_ledger_while_the_server_is_unreachable(gpg):
     assert len(list(g.guard_dir.glob("*.db"))) == 1
     log = g.stop_guard()
     assert "cannot be reached" in log and "ledger" in log and PG_PASSWORD not in log, log
+    g.config.write_text(g.config.read_text().replace("@127.0.0.2:", "@127.0.0.1:"))  # the server is back
+    with Catalog.open(g.url) as cat:
+        assert cat.get(NAME.encode()).state == "released"
+    assert g.tiering("recover").returncode == 0  # the next writer applies the ledger
+    with Catalog.open(g.url) as cat:
+        assert cat.get(NAME.encode()).state == "archived"
