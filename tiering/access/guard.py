@@ -11,9 +11,13 @@ see ``access.fanotify``) until this process answers. Per event:
   or the two would wait on each other;
 - any other open of a stub: the file is restored into the stub's own inode
   (``Mover.restore_async(in_place=True)``, the same verified restore as
-  ``tiering restore``, journaled in the guard's ledger), then the open is
-  allowed. Opens of one stub wait on one restore; different stubs restore in
-  parallel, as many at once as the tier's ``jobs``.
+  ``tiering restore``), then the open is allowed. Opens of one stub wait on
+  one restore; different stubs restore in parallel, as many at once as the
+  tier's ``jobs``. The restore is journaled in the catalog itself when it is
+  a server (the guard is a run of its own there, its restores claimed like
+  any writer's: one that finds the file claimed by another writer tries
+  again while its reader waits), else in the guard's ledger
+  (``mover.handoff``).
 
 An open is allowed only if the file it opened is no longer a stub when we
 answer; a failed restore, or one that outlasts ``[guard] timeout``, fails
@@ -47,7 +51,7 @@ from tiering.access.fanotify import FAN_Q_OVERFLOW, Event, FanotifyUnsupported, 
 from tiering.core.display import show_path
 from tiering.core.errors import PathError, TieringError
 from tiering.core.states import FileState
-from tiering.mover.outcome import DONE, NOOP
+from tiering.mover.outcome import DONE, FAILED, NOOP, SKIPPED
 from tiering.mover.restorelock import holder_of
 from tiering.mover.stub import is_stub
 from tiering.stores.base import SupportsRestore
@@ -91,7 +95,8 @@ class _Restore:
 
 
 class Worker:
-    """Serves one fanotify group over one hot tier, with one mover (its catalog: a ``GuardLedger``)."""
+    """Serves one fanotify group over one hot tier, with one mover (its catalog: the server catalog, or a
+    ``GuardLedger``; ``mover.handoff.open_guard_catalog``)."""
 
     def __init__(self, group: Group, mover, *, timeout: float, pending_log: Path,
                  listener: socket.socket | None = None, catalog=None, guard_dir: Path | None = None,
@@ -415,7 +420,12 @@ class Worker:
                 return  # it has its bytes: a stale mark (a release that failed after marking), no stub
             if why := await asyncio.to_thread(self._object_asleep, rel, False):
                 return  # (finally answers: an error at once, not a wait of hours)
-            outcome = await self.mover.restore_async(rel, in_place=True)
+            outcome = await self._restore_when_free(job, rel)
+            if outcome.stop and getattr(self.mover.catalog, "_fenced", ""):
+                # Another node's recover declared this worker's run dead (it was paused too long): the catalog
+                # refuses its begins for good. A new worker is a new run (the keeper starts one).
+                log.error("%s; the worker stops so that a new one takes over", outcome.reason)
+                self.stop()
             if outcome.status == DONE:
                 self.counters.restored += 1
                 if self.trace is not None:  # the access trace: this reader's open is a miss
@@ -435,6 +445,39 @@ class Worker:
             self._restores.pop(key, None)
             self._settle(job.waiters, why)
             job.waiters = []
+
+    async def _restore_when_free(self, job: _Restore, rel: bytes):
+        """The in-place restore of ``rel``, tried again while another writer of a server catalog holds the
+        file and a reader still waits on the stub: a ``tiering restore`` elsewhere has it claimed (it ends,
+        one way or the other, and lets go), or a release has truncated it and not yet committed its end.
+        Up to ``timeout`` for a claim, ``RELEASE_SETTLE`` for a release; then the last outcome stands."""
+        started, pause = time.monotonic(), 0.02
+        while True:
+            outcome = await self.mover.restore_async(rel, in_place=True)
+            waited = time.monotonic() - started
+            if outcome.status == SKIPPED:
+                again = waited + pause < self.timeout
+            elif outcome.status == FAILED and not outcome.stop:
+                again = waited + pause < RELEASE_SETTLE and await asyncio.to_thread(self._unreleased, rel)
+            else:
+                return outcome
+            if not (again and getattr(self.mover.catalog, "claims", False) and self._still_stub(job)):
+                return outcome
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _unreleased(self, rel: bytes) -> bool:
+        """Whether the catalog does not (yet) call ``rel`` released."""
+        rec = self.mover.catalog.get(rel)
+        return rec is None or rec.state != FileState.RELEASED
+
+    @staticmethod
+    def _still_stub(job: _Restore) -> bool:
+        """Whether a reader still waits on the job's file and it is still an empty, marked stub."""
+        try:
+            return bool(job.waiters) and os.fstat(job.waiters[0].fd).st_size == 0 and is_stub(job.waiters[0].fd)
+        except OSError:
+            return False
 
     async def _unless_filled(self, job: _Restore, why: str) -> str:
         """``why`` this guard's restore did not succeed, or '' when the openers' file has its bytes anyway.
@@ -650,16 +693,15 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
     """
     import signal
 
-    from tiering.catalog import Catalog
     from tiering.mover.beneath import HotRoot
     from tiering.mover.guardlink import GuardPaths
-    from tiering.mover.handoff import GuardLedger
+    from tiering.mover.handoff import open_guard_catalog, read_catalog
     from tiering.mover.ops import Mover
     from tiering.mover.recover import recover
 
     paths = GuardPaths.of(config)
-    ledger = GuardLedger(Catalog.open(paths.ledger, writer=True, purpose="guard"), config.catalog_path,
-                         HotRoot(config.hot_path))
+    # A server catalog: the guard is a writer of it like any other (a run, claims); SQLite: its own ledger.
+    ledger = open_guard_catalog(config, paths.ledger, HotRoot(config.hot_path))
     mover = Mover(config, ledger, check_writers=False)  # type: ignore[arg-type]  (a catalog by duck typing)
     try:
         worker = Worker(group, mover, timeout=config.guard.timeout, pending_log=paths.pending, listener=listener,
@@ -670,7 +712,7 @@ def work(config, group: Group, listener: socket.socket | None, ready=lambda watc
         def startup() -> None:
             for outcome in recover(mover):
                 log.info("recovered: %s %s: %s", outcome.action, show_path(outcome.path), outcome.reason)
-            main = ledger.catalog()
+            main = read_catalog(ledger)
             worker.catalog, worker._followed = main, time.time() - 60  # (a minute back: what the scan may miss)
             dirs = worker.mark_stubs(released_files(main)) if main is not None else 0
             worker.follow_releases()  # and every host's stub-directory log, from its start

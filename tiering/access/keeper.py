@@ -5,8 +5,10 @@ every open still waiting on it: a reader of a stub would read an empty file.
 So the group is held by a small keeper that does no I/O on the hot tier and
 no restores, and the work is done by a worker it forks. If the worker dies
 (a bug, an OOM kill, SIGKILL), the group stays open, the readers stay
-blocked, and the keeper starts a new worker, which settles the ledger's
-journal (``recover``: a half-filled stub is finished or emptied again),
+blocked, and the keeper starts a new worker, which settles its
+predecessor's journal (``recover``: a half-filled stub is finished or
+emptied again; on a server catalog the dead worker's run is any dead run,
+whose entries any node's ``tiering recover`` may settle as well),
 answers the events its predecessor left (``Worker.settle_orphans``) and goes
 on. Only if the keeper itself dies do waiting opens go through to the stub;
 ``tiering status`` then says "guard: inactive" at once (the keeper's

@@ -94,3 +94,23 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def open_entries_by_life(catalog, here: str) -> tuple[int, int]:
+    """(open journal entries of live runs, of dead runs) in a server ``catalog`` (a ``Catalog``, read-only
+    is enough), judged from host ``here`` by the rule ``recover`` uses (``RunLife.why_dead``): an entry
+    belongs to the run holding its claim, else to the run that began it; a run with no row is dead.
+    One grouped read of the open entries (the ``journal_open`` index) and the runs they name."""
+    # (reads through the catalog's own connection: this helper is part of the catalog package)
+    rows = catalog._read(
+        "SELECT o.owner, o.n, r.id, r.host, r.pid, r.started_at, r.ended_at, r.heartbeat_at, r.heartbeat_every, "
+        f"{catalog._db.now_sql} FROM (SELECT coalesce(c.run_id, j.run_id) AS owner, count(*) AS n FROM journal j "
+        "LEFT JOIN claims c ON c.entry_id = j.id WHERE j.status = 'open' GROUP BY coalesce(c.run_id, j.run_id)) o "
+        "LEFT JOIN runs r ON r.id = o.owner")
+    live = dead = 0
+    for _owner, n, *run in rows:
+        if run[0] is not None and not RunLife(*run).why_dead(here):
+            live += n
+        else:
+            dead += n
+    return live, dead

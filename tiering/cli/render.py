@@ -63,9 +63,9 @@ def summary_lines(summary: dict, config) -> list[str]:
         lines.append(f"  {state:<9} {v['files']:>10,} {'file ' if v['files'] == 1 else 'files'} {format_size(v['bytes']):>10}")
     if not summary["by_state"]:
         lines.append("  no managed files yet")
-    if summary.get("interrupted") and summary["writer"]:
-        lines.append(f"  {plural(summary['interrupted'], 'action')} in progress")
-    elif summary.get("interrupted"):
+    if summary.get("in_progress"):
+        lines.append(f"  {plural(summary['in_progress'], 'action')} in progress")
+    if summary.get("interrupted"):
         lines.append(f"  {plural(summary['interrupted'], 'interrupted action')}: the next command (or `tiering recover`) "
                      "settles them")
     run = summary["last_run"]

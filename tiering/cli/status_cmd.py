@@ -35,7 +35,8 @@ def status(
         summary["guard"] = {"state": guard.state, "detail": guard.detail}
         typer.echo(json.dumps(summary) if as_json else "\n".join([*summary_lines(summary, cfg), guard.line()]))
         return
-    catalog = Catalog.open(cfg.catalog_path) if cfg.catalog_path.exists() else None
+    # The server's catalog where there is one (a guard's restore on another node shows at once), else the file.
+    catalog = Catalog.open(cfg.catalog_target) if cfg.catalog_url or cfg.catalog_path.exists() else None
     results, refused = [], []  # a path that is missing or not ours is one line; the others are still reported
     try:
         for item in resolve_operands(paths, cfg.hot_path):

@@ -1,6 +1,15 @@
-"""Restores done by a guard, handed to the catalog's owner.
+"""The catalog an access guard's restores are journaled in: the shared server, or a ledger handed over.
 
-The catalog has one writer at a time (``catalog.lock``): a ``tiering release``
+With a server catalog (``[catalog] url``) there are many writers, file by
+file under claims, on every node: the guard opens the catalog itself and
+journals its restores there as a run of its own (``open_guard_catalog``),
+so ``tiering status`` on any node sees a restore the moment it is done, and
+``recover`` on any node settles a guard's interrupted restore once the
+guard's run is dead (``tiering.catalog.claims``). Everything below is about
+the embedded SQLite catalog (and a server that cannot be reached when the
+guard starts).
+
+The SQLite catalog has one writer at a time (``catalog.lock``): a ``tiering release``
 or the daemon may hold it for a long while, and a reader blocked in ``open``
 cannot wait for it. So the access guard never writes the catalog. It restores
 through a ``GuardLedger``: records are read from the catalog (read-only; on a
@@ -21,6 +30,7 @@ import os
 import secrets
 import stat
 import time
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,11 +42,36 @@ from tiering.mover.outcome import DONE, Outcome
 from tiering.mover.stub import STUB_XATTR
 from tiering.stores.keys import encode_key
 
+log = logging.getLogger("tiering.guard")
+
+
+def open_guard_catalog(config, ledger_path: Path, hot_root: HotRoot) -> Catalog | GuardLedger:
+    """The catalog a guard's mover journals to (``Mover(config, this)``).
+
+    A server catalog: the catalog itself, opened for writing as a run named
+    "guard" (heartbeat, claims). The SQLite catalog: a ``GuardLedger`` at
+    ``ledger_path``. A server that cannot be reached now: a ledger too, its
+    records read from the stubs' own marks, so readers are still served;
+    the next writer of the catalog applies it (``join_guard``).
+    """
+    if config.catalog_url:
+        try:
+            return Catalog.open(config.catalog_url, writer=True, purpose="guard")
+        except CatalogError as exc:  # (its message shows the URL without its password)
+            log.error("%s; restores go to the ledger %s until the guard's worker restarts", exc, ledger_path)
+            return GuardLedger(Catalog.open(ledger_path, writer=True, purpose="guard"), None, hot_root)
+    return GuardLedger(Catalog.open(ledger_path, writer=True, purpose="guard"), config.catalog_path, hot_root)
+
+
+def read_catalog(catalog: Catalog | GuardLedger) -> Catalog | None:
+    """The catalog to read released files from, beside ``open_guard_catalog``'s (None: none on this node)."""
+    return catalog.catalog() if isinstance(catalog, GuardLedger) else catalog
+
 
 class GuardLedger:
     """The catalog a guard's mover uses: reads from the catalog or the stub, writes to the ledger."""
 
-    def __init__(self, ledger: Catalog, catalog_path: Path, hot_root: HotRoot) -> None:
+    def __init__(self, ledger: Catalog, catalog_path: Path | None, hot_root: HotRoot) -> None:
         self.ledger = ledger
         self.catalog_path = catalog_path
         self.hot_root = hot_root
@@ -47,7 +82,7 @@ class GuardLedger:
 
     def catalog(self) -> Catalog | None:
         """The catalog, read-only (None where there is none: the stubs describe themselves)."""
-        if self._main is None:
+        if self._main is None and self.catalog_path is not None:
             try:
                 self._main = Catalog.open(self.catalog_path)
             except (UserError, CatalogError):

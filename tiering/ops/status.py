@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 
@@ -47,23 +48,26 @@ def file_status(config: Config, catalog: Catalog | None, rel: bytes, verify: boo
     if rec.state == FileState.RELEASED:  # a restore of its archived object asked for, by a restore or a guard
         from tiering.mover.thaw import pending_note  # (the mover's modules load only for a released file)
 
-        note = pending_note(config, catalog, rec) or object_restore_note(config, rec)
+        note = pending_note(config, catalog, rec) or object_restore_note(config, rec, catalog)
     return FileStatus(rel, rec.state, rec.size, rec.tier, rec.object_key, rec.checksum, rec.pinned, checked, note)
 
 
-def object_restore_note(config: Config, rec: FileRecord) -> str:
+def object_restore_note(config: Config, rec: FileRecord, catalog: Catalog | None = None) -> str:
     """"restoring object, requested at ..." when an access guard asked the store to restore the file's
-    archived object since it was released ('' otherwise)."""
+    archived object since it was released ('' otherwise): journaled in a server ``catalog`` itself, or in
+    the guards' ledgers."""
     from tiering.mover.guardlink import GuardPaths
 
+    def requested(journal: Catalog) -> float:
+        return max((entry.started_at for entry in journal.history(rec.path)
+                    if entry.action == "object-restore" and entry.object_key == rec.object_key), default=0.0)
+
     folder = GuardPaths.of(config).dir
-    latest = 0.0
+    latest = requested(catalog) if catalog is not None and catalog.backend == "postgresql" else 0.0
     for path in sorted(folder.glob("*.db")) if folder.is_dir() else ():
         try:
             with Catalog.open(path) as ledger:
-                for entry in ledger.history(rec.path):
-                    if entry.action == "object-restore" and entry.object_key == rec.object_key:
-                        latest = max(latest, entry.started_at)
+                latest = max(latest, requested(ledger))
         except (UserError, CatalogError):
             continue
     if latest <= (rec.released_at or 0):
@@ -116,9 +120,23 @@ def tier_summary(config: Config) -> dict:
         with Catalog.open(config.catalog_target) as cat:
             out["by_state"] = {s: {"files": n, "bytes": b} for s, (n, b) in cat.counts().items()}
             out["last_run"] = cat.last_run()
-            out["interrupted"] = len(cat.open_entries())
+            out["in_progress"], out["interrupted"] = _open_actions(cat, holder)
     out["checked_at"] = time.time()
     return out
+
+
+def _open_actions(cat: Catalog, holder: dict | None) -> tuple[int, int]:
+    """(actions in progress, interrupted actions): the catalog's open journal entries, by whether the run
+    at each is alive. A server's: each run by its host, pid and heartbeat, as ``recover`` judges them
+    (``catalog.claims``). SQLite's: all in progress while a writer holds the lock (its holder settled what
+    was left before it began, so every open entry is its own: the kernel drops the lock with a dead holder),
+    all interrupted otherwise."""
+    if cat.backend == "postgresql":
+        from tiering.catalog.claims import open_entries_by_life
+
+        return open_entries_by_life(cat, socket.gethostname())
+    count = len(cat.open_entries())
+    return (count, 0) if holder else (0, count)
 
 
 def _watermark(config: Config) -> dict | None:
