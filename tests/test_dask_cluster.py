@@ -189,3 +189,28 @@ def test_a_task_carries_references_not_secrets(tmp_path, monkeypatch):
     options = references(config, "s3", config.tier("s3").options)
     assert options["secret_access_key"] == "${S3_SECRET}" and b"s3-secret-2" not in pickle.dumps(options)
     assert resolve(options["secret_access_key"], "the key") == "s3-secret-2"
+
+
+def test_a_migration_side_sent_to_workers_carries_references_not_secrets(tmp_path, monkeypatch):
+    """``migrate``/``sync --executor dask://``: a configured tier's side travels with its secret as the
+    ``${VAR}`` reference (``EndpointSpec.for_workers``), and opens from the worker's own environment."""
+    import pickle
+
+    from tiering.migrate.request import make_job
+
+    monkeypatch.setenv("S3_SECRET", "s3-secret-3")
+    cfg = tmp_path / "tiering.toml"
+    cfg.write_text('default_tier = "s3"\n[hot]\npath = "hot"\n[catalog]\npath = "state/c.db"\n[tiers.s3]\n'
+                   'url = "s3://bucket/p"\nendpoint = "http://127.0.0.1:1"\naccess_key_id = "id"\n'
+                   'secret_access_key = "${S3_SECRET}"\n')
+    (tmp_path / "hot").mkdir()
+    (tmp_path / "src").mkdir()
+    job = make_job(str(tmp_path / "src"), "s3", config=cfg)
+    assert b"s3-secret-3" in pickle.dumps(job.dst)  # in this process, as loaded
+    sent = job.dst.for_workers()
+    assert b"s3-secret-3" not in pickle.dumps(sent) and dict(sent.options)["secret_access_key"] == "${S3_SECRET}"
+    store = pickle.loads(pickle.dumps(sent)).open().store  # a worker with the variable opens it
+    assert store is not None
+    monkeypatch.delenv("S3_SECRET")
+    with pytest.raises(Exception, match=r"\$\{S3_SECRET\}.*not set"):
+        pickle.loads(pickle.dumps(sent)).open()

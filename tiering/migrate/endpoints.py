@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +21,10 @@ from tiering.config.tiers import store_options
 from tiering.core.errors import NotFoundError, UserError
 from tiering.migrate.listing import Entry
 from tiering.migrate.localtree import LocalTree
+from tiering.mover.distributed import references
+from tiering.mover.distributed import resolve as resolve_reference
 from tiering.stores import open_store, scheme_of
+from tiering.stores.options import SECRET_OPTIONS
 from tiering.stores.base import Store
 from tiering.stores.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -37,12 +40,27 @@ class EndpointSpec:
     options: tuple[tuple[str, Any], ...] = ()
     retry: RetryPolicy = DEFAULT_RETRY
     name: str = ""  # as the user wrote it
+    #: A configured tier's secret options as the ``${VAR}`` references its file wrote (``for_workers``).
+    references: tuple[tuple[str, str], ...] = ()
 
     def open(self, *, fsync: bool = False) -> LocalTree | StoreEndpoint:
-        """The live side. Missing credentials are the user's to fix (``CredentialsError``, a ``UserError``)."""
+        """The live side. Missing credentials are the user's to fix (``CredentialsError``, a ``UserError``);
+        a secret carried as its reference is read from this process's environment."""
         if self.kind == "local":
             return LocalTree(self.url, fsync=fsync)
-        return StoreEndpoint(open_store(self.url, dict(self.options), retry=self.retry))
+        options = dict(self.options)
+        for key, ref in self.references:
+            if options.get(key) == ref:
+                options[key] = resolve_reference(ref, f"{self.name}: {key}")
+        return StoreEndpoint(open_store(self.url, options, retry=self.retry))
+
+    def for_workers(self) -> EndpointSpec:
+        """This side with each configured secret as its reference: what may travel to Dask workers, which
+        resolve it from their own environment."""
+        if not self.references:
+            return self
+        refs = dict(self.references)
+        return replace(self, options=tuple((k, refs.get(k, v)) for k, v in self.options))
 
 
 def resolve(arg: str, options: Mapping[str, str], config=None, *, side: str = "source") -> EndpointSpec:
@@ -64,8 +82,12 @@ def resolve(arg: str, options: Mapping[str, str], config=None, *, side: str = "s
         return EndpointSpec("store", arg.rstrip("/"), tuple(sorted(opts.items())), name=arg)
     if config is not None and arg in config.tiers:
         tier = config.tier(arg)
-        merged = {**tier.options, **_options(tier.scheme, options, side)}
-        return EndpointSpec("store", tier.url, tuple(sorted(merged.items())), config.retry, name=arg)
+        given = _options(tier.scheme, options, side)
+        merged = {**tier.options, **given}
+        refs = {k: v for k, v in references(config, arg, tier.options).items()
+                if k in SECRET_OPTIONS and k not in given}
+        return EndpointSpec("store", tier.url, tuple(sorted(merged.items())), config.retry, name=arg,
+                            references=tuple(sorted(refs.items())))
     return _local(arg, options, arg, side)
 
 

@@ -50,6 +50,8 @@ def migrate(job: Job, *, jobs: int = 16, delete: bool = False, executor: Executo
     check_apart(job.src, job.dst)
     executor = executor or ThreadExecutor()
     job = replace(job, bwlimit=job.bwlimit / executor.processes)
+    if not isinstance(executor, ThreadExecutor):  # workers elsewhere: secrets travel as their references only
+        job = replace(job, src=job.src.for_workers(), dst=job.dst.for_workers())
     sides = sides_for(job)
     try:
         _check_source(sides.src, job)
