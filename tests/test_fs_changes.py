@@ -229,7 +229,8 @@ def test_a_dropped_event_makes_the_next_plan_scan_in_full(tmp_path):
                 for i in range(21000):  # more than the queue holds plus one read of the reader
                     os.close(os.open(hot / f"f{i}", os.O_CREAT | os.O_WRONLY))
                 assert follower.listener.catch_up(timeout=0.5) is False
-            assert follower.listener.catch_up()
+            # (a marker made while the queue is still full is dropped too: try again once the reader drains it)
+            assert any(follower.listener.catch_up() for _ in range(6))
             reason = follower.flush()
         finally:
             follower.close()
