@@ -133,20 +133,32 @@ def test_repeats_run_each_point_again_and_keep_the_median(tmp_path):
 
 def test_a_worker_has_at_most_prefetch_batches_built_or_in_the_making(tmp_path):
     """PyTorch hands a worker its next index only when a batch is taken: ``prefetch_factor`` batches per worker
-    at most, counting the one being built (the shared-memory segments of a run are its batches in flight)."""
+    at most, counting the one being built. A batch is in a reader's hands from its segment's creation until the
+    rank fetches its descriptor (as PyTorch's file_descriptor strategy passes it): the readers' open segments."""
     import os
     import threading
     import time
 
+    psutil = pytest.importorskip("psutil")
     files = SampleFiles(tmp_path / "raw", 16, 4 * KiB, "raw")
     files.ensure()
-    ours = f"tiering-dl-{os.getpid()}-"
+    ours = f"{SHM_DIR}/tiering-dl-{os.getpid()}-"
     most, done = 0, threading.Event()
+
+    def held_by_readers() -> set[str]:
+        names = set()
+        for rank in psutil.Process().children():
+            for reader in _quietly(rank.children):
+                for fd in _quietly(lambda: os.listdir(f"/proc/{reader.pid}/fd")):
+                    link = _quietly(lambda: os.readlink(f"/proc/{reader.pid}/fd/{fd}"), "")
+                    if link.startswith(ours):
+                        names.add(link)
+        return names
 
     def watch() -> None:
         nonlocal most
         while not done.is_set():
-            most = max(most, len(list(SHM_DIR.glob(f"{ours}*"))))
+            most = max(most, len(held_by_readers()))
             time.sleep(0.002)
 
     watcher = threading.Thread(target=watch)
@@ -158,3 +170,11 @@ def test_a_worker_has_at_most_prefetch_batches_built_or_in_the_making(tmp_path):
         watcher.join()
     assert 0 < most <= 2  # not 3: a batch waiting for room in a queue is one too many
     no_leftovers()
+
+
+def _quietly(call, default=()):
+    """``call()``, or ``default`` when the process it looks at has just exited."""
+    try:
+        return call()
+    except Exception:  # psutil.NoSuchProcess, or a /proc entry gone
+        return default
