@@ -133,48 +133,36 @@ def test_repeats_run_each_point_again_and_keep_the_median(tmp_path):
 
 def test_a_worker_has_at_most_prefetch_batches_built_or_in_the_making(tmp_path):
     """PyTorch hands a worker its next index only when a batch is taken: ``prefetch_factor`` batches per worker
-    at most, counting the one being built. A batch is in a reader's hands from its segment's creation until the
-    rank fetches its descriptor (as PyTorch's file_descriptor strategy passes it): the readers' open segments."""
+    at most, counting the one being built. Here the test is the training process of one real reader process:
+    it takes nothing for a while (the reader must stop at 2 batches), then one batch (the reader builds one more)."""
+    import multiprocessing as mp
     import os
-    import threading
     import time
 
-    psutil = pytest.importorskip("psutil")
+    from bench.dataloader.faithful import _hand_off, _reader
+
     files = SampleFiles(tmp_path / "raw", 16, 4 * KiB, "raw")
     files.ensure()
-    ours = f"{SHM_DIR}/tiering-dl-{os.getpid()}-"
-    most, done = 0, threading.Event()
-
-    def held_by_readers() -> set[str]:
-        names = set()
-        for rank in psutil.Process().children():
-            for reader in _quietly(rank.children):
-                for fd in _quietly(lambda: os.listdir(f"/proc/{reader.pid}/fd")):
-                    link = _quietly(lambda: os.readlink(f"/proc/{reader.pid}/fd/{fd}"), "")
-                    if link.startswith(ours):
-                        names.add(link)
-        return names
-
-    def watch() -> None:
-        nonlocal most
-        while not done.is_set():
-            most = max(most, len(held_by_readers()))
-            time.sleep(0.002)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:  # reads are fast and every step is 40 ms: the readers run as far ahead as they may
-        run_point(files, dl.Pipeline(batch=2, compute_s=0.04, prefetch=2, min_steps=2), 1, 1)
-    finally:
-        done.set()
-        watcher.join()
-    assert 0 < most <= 2  # not 3: a batch waiting for room in a queue is one too many
-    no_leftovers()
-
-
-def _quietly(call, default=()):
-    """``call()``, or ``default`` when the process it looks at has just exited."""
+    ctx = mp.get_context("fork")
+    inbox, slots = ctx.Queue(), ctx.Semaphore(2)
+    batches = [[2 * i, 2 * i + 1] for i in range(5)]
+    reader = ctx.Process(target=_reader, args=(files, batches, inbox, slots, 2, f"tiering-dl-{os.getpid()}-t-"))
+    reader.start()
     try:
-        return call()
-    except Exception:  # psutil.NoSuchProcess, or a /proc entry gone
-        return default
+        def waiting_after(seconds: float) -> int:
+            time.sleep(seconds)
+            return inbox.qsize()
+
+        assert waiting_after(0.5) == 2  # not 3: the reader waits for room before building another
+        for taken in range(len(batches)):
+            segment, nbytes, shape, _ = inbox.get(timeout=10)
+            _hand_off(segment.detach(), nbytes, shape)
+            slots.release()
+            if taken == 0:
+                assert waiting_after(0.3) == 2  # one taken, one more built
+        reader.join(timeout=10)
+        assert reader.exitcode == 0
+    finally:
+        reader.kill()
+        reader.join()
+    no_leftovers()
