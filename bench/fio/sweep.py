@@ -247,11 +247,13 @@ def bs_label(bs: int) -> str:
 
 
 def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = None,
-                 on_run: Callable[[int, int, int, int], None] | None = None) -> CampaignResult:
+                 on_run: Callable[[int, int, int, int], None] | None = None,
+                 on_bytes: Callable[[int], None] | None = None) -> CampaignResult:
     """Run every point, keeping job files, json+ output, the manifest and the Parquet table under ``out``.
 
     ``on_run(bs, iodepth, numjobs, k)`` is called before each fio run (``k`` counts a point's repeats
-    from 1), ``on_point`` after each point: the caller's progress display.
+    from 1), ``on_bytes(n)`` after each run with the bytes it moved, ``on_point`` after each point:
+    the caller's progress display.
     """
     out = campaign.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +264,8 @@ def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = 
     try:
         for bs, iodepth, numjobs in campaign.points():
             tell = (lambda k, at=(bs, iodepth, numjobs): on_run(*at, k)) if on_run else None
-            point = run_point(campaign, env, out, data, bs=bs, iodepth=iodepth, numjobs=numjobs, on_run=tell)
+            point = run_point(campaign, env, out, data, bs=bs, iodepth=iodepth, numjobs=numjobs, on_run=tell,
+                              on_bytes=on_bytes)
             points.append(point)
             _save(campaign, env, out, points)  # after every point, so a stopped campaign keeps what it measured
             if on_point:
@@ -273,7 +276,7 @@ def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = 
 
 
 def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs: int, iodepth: int, numjobs: int,
-              on_run: Callable[[int], None] | None = None) -> Point:
+              on_run: Callable[[int], None] | None = None, on_bytes: Callable[[int], None] | None = None) -> Point:
     """Lay out, then ``repeats`` times: drop caches if asked and run fio; the median run becomes the point.
 
     Every run's json+ is kept under ``<bs>/repeats/``; the median run's is also
@@ -302,6 +305,8 @@ def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs
             (directory / "repeats").mkdir(exist_ok=True)
             (directory / "repeats" / f"{stem}.r{k}.json").write_text(text)
         runs.append((text, fio_parse.rows(json.loads(text), campaign.profile.mode, **context), cache_drop))
+        if on_bytes:
+            on_bytes(sum(row["bytes"] for row in runs[-1][1]))
     throughput = [sum(r["bw_bytes_s"] for r in rows) for _, rows, _ in runs]
     text, rows, cache_drop = runs[median_index(throughput)]
     result_path.write_text(text)

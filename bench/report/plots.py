@@ -20,7 +20,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from bench.dataloader.emulate import AU_TARGET
 
@@ -184,6 +184,8 @@ def tiers(heads) -> Figure:
                           rotation=30 if sum(len(t) for t, _ in bars) > 24 else 0)
             ax.set_ylabel(label.format(rate=RATE_UNIT.get(engine, "ops/s")), fontsize="small")
             ax.grid(True, axis="y", alpha=0.3)
+            if label.startswith("accelerators"):
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole accelerators: no 0.5 ticks
             if not titled:
                 ax.set_title("\n".join(dict.fromkeys((engine, profile, op))), fontsize="small")
                 titled = True

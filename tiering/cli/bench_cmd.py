@@ -160,7 +160,7 @@ def fio(
     if not as_json:
         typer.echo(HEADER)
     with bar:
-        result = run_campaign(campaign, on_point=show, on_run=bar.run)
+        result = run_campaign(campaign, on_point=show, on_run=bar.run, on_bytes=bar.add_bytes)
     paths = {"results": str(result.results_path), "manifest": str(result.manifest_path), "warning": result.warning}
     typer.echo(json.dumps(paths) if as_json else f"results: {paths['results']}\nmanifest: {paths['manifest']}")
 
@@ -285,23 +285,30 @@ def _tier_of(target: Path, config: Optional[Path]) -> Optional[str]:
 
 
 class _SweepBar:
-    """A rich progress bar on stderr over a sweep's fio runs, with the time left by the estimate.
+    """Rich bars on stderr over a sweep's fio runs, with the time left by the estimate, and its bytes.
 
-    Drawn only when stdout and stderr are both a terminal: rich then moves the rows
-    printed meanwhile above the bar; with either redirected there is no bar.
+    fio runs are timed, so the bytes a sweep moves are known only as it goes: the
+    bytes bar counts them up without a total. Drawn only when stdout and stderr are
+    both a terminal and not ``--quiet``: rich then moves the rows printed meanwhile
+    above the bars; with either redirected there are none.
     """
 
     def __init__(self, est, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-        self._est, self._done = est, 0
-        console = Console(stderr=True)
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                                  TextColumn("runs"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
-                                  console=console, transient=True,
-                                  disable=not (enabled and console.is_terminal and sys.stdout.isatty()))
-        self._task = self._progress.add_task("fio", total=est.runs, left="")
+        self._est, self._done, self._moved = est, 0, 0
+        self._progress = _progress(enabled, TextColumn("{task.description}"), BarColumn(bar_width=24),
+                                   TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+                                   TextColumn("{task.fields[left]}"))
+        self._task = self._progress.add_task("fio", total=est.runs, count=f"0/{est.runs} runs", left="")
+        self._bytes = self._progress.add_task("bytes", total=None, count="", left="")
+
+    def add_bytes(self, n: int) -> None:
+        from tiering.core.units import format_size
+
+        self._moved += n  # after each run: that run is done
+        self._progress.update(self._bytes, completed=self._moved, count=f"{format_size(self._moved)} measured")
+        self._progress.update(self._task, completed=self._done, count=f"{self._done}/{self._est.runs} runs")
 
     def __enter__(self):
         self._progress.start()
@@ -315,6 +322,7 @@ class _SweepBar:
 
         left = (self._est.runs - self._done) * self._est.run_s
         self._progress.update(self._task, completed=self._done, left=f"~{format_elapsed(left)} left",
+                              count=f"{self._done}/{self._est.runs} runs",
                               description=f"bs {format_size(bs)} qd{iodepth} x{numjobs} run {k}")
         self._done += 1
 
