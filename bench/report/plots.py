@@ -78,6 +78,10 @@ def scaling(members, title: str) -> Figure:
             pts = sorted((n, v) for n, v in zip(s.n, values(s)) if v is not None)  # lines in x order
             ax.plot([n for n, _ in pts], [v for _, v in pts], marker="o", label=s.label)
         concurrency_axis(ax, ns)
+        latencies = [v for line in ax.get_lines() for v in line.get_ydata()] if ylabel.startswith("p99") else []
+        if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 30:
+            ax.set_yscale("log")  # queue depths spread latency over decades: a linear axis flattens the short ones
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("concurrency (numjobs / requests / accelerators)")
         ax.set_ylabel(ylabel)
         ax.set_title(ylabel.split(" (")[0], fontsize="medium")
@@ -179,7 +183,9 @@ def tiers(heads) -> Figure:
             if not bars:
                 ax.set_visible(False)
                 continue
-            ax.bar(range(len(bars)), [v for _, v in bars], color=[colours[t] for t, _ in bars])
+            drawn = ax.bar(range(len(bars)), [v for _, v in bars], color=[colours[t] for t, _ in bars])
+            ax.bar_label(drawn, labels=[_figure(v) for _, v in bars], fontsize="x-small")  # a 0 bar still says 0
+            ax.set_ylim(0, max(1.0 if label.startswith("accelerators") else 0.0, max(v for _, v in bars)) * 1.15 or 1)
             ax.set_xticks(range(len(bars)), [t for t, _ in bars], fontsize="small",
                           rotation=30 if sum(len(t) for t, _ in bars) > 24 else 0)
             ax.set_ylabel(label.format(rate=RATE_UNIT.get(engine, "ops/s")), fontsize="small")
@@ -191,6 +197,11 @@ def tiers(heads) -> Figure:
                 titled = True
     fig.suptitle("tiers side by side: one metric per panel, one workload per column")
     return fig
+
+
+def _figure(value: float) -> str:
+    """A bar's value as a label: whole numbers from 100 up, three significant digits below."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def accelerators(loads: list[dict]) -> Figure:
