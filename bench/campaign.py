@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.results import SCHEMA, table
+from tiering.core.errors import UserError
 
 RESULTS = "results.parquet"
 
@@ -59,3 +60,20 @@ def conform(data: pa.Table) -> pa.Table:
         for f in SCHEMA
     ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def check_writable(folder: str | os.PathLike[str], option: str) -> None:
+    """A folder a campaign will write into, checked before anything runs: the folder, or the nearest
+    existing one above it (where it would be created), must be a writable directory.
+
+    Raises a one-line ``UserError`` naming ``option``; ``os.access`` also says no on a read-only
+    mount, even to root.
+    """
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    where = str(folder) if probe == Path(folder).absolute() else f"{folder}: {probe}"
+    if not probe.is_dir():
+        raise UserError(f"{option}: {where} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{option}: {where} is not writable")

@@ -6,6 +6,7 @@ For fio sweeps, object sweeps and the dataloader emulation alike; a bad value is
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -224,6 +225,15 @@ def test_a_terminal_gets_bars_over_points_and_bytes_and_json_gets_none(tmp_path,
     quiet = in_terminal(verb, "--config", str(cfg), *args, "--json")
     assert "points" not in quiet and "left" not in quiet
     assert all(json.loads(line) for line in quiet.splitlines() if line.startswith("{"))
+
+
+@needs_fio
+def test_a_terminal_gets_bars_over_fio_runs_and_bytes(tmp_path):
+    drawn = in_terminal("fio", "--target", str(tmp_path), "--profile", "randread-4k", "--numjobs", "1,2", "--iodepth",
+                        "1", "--runtime", "1", "--ramp", "0", "--size", "1MiB", "--repeats", "1", "--out",
+                        str(tmp_path / "out"))
+    assert "2/2 runs" in drawn and "left" in drawn, drawn  # it reached the end
+    assert re.search(r"bytes .*\d+(\.\d+)?[KMG]iB measured", drawn), drawn  # the bytes fio moved, counted up
 
 
 def test_quiet_draws_no_bar(tmp_path):

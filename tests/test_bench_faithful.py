@@ -133,28 +133,36 @@ def test_repeats_run_each_point_again_and_keep_the_median(tmp_path):
 
 def test_a_worker_has_at_most_prefetch_batches_built_or_in_the_making(tmp_path):
     """PyTorch hands a worker its next index only when a batch is taken: ``prefetch_factor`` batches per worker
-    at most, counting the one being built (the shared-memory segments of a run are its batches in flight)."""
+    at most, counting the one being built. Here the test is the training process of one real reader process:
+    it takes nothing for a while (the reader must stop at 2 batches), then one batch (the reader builds one more)."""
+    import multiprocessing as mp
     import os
-    import threading
     import time
+
+    from bench.dataloader.faithful import _hand_off, _reader
 
     files = SampleFiles(tmp_path / "raw", 16, 4 * KiB, "raw")
     files.ensure()
-    ours = f"tiering-dl-{os.getpid()}-"
-    most, done = 0, threading.Event()
+    ctx = mp.get_context("fork")
+    inbox, slots = ctx.Queue(), ctx.Semaphore(2)
+    batches = [[2 * i, 2 * i + 1] for i in range(5)]
+    reader = ctx.Process(target=_reader, args=(files, batches, inbox, slots, 2, f"tiering-dl-{os.getpid()}-t-"))
+    reader.start()
+    try:
+        def waiting_after(seconds: float) -> int:
+            time.sleep(seconds)
+            return inbox.qsize()
 
-    def watch() -> None:
-        nonlocal most
-        while not done.is_set():
-            most = max(most, len(list(SHM_DIR.glob(f"{ours}*"))))
-            time.sleep(0.002)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:  # reads are fast and every step is 40 ms: the readers run as far ahead as they may
-        run_point(files, dl.Pipeline(batch=2, compute_s=0.04, prefetch=2, min_steps=2), 1, 1)
+        assert waiting_after(0.5) == 2  # not 3: the reader waits for room before building another
+        for taken in range(len(batches)):
+            segment, nbytes, shape, _ = inbox.get(timeout=10)
+            _hand_off(segment.detach(), nbytes, shape)
+            slots.release()
+            if taken == 0:
+                assert waiting_after(0.3) == 2  # one taken, one more built
+        reader.join(timeout=10)
+        assert reader.exitcode == 0
     finally:
-        done.set()
-        watcher.join()
-    assert 0 < most <= 2  # not 3: a batch waiting for room in a queue is one too many
+        reader.kill()
+        reader.join()
     no_leftovers()

@@ -36,11 +36,16 @@ def loader_rows(tier: str) -> list[dict]:
              "lat_p99_s": 0.002 * k} for k in (1, 2, 4)]).to_pylist()
 
 
-def inside(fig, artist) -> bool:
+def inside(fig, *artists) -> bool:
+    """Whether every artist (a title, a label) lies within the figure once drawn (one draw for them all)."""
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
-    box, frame = artist.get_window_extent(renderer), fig.bbox
-    return frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1
+    frame = fig.bbox
+    for artist in artists:
+        box = artist.get_window_extent(renderer)
+        if not (frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1):
+            return False
+    return True
 
 
 def test_scaling_puts_one_metric_on_each_axis_with_power_of_two_ticks():
@@ -72,17 +77,44 @@ def test_efficiency_title_fits():
     assert [t.get_text() for t in fig.get_axes()[0].get_xticklabels()] == ["1", "2", "4", "8", "16", "32"]
 
 
-def test_tiers_gives_each_workload_its_own_panel_and_names_tiers():
+def test_tiers_puts_one_metric_on_each_axis_and_names_tiers():
     rows = fio_rows("nvme") + fio_rows("scratch") + loader_rows("nvme")
     heads = headlines(rows, series(rows))
     fig = plots.tiers(heads)
     shown = [ax for ax in fig.get_axes() if ax.get_visible()]
-    assert len(shown) == 2  # fio randread-4k and the dataloader: never on one axis
-    titles = {ax.get_title(): ax for ax in shown}
-    assert set(titles) == {"fio · randread-4k · randread", "dataloader · dataloader-b32-50ms · load"}
-    fio = titles["fio · randread-4k · randread"]
-    assert [t.get_text() for t in fio.get_xticklabels()] == ["nvme", "scratch"]
-    assert [t.get_text() for t in titles["dataloader · dataloader-b32-50ms · load"].get_xticklabels()] == ["nvme"]
+    columns: dict[str, list] = {}
+    for ax in shown:  # a column per workload: its top panel carries the workload's name
+        columns.setdefault(round(ax.get_position().x0, 3), []).append(ax)
+    named = {next(a.get_title() for a in col if a.get_title()): col for col in columns.values()}
+    assert set(named) == {"fio\nrandread-4k\nrandread", "dataloader\ndataloader-b32-50ms\nload"}
+    fio, loader = named["fio\nrandread-4k\nrandread"], named["dataloader\ndataloader-b32-50ms\nload"]
+    assert [ax.get_ylabel() for ax in fio] == ["peak throughput (MB/s)", "peak IOPS", "p99 latency at peak (ms)"]
+    assert [ax.get_ylabel() for ax in loader] == ["peak throughput (MB/s)", "peak samples/s", "p99 latency at peak (ms)",
+                                                  "accelerators fed (AU >= 90%)"]
+    for ax in fio:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["nvme", "scratch"]
+    heights = {ax.get_ylabel(): [bar.get_height() for bar in ax.patches] for ax in fio}
+    peak = max(r["bw_bytes_s"] for r in rows if r["engine"] == "fio")
+    assert heights["peak throughput (MB/s)"] == pytest.approx([peak / 1e6] * 2)  # MB/s only on the MB/s axis
+    assert heights["peak IOPS"] == pytest.approx([peak / 4096] * 2)
+    assert [bar.get_height() for bar in loader[3].patches] == [2]  # k = 4 fell below 90 % AU
+    assert inside(fig, fig._suptitle, *(t for ax in shown for t in (ax.title, ax.yaxis.label)))
+
+
+@pytest.mark.parametrize("draw", ["scaling", "efficiency_map", "latency", "tiers", "accelerators"])
+def test_every_title_fits_its_figure(draw):
+    tier = "a-rather-long-tier-name-for-a-parallel-filesystem"
+    rows = fio_rows(tier) + fio_rows("nvme") + loader_rows(tier)
+    all_series = series(rows)
+    fio_series = [s for s in all_series if s.engine == "fio"]
+    title = f"{tier} · fio · randread-4k · randread"
+    fig = {"scaling": lambda: plots.scaling(fio_series, title), "efficiency_map": lambda: plots.efficiency_map(fio_series, title),
+           "latency": lambda: plots.latency(fio_series, title), "tiers": lambda: plots.tiers(headlines(rows, all_series)),
+           "accelerators": lambda: plots.accelerators([r for r in rows if r["engine"] == "dataloader"])}[draw]()
+    texts = [fig._suptitle] + [t for ax in fig.get_axes() if ax.get_visible() for t in (ax.title, ax.xaxis.label,
+                                                                                         ax.yaxis.label)]
+    texts = [t for t in texts if t is not None and t.get_text()]
+    assert len(texts) >= 3 and inside(fig, *texts), [t.get_text() for t in texts if not inside(fig, t)]
 
 
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")

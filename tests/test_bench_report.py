@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -111,6 +112,20 @@ def test_html_report_is_self_contained(campaigns, tmp_path):
     text = report.read_text()
     assert report.suffix == ".html" and text.count("data:image/png;base64,") >= 5
     assert "src='plots/" not in text and "<td>seaweed</td>" in text
+
+
+@pytest.mark.parametrize("fmt, link", [("md", "]({})"), ("html", "href='{}'")])
+def test_report_links_every_png_and_the_raw_parquet(tmp_path, fmt, link):
+    root = tmp_path / "campaigns"  # two small campaigns: a few plots are enough to check the links
+    write_results([r for r in fio_rows("disk", DISK) if r["iodepth"] == 1], root / "fio")
+    write_results(loader_rows("tmpfs", 2)[:3], root / "loader")
+    out = tmp_path / fmt
+    text = build(root, out, fmt=fmt).read_text()
+    pngs = sorted(out.rglob("*.png"))
+    assert len(pngs) >= 5
+    for path in pngs + sorted(root.rglob("results.parquet")):
+        rel = os.path.relpath(path, out)
+        assert link.format(rel) in text, rel
 
 
 def test_no_results_is_a_user_error(tmp_path):

@@ -19,8 +19,11 @@ charges them the same way:
   built (``prefetch_factor``: PyTorch hands a worker its next index only when
   the training process takes one of its batches);
 - *collation into shared memory*: a worker stacks a batch's decoded samples
-  into a fresh shared-memory segment (as PyTorch's collate does in a worker)
-  and sends its name; the rank maps it, unlinks it and drops it after the step;
+  into a fresh, already unlinked shared-memory segment (as PyTorch's collate
+  does in a worker) and passes its descriptor as PyTorch's default
+  ``file_descriptor`` sharing strategy does (``multiprocessing.reduction.DupFd``:
+  the rank fetches it from the worker's resource-sharer thread over a Unix
+  socket); the rank maps it and drops it after the step;
 - *a barrier per step* across ranks (``multiprocessing.Barrier``), after the
   emulated compute (a sleep of ``compute_s``);
 - *AU and samples/s as DLIO 2.0 computes them* (``StatsCounter.compute_metrics_train``):
@@ -49,6 +52,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from multiprocessing.reduction import DupFd
 from pathlib import Path
 
 import numpy as np
@@ -214,8 +218,9 @@ def _rank(files: SampleFiles, pipeline: Pipeline, batches: list[list[int]], work
     """One accelerator: start the readers, then take, map, compute, barrier, step after step."""
     ctx = mp.get_context("fork")
     inboxes = [ctx.Queue() for _ in range(workers)]
-    slots = [ctx.Semaphore(max(1, pipeline.prefetch)) for _ in range(workers)]
-    readers = [ctx.Process(target=_reader, args=(files, batches[w::workers], inboxes[w], slots[w], f"{tag}{w}-"),
+    prefetch = max(1, pipeline.prefetch)
+    slots = [ctx.Semaphore(prefetch) for _ in range(workers)]
+    readers = [ctx.Process(target=_reader, args=(files, batches[w::workers], inboxes[w], slots[w], prefetch, f"{tag}{w}-"),
                            name=f"loader-{w}", daemon=True) for w in range(workers)]
     try:
         started = time.perf_counter()
@@ -226,10 +231,11 @@ def _rank(files: SampleFiles, pipeline: Pipeline, batches: list[list[int]], work
             got = inboxes[step % workers].get(timeout=_TIMEOUT_S)
             if isinstance(got, BaseException):
                 raise got
-            slots[step % workers].release()  # taken: that worker may start another batch
-            name, nbytes, shape, lat = got
+            segment, nbytes, shape, lat = got
+            fd = segment.detach()  # the descriptor, from the worker's resource sharer
+            slots[step % workers].release()  # taken: that worker may start another batch (PyTorch sends an index)
             latencies += lat
-            _hand_off(name, nbytes, shape)
+            _hand_off(fd, nbytes, shape)
             time.sleep(pipeline.compute_s)
             if step == 0:
                 first_step = time.perf_counter() - started  # before the barrier, as DLIO times a step
@@ -247,12 +253,9 @@ def _rank(files: SampleFiles, pipeline: Pipeline, batches: list[list[int]], work
             p.join()
 
 
-def _hand_off(name: str, nbytes: int, shape: tuple[int, ...]) -> None:
+def _hand_off(fd: int, nbytes: int, shape: tuple[int, ...]) -> None:
     """Map a batch a reader left in shared memory, as the training process receives it; then release it."""
-    path = SHM_DIR / name
-    fd = os.open(path, os.O_RDWR)
     try:
-        os.unlink(path)  # mapped: the segment lives until the mapping is closed
         with mmap.mmap(fd, nbytes) as region:
             batch = np.ndarray(shape, dtype=np.uint8, buffer=region)
             del batch  # the accelerator would consume it here; the emulated compute does not read it
@@ -260,7 +263,7 @@ def _hand_off(name: str, nbytes: int, shape: tuple[int, ...]) -> None:
         os.close(fd)
 
 
-def _reader(files: SampleFiles, batches: list[list[int]], inbox, slots, tag: str) -> None:
+def _reader(files: SampleFiles, batches: list[list[int]], inbox, slots, prefetch: int, tag: str) -> None:
     """One reader process: for each batch, wait for a free slot, read and decode each sample,
     collate the batch into fresh shared memory, send it."""
     try:
@@ -274,17 +277,21 @@ def _reader(files: SampleFiles, batches: list[list[int]], inbox, slots, tag: str
                 lat.append(time.perf_counter() - t)
             shape = (len(samples), *samples[0].shape)
             nbytes = int(np.prod(shape))
-            name = f"{tag}{n}"
-            fd = os.open(SHM_DIR / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+            path = SHM_DIR / f"{tag}{n}"
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
             try:
+                os.unlink(path)  # as PyTorch's segments: they live on their descriptors only
                 os.ftruncate(fd, nbytes)
                 with mmap.mmap(fd, nbytes) as region:
                     out = np.ndarray(shape, dtype=np.uint8, buffer=region)
                     np.stack(samples, out=out)  # collation: PyTorch's default_collate stacks into shared memory
                     del out
+                segment = DupFd(fd)  # passed as PyTorch's file_descriptor strategy passes a storage
             finally:
                 os.close(fd)
-            inbox.put((name, nbytes, shape, lat), timeout=_TIMEOUT_S)
+            inbox.put((segment, nbytes, shape, lat), timeout=_TIMEOUT_S)
+        for _ in range(prefetch):  # stay until the rank has taken every batch: it fetches each descriptor from us
+            slots.acquire(timeout=_TIMEOUT_S)
     except BaseException as exc:  # noqa: BLE001 - the rank re-raises it
         inbox.put(exc)
 

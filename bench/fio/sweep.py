@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.fio import parse as fio_parse
-from bench.campaign import new_campaign, write_results
+from bench.campaign import check_writable, new_campaign, write_results
 from bench.fio.env import (
     DROPPED,
     MLPERF_DATASET_TO_RAM,
@@ -48,6 +48,8 @@ from tiering.core.errors import RUN_ERRNOS, UserError
 from tiering.core.units import format_elapsed, format_size, parse_size
 
 DATA_DIR = "tiering-bench-fio"
+#: ``--label``: a tier's name as the config spells tier names (plus '.'); it names a folder and a plot's bars.
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 Values = int | str | Sequence[int | str] | None
 DEFAULT_SWEEP = {"bs": (128 * 1024,), "numjobs": (1, 2, 4, 8), "iodepth": (1, 16)}
 
@@ -139,6 +141,7 @@ def open_campaign(target: str | os.PathLike[str], profile: str, *, profile_dir: 
     path = Path(target).resolve()
     if not path.is_dir():
         raise UserError(f"fio target {target} is not an existing directory")
+    check_writable(path, "--target")  # fio lays its data files out in it
     fio_path = shutil.which(fio)
     if fio_path is None:
         raise FioError(f"{fio} not found on PATH; install fio (Debian/Ubuntu: apt-get install fio)")
@@ -147,12 +150,18 @@ def open_campaign(target: str | os.PathLike[str], profile: str, *, profile_dir: 
              "iodepth": _values(iodepth, "iodepth", int)}
     sweep = {key: values or prof.sweep.get(key) or DEFAULT_SWEEP[key] for key, values in given.items()}
     label = options.pop("label", None)
-    if label is not None and (not label.strip() or "/" in label or label in (".", "..")):
-        raise UserError(f"--label: {label!r}: expected a tier name (it names a folder: no '/')")
+    if label is not None and not LABEL.fullmatch(label):
+        raise UserError(f"--label: {label!r}: expected a tier name: letters, digits, '.', '_' and '-', "
+                        "starting with a letter or digit (it names a folder)")
     if label is not None:
         options["name"] = label
     if int(options.get("repeats", 1)) < 1:
         raise UserError(f"--repeats: expected a positive whole number; got {options['repeats']!r}")
+    if float(options.get("runtime", 1)) <= 0:
+        raise UserError(f"--runtime: {options['runtime']:g}: expected a positive number of seconds")
+    if float(options.get("ramp", 0)) < 0:
+        raise UserError(f"--ramp: {options['ramp']:g}: expected 0 or more seconds")
+    check_writable(Path(out) if out else Path("bench-results"), "--out")
     per_job = None if size is None else _values(size, "size", parse_size)[0]
     prof.sized(per_job)  # a profile without a size fails here, before anything runs
     return Campaign(path, prof, out=Path(out) if out else None, fio=fio_path, size=per_job, **sweep, **options)
@@ -211,7 +220,8 @@ def estimate(campaign: Campaign) -> Estimate:
 def plan_lines(campaign: Campaign) -> list[str]:
     """What ``--dry-run`` prints: one line per point in run order, then the estimate."""
     est = estimate(campaign)
-    lines = [f"{campaign.profile.name} on {campaign.target} ({'direct' if campaign.direct else 'buffered'} I/O, "
+    lines = [f"{campaign.profile.name} on {campaign.target}, tier {campaign.label!r} "
+             f"({'direct' if campaign.direct else 'buffered'} I/O, "
              f"{campaign.repeats} run(s) per point, ramp {campaign.ramp:g} s + runtime {campaign.runtime:g} s each):"]
     for i, (bs, qd, nj) in enumerate(campaign.points(), 1):
         lines.append(f"  {i:>3}. bs {format_size(bs):>7}  iodepth {qd:>3}  numjobs {nj:>3}  "
@@ -237,11 +247,13 @@ def bs_label(bs: int) -> str:
 
 
 def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = None,
-                 on_run: Callable[[int, int, int, int], None] | None = None) -> CampaignResult:
+                 on_run: Callable[[int, int, int, int], None] | None = None,
+                 on_bytes: Callable[[int], None] | None = None) -> CampaignResult:
     """Run every point, keeping job files, json+ output, the manifest and the Parquet table under ``out``.
 
     ``on_run(bs, iodepth, numjobs, k)`` is called before each fio run (``k`` counts a point's repeats
-    from 1), ``on_point`` after each point: the caller's progress display.
+    from 1), ``on_bytes(n)`` after each run with the bytes it moved, ``on_point`` after each point:
+    the caller's progress display.
     """
     out = campaign.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +264,8 @@ def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = 
     try:
         for bs, iodepth, numjobs in campaign.points():
             tell = (lambda k, at=(bs, iodepth, numjobs): on_run(*at, k)) if on_run else None
-            point = run_point(campaign, env, out, data, bs=bs, iodepth=iodepth, numjobs=numjobs, on_run=tell)
+            point = run_point(campaign, env, out, data, bs=bs, iodepth=iodepth, numjobs=numjobs, on_run=tell,
+                              on_bytes=on_bytes)
             points.append(point)
             _save(campaign, env, out, points)  # after every point, so a stopped campaign keeps what it measured
             if on_point:
@@ -263,7 +276,7 @@ def run_campaign(campaign: Campaign, on_point: Callable[[Point], None] | None = 
 
 
 def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs: int, iodepth: int, numjobs: int,
-              on_run: Callable[[int], None] | None = None) -> Point:
+              on_run: Callable[[int], None] | None = None, on_bytes: Callable[[int], None] | None = None) -> Point:
     """Lay out, then ``repeats`` times: drop caches if asked and run fio; the median run becomes the point.
 
     Every run's json+ is kept under ``<bs>/repeats/``; the median run's is also
@@ -292,6 +305,8 @@ def run_point(campaign: Campaign, env: Environment, out: Path, data: Path, *, bs
             (directory / "repeats").mkdir(exist_ok=True)
             (directory / "repeats" / f"{stem}.r{k}.json").write_text(text)
         runs.append((text, fio_parse.rows(json.loads(text), campaign.profile.mode, **context), cache_drop))
+        if on_bytes:
+            on_bytes(sum(row["bytes"] for row in runs[-1][1]))
     throughput = [sum(r["bw_bytes_s"] for r in rows) for _, rows, _ in runs]
     text, rows, cache_drop = runs[median_index(throughput)]
     result_path.write_text(text)

@@ -1,7 +1,8 @@
 """A tiny document model for the benchmark report, rendered as Markdown or as HTML.
 
-Markdown links its images by relative path; HTML embeds them as base64 data
-URIs, so the ``.html`` file is self-contained (it can be mailed or attached).
+Markdown shows its images by relative path, each a link to its PNG; HTML
+embeds them as base64 data URIs, so the ``.html`` file is self-contained (it
+can be mailed or attached), and links each PNG file beside it too.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def _markdown(doc: Doc, base: Path) -> str:
             out += [_md_row(header), _md_row(["---"] * len(header)), *(_md_row(r) for r in rows), ""]
         elif kind == "img":
             path, caption = payload  # type: ignore[misc]
-            out += [f"![{caption}]({os.path.relpath(path, base)})", f"*{caption}*", ""]
+            rel = os.path.relpath(path, base)
+            out += [f"[![{caption}]({rel})]({rel})", f"*{caption}*", ""]  # the image links its PNG file
     return "\n".join(out)
 
 
@@ -96,7 +98,8 @@ def _html(doc: Doc, base: Path) -> str:
         elif kind == "img":
             path, caption = payload  # type: ignore[misc]
             data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-            out.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(caption)}'>"
-                       f"<figcaption>{e(caption)}</figcaption></figure>")
+            rel = os.path.relpath(Path(path).absolute(), Path(base).absolute())
+            out.append(f"<figure><a href='{e(rel)}'><img src='data:image/png;base64,{data}' alt='{e(caption)}'></a>"
+                       f"<figcaption>{e(caption)} (<a href='{e(rel)}'>{e(rel)}</a>)</figcaption></figure>")
     out.append("</body></html>")
     return "\n".join(out)

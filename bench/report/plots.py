@@ -14,12 +14,13 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from bench.dataloader.emulate import AU_TARGET
 
@@ -77,6 +78,10 @@ def scaling(members, title: str) -> Figure:
             pts = sorted((n, v) for n, v in zip(s.n, values(s)) if v is not None)  # lines in x order
             ax.plot([n for n, _ in pts], [v for _, v in pts], marker="o", label=s.label)
         concurrency_axis(ax, ns)
+        latencies = [v for line in ax.get_lines() for v in line.get_ydata()] if ylabel.startswith("p99") else []
+        if latencies and min(latencies) > 0 and max(latencies) / min(latencies) > 30:
+            ax.set_yscale("log")  # queue depths spread latency over decades: a linear axis flattens the short ones
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("concurrency (numjobs / requests / accelerators)")
         ax.set_ylabel(ylabel)
         ax.set_title(ylabel.split(" (")[0], fontsize="medium")
@@ -135,33 +140,68 @@ def latency(members, title: str) -> Figure:
     return fig
 
 
-def tiers(heads) -> Figure:
-    """Each workload's peak in its own panel (its own axis and unit), one bar per tier.
+#: The rate each engine's rows count in ``iops``: fio operations, object requests, dataloader samples.
+RATE_UNIT = {"fio": "IOPS", "objects": "requests/s", "dataloader": "samples/s"}
 
-    fio, object and dataloader peaks are different quantities at different
-    scales: on one shared MB/s axis the small ones vanish and the comparison
-    invites reading across workloads.
+
+def tier_metrics(heads) -> list[tuple[str, Callable]]:
+    """The rows of the tiers chart: (axis label, value of a headline or None), one metric each.
+
+    The rate's label is the workload's own unit (``{rate}`` is filled per column).
+    """
+    rows: list[tuple[str, Callable]] = [
+        ("peak throughput (MB/s)", lambda h: h.peak_bw / 1e6 if h.peak_bw else None),
+        ("peak {rate}", lambda h: h.peak_iops or None),
+        ("p99 latency at peak (ms)", lambda h: None if h.p99_at_peak is None else h.p99_at_peak * 1e3),
+    ]
+    if any(h.accelerators is not None for h in heads):
+        rows.append((f"accelerators fed (AU >= {AU_TARGET:.0%})", lambda h: h.accelerators))
+    return rows
+
+
+def tiers(heads) -> Figure:
+    """Tiers side by side: a column per workload, a row per metric, one bar per tier in every panel.
+
+    Every axis carries one metric in one unit: fio, object and dataloader peaks
+    are different quantities at different scales (on one shared MB/s axis the
+    small ones vanish and the comparison invites reading across workloads), and
+    a throughput, a rate and a latency never share an axis either.
     """
     workloads = sorted({(h.engine, h.profile, h.op) for h in heads})
     names = sorted({h.tier for h in heads})
-    peak = {(h.tier, h.engine, h.profile, h.op): h.peak_bw / 1e6 for h in heads}
-    cols = min(4, len(workloads))
-    rows_ = math.ceil(len(workloads) / cols)
-    fig = Figure(figsize=(3.4 * cols + 0.6, 3.2 * rows_ + 0.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows_, cols, squeeze=False).ravel())
+    by_key = {(h.tier, h.engine, h.profile, h.op): h for h in heads}
+    metrics = tier_metrics(heads)
+    fig = Figure(figsize=(max(6.0, 2.9 * len(workloads) + 1.0), 2.5 * len(metrics) + 1.0), layout="constrained")
+    grid = fig.subplots(len(metrics), len(workloads), squeeze=False)
     colours = {tier: f"C{i}" for i, tier in enumerate(names)}
-    for ax, (engine, profile, op) in zip(axes, workloads):
-        present = [t for t in names if peak.get((t, engine, profile, op))]
-        ax.bar(range(len(present)), [peak[(t, engine, profile, op)] for t in present],
-               color=[colours[t] for t in present])
-        ax.set_xticks(range(len(present)), present, fontsize="small")
-        ax.set_ylabel("peak throughput (MB/s)")
-        ax.set_title(" · ".join(dict.fromkeys((engine, profile, op))), fontsize="small")
-        ax.grid(True, axis="y", alpha=0.3)
-    for ax in axes[len(workloads):]:
-        ax.set_visible(False)
-    fig.suptitle("peak throughput per workload, tiers side by side")
+    for col, (engine, profile, op) in enumerate(workloads):
+        titled = False
+        for row, (label, value) in enumerate(metrics):
+            ax = grid[row][col]
+            bars = [(t, value(by_key[(t, engine, profile, op)])) for t in names if (t, engine, profile, op) in by_key]
+            bars = [(t, v) for t, v in bars if v is not None]
+            if not bars:
+                ax.set_visible(False)
+                continue
+            drawn = ax.bar(range(len(bars)), [v for _, v in bars], color=[colours[t] for t, _ in bars])
+            ax.bar_label(drawn, labels=[_figure(v) for _, v in bars], fontsize="x-small")  # a 0 bar still says 0
+            ax.set_ylim(0, max(1.0 if label.startswith("accelerators") else 0.0, max(v for _, v in bars)) * 1.15 or 1)
+            ax.set_xticks(range(len(bars)), [t for t, _ in bars], fontsize="small",
+                          rotation=30 if sum(len(t) for t, _ in bars) > 24 else 0)
+            ax.set_ylabel(label.format(rate=RATE_UNIT.get(engine, "ops/s")), fontsize="small")
+            ax.grid(True, axis="y", alpha=0.3)
+            if label.startswith("accelerators"):
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole accelerators: no 0.5 ticks
+            if not titled:
+                ax.set_title("\n".join(dict.fromkeys((engine, profile, op))), fontsize="small")
+                titled = True
+    fig.suptitle("tiers side by side: one metric per panel, one workload per column")
     return fig
+
+
+def _figure(value: float) -> str:
+    """A bar's value as a label: whole numbers from 100 up, three significant digits below."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def accelerators(loads: list[dict]) -> Figure:

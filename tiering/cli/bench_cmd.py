@@ -35,6 +35,20 @@ def _one(text: str, parse, option: str):
     return value
 
 
+def _least(value: float, least: float, option: str) -> None:
+    """A numeric option's lower bound, checked here rather than by click: one line, like every bench error."""
+    if value < least:
+        raise UserError(f"{option}: {value:g}: expected {least:g} or more")
+
+
+def _out_folder(out: Optional[Path]) -> None:
+    """``--out`` checked before anything runs: a sweep must not end by failing to write its results."""
+    from bench.campaign import check_writable
+
+    if out is not None:
+        check_writable(out, "--out")
+
+
 @app.command("objects")
 def objects(
     tier: Annotated[str, typer.Option(help="Capacity tier name from the config.")],
@@ -62,6 +76,7 @@ def objects(
                   epoch_size=_one(epoch_size, parse_size, "--epoch-size"), repeats=_one(repeats, int, "--repeats"))
     cfg = load_config(find_config(config))
     sweep_plan = plan(**points)
+    _out_folder(out)
     if dry_run:
         _print_plan(plan_lines(sweep_plan, cfg.tier(tier).url), sweep_plan, as_json,
                     [{"op": p.op, "size": p.object_size, "concurrency": p.concurrency, "objects": p.objects,
@@ -103,11 +118,14 @@ def fio(
     runtime: Annotated[float, typer.Option(help="Seconds measured per point.")] = 30.0,
     ramp: Annotated[float, typer.Option(help="Seconds run unmeasured before each point.")] = 5.0,
     size: Annotated[Optional[str], typer.Option(help="Data per job (default: the profile's).")] = None,
-    repeats: Annotated[int, typer.Option(min=1, metavar="N", help="fio runs per point; the median is kept, the spread shown.")] = 3,
+    repeats: Annotated[str, typer.Option(metavar="N", help=REPEATS_HELP)] = str(DEFAULT_REPEATS),
     direct: Annotated[bool, typer.Option("--direct", help="O_DIRECT: bypass the page cache.")] = False,
     drop_caches: Annotated[bool, typer.Option(
         help="Drop the whole machine's page cache before each buffered run (root; never with --direct).")] = False,
-    label: Annotated[Optional[str], typer.Option(metavar="NAME", help="Tier name in results and plots (default: the target folder's name).")] = None,
+    label: Annotated[Optional[str], typer.Option(metavar="NAME", help=(
+        "Tier name in results and plots (default: the config's name for the tier holding --target, 'hot' or a "
+        "posix tier's, else the target folder's name)."))] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", metavar="PATH", help=FILE_HELP)] = None,
     profile_dir: Annotated[Optional[Path], typer.Option(help="Extra profiles (NAME.toml), searched first.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Results folder (default: bench-results/<campaign>).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per result row, then one with the paths.")] = False,
@@ -118,12 +136,13 @@ def fio(
 
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
                              out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches,
-                             repeats=repeats, label=label)
+                             repeats=_one(repeats, int, "--repeats"), label=label or _tier_of(target, config))
     if direct and drop_caches:
         typer.echo("note: --drop-caches ignored: O_DIRECT bypasses the page cache", err=True)
     if dry_run:
         est = estimate(campaign)
-        typer.echo(json.dumps({"points": [dict(zip(("bs", "iodepth", "numjobs"), p)) for p in campaign.points()],
+        typer.echo(json.dumps({"tier": campaign.label,
+                               "points": [dict(zip(("bs", "iodepth", "numjobs"), p)) for p in campaign.points()],
                                "repeats": campaign.repeats, "runs": est.runs, "estimated_s": est.total_s})
                    if as_json else "\n".join(plan_lines(campaign)))
         return
@@ -141,7 +160,7 @@ def fio(
     if not as_json:
         typer.echo(HEADER)
     with bar:
-        result = run_campaign(campaign, on_point=show, on_run=bar.run)
+        result = run_campaign(campaign, on_point=show, on_run=bar.run, on_bytes=bar.add_bytes)
     paths = {"results": str(result.results_path), "manifest": str(result.manifest_path), "warning": result.warning}
     typer.echo(json.dumps(paths) if as_json else f"results: {paths['results']}\nmanifest: {paths['manifest']}")
 
@@ -151,12 +170,12 @@ def dataloader(
     tier: Annotated[str, typer.Option(help="'hot' (files on the hot tier) or a capacity tier name.")],
     workers: Annotated[str, typer.Option(help="Reader workers per accelerator, comma-separated.")] = "1,2,4,8",
     sample_size: Annotated[str, typer.Option(help="Bytes per sample.")] = "128KiB",
-    batch: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 32,
-    compute_ms: Annotated[float, typer.Option(min=0, help="Emulated accelerator time per step.")] = 50.0,
-    samples: Annotated[int, typer.Option(min=1, help="Samples in the dataset (created if missing).")] = 4096,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the dataset per point.")] = 1,
-    read_delay_ms: Annotated[float, typer.Option(min=0, help="Extra sleep per sample read: throttles the tier.")] = 0.0,
-    max_accelerators: Annotated[int, typer.Option(min=1, help="Stop the accelerator search here.")] = 64,
+    batch: Annotated[int, typer.Option(help="Samples per step.")] = 32,
+    compute_ms: Annotated[float, typer.Option(help="Emulated accelerator time per step.")] = 50.0,
+    samples: Annotated[int, typer.Option(help="Samples in the dataset (created if missing).")] = 4096,
+    epochs: Annotated[int, typer.Option(help="Passes over the dataset per point.")] = 1,
+    read_delay_ms: Annotated[float, typer.Option(help="Extra sleep per sample read: throttles the tier.")] = 0.0,
+    max_accelerators: Annotated[int, typer.Option(help="Stop the accelerator search here.")] = 64,
     keep_dataset: Annotated[bool, typer.Option(help="Keep a dataset this run created (for the next run).")] = False,
     cache: Annotated[str, typer.Option(metavar="cold|warm",
                                        help="cold: evict the dataset from this host's page cache before each point; "
@@ -180,6 +199,10 @@ def dataloader(
     from tiering.config import find_config, load_config
     from tiering.core.units import parse_size
 
+    for value, least, option in ((batch, 1, "--batch"), (compute_ms, 0, "--compute-ms"), (samples, 1, "--samples"),
+                                 (epochs, 1, "--epochs"), (read_delay_ms, 0, "--read-delay-ms"),
+                                 (max_accelerators, 1, "--max-accelerators")):
+        _least(value, least, option)
     pipeline = dl.Pipeline(batch=batch, compute_s=compute_ms / 1e3, epochs=epochs, read_delay_s=read_delay_ms / 1e3,
                            cache=cache)
     readers, runs = _csv(workers, int, "--workers"), _one(repeats, int, "--repeats")
@@ -190,6 +213,7 @@ def dataloader(
     cfg, size = load_config(find_config(config)), _one(sample_size, parse_size, "--sample-size")
     load_plan, target = _loader_plan(cfg, tier, mode, pipeline, samples, size, sample_format, readers, max_accelerators,
                                      runs)
+    _out_folder(out)
     if dry_run:
         _print_plan(_loader_plan_lines(load_plan, pipeline, target, mode), load_plan, as_json,
                     [{"workers": p.workers, "accelerators": p.accelerators, "steps": p.steps, "estimated_s": p.seconds}
@@ -225,33 +249,66 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="md (images beside it) or html (self-contained).")] = "md",
 ) -> None:
     """Plots and a Markdown/HTML report over every campaign under DIRECTORY."""
+    from bench.campaign import check_writable
     from bench.report.build import build
 
     from tiering.cli.output import show_progress
+
+    if not directory.is_dir():
+        raise UserError(f"{directory}: not an existing directory; expected the --out folder of `tiering bench ...`")
+    check_writable(out or directory, "--out")
 
     # Each step as it starts, for the person at a terminal (not -q); a script's stderr keeps only errors.
     say = (lambda text: typer.echo(f"{text} ...", err=True)) if show_progress() else None
     typer.echo(build(directory, out, fmt, on_step=say))
 
 
-class _SweepBar:
-    """A rich progress bar on stderr over a sweep's fio runs, with the time left by the estimate.
+def _tier_of(target: Path, config: Optional[Path]) -> Optional[str]:
+    """The config's name for the tier ``target`` lies on ('hot', or a posix tier's name); None when none holds it.
 
-    Drawn only when stdout and stderr are both a terminal: rich then moves the rows
-    printed meanwhile above the bar; with either redirected there is no bar.
+    A named config that cannot be read is an error; with no config found the folder's name will do.
+    """
+    from tiering.config import find_config, load_config
+
+    try:
+        cfg = load_config(find_config(config))
+    except UserError:
+        if config is not None:
+            raise
+        return None
+    where = target.resolve()
+    roots = [("hot", cfg.hot_path)] + [(name, Path(t.url)) for name, t in cfg.tiers.items() if t.scheme == "file"]
+    for name, root in roots:
+        if where == root.resolve() or root.resolve() in where.parents:
+            return name
+    return None
+
+
+class _SweepBar:
+    """Rich bars on stderr over a sweep's fio runs, with the time left by the estimate, and its bytes.
+
+    fio runs are timed, so the bytes a sweep moves are known only as it goes: the
+    bytes bar counts them up without a total. Drawn only when stdout and stderr are
+    both a terminal and not ``--quiet``: rich then moves the rows printed meanwhile
+    above the bars; with either redirected there are none.
     """
 
     def __init__(self, est, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-        self._est, self._done = est, 0
-        console = Console(stderr=True)
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                                  TextColumn("runs"), TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
-                                  console=console, transient=True,
-                                  disable=not (enabled and console.is_terminal and sys.stdout.isatty()))
-        self._task = self._progress.add_task("fio", total=est.runs, left="")
+        self._est, self._done, self._moved = est, 0, 0
+        self._progress = _progress(enabled, TextColumn("{task.description}"), BarColumn(bar_width=24),
+                                   TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
+                                   TextColumn("{task.fields[left]}"))
+        self._task = self._progress.add_task("fio", total=est.runs, count=f"0/{est.runs} runs", left="")
+        self._bytes = self._progress.add_task("bytes", total=None, count="", left="")
+
+    def add_bytes(self, n: int) -> None:
+        from tiering.core.units import format_size
+
+        self._moved += n  # after each run: that run is done
+        self._progress.update(self._bytes, completed=self._moved, count=f"{format_size(self._moved)} measured")
+        self._progress.update(self._task, completed=self._done, count=f"{self._done}/{self._est.runs} runs")
 
     def __enter__(self):
         self._progress.start()
@@ -265,6 +322,7 @@ class _SweepBar:
 
         left = (self._est.runs - self._done) * self._est.run_s
         self._progress.update(self._task, completed=self._done, left=f"~{format_elapsed(left)} left",
+                              count=f"{self._done}/{self._est.runs} runs",
                               description=f"bs {format_size(bs)} qd{iodepth} x{numjobs} run {k}")
         self._done += 1
 
