@@ -100,7 +100,8 @@ def test_objects_dataloader_and_report_check_their_folders_first(tmp_path, read_
 
 @needs_fio
 def test_fio_names_the_tier_as_the_config_does(tmp_path, monkeypatch):
-    from tiering.cli.bench_cmd import _tier_of
+    from tiering.cli.bench_cmd import _found_config, _tier_of
+    from tiering.config import load_config
 
     cfg = config(tmp_path)
     (tmp_path / "hot" / "bench").mkdir()
@@ -108,8 +109,23 @@ def test_fio_names_the_tier_as_the_config_does(tmp_path, monkeypatch):
     done = bench_cli("fio", "--target", str(tmp_path / "hot" / "bench"), "--profile", "randread-4k", "-n", "--json",
                      "--config", str(cfg))
     assert done.returncode == 0 and json.loads(done.stdout)["tier"] == "hot", done.stderr  # was "bench"
-    assert _tier_of(tmp_path / "cap", cfg) == "hdd"
-    assert _tier_of(tmp_path / "scratch", cfg) is None  # on no tier: the folder's name will do
+    assert _tier_of(tmp_path / "cap", load_config(cfg)) == "hdd"
+    assert _tier_of(tmp_path / "scratch", load_config(cfg)) is None  # on no tier: the folder's name will do
     monkeypatch.delenv("TIERING_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path / "scratch")  # no tiering.toml here
-    assert _tier_of(tmp_path / "hot" / "bench", None) is None
+    assert _found_config(None) is None and _tier_of(tmp_path / "hot" / "bench", None) is None
+
+
+@needs_fio
+def test_the_configs_bench_table_asks_for_cache_drops_and_direct_io_still_never_does(tmp_path):
+    cfg = config(tmp_path)
+    (tmp_path / "hot" / "bench").mkdir()
+    args = ("fio", "--target", str(tmp_path / "hot" / "bench"), "--profile", "randread-4k", "-n", "--json",
+            "--config", str(cfg))
+    assert json.loads(bench_cli(*args).stdout)["drop_caches"] is False  # off unless asked
+    cfg.write_text(cfg.read_text() + "\n[bench]\ndrop_caches = true\n")
+    assert json.loads(bench_cli(*args).stdout)["drop_caches"] is True
+    assert json.loads(bench_cli(*args, "--direct").stdout)["drop_caches"] is False
+    cfg.write_text(cfg.read_text().replace("drop_caches = true", 'drop_caches = "yes"'))
+    bad = bench_cli(*args)
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "drop_caches" in bad.stderr, bad.stderr

@@ -121,7 +121,8 @@ def fio(
     repeats: Annotated[str, typer.Option(metavar="N", help=REPEATS_HELP)] = str(DEFAULT_REPEATS),
     direct: Annotated[bool, typer.Option("--direct", help="O_DIRECT: bypass the page cache.")] = False,
     drop_caches: Annotated[bool, typer.Option(
-        help="Drop the whole machine's page cache before each buffered run (root; never with --direct).")] = False,
+        help="Drop the whole machine's page cache before each buffered run (root; never with --direct). "
+             "Default: the config's [bench] drop_caches.")] = False,
     label: Annotated[Optional[str], typer.Option(metavar="NAME", help=(
         "Tier name in results and plots (default: the config's name for the tier holding --target, 'hot' or a "
         "posix tier's, else the target folder's name)."))] = None,
@@ -134,16 +135,19 @@ def fio(
     """fio sweep of a profile over numjobs x iodepth x block size on a directory."""
     from bench.fio.sweep import HEADER, estimate, open_campaign, plan_lines, point_line, run_campaign
 
+    cfg = _found_config(config)
+    drop_caches = drop_caches or bool(cfg and cfg.bench.drop_caches)  # the flag, or the config's [bench]
     campaign = open_campaign(target, profile, profile_dir=profile_dir, bs=bs, numjobs=numjobs, iodepth=iodepth, size=size,
                              out=out, runtime=runtime, ramp=ramp, direct=direct, drop_caches=drop_caches,
-                             repeats=_one(repeats, int, "--repeats"), label=label or _tier_of(target, config))
+                             repeats=_one(repeats, int, "--repeats"), label=label or _tier_of(target, cfg))
     if direct and drop_caches:
         typer.echo("note: --drop-caches ignored: O_DIRECT bypasses the page cache", err=True)
     if dry_run:
         est = estimate(campaign)
         typer.echo(json.dumps({"tier": campaign.label,
                                "points": [dict(zip(("bs", "iodepth", "numjobs"), p)) for p in campaign.points()],
-                               "repeats": campaign.repeats, "runs": est.runs, "estimated_s": est.total_s})
+                               "repeats": campaign.repeats, "runs": est.runs, "estimated_s": est.total_s,
+                               "drop_caches": campaign.drop_caches and not campaign.direct})
                    if as_json else "\n".join(plan_lines(campaign)))
         return
     warned: set[str] = set()
@@ -263,18 +267,22 @@ def report(
     typer.echo(build(directory, out, fmt, on_step=say))
 
 
-def _tier_of(target: Path, config: Optional[Path]) -> Optional[str]:
-    """The config's name for the tier ``target`` lies on ('hot', or a posix tier's name); None when none holds it.
-
-    A named config that cannot be read is an error; with no config found the folder's name will do.
-    """
+def _found_config(config: Optional[Path]):
+    """The config ``--config`` names (an error if it cannot be read), else the one found, else None."""
     from tiering.config import find_config, load_config
 
     try:
-        cfg = load_config(find_config(config))
+        return load_config(find_config(config))
     except UserError:
         if config is not None:
             raise
+        return None
+
+
+def _tier_of(target: Path, cfg) -> Optional[str]:
+    """The config's name for the tier ``target`` lies on ('hot', or a posix tier's name); None when none holds
+    it, or with no config (the folder's name will do)."""
+    if cfg is None:
         return None
     where = target.resolve()
     roots = [("hot", cfg.hot_path)] + [(name, Path(t.url)) for name, t in cfg.tiers.items() if t.scheme == "file"]

@@ -84,6 +84,7 @@ from tiering.config.guard import DURATION_KEYS as _GUARD_DURATIONS
 from tiering.config.guard import GuardConfig, guard_values, parse_guard
 from tiering.config.locations import check_hot_tier, check_locations
 from tiering.config.trace import TraceConfig, parse_trace, trace_values
+from tiering.config.bench import BenchConfig, bench_values, parse_bench
 from tiering.config.tiers import SCHEME_OPTIONS, PartDefaults, TierConfig, parse_tier
 from tiering.config.values import SECRET_KEYS, Table
 from tiering.core.errors import ConfigError, UserError
@@ -99,7 +100,7 @@ CONFIG_ENV = "TIERING_CONFIG"
 #: Where ``find_config`` looks, in order, when no file is named (relative to the cwd).
 DEFAULT_LOCATIONS = ("tiering.toml", "configs/local.toml")
 
-_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "guard", "trace", "cost", "tiers")
+_TOP_KEYS = ("default_tier", "policy", "hot", "catalog", "heat", "scan", "concurrency", "retry", "daemon", "guard", "trace", "cost", "bench", "tiers")
 _CONCURRENCY_KEYS = ("jobs", "part_size", "multipart_threshold", "part_jobs")
 _RETRY_KEYS = ("attempts", "max_backoff", "deadline")
 
@@ -138,6 +139,7 @@ class Config:
     catalog_url: str | None = None  # a PostgreSQL catalog (``tiering.config.catalog_url``); None: the file
     cost: CostModel = field(default_factory=CostModel)  # prices: ``[cost]``, ``[tiers.NAME.cost]`` (``config.cost``)
     trace: TraceConfig = field(default_factory=TraceConfig)  # the access trace (``tiering.config.trace``)
+    bench: BenchConfig = field(default_factory=BenchConfig)  # what `tiering bench` may do (``tiering.config.bench``)
 
     @property
     def catalog_target(self) -> str | Path:
@@ -207,6 +209,7 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         daemon=parse_daemon(top.sub("daemon"), base, tiers),
         guard=parse_guard(top.sub("guard"), base),
         trace=parse_trace(top.sub("trace"), base),
+        bench=parse_bench(top.sub("bench")),
         scan_max_age=_scan(top.sub("scan")),
         scan_executor=_scan_executor(top.sub("scan")),
         cost=parse_cost(top, tiers),
@@ -308,6 +311,7 @@ def describe(config: Config) -> str:
         ("daemon", daemon_values(config.daemon)),
         ("guard", guard_values(config.guard)),
         ("trace", trace_values(config.trace)),
+        ("bench", bench_values(config.bench)),
         ("concurrency", {k: getattr(config, k) for k in _CONCURRENCY_KEYS}),
         ("retry", {"attempts": config.retry.attempts, "max_backoff": config.retry.cap,
                    "deadline": config.retry.deadline}),
