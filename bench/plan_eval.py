@@ -1,7 +1,7 @@
 """How fast the planner evaluates a policy: synthetic inventory rows/s and peak RSS.
 
     python -m bench.plan_eval [--rows 10000000] [--policy bench/policies/ten-rules.toml]
-                              [--catalog-fraction 0.5] [--modes old,new,new-table]
+                              [--catalog-fraction 0.5] [--modes old,new,new-table,dask] [--dask-workers 2]
 
 Writes a synthetic inventory snapshot (not timed), then times ``make_plan``
 streaming it back, as ``tiering plan`` does, and prints rows/s, actions chosen
@@ -18,7 +18,12 @@ heat; the catalog is read in the timed part. Modes:
   out of core with the catalog *streamed* in batches (bucketed to disk beside
   the snapshot), as ``tiering plan`` does with ``Catalog.state_batches``;
 - ``new-table``: the partitioned snapshot with the catalog as one table (as
-  ``Catalog.state_table`` gives it).
+  ``Catalog.state_table`` gives it);
+- ``dask``: the partitioned snapshot planned on a real Dask cluster this script
+  starts (``dask scheduler`` and ``--dask-workers`` ``dask worker`` processes,
+  one thread each: ``bench.scan_dask.DaskCluster``), as ``tiering plan
+  --executor dask://`` does; the peak RSS of the coordinator and of each worker
+  (reset before each round) is printed.
 
 The catalog stands in as a Parquet file (columns of ``Catalog.state_table``); ``bench.catalog_scale``
 times the same over a real SQLite catalog.
@@ -27,6 +32,7 @@ times the same over a real SQLite catalog.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -40,6 +46,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.scan_dask import DaskCluster, peak_rss_kib, reset_peak
 from tiering.core.inventory import SCHEMA, buckets_for
 from tiering.plan import PLAN_BATCH_ROWS, Usage, make_plan, read_inventory
 from tiering.policy import load_policy
@@ -94,11 +101,17 @@ def child(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     catalog = None
     if args.catalog:
-        catalog = pq.ParquetFile(args.catalog).iter_batches(PLAN_BATCH_ROWS) if args.mode == "new" \
+        catalog = pq.ParquetFile(args.catalog).iter_batches(PLAN_BATCH_ROWS) if args.mode in ("new", "dask") \
             else pq.read_table(args.catalog)
     inventory = read_inventory(args.snapshot) if args.mode != "old" else \
         iter_snapshot(args.snapshot, batch_rows=PLAN_BATCH_ROWS)
-    plan = make_plan(inventory, catalog, policy, now, usage=Usage(100 << 40, 90 << 40), default_tier="capacity")
+    usage = Usage(100 << 40, 90 << 40)
+    if args.mode == "dask":
+        from tiering.plan.distributed import plan_on_cluster
+
+        plan = plan_on_cluster(args.executor, inventory, catalog, policy, now, usage=usage, default_tier="capacity")
+    else:
+        plan = make_plan(inventory, catalog, policy, now, usage=usage, default_tier="capacity")
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "actions": len(plan), "rss_mb": peak_rss_mb()}))
 
@@ -150,7 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--catalog-fraction", type=float, default=0.0,
                     help="fraction of the rows with catalog state (half archived, half released)")
     ap.add_argument("--buckets", type=int, help="partitions of the partitioned snapshot (default: buckets_for(rows))")
-    ap.add_argument("--modes", default="old,new", help="comma-separated: old, new, new-table (see above)")
+    ap.add_argument("--modes", default="old,new", help="comma-separated: old, new, new-table, dask (see above)")
+    ap.add_argument("--dask-workers", type=int, default=2, help="worker processes of the dask mode's cluster")
+    ap.add_argument("--executor", help=argparse.SUPPRESS)
     ap.add_argument("--snapshot", help=argparse.SUPPRESS)
     ap.add_argument("--catalog", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="old", help=argparse.SUPPRESS)
@@ -164,23 +179,47 @@ def main(argv: list[str] | None = None) -> None:
     buckets = args.buckets or buckets_for(args.rows)
     now = time.time_ns()
     results = {}
-    with tempfile.TemporaryDirectory(prefix="tiering-plan-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tiering-plan-", dir="/var/tmp") as tmp, \
+            _cluster(Path(tmp) / "dask", args.dask_workers if "dask" in modes else 0) as cluster:
         single, parts, catalog = generate(Path(tmp), args.rows, args.batch, now, args.catalog_fraction,
                                           partitioned=any(m != "old" for m in modes), buckets=buckets)
         for mode in modes:
             snapshot = single if mode == "old" else parts
             extra = ["--catalog", str(catalog)] if catalog else []
-            results[mode] = [json.loads(subprocess.run(
-                [sys.executable, "-m", "bench.plan_eval", "--snapshot", str(snapshot), "--now", str(now),
-                 "--policy", args.policy, "--mode", mode, *extra], check=True, capture_output=True,
-                text=True).stdout) for _ in range(args.rounds)]
+            extra += ["--executor", cluster.address] if mode == "dask" else []
+            runs = results[mode] = []
+            for _ in range(args.rounds):
+                for pid in cluster.worker_pids if mode == "dask" else ():
+                    reset_peak(pid)
+                runs.append(json.loads(subprocess.run(
+                    [sys.executable, "-m", "bench.plan_eval", "--snapshot", str(snapshot), "--now", str(now),
+                     "--policy", args.policy, "--mode", mode, *extra], check=True, capture_output=True,
+                    text=True).stdout))
+                if mode == "dask":
+                    runs[-1]["workers_rss_mb"] = [peak_rss_kib(pid) / 1024 for pid in cluster.worker_pids]
     print(f"policy {args.policy}: {len(load_policy(args.policy).rules)} rules; catalog fraction "
           f"{args.catalog_fraction:g}; {buckets} partitions for the partitioned modes")
     for mode, runs in results.items():
         med = statistics.median(r["seconds"] for r in runs)
         rss = max(r["rss_mb"] for r in runs)
+        workers = [max(w) for w in zip(*(r["workers_rss_mb"] for r in runs))] if mode == "dask" else []
+        who = f" (coordinator; workers {', '.join(f'{w:,.0f}' for w in workers)} MB)" if workers else ""
         print(f"{mode:9} rows {args.rows:,}  median {med:.2f}s of {args.rounds}"
-              f"  -> {args.rows / med / 1e6:.2f} M rows/s  actions {runs[0]['actions']:,}  peak RSS {rss:,.0f} MB")
+              f"  -> {args.rows / med / 1e6:.2f} M rows/s  actions {runs[0]['actions']:,}  peak RSS {rss:,.0f} MB{who}")
+
+
+@contextlib.contextmanager
+def _cluster(work: Path, workers: int):
+    """A real Dask cluster of ``workers`` processes for the dask mode (none: a stand-in with no workers)."""
+    if not workers:
+        yield DaskCluster(work, 0)
+        return
+    cluster = DaskCluster(work, workers)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 if __name__ == "__main__":
