@@ -130,14 +130,16 @@ class HotRoot:
             fd = self._state_dirs.get(parts)
         if fd is not None:
             return fd
-        path = [STATE_DIR, *parts]
+        where = b"/".join((STATE_DIR, *parts))
 
-        def refused(_: int, i: int) -> PathError:
-            where = b"/".join(path[:i + 1])
+        def refused(_: int, __: int) -> PathError:
             return PathError(f"{show_path(where)} in the hot tier is not a folder of ours (a link or a file); "
                              f"move it away", path=where)
 
-        fd = _descend(self._root_fd(), path, refused, make=True)
+        # One component below its parent's descriptor, itself kept: a new lock shard costs one open (and a
+        # mkdir the first time), not a walk from the root (each step a round trip on a networked filesystem).
+        parent = self.state_dir(*parts[:-1]) if parts else self._root_fd()
+        fd = _descend(parent, [parts[-1] if parts else STATE_DIR], refused, make=True)
         with self._lock:
             if parts in self._state_dirs:  # made by another thread meanwhile: keep one
                 os.close(fd)
@@ -188,13 +190,17 @@ def _descend(start: int, parts: list[bytes], refused: Callable[[int, int], Excep
     fd = os.dup(start)
     try:
         for i, part in enumerate(parts):
-            if make:
-                try:
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
             try:
-                nxt = os.open(part, _O_DIR | os.O_NOFOLLOW, dir_fd=fd)
+                try:
+                    nxt = os.open(part, _O_DIR | os.O_NOFOLLOW, dir_fd=fd)
+                except FileNotFoundError:
+                    if not make:
+                        raise
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass  # (made by another process meanwhile)
+                    nxt = os.open(part, _O_DIR | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR) and (err := refused(fd, i)) is not None:
                     raise err from None

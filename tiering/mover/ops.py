@@ -70,6 +70,7 @@ from tiering.mover.stub import (
     StubBusyError,
     StubError,
     StubRefusedError,
+    carries_mark,
     copy_user_xattrs,
     fill_stub,
     ignore_lease_breaks,
@@ -77,6 +78,7 @@ from tiering.mover.stub import (
     release_to_stub,
     replace_stub,
     stub_attributes,
+    xattr_names,
 )
 from tiering.stores.base import (
     INLINE_MAX,
@@ -531,10 +533,10 @@ class Mover:
         found = await self._look_again(where, rec, stub)
         if isinstance(found, _Close):
             return found
-        rec, stub = found
+        rec, stub, names = found
         try:
             try:
-                note = await self._fetch(rec, where, tmp, stub, in_place)
+                note = await self._fetch(rec, where, tmp, stub, in_place, names)
             except NeedsRestoreError as exc:
                 if in_place or not (asleep := await thaw.wake(self, rec, self.restore_tier)):
                     raise
@@ -569,18 +571,20 @@ class Mover:
                                                  bytes=rec.size, tier=rec.tier, warning=note))
 
     async def _look_again(self, where: Entry, rec: FileRecord,
-                          stub: os.stat_result) -> tuple[FileRecord, os.stat_result] | _Close:
-        """Under the lock: the record and stub to restore from, or how to close the entry (noop when
-        another restorer restored the file, in this process or another, on this node or another)."""
+                          stub: os.stat_result) -> tuple[FileRecord, os.stat_result, list[str]] | _Close:
+        """Under the lock: the record and stub to restore from, and the names of the stub's xattrs (for
+        the restored copy); or how to close the entry (noop when another restorer restored the file, in
+        this process or another, on this node or another)."""
         rel, again = where.rel, "restored by another process"
-        now, marked = await self.io(_stub_now, where, stub.st_ino)
+        now, names = await self.io(_stub_now, where, stub.st_ino)
+        marked = None if names is None else carries_mark(names)
         if marked is False and self.view_lag:
             # On a networked filesystem an empty, unmarked stub may be one another node just filled in
             # place, its size not yet in this node's view (the client's attribute cache): look until it shows.
             now = await _view_settled(where, now, self.view_lag)
         if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == stub.st_ino:
             # Still our stub, so nobody restored it (its ctime may have moved: a restore that rolled back).
-            return rec, now
+            return rec, now, names or []
         rec = self.catalog.get(rel)
         if rec is None or rec.state != FileState.RELEASED:
             return _Close("rolled_back", None, {"error": again},
@@ -633,7 +637,8 @@ class Mover:
 
         return await _while_busy(self.io, step, self.lease_wait, 0.02, 0.5)
 
-    async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result, in_place: bool) -> str:
+    async def _fetch(self, rec: FileRecord, where: Entry, tmp: bytes, stub: os.stat_result, in_place: bool,
+                     names: list[str]) -> str:
         """Download into ``tmp`` beside ``where``, check it against the catalog, give it the stub's
         owner/mode/times (``in_place``: only the bytes matter, which are copied into the stub itself,
         and the stub is not opened); returns a warning for the outcome ('' when all was as expected)."""
@@ -654,7 +659,7 @@ class Mover:
                                      f"(checksum {got or 'missing'}{lost}, expected {rec.checksum})")
             # One trip to the pool on a networked filesystem (fsync included); on a local disk the fsync
             # joins the loop's batch.
-            await self.io(_settle_copy, where, fd, rec, None if in_place else stub, self.io.threaded)
+            await self.io(_settle_copy, where, fd, rec, None if in_place else stub, names, self.io.threaded)
             if not in_place and not self.io.threaded:
                 await self._syncer().sync_file(fd)  # the bytes are on disk before the rename publishes them
         finally:
@@ -802,12 +807,13 @@ def _close_then_lstat(fd: int, where: Entry) -> os.stat_result:
     return where.lstat()
 
 
-def _stub_now(where: Entry, ino: int) -> tuple[os.stat_result, bool | None]:
-    """``where``'s status, and whether it carries the stub mark when it still looks like the stub
-    (the inode ``ino``, empty); None when it does not look like it."""
+def _stub_now(where: Entry, ino: int) -> tuple[os.stat_result, list[str] | None]:
+    """``where``'s status, and the names of its xattrs when it still looks like the stub (the inode
+    ``ino``, empty); None when it does not look like it. One listing serves both the mark check and
+    the copy of the user's xattrs to the restored file (on a networked filesystem each is a round trip)."""
     now = where.lstat()
     if stat.S_ISREG(now.st_mode) and now.st_size == 0 and now.st_ino == ino:
-        return now, _marked(where)
+        return now, xattr_names(where.fd_path())
     return now, None
 
 
@@ -817,23 +823,27 @@ def _create_copy(where: Entry, name: bytes, stub: os.stat_result) -> int:
     return where.open(os.O_RDWR | os.O_CREAT | os.O_EXCL, stat.S_IMODE(stub.st_mode) | 0o600, name=name)
 
 
-def _settle_copy(where: Entry, fd: int, rec: FileRecord, stub: os.stat_result | None, sync: bool) -> None:
+def _settle_copy(where: Entry, fd: int, rec: FileRecord, stub: os.stat_result | None, names: list[str],
+                 sync: bool) -> None:
     """Check the downloaded copy ``fd`` holds ``rec.size`` bytes and give it ``stub``'s attributes (none
-    when ``stub`` is None: an in-place restore copies only the bytes); ``sync``: then fsync it."""
+    when ``stub`` is None: an in-place restore copies only the bytes; ``names``: the stub's xattrs, as
+    listed under the restore lock); ``sync``: then fsync it."""
     st = os.fstat(fd)
     if st.st_size != rec.size:  # belt and braces: the bytes must be on our disk
         raise IntegrityError(f"{show_path(rec.path)}: restored copy has {st.st_size} bytes, expected {rec.size}")
     if stub is None:
         return
-    _take_stub_attributes(where, fd, st, stub)
+    _take_stub_attributes(where, fd, st, stub, names)
     if sync:
         os.fsync(fd)  # the bytes are on disk before the rename publishes them
 
 
-def _take_stub_attributes(where: Entry, fd: int, st: os.stat_result, stub: os.stat_result) -> None:
-    """Give the restored copy ``fd`` (now ``st``) the stub's user xattrs, owner, mode and times; what
-    it has already is not set again (each call is a round trip on a networked filesystem)."""
-    copy_user_xattrs(where.fd_path(), fd)  # (by name through our directory descriptor: no link followed)
+def _take_stub_attributes(where: Entry, fd: int, st: os.stat_result, stub: os.stat_result,
+                          names: list[str]) -> None:
+    """Give the restored copy ``fd`` (now ``st``) the stub's user xattrs (``names``: listed under the
+    restore lock), owner, mode and times; what it has already is not set again (each call is a round
+    trip on a networked filesystem)."""
+    copy_user_xattrs(where.fd_path(), fd, names)  # (by name through our directory descriptor: no link followed)
     chowned = os.geteuid() == 0 and (st.st_uid, st.st_gid) != (stub.st_uid, stub.st_gid)
     if chowned:
         os.fchown(fd, stub.st_uid, stub.st_gid)

@@ -104,40 +104,45 @@ class Holder:
 
 
 class RestoreLock:
-    """A held restore lock; ``release`` it (also on failure). Valid while its hot root (``HotRoot``) is open."""
+    """A held restore lock; ``release`` it (also on failure). Valid while its hot root (``HotRoot``) is open.
 
-    def __init__(self, dir_fd: int, name: bytes, fd: int, line: bytes) -> None:
+    Held by name, not by an open descriptor: on a networked filesystem every
+    open and close of the lock folder is a round trip, so the holder line is
+    set, and checked again at ``release``, through the folder's name. The
+    line names this one hold (host, pid, start time, hold number), so it
+    tells our lock from one that was broken and taken afresh as surely as
+    its inode would.
+    """
+
+    def __init__(self, dir_fd: int, name: bytes, line: bytes) -> None:
         self.dir_fd = dir_fd  # (the lock's shard folder: open as long as the hot root is)
         self.name = name
         self.line = line
         #: Another restorer held the lock first (``acquire`` waited for it): the file may be restored now.
         self.waited = False
-        self._fd = fd
-        self._fd_lock = threading.Lock()  # (a refresh never touches a descriptor number closed and reused)
+        self._held = True
+        self._held_lock = threading.Lock()  # (a refresh never touches a lock released meanwhile)
         _refresher.add(self)
 
     def refresh(self) -> None:
-        """Move the lock's mtime to now: its holder is alive (through our own descriptor of it)."""
-        with self._fd_lock:
-            if self._fd >= 0:
-                try:
-                    os.utime(self._fd)
-                except OSError:
-                    pass  # a refresh that fails leaves the lock as it was; the next one tries again
+        """Move the lock's mtime to now, if it is still ours: its holder is alive."""
+        with self._held_lock:
+            if not self._held:
+                return
+            try:
+                if _line_of(self.dir_fd, self.name) == self.line:
+                    os.utime(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
+            except OSError:
+                pass  # a refresh that fails leaves the lock as it was; the next one tries again
 
     def release(self) -> None:
         """Remove the lock, if it is still ours (a stale-judged lock may have been broken and taken)."""
         _refresher.remove(self)
-        with self._fd_lock:
-            if self._fd < 0:
+        with self._held_lock:
+            if not self._held:
                 return
-            try:
-                ours = _same_file(os.fstat(self._fd), os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False))
-            except FileNotFoundError:
-                ours = False
-            finally:
-                os.close(self._fd)
-                self._fd = -1
+            self._held = False
+            ours = _line_of(self.dir_fd, self.name) == self.line
         if ours:
             _drop(self.dir_fd, self.name)
 
@@ -204,9 +209,8 @@ def _try_dir_lock(where: Entry) -> RestoreLock | Holder:
     line = _line()
     holder = Holder("?", 0)
     for _ in range(4):  # (a lock released or broken between our tries: try again, a few times)
-        fd = _claim(dir_fd, name, line)
-        if fd is not None:
-            return RestoreLock(dir_fd, name, fd, line)
+        if _claim(dir_fd, name, line):
+            return RestoreLock(dir_fd, name, line)
         seen = _read(dir_fd, name)
         if seen is None:
             continue
@@ -269,37 +273,56 @@ def clear_dead(where: Entry) -> Holder | None:
 # -- the filesystem primitive ---------------------------------------------------------------------
 
 
-def _claim(dir_fd: int, name: bytes, line: bytes) -> int | None:
-    """Make the lock ``name`` holding ``line``, atomically: an open descriptor of it, or None if it exists.
+def _claim(dir_fd: int, name: bytes, line: bytes) -> bool:
+    """Make the lock ``name`` holding ``line``, atomically: True, or False if it exists.
 
     The lock is a directory: ``mkdir`` was exclusive across two nodes of a
     networked filesystem where ``O_CREAT | O_EXCL`` was not (two SeaweedFS
     FUSE mounts of one filer path: ``mkdir`` had one winner in 200 of 200
     races; ``O_EXCL`` let both win in 148 of 200, ``link`` in 10 of 50).
-    The line goes in an xattr of the directory: on a networked filesystem a
-    file inside it would cost a create, a data write and an unlink, each a
-    round trip (and the write a trip to a data server).
+    The line goes in an xattr of the directory, set through its name (on a
+    networked filesystem a file inside it would cost a create, a data write
+    and an unlink, and opening the directory an open and a close: each a
+    round trip).
     """
     try:
         os.mkdir(name, 0o755, dir_fd=dir_fd)
     except FileExistsError:
-        return None
+        return False
     try:
-        fd = os.open(name, _O_LOCK_DIR, dir_fd=dir_fd)
         try:
+            os.setxattr(_at(dir_fd, name), _HOLDER_XATTR, line, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            fd = os.open(name, _O_LOCK_DIR, dir_fd=dir_fd)  # (a filesystem without user xattrs)
             try:
-                os.setxattr(fd, _HOLDER_XATTR, line)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
-                    raise
-                _write_holder_file(fd, line)  # (a filesystem without user xattrs)
-        except BaseException:
-            os.close(fd)
-            raise
+                _write_holder_file(fd, line)
+            finally:
+                os.close(fd)
     except BaseException:
         _drop(dir_fd, name)
         raise
-    return fd
+    return True
+
+
+def _at(dir_fd: int, name: bytes) -> bytes:
+    """A path name of ``name`` in the folder ``dir_fd`` that resolves through that descriptor."""
+    return b"/proc/self/fd/%d/%s" % (dir_fd, name)
+
+
+def _line_of(dir_fd: int, name: bytes) -> bytes | None:
+    """The holder line of the lock ``name`` (b'' while it is being written), read through its name;
+    None if there is no lock."""
+    try:
+        return os.getxattr(_at(dir_fd, name), _HOLDER_XATTR, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    seen = _read(dir_fd, name)  # (a filesystem without user xattrs: the line is in a file)
+    return seen[0] if seen else None
 
 
 def _write_holder_file(lock_fd: int, line: bytes) -> None:

@@ -311,13 +311,30 @@ def _set_xattrs(fd: int, attributes: dict[str, bytes]) -> None:
             raise
 
 
-def copy_user_xattrs(src: Path | str | int, dst: int) -> None:
-    """Copy the user's own extended attributes (not ours) from ``src`` (a descriptor, or a path whose
-    last component is never followed) to fd ``dst``."""
+def xattr_names(path: str | Path) -> list[str]:
+    """The names of ``path``'s extended attributes (its last component never followed); [] where it has
+    none, or the filesystem keeps none."""
     try:
-        names = os.listxattr(src, follow_symlinks=False) if not isinstance(src, int) else os.listxattr(src)
+        return os.listxattr(path, follow_symlinks=False)
     except OSError:
-        return
+        return []
+
+
+def carries_mark(names: list[str]) -> bool:
+    """True if a file with the xattrs ``names`` carries our released-stub mark (this version's or an
+    older one's): ours are only ever set on a stub, and removed when it gets its bytes back."""
+    return STUB_XATTR in names or _LEGACY_STATE_XATTR in names
+
+
+def copy_user_xattrs(src: Path | str | int, dst: int, names: list[str] | None = None) -> None:
+    """Copy the user's own extended attributes (not ours) from ``src`` (a descriptor, or a path whose
+    last component is never followed) to fd ``dst``; ``names``: ``src``'s, when the caller has listed
+    them already."""
+    if names is None:
+        try:
+            names = os.listxattr(src, follow_symlinks=False) if not isinstance(src, int) else os.listxattr(src)
+        except OSError:
+            return
     for name in names:
         if name.startswith(XATTR_PREFIX):
             continue

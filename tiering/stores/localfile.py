@@ -100,14 +100,31 @@ def read_source(path: str | Path, expect: int) -> bytes:
     """
     fd = _open_source_fd(path)
     try:
-        data = os.read(fd, expect + 1)
-        if len(data) >= expect:
-            return data  # all of it, or more than expected (a short read of a regular file is its end)
-        parts, got = [data], len(data)
-        while got <= expect and (more := os.read(fd, expect + 1 - got)):
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
+        return _read_expected(fd, expect)
+    finally:
+        os.close(fd)
+
+
+def _read_expected(fd: int, expect: int) -> bytes:
+    data = os.read(fd, expect + 1)
+    if len(data) >= expect:
+        return data  # all of it, or more than expected (a short read of a regular file is its end)
+    parts, got = [data], len(data)
+    while got <= expect and (more := os.read(fd, expect + 1 - got)):
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def read_small_source(path: str | Path, meta):
+    """``read_source`` of the file at ``path`` with ``with_holes`` of ``meta`` (a ``FileMeta``), through
+    one open of the file: on a networked filesystem every open costs round trips (open, flush, release)."""
+    fd = _open_source_fd(path)
+    try:
+        if meta.size > HOLE_BLOCK:
+            meta = replace(meta, sparse=_has_hole(fd))
+            os.lseek(fd, 0, os.SEEK_SET)
+        return _read_expected(fd, meta.size), meta
     finally:
         os.close(fd)
 
@@ -121,12 +138,17 @@ def is_sparse(path: str | Path) -> bool:
     """Whether the file at ``path`` has a hole before its end (``SEEK_HOLE``; False where unsupported)."""
     fd = _open_source_fd(path)
     try:
+        return _has_hole(fd)
+    finally:
+        os.close(fd)
+
+
+def _has_hole(fd: int) -> bool:
+    try:
         size = os.fstat(fd).st_size
         return size > 0 and os.lseek(fd, 0, os.SEEK_HOLE) < size
     except OSError:  # a filesystem without SEEK_HOLE: we cannot tell, so dense
         return False
-    finally:
-        os.close(fd)
 
 
 def write_sparse(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:

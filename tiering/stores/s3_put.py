@@ -15,7 +15,7 @@ from tiering.core.errors import IntegrityError, SourceChangedError
 from tiering.core.faults import crash_point
 from tiering.stores.base import INLINE_MAX, FileMeta, ObjectInfo, OnBytes
 from tiering.stores.checksum import Hasher, verify_source
-from tiering.stores.localfile import open_source, read_source, with_holes
+from tiering.stores.localfile import open_source, read_small_source, with_holes
 from tiering.core.aio import finish
 
 
@@ -30,10 +30,9 @@ class S3Puts:
 
     def put_file(self, local: str | Path, key: str, meta: FileMeta, progress: OnBytes | None = None) -> ObjectInfo:
         name = self._name(key)
-        meta = with_holes(local, meta)
         if meta.size <= self.threshold:
-            return self._put_single(Path(local), key, name, meta, progress)
-        return self._put_multipart(Path(local), key, name, meta, progress)
+            return self._put_single(Path(local), key, name, meta, progress)  # (asks for holes in its one open)
+        return self._put_multipart(Path(local), key, name, with_holes(local, meta), progress)
 
     def _put_single(self, local: Path, key: str, name: str, meta: FileMeta, progress: OnBytes | None) -> ObjectInfo:
         async def send(data: bytes, stored: FileMeta) -> tuple[str, str]:
@@ -66,7 +65,7 @@ class S3Puts:
             return response.headers.get("etag", "").strip('"'), md5.hexdigest()
 
         def body() -> tuple[bytes, FileMeta]:
-            return self._single_body(Path(local), key, with_holes(local, meta))
+            return self._single_body(Path(local), key, meta)  # (it asks for holes: one open of the file)
 
         data = await self.local_io(body) if self.local_io is not None else body()
         return await self._put_checked(key, data, send, self.delete_async)
@@ -88,7 +87,7 @@ class S3Puts:
 
     def _single_body(self, local: Path, key: str, meta: FileMeta) -> tuple[bytes, FileMeta]:
         """The whole file, and the metadata to store with it (checksum taken over exactly these bytes)."""
-        data = read_source(local, meta.size)
+        data, meta = read_small_source(local, meta)  # (holes asked again in the same open: no extra round trip)
         hasher = Hasher()
         hasher.update(data)
         return data, verify_source(hasher, meta, key, self.url)
