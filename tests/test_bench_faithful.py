@@ -166,3 +166,21 @@ def test_a_worker_has_at_most_prefetch_batches_built_or_in_the_making(tmp_path):
         reader.kill()
         reader.join()
     no_leftovers()
+
+
+def test_a_reader_formats_the_ranks_index_map_before_each_sample_as_dlio_does(tmp_path):
+    """DLIO 2.0's ``read_index`` formats the rank's whole index map on every read; the faithful mode pays the
+    same: a map of ``ceil(files / ranks)`` entries of (absolute path, 0), and its cost shows in the sample
+    latencies against the same point without it."""
+    import os
+
+    from bench.dataloader.faithful import index_map
+
+    files = SampleFiles(tmp_path / "ds", 2000, 256, "raw")
+    files.ensure()
+    share = index_map(files, 1000)
+    assert len(share) == 1000 and share[7] == (os.path.abspath(files.path(7)), 0)
+    pipeline = dl.Pipeline(batch=4, compute_s=0.0, min_steps=2)
+    with_map = run_point(files, pipeline, 1, 2)
+    without = run_point(files, pipeline, 1, 2, dlio_index=False)
+    assert with_map.lat_mean > without.lat_mean + 2e-5, (with_map.lat_mean, without.lat_mean)  # ~0.1+ ms a sample
