@@ -8,7 +8,6 @@ skip, saying why. Import the fixtures into a test module: ``from pg_fixtures imp
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import shutil
@@ -22,18 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.peers.postgres import pg_bin  # (one lookup of Debian's server binaries for tests and benches)
+
 PG_USER = "tiering"
 PG_PASSWORD = "pg-test-secret"
-
-
-def pg_bin(name: str) -> str | None:
-    """A PostgreSQL server binary: on PATH, else Debian's /usr/lib/postgresql/<version>/bin (newest)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-    return candidates[-1] if candidates else None
 
 
 def _free_port() -> int:
