@@ -191,9 +191,16 @@ def test_metrics_answer_with_the_documented_series_on_loopback_only(tmp_path, da
     cfg = write_setup(tmp_path, ARCHIVE_ALL, FAST.replace("metrics_port = 0", f"metrics_port = {port}"))
     make_file(tmp_path / "hot/one", 1234)
     proc = daemon(cfg)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            return response.read().decode()
+
+    # The cycle's log line comes before the daemon refreshes its gauges from the catalog (and, following
+    # changes, writes the new snapshot's first delta): scrape until the counts are in.
+    wait_for(lambda: 'tiering_files{state="archived"} 1\n' in scrape(), 20, "the gauges after the first cycle")
+    text = scrape()
     for name, (kind, _) in SERIES.items():
         assert f"# TYPE {name} {kind}\n" in text
     samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
