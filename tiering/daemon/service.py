@@ -211,14 +211,8 @@ class Daemon:
             return False
         if time.monotonic() >= self._next_flush:
             self._next_flush = time.monotonic() + self.config.daemon.debounce
-            try:
-                reason = self.follower.flush()
-            except Exception as exc:  # an unwritable delta: stop trusting them rather than guess
-                reason = self.follower.give_up(f"a delta could not be written ({exc})")
-            if reason is not None:
+            if self._flush_deltas("a full scan now, then following again") is not None:
                 self._next_rescan = 0.0
-                log.warning("inventory deltas incomplete (%s): a full scan now, then following again", reason)
-                self.metrics.inc("tiering_errors_total", kind="changes")
         if self.follower.broken is None:
             return True
         if not self.follower.alive:
@@ -227,6 +221,18 @@ class Daemon:
             self.follower.close()
             self.follower = None
         return False
+
+    def _flush_deltas(self, then: str) -> str | None:
+        """Write the changes seen so far as a delta; the reason the deltas just became incomplete (logged with
+        ``then``, what the daemon does about it, and counted), or None while they are current."""
+        try:
+            reason = self.follower.flush()
+        except Exception as exc:  # an unwritable delta: stop trusting them rather than guess
+            reason = self.follower.give_up(f"a delta could not be written ({exc})")
+        if reason is not None:
+            log.warning("inventory deltas incomplete (%s): %s", reason, then)
+            self.metrics.inc("tiering_errors_total", kind="changes")
+        return reason
 
     def _check_observer(self) -> None:
         if self.observer is not None and not (self.observer.is_alive()
@@ -316,13 +322,7 @@ class Daemon:
             return None
         if time.monotonic() - last >= self.config.daemon.full_scan:
             return None
-        try:
-            reason = follower.flush()  # every change seen so far in the deltas the plan reads
-        except Exception as exc:  # an unwritable delta: scan rather than trust them
-            reason = follower.give_up(f"a delta could not be written ({exc})")
-        if reason is not None:
-            log.warning("inventory deltas incomplete (%s): this cycle scans in full", reason)
-            self.metrics.inc("tiering_errors_total", kind="changes")
+        if self._flush_deltas("this cycle scans in full") is not None:  # (every change so far in what it reads)
             return None
         latest = latest_snapshot(self.config)
         return latest.resolve() if latest is not None else None
