@@ -211,9 +211,7 @@ def worker_store(spec: StoreSpec) -> Store:
     """The store for ``spec`` in this process, opened once."""
     with _worker_lock:
         if spec not in _worker_stores:
-            options = {key: resolve(value, f"the tier's {key}") if key in SECRET_OPTIONS else value
-                       for key, value in spec.options}
-            _worker_stores[spec] = open_store(spec.url, options, retry=spec.retry)
+            _worker_stores[spec] = open_store(spec.url, resolved(dict(spec.options), "the tier's"), retry=spec.retry)
         return _worker_stores[spec]
 
 
@@ -314,8 +312,7 @@ def with_secrets(config):
     url = config.catalog_url
     if url and urlsplit(url).password is not None:
         url = _with_password(url, resolve(urlsplit(url).password, "the [catalog] url's password"))
-    tiers = {name: dataclasses.replace(tc, options={k: resolve(v, f"[tiers.{name}] {k}") if k in SECRET_OPTIONS else v
-                                                    for k, v in tc.options.items()})
+    tiers = {name: dataclasses.replace(tc, options=resolved(tc.options, f"[tiers.{name}]"))
              for name, tc in config.tiers.items()}
     return dataclasses.replace(config, catalog_url=url, tiers=tiers)
 
@@ -326,6 +323,13 @@ def references(config, tier: str, options: dict[str, Any], raw: dict | None = No
         return options
     written = (raw if raw is not None else _raw(config)).get("tiers", {}).get(tier, {})
     return {key: _reference(written.get(key), f"[tiers.{tier}] {key}", config) if key in SECRET_OPTIONS else value
+            for key, value in options.items()}
+
+
+def resolved(options: dict[str, Any], where: str) -> dict[str, Any]:
+    """A store's ``options`` (from ``references``) with each secret's reference resolved here (``where``
+    names the options in an error)."""
+    return {key: resolve(value, f"{where} {key}") if key in SECRET_OPTIONS else value
             for key, value in options.items()}
 
 
