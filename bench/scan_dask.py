@@ -333,18 +333,10 @@ def on_ext4(args: argparse.Namespace) -> None:
 
 
 def on_fuse(args: argparse.Namespace) -> None:
-    from bench.peers.seaweed import SeaweedServer
-    from bench.peers.weed_mount import WeedMount, unavailable
+    from bench.peers.weed_mount import fuse_hot_tier
 
-    if reason := unavailable():
-        raise SystemExit(reason)
-    with ExitStack() as stack:
-        base = Path(tempfile.mkdtemp(prefix="scan-dask-fuse-"))
-        stack.callback(shutil.rmtree, base, ignore_errors=True)
-        server = stack.enter_context(SeaweedServer(base / "seaweed", _KEY, _SECRET, (_BUCKET,)))
-        mount = stack.enter_context(WeedMount(f"127.0.0.1:{server.ports['filer']}", base / "mnt", FILER_PATH,
-                                              base / "mount"))
-        root = mount.mountpoint / "tree"
+    with fuse_hot_tier("scan-dask-fuse-", FILER_PATH, (_KEY, _SECRET, _BUCKET)) as (server, mountpoint, base):
+        root = mountpoint / "tree"
         made = make_tree(root, args.files, args.huge, odd_bytes=False)  # (the filer keeps names as UTF-8)
         tell_made("fuse (SeaweedFS weed mount)", root, args.files, made)
         server.wait_idle()

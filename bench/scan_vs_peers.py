@@ -231,19 +231,10 @@ def run_ext4(args: argparse.Namespace, fd: str) -> None:
 
 
 def run_fuse(args: argparse.Namespace, fd: str) -> None:
-    from bench.peers.seaweed import SeaweedServer
-    from bench.peers.weed_mount import WeedMount, unavailable
+    from bench.peers.weed_mount import fuse_hot_tier
 
-    reason = unavailable()
-    if reason:
-        raise SystemExit(reason)
-    with ExitStack() as stack:
-        base = Path(tempfile.mkdtemp(prefix="scan-vs-peers-fuse-"))
-        stack.callback(shutil.rmtree, base, ignore_errors=True)
-        server = stack.enter_context(SeaweedServer(base / "seaweed", _KEY, _SECRET, (_BUCKET,)))
-        mount = stack.enter_context(WeedMount(f"127.0.0.1:{server.ports['filer']}", base / "mnt", FILER_PATH,
-                                              base / "mount"))
-        root = mount.mountpoint / "tree"
+    with fuse_hot_tier("scan-vs-peers-fuse-", FILER_PATH, (_KEY, _SECRET, _BUCKET)) as (server, mountpoint, base):
+        root = mountpoint / "tree"
         seconds = make_tree_in_parallel(root, args.files)
         print(f"tree: {args.files:,} files on a SeaweedFS FUSE mount (weed mount), made through it by "
               f"{MAKE_THREADS} threads in {seconds:.1f}s ({args.files / seconds:,.0f} files/s)")

@@ -60,12 +60,17 @@ and B of one filer path on loopback):
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.peers.seaweed import weed_binary
 
@@ -178,3 +183,22 @@ class WeedMount:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def fuse_hot_tier(prefix: str, filer_path: str, credentials: tuple[str, str, str]) -> Iterator[tuple[Any, Path, Path]]:
+    """A fresh ``weed mini`` (``credentials``: key, secret, bucket) and a ``weed mount`` of its filer's
+    ``filer_path``, in a temporary folder named after ``prefix``: (the server, the mount point, the folder).
+    All is stopped, unmounted and removed after; ``SystemExit`` with the reason where FUSE cannot mount."""
+    from bench.peers.seaweed import SeaweedServer
+
+    if reason := unavailable():
+        raise SystemExit(reason)
+    key, secret, bucket = credentials
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with SeaweedServer(base / "seaweed", key, secret, (bucket,)) as server, \
+                WeedMount(f"127.0.0.1:{server.ports['filer']}", base / "mnt", filer_path, base / "mount") as mount:
+            yield server, mount.mountpoint, base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
