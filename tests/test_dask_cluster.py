@@ -165,6 +165,17 @@ def test_a_worker_without_the_variable_fails_by_its_name_the_password_never_trav
     assert PG_PASSWORD.encode() not in logs
 
 
+def s3_config(tmp_path, catalog_url: str = "") -> Path:
+    """A config whose one tier is S3 with its secret key as ``${S3_SECRET}`` (``catalog_url``: a line for
+    ``[catalog]``)."""
+    cfg = tmp_path / "tiering.toml"
+    cfg.write_text('default_tier = "s3"\n[hot]\npath = "hot"\n[catalog]\npath = "state/c.db"\n' + catalog_url +
+                   '[tiers.s3]\nurl = "s3://bucket/p"\nendpoint = "http://127.0.0.1:1"\naccess_key_id = "id"\n'
+                   'secret_access_key = "${S3_SECRET}"\n')
+    (tmp_path / "hot").mkdir()
+    return cfg
+
+
 def test_a_task_carries_references_not_secrets(tmp_path, monkeypatch):
     """What ``without_secrets`` gives the tasks: a pickle with neither the catalog's password nor a tier's
     secret key; ``with_secrets`` on the worker gets both back from its environment."""
@@ -175,12 +186,7 @@ def test_a_task_carries_references_not_secrets(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PW", "pg-secret-1")
     monkeypatch.setenv("S3_SECRET", "s3-secret-2")
-    cfg = tmp_path / "tiering.toml"
-    cfg.write_text('default_tier = "s3"\n[hot]\npath = "hot"\n[catalog]\npath = "state/c.db"\n'
-                   'url = "postgresql://me:${PW}@db:5432/cat"\n[tiers.s3]\nurl = "s3://bucket/p"\n'
-                   'endpoint = "http://127.0.0.1:1"\naccess_key_id = "id"\nsecret_access_key = "${S3_SECRET}"\n')
-    (tmp_path / "hot").mkdir()
-    config = load_config(cfg)
+    config = load_config(s3_config(tmp_path, 'url = "postgresql://me:${PW}@db:5432/cat"\n'))
     assert b"pg-secret-1" in pickle.dumps(config) and b"s3-secret-2" in pickle.dumps(config)  # as loaded
     sent = pickle.dumps(without_secrets(config))
     assert b"pg-secret-1" not in sent and b"s3-secret-2" not in sent
@@ -199,11 +205,7 @@ def test_a_migration_side_sent_to_workers_carries_references_not_secrets(tmp_pat
     from tiering.migrate.request import make_job
 
     monkeypatch.setenv("S3_SECRET", "s3-secret-3")
-    cfg = tmp_path / "tiering.toml"
-    cfg.write_text('default_tier = "s3"\n[hot]\npath = "hot"\n[catalog]\npath = "state/c.db"\n[tiers.s3]\n'
-                   'url = "s3://bucket/p"\nendpoint = "http://127.0.0.1:1"\naccess_key_id = "id"\n'
-                   'secret_access_key = "${S3_SECRET}"\n')
-    (tmp_path / "hot").mkdir()
+    cfg = s3_config(tmp_path)
     (tmp_path / "src").mkdir()
     job = make_job(str(tmp_path / "src"), "s3", config=cfg)
     assert b"s3-secret-3" in pickle.dumps(job.dst)  # in this process, as loaded
