@@ -311,11 +311,11 @@ def _set_xattrs(fd: int, attributes: dict[str, bytes]) -> None:
             raise
 
 
-def xattr_names(path: str | Path) -> list[str]:
-    """The names of ``path``'s extended attributes (its last component never followed); [] where it has
-    none, or the filesystem keeps none."""
+def xattr_names(src: str | Path | int) -> list[str]:
+    """The names of the extended attributes of ``src`` (a descriptor, or a path whose last component is
+    never followed); [] where it has none, or the filesystem keeps none."""
     try:
-        return os.listxattr(path, follow_symlinks=False)
+        return os.listxattr(src) if isinstance(src, int) else os.listxattr(src, follow_symlinks=False)
     except OSError:
         return []
 
@@ -330,12 +330,7 @@ def copy_user_xattrs(src: Path | str | int, dst: int, names: list[str] | None = 
     """Copy the user's own extended attributes (not ours) from ``src`` (a descriptor, or a path whose
     last component is never followed) to fd ``dst``; ``names``: ``src``'s, when the caller has listed
     them already."""
-    if names is None:
-        try:
-            names = os.listxattr(src, follow_symlinks=False) if not isinstance(src, int) else os.listxattr(src)
-        except OSError:
-            return
-    for name in names:
+    for name in xattr_names(src) if names is None else names:
         if name.startswith(XATTR_PREFIX):
             continue
         try:
