@@ -45,6 +45,7 @@ import os
 import re
 import shutil
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,22 +200,10 @@ class DeltaLog:
         """Fold the deltas ``parts`` into one newer delta, then remove them. A reader that listed them still
         reads right: the fold applied after them changes nothing, and one that finds them gone lists again."""
         trees = [_read_trees(p) for p in parts]
-        tmp = self.dir / f".compact.{os.getpid()}.tmp"
-        tmp.mkdir()
-        try:
-            for b in range(self.buckets):
-                rows = _fold(DELTA_SCHEMA.empty_table(), zip(parts, trees), b, keep_gone=True)
-                if rows.num_rows:
-                    pq.write_table(rows, tmp / f"bucket={b:05d}.parquet", compression="zstd")
-                    fsync_path(tmp / f"bucket={b:05d}.parquet")
-            self._write_trees(tmp, _outermost({t for each in trees for t in each}))
-            fsync_path(tmp)
-            self._seq += 1
-            os.replace(tmp, self.dir / f"{self._seq:08d}")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_path(self.dir)
+        self._seq += 1
+        self._publish(f"{self._seq:08d}", ((b, _fold(DELTA_SCHEMA.empty_table(), zip(parts, trees), b, keep_gone=True))
+                                           for b in range(self.buckets)),
+                      _outermost({t for each in trees for t in each}))
         for part in parts:
             shutil.rmtree(part, ignore_errors=True)
 
@@ -226,14 +215,20 @@ class DeltaLog:
             self._write_state(DeltaState(False, state.through if state else 0.0, reason))
 
     def _write(self, name: str, rows: pa.Table, trees: list[bytes]) -> None:
+        ids = bucket_of(rows["path"], self.buckets)
+        self._publish(name, ((int(b), rows.filter(pa.array(ids == b))) for b in np.unique(ids)), trees)
+
+    def _publish(self, name: str, parts: Iterable[tuple[int, pa.Table]], trees: list[bytes]) -> None:
+        """One delta ``name``: each (bucket, rows) of ``parts`` that has rows, and ``trees``, written under a
+        temporary name, fsynced, then renamed into place (a reader sees a whole delta or none)."""
         tmp = self.dir / f".{name}.{os.getpid()}.tmp"
         tmp.mkdir()
         try:
-            ids = bucket_of(rows["path"], self.buckets)
-            for b in np.unique(ids):
-                file = tmp / f"bucket={int(b):05d}.parquet"
-                pq.write_table(rows.filter(pa.array(ids == b)), file, compression="zstd")
-                fsync_path(file)
+            for b, rows in parts:
+                if rows.num_rows:
+                    file = tmp / f"bucket={b:05d}.parquet"
+                    pq.write_table(rows, file, compression="zstd")
+                    fsync_path(file)
             self._write_trees(tmp, trees)
             fsync_path(tmp)
             os.replace(tmp, self.dir / name)
